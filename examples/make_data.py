@@ -1,0 +1,12 @@
+"""Write the example data sets next to the example pipelines (run by `make run`)."""
+
+from pathlib import Path
+
+from trainpipe.datasets import breast_cancer, synthetic_churn
+
+HERE = Path(__file__).parent
+
+if __name__ == "__main__":
+    breast_cancer().to_parquet(HERE / "breast_cancer" / "breast_cancer.parquet", index=False)
+    synthetic_churn(rows=200_000, seed=7).to_csv(HERE / "churn" / "churn.csv", index=False)
+    print(f"wrote example data under {HERE}")

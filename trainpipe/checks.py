@@ -1,0 +1,27 @@
+"""`trainpipe validate`: the config and the data checked without a run folder or MLflow run."""
+
+from __future__ import annotations
+
+from trainpipe.data.io import read_table
+from trainpipe.data.schema import label_checks, load_schema, validate_frame
+from trainpipe.errors import DataError
+
+
+def check_config_and_data(config) -> dict:
+    from trainpipe.pipeline import preflight
+
+    preflight(config)
+    frame, files = read_table(config.data)
+    if len(frame) == 0:
+        raise DataError(f"data.path: the dataset is empty (0 rows in {', '.join(files[:3])})", key="data.path")
+    if config.data.target not in frame.columns:
+        raise DataError(f"data.target: column {config.data.target!r} is not in the data", key="data.target")
+    columns = load_schema(config.schema_)
+    report = validate_frame(frame, columns, config.schema_)
+    if len(frame) < config.schema_.min_rows:
+        report["errors"].append({"check": "min_rows", "message": f"schema.min_rows: {len(frame)} rows, fewer than "
+                                 f"the {config.schema_.min_rows} required"})
+    report["errors"].extend(label_checks(frame[config.data.target], config.task, config.schema_, "data.target"))
+    report.update(rows=len(frame), columns_checked=len(columns), files=files, passed=not report["errors"],
+                  status="passed" if not report["errors"] else "failed")
+    return report

@@ -1,0 +1,209 @@
+"""The whole YAML as frozen pydantic models: load, interpolate, override, validate, hash.
+
+Sections are defined next to the code that consumes them; this module only assembles them and
+turns pydantic's errors into one line each, naming the key path (with a did-you-mean).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from trainpipe.data.features import FeaturesConfig
+from trainpipe.data.io import DataConfig
+from trainpipe.data.schema import SchemaConfig
+from trainpipe.data.split import SplitConfig
+from trainpipe.errors import ConfigError
+from trainpipe.evaluation.metrics import EvaluationConfig
+from trainpipe.models import FAMILIES, ModelConfig, TrainingConfig
+from trainpipe.tracking import TrackingConfig
+
+Task = Literal["binary", "multiclass", "regression"]
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field("trainpipe", description="Pipeline name; the default MLflow experiment.")
+    task: Task = Field(description="binary, multiclass or regression.")
+    seed: int = Field(42, description="Seeds the split and the model.")
+    store: str | None = Field(None, description="Local store folder; default $TRAINPIPE_HOME or ./.trainpipe.")
+    data: DataConfig
+    schema_: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        if self.model.type not in FAMILIES:
+            close = difflib.get_close_matches(self.model.type, FAMILIES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"model.type: unknown model type {self.model.type!r}{hint}; "
+                             f"choose one of {sorted(FAMILIES)}")
+        if self.data.target in self.features.drop or self.data.target in self.features.passthrough:
+            raise ValueError(f"features: the target {self.data.target!r} cannot be a feature or dropped")
+        if self.split.strategy == "stratified" and self.task == "regression":
+            raise ValueError("split.strategy: stratified needs a classification task; use random for regression")
+        return self
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def section(self, dotted: str) -> Any:
+        value: Any = self.to_dict()
+        for part in dotted.split("."):
+            value = value[part]
+        return value
+
+
+def canonical_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_hash(config: PipelineConfig) -> str:
+    return canonical_hash(config.to_dict())
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    """Names accepted at a location in the model tree (aliases where set)."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
+        if field is None:
+            return None
+        current = field.annotation
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return None
+
+
+def format_validation_errors(exc: ValidationError, source: str) -> ConfigError:
+    lines, first_key = [], None
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"] if not isinstance(p, int) or True)
+        loc = tuple(p for p in loc if p not in ("str", "list[str]", "literal['auto']"))
+        key = ".".join(loc) if loc else "(top level)"
+        kind = err["type"]
+        msg = err["msg"].removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            options = _fields_at(PipelineConfig, loc[:-1]) or []
+            close = difflib.get_close_matches(loc[-1], options, n=1)
+            hint = f" (did you mean {'.'.join(loc[:-1] + (close[0],))!r}?)" if close else ""
+            line = f"{source}: unknown key {key!r}{hint}"
+        elif kind == "missing":
+            line = f"{source}: missing required key {key!r}"
+        elif kind == "value_error" and ":" in msg and not loc:
+            key = msg.split(":", 1)[0].strip()
+            line = f"{source}: {msg}"
+        else:
+            given = err.get("input")
+            shown = "" if isinstance(given, dict) else f" (got {given!r})"
+            line = f"{source}: {key}: {msg}{shown}"
+        lines.append(line)
+        first_key = first_key or key
+    unique = list(dict.fromkeys(lines))
+    return ConfigError(unique[0] if len(unique) == 1 else f"{len(unique)} problems in {source}: " + "; ".join(unique),
+                       key=first_key, lines=unique)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key.path=value", key=item)
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _set_dotted(doc: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = doc
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def _interpolate(doc: dict, source: str) -> dict:
+    """`${oc.env:VAR}` / `${oc.env:VAR,default}` and `${key.path}` references, via OmegaConf."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_container(OmegaConf.create(doc), resolve=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        detail = str(exc).splitlines()[0]
+        raise ConfigError(f"{source}: {key + ': ' if key else ''}{detail}", key=key) from exc
+
+
+def _resolve_paths(doc: dict, base: Path) -> None:
+    """Relative paths in the config are relative to the config file, not the working directory."""
+    def fix(value):
+        if not isinstance(value, str) or "://" in value or os.path.isabs(value):
+            return value
+        return str((base / value).resolve()) if not any(c in value for c in "*?[") else str(base / value)
+
+    if isinstance(doc.get("data"), dict) and "path" in doc["data"]:
+        doc["data"]["path"] = fix(doc["data"]["path"])
+    if isinstance(doc.get("schema"), dict) and doc["schema"].get("path"):
+        doc["schema"]["path"] = fix(doc["schema"]["path"])
+    if doc.get("store"):
+        doc["store"] = fix(os.path.expanduser(doc["store"]))
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> PipelineConfig:
+    path = Path(path)
+    source = str(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}", key=None)
+    if path.is_dir():
+        raise ConfigError(f"config path {path} is a folder; pass the pipeline YAML file", key=None)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}", key=None) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not a text file", key=None) from exc
+    if doc is None:
+        raise ConfigError(f"{source}: the config file is empty", key=None)
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(doc).__name__}")
+    return config_from_dict(doc, source=source, base=path.resolve().parent, overrides=overrides)
+
+
+def config_from_dict(doc: dict, source: str = "config", base: Path | None = None,
+                     overrides: list[str] | None = None) -> PipelineConfig:
+    doc = json.loads(json.dumps(doc, default=str))  # a private deep copy with plain types
+    for item in overrides or []:
+        key, value = parse_override(item)
+        _set_dotted(doc, key, value)
+    doc = _interpolate(doc, source)
+    _resolve_paths(doc, base or Path.cwd())
+    try:
+        return PipelineConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise format_validation_errors(exc, source) from None
+
+
+def dump_config(config: PipelineConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)

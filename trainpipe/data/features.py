@@ -1,0 +1,185 @@
+"""The preprocessing as a scikit-learn ColumnTransformer built from config, plus label encoding.
+
+`auto` choices follow what the model family needs: trees get NaN passed through, unscaled numbers
+and ordinal-coded categories; everything else gets imputation, scaling and one-hot columns.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainpipe.errors import ConfigError
+
+
+class NumericFeatures(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    columns: Literal["auto"] | list[str] = Field("auto", description="auto: every numeric column not listed elsewhere.")
+    impute: Literal["auto", "median", "mean", "zero", "none"] = Field(
+        "auto", description="auto: none for models that take missing values (xgboost, lightgbm), else median.")
+    scale: Literal["auto", "standard", "robust", "minmax", "none"] = Field(
+        "auto", description="auto: none for tree models, standard otherwise.")
+
+
+class CategoricalFeatures(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    columns: Literal["auto"] | list[str] = Field("auto", description="auto: every string/category/bool column.")
+    encoding: Literal["auto", "onehot", "ordinal"] = Field("auto", description="auto: ordinal for tree models, else onehot.")
+    max_categories: int = Field(50, ge=2, description="Rarer categories beyond this many are grouped as infrequent.")
+    min_frequency: int | None = Field(None, ge=1, description="Categories seen fewer times are grouped as infrequent.")
+
+
+class FeaturesConfig(BaseModel):
+    """Config section `features`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    numeric: NumericFeatures = Field(default_factory=NumericFeatures)
+    categorical: CategoricalFeatures = Field(default_factory=CategoricalFeatures)
+    drop: list[str] = Field(default_factory=list, description="Columns never used as features.")
+    passthrough: list[str] = Field(default_factory=list, description="Numeric columns used exactly as they are.")
+
+
+def to_object_strings(values):
+    """Categorical inputs as an object array of str with NaN for missing (what the encoders expect)."""
+    as_text = pd.DataFrame(values).astype("string")  # vectorised; bools and numbers become their text
+    return as_text.astype(object).where(as_text.notna(), np.nan).to_numpy(dtype=object)
+
+
+def select_columns(frame: pd.DataFrame, config: FeaturesConfig, exclude: list[str]) -> dict[str, list[str]]:
+    """Decide the role of every column: numeric, categorical, passthrough or dropped."""
+    known = set(map(str, frame.columns))
+    for key, listed in (("features.drop", config.drop), ("features.passthrough", config.passthrough),
+                        ("features.numeric.columns", config.numeric.columns if isinstance(config.numeric.columns, list) else []),
+                        ("features.categorical.columns", config.categorical.columns if isinstance(config.categorical.columns, list) else [])):
+        for column in listed:
+            if column not in known:
+                raise ConfigError(f"{key}: column {column!r} is not in the data", key=key)
+    taken = set(exclude) | set(config.drop) | set(config.passthrough)
+    explicit_num = config.numeric.columns if isinstance(config.numeric.columns, list) else None
+    explicit_cat = config.categorical.columns if isinstance(config.categorical.columns, list) else None
+    numeric, categorical, dropped = [], [], []
+    for column in map(str, frame.columns):
+        if column in taken:
+            continue
+        series = frame[column]
+        is_num = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+        if explicit_num is not None and column in explicit_num:
+            numeric.append(column)
+        elif explicit_cat is not None and column in explicit_cat:
+            categorical.append(column)
+        elif pd.api.types.is_datetime64_any_dtype(series):
+            dropped.append(column)  # no datetime features yet: said so in the features summary
+        elif is_num and explicit_num is None:
+            numeric.append(column)
+        elif not is_num and explicit_cat is None:
+            categorical.append(column)
+        else:
+            dropped.append(column)
+    return {"numeric": numeric, "categorical": categorical, "passthrough": list(config.passthrough),
+            "dropped": dropped + list(config.drop)}
+
+
+def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree_model: bool, handles_missing: bool):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import (FunctionTransformer, MinMaxScaler, OneHotEncoder, OrdinalEncoder,
+                                       RobustScaler, StandardScaler)
+
+    impute = config.numeric.impute
+    if impute == "auto":
+        impute = "none" if handles_missing else "median"
+    scale = config.numeric.scale
+    if scale == "auto":
+        scale = "none" if tree_model else "standard"
+    encoding = config.categorical.encoding
+    if encoding == "auto":
+        encoding = "ordinal" if tree_model else "onehot"
+
+    numeric_steps = []
+    if impute != "none":
+        numeric_steps.append(SimpleImputer(strategy="constant", fill_value=0.0) if impute == "zero"
+                             else SimpleImputer(strategy=impute, keep_empty_features=True))
+    if scale != "none":
+        numeric_steps.append({"standard": StandardScaler, "robust": RobustScaler, "minmax": MinMaxScaler}[scale]())
+
+    cat = config.categorical
+    to_str = FunctionTransformer(to_object_strings, feature_names_out="one-to-one")
+    if encoding == "onehot":
+        encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=cat.max_categories,
+                                min_frequency=cat.min_frequency, sparse_output=False, dtype=np.float32)
+        categorical_pipe = make_pipeline(to_str, SimpleImputer(strategy="constant", fill_value="__missing__"), encoder)
+    else:
+        # Unknown categories and missing values become NaN, which tree models route on their own.
+        encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
+                                 encoded_missing_value=np.nan if handles_missing else -1,
+                                 max_categories=cat.max_categories, min_frequency=cat.min_frequency, dtype=np.float32)
+        categorical_pipe = make_pipeline(to_str, encoder)
+
+    transformers = []
+    if roles["numeric"]:
+        transformers.append(("numeric", make_pipeline(*numeric_steps) if numeric_steps else "passthrough", roles["numeric"]))
+    if roles["categorical"]:
+        transformers.append(("categorical", categorical_pipe, roles["categorical"]))
+    if roles["passthrough"]:
+        transformers.append(("passthrough", "passthrough", roles["passthrough"]))
+    if not transformers:
+        raise ConfigError("features: no feature column is left after excluding the target, id and dropped columns",
+                          key="features")
+    resolved = {"impute": impute, "scale": scale, "encoding": encoding}
+    return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0,
+                             verbose_feature_names_out=False), resolved
+
+
+def transform(preprocessor, frame: pd.DataFrame) -> np.ndarray:
+    out = preprocessor.transform(frame)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+class LabelCoding:
+    """Labels to integer codes (classification) or float values (regression), and back."""
+
+    def __init__(self, task: str, classes: list | None = None):
+        self.task = task
+        self.classes = classes
+
+    @classmethod
+    def fit(cls, labels: pd.Series, task: str, positive_class=None) -> "LabelCoding":
+        if task == "regression":
+            return cls(task)
+        classes = sorted(pd.unique(labels.dropna()).tolist(), key=lambda v: (str(type(v)), v))
+        if task == "binary" and positive_class is not None:
+            matches = [c for c in classes if c == positive_class or str(c) == str(positive_class)]
+            if not matches:
+                raise ConfigError(f"data.positive_class: {positive_class!r} is not one of the labels {classes}",
+                                  key="data.positive_class")
+            classes = [c for c in classes if c is not matches[0]] + [matches[0]]
+        return cls(task, [c.item() if hasattr(c, "item") else c for c in classes])
+
+    def encode(self, labels: pd.Series) -> np.ndarray:
+        if self.task == "regression":
+            return labels.to_numpy(dtype=np.float64)
+        lookup = {str(c): i for i, c in enumerate(self.classes)}
+        codes = labels.astype(str).map(lookup)
+        if codes.isna().any():
+            unseen = sorted(set(labels[codes.isna()].astype(str)))[:5]
+            raise ConfigError(f"data.target: label(s) {unseen} were not seen in training", key="data.target")
+        return codes.to_numpy(dtype=np.int64)
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        if self.task == "regression":
+            return codes
+        return np.asarray(self.classes, dtype=object)[codes]
+
+    def state_dict(self) -> dict:
+        return {"task": self.task, "classes": self.classes}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "LabelCoding":
+        return cls(state["task"], state["classes"])

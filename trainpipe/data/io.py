@@ -1,0 +1,192 @@
+"""Reading tables from paths, globs and fsspec URLs; content fingerprints and column statistics."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainpipe.errors import DataError
+
+Coercion = Literal["float", "int", "string", "category", "datetime", "bool"]
+
+
+class DataConfig(BaseModel):
+    """Config section `data`: where the table is and which column is the label."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(description="File path, glob (data/*.parquet) or fsspec URL (s3://bucket/x.parquet).")
+    target: str = Field(description="Label column.")
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    id_column: str | None = Field(None, description="Row id passed through, never a feature.")
+    positive_class: str | int | bool | None = Field(
+        None, description="Binary tasks: the label counted as positive (default: last in sorted order)."
+    )
+    coerce: dict[str, Coercion] = Field(
+        default_factory=dict, description="Columns cast after reading; unparseable values become missing."
+    )
+    csv_options: dict[str, Any] = Field(default_factory=dict, description="Extra pandas.read_csv arguments.")
+
+
+def expand_paths(path: str) -> list[str]:
+    """A path, a glob or an fsspec URL to a sorted list of concrete files."""
+    if "://" in path:
+        import fsspec
+
+        files = fsspec.open_files(path)
+        found = sorted(f.full_name if hasattr(f, "full_name") else f.path for f in files)
+        if not found:
+            raise DataError(f"data.path: no file matches {path!r}", key="data.path")
+        protocol = path.split("://", 1)[0]
+        return [p if "://" in p else f"{protocol}://{p}" for p in found]
+    if any(ch in path for ch in "*?["):
+        found = sorted(glob.glob(path, recursive=True))
+        if not found:
+            raise DataError(f"data.path: no file matches the glob {path!r}", key="data.path")
+        return found
+    if not os.path.exists(path):
+        raise DataError(f"data.path: file not found: {path}", key="data.path")
+    if os.path.isdir(path):
+        found = sorted(str(p) for p in Path(path).rglob("*") if p.suffix in (".parquet", ".csv", ".pq"))
+        if not found:
+            raise DataError(f"data.path: folder {path} holds no .parquet or .csv file", key="data.path")
+        return found
+    return [path]
+
+
+def _format_of(path: str, configured: str) -> str:
+    if configured != "auto":
+        return configured
+    name = path.lower().removesuffix(".gz").removesuffix(".zst")
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".csv", ".tsv", ".txt")):
+        return "csv"
+    raise DataError(f"data.format: cannot tell the format of {path}; set data.format to csv or parquet",
+                    key="data.format")
+
+
+def _read_one(path: str, fmt: str, csv_options: dict) -> pd.DataFrame:
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(path)
+        options = dict(csv_options)
+        if path.lower().endswith(".tsv"):
+            options.setdefault("sep", "\t")
+        return pd.read_csv(path, **options)
+    except pd.errors.ParserError as exc:
+        detail = str(exc).strip().splitlines()[-1]
+        raise DataError(f"data.path: cannot parse CSV {path}: {detail}", key="data.path") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"data.path: {path} is empty", key="data.path") from exc
+    except (OSError, ValueError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"data.path: cannot read {fmt} file {path}: {detail}", key="data.path") from exc
+    except Exception as exc:  # pyarrow raises its own ArrowInvalid and friends for corrupt files
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"data.path: cannot read {fmt} file {path}: {detail}", key="data.path") from exc
+
+
+def read_table(config: DataConfig) -> tuple[pd.DataFrame, list[str]]:
+    """Read every file the path names into one frame (row order = sorted file order)."""
+    files = expand_paths(config.path)
+    frames = [_read_one(f, _format_of(f, config.format), config.csv_options) for f in files]
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    frame = apply_coercions(frame, config.coerce)
+    return frame, files
+
+
+def apply_coercions(frame: pd.DataFrame, coerce: dict[str, str]) -> pd.DataFrame:
+    for column, kind in coerce.items():
+        if column not in frame.columns:
+            raise DataError(f"data.coerce: column {column!r} is not in the data", key=f"data.coerce.{column}")
+        series = frame[column]
+        if kind in ("float", "int"):
+            if not pd.api.types.is_numeric_dtype(series):
+                series = series.astype("string").str.strip()
+            values = pd.to_numeric(series, errors="coerce")
+            frame[column] = values.astype("float64") if kind == "float" else values.astype("Int64")
+        elif kind == "datetime":
+            frame[column] = pd.to_datetime(series, errors="coerce")
+        elif kind == "bool":
+            frame[column] = series.astype("boolean")
+        else:
+            frame[column] = series.astype("category" if kind == "category" else "string")
+    return frame
+
+
+def file_stats(files: list[str]) -> list[dict]:
+    """Size and mtime of local files: a cheap check that the source has not changed since ingest."""
+    stats = []
+    for f in files:
+        if "://" in f:
+            stats.append({"path": f})
+            continue
+        st = os.stat(f)
+        stats.append({"path": os.path.abspath(f), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
+    return stats
+
+
+def _column_digest(name: str, series: pd.Series) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(name.encode())
+    h.update(str(series.dtype).encode())
+    values = series.to_numpy() if series.dtype.kind in "biufcmM" else None
+    if values is not None and values.dtype != object:
+        h.update(np.ascontiguousarray(values).view(np.uint8).data)
+    else:
+        # strings/categories/nullable types: pandas' vectorised per-value hash, then the hash bytes
+        h.update(pd.util.hash_array(series.astype(object).to_numpy(), categorize=True).view(np.uint8).data)
+        h.update(series.isna().to_numpy().view(np.uint8).data)
+    return h.digest()
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """Content hash over column names, dtypes and values in row order.
+
+    It does not depend on file names or Parquet row-group layout. Columns are hashed in threads
+    (hashlib releases the GIL on large buffers).
+    """
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        digests = list(pool.map(lambda c: _column_digest(str(c), frame[c]), frame.columns))
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(len(frame)).encode())
+    for d in digests:
+        h.update(d)
+    return h.hexdigest()
+
+
+def column_statistics(frame: pd.DataFrame, sample_rows: int = 100_000, seed: int = 0) -> dict:
+    """Per-column statistics; quantiles and top values come from a seeded sample of large tables."""
+    n = len(frame)
+    sample = frame if n <= sample_rows else frame.iloc[np.sort(np.random.default_rng(seed).choice(n, sample_rows, replace=False))]
+    stats: dict[str, dict] = {}
+    for column in frame.columns:
+        series = frame[column]
+        entry: dict[str, Any] = {"dtype": str(series.dtype), "nulls": int(series.isna().sum()), "count": n}
+        if pd.api.types.is_bool_dtype(series):
+            entry["true_fraction"] = float(series.mean()) if n else None
+        elif pd.api.types.is_numeric_dtype(series):
+            values = series.to_numpy(dtype="float64", na_value=np.nan)
+            finite = values[~np.isnan(values)]
+            if finite.size:
+                entry.update(min=float(finite.min()), max=float(finite.max()), mean=float(finite.mean()),
+                             std=float(finite.std()))
+                q = sample[column].dropna().quantile([0.01, 0.25, 0.5, 0.75, 0.99]).tolist()
+                entry["quantiles"] = dict(zip(["p01", "p25", "p50", "p75", "p99"], map(float, q)))
+        elif pd.api.types.is_datetime64_any_dtype(series):
+            entry.update(min=str(series.min()), max=str(series.max()))
+        else:
+            counts = sample[column].value_counts(dropna=True)
+            entry["distinct_in_sample"] = int(counts.size)
+            entry["top"] = {str(k): int(v) for k, v in counts.head(20).items()}
+        stats[str(column)] = entry
+    return {"rows": n, "columns": stats}

@@ -1,0 +1,232 @@
+"""Data schemas: infer a starting schema from a table, and validate a table against one with pandera.
+
+Range and allowed-value checks learnt from last week's data are warnings unless marked `strict`,
+so a retrain does not fail because a value is slightly beyond an old maximum or a new category
+appeared. Presence, dtype, nullability and uniqueness are always hard checks.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainpipe.errors import ConfigError
+
+DType = Literal["int", "float", "bool", "string", "category", "datetime"]
+MAX_INFERRED_CATEGORIES = 50
+
+
+class ColumnSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: DType
+    nullable: bool = True
+    unique: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: list[Any] | None = None
+    strict: bool = Field(False, description="Range/allowed-value violations fail the run instead of warning.")
+
+
+class SchemaSpec(BaseModel):
+    """What `trainpipe schema infer` writes and `schema.path` points at."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    columns: dict[str, ColumnSpec]
+
+
+class SchemaConfig(BaseModel):
+    """Config section `schema`: the column contract plus label checks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str | None = Field(None, description="Schema YAML written by `trainpipe schema infer` (then edited).")
+    columns: dict[str, ColumnSpec] = Field(default_factory=dict, description="Inline columns; override the file.")
+    strict: bool = Field(False, description="Treat every range/allowed-value check as strict.")
+    allow_extra_columns: bool = Field(True, description="Columns not in the schema are accepted (and used).")
+    min_rows: int = Field(20, ge=1, description="Fewer rows than this fails validation.")
+    min_class_count: int = Field(5, ge=1, description="Classification: every class needs at least this many rows.")
+
+
+def load_schema(config: SchemaConfig) -> dict[str, ColumnSpec]:
+    columns: dict[str, ColumnSpec] = {}
+    if config.path:
+        path = Path(config.path)
+        if not path.exists():
+            raise ConfigError(f"schema.path: schema file not found: {path}", key="schema.path")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+            columns.update(SchemaSpec.model_validate(raw).columns)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"schema.path: {path} is not valid YAML: {exc}".splitlines()[0], key="schema.path") from exc
+        except ValueError as exc:
+            first = str(exc).splitlines()
+            detail = " ".join(first[1:3]).strip() if len(first) > 1 else str(exc)
+            raise ConfigError(f"schema.path: {path} is not a valid schema: {detail}", key="schema.path") from exc
+    columns.update(config.columns)
+    return columns
+
+
+def dtype_of(series: pd.Series) -> DType:
+    if pd.api.types.is_bool_dtype(series):
+        return "bool"
+    if pd.api.types.is_integer_dtype(series):
+        return "int"
+    if pd.api.types.is_float_dtype(series):
+        non_null = series.dropna()
+        if len(non_null) and np.all(np.mod(non_null.to_numpy(), 1) == 0) and series.isna().any():
+            return "int"  # ints read from CSV with missing values arrive as floats
+        return "float"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return "category"
+    return "string"
+
+
+def infer_schema(frame: pd.DataFrame, max_categories: int = MAX_INFERRED_CATEGORIES) -> SchemaSpec:
+    """A starting schema: dtypes, nullability, observed ranges and small category sets (non-strict)."""
+    columns = {}
+    for name in frame.columns:
+        series = frame[name]
+        dtype = dtype_of(series)
+        spec: dict[str, Any] = {"dtype": dtype, "nullable": bool(series.isna().any())}
+        if dtype in ("int", "float") and series.notna().any():
+            lo, hi = series.min(), series.max()
+            spec["min"], spec["max"] = (float(lo), float(hi))
+            if dtype == "int":
+                spec["min"], spec["max"] = int(lo), int(hi)
+        if dtype in ("string", "category"):
+            uniques = series.dropna().unique()
+            if len(uniques) <= max_categories:
+                spec["allowed"] = sorted(str(u) for u in uniques)
+            if len(uniques) == len(series) and len(series) > 1:
+                spec["unique"] = True
+        columns[str(name)] = ColumnSpec(**spec)
+    return SchemaSpec(columns=columns)
+
+
+def schema_to_yaml(schema: SchemaSpec) -> str:
+    doc = {"columns": {name: spec.model_dump(exclude_defaults=True) | {"dtype": spec.dtype}
+                       for name, spec in schema.columns.items()}}
+    header = ("# Inferred by `trainpipe schema infer`. Edit freely.\n"
+              "# min/max/allowed are warnings unless you add `strict: true` to a column.\n")
+    return header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+
+
+_DTYPE_TESTS = {
+    "int": lambda s: pd.api.types.is_integer_dtype(s) or (
+        pd.api.types.is_float_dtype(s) and bool(np.all(np.mod(s.dropna().to_numpy(), 1) == 0))),
+    "float": lambda s: pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s),
+    "bool": lambda s: pd.api.types.is_bool_dtype(s),
+    "string": lambda s: pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s)
+    or isinstance(s.dtype, pd.CategoricalDtype),
+    "category": lambda s: pd.api.types.is_string_dtype(s) or pd.api.types.is_object_dtype(s)
+    or isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(s),
+    "datetime": lambda s: pd.api.types.is_datetime64_any_dtype(s),
+}
+
+
+def _pandera_schema(columns: dict[str, ColumnSpec], force_strict: bool):
+    import pandera.pandas as pa
+
+    pa_columns = {}
+    for name, spec in columns.items():
+        soft = not (spec.strict or force_strict)
+        checks = [pa.Check(_DTYPE_TESTS[spec.dtype], element_wise=False, error=f"dtype {spec.dtype}")]
+        if spec.min is not None or spec.max is not None:
+            if spec.dtype in ("int", "float"):
+                lo = -np.inf if spec.min is None else spec.min
+                hi = np.inf if spec.max is None else spec.max
+                checks.append(pa.Check.in_range(lo, hi, raise_warning=soft))
+        if spec.allowed is not None:
+            checks.append(pa.Check(lambda s, allowed=tuple(spec.allowed): s.astype(str).isin(allowed) | s.isna(),
+                                   error=f"allowed values {list(spec.allowed)[:10]}", raise_warning=soft))
+        pa_columns[name] = pa.Column(None, checks=checks, nullable=spec.nullable, unique=spec.unique,
+                                     required=True)
+    return pa.DataFrameSchema(pa_columns, strict=False)
+
+
+def _describe_failures(cases: pd.DataFrame) -> list[dict]:
+    """One entry per (column, check) with a count and a few example values."""
+    issues = []
+    cases = cases.copy()
+    cases["column"] = cases["column"].fillna("")
+    for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
+        examples = [v for v in group["failure_case"].head(5).tolist() if v is not None and v == v]
+        check = str(check)
+        if check == "column_in_dataframe":
+            issues.append({"column": str(group["failure_case"].iloc[0]), "check": "required",
+                           "message": f"required column {group['failure_case'].iloc[0]!r} is missing"})
+            continue
+        if check == "not_nullable":
+            msg = f"column {column!r}: {len(group)} null value(s) in a non-nullable column"
+        elif check.startswith("dtype "):
+            msg = f"column {column!r}: expected {check}"
+        elif check == "field_uniqueness":
+            msg = f"column {column!r}: {len(group)} duplicated value(s) in a unique column, e.g. {examples[:3]}"
+        else:
+            msg = f"column {column!r}: {len(group)} value(s) fail {check}, e.g. {examples[:3]}"
+        issues.append({"column": column, "check": check, "count": int(len(group)), "examples": [str(e) for e in examples],
+                       "message": msg})
+    return issues
+
+
+def validate_frame(frame: pd.DataFrame, columns: dict[str, ColumnSpec], config: SchemaConfig) -> dict:
+    """Run the pandera schema lazily and return a report with every error and warning."""
+    import pandera.pandas as pa
+
+    errors: list[dict] = []
+    warns: list[dict] = []
+    if not config.allow_extra_columns and columns:
+        for extra in sorted(set(map(str, frame.columns)) - set(columns)):
+            errors.append({"column": extra, "check": "unexpected", "message": f"column {extra!r} is not in the schema"})
+    schema = _pandera_schema(columns, config.strict)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            schema.validate(frame, lazy=True)
+        except pa.errors.SchemaErrors as exc:
+            errors.extend(_describe_failures(exc.failure_cases))
+    for w in caught:
+        if type(w.message).__name__ == "SchemaWarning":
+            text = str(w.message).split(" failure cases:")[0]
+            warns.append({"message": text.replace("failed element-wise validator number", "check")})
+    return {"errors": errors, "warnings": warns}
+
+
+def label_checks(labels: pd.Series, task: str, config: SchemaConfig, target_key: str) -> list[dict]:
+    """No null labels; classification needs ≥ 2 classes with `min_class_count` rows each."""
+    problems = []
+    nulls = int(labels.isna().sum())
+    if nulls:
+        problems.append({"column": labels.name, "check": "label_not_null",
+                         "message": f"{target_key}: {nulls} row(s) have a null label in column {labels.name!r}"})
+    if task in ("binary", "multiclass"):
+        counts = labels.dropna().astype(str).value_counts()
+        if len(counts) < 2:
+            only = list(counts.index[:1])
+            problems.append({"column": labels.name, "check": "label_classes",
+                             "message": f"{target_key}: column {labels.name!r} has a single class {only}; "
+                                        "classification needs at least 2"})
+        elif task == "binary" and len(counts) > 2:
+            problems.append({"column": labels.name, "check": "label_classes",
+                             "message": f"{target_key}: task is binary but column {labels.name!r} has "
+                                        f"{len(counts)} classes; use task: multiclass"})
+        rare = counts[counts < config.min_class_count]
+        if len(counts) >= 2 and len(rare):
+            shown = ", ".join(f"{k!r} ({v})" for k, v in rare.head(5).items())
+            problems.append({"column": labels.name, "check": "label_min_class_count",
+                             "message": f"schema.min_class_count: class(es) {shown} of {labels.name!r} have fewer "
+                                        f"than {config.min_class_count} rows"})
+    elif not pd.api.types.is_numeric_dtype(labels):
+        problems.append({"column": labels.name, "check": "label_numeric",
+                         "message": f"{target_key}: regression needs a numeric label; {labels.name!r} is {labels.dtype}"})
+    return problems

@@ -1,0 +1,50 @@
+"""Exceptions a user can cause. Each carries one line that names the key, column or file."""
+
+from __future__ import annotations
+
+
+class TrainpipeError(Exception):
+    """Base for every error the user can fix; the CLI prints it as one line and exits `exit_code`."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, key: str | None = None, lines: list[str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.key = key
+        # Several independent problems found together (e.g. config or data checks), one per line.
+        self.lines = lines or [message]
+
+    def to_json(self) -> dict:
+        doc = {"error": self.message, "key": self.key, "type": type(self).__name__}
+        if len(self.lines) > 1:
+            doc["errors"] = self.lines
+        return doc
+
+
+class ConfigError(TrainpipeError):
+    """The YAML file, a --set override or a config value is wrong."""
+
+
+class DataError(TrainpipeError):
+    """A data file is missing, unreadable or empty."""
+
+
+class ValidationFailed(TrainpipeError):
+    """The data does not match the schema or the label checks."""
+
+
+class SplitError(TrainpipeError):
+    """The split cannot give usable train/validation/test sets."""
+
+
+class ModelError(TrainpipeError):
+    """The model section names something that cannot be built or trained."""
+
+
+class RunError(TrainpipeError):
+    """A run id, stage name or run folder is wrong (resume, stage, compare)."""
+
+
+class MissingDependency(TrainpipeError):
+    """An optional library is not installed; the message names the extra to install."""

@@ -1,0 +1,1 @@
+"""Metrics, slices and gates."""

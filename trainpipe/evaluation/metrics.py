@@ -1,0 +1,93 @@
+"""Metrics per task, computed with scikit-learn on whole arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+PRIMARY = {"binary": ("roc_auc", "max"), "multiclass": ("f1_macro", "max"), "regression": ("rmse", "min")}
+
+
+class EvaluationConfig(BaseModel):
+    """Config section `evaluation`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: float = Field(0.5, gt=0, lt=1, description="Binary: probability at or above which a row is positive.")
+    curve_points: int = Field(200, ge=10, description="Most points kept per ROC/PR curve.")
+    primary_metric: str | None = Field(None, description="Headline metric; default roc_auc, f1_macro or rmse by task.")
+
+
+def primary_metric(task: str, config: EvaluationConfig) -> tuple[str, str]:
+    if config.primary_metric:
+        return config.primary_metric, "min" if config.primary_metric in ("rmse", "mae", "mape", "log_loss", "brier") else "max"
+    return PRIMARY[task]
+
+
+def _thin(x: np.ndarray, y: np.ndarray, t: np.ndarray, points: int) -> dict:
+    keep = np.unique(np.linspace(0, len(x) - 1, num=min(points, len(x))).round().astype(int))
+    return {"x": x[keep].tolist(), "y": y[keep].tolist(), "thresholds": np.nan_to_num(t[np.minimum(keep, len(t) - 1)],
+                                                                                      posinf=1.0).tolist()}
+
+
+def binary_metrics(y: np.ndarray, proba: np.ndarray, threshold: float, curve_points: int) -> tuple[dict, dict]:
+    from sklearn import metrics as m
+
+    p = proba[:, 1]
+    pred = (p >= threshold).astype(int)
+    both = len(np.unique(y)) == 2
+    out = {
+        "accuracy": float(m.accuracy_score(y, pred)),
+        "precision": float(m.precision_score(y, pred, zero_division=0)),
+        "recall": float(m.recall_score(y, pred, zero_division=0)),
+        "f1": float(m.f1_score(y, pred, zero_division=0)),
+        "log_loss": float(m.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
+        "brier": float(m.brier_score_loss(y, p)),
+    }
+    if both:
+        out["roc_auc"] = float(m.roc_auc_score(y, p))
+        out["pr_auc"] = float(m.average_precision_score(y, p))
+    extras = {"confusion_matrix": m.confusion_matrix(y, pred, labels=[0, 1]).tolist(), "threshold": threshold}
+    if both:
+        fpr, tpr, t = m.roc_curve(y, p)
+        prec, rec, t2 = m.precision_recall_curve(y, p)
+        extras["roc_curve"] = _thin(fpr, tpr, t, curve_points)
+        extras["pr_curve"] = _thin(rec[::-1], prec[::-1], t2[::-1], curve_points)
+    return out, extras
+
+
+def multiclass_metrics(y: np.ndarray, proba: np.ndarray, n_classes: int) -> tuple[dict, dict]:
+    from sklearn import metrics as m
+
+    pred = proba.argmax(axis=1)
+    labels = list(range(n_classes))
+    out = {
+        "accuracy": float(m.accuracy_score(y, pred)),
+        "f1_macro": float(m.f1_score(y, pred, average="macro", labels=labels, zero_division=0)),
+        "f1_weighted": float(m.f1_score(y, pred, average="weighted", labels=labels, zero_division=0)),
+        "log_loss": float(m.log_loss(y, np.clip(proba, 1e-15, 1), labels=labels)),
+    }
+    return out, {"confusion_matrix": m.confusion_matrix(y, pred, labels=labels).tolist()}
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> tuple[dict, dict]:
+    from sklearn import metrics as m
+
+    out = {
+        "rmse": float(np.sqrt(m.mean_squared_error(y, pred))),
+        "mae": float(m.mean_absolute_error(y, pred)),
+        "r2": float(m.r2_score(y, pred)),
+    }
+    if np.all(y != 0):  # MAPE is undefined when a true value is zero
+        out["mape"] = float(m.mean_absolute_percentage_error(y, pred))
+    return out, {}
+
+
+def compute_metrics(task: str, y: np.ndarray, model, X: np.ndarray, n_classes: int,
+                    config: EvaluationConfig) -> tuple[dict, dict]:
+    if task == "regression":
+        return regression_metrics(y, model.predict(X))
+    proba = model.predict_proba(X)
+    if task == "binary":
+        return binary_metrics(y, proba, config.threshold, config.curve_points)
+    return multiclass_metrics(y, proba, n_classes)

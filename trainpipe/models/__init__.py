@@ -1,0 +1,65 @@
+"""Model families by registered name, imported lazily so `trainpipe --help` stays fast."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainpipe.errors import MissingDependency, ModelError
+
+# name -> (module, class, the pip extra that provides its library)
+FAMILIES: dict[str, tuple[str, str, str | None]] = {
+    "xgboost": ("trainpipe.models.gbdt", "XGBoostFamily", "trainpipe[xgboost-cpu]"),
+    "lightgbm": ("trainpipe.models.gbdt", "LightGBMFamily", "trainpipe[lightgbm]"),
+    "sklearn": ("trainpipe.models.sklearn", "SklearnFamily", None),
+}
+
+
+class ModelConfig(BaseModel):
+    """Config section `model`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str = Field("xgboost", description=f"Model family: one of {sorted(FAMILIES)}.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Family parameters (the library's own names).")
+    estimator: str | None = Field(None, description="type sklearn: import path, e.g. sklearn.ensemble.RandomForestClassifier.")
+
+
+class TrainingConfig(BaseModel):
+    """Config section `training`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    early_stopping_rounds: int | None = Field(50, ge=1, description="Stop after this many rounds without "
+                                              "validation improvement (boosters); null trains every round.")
+    threads: int | None = Field(None, ge=1, description="CPU threads for training; default: all cores.")
+
+
+def get_family(name: str):
+    if name not in FAMILIES:
+        close = difflib.get_close_matches(name, FAMILIES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ModelError(f"model.type: unknown model type {name!r}{hint}; choose one of {sorted(FAMILIES)}",
+                         key="model.type")
+    module_name, class_name, extra = FAMILIES[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise MissingDependency(f"model.type: {name} needs {exc.name or 'a library'} that is not installed; "
+                                f"pip install '{extra}'", key="model.type") from exc
+    return getattr(module, class_name)
+
+
+def build_family(config: ModelConfig, task: str, n_classes: int, seed: int, threads: int):
+    return get_family(config.type)(task, dict(config.params), n_classes, seed, threads, estimator=config.estimator)
+
+
+def load_family(directory) -> Any:
+    import json
+    from pathlib import Path
+
+    meta = json.loads((Path(directory) / "family.json").read_text())
+    return get_family(meta["family"]).load(Path(directory))

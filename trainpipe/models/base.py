@@ -1,0 +1,72 @@
+"""The ModelFamily protocol: the handful of methods every model family implements.
+
+A family is a plain class (composition, no base class to inherit); shared code lives in functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+# Called once per iteration (boosting round, epoch, CV fold) with that iteration's values, e.g.
+# {"validation_logloss": 0.31}. Returning True asks the family to stop (pruning).
+ReportFn = Callable[[int, dict[str, float]], bool]
+
+
+@dataclass(frozen=True)
+class PreprocessingNeeds:
+    """What `auto` preprocessing should do for this family."""
+
+    tree_model: bool  # no scaling; categories may be ordinal codes
+    handles_missing: bool  # NaN can be passed straight through
+
+
+@dataclass
+class FitResult:
+    history: dict[str, list[float]] = field(default_factory=dict)  # metric name -> value per iteration
+    best_iteration: int | None = None
+    iterations: int = 0
+    stopped_early: bool = False
+
+
+@runtime_checkable
+class ModelFamily(Protocol):
+    name: ClassVar[str]
+    needs: ClassVar[PreprocessingNeeds]
+
+    def __init__(self, task: str, params: dict[str, Any], n_classes: int, seed: int, threads: int,
+                 estimator: str | None = None) -> None: ...
+
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
+            early_stopping_rounds: int | None = None, report: ReportFn | None = None) -> FitResult: ...
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Regression values, or class codes for classification."""
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(n_rows, n_classes) probabilities; classification only."""
+
+    def save(self, directory: Path) -> None: ...
+
+    @classmethod
+    def load(cls, directory: Path) -> "ModelFamily": ...
+
+    @classmethod
+    def default_search_space(cls, task: str) -> dict[str, dict]:
+        """Optuna-style space: {param: {type: float|int|categorical, low, high, log, choices}}."""
+
+    @classmethod
+    def check_config(cls, params: dict[str, Any], estimator: str | None, task: str) -> None:
+        """Raise ModelError naming `model.params.X` for anything that cannot work, before any data is read."""
+
+
+def probabilities_from_binary(p: np.ndarray) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64).reshape(-1)
+    return np.column_stack([1.0 - p, p])
+
+
+def predict_from_proba(proba: np.ndarray) -> np.ndarray:
+    return np.argmax(proba, axis=1)

@@ -1,0 +1,418 @@
+"""Stage order, the run folder, manifests, caching and resume.
+
+Stages talk only through files in `<store>/runs/<run_id>/<stage>/`. A stage writes into a
+temporary folder that is renamed into place only after its manifest is written, so a crash never
+leaves a half-written stage behind. A stage is reused (in this run on resume, or from any earlier
+run through the store's cache index) when its cache key matches a finished manifest whose outputs
+are all still on disk.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from trainpipe import __version__
+from trainpipe.config import PipelineConfig, canonical_hash, config_from_dict, config_hash, dump_config
+from trainpipe.errors import RunError, TrainpipeError
+from trainpipe.store import Store
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    sections: tuple[str, ...]  # config keys whose values can change this stage's output
+    upstream: tuple[str, ...]
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec("ingest", ("data",), ()),
+    StageSpec("validate", ("data", "schema", "task"), ("ingest",)),
+    StageSpec("split", ("split", "seed", "task", "data.target"), ("ingest", "validate")),
+    StageSpec("features", ("features", "data", "task", "model.type"), ("ingest", "split")),
+    StageSpec("train", ("model", "training", "seed", "task"), ("features",)),
+    StageSpec("evaluate", ("evaluation", "task"), ("features", "train")),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+SPECS = {s.name: s for s in STAGES}
+Event = Callable[[str, dict], None]
+
+
+@dataclass
+class StageContext:
+    """What a stage may touch: its own output folder, upstream folders, the config, shared memory."""
+
+    run_id: str
+    run_dir: Path
+    stage_dir: Path
+    config: PipelineConfig
+    store: Store
+    memo: dict = field(default_factory=dict)  # in-process objects shared between stages (the loaded table)
+
+    def upstream(self, stage: str) -> Path:
+        return self.run_dir / stage
+
+    def manifest(self, stage: str) -> dict:
+        return read_manifest(self.run_dir / stage) or {}
+
+
+def new_run_id() -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def read_manifest(stage_dir: Path) -> dict | None:
+    try:
+        return json.loads((stage_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, doc: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def outputs_intact(stage_dir: Path, manifest: dict) -> bool:
+    for rel, size in manifest.get("files", {}).items():
+        path = stage_dir / rel
+        if not path.exists() or path.stat().st_size != size:
+            return False
+    return True
+
+
+def _file_sizes(stage_dir: Path) -> dict[str, int]:
+    return {str(p.relative_to(stage_dir)): p.stat().st_size for p in sorted(stage_dir.rglob("*"))
+            if p.is_file() and p.name != "manifest.json"}
+
+
+def user_code_hashes(config: PipelineConfig, stage: str) -> dict[str, str]:
+    """Source hashes of user modules the config imports, so editing them invalidates the cache."""
+    if stage == "train" and config.model.type == "sklearn" and config.model.estimator:
+        from trainpipe.models.sklearn import user_source_hash
+
+        digest = user_source_hash(config.model.estimator)
+        return {config.model.estimator: digest} if digest else {}
+    return {}
+
+
+class Run:
+    """One run folder: its config, its run.json, and its MLflow run."""
+
+    def __init__(self, store: Store, run_id: str, config: PipelineConfig, meta: dict):
+        self.store, self.run_id, self.config, self.meta = store, run_id, config, meta
+        self.dir = store.run_dir(run_id)
+        self._tracker = None
+
+    # -- creation and loading -------------------------------------------------------------
+    @classmethod
+    def create(cls, config: PipelineConfig, store: Store, run_id: str | None = None) -> "Run":
+        store.ensure()
+        run_id = run_id or new_run_id()
+        run_dir = store.run_dir(run_id)
+        if run_dir.exists():
+            raise RunError(f"run {run_id} already exists in {store.runs_dir}; use --resume {run_id}", key="run")
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text(dump_config(config))
+        meta = {"run_id": run_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": config_hash(config),
+                "status": "running", "stages": {}, "mlflow_run_id": None, "trainpipe_version": __version__}
+        run = cls(store, run_id, config, meta)
+        run._start_tracking()
+        run.save_meta()
+        return run
+
+    @classmethod
+    def open(cls, store: Store, run_id: str, config: PipelineConfig | None = None) -> "Run":
+        run_dir = store.run_dir(run_id)
+        meta_path = run_dir / "run.json"
+        if not meta_path.exists():
+            raise RunError(f"run {run_id!r} not found in {store.runs_dir}", key="run")
+        meta = json.loads(meta_path.read_text())
+        if config is None:
+            import yaml
+
+            config = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()),
+                                      source=str(run_dir / "config.yaml"), base=run_dir)
+        elif config_hash(config) != meta["config_hash"]:
+            (run_dir / "config.yaml").write_text(dump_config(config))
+            meta["config_hash"] = config_hash(config)
+        return cls(store, run_id, config, meta)
+
+    def save_meta(self) -> None:
+        write_json(self.dir / "run.json", self.meta)
+
+    # -- tracking ----------------------------------------------------------------------------
+    @property
+    def tracker(self):
+        if self._tracker is None and self.config.tracking.enabled:
+            from trainpipe.tracking import Tracker
+
+            self._tracker = Tracker(self.store, self.config.tracking)
+        return self._tracker
+
+    def _start_tracking(self) -> None:
+        if self.tracker is None:
+            return
+        from trainpipe.tracking import environment_tags, flatten, git_info
+
+        tags = {"trainpipe.run_id": self.run_id, "trainpipe.config_hash": self.meta["config_hash"],
+                "trainpipe.run_dir": str(self.dir), "task": self.config.task, "model.type": self.config.model.type,
+                **environment_tags(), **git_info(Path.cwd()), **self.config.tracking.tags}
+        experiment = self.config.tracking.experiment or self.config.name
+        mlflow_id = self.tracker.start_run(experiment, self.config.tracking.run_name or self.run_id, tags)
+        self.meta["mlflow_run_id"] = mlflow_id
+        self.meta["tracking_uri"] = self.tracker.uri
+        self.tracker.log_params(mlflow_id, flatten(self.config.to_dict()))
+        self.tracker.log_artifacts(mlflow_id, [self.dir / "config.yaml"], "config")
+
+    def _track_stage(self, name: str, stage_dir: Path, manifest: dict) -> None:
+        mlflow_id = self.meta.get("mlflow_run_id")
+        if self.tracker is None or not mlflow_id:
+            return
+        tags = {f"trainpipe.stage.{name}": manifest["status"]}
+        if name == "ingest":
+            tags["trainpipe.data_fingerprint"] = manifest["identity"]
+        self.tracker.set_tags(mlflow_id, tags)
+        if manifest.get("metrics"):
+            self.tracker.log_metrics(mlflow_id, manifest["metrics"])
+        history_file = manifest.get("history")
+        if history_file and (stage_dir / history_file).exists():
+            self.tracker.log_history(mlflow_id, json.loads((stage_dir / history_file).read_text()))
+        self.tracker.log_artifacts(mlflow_id, [stage_dir / rel for rel in manifest.get("artifacts", [])], name)
+
+    def finish(self, status: str, error: TrainpipeError | BaseException | None = None) -> None:
+        self.meta["status"] = status
+        if error is not None:
+            self.meta["error"] = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+        self.save_meta()
+        mlflow_id = self.meta.get("mlflow_run_id")
+        if self.tracker is not None and mlflow_id:
+            mlflow_status = {"completed": "FINISHED", "failed": "FAILED", "killed": "KILLED"}[status]
+            self.tracker.finish(mlflow_id, mlflow_status, self.meta.get("error"))
+
+    # -- stages ------------------------------------------------------------------------------
+    def cache_key(self, spec: StageSpec) -> str:
+        upstream = {}
+        for name in spec.upstream:
+            manifest = read_manifest(self.dir / name)
+            if not manifest or manifest.get("status") not in ("completed", "reused"):
+                raise RunError(f"stage {spec.name} needs stage {name}, which has not completed in run {self.run_id}",
+                               key="stage")
+            upstream[name] = manifest["identity"]
+        doc = {"stage": spec.name, "version": __version__, "upstream": upstream,
+               "sections": {s: self.config.section(s) for s in spec.sections},
+               "user_code": user_code_hashes(self.config, spec.name)}
+        if spec.name == "ingest":
+            from trainpipe.data.io import expand_paths, file_stats
+
+            stats = file_stats(expand_paths(self.config.data.path))
+            if any("size" not in s for s in stats):
+                doc["nonce"] = secrets.token_hex(8)  # remote files: no cheap change detection, always re-ingest
+            doc["files"] = stats
+        return canonical_hash(doc)
+
+    def _cache_index(self, name: str, key: str) -> Path:
+        return self.store.cache_dir / "index" / name / f"{key}.json"
+
+    def _find_reusable(self, name: str, key: str, use_cache: bool) -> tuple[Path, str] | None:
+        own = self.dir / name
+        manifest = read_manifest(own)
+        if manifest and manifest.get("cache_key") == key and outputs_intact(own, manifest):
+            return own, self.run_id
+        if not use_cache:
+            return None
+        try:
+            entry = json.loads(self._cache_index(name, key).read_text())
+        except (OSError, ValueError):
+            return None
+        other = Path(entry["stage_dir"])
+        manifest = read_manifest(other)
+        if manifest and manifest.get("cache_key") == key and outputs_intact(other, manifest):
+            return other, entry["run_id"]
+        return None
+
+    def run_stage(self, name: str, memo: dict | None = None, use_cache: bool = True, on_event: Event | None = None) -> dict:
+        spec = SPECS[name]
+        memo = {} if memo is None else memo
+        key = self.cache_key(spec)
+        final = self.dir / name
+        emit = on_event or (lambda kind, payload: None)
+        found = self._find_reusable(name, key, use_cache)
+        if found is not None:
+            source_dir, source_run = found
+            if source_dir != final:
+                _link_tree(source_dir, self.dir / f".{name}.tmp")
+                manifest = read_manifest(self.dir / f".{name}.tmp")
+                manifest.update(status="reused", reused_from=source_run, run_id=self.run_id)
+                write_json(self.dir / f".{name}.tmp" / "manifest.json", manifest)
+                _replace_dir(self.dir / f".{name}.tmp", final)
+            else:
+                manifest = read_manifest(final)
+                if manifest["status"] != "reused":
+                    manifest = {**manifest, "status": "reused", "reused_from": self.run_id}
+            self._record(name, manifest, final)
+            emit("stage_done", manifest)
+            return manifest
+
+        emit("stage_start", {"stage": name})
+        tmp = self.dir / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        ctx = StageContext(self.run_id, self.dir, tmp, self.config, self.store, memo)
+        started = time.perf_counter()
+        try:
+            result = importlib.import_module(f"trainpipe.stages.{name}").run(ctx) or {}
+        except BaseException as exc:
+            failed = self.dir / f"{name}.failed"
+            shutil.rmtree(failed, ignore_errors=True)
+            if any(tmp.iterdir()):
+                os.replace(tmp, failed)  # evidence (e.g. the validation report), never an output
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.meta["stages"][name] = {"status": "failed", "error": getattr(exc, "message", str(exc)) or type(exc).__name__}
+            self.save_meta()
+            if failed.exists() and self.tracker is not None and self.meta.get("mlflow_run_id"):
+                self.tracker.log_artifacts(self.meta["mlflow_run_id"], sorted(failed.iterdir()), f"{name}.failed")
+            raise
+        manifest = {
+            "stage": name, "status": "completed", "run_id": self.run_id, "cache_key": key,
+            "identity": result.get("identity", key), "config_hash": self.meta["config_hash"],
+            "code_version": __version__, "host": socket.gethostname(),
+            "inputs": {u: (read_manifest(self.dir / u) or {}).get("identity") for u in spec.upstream},
+            "seconds": round(time.perf_counter() - started, 3), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "outputs": result.get("outputs", {}), "metrics": result.get("metrics", {}),
+            "history": result.get("history"), "artifacts": result.get("artifacts", []),
+            "summary": result.get("summary", {}), "files": _file_sizes(tmp),
+        }
+        write_json(tmp / "manifest.json", manifest)
+        _replace_dir(tmp, final)
+        shutil.rmtree(self.dir / f"{name}.failed", ignore_errors=True)
+        index = self._cache_index(name, key)
+        index.parent.mkdir(parents=True, exist_ok=True)
+        write_json(index, {"run_id": self.run_id, "stage_dir": str(final)})
+        self._record(name, manifest, final)
+        emit("stage_done", manifest)
+        return manifest
+
+    def _record(self, name: str, manifest: dict, stage_dir: Path) -> None:
+        entry = {"status": manifest["status"], "seconds": manifest.get("seconds")}
+        if manifest.get("reused_from"):
+            entry["reused_from"] = manifest["reused_from"]
+        self.meta["stages"][name] = entry
+        self.save_meta()
+        self._track_stage(name, stage_dir, manifest)
+
+    def summary(self) -> dict:
+        stages = []
+        for name in STAGE_NAMES:
+            manifest = read_manifest(self.dir / name)
+            state = self.meta["stages"].get(name, {})
+            stages.append({"name": name, "status": state.get("status", "pending"), "seconds": state.get("seconds"),
+                           "reused_from": state.get("reused_from"), "error": state.get("error"),
+                           "summary": (manifest or {}).get("summary", {}) if state.get("status") != "failed" else {}})
+        metrics_file = self.dir / "evaluate" / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+        artifacts = {}
+        for label, rel in (("model", "train/model"), ("preprocessor", "features/preprocessor.joblib"),
+                           ("metrics", "evaluate/metrics.json"), ("split", "split/split.json"),
+                           ("validation_report", "validate/report.json"), ("statistics", "ingest/stats.json"),
+                           ("config", "config.yaml")):
+            if (self.dir / rel).exists():
+                artifacts[label] = str(self.dir / rel)
+        return {"run_id": self.run_id, "status": self.meta["status"], "error": self.meta.get("error"),
+                "config_hash": self.meta["config_hash"], "store": str(self.store.root), "run_dir": str(self.dir),
+                "mlflow_run_id": self.meta.get("mlflow_run_id"), "tracking_uri": self.meta.get("tracking_uri"),
+                "stages": stages, "metrics": metrics, "artifacts": artifacts}
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard-link a finished stage folder (copy where links are impossible): cached reuse costs no disk."""
+    shutil.rmtree(target, ignore_errors=True)
+
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link)
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def preflight(config: PipelineConfig) -> None:
+    """Checks that need no data: the model family and its parameters, before a run folder exists."""
+    from trainpipe.models import get_family
+
+    get_family(config.model.type).check_config(dict(config.model.params), config.model.estimator, config.task)
+
+
+def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | None = None, run_id: str | None = None,
+                 use_cache: bool = True, until: str | None = None, on_event: Event | None = None) -> dict:
+    """Run every stage in order (or resume a failed run), tracking in MLflow; returns the run summary."""
+    if config is not None:
+        preflight(config)
+    run = Run.open(store, resume, config) if resume else Run.create(config, store, run_id)
+    if resume:
+        preflight(run.config)
+        if run.tracker is not None and run.meta.get("mlflow_run_id"):
+            run.tracker.reopen(run.meta["mlflow_run_id"])
+        run.meta["status"] = "running"
+        run.meta.pop("error", None)
+    if on_event:
+        on_event("run_start", {"run_id": run.run_id, "run_dir": str(run.dir), "resumed": bool(resume)})
+    memo: dict = {}
+    names = STAGE_NAMES if until is None else STAGE_NAMES[: STAGE_NAMES.index(until) + 1]
+    try:
+        for name in names:
+            run.run_stage(name, memo, use_cache=use_cache, on_event=on_event)
+    except KeyboardInterrupt as exc:
+        run.finish("killed", exc)
+        raise
+    except BaseException as exc:
+        run.finish("failed", exc)
+        raise
+    run.finish("completed")
+    return run.summary()
+
+
+def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig | None = None,
+                  use_cache: bool = True, on_event: Event | None = None) -> dict:
+    """One stage of a run in this process: what an orchestrator task calls."""
+    if name not in SPECS:
+        import difflib
+
+        close = difflib.get_close_matches(name, STAGE_NAMES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise RunError(f"stage: unknown stage {name!r}{hint}; stages are {', '.join(STAGE_NAMES)}", key="stage")
+    if not store.run_dir(run_id).exists():
+        if config is None:
+            raise RunError(f"run {run_id!r} not found in {store.runs_dir}; pass --config to create it", key="run")
+        preflight(config)
+        run = Run.create(config, store, run_id)
+    else:
+        run = Run.open(store, run_id, config)
+        if run.meta["status"] != "running" and run.tracker is not None and run.meta.get("mlflow_run_id"):
+            run.tracker.reopen(run.meta["mlflow_run_id"])
+        run.meta["status"] = "running"
+    try:
+        run.run_stage(name, use_cache=use_cache, on_event=on_event)
+    except BaseException as exc:
+        run.finish("failed", exc)
+        raise
+    if name == STAGE_NAMES[-1]:
+        run.finish("completed")
+    else:
+        run.save_meta()
+    return run.summary()

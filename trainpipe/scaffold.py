@@ -1,0 +1,164 @@
+"""`trainpipe init`: look at a data file and write a ready-to-run, commented pipeline.yaml."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from trainpipe.data.io import DataConfig, apply_coercions, read_table
+from trainpipe.data.schema import infer_schema, schema_to_yaml
+from trainpipe.errors import ConfigError, DataError
+
+NUMERIC_TEXT_SHARE = 0.95  # a text column is numbers-with-blanks when this share of values parses
+
+
+def infer_task(labels: pd.Series) -> str:
+    values = labels.dropna()
+    distinct = values.nunique()
+    if distinct <= 2:
+        return "binary"
+    if pd.api.types.is_float_dtype(values) and not (values % 1 == 0).all():
+        return "regression"
+    if pd.api.types.is_numeric_dtype(values) and distinct > 20:
+        return "regression"
+    return "multiclass"
+
+
+def numeric_text_columns(frame: pd.DataFrame, exclude: set[str]) -> list[str]:
+    """Text columns that are really numbers with a few blanks (e.g. ' ' in a charges column)."""
+    found = []
+    for column in frame.columns:
+        series = frame[column]
+        if column in exclude or pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+            continue
+        text = series.dropna().astype("string").str.strip()
+        text = text[text != ""]
+        if len(text) == 0:
+            continue
+        parsed = pd.to_numeric(text, errors="coerce")
+        if parsed.notna().mean() >= NUMERIC_TEXT_SHARE:
+            found.append(str(column))
+    return found
+
+
+def id_columns(frame: pd.DataFrame, exclude: set[str]) -> list[str]:
+    """Text or integer columns with a distinct value on every row: identifiers, not features."""
+    if len(frame) < 20:
+        return []
+    found = []
+    for column in frame.columns:
+        series = frame[column]
+        if column in exclude or pd.api.types.is_float_dtype(series):
+            continue
+        if series.notna().all() and series.nunique() == len(series):
+            looks_named = any(tok in str(column).lower() for tok in ("id", "key", "uuid", "code", "number"))
+            if not pd.api.types.is_numeric_dtype(series) or looks_named:
+                found.append(str(column))
+    return found
+
+
+def default_model() -> str:
+    for name, module in (("xgboost", "xgboost"), ("lightgbm", "lightgbm")):
+        if importlib.util.find_spec(module) is not None:
+            return name
+    return "sklearn"
+
+
+def scaffold(directory: Path, data: str, target: str, task: str | None = None, model: str | None = None,
+             force: bool = False) -> dict:
+    directory = Path(directory)
+    pipeline_file, schema_file = directory / "pipeline.yaml", directory / "schema.yaml"
+    if pipeline_file.exists() and not force:
+        raise ConfigError(f"init: {pipeline_file} already exists; pass --force to overwrite", key="init")
+    data_path = Path(data).resolve()
+    frame, files = read_table(DataConfig(path=str(data_path), target=target))
+    if len(frame) == 0:
+        raise DataError(f"--data: {data} is empty", key="data.path")
+    if target not in frame.columns:
+        raise DataError(f"--target: column {target!r} is not in {data} (columns: {', '.join(map(str, frame.columns[:15]))})",
+                        key="data.target")
+    task = task or infer_task(frame[target])
+    model = model or default_model()
+    coerce = {c: "float" for c in numeric_text_columns(frame, {target})}
+    frame = apply_coercions(frame, coerce)
+    ids = id_columns(frame, {target})
+    positive = None
+    if task == "binary":
+        counts = frame[target].value_counts()
+        positive = counts.index[-1]  # the minority class is the one worth detecting
+        positive = positive.item() if hasattr(positive, "item") else positive
+
+    directory.mkdir(parents=True, exist_ok=True)
+    schema = infer_schema(frame)
+    schema_file.write_text(schema_to_yaml(schema))
+    rel_data = os.path.relpath(data_path, directory.resolve())
+    pipeline_file.write_text(render(directory.resolve().name, task, rel_data, target, ids, coerce, positive, model))
+    return {"pipeline": str(pipeline_file), "schema": str(schema_file), "task": task, "model": model,
+            "rows": len(frame), "id_columns": ids, "coerced": sorted(coerce), "positive_class": positive}
+
+
+def _yaml_scalar(value) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def render(name: str, task: str, data: str, target: str, ids: list[str], coerce: dict, positive, model: str) -> str:
+    lines = [
+        f"# trainpipe pipeline for {data}, written by `trainpipe init`.",
+        "# Run it:       trainpipe run pipeline.yaml",
+        "# Every key and its default: docs/configuration.md",
+        f"name: {_yaml_scalar(name)}",
+        f"task: {task}            # binary | multiclass | regression",
+        "seed: 42",
+        "",
+        "data:",
+        f"  path: {_yaml_scalar(data)}   # relative to this file; also a glob or an fsspec URL",
+        f"  target: {_yaml_scalar(target)}",
+    ]
+    if ids:
+        lines.append(f"  id_column: {_yaml_scalar(ids[0])}   # unique per row: passed through, never a feature")
+    if positive is not None:
+        lines.append(f"  positive_class: {_yaml_scalar(positive)}   # the minority class counts as positive")
+    if coerce:
+        lines.append("  coerce:   # text columns that hold numbers; blanks become missing")
+        lines += [f"    {_yaml_scalar(c)}: float" for c in sorted(coerce)]
+    lines += [
+        "",
+        "schema:",
+        "  path: schema.yaml     # inferred; ranges and category sets warn unless a column says strict: true",
+        "  min_class_count: 5" if task != "regression" else "  min_rows: 20",
+        "",
+        "split:",
+        f"  strategy: {'stratified' if task != 'regression' else 'random'}",
+        "  validation: 0.15",
+        "  test: 0.15",
+        "",
+        "features:",
+        "  drop: []              # columns never used as features",
+        "  categorical:",
+        "    max_categories: 50  # rarer categories are grouped",
+        "",
+        "model:",
+        f"  type: {model}",
+    ]
+    if model in ("xgboost", "lightgbm"):
+        lines += ["  params:", "    n_estimators: 500", "    learning_rate: 0.05"]
+        lines += ["    max_depth: 6"] if model == "xgboost" else ["    num_leaves: 31"]
+    else:
+        estimator = "sklearn.ensemble.HistGradientBoostingRegressor" if task == "regression" else \
+            "sklearn.ensemble.HistGradientBoostingClassifier"
+        lines += [f"  estimator: {estimator}", "  params: {}"]
+    lines += [
+        "",
+        "training:",
+        "  early_stopping_rounds: 50",
+        "",
+        "tracking:",
+        "  experiment: " + _yaml_scalar(name),
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""evaluate: metrics on validation and test, curves and confusion matrices."""
+
+from __future__ import annotations
+
+import json
+
+from trainpipe.evaluation.metrics import compute_metrics, primary_metric
+from trainpipe.models import load_family
+from trainpipe.stages import load_arrays
+
+
+def run(ctx) -> dict:
+    config = ctx.config
+    model = load_family(ctx.upstream("train") / "model")
+    labels = json.loads((ctx.upstream("features") / "features.json").read_text())["labels"]
+    n_classes = len(labels["classes"] or [])
+    data = load_arrays(ctx, "features", ["X_validation", "y_validation", "X_test", "y_test"])
+
+    metrics, details = {}, {}
+    for split in ("validation", "test"):
+        metrics[split], details[split] = compute_metrics(config.task, data[f"y_{split}"], model, data[f"X_{split}"],
+                                                         n_classes, config.evaluation)
+    name, direction = primary_metric(config.task, config.evaluation)
+    (ctx.stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (ctx.stage_dir / "details.json").write_text(json.dumps({"classes": labels["classes"], **details}, indent=2))
+    flat = {f"{split}_{k}": v for split, values in metrics.items() for k, v in values.items()}
+    return {
+        "outputs": {"metrics": "metrics.json", "details": "details.json"},
+        "artifacts": ["metrics.json", "details.json"],
+        "metrics": flat,
+        "summary": {"primary_metric": name, "direction": direction,
+                    "validation": metrics["validation"].get(name), "test": metrics["test"].get(name)},
+    }

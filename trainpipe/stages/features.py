@@ -1,0 +1,49 @@
+"""features: fit the ColumnTransformer on train only; save it and the transformed matrices.
+
+The matrices are the stage's outputs, so the pipeline's cache index makes an unchanged rerun reuse
+them (keyed by data fingerprint, split and features config).
+"""
+
+from __future__ import annotations
+
+import json
+
+import joblib
+import numpy as np
+
+from trainpipe.data.features import LabelCoding, build_preprocessor, select_columns, transform
+from trainpipe.data.split import SPLITS
+from trainpipe.models import get_family
+from trainpipe.stages import load_table
+
+
+def run(ctx) -> dict:
+    frame = load_table(ctx)
+    config = ctx.config
+    target = config.data.target
+    with np.load(ctx.upstream("split") / "split.npz") as split:
+        parts = {name: split[name] for name in SPLITS}
+
+    exclude = [target] + ([config.data.id_column] if config.data.id_column else [])
+    roles = select_columns(frame, config.features, exclude)
+    needs = get_family(config.model.type).needs
+    preprocessor, resolved = build_preprocessor(roles, config.features, needs.tree_model, needs.handles_missing)
+    train = frame.iloc[parts["train"]]
+    preprocessor.fit(train)
+
+    coding = LabelCoding.fit(frame[target], config.task, config.data.positive_class)
+    for name in SPLITS:
+        rows = train if name == "train" else frame.iloc[parts[name]]
+        np.save(ctx.stage_dir / f"X_{name}.npy", transform(preprocessor, rows))
+        np.save(ctx.stage_dir / f"y_{name}.npy", coding.encode(rows[target]))
+    joblib.dump(preprocessor, ctx.stage_dir / "preprocessor.joblib")
+    names = [str(n) for n in preprocessor.get_feature_names_out()]
+    info = {"roles": roles, "resolved": resolved, "feature_names": names, "labels": coding.state_dict(),
+            "input_columns": roles["numeric"] + roles["categorical"] + roles["passthrough"]}
+    (ctx.stage_dir / "features.json").write_text(json.dumps(info, indent=2, default=str))
+    return {
+        "outputs": {"preprocessor": "preprocessor.joblib", "info": "features.json"},
+        "artifacts": ["preprocessor.joblib", "features.json"],
+        "summary": {"numeric": len(roles["numeric"]), "categorical": len(roles["categorical"]),
+                    "dropped": roles["dropped"], "features_out": len(names), **resolved},
+    }

@@ -1,0 +1,37 @@
+"""train: fit the model family on the train matrix, early-stopping on validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from trainpipe.models import build_family
+from trainpipe.stages import load_arrays
+
+
+def run(ctx) -> dict:
+    config = ctx.config
+    data = load_arrays(ctx, "features", ["X_train", "y_train", "X_validation", "y_validation"])
+    labels = json.loads((ctx.upstream("features") / "features.json").read_text())["labels"]
+    n_classes = len(labels["classes"] or [])
+    threads = config.training.threads or os.cpu_count() or 1
+    model = build_family(config.model, config.task, n_classes, config.seed, threads)
+
+    started = time.perf_counter()
+    result = model.fit(data["X_train"], data["y_train"], data["X_validation"], data["y_validation"],
+                       early_stopping_rounds=config.training.early_stopping_rounds)
+    seconds = time.perf_counter() - started
+    model.save(ctx.stage_dir / "model")
+    (ctx.stage_dir / "history.json").write_text(json.dumps(result.history))
+    metrics = {"train_seconds": seconds, "iterations": float(result.iterations)}
+    if result.best_iteration is not None:
+        metrics["best_iteration"] = float(result.best_iteration)
+    return {
+        "outputs": {"model": "model", "history": "history.json"},
+        "history": "history.json",
+        "artifacts": ["model", "history.json"],
+        "metrics": metrics,
+        "summary": {"family": config.model.type, "iterations": result.iterations, "best_iteration": result.best_iteration,
+                    "stopped_early": result.stopped_early, "seconds": round(seconds, 2)},
+    }

@@ -1,0 +1,39 @@
+"""validate: the schema (pandera) and label checks; every failure in one saved report."""
+
+from __future__ import annotations
+
+import json
+
+from trainpipe.data.schema import SchemaSpec, label_checks, load_schema, schema_to_yaml, validate_frame
+from trainpipe.errors import ValidationFailed
+from trainpipe.stages import load_table
+
+
+def run(ctx) -> dict:
+    frame = load_table(ctx)
+    config = ctx.config
+    columns = load_schema(config.schema_)
+    report = validate_frame(frame, columns, config.schema_)
+    if len(frame) < config.schema_.min_rows:
+        report["errors"].append({"check": "min_rows", "message": f"schema.min_rows: {len(frame)} rows, fewer than "
+                                 f"the {config.schema_.min_rows} required"})
+    report["errors"].extend(label_checks(frame[config.data.target], config.task, config.schema_, "data.target"))
+    report.update(rows=len(frame), columns_checked=len(columns), passed=not report["errors"])
+    (ctx.stage_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    if columns:
+        (ctx.stage_dir / "schema.yaml").write_text(schema_to_yaml(SchemaSpec(columns=columns)))
+    if report["errors"]:
+        lines = [e["message"] for e in report["errors"]]
+        first = report["errors"][0]
+        key = first["message"].split(":")[0] if first["message"].startswith(("data.", "schema.")) else \
+            f"column {first.get('column')}" if first.get("column") else "schema"
+        head = lines[0] if len(lines) == 1 else f"{len(lines)} data checks failed: {lines[0]}; ..."
+        raise ValidationFailed(f"{head} (report: {ctx.run_dir / 'validate.failed' / 'report.json'})", key=key,
+                               lines=lines)
+    return {
+        "outputs": {"report": "report.json"},
+        "artifacts": [p for p in ("report.json", "schema.yaml") if (ctx.stage_dir / p).exists()],
+        "metrics": {"validation_warnings": float(len(report["warnings"]))},
+        "summary": {"checks_passed": True, "columns_checked": len(columns), "warnings": len(report["warnings"]),
+                    "warning_messages": [w["message"] for w in report["warnings"][:5]]},
+    }

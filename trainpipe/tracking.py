@@ -1,0 +1,171 @@
+"""MLflow tracking through MlflowClient (no global active-run state), batched, with retries.
+
+The first open of a fresh SQLite store is serialised with a file lock: concurrent first opens
+corrupt the schema (shared/FACTS.md). Writes that hit `database is locked` are retried.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainpipe.store import Store
+
+PARAMS_PER_BATCH = 100  # MLflow's log_batch limits
+METRICS_PER_BATCH = 1000
+MAX_PARAM_LENGTH = 6000
+
+
+class TrackingConfig(BaseModel):
+    """Config section `tracking`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="Log runs to MLflow.")
+    uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///<store>/mlflow.db.")
+    experiment: str | None = Field(None, description="MLflow experiment; default: the pipeline name.")
+    run_name: str | None = Field(None, description="MLflow run name; default: the trainpipe run id.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on every run.")
+
+
+def flatten(doc: Any, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+    else:
+        out[prefix.rstrip(".")] = str(doc)[:MAX_PARAM_LENGTH]
+    return out
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _retry(fn, attempts: int = 5):
+    delay = 0.5
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # MlflowException wraps sqlite's OperationalError
+            if "database is locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(delay)
+            delay *= 2
+
+
+def git_info(cwd: Path) -> dict[str, str]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        if commit.returncode != 0:
+            return {}
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=5)
+        return {"git_commit": commit.stdout.strip(), "git_dirty": str(bool(dirty.stdout.strip())).lower()}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+def environment_tags() -> dict[str, str]:
+    tags = {"python_version": platform.python_version(), "host": socket.gethostname()}
+    for lib in ("trainpipe", "mlflow", "scikit-learn", "pandas", "numpy", "xgboost", "xgboost-cpu", "lightgbm", "torch"):
+        try:
+            tags[f"version.{lib}"] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            pass
+    return tags
+
+
+class Tracker:
+    """A thin, explicit wrapper over one MLflow store."""
+
+    def __init__(self, store: Store, config: TrackingConfig):
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        for noisy in ("mlflow", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        self.uri = config.uri or store.tracking_uri
+        if self.uri.startswith("sqlite:///"):
+            db = Path(self.uri.removeprefix("sqlite:///"))
+            marker = db.with_name(db.name + ".ready")
+            if not marker.exists():
+                with store.lock("mlflow"):
+                    client = MlflowClient(tracking_uri=self.uri)
+                    client.search_experiments(max_results=1)  # runs the schema migrations once
+                    marker.touch()
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.store = store
+
+    def experiment_id(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found:
+            return found.experiment_id
+        try:
+            location = (self.store.artifacts_dir / name.replace("/", "_")).as_uri()
+            return self.client.create_experiment(name, artifact_location=location)
+        except Exception:
+            found = self.client.get_experiment_by_name(name)  # created concurrently by another process
+            if found:
+                return found.experiment_id
+            raise
+
+    def start_run(self, experiment: str, run_name: str, tags: dict[str, str]) -> str:
+        run = _retry(lambda: self.client.create_run(self.experiment_id(experiment), run_name=run_name, tags=tags))
+        return run.info.run_id
+
+    def reopen(self, run_id: str) -> None:
+        _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
+
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in params.items()]
+        for chunk in _chunks(items, PARAMS_PER_BATCH):
+            _retry(lambda c=chunk: self.client.log_batch(run_id, params=c))
+
+    def log_metrics(self, run_id: str, values: dict[str, float], step: int = 0) -> None:
+        self.log_history(run_id, {k: [v] for k, v in values.items()}, first_step=step)
+
+    def log_history(self, run_id: str, history: dict[str, list[float]], first_step: int = 0) -> None:
+        """Whole per-iteration histories in a few log_batch calls (one call per value costs ~3 ms)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(name, float(v), now, first_step + step) for name, values in history.items()
+                 for step, v in enumerate(values) if v == v]
+        for chunk in _chunks(items, METRICS_PER_BATCH):
+            _retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c))
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+        for chunk in _chunks(items, PARAMS_PER_BATCH):
+            _retry(lambda c=chunk: self.client.log_batch(run_id, tags=c))
+
+    def log_artifacts(self, run_id: str, paths: list[Path], artifact_path: str) -> None:
+        for path in paths:
+            if path.is_dir():
+                self.client.log_artifacts(run_id, str(path), artifact_path=f"{artifact_path}/{path.name}")
+            elif path.exists():
+                self.client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+    def finish(self, run_id: str, status: str, error: str | None = None) -> None:
+        if error:
+            self.set_tags(run_id, {"trainpipe.error": error})
+        _retry(lambda: self.client.set_terminated(run_id, status=status))
+
+
+def open_tracker(store: Store, config: TrackingConfig) -> Tracker | None:
+    return Tracker(store, config) if config.enabled else None
