@@ -134,18 +134,23 @@ _DTYPE_TESTS = {
 }
 
 
-def _pandera_schema(columns: dict[str, ColumnSpec], force_strict: bool):
+def _pandera_schema(columns: dict[str, ColumnSpec], force_strict: bool, frame: pd.DataFrame):
     import pandera.pandas as pa
 
     pa_columns = {}
     for name, spec in columns.items():
         soft = not (spec.strict or force_strict)
-        checks = [pa.Check(_DTYPE_TESTS[spec.dtype], element_wise=False, error=f"dtype {spec.dtype}")]
+        dtype_test = _DTYPE_TESTS[spec.dtype]
+        checks = [pa.Check(dtype_test, element_wise=False, error=f"dtype {spec.dtype}")]
+        if name in frame.columns and not dtype_test(frame[name]):
+            # value checks on a column of the wrong type only produce noise; the dtype error says it
+            pa_columns[name] = pa.Column(None, checks=checks, nullable=True, required=True)
+            continue
         if spec.min is not None or spec.max is not None:
             if spec.dtype in ("int", "float"):
                 lo = -np.inf if spec.min is None else spec.min
                 hi = np.inf if spec.max is None else spec.max
-                checks.append(pa.Check.in_range(lo, hi, raise_warning=soft))
+                checks.append(pa.Check.in_range(lo, hi, raise_warning=soft, error=f"range [{spec.min}, {spec.max}]"))
         if spec.allowed is not None:
             checks.append(pa.Check(lambda s, allowed=tuple(spec.allowed): s.astype(str).isin(allowed) | s.isna(),
                                    error=f"allowed values {list(spec.allowed)[:10]}", raise_warning=soft))
@@ -179,6 +184,20 @@ def _describe_failures(cases: pd.DataFrame) -> list[dict]:
     return issues
 
 
+def _describe_warning(text: str) -> dict:
+    """pandera's warning text -> one line naming the column, the check and examples."""
+    import re
+
+    match = re.match(r"Column '(.+?)' failed .*?: (.*?) failure cases: (.*)", text, re.S)
+    if not match:
+        return {"message": text.splitlines()[0]}
+    column, check, cases = match.groups()
+    examples = [c.strip() for c in cases.split(",")]
+    return {"column": column, "check": check, "count": len(examples), "examples": examples[:5],
+            "message": f"column {column!r}: {len(examples)} value(s) outside {check}, e.g. {', '.join(examples[:3])} "
+                       "(warning only; add strict: true to the column to fail on it)"}
+
+
 def validate_frame(frame: pd.DataFrame, columns: dict[str, ColumnSpec], config: SchemaConfig) -> dict:
     """Run the pandera schema lazily and return a report with every error and warning."""
     import pandera.pandas as pa
@@ -188,7 +207,7 @@ def validate_frame(frame: pd.DataFrame, columns: dict[str, ColumnSpec], config: 
     if not config.allow_extra_columns and columns:
         for extra in sorted(set(map(str, frame.columns)) - set(columns)):
             errors.append({"column": extra, "check": "unexpected", "message": f"column {extra!r} is not in the schema"})
-    schema = _pandera_schema(columns, config.strict)
+    schema = _pandera_schema(columns, config.strict, frame)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -197,8 +216,7 @@ def validate_frame(frame: pd.DataFrame, columns: dict[str, ColumnSpec], config: 
             errors.extend(_describe_failures(exc.failure_cases))
     for w in caught:
         if type(w.message).__name__ == "SchemaWarning":
-            text = str(w.message).split(" failure cases:")[0]
-            warns.append({"message": text.replace("failed element-wise validator number", "check")})
+            warns.append(_describe_warning(str(w.message)))
     return {"errors": errors, "warnings": warns}
 
 

@@ -1,0 +1,85 @@
+"""Shared fixtures: small real data sets, config writers, a real MLflow store in a temp folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trainpipe.datasets import breast_cancer, synthetic_churn
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    breast_cancer().to_parquet(folder / "bc.parquet", index=False)
+    synthetic_churn(rows=3000, seed=1).to_csv(folder / "churn.csv", index=False)
+    return folder
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "store"
+    monkeypatch.setenv("TRAINPIPE_HOME", str(path))
+    return path
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Write a pipeline YAML into tmp_path and return its path."""
+
+    def write(doc: dict | str, name: str = "pipeline.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def bc_config(data_dir, store) -> dict:
+    return {"name": "bc", "task": "binary", "store": str(store),
+            "data": {"path": str(data_dir / "bc.parquet"), "target": "diagnosis", "positive_class": "malignant"},
+            "model": {"type": "xgboost", "params": {"n_estimators": 40, "max_depth": 3}},
+            "training": {"early_stopping_rounds": 10, "threads": 1}}
+
+
+@pytest.fixture
+def churn_config(data_dir, store) -> dict:
+    return {"name": "churn", "task": "binary", "store": str(store),
+            "data": {"path": str(data_dir / "churn.csv"), "target": "churn", "id_column": "customer_id"},
+            "model": {"type": "lightgbm", "params": {"n_estimators": 40}},
+            "training": {"early_stopping_rounds": 10, "threads": 1}}
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    """The real `trainpipe` command in a subprocess."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "trainpipe", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=timeout)
+
+
+def run_cli_json(*args: str, **kwargs) -> tuple[int, dict]:
+    proc = run_cli(*args, "--json", **kwargs)
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError as exc:
+        raise AssertionError(f"stdout is not one JSON document:\n{proc.stdout}\nstderr:\n{proc.stderr}") from exc
+    return proc.returncode, doc
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture
+def cli_json():
+    return run_cli_json

@@ -1,0 +1,46 @@
+"""Preprocessing: fitted on train only, auto choices follow the model, unknown categories survive."""
+
+import numpy as np
+import pandas as pd
+
+from trainpipe.data.features import FeaturesConfig, LabelCoding, build_preprocessor, select_columns, transform
+
+
+def frame():
+    return pd.DataFrame({"num": [1.0, 2.0, np.nan, 4.0, 100.0], "cat": ["a", "b", None, "a", "b"],
+                         "flag": [True, False, True, False, True], "id": list("vwxyz"), "y": [0, 1, 0, 1, 0]})
+
+
+def test_roles_exclude_target_and_id():
+    roles = select_columns(frame(), FeaturesConfig(), exclude=["y", "id"])
+    assert roles["numeric"] == ["num"] and roles["categorical"] == ["cat", "flag"]
+
+
+def test_linear_models_get_imputation_scaling_and_onehot_fitted_on_train_only():
+    data = frame()
+    roles = select_columns(data, FeaturesConfig(), exclude=["y", "id"])
+    pre, resolved = build_preprocessor(roles, FeaturesConfig(), tree_model=False, handles_missing=False)
+    assert resolved == {"impute": "median", "scale": "standard", "encoding": "onehot"}
+    train = data.iloc[:4]
+    pre.fit(train)
+    scaler = pre.named_transformers_["numeric"][-1]
+    assert np.isclose(scaler.mean_[0], np.mean([1.0, 2.0, 2.0, 4.0]))  # median-imputed train rows only
+    out = transform(pre, pd.DataFrame({**{c: [v] for c, v in data.iloc[0].items()}, "cat": ["never-seen"]}))
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+
+
+def test_tree_models_keep_nan_and_use_ordinal_codes():
+    data = frame()
+    roles = select_columns(data, FeaturesConfig(), exclude=["y", "id"])
+    pre, resolved = build_preprocessor(roles, FeaturesConfig(), tree_model=True, handles_missing=True)
+    assert resolved == {"impute": "none", "scale": "none", "encoding": "ordinal"}
+    out = transform(pre.fit(data), data)
+    assert out.shape == (5, 3) and np.isnan(out[2, 0]) and np.isnan(out[2, 1])
+
+
+def test_label_coding_puts_the_positive_class_last_and_round_trips():
+    labels = pd.Series(["Yes", "No", "No", "Yes"])
+    coding = LabelCoding.fit(labels, "binary", positive_class="No")
+    assert coding.classes == ["Yes", "No"]
+    assert coding.decode(coding.encode(labels)).tolist() == labels.tolist()
+    assert LabelCoding.fit(labels, "binary").classes == ["No", "Yes"]

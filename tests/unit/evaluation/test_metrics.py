@@ -1,0 +1,34 @@
+"""Metrics per task agree with scikit-learn on known inputs."""
+
+import numpy as np
+
+from trainpipe.evaluation.metrics import EvaluationConfig, binary_metrics, multiclass_metrics, regression_metrics
+
+
+def test_binary_metrics_at_a_threshold_and_curves():
+    y = np.array([0, 0, 1, 1])
+    proba = np.column_stack([1 - np.array([0.1, 0.6, 0.4, 0.9]), [0.1, 0.6, 0.4, 0.9]])
+    out, extra = binary_metrics(y, proba, threshold=0.5, curve_points=50)
+    assert out["roc_auc"] == 0.75 and out["accuracy"] == 0.5
+    assert extra["confusion_matrix"] == [[1, 1], [1, 1]]
+    out, _ = binary_metrics(y, proba, threshold=0.35, curve_points=50)
+    assert out["recall"] == 1.0
+    assert len(extra["roc_curve"]["x"]) == len(extra["roc_curve"]["y"])
+
+
+def test_multiclass_metrics():
+    y = np.array([0, 1, 2, 2])
+    proba = np.eye(3)[[0, 1, 2, 1]]
+    out, extra = multiclass_metrics(y, proba, 3)
+    assert out["accuracy"] == 0.75 and np.array(extra["confusion_matrix"]).sum() == 4
+
+
+def test_regression_metrics_skip_mape_when_a_true_value_is_zero():
+    out, _ = regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 4.0]))
+    assert np.isclose(out["rmse"], np.sqrt(1 / 3)) and "mape" in out
+    out, _ = regression_metrics(np.array([0.0, 2.0]), np.array([1.0, 2.0]))
+    assert "mape" not in out
+
+
+def test_default_threshold_is_one_half():
+    assert EvaluationConfig().threshold == 0.5

@@ -1,0 +1,74 @@
+"""The contract every registered model family must meet; a new family is tested by registering it."""
+
+import numpy as np
+import pytest
+
+from trainpipe.models import FAMILIES, ModelConfig, build_family, get_family, load_family
+from trainpipe.models.base import ModelFamily
+
+TASKS = {"binary": 2, "multiclass": 3, "regression": 0}
+FAST = {"xgboost": {"n_estimators": 15}, "lightgbm": {"n_estimators": 15, "min_child_samples": 5}, "sklearn": {"max_iter": 15}}
+
+
+def make_data(task, n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5)).astype(np.float32)
+    score = X[:, 0] + 0.5 * X[:, 1]
+    if task == "regression":
+        y = score + rng.normal(0, 0.1, n)
+    elif task == "binary":
+        y = (score > 0).astype(np.int64)
+    else:
+        y = np.digitize(score, [-0.5, 0.5]).astype(np.int64)
+    return X[:200], y[:200], X[200:], y[200:]
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_fits_predicts_reports_and_round_trips(family, task, tmp_path):
+    X, y, Xv, yv = make_data(task)
+    model = build_family(ModelConfig(type=family, params=FAST[family]), task, TASKS[task], seed=0, threads=1)
+    assert isinstance(model, ModelFamily)
+    reports = []
+    result = model.fit(X, y, Xv, yv, early_stopping_rounds=5,
+                       report=lambda step, values: reports.append((step, values)) or False)
+    assert result.iterations >= 1
+    if family != "sklearn" or task != "regression":
+        assert reports and all(isinstance(v, float) for _, vals in reports for v in vals.values())
+    pred = model.predict(Xv)
+    assert pred.shape == (len(Xv),)
+    if task != "regression":
+        proba = model.predict_proba(Xv)
+        assert proba.shape == (len(Xv), TASKS[task]) and np.allclose(proba.sum(axis=1), 1.0)
+        assert (pred == yv).mean() > 0.6
+    model.save(tmp_path / "m")
+    loaded = load_family(tmp_path / "m")
+    assert np.array_equal(loaded.predict(Xv), pred)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_report_returning_true_stops_training(family):
+    if family == "sklearn":
+        pytest.skip("a single-fit estimator has no iterations to stop")
+    X, y, Xv, yv = make_data("binary")
+    model = build_family(ModelConfig(type=family, params={"n_estimators": 50}), "binary", 2, seed=0, threads=1)
+    result = model.fit(X, y, Xv, yv, report=lambda step, values: step >= 4)
+    assert result.iterations <= 6
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_default_search_space_names_real_parameters(family):
+    space = get_family(family).default_search_space("binary")
+    assert space and all(spec["type"] in ("int", "float", "categorical") for spec in space.values())
+    get_family(family).check_config({k: (s.get("low") or 1) for k, s in space.items()}, None, "binary")
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_same_seed_gives_identical_predictions(family):
+    X, y, Xv, yv = make_data("binary")
+    preds = []
+    for _ in range(2):
+        model = build_family(ModelConfig(type=family, params=FAST[family]), "binary", 2, seed=7, threads=2)
+        model.fit(X, y, Xv, yv)
+        preds.append(model.predict_proba(Xv))
+    assert np.array_equal(preds[0], preds[1])
