@@ -114,7 +114,7 @@ def infer_schema(frame: pd.DataFrame, max_categories: int = MAX_INFERRED_CATEGOR
 
 
 def schema_to_yaml(schema: SchemaSpec) -> str:
-    doc = {"columns": {name: spec.model_dump(exclude_defaults=True) | {"dtype": spec.dtype}
+    doc = {"columns": {name: {"dtype": spec.dtype, "nullable": spec.nullable} | spec.model_dump(exclude_defaults=True)
                        for name, spec in schema.columns.items()}}
     header = ("# Inferred by `trainpipe schema infer`. Edit freely.\n"
               "# min/max/allowed are warnings unless you add `strict: true` to a column.\n")
