@@ -165,12 +165,16 @@ class LabelCoding:
     def encode(self, labels: pd.Series) -> np.ndarray:
         if self.task == "regression":
             return labels.to_numpy(dtype=np.float64)
-        lookup = {str(c): i for i, c in enumerate(self.classes)}
-        codes = labels.astype(str).map(lookup)
-        if codes.isna().any():
-            unseen = sorted(set(labels[codes.isna()].astype(str)))[:5]
-            raise ConfigError(f"data.target: label(s) {unseen} were not seen in training", key="data.target")
-        return codes.to_numpy(dtype=np.int64)
+        codes = pd.Categorical(labels, categories=self.classes).codes.astype(np.int64)  # vectorised
+        if (codes < 0).any():
+            # labels of another type than the stored classes (e.g. "1" vs 1): match on text instead
+            lookup = {str(c): i for i, c in enumerate(self.classes)}
+            mapped = labels.astype(str).map(lookup)
+            if mapped.isna().any():
+                unseen = sorted(set(labels[mapped.isna()].astype(str)))[:5]
+                raise ConfigError(f"data.target: label(s) {unseen} were not seen in training", key="data.target")
+            codes = mapped.to_numpy(dtype=np.int64)
+        return codes
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         if self.task == "regression":

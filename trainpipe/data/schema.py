@@ -200,13 +200,15 @@ def _describe_warning(text: str) -> dict:
 
 def validate_frame(frame: pd.DataFrame, columns: dict[str, ColumnSpec], config: SchemaConfig) -> dict:
     """Run the pandera schema lazily and return a report with every error and warning."""
-    import pandera.pandas as pa
-
     errors: list[dict] = []
     warns: list[dict] = []
     if not config.allow_extra_columns and columns:
         for extra in sorted(set(map(str, frame.columns)) - set(columns)):
             errors.append({"column": extra, "check": "unexpected", "message": f"column {extra!r} is not in the schema"})
+    if not columns:  # nothing declared: skip pandera (and its import) entirely
+        return {"errors": errors, "warnings": warns}
+    import pandera.pandas as pa
+
     schema = _pandera_schema(columns, config.strict, frame)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -228,9 +230,9 @@ def label_checks(labels: pd.Series, task: str, config: SchemaConfig, target_key:
         problems.append({"column": labels.name, "check": "label_not_null",
                          "message": f"{target_key}: {nulls} row(s) have a null label in column {labels.name!r}"})
     if task in ("binary", "multiclass"):
-        counts = labels.dropna().astype(str).value_counts()
+        counts = labels.dropna().value_counts()
         if len(counts) < 2:
-            only = list(counts.index[:1])
+            only = [str(v) for v in counts.index[:1]]
             problems.append({"column": labels.name, "check": "label_classes",
                              "message": f"{target_key}: column {labels.name!r} has a single class {only}; "
                                         "classification needs at least 2"})

@@ -59,7 +59,7 @@ def random_split(n: int, validation: float, test: float, seed: int) -> dict[str,
 def stratified_split(labels: pd.Series, validation: float, test: float, seed: int) -> dict[str, np.ndarray]:
     """Each class is permuted and cut separately, so every split keeps the class balance."""
     rng = np.random.default_rng(seed)
-    codes, _ = pd.factorize(labels.astype(str), sort=True)
+    codes, _ = pd.factorize(labels, sort=True)
     parts = {name: [] for name in SPLITS}
     for code in np.unique(codes):
         members = np.flatnonzero(codes == code)
@@ -119,11 +119,11 @@ def make_split(frame: pd.DataFrame, config: SplitConfig, task: str, target: str,
 
 def check_class_coverage(labels: pd.Series, parts: dict[str, np.ndarray]) -> None:
     """Every class seen in training must also be present in validation and test."""
-    values = labels.astype(str).to_numpy()
-    train_classes = set(np.unique(values[parts["train"]]))
+    codes, uniques = pd.factorize(labels)
+    train_classes = set(np.unique(codes[parts["train"]]).tolist())
     for name in ("validation", "test"):
-        missing = train_classes - set(np.unique(values[parts[name]]))
+        missing = train_classes - set(np.unique(codes[parts[name]]).tolist())
         if missing:
-            shown = ", ".join(repr(m) for m in sorted(missing)[:5])
+            shown = ", ".join(sorted(repr(str(uniques[m])) for m in missing)[:5])
             raise SplitError(f"split.{name}: class(es) {shown} of {labels.name!r} are absent from the {name} split; "
                              f"use split.strategy: stratified or a larger split.{name} fraction", key=f"split.{name}")

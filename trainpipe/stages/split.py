@@ -20,8 +20,8 @@ def run(ctx) -> dict:
     manifest = {"strategy": strategy, "seed": config.split.seed if config.split.seed is not None else config.seed,
                 "sizes": {name: int(len(parts[name])) for name in SPLITS}, "hash": digest}
     if config.task != "regression":
-        labels = frame[config.data.target].astype(str).to_numpy()
-        manifest["class_counts"] = {name: {str(k): int(v) for k, v in zip(*np.unique(labels[parts[name]], return_counts=True))}
+        labels = frame[config.data.target]
+        manifest["class_counts"] = {name: {str(k): int(v) for k, v in labels.iloc[parts[name]].value_counts(sort=False).items()}
                                     for name in SPLITS}
     (ctx.stage_dir / "split.json").write_text(json.dumps(manifest, indent=2))
     return {"identity": digest, "outputs": {"split": "split.npz", "manifest": "split.json"},
