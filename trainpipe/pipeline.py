@@ -125,7 +125,11 @@ class Run:
         meta = {"run_id": run_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": config_hash(config),
                 "status": "running", "stages": {}, "mlflow_run_id": None, "trainpipe_version": __version__}
         run = cls(store, run_id, config, meta)
-        run._start_tracking()
+        try:
+            run._start_tracking()
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)  # no run folder without its tracked run
+            raise
         run.save_meta()
         return run
 

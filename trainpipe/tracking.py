@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trainpipe.errors import ConfigError
 from trainpipe.store import Store
 
 PARAMS_PER_BATCH = 100  # MLflow's log_batch limits
@@ -96,15 +97,21 @@ class Tracker:
         for noisy in ("mlflow", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         self.uri = config.uri or store.tracking_uri
-        if self.uri.startswith("sqlite:///"):
-            db = Path(self.uri.removeprefix("sqlite:///"))
-            marker = db.with_name(db.name + ".ready")
-            if not marker.exists():
-                with store.lock("mlflow"):
-                    client = MlflowClient(tracking_uri=self.uri)
-                    client.search_experiments(max_results=1)  # runs the schema migrations once
-                    marker.touch()
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        try:
+            if self.uri.startswith("sqlite:///"):
+                db = Path(self.uri.removeprefix("sqlite:///"))
+                marker = db.with_name(db.name + ".ready")
+                if not marker.exists():
+                    db.parent.mkdir(parents=True, exist_ok=True)
+                    with store.lock("mlflow"):
+                        client = MlflowClient(tracking_uri=self.uri)
+                        client.search_experiments(max_results=1)  # runs the schema migrations once
+                        marker.touch()
+            self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        except Exception as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"tracking.uri: cannot open the MLflow store at {self.uri}: {detail}",
+                              key="tracking.uri") from exc
         self.store = store
 
     def experiment_id(self, name: str) -> str:
