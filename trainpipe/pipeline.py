@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,8 @@ class Run:
         self.store, self.run_id, self.config, self.meta = store, run_id, config, meta
         self.dir = store.run_dir(run_id)
         self._tracker = None
+        self._tracking_thread: threading.Thread | None = None
+        self._tracking_error: BaseException | None = None
 
     # -- creation and loading -------------------------------------------------------------
     @classmethod
@@ -125,12 +128,8 @@ class Run:
         meta = {"run_id": run_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": config_hash(config),
                 "status": "running", "stages": {}, "mlflow_run_id": None, "trainpipe_version": __version__}
         run = cls(store, run_id, config, meta)
-        try:
-            run._start_tracking()
-        except BaseException:
-            shutil.rmtree(run_dir, ignore_errors=True)  # no run folder without its tracked run
-            raise
         run.save_meta()
+        run._start_tracking_in_background()
         return run
 
     @classmethod
@@ -154,8 +153,33 @@ class Run:
         write_json(self.dir / "run.json", self.meta)
 
     # -- tracking ----------------------------------------------------------------------------
+    def _start_tracking_in_background(self) -> None:
+        """Importing MLflow and creating a fresh store take ~2.5 s: overlap them with reading the data."""
+        import pyarrow.parquet  # noqa: F401  shared by MLflow and ingest: imported once, before the thread
+        import scipy  # noqa: F401
+
+        def target() -> None:
+            try:
+                self._start_tracking()
+            except BaseException as exc:  # re-raised in the main thread by await_tracking
+                self._tracking_error = exc
+
+        self._tracking_thread = threading.Thread(target=target, name="trainpipe-tracking", daemon=True)
+        self._tracking_thread.start()
+
+    def await_tracking(self) -> None:
+        thread, self._tracking_thread = self._tracking_thread, None
+        if thread is None:
+            return
+        thread.join()
+        if self._tracking_error is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)  # no run folder without its tracked run
+            raise self._tracking_error
+
     @property
     def tracker(self):
+        if self._tracking_error is not None:
+            return None
         if self._tracker is None and self.config.tracking.enabled:
             from trainpipe.tracking import Tracker
 
@@ -178,6 +202,7 @@ class Run:
         self.tracker.log_artifacts(mlflow_id, [self.dir / "config.yaml"], "config")
 
     def _track_stage(self, name: str, stage_dir: Path, manifest: dict) -> None:
+        self.await_tracking()
         mlflow_id = self.meta.get("mlflow_run_id")
         if self.tracker is None or not mlflow_id:
             return
@@ -193,6 +218,13 @@ class Run:
         self.tracker.log_artifacts(mlflow_id, [stage_dir / rel for rel in manifest.get("artifacts", [])], name)
 
     def finish(self, status: str, error: TrainpipeError | BaseException | None = None) -> None:
+        try:
+            self.await_tracking()
+        except BaseException:
+            if error is None:
+                raise
+        if not self.dir.exists():
+            return
         self.meta["status"] = status
         if error is not None:
             self.meta["error"] = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
@@ -282,6 +314,10 @@ class Run:
             shutil.rmtree(tmp, ignore_errors=True)
             self.meta["stages"][name] = {"status": "failed", "error": getattr(exc, "message", str(exc)) or type(exc).__name__}
             self.save_meta()
+            try:
+                self.await_tracking()
+            except BaseException:
+                raise exc from None
             if failed.exists() and self.tracker is not None and self.meta.get("mlflow_run_id"):
                 self.tracker.log_artifacts(self.meta["mlflow_run_id"], sorted(failed.iterdir()), f"{name}.failed")
             raise
@@ -306,6 +342,7 @@ class Run:
         return manifest
 
     def _record(self, name: str, manifest: dict, stage_dir: Path) -> None:
+        self.await_tracking()
         entry = {"status": manifest["status"], "seconds": manifest.get("seconds")}
         if manifest.get("reused_from"):
             entry["reused_from"] = manifest["reused_from"]
@@ -314,6 +351,7 @@ class Run:
         self._track_stage(name, stage_dir, manifest)
 
     def summary(self) -> dict:
+        self.await_tracking()
         stages = []
         for name in STAGE_NAMES:
             manifest = read_manifest(self.dir / name)
