@@ -42,6 +42,8 @@ def _stdout_to_stderr():
 def _execute(fn: Callable[[Console], dict | None], as_json: bool, debug: bool,
              render: Callable[[Console, dict], None] | None = None, ok_exit: Callable[[dict], int] | None = None) -> None:
     """Run a command body with the CLI's error contract: one red line and exit 2 (no traceback unless --debug)."""
+    from rich.markup import escape
+
     from trainpipe.errors import TrainpipeError
 
     console = Console(stderr=as_json, highlight=False)
@@ -59,7 +61,7 @@ def _execute(fn: Callable[[Console], dict | None], as_json: bool, debug: bool,
             doc, code = exc.to_json(), exc.exit_code
             if not as_json:
                 for line in exc.lines if len(exc.lines) > 1 else [exc.message]:
-                    err_console.print(f"[red]error:[/] {line}", soft_wrap=True)
+                    err_console.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
         except KeyboardInterrupt:
             doc, code = {"error": "interrupted", "key": None}, 130
             err_console.print("[red]interrupted[/]")
@@ -68,7 +70,7 @@ def _execute(fn: Callable[[Console], dict | None], as_json: bool, debug: bool,
                 raise
             doc, code = {"error": f"internal error: {type(exc).__name__}: {exc}", "key": None}, 1
             if not as_json:
-                err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)",
                                   soft_wrap=True)
     if as_json and doc is not None:
         sys.stdout.write(json.dumps(doc, default=str) + "\n")

@@ -21,7 +21,7 @@ from trainpipe.data.io import DataConfig
 from trainpipe.data.schema import SchemaConfig
 from trainpipe.data.split import SplitConfig
 from trainpipe.errors import ConfigError
-from trainpipe.evaluation.metrics import EvaluationConfig
+from trainpipe.evaluation.metrics import METRICS, EvaluationConfig
 from trainpipe.models import FAMILIES, ModelConfig, TrainingConfig
 from trainpipe.tracking import TrackingConfig
 
@@ -53,6 +53,12 @@ class PipelineConfig(BaseModel):
                              f"choose one of {sorted(FAMILIES)}")
         if self.data.target in self.features.drop or self.data.target in self.features.passthrough:
             raise ValueError(f"features: the target {self.data.target!r} cannot be a feature or dropped")
+        known = METRICS[self.task]
+        if self.evaluation.primary_metric and self.evaluation.primary_metric not in known:
+            close = difflib.get_close_matches(self.evaluation.primary_metric, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"evaluation.primary_metric: {self.evaluation.primary_metric!r} is not a {self.task} "
+                             f"metric{hint}; choose one of {', '.join(known)}")
         if self.split.strategy == "stratified" and self.task == "regression":
             raise ValueError("split.strategy: stratified needs a classification task; use random for regression")
         return self

@@ -58,21 +58,15 @@ INTROS = {
                 "family (table under `model`). The target and `data.id_column` are never features; datetime "
                 "columns, and columns left out of an explicit `columns` list, are dropped.",
     "model": "`type` picks a registered family; `params` (the library's own names) are merged over the "
-             "family defaults. Before any data is read, `sklearn` refuses parameters its estimator does "
-             "not have and xgboost/lightgbm check `n_estimators`.",
+             "family defaults. Before any data is read, a parameter the library does not know fails with a "
+             "did-you-mean (xgboost, lightgbm and sklearn alike); `seed` and thread counts come from the "
+             "top-level `seed` and `training.threads`.",
     "training": "How the `train` stage fits: early stopping on the validation split, CPU threads.",
     "evaluation": "Metrics on validation and test. Binary: accuracy, precision, recall, f1, log_loss, brier, "
                   "roc_auc, pr_auc; multiclass: accuracy, f1_macro/weighted, log_loss; regression: rmse, mae, r2, mape.",
     "tracking": "One MLflow run per trainpipe run: config as parameters, stage metrics, histories, artifacts.",
 }
-COL = "schema.columns.<name>."
-FALLBACK = {  # for fields whose model has no Field(description=...) yet
-    "data.format": "csv, parquet, or auto (by file extension).",
-    COL + "dtype": "Expected type; int also accepts whole-valued floats (ints with missing values).",
-    COL + "nullable": "Missing values allowed.", COL + "unique": "Every value distinct.",
-    COL + "min": "Smallest allowed value (numbers).", COL + "max": "Largest allowed value (numbers).",
-    COL + "allowed": "Allowed values, compared as text; missing values pass.",
-}
+FALLBACK: dict[str, str] = {}  # for fields whose model has no Field(description=...); keep empty
 PIPE = "\\|"  # a literal | inside a markdown table cell
 _SCALARS = {str: "string", int: "int", float: "float", bool: "bool", type(None): "null", Any: "any"}
 

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from trainpipe import __version__
 from trainpipe.config import PipelineConfig, canonical_hash, config_from_dict, config_hash, dump_config
 from trainpipe.errors import RunError, TrainpipeError
+from trainpipe.evaluation.metrics import primary_metric
 from trainpipe.store import Store
 
 
@@ -95,6 +96,15 @@ def _file_sizes(stage_dir: Path) -> dict[str, int]:
             if p.is_file() and p.name != "manifest.json"}
 
 
+def input_file_hashes(config: PipelineConfig, stage: str) -> dict[str, str]:
+    """Contents of files the config points at (the schema file), so editing them invalidates the cache."""
+    if stage == "validate" and config.schema_.path and Path(config.schema_.path).exists():
+        import hashlib
+
+        return {config.schema_.path: hashlib.sha256(Path(config.schema_.path).read_bytes()).hexdigest()}
+    return {}
+
+
 def user_code_hashes(config: PipelineConfig, stage: str) -> dict[str, str]:
     """Source hashes of user modules the config imports, so editing them invalidates the cache."""
     if stage == "train" and config.model.type == "sklearn" and config.model.estimator:
@@ -137,7 +147,8 @@ class Run:
         run_dir = store.run_dir(run_id)
         meta_path = run_dir / "run.json"
         if not meta_path.exists():
-            raise RunError(f"run {run_id!r} not found in {store.runs_dir}", key="run")
+            raise RunError(f"run {run_id!r} not found in {store.runs_dir} (if the pipeline sets `store:`, pass --store "
+                           "or --config)", key="run")
         meta = json.loads(meta_path.read_text())
         if config is None:
             import yaml
@@ -145,8 +156,11 @@ class Run:
             config = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()),
                                       source=str(run_dir / "config.yaml"), base=run_dir)
         elif config_hash(config) != meta["config_hash"]:
-            (run_dir / "config.yaml").write_text(dump_config(config))
-            meta["config_hash"] = config_hash(config)
+            # A run is one config: its MLflow params and artifacts describe it. A changed config is a new
+            # run, which reuses every unaffected stage from this one through the cache.
+            raise RunError(f"run {run_id}: the config differs from the one it was started with (hash "
+                           f"{config_hash(config)} vs {meta['config_hash']}); start a new run instead — unchanged "
+                           "stages are reused", key="config")
         return cls(store, run_id, config, meta)
 
     def save_meta(self) -> None:
@@ -193,6 +207,7 @@ class Run:
 
         tags = {"trainpipe.run_id": self.run_id, "trainpipe.config_hash": self.meta["config_hash"],
                 "trainpipe.run_dir": str(self.dir), "task": self.config.task, "model.type": self.config.model.type,
+                "trainpipe.primary_metric": primary_metric(self.config.task, self.config.evaluation)[0],
                 **environment_tags(), **git_info(Path.cwd()), **self.config.tracking.tags}
         experiment = self.config.tracking.experiment or self.config.name
         mlflow_id = self.tracker.start_run(experiment, self.config.tracking.run_name or self.run_id, tags)
@@ -245,14 +260,14 @@ class Run:
             upstream[name] = manifest["identity"]
         doc = {"stage": spec.name, "version": __version__, "upstream": upstream,
                "sections": {s: self.config.section(s) for s in spec.sections},
-               "user_code": user_code_hashes(self.config, spec.name)}
+               "user_code": user_code_hashes(self.config, spec.name), "files": input_file_hashes(self.config, spec.name)}
         if spec.name == "ingest":
             from trainpipe.data.io import expand_paths, file_stats
 
             stats = file_stats(expand_paths(self.config.data.path))
             if any("size" not in s for s in stats):
                 doc["nonce"] = secrets.token_hex(8)  # remote files: no cheap change detection, always re-ingest
-            doc["files"] = stats
+            doc["data_files"] = stats
         return canonical_hash(doc)
 
     def _cache_index(self, name: str, key: str) -> Path:
@@ -282,18 +297,22 @@ class Run:
         final = self.dir / name
         emit = on_event or (lambda kind, payload: None)
         found = self._find_reusable(name, key, use_cache)
+        reuse_started = time.perf_counter()
         if found is not None:
             source_dir, source_run = found
             if source_dir != final:
                 _link_tree(source_dir, self.dir / f".{name}.tmp")
                 manifest = read_manifest(self.dir / f".{name}.tmp")
-                manifest.update(status="reused", reused_from=source_run, run_id=self.run_id)
+                manifest.update(status="reused", reused_from=source_run, run_id=self.run_id,
+                                computed_seconds=manifest.get("computed_seconds", manifest.get("seconds")),
+                                seconds=round(time.perf_counter() - reuse_started, 3))
                 write_json(self.dir / f".{name}.tmp" / "manifest.json", manifest)
                 _replace_dir(self.dir / f".{name}.tmp", final)
             else:
                 manifest = read_manifest(final)
                 if manifest["status"] != "reused":
-                    manifest = {**manifest, "status": "reused", "reused_from": self.run_id}
+                    manifest = {**manifest, "status": "reused", "reused_from": self.run_id, "seconds": 0.0,
+                                "computed_seconds": manifest.get("seconds")}
             self._record(name, manifest, final)
             emit("stage_done", manifest)
             return manifest
@@ -439,6 +458,10 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise RunError(f"stage: unknown stage {name!r}{hint}; stages are {', '.join(STAGE_NAMES)}", key="stage")
     if not store.run_dir(run_id).exists():
+        if SPECS[name].upstream:
+            raise RunError(f"stage {name} needs stage {SPECS[name].upstream[-1]}, which has not completed: run {run_id!r} "
+                           f"does not exist yet (start it with `trainpipe stage {STAGE_NAMES[0]} --run {run_id} --config ...`)",
+                           key="stage")
         if config is None:
             raise RunError(f"run {run_id!r} not found in {store.runs_dir}; pass --config to create it", key="run")
         preflight(config)
@@ -450,6 +473,9 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
         run.meta["status"] = "running"
     try:
         run.run_stage(name, use_cache=use_cache, on_event=on_event)
+    except KeyboardInterrupt as exc:
+        run.finish("killed", exc)
+        raise
     except BaseException as exc:
         run.finish("failed", exc)
         raise

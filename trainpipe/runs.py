@@ -9,15 +9,22 @@ from trainpipe.evaluation.metrics import PRIMARY
 
 
 def _client(uri: str):
+    import logging
+    from pathlib import Path
+
     from mlflow.tracking import MlflowClient
 
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise RunError(f"--store: no MLflow store at {uri.removeprefix('sqlite:///')} (run a pipeline first, or pass "
+                       "--store / --tracking-uri)", key="store")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=uri)
 
 
 def _row(run, experiments: dict) -> dict:
     tags, metrics = run.data.tags, run.data.metrics
     task = tags.get("task")
-    primary = PRIMARY.get(task, (None,))[0]
+    primary = tags.get("trainpipe.primary_metric") or PRIMARY.get(task, (None,))[0]
     return {
         "run_id": tags.get("trainpipe.run_id"), "mlflow_run_id": run.info.run_id,
         "experiment": experiments.get(run.info.experiment_id, run.info.experiment_id),

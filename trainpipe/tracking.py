@@ -119,7 +119,9 @@ class Tracker:
         if found:
             return found.experiment_id
         try:
-            location = (self.store.artifacts_dir / name.replace("/", "_")).as_uri()
+            # Embedded store: artifacts next to it. A tracking server decides its own artifact root.
+            embedded = self.uri == self.store.tracking_uri
+            location = (self.store.artifacts_dir / name.replace("/", "_")).as_uri() if embedded else None
             return self.client.create_experiment(name, artifact_location=location)
         except Exception:
             found = self.client.get_experiment_by_name(name)  # created concurrently by another process

@@ -25,7 +25,7 @@ class DataConfig(BaseModel):
 
     path: str = Field(description="File path, glob (data/*.parquet) or fsspec URL (s3://bucket/x.parquet).")
     target: str = Field(description="Label column.")
-    format: Literal["auto", "csv", "parquet"] = "auto"
+    format: Literal["auto", "csv", "parquet"] = Field("auto", description="auto: from the file extension.")
     id_column: str | None = Field(None, description="Row id passed through, never a feature.")
     positive_class: str | int | bool | None = Field(
         None, description="Binary tasks: the label counted as positive (default: last in sorted order)."

@@ -25,12 +25,12 @@ MAX_INFERRED_CATEGORIES = 50
 class ColumnSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dtype: DType
-    nullable: bool = True
-    unique: bool = False
-    min: float | None = None
-    max: float | None = None
-    allowed: list[Any] | None = None
+    dtype: DType = Field(description="int, float, bool, string, category or datetime (a hard check).")
+    nullable: bool = Field(True, description="Missing values allowed (a hard check).")
+    unique: bool = Field(False, description="Every value distinct, e.g. an id (a hard check).")
+    min: int | float | None = Field(None, description="Smallest expected value (a warning unless strict).")
+    max: int | float | None = Field(None, description="Largest expected value (a warning unless strict).")
+    allowed: list[Any] | None = Field(None, description="Expected categories (a warning unless strict).")
     strict: bool = Field(False, description="Range/allowed-value violations fail the run instead of warning.")
 
 

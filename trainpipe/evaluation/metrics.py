@@ -5,6 +5,12 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+METRICS = {
+    "binary": ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1"),
+    "multiclass": ("accuracy", "f1_macro", "f1_weighted", "log_loss"),
+    "regression": ("rmse", "mae", "r2", "mape"),
+}
+LOWER_IS_BETTER = ("rmse", "mae", "mape", "log_loss", "brier")
 PRIMARY = {"binary": ("roc_auc", "max"), "multiclass": ("f1_macro", "max"), "regression": ("rmse", "min")}
 
 
@@ -20,7 +26,7 @@ class EvaluationConfig(BaseModel):
 
 def primary_metric(task: str, config: EvaluationConfig) -> tuple[str, str]:
     if config.primary_metric:
-        return config.primary_metric, "min" if config.primary_metric in ("rmse", "mae", "mape", "log_loss", "brier") else "max"
+        return config.primary_metric, "min" if config.primary_metric in LOWER_IS_BETTER else "max"
     return PRIMARY[task]
 
 

@@ -26,11 +26,75 @@ def _import(name: str, extra: str):
                                 key="model.type") from exc
 
 
-def _check_rounds(params: dict[str, Any]) -> None:
+# Set from the top-level `seed` and `training.threads`, so one config value means one thing.
+RESERVED = {"seed": "seed", "random_state": "seed", "nthread": "training.threads", "n_jobs": "training.threads",
+            "num_threads": "training.threads", "num_class": "the data's labels", "num_boost_round": "model.params.n_estimators",
+            "num_iterations": "model.params.n_estimators"}
+
+
+def _check_common(params: dict[str, Any]) -> None:
     rounds = params.get("n_estimators", 1)
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise ModelError(f"model.params.n_estimators: expected a positive integer, got {rounds!r}",
                          key="model.params.n_estimators")
+    for name in params:
+        if name in RESERVED:
+            raise ModelError(f"model.params.{name}: set by trainpipe from {RESERVED[name]}; remove it here",
+                             key=f"model.params.{name}")
+
+
+def _unknown(name: str, known: set[str], family: str) -> ModelError:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ModelError(f"model.params.{name}: {family} has no parameter {name!r}{hint}", key=f"model.params.{name}")
+
+
+def _config_keys(doc, found: set[str]) -> set[str]:
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            found.add(key)
+            _config_keys(value, found)
+    elif isinstance(doc, list):
+        for value in doc:
+            _config_keys(value, found)
+    return found
+
+
+# Names xgboost accepts but stores under another name in its saved config.
+XGB_ALIASES = {"learning_rate": "eta", "reg_lambda": "lambda", "reg_alpha": "alpha", "min_split_loss": "gamma",
+               "eval_metric": "metrics", "random_state": "seed"}
+
+
+def check_xgboost_params(params: dict[str, Any], task: str) -> None:
+    """xgboost ignores unknown parameters with only a log line: train one round on four rows and
+    compare the names against the parameters the booster actually recorded."""
+    xgb = _import("xgboost", "xgboost-cpu")
+    native = {k: v for k, v in params.items() if k != "n_estimators"}
+    data = xgb.DMatrix(np.array([[0.0], [1.0], [0.0], [1.0]], dtype=np.float32), label=np.array([0, 1, 0, 1]))
+    try:
+        booster = xgb.train({**native, "objective": "binary:logistic", "verbosity": 0, "nthread": 1}, data, 1)
+    except xgb.core.XGBoostError as exc:
+        raise ModelError(f"model.params: xgboost rejected the parameters: {str(exc).strip().splitlines()[0]}",
+                         key="model.params") from exc
+    known = _config_keys(json.loads(booster.save_config()), set())
+    for name in native:
+        if XGB_ALIASES.get(name, name) not in known:
+            raise _unknown(name, known | set(XGB_ALIASES), "xgboost")
+
+
+def check_lightgbm_params(params: dict[str, Any]) -> None:
+    """LightGBM warns `Unknown parameter` and carries on: check names against its alias table."""
+    lgb = _import("lightgbm", "lightgbm")
+    from lightgbm.basic import _ConfigAliases
+
+    aliases = _ConfigAliases._get_all_param_aliases()  # {name: [name, *aliases]} from the C library itself
+    known = set(aliases) | {a for names in aliases.values() for a in names}
+    for name in params:
+        if name != "n_estimators" and name not in known:
+            raise _unknown(name, known, "lightgbm")
+    del lgb
 
 
 class XGBoostFamily:
@@ -49,7 +113,8 @@ class XGBoostFamily:
 
     @classmethod
     def check_config(cls, params: dict[str, Any], estimator: str | None, task: str) -> None:
-        _check_rounds(params)
+        _check_common(params)
+        check_xgboost_params(params, task)
 
     def _native_params(self) -> dict[str, Any]:
         params = {k: v for k, v in self.params.items() if k != "n_estimators"}
@@ -166,7 +231,8 @@ class LightGBMFamily:
 
     @classmethod
     def check_config(cls, params: dict[str, Any], estimator: str | None, task: str) -> None:
-        _check_rounds(params)
+        _check_common(params)
+        check_lightgbm_params(params)
 
     def _native_params(self) -> dict[str, Any]:
         params = {k: v for k, v in self.params.items() if k != "n_estimators"}

@@ -33,7 +33,7 @@ def run(ctx) -> dict:
     return {
         "outputs": {"report": "report.json"},
         "artifacts": [p for p in ("report.json", "schema.yaml") if (ctx.stage_dir / p).exists()],
-        "metrics": {"validation_warnings": float(len(report["warnings"]))},
+        "metrics": {"data_check_warnings": float(len(report["warnings"]))},
         "summary": {"checks_passed": True, "columns_checked": len(columns), "warnings": len(report["warnings"]),
                     "warning_messages": [w["message"] for w in report["warnings"][:5]]},
     }
