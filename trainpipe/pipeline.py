@@ -211,10 +211,14 @@ class Run:
                 **environment_tags(), **git_info(Path.cwd()), **self.config.tracking.tags}
         experiment = self.config.tracking.experiment or self.config.name
         mlflow_id = self.tracker.start_run(experiment, self.config.tracking.run_name or self.run_id, tags)
+        try:
+            self.tracker.log_params(mlflow_id, flatten(self.config.to_dict()))
+            self.tracker.log_artifacts(mlflow_id, [self.dir / "config.yaml"], "config")
+        except BaseException as exc:  # never leave an MLflow run RUNNING behind
+            self.tracker.finish(mlflow_id, "FAILED", f"{type(exc).__name__}: {exc}")
+            raise
         self.meta["mlflow_run_id"] = mlflow_id
         self.meta["tracking_uri"] = self.tracker.uri
-        self.tracker.log_params(mlflow_id, flatten(self.config.to_dict()))
-        self.tracker.log_artifacts(mlflow_id, [self.dir / "config.yaml"], "config")
 
     def _track_stage(self, name: str, stage_dir: Path, manifest: dict) -> None:
         self.await_tracking()

@@ -7,6 +7,7 @@ corrupt the schema (shared/FACTS.md). Writes that hit `database is locked` are r
 from __future__ import annotations
 
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -37,13 +38,18 @@ class TrackingConfig(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on every run.")
 
 
+def param_key(key: str) -> str:
+    """MLflow accepts only [A-Za-z0-9_-. :/] in names; a column like `radius (mm)` becomes `radius _mm_`."""
+    return re.sub(r"[^\w\-. :/]", "_", key)
+
+
 def flatten(doc: Any, prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     if isinstance(doc, dict):
         for key, value in doc.items():
             out.update(flatten(value, f"{prefix}{key}."))
     else:
-        out[prefix.rstrip(".")] = str(doc)[:MAX_PARAM_LENGTH]
+        out[param_key(prefix.rstrip("."))] = str(doc)[:MAX_PARAM_LENGTH]
     return out
 
 
@@ -151,7 +157,7 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(name, float(v), now, first_step + step) for name, values in history.items()
+        items = [Metric(param_key(name), float(v), now, first_step + step) for name, values in history.items()
                  for step, v in enumerate(values) if v == v]
         for chunk in _chunks(items, METRICS_PER_BATCH):
             _retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c))
@@ -159,7 +165,7 @@ class Tracker:
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        items = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+        items = [RunTag(param_key(k), str(v)[:5000]) for k, v in tags.items()]
         for chunk in _chunks(items, PARAMS_PER_BATCH):
             _retry(lambda c=chunk: self.client.log_batch(run_id, tags=c))
 

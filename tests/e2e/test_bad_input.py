@@ -12,11 +12,17 @@ Each case keeps its data to exactly one problem, so exactly one `error:` line is
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
 
 from trainpipe.data.split import random_split
 from trainpipe.datasets import breast_cancer
@@ -60,8 +66,6 @@ def bad_data(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     labels = np.where(np.arange(n) % 2 == 0, "a", "b").astype(object)
     labels[random_split(n, 0.15, 0.15, RARE_CLASS_SEED)["train"][:2]] = "c"
-    import pandas as pd
-
     pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n), "label": labels}).to_csv(
         folder / "rare_class.csv", index=False)
     return folder
@@ -77,14 +81,18 @@ def migrated_mlflow_db(tmp_path_factory) -> Path:
     return folder / "mlflow.db"
 
 
-@pytest.fixture
-def run_store(store, migrated_mlflow_db) -> Path:
-    """The test's own store, with a copy of the migrated MLflow database (the migrations of a fresh
-    store cost each subprocess seconds; they are not what these tests are about)."""
+def seed_store(store: Path, migrated_mlflow_db: Path) -> Path:
+    """A store holding a copy of the migrated MLflow database: the migrations of a fresh store cost
+    each subprocess seconds, and they are not what these tests are about."""
     store.mkdir(parents=True, exist_ok=True)
     shutil.copy(migrated_mlflow_db, store / "mlflow.db")
     (store / "mlflow.db.ready").touch()  # what trainpipe.tracking.Tracker writes after migrating
     return store
+
+
+@pytest.fixture
+def run_store(store, migrated_mlflow_db) -> Path:
+    return seed_store(store, migrated_mlflow_db)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -215,6 +223,9 @@ def _schema(c: dict, **columns) -> None:
 # (edit of the bc config given the bad-data folder, stage that fails, names the error line must contain)
 DATA_MISTAKES = {
     "missing_data_file": (lambda c, d: _data(c, d / "nope.parquet"), "ingest", ["data.path", "nope.parquet"]),
+    # The line must show the pattern as written (brackets are not console markup).
+    "glob_matching_no_file": (lambda c, d: _data(c, d / "part-[a-z]*.parquet"), "ingest",
+                              ["data.path", "part-[a-z]*.parquet"]),
     "corrupt_parquet": (lambda c, d: _data(c, d / "x.parquet"), "ingest", ["data.path", "x.parquet"]),
     "csv_with_ragged_row": (lambda c, d: _data(c, d / "ragged.csv", "label"), "ingest",
                             ["data.path", "ragged.csv", "line 4"]),
@@ -238,26 +249,52 @@ DATA_MISTAKES = {
                      ["data.target", "'diagnosis'", "single class"]),
     "split_leaves_class_absent_from_validation": (
         lambda c, d: (_data(c, d / "rare_class.csv", "label"),
-                      c.update(task="multiclass", seed=RARE_CLASS_SEED, split={"strategy": "random"},
-                               schema={"min_class_count": 1})),
+                      c.update(task="multiclass", seed=RARE_CLASS_SEED, schema={"min_class_count": 1},
+                               split={"strategy": "random", "validation": 0.15, "test": 0.15})),
         "split", ["split.validation", "'c'"]),
 }
 
 
-def _bad_data_config(name: str, bc_config: dict, bad_data: Path, write_config) -> Path:
-    edit, _, _ = DATA_MISTAKES[name]
-    edit(bc_config, bad_data)
-    return write_config(bc_config)
+# Cases also run with --json, and the part of the JSON "key" that names the culprit.
+JSON_DATA_CASES = {"missing_data_file": "data.path", "schema_column_absent_from_data": "smoothness_index"}
+
+
+@pytest.fixture(scope="module")
+def data_runs(data_dir, bad_data, migrated_mlflow_db, tmp_path_factory) -> dict:
+    """Every data case (and its --json run where listed) through the real CLI, each in its own store,
+    two subprocesses at a time: each spends seconds importing pandas and MLflow, so running them in
+    parallel keeps this file near a minute on two cores. Keyed by (case, extra CLI flags)."""
+    jobs = {}
+    for case, (edit, _, _) in DATA_MISTAKES.items():
+        for flags in [(), ("--json",)] if case in JSON_DATA_CASES else [()]:
+            folder = tmp_path_factory.mktemp(case)
+            store = seed_store(folder / "store", migrated_mlflow_db)
+            # The same config as conftest's bc_config (a function fixture, so not usable here).
+            doc = {"name": "bc", "task": "binary", "store": str(store),
+                   "data": {"path": str(data_dir / "bc.parquet"), "target": "diagnosis", "positive_class": "malignant"},
+                   "model": {"type": "xgboost", "params": {"n_estimators": 40, "max_depth": 3}},
+                   "training": {"early_stopping_rounds": 10, "threads": 1}}
+            edit(doc, bad_data)
+            (folder / "pipeline.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+            jobs[case, flags] = (folder, store)
+
+    def run(key):
+        (_, flags), (folder, store) = key, jobs[key]
+        proc = subprocess.run([sys.executable, "-m", "trainpipe", "run", str(folder / "pipeline.yaml"), *flags],
+                              capture_output=True, text=True, cwd=folder, timeout=240, check=False,
+                              env={**os.environ, "COLUMNS": "200", "TRAINPIPE_HOME": str(store)})
+        return proc, store
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(jobs, pool.map(run, jobs)))
 
 
 @pytest.mark.parametrize("case", list(DATA_MISTAKES))
-def test_data_mistake_names_the_culprit_and_fails_the_run_cleanly(case, bc_config, bad_data, write_config,
-                                                                  run_store, cli):
-    path = _bad_data_config(case, bc_config, bad_data, write_config)
+def test_data_mistake_names_the_culprit_and_fails_the_run_cleanly(case, data_runs):
+    proc, store = data_runs[case, ()]
     _, stage, names = DATA_MISTAKES[case]
-    proc = cli("run", str(path), cwd=path.parent)
     assert_one_error_line(proc, *names)
-    assert_run_failed_cleanly(run_store, stage, names[0])
+    assert_run_failed_cleanly(store, stage, names[0])
 
 
 def test_out_of_range_value_without_strict_only_warns_and_the_run_succeeds(bc_config, write_config, run_store,
@@ -300,19 +337,16 @@ def test_json_missing_config_file_is_one_document_with_error_and_key(tmp_path, s
     assert "key" in doc and "nope.yaml" in doc["error"]
 
 
-@pytest.mark.parametrize("case,key", [("missing_data_file", "data.path"),
-                                      ("schema_column_absent_from_data", "smoothness_index")])
-def test_json_data_mistake_is_one_document_with_error_and_key(case, key, bc_config, bad_data, write_config,
-                                                              run_store, cli):
-    path = _bad_data_config(case, bc_config, bad_data, write_config)
+@pytest.mark.parametrize("case", list(JSON_DATA_CASES))
+def test_json_data_mistake_is_one_document_with_error_and_key(case, data_runs):
+    proc, store = data_runs[case, ("--json",)]
     _, stage, names = DATA_MISTAKES[case]
-    proc = cli("run", str(path), "--json", cwd=path.parent)
-    assert proc.returncode == 2
+    assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "error:" not in proc.stderr, proc.stderr
     doc = json.loads(proc.stdout)  # exactly one JSON document, nothing else on stdout
-    assert key in (doc["key"] or ""), doc
+    assert JSON_DATA_CASES[case] in (doc["key"] or ""), doc
     assert all(name in doc["error"] for name in names), doc
-    assert_run_failed_cleanly(run_store, stage, names[0])
+    assert_run_failed_cleanly(store, stage, names[0])
 
 
 def test_debug_shows_the_traceback_and_keeps_exit_code_2(bc_config, write_config, store, cli):

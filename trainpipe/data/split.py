@@ -124,6 +124,10 @@ def check_class_coverage(labels: pd.Series, parts: dict[str, np.ndarray]) -> Non
     for name in ("validation", "test"):
         missing = train_classes - set(np.unique(codes[parts[name]]).tolist())
         if missing:
-            shown = ", ".join(sorted(repr(str(uniques[m])) for m in missing)[:5])
+            counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+            shown = ", ".join(sorted(f"{str(uniques[m])!r} ({counts[m]} rows)" for m in missing)[:5])
+            advice = ("every class needs at least 3 rows to appear in train, validation and test: add rows or drop "
+                      "the class" if min(counts[m] for m in missing) < 3 else
+                      f"use split.strategy: stratified or a larger split.{name} fraction")
             raise SplitError(f"split.{name}: class(es) {shown} of {labels.name!r} are absent from the {name} split; "
-                             f"use split.strategy: stratified or a larger split.{name} fraction", key=f"split.{name}")
+                             f"{advice}", key=f"split.{name}")

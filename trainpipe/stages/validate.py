@@ -25,8 +25,12 @@ def run(ctx) -> dict:
     if report["errors"]:
         lines = [e["message"] for e in report["errors"]]
         first = report["errors"][0]
-        key = first["message"].split(":")[0] if first["message"].startswith(("data.", "schema.")) else \
-            f"column {first.get('column')}" if first.get("column") else "schema"
+        if first["message"].startswith(("data.", "schema.")):
+            key = first["message"].split(":")[0]
+        elif first.get("column") in columns:
+            key = f"schema.columns.{first['column']}"
+        else:
+            key = f"column {first.get('column')}" if first.get("column") else "schema"
         head = lines[0] if len(lines) == 1 else f"{len(lines)} data checks failed: {lines[0]}; ..."
         raise ValidationFailed(f"{head} (report: {ctx.run_dir / 'validate.failed' / 'report.json'})", key=key,
                                lines=lines)
