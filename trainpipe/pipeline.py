@@ -15,7 +15,6 @@ import os
 import secrets
 import shutil
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Callable
 from trainpipe import __version__
 from trainpipe.config import PipelineConfig, canonical_hash, config_from_dict, config_hash, dump_config
 from trainpipe.errors import RunError, TrainpipeError
-from trainpipe.evaluation.metrics import primary_metric
+from trainpipe.run_tracking import RunTracking
 from trainpipe.store import Store
 
 
@@ -121,9 +120,7 @@ class Run:
     def __init__(self, store: Store, run_id: str, config: PipelineConfig, meta: dict):
         self.store, self.run_id, self.config, self.meta = store, run_id, config, meta
         self.dir = store.run_dir(run_id)
-        self._tracker = None
-        self._tracking_thread: threading.Thread | None = None
-        self._tracking_error: BaseException | None = None
+        self.tracking = RunTracking(store, config, meta.get("mlflow_run_id"))
 
     # -- creation and loading -------------------------------------------------------------
     @classmethod
@@ -137,9 +134,13 @@ class Run:
         (run_dir / "config.yaml").write_text(dump_config(config))
         meta = {"run_id": run_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": config_hash(config),
                 "status": "running", "stages": {}, "mlflow_run_id": None, "trainpipe_version": __version__}
-        run = cls(store, run_id, config, meta)
+        try:
+            run = cls(store, run_id, config, meta)
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)  # e.g. an unreachable tracking server
+            raise
         run.save_meta()
-        run._start_tracking_in_background()
+        run.tracking.start(run_id, run_dir, meta["config_hash"])
         return run
 
     @classmethod
@@ -167,91 +168,37 @@ class Run:
         write_json(self.dir / "run.json", self.meta)
 
     # -- tracking ----------------------------------------------------------------------------
-    def _start_tracking_in_background(self) -> None:
-        """Importing MLflow and creating a fresh store take ~2.5 s: overlap them with reading the data."""
-        import pyarrow.parquet  # noqa: F401  shared by MLflow and ingest: imported once, before the thread
-        import scipy  # noqa: F401
-
-        def target() -> None:
-            try:
-                self._start_tracking()
-            except BaseException as exc:  # re-raised in the main thread by await_tracking
-                self._tracking_error = exc
-
-        self._tracking_thread = threading.Thread(target=target, name="trainpipe-tracking", daemon=True)
-        self._tracking_thread.start()
-
-    def await_tracking(self) -> None:
-        thread, self._tracking_thread = self._tracking_thread, None
-        if thread is None:
-            return
-        thread.join()
-        if self._tracking_error is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)  # no run folder without its tracked run
-            raise self._tracking_error
-
-    @property
-    def tracker(self):
-        if self._tracking_error is not None:
-            return None
-        if self._tracker is None and self.config.tracking.enabled:
-            from trainpipe.tracking import Tracker
-
-            self._tracker = Tracker(self.store, self.config.tracking)
-        return self._tracker
-
-    def _start_tracking(self) -> None:
-        if self.tracker is None:
-            return
-        from trainpipe.tracking import environment_tags, flatten, git_info
-
-        tags = {"trainpipe.run_id": self.run_id, "trainpipe.config_hash": self.meta["config_hash"],
-                "trainpipe.run_dir": str(self.dir), "task": self.config.task, "model.type": self.config.model.type,
-                "trainpipe.primary_metric": primary_metric(self.config.task, self.config.evaluation)[0],
-                **environment_tags(), **git_info(Path.cwd()), **self.config.tracking.tags}
-        experiment = self.config.tracking.experiment or self.config.name
-        mlflow_id = self.tracker.start_run(experiment, self.config.tracking.run_name or self.run_id, tags)
+    def _sync_tracking(self) -> None:
+        """Learn early (between stages) that tracking could not start; keep run.json's MLflow id current."""
         try:
-            self.tracker.log_params(mlflow_id, flatten(self.config.to_dict()))
-            self.tracker.log_artifacts(mlflow_id, [self.dir / "config.yaml"], "config")
-        except BaseException as exc:  # never leave an MLflow run RUNNING behind
-            self.tracker.finish(mlflow_id, "FAILED", f"{type(exc).__name__}: {exc}")
+            self.tracking.check()
+        except BaseException:
+            if self.tracking.failed_to_start:
+                shutil.rmtree(self.dir, ignore_errors=True)  # no run folder without its tracked run
             raise
-        self.meta["mlflow_run_id"] = mlflow_id
-        self.meta["tracking_uri"] = self.tracker.uri
-
-    def _track_stage(self, name: str, stage_dir: Path, manifest: dict) -> None:
-        self.await_tracking()
-        mlflow_id = self.meta.get("mlflow_run_id")
-        if self.tracker is None or not mlflow_id:
-            return
-        tags = {f"trainpipe.stage.{name}": manifest["status"]}
-        if name == "ingest":
-            tags["trainpipe.data_fingerprint"] = manifest["identity"]
-        self.tracker.set_tags(mlflow_id, tags)
-        if manifest.get("metrics"):
-            self.tracker.log_metrics(mlflow_id, manifest["metrics"])
-        history_file = manifest.get("history")
-        if history_file and (stage_dir / history_file).exists():
-            self.tracker.log_history(mlflow_id, json.loads((stage_dir / history_file).read_text()))
-        self.tracker.log_artifacts(mlflow_id, [stage_dir / rel for rel in manifest.get("artifacts", [])], name)
+        if self.tracking.mlflow_run_id and not self.meta.get("mlflow_run_id"):
+            self.meta.update(mlflow_run_id=self.tracking.mlflow_run_id, tracking_uri=self.tracking.uri)
 
     def finish(self, status: str, error: TrainpipeError | BaseException | None = None) -> None:
-        try:
-            self.await_tracking()
-        except BaseException:
-            if error is None:
-                raise
-        if not self.dir.exists():
-            return
         self.meta["status"] = status
         if error is not None:
             self.meta["error"] = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
-        self.save_meta()
-        mlflow_id = self.meta.get("mlflow_run_id")
-        if self.tracker is not None and mlflow_id:
-            mlflow_status = {"completed": "FINISHED", "failed": "FAILED", "killed": "KILLED"}[status]
-            self.tracker.finish(mlflow_id, mlflow_status, self.meta.get("error"))
+        try:
+            self.tracking.finish(status, self.meta.get("error"))
+        except BaseException:
+            if self.tracking.failed_to_start:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            if error is None:
+                raise
+            return  # the stage's error is the one to report
+        finally:
+            if self.dir.exists():
+                self._sync_tracking_ids()
+                self.save_meta()
+
+    def _sync_tracking_ids(self) -> None:
+        if self.tracking.mlflow_run_id:
+            self.meta.update(mlflow_run_id=self.tracking.mlflow_run_id, tracking_uri=self.tracking.uri)
 
     # -- stages ------------------------------------------------------------------------------
     def cache_key(self, spec: StageSpec) -> str:
@@ -337,12 +284,8 @@ class Run:
             shutil.rmtree(tmp, ignore_errors=True)
             self.meta["stages"][name] = {"status": "failed", "error": getattr(exc, "message", str(exc)) or type(exc).__name__}
             self.save_meta()
-            try:
-                self.await_tracking()
-            except BaseException:
-                raise exc from None
-            if failed.exists() and self.tracker is not None and self.meta.get("mlflow_run_id"):
-                self.tracker.log_artifacts(self.meta["mlflow_run_id"], sorted(failed.iterdir()), f"{name}.failed")
+            if failed.exists():
+                self.tracking.evidence(name, sorted(failed.iterdir()))
             raise
         manifest = {
             "stage": name, "status": "completed", "run_id": self.run_id, "cache_key": key,
@@ -365,16 +308,16 @@ class Run:
         return manifest
 
     def _record(self, name: str, manifest: dict, stage_dir: Path) -> None:
-        self.await_tracking()
+        self._sync_tracking()
         entry = {"status": manifest["status"], "seconds": manifest.get("seconds")}
         if manifest.get("reused_from"):
             entry["reused_from"] = manifest["reused_from"]
         self.meta["stages"][name] = entry
         self.save_meta()
-        self._track_stage(name, stage_dir, manifest)
+        self.tracking.stage(name, stage_dir, manifest)
 
     def summary(self) -> dict:
-        self.await_tracking()
+        self._sync_tracking_ids()
         stages = []
         for name in STAGE_NAMES:
             manifest = read_manifest(self.dir / name)
@@ -431,8 +374,7 @@ def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | N
     run = Run.open(store, resume, config) if resume else Run.create(config, store, run_id)
     if resume:
         preflight(run.config)
-        if run.tracker is not None and run.meta.get("mlflow_run_id"):
-            run.tracker.reopen(run.meta["mlflow_run_id"])
+        run.tracking.reopen()
         run.meta["status"] = "running"
         run.meta.pop("error", None)
     if on_event:
@@ -472,8 +414,8 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
         run = Run.create(config, store, run_id)
     else:
         run = Run.open(store, run_id, config)
-        if run.meta["status"] != "running" and run.tracker is not None and run.meta.get("mlflow_run_id"):
-            run.tracker.reopen(run.meta["mlflow_run_id"])
+        if run.meta["status"] != "running":
+            run.tracking.reopen()
         run.meta["status"] = "running"
     try:
         run.run_stage(name, use_cache=use_cache, on_event=on_event)
@@ -486,5 +428,7 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
     if name == STAGE_NAMES[-1]:
         run.finish("completed")
     else:
+        run.tracking.close()  # this process ends here: its MLflow calls must land first
+        run._sync_tracking()
         run.save_meta()
     return run.summary()

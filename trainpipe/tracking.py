@@ -6,7 +6,10 @@ corrupt the schema (shared/FACTS.md). Writes that hit `database is locked` are r
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
+import shutil
 import re
 import socket
 import subprocess
@@ -92,6 +95,43 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
+def _template_path() -> Path:
+    import mlflow
+
+    cache = Path(os.environ.get("TRAINPIPE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                 / "trainpipe")
+    return cache / f"mlflow-{mlflow.__version__}-empty.db"
+
+
+def new_sqlite_store(db: Path, store: Store) -> None:
+    """Create an empty MLflow SQLite store by copying a per-MLflow-version template.
+
+    Running MLflow's alembic migrations takes ~1.5 s per fresh store; the template is built once per
+    machine with those same migrations, so the copy is identical to what MLflow would create. The
+    Default experiment's artifact location (MLflow puts it under the working directory) is pointed
+    into the store.
+    """
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient
+
+    template = _template_path()
+    try:
+        if not template.exists():
+            template.parent.mkdir(parents=True, exist_ok=True)
+            building = template.with_name(f"{template.name}.{os.getpid()}.tmp")
+            building.unlink(missing_ok=True)
+            MlflowClient(tracking_uri=f"sqlite:///{building}").search_experiments(max_results=1)
+            os.replace(building, template)
+        shutil.copyfile(template, db)
+    except OSError:
+        db.unlink(missing_ok=True)  # no writable cache: let MLflow create the store itself
+        return
+    with contextlib.closing(sqlite3.connect(db)) as connection, connection:
+        connection.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                           ((store.artifacts_dir / "0").as_uri(),))
+
+
 class Tracker:
     """A thin, explicit wrapper over one MLflow store."""
 
@@ -110,6 +150,8 @@ class Tracker:
                 if not marker.exists():
                     db.parent.mkdir(parents=True, exist_ok=True)
                     with store.lock("mlflow"):
+                        if not db.exists():
+                            new_sqlite_store(db, store)
                         client = MlflowClient(tracking_uri=self.uri)
                         client.search_experiments(max_results=1)  # runs the schema migrations once
                         marker.touch()

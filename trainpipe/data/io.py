@@ -164,29 +164,44 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
+def _numeric_summary(values: np.ndarray, rows: np.ndarray | None) -> dict[str, Any]:
+    """min/max/mean/std on the column's own dtype (no float64 copy of the table), NaN removed only if present."""
+    if values.dtype.kind == "f":
+        missing = np.isnan(values)
+        nulls = int(missing.sum())
+        finite = values[~missing] if nulls else values
+        sample = values[rows] if rows is not None else values
+        sample = sample[~np.isnan(sample)] if nulls else sample
+    else:
+        nulls, finite, sample = 0, values, values if rows is None else values[rows]
+    entry: dict[str, Any] = {"nulls": nulls}
+    if finite.size:
+        q = np.quantile(sample, [0.01, 0.25, 0.5, 0.75, 0.99]) if sample.size else [np.nan] * 5
+        entry.update(min=float(finite.min()), max=float(finite.max()), mean=float(finite.mean(dtype=np.float64)),
+                     std=float(finite.std(dtype=np.float64)),
+                     quantiles=dict(zip(["p01", "p25", "p50", "p75", "p99"], map(float, q))))
+    return entry
+
+
 def column_statistics(frame: pd.DataFrame, sample_rows: int = 100_000, seed: int = 0) -> dict:
     """Per-column statistics; quantiles and top values come from a seeded sample of large tables."""
     n = len(frame)
-    sample = frame if n <= sample_rows else frame.iloc[np.sort(np.random.default_rng(seed).choice(n, sample_rows, replace=False))]
+    rows = None if n <= sample_rows else np.sort(np.random.default_rng(seed).choice(n, sample_rows, replace=False))
     stats: dict[str, dict] = {}
     for column in frame.columns:
         series = frame[column]
-        entry: dict[str, Any] = {"dtype": str(series.dtype), "nulls": int(series.isna().sum()), "count": n}
+        entry: dict[str, Any] = {"dtype": str(series.dtype), "count": n}
         if pd.api.types.is_bool_dtype(series):
-            entry["true_fraction"] = float(series.mean()) if n else None
+            entry.update(nulls=int(series.isna().sum()), true_fraction=float(series.mean()) if n else None)
         elif pd.api.types.is_numeric_dtype(series):
-            values = series.to_numpy(dtype="float64", na_value=np.nan)
-            finite = values[~np.isnan(values)]
-            if finite.size:
-                entry.update(min=float(finite.min()), max=float(finite.max()), mean=float(finite.mean()),
-                             std=float(finite.std()))
-                q = sample[column].dropna().quantile([0.01, 0.25, 0.5, 0.75, 0.99]).tolist()
-                entry["quantiles"] = dict(zip(["p01", "p25", "p50", "p75", "p99"], map(float, q)))
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan) if series.hasnans and series.dtype.kind not in "f" \
+                else series.to_numpy()
+            entry.update(_numeric_summary(values, rows))
         elif pd.api.types.is_datetime64_any_dtype(series):
-            entry.update(min=str(series.min()), max=str(series.max()))
+            entry.update(nulls=int(series.isna().sum()), min=str(series.min()), max=str(series.max()))
         else:
-            counts = sample[column].value_counts(dropna=True)
-            entry["distinct_in_sample"] = int(counts.size)
-            entry["top"] = {str(k): int(v) for k, v in counts.head(20).items()}
+            counts = (series if rows is None else series.iloc[rows]).value_counts(dropna=True)
+            entry.update(nulls=int(series.isna().sum()), distinct_in_sample=int(counts.size),
+                         top={str(k): int(v) for k, v in counts.head(20).items()})
         stats[str(column)] = entry
     return {"rows": n, "columns": stats}

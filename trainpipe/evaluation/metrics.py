@@ -40,26 +40,30 @@ def binary_metrics(y: np.ndarray, proba: np.ndarray, threshold: float, curve_poi
     from sklearn import metrics as m
 
     p = proba[:, 1]
-    pred = (p >= threshold).astype(int)
-    both = len(np.unique(y)) == 2
+    pred = (p >= threshold).astype(np.int64)
+    # One confusion matrix gives every threshold metric: sklearn's per-metric calls each re-validate
+    # and recount the inputs, which costs ~0.25 s per split on 150k rows.
+    tn, fp, fn, tp = np.bincount(2 * y.astype(np.int64) + pred, minlength=4).tolist()
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    clipped = np.clip(p, 1e-15, 1 - 1e-15)
     out = {
-        "accuracy": float(m.accuracy_score(y, pred)),
-        "precision": float(m.precision_score(y, pred, zero_division=0)),
-        "recall": float(m.recall_score(y, pred, zero_division=0)),
-        "f1": float(m.f1_score(y, pred, zero_division=0)),
-        "log_loss": float(m.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
-        "brier": float(m.brier_score_loss(y, p)),
+        "accuracy": (tp + tn) / len(y),
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "log_loss": float(-np.mean(np.where(y == 1, np.log(clipped), np.log1p(-clipped)))),
+        "brier": float(np.mean((p - y) ** 2)),
     }
-    if both:
-        out["roc_auc"] = float(m.roc_auc_score(y, p))
-        out["pr_auc"] = float(m.average_precision_score(y, p))
-    extras = {"confusion_matrix": m.confusion_matrix(y, pred, labels=[0, 1]).tolist(), "threshold": threshold}
-    if both:
+    extras = {"confusion_matrix": [[tn, fp], [fn, tp]], "threshold": threshold}
+    if 0 < tp + fn < len(y):  # both classes present
         fpr, tpr, t = m.roc_curve(y, p)
         prec, rec, t2 = m.precision_recall_curve(y, p)
+        out["roc_auc"] = float(m.auc(fpr, tpr))
+        out["pr_auc"] = float(-np.sum(np.diff(rec) * prec[:-1]))  # average precision, as sklearn defines it
         extras["roc_curve"] = _thin(fpr, tpr, t, curve_points)
         extras["pr_curve"] = _thin(rec[::-1], prec[::-1], t2[::-1], curve_points)
-    return out, extras
+    return {k: float(v) for k, v in out.items()}, extras
 
 
 def multiclass_metrics(y: np.ndarray, proba: np.ndarray, n_classes: int) -> tuple[dict, dict]:

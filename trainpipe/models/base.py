@@ -41,7 +41,9 @@ class ModelFamily(Protocol):
                  estimator: str | None = None) -> None: ...
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
-            early_stopping_rounds: int | None = None, report: ReportFn | None = None) -> FitResult: ...
+            early_stopping_rounds: int | None = None, report: ReportFn | None = None,
+            train_metrics: bool = False) -> FitResult:
+        """train_metrics: also evaluate the training split every iteration (costly on large data)."""
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Regression values, or class codes for classification."""

@@ -126,7 +126,8 @@ class XGBoostFamily:
             params["num_class"] = self.n_classes
         return params
 
-    def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None) -> FitResult:
+    def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None,
+            train_metrics: bool = False) -> FitResult:
         xgb = _import("xgboost", "xgboost-cpu")
         params = self._native_params()
         dtrain = xgb.DMatrix(X, label=y, nthread=self.threads)
@@ -140,7 +141,8 @@ class XGBoostFamily:
                                                         save_best=True))
         try:
             self.booster = xgb.train(params, dtrain, num_boost_round=int(self.params["n_estimators"]),
-                                     evals=[(dtrain, "train"), (dval, "validation")], evals_result=log,
+                                     evals=([(dtrain, "train")] if train_metrics else []) + [(dval, "validation")],
+                                     evals_result=log,
                                      verbose_eval=False, callbacks=callbacks)
         except xgb.core.XGBoostError as exc:
             raise ModelError(f"model.params: xgboost rejected the parameters: {str(exc).splitlines()[0]}",
@@ -247,7 +249,8 @@ class LightGBMFamily:
             params["num_class"] = self.n_classes
         return params
 
-    def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None) -> FitResult:
+    def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None,
+            train_metrics: bool = False) -> FitResult:
         lgb = _import("lightgbm", "lightgbm")
         params = self._native_params()
         train = lgb.Dataset(X, label=y, free_raw_data=True)
@@ -264,7 +267,8 @@ class LightGBMFamily:
             callbacks.append(_report)
         try:
             self.booster = lgb.train(params, train, num_boost_round=int(self.params["n_estimators"]),
-                                     valid_sets=[train, valid], valid_names=["train", "validation"],
+                                     valid_sets=[train, valid] if train_metrics else [valid],
+                                     valid_names=["train", "validation"] if train_metrics else ["validation"],
                                      callbacks=callbacks)
         except lgb.basic.LightGBMError as exc:
             raise ModelError(f"model.params: lightgbm rejected the parameters: {str(exc).splitlines()[0]}",

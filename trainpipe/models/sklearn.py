@@ -94,7 +94,8 @@ class SklearnFamily:
         except (TypeError, ValueError) as exc:
             raise ModelError(f"model.params: {est_cls.__name__} rejected the parameters: {exc}", key="model.params") from exc
 
-    def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None) -> FitResult:
+    def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None,
+            train_metrics: bool = False) -> FitResult:
         self.estimator = self._build()
         try:
             self.estimator.fit(X, y)

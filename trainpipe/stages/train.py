@@ -20,7 +20,8 @@ def run(ctx) -> dict:
 
     started = time.perf_counter()
     result = model.fit(data["X_train"], data["y_train"], data["X_validation"], data["y_validation"],
-                       early_stopping_rounds=config.training.early_stopping_rounds)
+                       early_stopping_rounds=config.training.early_stopping_rounds,
+                       train_metrics=config.training.train_metrics)
     seconds = time.perf_counter() - started
     model.save(ctx.stage_dir / "model")
     (ctx.stage_dir / "history.json").write_text(json.dumps(result.history))

@@ -32,3 +32,21 @@ def test_regression_metrics_skip_mape_when_a_true_value_is_zero():
 
 def test_default_threshold_is_one_half():
     assert EvaluationConfig().threshold == 0.5
+
+
+def test_binary_metrics_match_scikit_learn_on_random_scores():
+    from sklearn import metrics as m
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 5000)
+    p = np.clip(0.3 * y + rng.random(5000) * 0.7, 0, 1)
+    p[:50] = 0.5  # ties
+    out, extra = binary_metrics(y, np.column_stack([1 - p, p]), threshold=0.5, curve_points=100)
+    pred = (p >= 0.5).astype(int)
+    assert np.isclose(out["roc_auc"], m.roc_auc_score(y, p))
+    assert np.isclose(out["pr_auc"], m.average_precision_score(y, p))
+    assert np.isclose(out["log_loss"], m.log_loss(y, p))
+    assert np.isclose(out["brier"], m.brier_score_loss(y, p))
+    assert np.isclose(out["f1"], m.f1_score(y, pred)) and np.isclose(out["precision"], m.precision_score(y, pred))
+    assert np.isclose(out["recall"], m.recall_score(y, pred)) and np.isclose(out["accuracy"], m.accuracy_score(y, pred))
+    assert extra["confusion_matrix"] == m.confusion_matrix(y, pred).tolist()
