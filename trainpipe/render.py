@@ -28,6 +28,10 @@ def stage_line(console: Console, manifest: dict) -> None:
         "train": lambda: f"{s.get('family')}: {s.get('iterations')} iteration(s)"
                          + (f", best {s.get('best_iteration')}" if s.get("best_iteration") is not None else ""),
         "evaluate": lambda: f"{s.get('primary_metric')}: validation {_fmt(s.get('validation'))} · test {_fmt(s.get('test'))}",
+        "gate": lambda: f"passed {s.get('checks')} check(s) · champion {s.get('champion')}"
+                        + (f" v{s.get('champion_version')} ({s.get('improvement'):+.4g})" if s.get("improvement") is not None else ""),
+        "register": lambda: (f"{s.get('name')} v{s.get('version')} @{' @'.join(s.get('aliases') or [])}"
+                             if s.get("version") else "registry off: packaged in the run folder"),
     }.get(manifest["stage"], lambda: "")()
     extra = f" (from run {manifest['reused_from']})" if status == "reused" and manifest.get("reused_from") != manifest.get("run_id") else ""
     secs = "" if status == "reused" else f"{manifest.get('seconds', 0):.2f}s"
@@ -52,6 +56,12 @@ def metrics_table(metrics: dict) -> Table:
 def run_summary(console: Console, summary: dict) -> None:
     if summary.get("metrics"):
         console.print(metrics_table(summary["metrics"]))
+    if summary.get("gate"):
+        from trainpipe.registry_render import gate_table, registered_line
+
+        console.print(gate_table(summary["gate"]))
+        if summary.get("registered"):
+            registered_line(console, summary["registered"])
     console.print(f"[bold]run[/] {summary['run_id']}  [bold]status[/] "
                   f"[{STATUS_STYLE.get(summary['status'], 'white')}]{summary['status']}[/]")
     console.print(f"[bold]artifacts[/] {summary['run_dir']}")
@@ -74,13 +84,22 @@ def validation_report(console: Console, report: dict) -> None:
 
 
 def runs_table(rows: list[dict]) -> Table:
-    table = Table(title="Runs")
-    for col in ("run", "experiment", "status", "started", "model", "metric", "validation", "test"):
-        table.add_column(col, justify="right" if col in ("validation", "test") else "left",
-                         no_wrap=col in ("run", "started"))
+    """Newest first, narrow enough for 80 columns: the run id already says when it started, and the
+    headline metric's name goes in the title when every run shares it."""
+    from rich import box
+
+    metrics = {r.get("primary_metric") for r in rows} - {None}
+    metric = metrics.pop() if len(metrics) == 1 else None
+    table = Table(title=f"Runs · {metric}" if metric else "Runs", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("run", "experiment", "status", "model") + (() if metric else ("metric",)):
+        table.add_column(name, no_wrap=name != "experiment", overflow="fold", min_width=10 if name == "experiment" else None)
+    table.add_column("validation", justify="right", no_wrap=True)
+    table.add_column("test", justify="right", no_wrap=True)
     for r in rows:
-        table.add_row(r["run_id"] or r["mlflow_run_id"][:12], r["experiment"], r["status"], r["started"], r.get("model") or "—",
-                      r.get("primary_metric") or "—", _fmt(r.get("validation")), _fmt(r.get("test")))
+        cells = [r["run_id"] or r["mlflow_run_id"][:12], r["experiment"], r["status"].lower(), r.get("model") or "—"]
+        if metric is None:
+            cells.append(r.get("primary_metric") or "—")
+        table.add_row(*cells, _fmt(r.get("validation")), _fmt(r.get("test")))
     return table
 
 
