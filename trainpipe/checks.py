@@ -1,13 +1,29 @@
-"""`trainpipe validate`: the config and the data checked without a run folder or MLflow run."""
+"""The data checks (schema + labels) shared by the validate stage and `trainpipe validate`."""
 
 from __future__ import annotations
 
+import pandas as pd
+
 from trainpipe.data.io import read_table
-from trainpipe.data.schema import label_checks, load_schema, validate_frame
+from trainpipe.data.schema import ColumnSpec, label_checks, load_schema, validate_frame
 from trainpipe.errors import DataError
 
 
+def check_table(frame: pd.DataFrame, config) -> tuple[dict, dict[str, ColumnSpec]]:
+    """Every schema, row-count and label problem of one table, collected into one report."""
+    columns = load_schema(config.schema_)
+    report = validate_frame(frame, columns, config.schema_)
+    if len(frame) < config.schema_.min_rows:
+        report["errors"].append({"check": "min_rows", "message": f"schema.min_rows: {len(frame)} rows, fewer than "
+                                 f"the {config.schema_.min_rows} required"})
+    report["errors"].extend(label_checks(frame[config.data.target], config.task, config.schema_, "data.target"))
+    report.update(rows=len(frame), columns_checked=len(columns), passed=not report["errors"],
+                  status="passed" if not report["errors"] else "failed")
+    return report, columns
+
+
 def check_config_and_data(config) -> dict:
+    """`trainpipe validate`: the config and the data checked without a run folder or MLflow run."""
     from trainpipe.pipeline import preflight
 
     preflight(config)
@@ -16,12 +32,6 @@ def check_config_and_data(config) -> dict:
         raise DataError(f"data.path: the dataset is empty (0 rows in {', '.join(files[:3])})", key="data.path")
     if config.data.target not in frame.columns:
         raise DataError(f"data.target: column {config.data.target!r} is not in the data", key="data.target")
-    columns = load_schema(config.schema_)
-    report = validate_frame(frame, columns, config.schema_)
-    if len(frame) < config.schema_.min_rows:
-        report["errors"].append({"check": "min_rows", "message": f"schema.min_rows: {len(frame)} rows, fewer than "
-                                 f"the {config.schema_.min_rows} required"})
-    report["errors"].extend(label_checks(frame[config.data.target], config.task, config.schema_, "data.target"))
-    report.update(rows=len(frame), columns_checked=len(columns), files=files, passed=not report["errors"],
-                  status="passed" if not report["errors"] else "failed")
+    report, _ = check_table(frame, config)
+    report["files"] = files
     return report

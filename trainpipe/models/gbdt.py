@@ -97,6 +97,35 @@ def check_lightgbm_params(params: dict[str, Any]) -> None:
     del lgb
 
 
+# -- shared by both boosters (plain functions: composition, not a base class) --------------------
+def _fit_result(log: dict, best: int | None, rounds_asked: int) -> FitResult:
+    history = {f"{split}_{metric}": [float(v) for v in values]
+               for split, metrics in log.items() for metric, values in metrics.items()}
+    rounds = len(next(iter(history.values()), []))
+    return FitResult(history=history, best_iteration=best, iterations=rounds, stopped_early=rounds < rounds_asked)
+
+
+def _proba(task: str, raw) -> np.ndarray:
+    return probabilities_from_binary(raw) if task == "binary" else np.asarray(raw, dtype=np.float64)
+
+
+def _predict(task: str, raw) -> np.ndarray:
+    return np.asarray(raw, dtype=np.float64) if task == "regression" else predict_from_proba(_proba(task, raw))
+
+
+def _write_meta(model, directory: Path) -> None:
+    meta = {"family": model.name, "task": model.task, "n_classes": model.n_classes, "seed": model.seed,
+            "threads": model.threads, "params": model.params, "best_iteration": model.best_iteration}
+    (directory / "family.json").write_text(json.dumps(meta, indent=2, default=str))
+
+
+def _from_meta(cls, directory: Path):
+    meta = json.loads((directory / "family.json").read_text())
+    model = cls(meta["task"], meta["params"], meta["n_classes"], meta["seed"], meta["threads"])
+    model.best_iteration = meta.get("best_iteration")
+    return model
+
+
 class XGBoostFamily:
     name = "xgboost"
     needs = TREE_NEEDS
@@ -147,43 +176,31 @@ class XGBoostFamily:
         except xgb.core.XGBoostError as exc:
             raise ModelError(f"model.params: xgboost rejected the parameters: {str(exc).splitlines()[0]}",
                              key="model.params") from exc
-        history = {f"{split}_{metric}": [float(v) for v in values]
-                   for split, metrics in log.items() for metric, values in metrics.items()}
-        rounds = len(next(iter(history.values()), []))
-        best = getattr(self.booster, "best_iteration", None) if early_stopping_rounds else None
-        self.best_iteration = best
-        return FitResult(history=history, best_iteration=best, iterations=rounds,
-                         stopped_early=rounds < int(self.params["n_estimators"]))
+        self.best_iteration = getattr(self.booster, "best_iteration", None) if early_stopping_rounds else None
+        return _fit_result(log, self.best_iteration, int(self.params["n_estimators"]))
 
     def _raw(self, X):
         xgb = _import("xgboost", "xgboost-cpu")
         return self.booster.predict(xgb.DMatrix(X, nthread=self.threads))
 
     def predict_proba(self, X) -> np.ndarray:
-        raw = self._raw(X)
-        return probabilities_from_binary(raw) if self.task == "binary" else np.asarray(raw, dtype=np.float64)
+        return _proba(self.task, self._raw(X))
 
     def predict(self, X) -> np.ndarray:
-        if self.task == "regression":
-            return np.asarray(self._raw(X), dtype=np.float64)
-        return predict_from_proba(self.predict_proba(X))
+        return _predict(self.task, self._raw(X))
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(directory / "model.ubj"))
-        meta = {"family": self.name, "task": self.task, "n_classes": self.n_classes, "seed": self.seed,
-                "threads": self.threads, "params": self.params, "best_iteration": self.best_iteration}
-        (directory / "family.json").write_text(json.dumps(meta, indent=2, default=str))
+        _write_meta(self, directory)
 
     @classmethod
     def load(cls, directory: Path) -> "XGBoostFamily":
         xgb = _import("xgboost", "xgboost-cpu")
-        meta = json.loads((directory / "family.json").read_text())
-        model = cls(meta["task"], meta["params"], meta["n_classes"], meta["seed"], meta["threads"])
+        model = _from_meta(cls, directory)
         model.booster = xgb.Booster()
         model.booster.load_model(str(directory / "model.ubj"))
-        model.booster.set_param({"nthread": meta["threads"]})
-        model.best_iteration = meta.get("best_iteration")
+        model.booster.set_param({"nthread": model.threads})
         return model
 
     @classmethod
@@ -273,41 +290,30 @@ class LightGBMFamily:
         except lgb.basic.LightGBMError as exc:
             raise ModelError(f"model.params: lightgbm rejected the parameters: {str(exc).splitlines()[0]}",
                              key="model.params") from exc
-        history = {f"{split}_{metric}": [float(v) for v in values]
-                   for split, metrics in log.items() for metric, values in metrics.items()}
-        rounds = len(next(iter(history.values()), []))
         best = self.booster.best_iteration - 1 if early_stopping_rounds and self.booster.best_iteration else None
         self.best_iteration = best
-        return FitResult(history=history, best_iteration=best, iterations=rounds,
-                         stopped_early=rounds < int(self.params["n_estimators"]))
+        return _fit_result(log, best, int(self.params["n_estimators"]))
 
     def _raw(self, X):
         iteration = None if self.best_iteration is None else self.best_iteration + 1
         return self.booster.predict(X, num_iteration=iteration, num_threads=self.threads)
 
     def predict_proba(self, X) -> np.ndarray:
-        raw = self._raw(X)
-        return probabilities_from_binary(raw) if self.task == "binary" else np.asarray(raw, dtype=np.float64)
+        return _proba(self.task, self._raw(X))
 
     def predict(self, X) -> np.ndarray:
-        if self.task == "regression":
-            return np.asarray(self._raw(X), dtype=np.float64)
-        return predict_from_proba(self.predict_proba(X))
+        return _predict(self.task, self._raw(X))
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(directory / "model.txt"))
-        meta = {"family": self.name, "task": self.task, "n_classes": self.n_classes, "seed": self.seed,
-                "threads": self.threads, "params": self.params, "best_iteration": self.best_iteration}
-        (directory / "family.json").write_text(json.dumps(meta, indent=2, default=str))
+        _write_meta(self, directory)
 
     @classmethod
     def load(cls, directory: Path) -> "LightGBMFamily":
         lgb = _import("lightgbm", "lightgbm")
-        meta = json.loads((directory / "family.json").read_text())
-        model = cls(meta["task"], meta["params"], meta["n_classes"], meta["seed"], meta["threads"])
+        model = _from_meta(cls, directory)
         model.booster = lgb.Booster(model_file=str(directory / "model.txt"))
-        model.best_iteration = meta.get("best_iteration")
         return model
 
     @classmethod

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import json
 
-from trainpipe.data.schema import SchemaSpec, label_checks, load_schema, schema_to_yaml, validate_frame
+from trainpipe.checks import check_table
+from trainpipe.data.schema import SchemaSpec, schema_to_yaml
 from trainpipe.errors import ValidationFailed
 from trainpipe.stages import load_table
 
 
 def run(ctx) -> dict:
-    frame = load_table(ctx)
-    config = ctx.config
-    columns = load_schema(config.schema_)
-    report = validate_frame(frame, columns, config.schema_)
-    if len(frame) < config.schema_.min_rows:
-        report["errors"].append({"check": "min_rows", "message": f"schema.min_rows: {len(frame)} rows, fewer than "
-                                 f"the {config.schema_.min_rows} required"})
-    report["errors"].extend(label_checks(frame[config.data.target], config.task, config.schema_, "data.target"))
-    report.update(rows=len(frame), columns_checked=len(columns), passed=not report["errors"])
+    report, columns = check_table(load_table(ctx), ctx.config)
     (ctx.stage_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
     if columns:
         (ctx.stage_dir / "schema.yaml").write_text(schema_to_yaml(SchemaSpec(columns=columns)))
