@@ -18,6 +18,8 @@ runs_app = typer.Typer(help="List and compare tracked runs.", no_args_is_help=Tr
 schema_app = typer.Typer(help="Data schemas.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(schema_app, name="schema")
+models_app = typer.Typer(help="Registered models: versions, aliases, promotion, rollback, history.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout (for scripts).")
 DebugOpt = typer.Option(False, "--debug", help="Show full tracebacks.")
@@ -59,6 +61,10 @@ def _execute(fn: Callable[[Console], dict | None], as_json: bool, debug: bool,
 
                 traceback.print_exc()
             doc, code = exc.to_json(), exc.exit_code
+            if not as_json and getattr(exc, "decision", None):  # a failed gate: show every check, then the line
+                from trainpipe.registry_render import print_gate
+
+                print_gate(err_console, exc.decision)
             if not as_json:
                 for line in exc.lines if len(exc.lines) > 1 else [exc.message]:
                     err_console.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
@@ -108,11 +114,13 @@ def run(
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue run RUN_ID at the stage that failed."),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="Use this id for the new run."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute stages even when an earlier run has them."),
+    resume_anyway: bool = typer.Option(False, "--resume-anyway", help="Load training checkpoints written under "
+                                       "another config or trainpipe version."),
     store: Optional[str] = StoreOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
 ):
-    """Run the pipeline: ingest → validate → split → features → train → evaluate, tracked in MLflow."""
+    """Run the pipeline: ingest → validate → split → features → train → evaluate → gate → register, tracked in MLflow."""
     from trainpipe.render import run_summary
 
     def body(console: Console) -> dict:
@@ -125,18 +133,20 @@ def run(
         cfg = load_config(config, set_ or []) if config is not None else None
         target_store = _store(cfg, store)
         return run_pipeline(cfg, target_store, resume=resume, run_id=run_id, use_cache=not no_cache,
-                            on_event=_progress(console))
+                            on_event=_progress(console), resume_anyway=resume_anyway)
 
     _execute(body, as_json, debug, render=run_summary)
 
 
 @app.command()
 def stage(
-    name: str = typer.Argument(..., help="ingest, validate, split, features, train or evaluate."),
+    name: str = typer.Argument(..., help="ingest, validate, split, features, train, evaluate, gate or register."),
     run_ref: str = typer.Option(..., "--run", help="Run id (created with --config when new)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Pipeline YAML; needed when the run is new."),
     set_: Optional[list[str]] = SetOpt,
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not reuse results of earlier runs."),
+    resume_anyway: bool = typer.Option(False, "--resume-anyway", help="Load training checkpoints written under "
+                                       "another config or trainpipe version."),
     store: Optional[str] = StoreOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
@@ -150,7 +160,7 @@ def stage(
 
         cfg = load_config(config, set_ or []) if config is not None else None
         return run_one_stage(_store(cfg, store), run_ref, name, cfg, use_cache=not no_cache,
-                             on_event=_progress(console))
+                             on_event=_progress(console), resume_anyway=resume_anyway)
 
     _execute(body, as_json, debug, render=lambda c, d: run_summary(c, d) if d["status"] == "completed" else None)
 
@@ -274,6 +284,141 @@ def runs_compare(
         return compare_runs(tracking_uri or _store(None, store).tracking_uri, runs)
 
     _execute(body, as_json, debug, render=lambda c, d: [c.print(t) for t in compare_tables(d)])
+
+
+TrackingUriOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking/registry URI (default: the store's).")
+
+
+def _registry(store: Optional[str], tracking_uri: Optional[str]):
+    from trainpipe.errors import RegistryError
+    from trainpipe.registry import Registry
+    from trainpipe.tracking import TrackingConfig
+
+    target = _store(None, store)
+    if tracking_uri is None and not (target.root / "mlflow.db").exists():
+        raise RegistryError(f"no MLflow store at {target.root} (pass --store, set TRAINPIPE_HOME or --tracking-uri)",
+                            key="store")
+    return Registry(target, TrackingConfig(uri=tracking_uri))
+
+
+@app.command()
+def predict(
+    model_uri: str = typer.Argument(..., help="models:/NAME@alias, models:/NAME/VERSION, a run id or a model folder."),
+    data: str = typer.Argument(..., help="A CSV or Parquet file with the raw input columns."),
+    out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write (id column, prediction, proba_<class>)."),
+    chunk_rows: int = typer.Option(200_000, "--chunk-rows", help="Rows per chunk read and predicted."),
+    store: Optional[str] = StoreOpt,
+    tracking_uri: Optional[str] = TrackingUriOpt,
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+):
+    """Score a raw data file with a packaged model (checksum-verified, input checked against the training schema)."""
+
+    def body(console: Console) -> dict:
+        from trainpipe.predict import predict_file
+
+        return predict_file(model_uri, data, str(out), _store(None, store), tracking_uri, chunk_rows)
+
+    _execute(body, as_json, debug, render=lambda c, d: c.print(
+        f"[green]wrote[/] {d['out']}: {d['rows']:,} rows in {d['seconds']:.2f}s ({d['rows_per_s']:,.0f} rows/s) with {d['model']}"))
+
+
+@models_app.command("list")
+def models_list(
+    name: Optional[str] = typer.Argument(None, help="A registered model (default: list the models)."),
+    store: Optional[str] = StoreOpt,
+    tracking_uri: Optional[str] = TrackingUriOpt,
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+):
+    """Versions of a model with aliases and headline metric (or every registered model)."""
+    from trainpipe import registry_render as rr
+
+    def body(console: Console) -> dict:
+        registry = _registry(store, tracking_uri)
+        return {"name": name, "versions": registry.versions(name)} if name else {"models": registry.models()}
+
+    _execute(body, as_json, debug, render=lambda c, d: c.print(
+        rr.versions_table(d["name"], d["versions"]) if d.get("name") else rr.models_table(d["models"])))
+
+
+@models_app.command("describe")
+def models_describe(
+    ref: str = typer.Argument(..., help="NAME, NAME@alias or NAME/VERSION."),
+    card: bool = typer.Option(False, "--card", help="Also print the model card."),
+    store: Optional[str] = StoreOpt,
+    tracking_uri: Optional[str] = TrackingUriOpt,
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+):
+    """A version's aliases, source, lineage tags and (with --card) model card; verifies its checksum."""
+    from trainpipe import registry_render as rr
+
+    def body(console: Console) -> dict:
+        registry = _registry(store, tracking_uri)
+        doc = registry.describe(ref)
+        registry.verified_path(f"{doc['name']}/{doc['version']}")  # a tampered package fails here
+        return {**doc, "sha256_verified": True}
+
+    _execute(body, as_json, debug, render=lambda c, d: rr.describe(c, d, card))
+
+
+@models_app.command("promote")
+def models_promote(
+    name: str = typer.Argument(..., help="Registered model."),
+    version: str = typer.Argument(..., help="Version to make champion."),
+    expect: Optional[str] = typer.Option(None, "--expect", help="Only if the champion is still this version "
+                                         "(default: the champion read when the command starts; 'none' for no champion)."),
+    reason: str = typer.Option("manual promotion", "--reason", help="Recorded in the audit log."),
+    store: Optional[str] = StoreOpt,
+    tracking_uri: Optional[str] = TrackingUriOpt,
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+):
+    """Move @champion to VERSION (compare-and-set), recorded in the audit log."""
+    from trainpipe import registry_render as rr
+
+    def body(console: Console) -> dict:
+        registry = _registry(store, tracking_uri)
+        expected = registry.alias_version(name, "champion") if expect is None else (None if expect == "none" else expect)
+        return registry.promote(name, version, expected=expected, reason=reason)
+
+    _execute(body, as_json, debug, render=lambda c, d: rr.moved_line(c, d, name))
+
+
+@models_app.command("rollback")
+def models_rollback(
+    name: str = typer.Argument(..., help="Registered model."),
+    reason: str = typer.Option("rollback", "--reason", help="Recorded in the audit log."),
+    store: Optional[str] = StoreOpt,
+    tracking_uri: Optional[str] = TrackingUriOpt,
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+):
+    """Move @champion back to the previous champion (from the audit log)."""
+    from trainpipe import registry_render as rr
+
+    def body(console: Console) -> dict:
+        return _registry(store, tracking_uri).rollback(name, reason)
+
+    _execute(body, as_json, debug, render=lambda c, d: rr.moved_line(c, d, name))
+
+
+@models_app.command("history")
+def models_history(
+    name: str = typer.Argument(..., help="Registered model."),
+    store: Optional[str] = StoreOpt,
+    tracking_uri: Optional[str] = TrackingUriOpt,
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+):
+    """Every alias move: when, from → to, what did it, why."""
+    from trainpipe import registry_render as rr
+
+    def body(console: Console) -> dict:
+        return {"name": name, "history": _registry(store, tracking_uri).history(name)}
+
+    _execute(body, as_json, debug, render=lambda c, d: c.print(rr.history_table(name, d["history"])))
 
 
 @app.command()

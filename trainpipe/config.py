@@ -21,8 +21,10 @@ from trainpipe.data.io import DataConfig
 from trainpipe.data.schema import SchemaConfig
 from trainpipe.data.split import SplitConfig
 from trainpipe.errors import ConfigError
-from trainpipe.evaluation.metrics import METRICS, EvaluationConfig
+from trainpipe.evaluation.gates import GatesConfig, config_problems
+from trainpipe.evaluation.metrics import METRICS, EvaluationConfig, primary_metric
 from trainpipe.models import FAMILIES, ModelConfig, TrainingConfig
+from trainpipe.registry import RegistryConfig
 from trainpipe.tracking import TrackingConfig
 
 Task = Literal["binary", "multiclass", "regression"]
@@ -43,6 +45,8 @@ class PipelineConfig(BaseModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self):
@@ -61,6 +65,9 @@ class PipelineConfig(BaseModel):
                              f"metric{hint}; choose one of {', '.join(known)}")
         if self.split.strategy == "stratified" and self.task == "regression":
             raise ValueError("split.strategy: stratified needs a classification task; use random for regression")
+        problems = config_problems(self.task, self.gates, primary_metric(self.task, self.evaluation)[0])
+        if problems:
+            raise ValueError(problems[0])
         return self
 
     def to_dict(self) -> dict:

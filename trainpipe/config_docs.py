@@ -61,10 +61,17 @@ INTROS = {
              "family defaults. Before any data is read, a parameter the library does not know fails with a "
              "did-you-mean (xgboost, lightgbm and sklearn alike); `seed` and thread counts come from the "
              "top-level `seed` and `training.threads`.",
-    "training": "How the `train` stage fits: early stopping on the validation split, CPU threads.",
+    "training": "How the `train` stage fits: early stopping on the validation split (epochs for torch families), "
+                "CPU threads, and for torch families when to checkpoint (docs/operations.md: resume and preemption).",
     "evaluation": "Metrics on validation and test. Binary: accuracy, precision, recall, f1, log_loss, brier, "
                   "roc_auc, pr_auc; multiclass: accuracy, f1_macro/weighted, log_loss; regression: rmse, mae, r2, mape.",
     "tracking": "One MLflow run per trainpipe run: config as parameters, stage metrics, histories, artifacts.",
+    "gates": "What `gate` checks before anything is registered (docs/registry.md): floors and ceilings on "
+             "evaluate's metrics (`test_*`, `validation_*`, `latency_p99_row_ms`, `latency_p99_batch_ms`), per-slice "
+             "limits, and the current champion scored on this run's test rows with a paired bootstrap CI. A failed "
+             "gate exits 3 and registers nothing.",
+    "registry": "MLflow Model Registry (off when `tracking.enabled` is false): a passing model is packaged as a "
+                "pyfunc on the raw input columns, registered with lineage tags and a model card, and aliased.",
 }
 FALLBACK: dict[str, str] = {}  # for fields whose model has no Field(description=...); keep empty
 PIPE = "\\|"  # a literal | inside a markdown table cell
@@ -121,11 +128,20 @@ def _families() -> list[str]:
     for name, (module, cls_name, extra) in sorted(FAMILIES.items()):
         cls = getattr(importlib.import_module(module), cls_name)
         tree, nan = cls.needs.tree_model, cls.needs.handles_missing
-        defaults = f"`{json.dumps(cls.DEFAULTS)}`" if hasattr(cls, "DEFAULTS") else "the estimator's own"
+        codes = getattr(cls.needs, "categorical_codes", False)
+        defaults = (f"`{json.dumps(cls.DEFAULTS)}`" if hasattr(cls, "DEFAULTS") else
+                    f"table `model.params` ({name}) below" if hasattr(cls, "PARAMS") else "the estimator's own")
         install = f"`pip install {extra!r}`" if extra else "included"
+        cats = "ordinal codes → embeddings" if codes else "ordinal" if tree else "onehot"
         rows.append(f"| `{name}` | {install} | {defaults} | impute {'none' if nan else 'median'}, "
-                    f"scale {'none' if tree else 'standard'}, {'ordinal' if tree else 'onehot'} categories |")
-    return rows + [""]
+                    f"scale {'none' if tree else 'standard'}, {cats} categories |")
+    rows.append("")
+    for name, (module, cls_name, _) in sorted(FAMILIES.items()):  # families whose params are a pydantic model
+        params = getattr(getattr(importlib.import_module(module), cls_name), "PARAMS", None)
+        if params is not None:
+            rows += [f"### `model.params` ({name})", "", (params.__doc__ or "").strip(), ""]
+            rows += _tables(params, "model.params.", heading=False)
+    return rows
 
 
 def render_reference() -> str:

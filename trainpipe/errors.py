@@ -48,3 +48,26 @@ class RunError(TrainpipeError):
 
 class MissingDependency(TrainpipeError):
     """An optional library is not installed; the message names the extra to install."""
+
+
+class Preempted(TrainpipeError):
+    """SIGTERM (e.g. spot preemption) stopped training after a checkpoint; `--resume` continues it."""
+
+    exit_code = 143
+
+
+class GateFailed(TrainpipeError):
+    """The model did not earn its place (thresholds, slices or the champion); nothing was registered."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, key: str | None = None, decision: dict | None = None):
+        super().__init__(message, key=key)
+        self.decision = decision or {}
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "decision": self.decision}
+
+
+class RegistryError(TrainpipeError):
+    """A registered model, version or alias is missing, moved concurrently, or fails its checksum."""

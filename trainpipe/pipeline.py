@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from trainpipe import __version__
 from trainpipe.config import PipelineConfig, canonical_hash, config_from_dict, config_hash, dump_config
-from trainpipe.errors import RunError, TrainpipeError
+from trainpipe.errors import Preempted, RunError, TrainpipeError
 from trainpipe.run_tracking import RunTracking
 from trainpipe.store import Store
 
@@ -32,6 +32,7 @@ class StageSpec:
     name: str
     sections: tuple[str, ...]  # config keys whose values can change this stage's output
     upstream: tuple[str, ...]
+    reusable: bool = True  # False: depends on state outside the run folder (the registry), never reused
 
 
 STAGES: tuple[StageSpec, ...] = (
@@ -41,6 +42,10 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("features", ("features", "data", "task", "model.type"), ("ingest", "split")),
     StageSpec("train", ("model", "training", "seed", "task"), ("features",)),
     StageSpec("evaluate", ("evaluation", "task"), ("features", "train")),
+    StageSpec("gate", ("gates", "evaluation", "registry", "task"), ("ingest", "split", "features", "evaluate"),
+              reusable=False),
+    StageSpec("register", ("registry", "evaluation", "task"), ("ingest", "split", "features", "train", "evaluate", "gate"),
+              reusable=False),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 SPECS = {s.name: s for s in STAGES}
@@ -57,9 +62,16 @@ class StageContext:
     config: PipelineConfig
     store: Store
     memo: dict = field(default_factory=dict)  # in-process objects shared between stages (the loaded table)
+    cache_key: str = ""  # this stage's: checkpoints written under another key are refused
+    resume_anyway: bool = False  # --resume-anyway: load such checkpoints all the same
+    tracking: Any = None  # the run's RunTracking: register waits on it for the MLflow run id
 
     def upstream(self, stage: str) -> Path:
         return self.run_dir / stage
+
+    def checkpoint_dir(self, stage: str) -> Path:
+        """Outside the stage's temp folder, which a crash discards: a resumed stage continues from here."""
+        return self.run_dir / "checkpoints" / stage
 
     def manifest(self, stage: str) -> dict:
         return read_manifest(self.run_dir / stage) or {}
@@ -219,6 +231,8 @@ class Run:
             if any("size" not in s for s in stats):
                 doc["nonce"] = secrets.token_hex(8)  # remote files: no cheap change detection, always re-ingest
             doc["data_files"] = stats
+        if not spec.reusable:
+            doc["nonce"] = secrets.token_hex(8)
         return canonical_hash(doc)
 
     def _cache_index(self, name: str, key: str) -> Path:
@@ -241,7 +255,8 @@ class Run:
             return other, entry["run_id"]
         return None
 
-    def run_stage(self, name: str, memo: dict | None = None, use_cache: bool = True, on_event: Event | None = None) -> dict:
+    def run_stage(self, name: str, memo: dict | None = None, use_cache: bool = True, on_event: Event | None = None,
+                  resume_anyway: bool = False) -> dict:
         spec = SPECS[name]
         memo = {} if memo is None else memo
         key = self.cache_key(spec)
@@ -272,7 +287,8 @@ class Run:
         tmp = self.dir / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        ctx = StageContext(self.run_id, self.dir, tmp, self.config, self.store, memo)
+        ctx = StageContext(self.run_id, self.dir, tmp, self.config, self.store, memo, key, resume_anyway,
+                           tracking=self.tracking)
         started = time.perf_counter()
         try:
             result = importlib.import_module(f"trainpipe.stages.{name}").run(ctx) or {}
@@ -334,7 +350,13 @@ class Run:
                            ("config", "config.yaml")):
             if (self.dir / rel).exists():
                 artifacts[label] = str(self.dir / rel)
-        return {"run_id": self.run_id, "status": self.meta["status"], "error": self.meta.get("error"),
+        decisions = {}  # the gate's decision (also when it failed) and the registration, for the CLI
+        for label, rels in (("gate", ("gate/decision.json", "gate.failed/decision.json")),
+                            ("registered", ("register/registered.json",))):
+            found = next((self.dir / rel for rel in rels if (self.dir / rel).exists()), None)
+            if found is not None:
+                decisions[label] = json.loads(found.read_text())
+        return {**decisions, "run_id": self.run_id, "status": self.meta["status"], "error": self.meta.get("error"),
                 "config_hash": self.meta["config_hash"], "store": str(self.store.root), "run_dir": str(self.dir),
                 "mlflow_run_id": self.meta.get("mlflow_run_id"), "tracking_uri": self.meta.get("tracking_uri"),
                 "stages": stages, "metrics": metrics, "artifacts": artifacts}
@@ -359,6 +381,13 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
+def _preempted(run: Run, exc: Preempted, again: str) -> None:
+    """SIGTERM after a checkpoint: killed but resumable (MLflow KILLED, run.json says how to continue)."""
+    exc.message = exc.lines[0] = f"{exc.message}; continue with `{again}`"
+    run.meta["resumable"] = True
+    run.finish("killed", exc)
+
+
 def preflight(config: PipelineConfig) -> None:
     """Checks that need no data: the model family and its parameters, before a run folder exists."""
     from trainpipe.models import get_family
@@ -367,23 +396,31 @@ def preflight(config: PipelineConfig) -> None:
 
 
 def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | None = None, run_id: str | None = None,
-                 use_cache: bool = True, until: str | None = None, on_event: Event | None = None) -> dict:
+                 use_cache: bool = True, until: str | None = None, on_event: Event | None = None,
+                 resume_anyway: bool = False) -> dict:
     """Run every stage in order (or resume a failed run), tracking in MLflow; returns the run summary."""
     if config is not None:
         preflight(config)
     run = Run.open(store, resume, config) if resume else Run.create(config, store, run_id)
     if resume:
         preflight(run.config)
-        run.tracking.reopen()
+        if run.meta.get("mlflow_run_id"):
+            run.tracking.reopen()
+        else:  # killed (SIGKILL) before the tracking worker's id was saved
+            run.tracking.adopt(run.run_id, run.dir, run.meta["config_hash"])
         run.meta["status"] = "running"
         run.meta.pop("error", None)
+        run.meta.pop("resumable", None)
     if on_event:
         on_event("run_start", {"run_id": run.run_id, "run_dir": str(run.dir), "resumed": bool(resume)})
     memo: dict = {}
     names = STAGE_NAMES if until is None else STAGE_NAMES[: STAGE_NAMES.index(until) + 1]
     try:
         for name in names:
-            run.run_stage(name, memo, use_cache=use_cache, on_event=on_event)
+            run.run_stage(name, memo, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway)
+    except Preempted as exc:
+        _preempted(run, exc, f"trainpipe run --resume {run.run_id}")
+        raise
     except KeyboardInterrupt as exc:
         run.finish("killed", exc)
         raise
@@ -395,7 +432,7 @@ def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | N
 
 
 def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig | None = None,
-                  use_cache: bool = True, on_event: Event | None = None) -> dict:
+                  use_cache: bool = True, on_event: Event | None = None, resume_anyway: bool = False) -> dict:
     """One stage of a run in this process: what an orchestrator task calls."""
     if name not in SPECS:
         import difflib
@@ -418,7 +455,10 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
             run.tracking.reopen()
         run.meta["status"] = "running"
     try:
-        run.run_stage(name, use_cache=use_cache, on_event=on_event)
+        run.run_stage(name, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway)
+    except Preempted as exc:
+        _preempted(run, exc, f"trainpipe stage {name} --run {run.run_id}")
+        raise
     except KeyboardInterrupt as exc:
         run.finish("killed", exc)
         raise

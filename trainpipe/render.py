@@ -57,9 +57,9 @@ def run_summary(console: Console, summary: dict) -> None:
     if summary.get("metrics"):
         console.print(metrics_table(summary["metrics"]))
     if summary.get("gate"):
-        from trainpipe.registry_render import gate_table, registered_line
+        from trainpipe.registry_render import print_gate, registered_line
 
-        console.print(gate_table(summary["gate"]))
+        print_gate(console, summary["gate"])
         if summary.get("registered"):
             registered_line(console, summary["registered"])
     console.print(f"[bold]run[/] {summary['run_id']}  [bold]status[/] "

@@ -125,6 +125,20 @@ class RunTracking:
         if self.mlflow_run_id:
             self._submit(lambda: self._open().reopen(self.mlflow_run_id))
 
+    def adopt(self, run_id: str, run_dir: Path, config_hash: str) -> None:
+        """Resume a run killed before its MLflow id reached run.json: find that MLflow run by tag, else start one."""
+        self._submit(self._adopt, run_id, run_dir, config_hash)
+
+    def _adopt(self, run_id: str, run_dir: Path, config_hash: str) -> None:
+        tracker = self._open()
+        experiment = tracker.experiment_id(self.config.tracking.experiment or self.config.name)
+        found = tracker.client.search_runs([experiment], f"tags.`trainpipe.run_id` = '{run_id}'", max_results=1)
+        if not found:
+            self._start(run_id, run_dir, config_hash)
+            return
+        self.mlflow_run_id, self._started = found[0].info.run_id, True
+        tracker.reopen(self.mlflow_run_id)
+
     def stage(self, name: str, stage_dir: Path, manifest: dict) -> None:
         self._submit(self._log_stage, name, stage_dir, manifest)
 

@@ -160,5 +160,13 @@ def render(name: str, task: str, data: str, target: str, ids: list[str], coerce:
         "tracking:",
         "  experiment: " + _yaml_scalar(name),
         "",
+        "gates:                  # a model that fails a gate is not registered (exit code 3)",
+        "  min: {}               # e.g. {test_roc_auc: 0.8}; max: {latency_p99_row_ms: 0.05}",
+        "  champion:",
+        "    max_regression: 0.0 # may not be worse than the current champion on this run's test rows",
+        "",
+        "registry:",
+        "  promotion: auto       # the first passing version, then each one that beats the champion",
+        "",
     ]
     return "\n".join(lines)

@@ -12,7 +12,7 @@ import yaml
 
 from trainpipe.datasets import breast_cancer
 
-STAGES = ["ingest", "validate", "split", "features", "train", "evaluate"]
+STAGES = ["ingest", "validate", "split", "features", "train", "evaluate", "gate", "register"]
 
 
 def test_run_json_reports_status_stages_metrics_and_artifacts(cli_json, write_config, bc_config):

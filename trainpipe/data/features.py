@@ -85,7 +85,9 @@ def select_columns(frame: pd.DataFrame, config: FeaturesConfig, exclude: list[st
             "dropped": dropped + list(config.drop)}
 
 
-def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree_model: bool, handles_missing: bool):
+def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree_model: bool, handles_missing: bool,
+                       categorical_codes: bool = False):
+    """categorical_codes: `auto` encoding gives integer codes with -1 for unknown or missing (for embeddings)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -100,7 +102,7 @@ def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree
         scale = "none" if tree_model else "standard"
     encoding = config.categorical.encoding
     if encoding == "auto":
-        encoding = "ordinal" if tree_model else "onehot"
+        encoding = "ordinal" if (tree_model or categorical_codes) else "onehot"
 
     numeric_steps = []
     if impute != "none":
@@ -115,6 +117,11 @@ def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree
         encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=cat.max_categories,
                                 min_frequency=cat.min_frequency, sparse_output=False, dtype=np.float32)
         categorical_pipe = make_pipeline(to_str, SimpleImputer(strategy="constant", fill_value="__missing__"), encoder)
+    elif categorical_codes:
+        # One dedicated code (-1) for unknown and missing: an embedding family shifts it to row 0.
+        encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1,
+                                 max_categories=cat.max_categories, min_frequency=cat.min_frequency, dtype=np.float32)
+        categorical_pipe = make_pipeline(to_str, encoder)
     else:
         # Unknown categories and missing values become NaN, which tree models route on their own.
         encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,

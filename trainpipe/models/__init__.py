@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trainpipe.engine.config import CheckpointConfig
 from trainpipe.errors import MissingDependency, ModelError
 
 # name -> (module, class, the pip extra that provides its library)
@@ -15,6 +16,7 @@ FAMILIES: dict[str, tuple[str, str, str | None]] = {
     "xgboost": ("trainpipe.models.gbdt", "XGBoostFamily", "trainpipe[xgboost-cpu]"),
     "lightgbm": ("trainpipe.models.gbdt", "LightGBMFamily", "trainpipe[lightgbm]"),
     "sklearn": ("trainpipe.models.sklearn", "SklearnFamily", None),
+    "torch_mlp": ("trainpipe.models.tabular", "TorchMLPFamily", "trainpipe[torch]"),
 }
 
 
@@ -38,6 +40,7 @@ class TrainingConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="CPU threads for training; default: all cores.")
     train_metrics: bool = Field(False, description="Also log per-iteration metrics on the training split (for "
                                 "loss curves); costs ~40% more xgboost time on large data.")
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
 
 def get_family(name: str):

@@ -22,6 +22,21 @@ class PreprocessingNeeds:
 
     tree_model: bool  # no scaling; categories may be ordinal codes
     handles_missing: bool  # NaN can be passed straight through
+    # `auto` categories become integer codes (unknown/missing: -1) for learned embeddings; the features
+    # stage records which matrix columns they are and their cardinalities (FitContext.categorical).
+    categorical_codes: bool = False
+
+
+@dataclass
+class FitContext:
+    """What the train stage knows beyond the matrices; passed only to families whose fit takes `context`."""
+
+    categorical: dict | None = None  # {"columns": [matrix index], "names": [...], "cardinalities": [...]}
+    checkpoint_dir: Path | None = None  # persistent across crashes of the stage (unlike its temp folder)
+    checkpoint: Any = None  # trainpipe.engine.config.CheckpointConfig
+    config_hash: str = ""  # checkpoints written under another hash are refused...
+    resume_anyway: bool = False  # ...unless this is set (--resume-anyway)
+    verbose: bool = False  # progress lines on stderr
 
 
 @dataclass

@@ -38,3 +38,10 @@ def load_table(ctx) -> pd.DataFrame:
 def load_arrays(ctx, stage: str, names: list[str]) -> dict[str, np.ndarray]:
     folder = ctx.upstream(stage)
     return {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in names}
+
+
+def raw_rows(ctx, split: str) -> pd.DataFrame:
+    """The ingested rows of one split, as they were before preprocessing (what a packaged model takes)."""
+    frame = load_table(ctx)
+    with np.load(ctx.upstream("split") / "split.npz") as parts:
+        return frame.iloc[parts[split]]

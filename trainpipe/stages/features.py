@@ -27,7 +27,8 @@ def run(ctx) -> dict:
     exclude = [target] + ([config.data.id_column] if config.data.id_column else [])
     roles = select_columns(frame, config.features, exclude)
     needs = get_family(config.model.type).needs
-    preprocessor, resolved = build_preprocessor(roles, config.features, needs.tree_model, needs.handles_missing)
+    preprocessor, resolved = build_preprocessor(roles, config.features, needs.tree_model, needs.handles_missing,
+                                                needs.categorical_codes)
     preprocessor.fit(frame.iloc[parts["train"]])  # fitted on training rows only
 
     # One transform of the whole table, then numpy row gathers: cheaper than three DataFrame slices.
@@ -40,6 +41,14 @@ def run(ctx) -> dict:
     names = [str(n) for n in preprocessor.get_feature_names_out()]
     info = {"roles": roles, "resolved": resolved, "feature_names": names, "labels": coding.state_dict(),
             "input_columns": roles["numeric"] + roles["categorical"] + roles["passthrough"]}
+    if needs.categorical_codes and resolved["encoding"] == "ordinal" and roles["categorical"]:
+        # Which matrix columns hold codes, and how many codes each has (from train: the encoder's fit).
+        first = len(roles["numeric"])
+        columns = list(range(first, first + len(roles["categorical"])))
+        train_codes = X[parts["train"]][:, columns]
+        info["categorical_codes"] = {"columns": columns, "names": roles["categorical"],
+                                     "cardinalities": [int(max(train_codes[:, i].max(initial=-1), -1)) + 1
+                                                       for i in range(len(columns))]}
     (ctx.stage_dir / "features.json").write_text(json.dumps(info, indent=2, default=str))
     return {
         "outputs": {"preprocessor": "preprocessor.joblib", "info": "features.json"},

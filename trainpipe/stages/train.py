@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
 
 from trainpipe.models import build_family
+from trainpipe.models.base import FitContext
 from trainpipe.stages import load_arrays
 
 
 def run(ctx) -> dict:
     config = ctx.config
     data = load_arrays(ctx, "features", ["X_train", "y_train", "X_validation", "y_validation"])
-    labels = json.loads((ctx.upstream("features") / "features.json").read_text())["labels"]
+    info = json.loads((ctx.upstream("features") / "features.json").read_text())
+    labels = info["labels"]
     n_classes = len(labels["classes"] or [])
     threads = config.training.threads or os.cpu_count() or 1
     model = build_family(config.model, config.task, n_classes, config.seed, threads)
 
+    extra = {}
+    if "context" in inspect.signature(model.fit).parameters:  # torch families: embeddings, checkpoints, resume
+        extra["context"] = FitContext(categorical=info.get("categorical_codes"), checkpoint_dir=ctx.checkpoint_dir("train"),
+                                      checkpoint=config.training.checkpoint, config_hash=ctx.cache_key,
+                                      resume_anyway=ctx.resume_anyway, verbose=True)
     started = time.perf_counter()
     result = model.fit(data["X_train"], data["y_train"], data["X_validation"], data["y_validation"],
                        early_stopping_rounds=config.training.early_stopping_rounds,
-                       train_metrics=config.training.train_metrics)
+                       train_metrics=config.training.train_metrics, **extra)
     seconds = time.perf_counter() - started
     model.save(ctx.stage_dir / "model")
     (ctx.stage_dir / "history.json").write_text(json.dumps(result.history))

@@ -38,6 +38,20 @@ def test_tree_models_keep_nan_and_use_ordinal_codes():
     assert out.shape == (5, 3) and np.isnan(out[2, 0]) and np.isnan(out[2, 1])
 
 
+def test_embedding_models_get_scaled_numbers_and_codes_with_minus_one_for_unknown_or_missing():
+    data = frame()
+    roles = select_columns(data, FeaturesConfig(), exclude=["y", "id"])
+    pre, resolved = build_preprocessor(roles, FeaturesConfig(), tree_model=False, handles_missing=False,
+                                       categorical_codes=True)
+    assert resolved == {"impute": "median", "scale": "standard", "encoding": "ordinal"}
+    pre.fit(data.iloc[:4])
+    unseen = pd.DataFrame({"num": [1.0], "cat": ["never seen"], "flag": [True], "id": ["q"], "y": [0]})
+    out = transform(pre, pd.concat([data, unseen], ignore_index=True))
+    assert not np.isnan(out).any()
+    assert out[2, 1] == -1 and out[5, 1] == -1  # missing and unknown share the dedicated code
+    assert set(out[[0, 1, 3], 1]) == {0.0, 1.0}
+
+
 def test_label_coding_puts_the_positive_class_last_and_round_trips():
     labels = pd.Series(["Yes", "No", "No", "Yes"])
     coding = LabelCoding.fit(labels, "binary", positive_class="No")

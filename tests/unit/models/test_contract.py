@@ -7,7 +7,10 @@ from trainpipe.models import FAMILIES, ModelConfig, build_family, get_family, lo
 from trainpipe.models.base import ModelFamily
 
 TASKS = {"binary": 2, "multiclass": 3, "regression": 0}
-FAST = {"xgboost": {"n_estimators": 15}, "lightgbm": {"n_estimators": 15, "min_child_samples": 5}, "sklearn": {"max_iter": 15}}
+FAST = {"xgboost": {"n_estimators": 15}, "lightgbm": {"n_estimators": 15, "min_child_samples": 5}, "sklearn": {"max_iter": 15},
+        "torch_mlp": {"epochs": 15, "hidden_dims": [16], "batch_size": 32, "lr": 0.01}}
+# Many iterations, so that stopping early is observable.
+LONG = {"xgboost": {"n_estimators": 50}, "lightgbm": {"n_estimators": 50}, "torch_mlp": {"epochs": 50, "hidden_dims": [8]}}
 
 
 def make_data(task, n=300, seed=0):
@@ -51,7 +54,7 @@ def test_report_returning_true_stops_training(family):
     if family == "sklearn":
         pytest.skip("a single-fit estimator has no iterations to stop")
     X, y, Xv, yv = make_data("binary")
-    model = build_family(ModelConfig(type=family, params={"n_estimators": 50}), "binary", 2, seed=0, threads=1)
+    model = build_family(ModelConfig(type=family, params=LONG[family]), "binary", 2, seed=0, threads=1)
     result = model.fit(X, y, Xv, yv, report=lambda step, values: step >= 4)
     assert result.iterations <= 6
 

@@ -1,0 +1,81 @@
+"""The issue's "done means", through the real CLI: a worse model is blocked by the champion gate, a better
+one is promoted, a rollback restores the old champion, and `predict` on the raw file reproduces evaluate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def xgb(bc_config: dict, n_estimators: int, max_depth: int) -> dict:
+    return {**bc_config, "model": {"type": "xgboost", "params": {"n_estimators": n_estimators, "max_depth": max_depth}}}
+
+
+def test_gate_blocks_worse_promotes_better_rolls_back_and_predict_matches_evaluate(
+        cli_json, write_config, bc_config, store, data_dir, tmp_path, monkeypatch):
+    store_args = ("--store", str(store))
+    code, first = cli_json("run", str(write_config(xgb(bc_config, 3, 1), "first.yaml")))  # test roc_auc ≈ 0.986
+    assert code == 0, first
+    assert first["gate"]["champion"]["status"] == "skipped" and "no champion" in first["gate"]["champion"]["reason"]
+    assert first["registered"]["version"] == "1" and first["registered"]["aliases"] == ["challenger", "champion"]
+
+    code, worse = cli_json("run", str(write_config(xgb(bc_config, 1, 1), "worse.yaml")))  # ≈ 0.881
+    assert code == 3 and worse["type"] == "GateFailed" and worse["key"] == "gates.champion.max_regression"
+    assert worse["decision"]["champion"]["champion_version"] == "1" and worse["decision"]["champion"]["improvement"] < 0
+    failed_run = max((store / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert json.loads((failed_run / "run.json").read_text())["status"] == "failed"
+    assert not (failed_run / "register").exists() and (failed_run / "gate.failed" / "decision.json").exists()
+
+    code, better = cli_json("run", str(write_config(xgb(bc_config, 10, 2), "better.yaml")))  # ≈ 0.997
+    assert code == 0, better
+    champion = better["gate"]["champion"]
+    assert champion["status"] == "compared" and champion["champion_version"] == "1" and champion["improvement"] > 0
+    assert champion["ci"]["low"] <= champion["difference"] <= champion["ci"]["high"]
+    assert better["registered"]["version"] == "2" and better["registered"]["promoted"]  # the worse run registered nothing
+
+    code, moved = cli_json("models", "rollback", "bc", *store_args)
+    assert code == 0 and (moved["from"], moved["to"], moved["action"]) == ("2", "1", "rollback")
+    code, history = cli_json("models", "history", "bc", *store_args)
+    assert [(e["alias"], e["from"], e["to"], e["action"]) for e in history["history"]] == [
+        ("challenger", None, "1", "challenger"), ("champion", None, "1", "auto-promote"),
+        ("challenger", "1", "2", "challenger"), ("champion", "1", "2", "auto-promote"),
+        ("champion", "2", "1", "rollback")]
+    assert history["history"][3]["run"] == better["run_id"]
+
+    code, described = cli_json("models", "describe", "bc@champion", *store_args)
+    assert code == 0 and described["version"] == "1" and described["sha256_verified"]
+    tags = described["tags"]
+    assert tags["trainpipe.run_id"] == first["run_id"] and tags["trainpipe.parent_champion"] == "none"
+    in_git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True).returncode == 0
+    for key in ("trainpipe.data_fingerprint", "trainpipe.split_hash", "trainpipe.config_hash", "version.mlflow",
+                "trainpipe.gate", "trainpipe.sha256") + (("git_commit",) if in_git else ()):
+        assert tags.get(key), key
+    assert "## Metrics" in described["card"] and "## Lineage" in described["card"]
+
+    # predict on the raw file: the champion's scores on the test rows equal evaluate's
+    code, predicted = cli_json("predict", "models:/bc@champion", str(data_dir / "bc.parquet"), "--out",
+                               str(tmp_path / "pred.parquet"), *store_args)
+    assert code == 0, predicted
+    assert predicted["rows"] == 569 and predicted["rows_per_s"] > 0
+    out = pd.read_parquet(tmp_path / "pred.parquet")
+    assert list(out.columns) == ["prediction", "proba_benign", "proba_malignant"]
+    run_dir = Path(first["run_dir"])
+    with np.load(run_dir / "split" / "split.npz") as split:
+        test_rows = split["test"]
+    evaluated = np.load(run_dir / "evaluate" / "test_scores.npy")
+    np.testing.assert_allclose(out[["proba_benign", "proba_malignant"]].to_numpy()[test_rows], evaluated, rtol=1e-6)
+
+    # the standard MLflow way loads the same model on raw columns
+    import mlflow.pyfunc
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
+    raw = pd.read_parquet(data_dir / "bc.parquet").drop(columns=["diagnosis"])
+    pyfunc_out = mlflow.pyfunc.load_model("models:/bc@champion").predict(raw)
+    np.testing.assert_allclose(pyfunc_out["proba_malignant"].to_numpy(), out["proba_malignant"].to_numpy())

@@ -1,0 +1,54 @@
+"""Batch predict on a run's packaged model (registry off): input checks, checksum, the CLI's exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from trainpipe.config import config_from_dict
+from trainpipe.errors import DataError, RegistryError
+from trainpipe.pipeline import run_pipeline
+from trainpipe.predict import predict_file
+from trainpipe.store import Store
+
+
+@pytest.fixture
+def churn_run(churn_config, store) -> dict:
+    config = config_from_dict({**churn_config, "tracking": {"enabled": False}})
+    return run_pipeline(config, Store.locate(config.store))
+
+
+def test_predict_streams_chunks_keeps_the_id_and_matches_evaluate(churn_run, data_dir, store, tmp_path):
+    assert churn_run["registered"]["registry"] == "disabled"
+    report = predict_file(churn_run["run_id"], str(data_dir / "churn.csv"), str(tmp_path / "p.parquet"),
+                          Store.locate(str(store)), chunk_rows=700)  # 3,000 rows: five chunks
+    out = pd.read_parquet(tmp_path / "p.parquet")
+    assert report["rows"] == len(out) == 3000
+    assert list(out.columns) == ["customer_id", "prediction", "proba_No", "proba_Yes"]
+    raw = pd.read_csv(data_dir / "churn.csv")
+    assert (out["customer_id"] == raw["customer_id"]).all()
+    import numpy as np
+
+    with np.load(Path(churn_run["run_dir"]) / "split" / "split.npz") as split:
+        test_rows = split["test"]
+    evaluated = np.load(Path(churn_run["run_dir"]) / "evaluate" / "test_scores.npy")
+    np.testing.assert_allclose(out[["proba_No", "proba_Yes"]].to_numpy()[test_rows], evaluated, rtol=1e-6)
+
+
+def test_predict_refuses_missing_columns_text_in_numbers_and_a_changed_package(churn_run, data_dir, store, tmp_path, cli_json):
+    raw = pd.read_csv(data_dir / "churn.csv")
+    raw.drop(columns=["contract"]).to_parquet(tmp_path / "missing.parquet")
+    target = Store.locate(str(store))
+    with pytest.raises(DataError, match="missing column\\(s\\) 'contract'"):
+        predict_file(churn_run["run_id"], str(tmp_path / "missing.parquet"), str(tmp_path / "o.parquet"), target)
+    raw.assign(tenure_months=raw["tenure_months"].astype(str) + " months").to_csv(tmp_path / "text.csv", index=False)
+    code, doc = cli_json("predict", churn_run["run_id"], str(tmp_path / "text.csv"), "--out",
+                         str(tmp_path / "o.parquet"), "--store", str(store))
+    assert code == 2 and "'tenure_months' should hold numbers" in doc["error"] and doc["key"] == "column tenure_months"
+    assert not (tmp_path / "o.parquet").exists()
+    with open(Path(churn_run["run_dir"]) / "register" / "model" / "MLmodel", "a") as handle:
+        handle.write("\n# edited\n")
+    with pytest.raises(RegistryError, match="changed since registration"):
+        predict_file(churn_run["run_id"], str(data_dir / "churn.csv"), str(tmp_path / "o.parquet"), target)

@@ -1,0 +1,124 @@
+"""The loop in-process: exact resume for every schedule and optimizer, OOM back-off, NaN handling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from trainpipe.engine.batches import TensorBatches, as_tensor
+from trainpipe.engine.checkpoint import CheckpointStore
+from trainpipe.engine.config import CheckpointConfig, EngineParams
+from trainpipe.engine.loop import Callback, Trainer, TrainingDiverged
+
+
+class Killed(Exception):
+    pass
+
+
+def data(n=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, 4, generator=g)
+    y = (X[:, 0] + X[:, 1] > 0).float()
+    return TensorBatches(X[:240], y[:240]), TensorBatches(X[240:], y[240:])
+
+
+class Net(torch.nn.Module):
+    def __init__(self, fail_above: int | None = None):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
+        self.fail_above = fail_above
+
+    def forward(self, x):
+        if self.fail_above is not None and self.training and len(x) > self.fail_above:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return self.net(x)
+
+
+def bce(out, y):
+    return torch.nn.functional.binary_cross_entropy_with_logits(out.squeeze(1), y)
+
+
+def trainer(params, store=None, every=None, callbacks=None, module=None, patience=None):
+    return Trainer(module or Net(), bce, lambda out, y: {}, params, seed=3, threads=1, patience=patience, store=store,
+                   checkpoint=CheckpointConfig(every_steps=every), callbacks=callbacks)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"schedule": "cosine", "warmup_steps": 3},
+    {"schedule": "onecycle", "optimizer": "sgd"},
+    {"schedule": "step", "step_epochs": 1, "grad_accumulation": 2, "clip_grad_norm": 0.5},
+    {"schedule": "plateau", "step_epochs": 0 + 1, "optimizer": "adam", "weight_decay": 0.01},
+])
+def test_resume_after_interruption_at_any_step_is_bit_identical(tmp_path, overrides):
+    params = EngineParams(epochs=4, batch_size=32, lr=0.05, **overrides)
+    train, val = data()
+    straight = trainer(params, patience=2)
+    straight.fit(train, val)
+
+    def die_at(step):
+        def on_step(s):
+            if s == step:
+                raise Killed
+        return Callback(on_step_end=on_step)
+
+    store = CheckpointStore(tmp_path, "h", keep_last=2)
+    for kill in (5, 13):  # mid-epoch, then again after resuming
+        with pytest.raises(Killed):
+            trainer(params, store, every=3, callbacks=[die_at(kill)], patience=2).fit(train, val)
+    resumed = trainer(params, store, every=3, patience=2)
+    result = resumed.fit(train, val)
+    assert result.resumed_from is not None
+    for (name, a), b in zip(straight.module.state_dict().items(), resumed.module.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert resumed.s.history == straight.s.history
+
+
+def test_out_of_memory_halves_micro_batch_keeping_the_effective_batch():
+    train, val = data()
+    t = trainer(EngineParams(epochs=1, batch_size=64, grad_accumulation=1), module=Net(fail_above=16))
+    t.fit(train, val)
+    assert (t.s.micro, t.s.accum) == (16, 4)
+    assert t.s.step == 4  # 240 rows / effective batch 64: as many optimizer steps as without OOM
+
+
+def test_out_of_memory_gives_up_after_the_retry_limit():
+    train, val = data()
+    with pytest.raises(Exception, match="out of memory even at micro-batch"):
+        trainer(EngineParams(epochs=1, batch_size=64, max_oom_retries=1), module=Net(fail_above=8)).fit(train, val)
+
+
+def nan_after(count):
+    calls = {"n": 0}
+
+    def loss(out, y):
+        calls["n"] += 1
+        return bce(out, y) * (float("nan") if calls["n"] in count else 1.0)
+    return loss
+
+
+def test_nan_loss_stops_naming_epoch_step_and_last_checkpoint(tmp_path):
+    train, val = data()
+    store = CheckpointStore(tmp_path, "h")
+    # 8 training batches + 1 validation call in epoch 1: the 10th call is epoch 2, step 9
+    t = Trainer(Net(), nan_after({10}), lambda o, y: {}, EngineParams(epochs=2, batch_size=32), seed=0, threads=1,
+                store=store, checkpoint=CheckpointConfig(every_steps=4))
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2 step 9; last good checkpoint: .*ckpt-000000008\.pt"):
+        t.fit(train, val)
+
+
+def test_nan_batches_can_be_skipped_up_to_a_limit():
+    train, val = data()
+    t = Trainer(Net(), nan_after({3, 5}), lambda o, y: {}, EngineParams(epochs=1, batch_size=32, max_bad_batches=2),
+                seed=0, threads=1)
+    t.fit(train, val)
+    assert t.s.bad_batches == 2 and all(np.isfinite(v) for v in t.s.history["train_loss"])
+
+
+def test_as_tensor_copies_read_only_column_major_arrays():
+    array = np.asfortranarray(np.arange(12, dtype=np.float64).reshape(4, 3))
+    array.setflags(write=False)
+    tensor = as_tensor(array, torch.float32)
+    assert tensor.is_contiguous() and torch.equal(tensor, torch.arange(12, dtype=torch.float32).reshape(4, 3))

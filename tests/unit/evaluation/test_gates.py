@@ -1,0 +1,112 @@
+"""Gates as pure functions: weighted metrics equal scikit-learn's, thresholds, slices, the champion check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as m
+
+from trainpipe.config import config_from_dict
+from trainpipe.errors import ConfigError
+from trainpipe.evaluation import gates as g
+
+
+@pytest.fixture
+def binary():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+    p = np.clip(0.5 * y + rng.normal(0.25, 0.25, 400), 0, 1).round(2)  # rounded: many ties
+    return y, np.column_stack([1 - p, p])
+
+
+def test_weighted_metrics_equal_scikit_learn_on_unit_weights(binary):
+    y, proba = binary
+    assert g.score("binary", "roc_auc", y, proba) == pytest.approx(m.roc_auc_score(y, proba[:, 1]))
+    assert g.score("binary", "log_loss", y, proba) == pytest.approx(m.log_loss(y, np.clip(proba, 1e-15, 1 - 1e-15)))
+    assert g.score("binary", "f1", y, proba) == pytest.approx(m.f1_score(y, proba[:, 1] >= 0.5))
+    assert g.score("binary", "accuracy", y, proba, threshold=0.3) == pytest.approx(m.accuracy_score(y, proba[:, 1] >= 0.3))
+    rng = np.random.default_rng(0)
+    y3, p3 = rng.integers(0, 3, 300), rng.dirichlet([1, 1, 1], 300)
+    assert g.score("multiclass", "f1_macro", y3, p3) == pytest.approx(m.f1_score(y3, p3.argmax(1), average="macro"))
+    assert g.score("multiclass", "f1_weighted", y3, p3) == pytest.approx(m.f1_score(y3, p3.argmax(1), average="weighted"))
+    yr, pr = rng.normal(10, 3, 200), rng.normal(10, 3, 200)
+    assert g.score("regression", "rmse", yr, pr) == pytest.approx(np.sqrt(m.mean_squared_error(yr, pr)))
+    assert g.score("regression", "r2", yr, pr) == pytest.approx(m.r2_score(yr, pr))
+
+
+def test_integer_weights_equal_repeating_rows(binary):
+    y, proba = binary
+    w = np.random.default_rng(1).integers(0, 3, len(y))
+    repeated = np.repeat(np.arange(len(y)), w)
+    assert g.score("binary", "roc_auc", y, proba, weights=w) == pytest.approx(
+        m.roc_auc_score(y[repeated], proba[repeated, 1]))
+
+
+def test_paired_bootstrap_is_deterministic_for_a_seed_and_brackets_the_difference(binary):
+    y, proba = binary
+    worse = np.column_stack([1 - proba[:, 1] ** 3, proba[:, 1] ** 3])
+    noisy = np.clip(proba[:, 1] + np.random.default_rng(2).normal(0, 0.3, len(y)), 0, 1)
+    other = np.column_stack([1 - noisy, noisy])
+    kwargs = dict(resamples=300, confidence=0.95, seed=7)
+    first = g.paired_bootstrap("binary", "roc_auc", y, proba, other, **kwargs)
+    assert first == g.paired_bootstrap("binary", "roc_auc", y, proba, other, **kwargs)
+    assert first != g.paired_bootstrap("binary", "roc_auc", y, proba, other, **{**kwargs, "seed": 8})
+    diff = g.score("binary", "roc_auc", y, proba) - g.score("binary", "roc_auc", y, other)
+    assert first["low"] < diff < first["high"] and first["low"] > 0  # the noisy model is clearly worse
+    same = g.paired_bootstrap("binary", "roc_auc", y, proba, proba, **kwargs)
+    assert same["low"] == same["high"] == 0.0
+    del worse
+
+
+def test_threshold_checks_pass_fail_and_unmeasured():
+    gates = g.GatesConfig(min={"test_roc_auc": 0.8, "validation_roc_auc": 0.95}, max={"latency_p99_row_ms": 0.1})
+    checks = g.threshold_checks({"test_roc_auc": 0.85, "validation_roc_auc": 0.9}, gates)
+    by_name = {c["check"]: c for c in checks}
+    assert by_name["test_roc_auc"]["passed"] and not by_name["validation_roc_auc"]["passed"]
+    assert by_name["validation_roc_auc"]["key"] == "gates.min.validation_roc_auc"
+    assert not by_name["latency_p99_row_ms"]["passed"] and "not measured" in by_name["latency_p99_row_ms"]["reason"]
+
+
+def test_slices_gate_only_big_enough_slices_with_their_own_metric(binary):
+    y, proba = binary
+    frame = pd.DataFrame({"plan": np.where(np.arange(len(y)) < 380, "basic", "gold"),
+                          "age": np.arange(len(y), dtype=float)})
+    proba = proba.copy()
+    proba[:60] = proba[:60][:, ::-1]  # the model is wrong on the first 60 rows: the youngest bucket fails
+    config = g.SliceGates(columns=["plan"], numeric={"age": 4}, limit=0.7, min_size=30)
+    rows, checks = g.slice_checks("binary", "roc_auc", y, proba, g.slice_masks(frame, config), config, 0.5)
+    assert [r["slice"] for r in rows][:2] == ["plan=basic", "plan=gold"] and len(rows) == 6
+    assert "slice plan=gold" not in {c["check"] for c in checks}  # 20 rows < min_size: reported, not gated
+    failed = [c["check"] for c in checks if not c["passed"]]
+    assert failed == ["slice age in (-0.001, 99.75]"]
+    for row in rows:
+        mask = g.slice_masks(frame, config)[[r["slice"] for r in rows].index(row["slice"])][1]
+        assert row["roc_auc"] == pytest.approx(m.roc_auc_score(y[mask], proba[mask, 1]))
+
+
+def test_champion_check_regression_improvement_and_significance(binary):
+    y, proba = binary
+    noisy = np.clip(proba[:, 1] + np.random.default_rng(2).normal(0, 0.3, len(y)), 0, 1)
+    worse = np.column_stack([1 - noisy, noisy])
+    record, checks = g.champion_check("binary", "roc_auc", y, worse, proba, g.ChampionGate(bootstrap_resamples=0),
+                                      0.5, "4")
+    assert record["improvement"] < 0 and [c["passed"] for c in checks] == [False]
+    loose = g.ChampionGate(max_regression=0.5, bootstrap_resamples=0)
+    assert all(c["passed"] for c in g.champion_check("binary", "roc_auc", y, worse, proba, loose, 0.5, "4")[1])
+    strict = g.ChampionGate(min_improvement=0.01, require_significant=True, bootstrap_resamples=200)
+    record, checks = g.champion_check("binary", "roc_auc", y, proba, worse, strict, 0.5, "4")
+    assert all(c["passed"] for c in checks) and len(checks) == 3 and record["ci"]["low"] > 0
+    record, checks = g.champion_check("binary", "log_loss", y, proba, proba, strict, 0.5, "4")
+    assert [c["passed"] for c in checks] == [True, False, False]  # a tie neither improves nor is significant
+
+
+def test_gate_config_names_are_checked_before_anything_runs(tmp_path):
+    base = {"task": "binary", "data": {"path": str(tmp_path / "x.csv"), "target": "y"}}
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({**base, "gates": {"min": {"test_roc_aux": 0.8}}})
+    assert "gates.min.test_roc_aux" in err.value.message and "test_roc_auc" in err.value.message
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({**base, "evaluation": {"primary_metric": "pr_auc"}})
+    assert err.value.key == "gates.champion.metric"
+    config_from_dict({**base, "evaluation": {"primary_metric": "pr_auc"}, "gates": {"champion": {"metric": "roc_auc"}}})

@@ -1,0 +1,1 @@
+"""The one training loop every torch family uses; importing this package does not import torch."""

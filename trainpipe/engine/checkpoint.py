@@ -1,0 +1,132 @@
+"""Full training state written atomically with a checksum; the newest valid one is resumed.
+
+File layout: 8-byte magic, 32-byte SHA-256 of the payload, then a `torch.save` payload that
+`torch.load(weights_only=True)` can read (tensors, numbers, strings, lists, dicts only), so a
+checkpoint can never execute code. Written to a temp file, fsynced, renamed: a kill leaves either
+the old set or the new file, and a truncated or bit-flipped file fails its checksum and is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainpipe.errors import RunError
+
+log = logging.getLogger(__name__)
+MAGIC = b"TPCKPT01"
+NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
+
+
+class CheckpointMismatch(RunError):
+    """The folder holds checkpoints written under another config or code version."""
+
+
+def rng_state() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state = {"python": _listify(random.getstate()), "torch": torch.get_rng_state(),
+             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _listify(value):
+    return [_listify(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class CheckpointStore:
+    """One folder of `ckpt-<step>.pt` files for one training run; keeps the last N plus the best."""
+
+    def __init__(self, directory: Path, config_hash: str, keep_last: int = 2):
+        self.dir, self.config_hash, self.keep_last = Path(directory), config_hash, keep_last
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, step: int) -> Path:
+        return self.dir / f"ckpt-{step:09d}.pt"
+
+    def steps(self) -> list[int]:
+        return sorted(int(m.group(1)) for p in self.dir.iterdir() if (m := NAME.match(p.name)))
+
+    def save(self, state: dict, step: int, best_step: int | None) -> Path:
+        buffer = io.BytesIO()
+        torch.save({**state, "config_hash": self.config_hash, "step": step}, buffer)
+        payload = buffer.getvalue()
+        final = self.path(step)
+        tmp = final.with_name(f".{final.name}.tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(MAGIC + hashlib.sha256(payload).digest() + payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(self.dir)
+        self.prune(best_step)
+        return final
+
+    def prune(self, best_step: int | None) -> None:
+        """Keep the newest `keep_last` plus the best; derived from the folder, so it never drifts across resumes."""
+        steps = self.steps()
+        keep = set(steps[-self.keep_last:]) | ({best_step} if best_step is not None else set())
+        for step in steps:
+            if step not in keep:
+                self.path(step).unlink(missing_ok=True)
+
+    @staticmethod
+    def read(path: Path) -> dict:
+        """Load and verify one file; ValueError when it is truncated or corrupted."""
+        blob = path.read_bytes()
+        if len(blob) < 40 or blob[:8] != MAGIC:
+            raise ValueError("not a trainpipe checkpoint or truncated header")
+        digest, payload = blob[8:40], blob[40:]
+        if hashlib.sha256(payload).digest() != digest:
+            raise ValueError("checksum mismatch (truncated or corrupted)")
+        return torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
+
+    def latest(self, resume_anyway: bool = False) -> dict | None:
+        """The newest valid checkpoint, skipping broken ones with a warning; refuses another config's."""
+        for step in reversed(self.steps()):
+            path = self.path(step)
+            try:
+                state = self.read(path)
+            except Exception as exc:  # noqa: BLE001  any unreadable file: fall back to the previous one
+                log.warning("checkpoint %s is unusable (%s); falling back to the previous one", path, exc)
+                path.rename(path.with_suffix(".corrupt"))
+                continue
+            if state.get("config_hash") != self.config_hash and not resume_anyway:
+                raise CheckpointMismatch(
+                    f"checkpoints in {self.dir} were written under another config or trainpipe version (hash "
+                    f"{state.get('config_hash')} vs {self.config_hash}); pass --resume-anyway to load them, or "
+                    "delete that folder to start training over", key="resume")
+            state["path"] = str(path)
+            return state
+        return None

@@ -1,0 +1,57 @@
+"""Options of the torch training loop, as pydantic models (no torch import: the CLI loads them).
+
+`EngineParams` is what changes the fitted weights (optimizer, schedule, epochs, AMP...), so a torch
+family's `model.params` extends it: hyperparameter search sees one flat namespace, as it does for
+boosters' `n_estimators`/`learning_rate`. `CheckpointConfig` is operational (when to save, how many
+to keep) and lives in `training.checkpoint`, shared by every torch family.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class EngineParams(BaseModel):
+    """Loop hyperparameters shared by every torch family (`model.params.*`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(20, ge=1, description="Passes over the training rows.")
+    batch_size: int = Field(512, ge=1, description="Rows per micro-batch (one forward/backward).")
+    grad_accumulation: int = Field(1, ge=1, description="Micro-batches per optimizer step (effective batch = batch_size × this).")
+    optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="adamw, adam, or sgd with momentum.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty (decoupled for adamw).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    schedule: Literal["none", "cosine", "onecycle", "step", "plateau"] = Field(
+        "none", description="LR schedule: cosine (to 0 over all steps), onecycle, step (× gamma every step_epochs), "
+                            "plateau (× gamma when the monitored metric stalls for step_epochs).")
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup from 0 over this many optimizer steps (none, cosine, step).")
+    step_epochs: int = Field(10, ge=1, description="step: epochs between LR drops; plateau: patience in epochs.")
+    gamma: float = Field(0.1, gt=0, le=1, description="LR factor for step and plateau.")
+    clip_grad_norm: float | None = Field(None, gt=0, description="Clip the global gradient norm to this; null: no clipping.")
+    amp: Literal["none", "bf16", "fp16"] = Field("none", description="Autocast: bf16 (CPU or CUDA), fp16 (CUDA, with GradScaler).")
+    compile: bool = Field(False, description="torch.compile the model (pays off only on long runs).")
+    monitor: str = Field("validation_loss", description="History key early stopping, plateau and the best checkpoint follow.")
+    mode: Literal["min", "max"] = Field("min", description="Whether a lower or higher monitored value is better.")
+    max_bad_batches: int = Field(0, ge=0, description="Skip up to this many NaN/Inf-loss batches before stopping the run.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu.")
+    max_oom_retries: int = Field(4, ge=0, description="CUDA out-of-memory: halve the micro-batch (doubling accumulation) at most this often.")
+
+    @model_validator(mode="after")
+    def _warmup_fits_schedule(self):
+        if self.warmup_steps and self.schedule in ("onecycle", "plateau"):
+            raise ValueError(f"warmup_steps: not combinable with schedule {self.schedule} (onecycle warms up itself)")
+        return self
+
+
+class CheckpointConfig(BaseModel):
+    """Config section `training.checkpoint` (torch families)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    every_steps: int | None = Field(None, ge=1, description="Also checkpoint every this many optimizer steps; null: epoch ends only.")
+    every_epoch: bool = Field(True, description="Checkpoint at the end of every epoch.")
+    keep_last: int = Field(2, ge=1, description="Newest checkpoints kept; the best one is kept in addition.")

@@ -1,0 +1,255 @@
+"""`torch_mlp`: an MLP over scaled numeric features plus learned embeddings of categorical codes.
+
+The module imports no torch at import time (the CLI lists families without loading it); the
+network, loss and metrics are built inside `fit`/`load` and trained by `trainpipe.engine.loop`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, ValidationError
+
+from trainpipe.engine.config import EngineParams
+from trainpipe.errors import MissingDependency, ModelError
+from trainpipe.models.base import (
+    FitContext,
+    FitResult,
+    PreprocessingNeeds,
+    ReportFn,
+    predict_from_proba,
+    probabilities_from_binary,
+)
+
+
+class TorchMLPParams(EngineParams):
+    """`model.params` of torch_mlp: the architecture plus the loop's hyperparameters."""
+
+    hidden_dims: list[int] = Field(default_factory=lambda: [256, 128, 64], description="Width of each hidden layer.")
+    activation: Literal["relu", "gelu", "silu", "tanh"] = Field("relu", description="Hidden-layer activation.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer (the largest per-row CPU cost).")
+    norm: Literal["none", "batch", "layer"] = Field("none", description="Normalisation after each hidden linear layer.")
+    embedding_dims: dict[str, int] = Field(default_factory=dict, description="Embedding width per categorical column "
+                                           "(default min(max_embedding_dim, round(1.6 × cardinality^0.56))).")
+    max_embedding_dim: int = Field(16, ge=1, description="Cap on the default embedding width.")
+
+
+def params_error(exc: ValidationError) -> ModelError:
+    import difflib
+
+    err = exc.errors()[0]
+    name = ".".join(str(p) for p in err["loc"]) or "params"
+    if err["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(name, list(TorchMLPParams.model_fields), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return ModelError(f"model.params.{name}: torch_mlp has no parameter {name!r}{hint}", key=f"model.params.{name}")
+    return ModelError(f"model.params.{name}: {err['msg']} (got {err.get('input')!r})", key=f"model.params.{name}")
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:
+        raise MissingDependency("model.type: torch_mlp needs torch; pip install 'trainpipe[torch]'", key="model.type") from exc
+    return torch
+
+
+def build_module(n_numeric: int, cardinalities: list[int], emb_dims: list[int], p: TorchMLPParams, out_dim: int):
+    torch = _torch()
+    nn = torch.nn
+    acts = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+    class TabularMLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            # index 0 of every table is "unknown or missing" (code -1 shifted by one)
+            self.embeddings = nn.ModuleList(nn.Embedding(c + 1, d) for c, d in zip(cardinalities, emb_dims))
+            layers, width = [], n_numeric + sum(emb_dims)
+            for hidden in p.hidden_dims:
+                layers.append(nn.Linear(width, hidden))
+                if p.norm != "none":
+                    layers.append(nn.BatchNorm1d(hidden) if p.norm == "batch" else nn.LayerNorm(hidden))
+                layers.append(acts[p.activation]())
+                if p.dropout:
+                    layers.append(nn.Dropout(p.dropout))
+                width = hidden
+            layers.append(nn.Linear(width, out_dim))
+            self.net = nn.Sequential(*layers)
+
+        def forward(self, x_num, x_cat):
+            if not len(self.embeddings):
+                return self.net(x_num)
+            parts = [x_num] + [emb(x_cat[:, i]) for i, emb in enumerate(self.embeddings)]
+            return self.net(torch.cat(parts, dim=1))
+
+    return TabularMLP()
+
+
+class TorchMLPFamily:
+    name = "torch_mlp"
+    needs = PreprocessingNeeds(tree_model=False, handles_missing=False, categorical_codes=True)
+    PARAMS = TorchMLPParams
+
+    def __init__(self, task: str, params: dict[str, Any], n_classes: int, seed: int, threads: int,
+                 estimator: str | None = None):
+        self.task, self.n_classes, self.seed, self.threads = task, n_classes, seed, threads
+        try:
+            self.params = TorchMLPParams(**params)
+        except ValidationError as exc:
+            raise params_error(exc) from exc
+        self.module = None
+        self.layout: dict = {}  # numeric/categorical matrix columns, cardinalities, embedding widths, target scaling
+        self.best_iteration: int | None = None
+
+    @classmethod
+    def check_config(cls, params: dict[str, Any], estimator: str | None, task: str) -> None:
+        if importlib.util.find_spec("torch") is None:
+            raise MissingDependency("model.type: torch_mlp needs torch; pip install 'trainpipe[torch]'", key="model.type")
+        try:
+            TorchMLPParams(**params)
+        except ValidationError as exc:
+            raise params_error(exc) from exc
+
+    # -- data layout ---------------------------------------------------------------------------
+    def _plan(self, n_features: int, y: np.ndarray, categorical: dict | None) -> None:
+        cat_cols = list((categorical or {}).get("columns", []))
+        cards = [int(c) for c in (categorical or {}).get("cardinalities", [])]
+        names = list((categorical or {}).get("names", [str(c) for c in cat_cols]))
+        p = self.params
+        dims = [int(p.embedding_dims.get(n, min(p.max_embedding_dim, max(1, round(1.6 * max(c, 1) ** 0.56)))))
+                for n, c in zip(names, cards)]
+        scale = (float(np.mean(y)), float(np.std(y)) or 1.0) if self.task == "regression" else (0.0, 1.0)
+        self.layout = {"n_features": n_features, "numeric": [i for i in range(n_features) if i not in set(cat_cols)],
+                       "categorical": cat_cols, "cardinalities": cards, "embedding_dims": dims, "y_scale": scale}
+
+    def _inputs(self, X: np.ndarray):
+        from trainpipe.engine.batches import as_tensor
+
+        torch = _torch()
+        X = np.asarray(X)
+        lay = self.layout
+        x_num = as_tensor(X[:, lay["numeric"]], torch.float32)
+        codes = np.rint(np.nan_to_num(X[:, lay["categorical"]], nan=-1.0)).astype(np.int64) + 1
+        codes = np.clip(codes, 0, np.asarray(lay["cardinalities"], dtype=np.int64)) if lay["categorical"] else codes
+        return x_num, as_tensor(codes.reshape(len(X), len(lay["categorical"])), torch.int64)
+
+    def _target(self, y: np.ndarray):
+        from trainpipe.engine.batches import as_tensor
+
+        torch = _torch()
+        if self.task == "multiclass":
+            return as_tensor(y, torch.int64)
+        mean, std = self.layout["y_scale"]
+        return as_tensor((np.asarray(y, dtype=np.float64) - mean) / std, torch.float32)
+
+    def _out_dim(self) -> int:
+        return self.n_classes if self.task == "multiclass" else 1
+
+    def _build(self):
+        lay = self.layout
+        return build_module(len(lay["numeric"]), lay["cardinalities"], lay["embedding_dims"], self.params, self._out_dim())
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None,
+            train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
+        torch = _torch()
+        from trainpipe.engine.batches import TensorBatches
+        from trainpipe.engine.checkpoint import CheckpointStore
+        from trainpipe.engine.loop import Callback, Trainer
+
+        context = context or FitContext()
+        random.seed(self.seed)
+        np.random.seed(self.seed % 2**32)
+        torch.manual_seed(self.seed)
+        self._plan(X.shape[1], y, context.categorical)
+        self.module = self._build()
+        store = None
+        if context.checkpoint_dir is not None:
+            keep = context.checkpoint.keep_last if context.checkpoint is not None else 2
+            store = CheckpointStore(context.checkpoint_dir, context.config_hash, keep)
+        callbacks = [Callback(on_epoch_end=lambda epoch, values: bool(report(epoch, values)))] if report else []
+        trainer = Trainer(self.module, self._loss_fn(), self._metrics_fn(), self.params, seed=self.seed,
+                          threads=self.threads, patience=early_stopping_rounds, store=store,
+                          checkpoint=context.checkpoint, resume_anyway=context.resume_anyway,
+                          callbacks=callbacks, verbose=context.verbose)
+        train = TensorBatches(*self._inputs(X), self._target(y))
+        val = TensorBatches(*self._inputs(X_val), self._target(y_val))
+        result = trainer.fit(train, val)
+        self.module = trainer.module.to("cpu").eval()
+        self.best_iteration = result.best_epoch if early_stopping_rounds else None
+        return FitResult(history=result.history, best_iteration=self.best_iteration, iterations=result.epochs,
+                         stopped_early=result.stopped_early)
+
+    def _loss_fn(self):
+        torch = _torch()
+        F = torch.nn.functional
+        if self.task == "binary":
+            return lambda out, y: F.binary_cross_entropy_with_logits(out.squeeze(1).float(), y)
+        if self.task == "multiclass":
+            return lambda out, y: F.cross_entropy(out.float(), y)
+        return lambda out, y: F.mse_loss(out.squeeze(1).float(), y)
+
+    def _metrics_fn(self):
+        std = self.layout["y_scale"][1]
+        if self.task == "binary":
+            return lambda out, y: {"accuracy": float(((out.squeeze(1) > 0).float() == y).float().mean())}
+        if self.task == "multiclass":
+            return lambda out, y: {"accuracy": float((out.argmax(1) == y).float().mean())}
+        return lambda out, y: {"rmse": float(((out.squeeze(1) - y) ** 2).mean().sqrt()) * std}
+
+    # -- prediction ----------------------------------------------------------------------------
+    def _raw(self, X) -> np.ndarray:
+        torch = _torch()
+        x_num, x_cat = self._inputs(X)
+        outs = []
+        with torch.no_grad():
+            for start in range(0, len(x_num), 65536):
+                outs.append(self.module(x_num[start:start + 65536], x_cat[start:start + 65536]).float())
+        out = torch.cat(outs) if outs else torch.zeros((0, self._out_dim()))
+        if self.task == "multiclass":
+            return torch.softmax(out, dim=1).double().numpy()
+        if self.task == "binary":
+            return torch.sigmoid(out.squeeze(1)).double().numpy()
+        mean, std = self.layout["y_scale"]
+        return out.squeeze(1).double().numpy() * std + mean
+
+    def predict_proba(self, X) -> np.ndarray:
+        raw = self._raw(X)
+        return probabilities_from_binary(raw) if self.task == "binary" else raw
+
+    def predict(self, X) -> np.ndarray:
+        return self._raw(X) if self.task == "regression" else predict_from_proba(self.predict_proba(X))
+
+    def save(self, directory: Path) -> None:
+        torch = _torch()
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.module.state_dict(), directory / "model.pt")
+        meta = {"family": self.name, "task": self.task, "n_classes": self.n_classes, "seed": self.seed,
+                "threads": self.threads, "params": self.params.model_dump(), "layout": self.layout,
+                "best_iteration": self.best_iteration}
+        (directory / "family.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> TorchMLPFamily:
+        torch = _torch()
+        meta = json.loads((directory / "family.json").read_text())
+        model = cls(meta["task"], meta["params"], meta["n_classes"], meta["seed"], meta["threads"])
+        model.layout, model.best_iteration = meta["layout"], meta.get("best_iteration")
+        model.module = model._build()
+        model.module.load_state_dict(torch.load(directory / "model.pt", weights_only=True))
+        model.module.eval()
+        return model
+
+    @classmethod
+    def default_search_space(cls, task: str) -> dict[str, dict]:
+        return {
+            "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+            "dropout": {"type": "float", "low": 0.05, "high": 0.5},
+            "weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
+            "batch_size": {"type": "categorical", "choices": [256, 512, 1024]},
+        }

@@ -1,0 +1,137 @@
+"""Batch inference with a packaged model: resolve, verify, validate the input, stream, write Parquet.
+
+The input is checked once against the columns and kinds the model was trained on (one line naming
+the column, exit 2), then read in chunks (Parquet row groups, CSV chunks) and written chunk by chunk,
+so memory stays flat on large files. Chunks go straight to the unwrapped PackagedModel: MLflow's
+per-call schema enforcement would repeat the check we already made on every chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from trainpipe.errors import DataError, RegistryError
+
+NUMERIC = ("double", "long", "float", "integer")
+
+
+def resolve(ref: str, store, tracking_uri: str | None = None) -> tuple[Path, str]:
+    """MODEL_URI -> verified package folder: `models:/NAME@alias`, `NAME/3`, a trainpipe run id, or a folder."""
+    from trainpipe.registry import check_sha
+
+    if store.run_dir(ref).is_dir():
+        record_file = store.run_dir(ref) / "register" / "registered.json"
+        if not record_file.exists():
+            raise RegistryError(f"run {ref}: no packaged model (its register stage has not completed)", key="model")
+        record = json.loads(record_file.read_text())
+        path = store.run_dir(ref) / "register" / "model"
+        check_sha(path, record.get("sha256"), f"of run {ref}")
+        return path, f"run {ref}"
+    if Path(ref).is_dir() and (Path(ref) / "MLmodel").exists():
+        record_file = Path(ref).parent / "registered.json"
+        expected = json.loads(record_file.read_text()).get("sha256") if record_file.exists() else None
+        check_sha(Path(ref), expected, str(ref))
+        return Path(ref), str(ref)
+    from trainpipe.registry import Registry
+    from trainpipe.tracking import TrackingConfig
+
+    if tracking_uri is None and not (store.root / "mlflow.db").exists():
+        raise RegistryError(f"model {ref!r}: not a run id, a model folder, or a model in a registry (no MLflow store "
+                            f"at {store.root}; pass --store or --tracking-uri)", key="model")
+    registry = Registry(store, TrackingConfig(uri=tracking_uri))
+    path, mv = registry.verified_path(ref)
+    return path, f"{mv.name}/{mv.version}"
+
+
+def load_packaged(path: Path):
+    """The PackagedModel inside the pyfunc (load_context already run)."""
+    import warnings
+
+    import mlflow.pyfunc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mlflow.pyfunc.load_model(str(path)).unwrap_python_model()
+
+
+def check_columns(frame: pd.DataFrame, meta: dict, source: str) -> None:
+    missing = [c["name"] for c in meta["inputs"] if c["name"] not in frame.columns]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {', '.join(map(repr, missing))} that the model was trained on",
+                        key=f"column {missing[0]}")
+    for spec in meta["inputs"]:
+        series = frame[spec["name"]]
+        if spec["kind"] in NUMERIC and not (pd.api.types.is_numeric_dtype(series) or series.isna().all()):
+            example = series.dropna().astype(str).iloc[0]
+            raise DataError(f"{source}: column {spec['name']!r} should hold numbers ({spec['kind']}) but holds text "
+                            f"such as {example!r}", key=f"column {spec['name']}")
+        if spec["kind"] == "boolean" and not (pd.api.types.is_bool_dtype(series) or series.isna().all()
+                                              or set(series.dropna().unique()) <= {0, 1}):
+            raise DataError(f"{source}: column {spec['name']!r} should hold true/false values", key=f"column {spec['name']}")
+
+
+def chunks(data: str, meta: dict, rows: int) -> Iterator[pd.DataFrame]:
+    path = Path(data)
+    if not path.exists():
+        raise DataError(f"{data}: file not found", key="data")
+    if path.suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+            yield batch.to_pandas()
+    elif path.suffix in (".csv", ".txt") or path.name.endswith(".csv.gz"):
+        text = {c["name"]: "string" for c in meta["inputs"] if c["kind"] == "string"}
+        yield from pd.read_csv(path, chunksize=rows, dtype=text)
+    else:
+        raise DataError(f"{data}: expected a .parquet or .csv file", key="data")
+
+
+def predict_file(ref: str, data: str, out: str, store, tracking_uri: str | None = None,
+                 chunk_rows: int = 200_000) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path, label = resolve(ref, store, tracking_uri)
+    model = load_packaged(path)
+    meta = model.meta
+    started, total, writer = time.perf_counter(), 0, None
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    try:
+        for frame in chunks(data, meta, chunk_rows):
+            check_columns(frame, meta, data)
+            result = model.predict(None, frame)
+            id_column = meta.get("id_column")
+            if id_column and id_column in frame.columns:
+                result.insert(0, id_column, frame[id_column].to_numpy())
+            if "prediction" in result and result["prediction"].dtype == object:
+                result["prediction"] = result["prediction"].astype(str)
+            table = pa.Table.from_pandas(result.reset_index(drop=True), preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+            total += len(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise DataError(f"{data}: no rows to predict", key="data")
+    tmp.replace(out_path)  # a half-written file never has the final name
+    seconds = time.perf_counter() - started
+    return {"model": label, "package": str(path), "data": data, "out": str(out_path), "rows": total,
+            "seconds": round(seconds, 3), "rows_per_s": round(total / seconds, 1) if seconds else None,
+            "columns": [c for c in pq.read_schema(out_path).names]}
+
+
+def scores_of(result: pd.DataFrame, meta: dict) -> np.ndarray:
+    """The probability matrix (or values) from a prediction frame, in the model's class order."""
+    if meta["task"] == "regression":
+        return result["prediction"].to_numpy(dtype=np.float64)
+    return result[[f"proba_{c}" for c in meta["classes"]]].to_numpy(dtype=np.float64)

@@ -1,0 +1,115 @@
+"""gate: may this model be registered? Thresholds, slices and the current champion, one decision.
+
+The champion is scored by its own packaged pyfunc (its own preprocessing) on this run's raw test
+rows, so both models are judged on exactly the same rows. No champion yet: the comparison is
+skipped and the decision says so. A failed gate raises GateFailed (exit 3); its decision.json stays
+in `gate.failed/` and is logged to MLflow, and register never runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from trainpipe.errors import ConfigError, GateFailed
+from trainpipe.evaluation import gates as g
+from trainpipe.evaluation.metrics import primary_metric
+from trainpipe.registry import Registry, model_name, registry_enabled
+from trainpipe.stages import raw_rows
+
+
+def champion_scores(path, frame, task: str, classes: list | None) -> tuple[np.ndarray | None, str | None]:
+    """The champion's scores through the public pyfunc interface, aligned with this run's classes."""
+    import warnings
+
+    import mlflow.pyfunc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = mlflow.pyfunc.load_model(str(path))
+    wanted_inputs = model.metadata.get_input_schema().input_names()
+    missing = [c for c in wanted_inputs if c not in frame.columns]
+    if missing:
+        return None, f"the champion needs column(s) {', '.join(map(repr, missing))} that this data lacks"
+    try:
+        out = model.predict(frame[wanted_inputs])
+    except Exception as exc:  # e.g. a column whose type changed since the champion was trained
+        return None, f"the champion cannot score this run's test rows: {str(exc).strip().splitlines()[0][:300]}"
+    if task == "regression":
+        return np.asarray(out["prediction"], dtype=np.float64), None
+    wanted = [f"proba_{c}" for c in classes]
+    missing = [c for c in wanted if c not in out.columns]
+    if missing:
+        return None, f"the champion predicts other classes than this run ({', '.join(missing)} missing)"
+    return out[wanted].to_numpy(dtype=np.float64), None
+
+
+def run(ctx) -> dict:
+    config, gates = ctx.config, ctx.config.gates
+    task, threshold = config.task, config.evaluation.threshold
+    metrics = ctx.manifest("evaluate")["metrics"]
+    info = json.loads((ctx.upstream("features") / "features.json").read_text())
+    classes = info["labels"]["classes"]
+    y = np.load(ctx.upstream("features") / "y_test.npy")
+    scores = np.load(ctx.upstream("evaluate") / "test_scores.npy")
+    primary = primary_metric(task, config.evaluation)[0]
+
+    checks = g.threshold_checks(metrics, gates)
+    decision: dict = {"checks": checks, "slices": [], "champion": None, "champion_version": None}
+
+    sliced = gates.slices.columns or gates.slices.numeric
+    test = raw_rows(ctx, "test") if (sliced or gates.champion.enabled) else None
+    if sliced:
+        missing = [c for c in [*gates.slices.columns, *gates.slices.numeric] if c not in test.columns]
+        if missing:
+            raise ConfigError(f"gates.slices: column {missing[0]!r} is not in the data", key="gates.slices")
+        metric = gates.slices.metric or primary
+        rows, slice_checks = g.slice_checks(task, metric, y, scores, g.slice_masks(test, gates.slices),
+                                            gates.slices, threshold)
+        decision["slices"] = rows
+        checks.extend(slice_checks)
+
+    if not gates.champion.enabled:
+        decision["champion"] = {"status": "disabled", "reason": "gates.champion.enabled is false"}
+    elif not registry_enabled(config):
+        decision["champion"] = {"status": "skipped", "reason": "the registry is off (tracking or registry disabled)"}
+    else:
+        registry, name = Registry(ctx.store, config.tracking), model_name(config)
+        version = registry.alias_version(name, "champion")
+        decision["champion_version"] = version
+        if version is None:
+            decision["champion"] = {"status": "skipped", "reason": f"no champion of {name!r} yet: comparison skipped"}
+        else:
+            path, _ = registry.verified_path(f"{name}/{version}")
+            old, problem = champion_scores(path, test[[c for c in test.columns if c != config.data.target]], task,
+                                           classes)
+            metric = gates.champion.metric or primary
+            if problem:
+                decision["champion"] = {"status": "failed", "reason": problem, "champion_version": version}
+                checks.append({"check": "champion comparison", "key": "gates.champion", "value": None, "limit": None,
+                               "passed": False, "reason": problem})
+            else:
+                record, champion_checks = g.champion_check(task, metric, y, scores, old, gates.champion, threshold,
+                                                           version)
+                decision["champion"] = {"status": "compared", **record}
+                checks.extend(champion_checks)
+
+    decision["passed"] = all(c["passed"] for c in checks)
+    (ctx.stage_dir / "decision.json").write_text(json.dumps(decision, indent=2, default=str))
+    failed = [c for c in checks if not c["passed"]]
+    if failed:
+        more = f" (+{len(failed) - 1} more failed check(s))" if len(failed) > 1 else ""
+        raise GateFailed(f"gate failed: {failed[0]['reason']} [{failed[0]['key']}]{more}; nothing was registered",
+                         key=failed[0]["key"], decision=decision)
+    champion = decision["champion"] or {}
+    out_metrics = {"gate_passed": 1.0}
+    if champion.get("status") == "compared":
+        out_metrics["champion_improvement"] = float(champion["improvement"])
+    return {
+        "outputs": {"decision": "decision.json"},
+        "artifacts": ["decision.json"],
+        "metrics": out_metrics,
+        "summary": {"passed": True, "checks": len(checks), "champion": champion.get("status"),
+                    "champion_version": decision["champion_version"], "improvement": champion.get("improvement")},
+    }
