@@ -133,6 +133,7 @@ class Run:
         self.store, self.run_id, self.config, self.meta = store, run_id, config, meta
         self.dir = store.run_dir(run_id)
         self.tracking = RunTracking(store, config, meta.get("mlflow_run_id"))
+        self.created_here = False  # set by create(): only a brand-new run folder may be removed on failure
 
     # -- creation and loading -------------------------------------------------------------
     @classmethod
@@ -151,6 +152,7 @@ class Run:
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)  # e.g. an unreachable tracking server
             raise
+        run.created_here = True
         run.save_meta()
         run.tracking.start(run_id, run_dir, meta["config_hash"])
         return run
@@ -185,11 +187,16 @@ class Run:
         try:
             self.tracking.check()
         except BaseException:
-            if self.tracking.failed_to_start:
-                shutil.rmtree(self.dir, ignore_errors=True)  # no run folder without its tracked run
+            self._drop_if_untracked()
             raise
         if self.tracking.mlflow_run_id and not self.meta.get("mlflow_run_id"):
             self.meta.update(mlflow_run_id=self.tracking.mlflow_run_id, tracking_uri=self.tracking.uri)
+
+    def _drop_if_untracked(self) -> None:
+        """A run this process just created whose MLflow run never started leaves no folder behind. A run
+        that existed before (resume, a later stage) is kept whatever happens: it may hold checkpoints."""
+        if self.tracking.failed_to_start and self.created_here:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def finish(self, status: str, error: TrainpipeError | BaseException | None = None) -> None:
         self.meta["status"] = status
@@ -198,8 +205,7 @@ class Run:
         try:
             self.tracking.finish(status, self.meta.get("error"))
         except BaseException:
-            if self.tracking.failed_to_start:
-                shutil.rmtree(self.dir, ignore_errors=True)
+            self._drop_if_untracked()
             if error is None:
                 raise
             return  # the stage's error is the one to report

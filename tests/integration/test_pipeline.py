@@ -170,3 +170,19 @@ def test_tracking_can_be_disabled(bc_config, store):
     summary = run({**bc_config, "tracking": {"enabled": False}})
     assert summary["status"] == "completed" and summary["mlflow_run_id"] is None
     assert np.isfinite(summary["metrics"]["test"]["roc_auc"])
+
+
+def test_a_resume_whose_tracking_fails_keeps_the_run_folder(flaky_config, store):
+    doc, flag, _ = flaky_config
+    flag.touch()
+    with pytest.raises(RuntimeError):
+        run(doc)
+    run_id = next(p.name for p in (store / "runs").iterdir())
+    meta = json.loads((store / "runs" / run_id / "run.json").read_text())
+    meta["mlflow_run_id"] = None  # as if killed before the MLflow run id reached run.json
+    (store / "runs" / run_id / "run.json").write_text(json.dumps(meta))
+    (store / "mlflow.db").write_bytes(b"this is not a database")
+    flag.unlink()
+    with pytest.raises(Exception):
+        run_pipeline(None, Store.locate(str(store)), resume=run_id)
+    assert (store / "runs" / run_id / "features" / "manifest.json").exists()
