@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
+
+from trainpipe.cli_common import DebugOpt, JsonOpt, SetOpt, StoreOpt, _execute, _progress, _store
+from trainpipe.cli_models import models_app, predict
 
 app = typer.Typer(help="One YAML file to a production training pipeline.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -18,94 +19,7 @@ runs_app = typer.Typer(help="List and compare tracked runs.", no_args_is_help=Tr
 schema_app = typer.Typer(help="Data schemas.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(schema_app, name="schema")
-models_app = typer.Typer(help="Registered models: versions, aliases, promotion, rollback, history.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-
-JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout (for scripts).")
-DebugOpt = typer.Option(False, "--debug", help="Show full tracebacks.")
-SetOpt = typer.Option(None, "--set", help="Override a config key: --set model.params.max_depth=8 (repeatable).")
-StoreOpt = typer.Option(None, "--store", help="Store folder (default: $TRAINPIPE_HOME or ./.trainpipe).")
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """In --json mode nothing but the document may reach stdout, not even a C library's prints."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield saved
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def _execute(fn: Callable[[Console], dict | None], as_json: bool, debug: bool,
-             render: Callable[[Console, dict], None] | None = None, ok_exit: Callable[[dict], int] | None = None) -> None:
-    """Run a command body with the CLI's error contract: one red line and exit 2 (no traceback unless --debug)."""
-    from rich.markup import escape
-
-    from trainpipe.errors import TrainpipeError
-
-    console = Console(stderr=as_json, highlight=False)
-    err_console = Console(stderr=True, highlight=False)
-    code, doc = 0, None
-    with (_stdout_to_stderr() if as_json else contextlib.nullcontext()):
-        try:
-            doc = fn(console)
-            code = ok_exit(doc) if (ok_exit and doc is not None) else 0
-        except TrainpipeError as exc:
-            if debug:
-                import traceback
-
-                traceback.print_exc()
-            doc, code = exc.to_json(), exc.exit_code
-            if not as_json and getattr(exc, "decision", None):  # a failed gate: show every check, then the line
-                from trainpipe.registry_render import print_gate
-
-                print_gate(err_console, exc.decision)
-            if not as_json:
-                for line in exc.lines if len(exc.lines) > 1 else [exc.message]:
-                    err_console.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
-        except KeyboardInterrupt:
-            doc, code = {"error": "interrupted", "key": None}, 130
-            err_console.print("[red]interrupted[/]")
-        except Exception as exc:  # a bug, not a user error: say so, keep the traceback one flag away
-            if debug:
-                raise
-            doc, code = {"error": f"internal error: {type(exc).__name__}: {exc}", "key": None}, 1
-            if not as_json:
-                err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)",
-                                  soft_wrap=True)
-    if as_json and doc is not None:
-        sys.stdout.write(json.dumps(doc, default=str) + "\n")
-        sys.stdout.flush()
-    elif doc is not None and render is not None and code in (0, 2) and not doc.get("error"):
-        render(console, doc)
-    raise typer.Exit(code)
-
-
-def _store(config=None, store: Optional[str] = None):
-    from trainpipe.store import Store
-
-    configured = store or (config.store if config is not None else None)
-    uri = config.tracking.uri if config is not None else None
-    return Store.locate(configured, uri)
-
-
-def _progress(console: Console):
-    from trainpipe.render import stage_line
-
-    def on_event(kind: str, payload: dict) -> None:
-        if kind == "run_start":
-            verb = "resuming" if payload["resumed"] else "run"
-            console.print(f"[bold]{verb}[/] {payload['run_id']}  [dim]{payload['run_dir']}[/]")
-        elif kind == "stage_done":
-            stage_line(console, payload)
-
-    return on_event
-
 
 @app.command()
 def run(
@@ -286,141 +200,6 @@ def runs_compare(
     _execute(body, as_json, debug, render=lambda c, d: [c.print(t) for t in compare_tables(d)])
 
 
-TrackingUriOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking/registry URI (default: the store's).")
-
-
-def _registry(store: Optional[str], tracking_uri: Optional[str]):
-    from trainpipe.errors import RegistryError
-    from trainpipe.registry import Registry
-    from trainpipe.tracking import TrackingConfig
-
-    target = _store(None, store)
-    if tracking_uri is None and not (target.root / "mlflow.db").exists():
-        raise RegistryError(f"no MLflow store at {target.root} (pass --store, set TRAINPIPE_HOME or --tracking-uri)",
-                            key="store")
-    return Registry(target, TrackingConfig(uri=tracking_uri))
-
-
-@app.command()
-def predict(
-    model_uri: str = typer.Argument(..., help="models:/NAME@alias, models:/NAME/VERSION, a run id or a model folder."),
-    data: str = typer.Argument(..., help="A CSV or Parquet file with the raw input columns."),
-    out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write (id column, prediction, proba_<class>)."),
-    chunk_rows: int = typer.Option(200_000, "--chunk-rows", help="Rows per chunk read and predicted."),
-    store: Optional[str] = StoreOpt,
-    tracking_uri: Optional[str] = TrackingUriOpt,
-    as_json: bool = JsonOpt,
-    debug: bool = DebugOpt,
-):
-    """Score a raw data file with a packaged model (checksum-verified, input checked against the training schema)."""
-
-    def body(console: Console) -> dict:
-        from trainpipe.predict import predict_file
-
-        return predict_file(model_uri, data, str(out), _store(None, store), tracking_uri, chunk_rows)
-
-    _execute(body, as_json, debug, render=lambda c, d: c.print(
-        f"[green]wrote[/] {d['out']}: {d['rows']:,} rows in {d['seconds']:.2f}s ({d['rows_per_s']:,.0f} rows/s) with {d['model']}"))
-
-
-@models_app.command("list")
-def models_list(
-    name: Optional[str] = typer.Argument(None, help="A registered model (default: list the models)."),
-    store: Optional[str] = StoreOpt,
-    tracking_uri: Optional[str] = TrackingUriOpt,
-    as_json: bool = JsonOpt,
-    debug: bool = DebugOpt,
-):
-    """Versions of a model with aliases and headline metric (or every registered model)."""
-    from trainpipe import registry_render as rr
-
-    def body(console: Console) -> dict:
-        registry = _registry(store, tracking_uri)
-        return {"name": name, "versions": registry.versions(name)} if name else {"models": registry.models()}
-
-    _execute(body, as_json, debug, render=lambda c, d: c.print(
-        rr.versions_table(d["name"], d["versions"]) if d.get("name") else rr.models_table(d["models"])))
-
-
-@models_app.command("describe")
-def models_describe(
-    ref: str = typer.Argument(..., help="NAME, NAME@alias or NAME/VERSION."),
-    card: bool = typer.Option(False, "--card", help="Also print the model card."),
-    store: Optional[str] = StoreOpt,
-    tracking_uri: Optional[str] = TrackingUriOpt,
-    as_json: bool = JsonOpt,
-    debug: bool = DebugOpt,
-):
-    """A version's aliases, source, lineage tags and (with --card) model card; verifies its checksum."""
-    from trainpipe import registry_render as rr
-
-    def body(console: Console) -> dict:
-        registry = _registry(store, tracking_uri)
-        doc = registry.describe(ref)
-        registry.verified_path(f"{doc['name']}/{doc['version']}")  # a tampered package fails here
-        return {**doc, "sha256_verified": True}
-
-    _execute(body, as_json, debug, render=lambda c, d: rr.describe(c, d, card))
-
-
-@models_app.command("promote")
-def models_promote(
-    name: str = typer.Argument(..., help="Registered model."),
-    version: str = typer.Argument(..., help="Version to make champion."),
-    expect: Optional[str] = typer.Option(None, "--expect", help="Only if the champion is still this version "
-                                         "(default: the champion read when the command starts; 'none' for no champion)."),
-    reason: str = typer.Option("manual promotion", "--reason", help="Recorded in the audit log."),
-    store: Optional[str] = StoreOpt,
-    tracking_uri: Optional[str] = TrackingUriOpt,
-    as_json: bool = JsonOpt,
-    debug: bool = DebugOpt,
-):
-    """Move @champion to VERSION (compare-and-set), recorded in the audit log."""
-    from trainpipe import registry_render as rr
-
-    def body(console: Console) -> dict:
-        registry = _registry(store, tracking_uri)
-        expected = registry.alias_version(name, "champion") if expect is None else (None if expect == "none" else expect)
-        return registry.promote(name, version, expected=expected, reason=reason)
-
-    _execute(body, as_json, debug, render=lambda c, d: rr.moved_line(c, d, name))
-
-
-@models_app.command("rollback")
-def models_rollback(
-    name: str = typer.Argument(..., help="Registered model."),
-    reason: str = typer.Option("rollback", "--reason", help="Recorded in the audit log."),
-    store: Optional[str] = StoreOpt,
-    tracking_uri: Optional[str] = TrackingUriOpt,
-    as_json: bool = JsonOpt,
-    debug: bool = DebugOpt,
-):
-    """Move @champion back to the previous champion (from the audit log)."""
-    from trainpipe import registry_render as rr
-
-    def body(console: Console) -> dict:
-        return _registry(store, tracking_uri).rollback(name, reason)
-
-    _execute(body, as_json, debug, render=lambda c, d: rr.moved_line(c, d, name))
-
-
-@models_app.command("history")
-def models_history(
-    name: str = typer.Argument(..., help="Registered model."),
-    store: Optional[str] = StoreOpt,
-    tracking_uri: Optional[str] = TrackingUriOpt,
-    as_json: bool = JsonOpt,
-    debug: bool = DebugOpt,
-):
-    """Every alias move: when, from → to, what did it, why."""
-    from trainpipe import registry_render as rr
-
-    def body(console: Console) -> dict:
-        return {"name": name, "history": _registry(store, tracking_uri).history(name)}
-
-    _execute(body, as_json, debug, render=lambda c, d: c.print(rr.history_table(name, d["history"])))
-
-
 @app.command()
 def ui(
     store: Optional[str] = StoreOpt,
@@ -430,6 +209,9 @@ def ui(
     target = _store(None, store)
     os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", target.tracking_uri,
                                "--host", "127.0.0.1", "--port", str(port)])
+
+
+app.command()(predict)  # defined with the registry commands in cli_models.py
 
 
 def main() -> None:

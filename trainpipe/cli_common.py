@@ -1,0 +1,112 @@
+"""What every CLI command shares: the common options, the error contract, the store, progress lines."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout (for scripts).")
+DebugOpt = typer.Option(False, "--debug", help="Show full tracebacks.")
+SetOpt = typer.Option(None, "--set", help="Override a config key: --set model.params.max_depth=8 (repeatable).")
+StoreOpt = typer.Option(None, "--store", help="Store folder (default: $TRAINPIPE_HOME or ./.trainpipe).")
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """In --json mode nothing but the document may reach stdout, not even a C library's prints."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield saved
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _execute(fn: Callable[[Console], dict | None], as_json: bool, debug: bool,
+             render: Callable[[Console, dict], None] | None = None, ok_exit: Callable[[dict], int] | None = None) -> None:
+    """Run a command body with the CLI's error contract: one red line and exit 2 (no traceback unless --debug)."""
+    from rich.markup import escape
+
+    from trainpipe.errors import TrainpipeError
+
+    console = Console(stderr=as_json, highlight=False)
+    err_console = Console(stderr=True, highlight=False)
+    code, doc = 0, None
+    with (_stdout_to_stderr() if as_json else contextlib.nullcontext()):
+        try:
+            doc = fn(console)
+            code = ok_exit(doc) if (ok_exit and doc is not None) else 0
+        except TrainpipeError as exc:
+            if debug:
+                import traceback
+
+                traceback.print_exc()
+            doc, code = exc.to_json(), exc.exit_code
+            if not as_json and getattr(exc, "decision", None):  # a failed gate: show every check, then the line
+                from trainpipe.registry_render import print_gate
+
+                print_gate(err_console, exc.decision)
+            if not as_json:
+                for line in exc.lines if len(exc.lines) > 1 else [exc.message]:
+                    err_console.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
+        except KeyboardInterrupt:
+            doc, code = {"error": "interrupted", "key": None}, 130
+            err_console.print("[red]interrupted[/]")
+        except Exception as exc:  # a bug, not a user error: say so, keep the traceback one flag away
+            if debug:
+                raise
+            doc, code = {"error": f"internal error: {type(exc).__name__}: {exc}", "key": None}, 1
+            if not as_json:
+                err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)",
+                                  soft_wrap=True)
+    if as_json and doc is not None:
+        sys.stdout.write(json.dumps(doc, default=str) + "\n")
+        sys.stdout.flush()
+    elif doc is not None and render is not None and code in (0, 2) and not doc.get("error"):
+        render(console, doc)
+    raise typer.Exit(code)
+
+
+def _store(config=None, store: Optional[str] = None):
+    from trainpipe.store import Store
+
+    configured = store or (config.store if config is not None else None)
+    uri = config.tracking.uri if config is not None else None
+    return Store.locate(configured, uri)
+
+
+def _progress(console: Console):
+    from trainpipe.render import stage_line
+
+    def on_event(kind: str, payload: dict) -> None:
+        if kind == "run_start":
+            verb = "resuming" if payload["resumed"] else "run"
+            console.print(f"[bold]{verb}[/] {payload['run_id']}  [dim]{payload['run_dir']}[/]")
+        elif kind == "stage_done":
+            stage_line(console, payload)
+
+    return on_event
+
+
+TrackingUriOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking/registry URI (default: the store's).")
+
+
+def _registry(store: Optional[str], tracking_uri: Optional[str]):
+    from trainpipe.errors import RegistryError
+    from trainpipe.registry import Registry
+    from trainpipe.tracking import TrackingConfig
+
+    target = _store(None, store)
+    if tracking_uri is None and not (target.root / "mlflow.db").exists():
+        raise RegistryError(f"no MLflow store at {target.root} (pass --store, set TRAINPIPE_HOME or --tracking-uri)",
+                            key="store")
+    return Registry(target, TrackingConfig(uri=tracking_uri))
