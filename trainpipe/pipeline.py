@@ -23,6 +23,8 @@ from typing import Any, Callable
 from trainpipe import __version__
 from trainpipe.config import PipelineConfig, canonical_hash, config_from_dict, config_hash, dump_config
 from trainpipe.errors import Preempted, RunError, TrainpipeError
+from trainpipe.run_folder import (file_sizes, input_file_hashes, link_tree, outputs_intact, read_manifest,
+                                   replace_dir, user_code_hashes, write_json)
 from trainpipe.run_tracking import RunTracking
 from trainpipe.store import Store
 
@@ -79,51 +81,6 @@ class StageContext:
 
 def new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-
-
-def read_manifest(stage_dir: Path) -> dict | None:
-    try:
-        return json.loads((stage_dir / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_json(path: Path, doc: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
-    os.replace(tmp, path)
-
-
-def outputs_intact(stage_dir: Path, manifest: dict) -> bool:
-    for rel, size in manifest.get("files", {}).items():
-        path = stage_dir / rel
-        if not path.exists() or path.stat().st_size != size:
-            return False
-    return True
-
-
-def _file_sizes(stage_dir: Path) -> dict[str, int]:
-    return {str(p.relative_to(stage_dir)): p.stat().st_size for p in sorted(stage_dir.rglob("*"))
-            if p.is_file() and p.name != "manifest.json"}
-
-
-def input_file_hashes(config: PipelineConfig, stage: str) -> dict[str, str]:
-    """Contents of files the config points at (the schema file), so editing them invalidates the cache."""
-    if stage == "validate" and config.schema_.path and Path(config.schema_.path).exists():
-        import hashlib
-
-        return {config.schema_.path: hashlib.sha256(Path(config.schema_.path).read_bytes()).hexdigest()}
-    return {}
-
-
-def user_code_hashes(config: PipelineConfig, stage: str) -> dict[str, str]:
-    """Source hashes of user modules the config imports, so editing them invalidates the cache."""
-    if stage == "train" and config.model.type == "sklearn" and config.model.estimator:
-        from trainpipe.models.sklearn import user_source_hash
-
-        digest = user_source_hash(config.model.estimator)
-        return {config.model.estimator: digest} if digest else {}
-    return {}
 
 
 class Run:
@@ -273,13 +230,13 @@ class Run:
         if found is not None:
             source_dir, source_run = found
             if source_dir != final:
-                _link_tree(source_dir, self.dir / f".{name}.tmp")
+                link_tree(source_dir, self.dir / f".{name}.tmp")
                 manifest = read_manifest(self.dir / f".{name}.tmp")
                 manifest.update(status="reused", reused_from=source_run, run_id=self.run_id,
                                 computed_seconds=manifest.get("computed_seconds", manifest.get("seconds")),
                                 seconds=round(time.perf_counter() - reuse_started, 3))
                 write_json(self.dir / f".{name}.tmp" / "manifest.json", manifest)
-                _replace_dir(self.dir / f".{name}.tmp", final)
+                replace_dir(self.dir / f".{name}.tmp", final)
             else:
                 manifest = read_manifest(final)
                 if manifest["status"] != "reused":
@@ -317,10 +274,10 @@ class Run:
             "seconds": round(time.perf_counter() - started, 3), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "outputs": result.get("outputs", {}), "metrics": result.get("metrics", {}),
             "history": result.get("history"), "artifacts": result.get("artifacts", []),
-            "summary": result.get("summary", {}), "files": _file_sizes(tmp),
+            "summary": result.get("summary", {}), "files": file_sizes(tmp),
         }
         write_json(tmp / "manifest.json", manifest)
-        _replace_dir(tmp, final)
+        replace_dir(tmp, final)
         shutil.rmtree(self.dir / f"{name}.failed", ignore_errors=True)
         index = self._cache_index(name, key)
         index.parent.mkdir(parents=True, exist_ok=True)
@@ -366,25 +323,6 @@ class Run:
                 "config_hash": self.meta["config_hash"], "store": str(self.store.root), "run_dir": str(self.dir),
                 "mlflow_run_id": self.meta.get("mlflow_run_id"), "tracking_uri": self.meta.get("tracking_uri"),
                 "stages": stages, "metrics": metrics, "artifacts": artifacts}
-
-
-def _link_tree(source: Path, target: Path) -> None:
-    """Hard-link a finished stage folder (copy where links are impossible): cached reuse costs no disk."""
-    shutil.rmtree(target, ignore_errors=True)
-
-    def link(src, dst):
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    shutil.copytree(source, target, copy_function=link)
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
 
 
 def _preempted(run: Run, exc: Preempted, again: str) -> None:

@@ -13,7 +13,6 @@ import shutil
 import re
 import socket
 import subprocess
-import sys
 import time
 from importlib import metadata
 from pathlib import Path
