@@ -2,8 +2,9 @@
 
 The packaged folder is written into the run folder first (so `trainpipe predict RUN_ID` works even
 with the registry off) and its SHA-256 recorded. With the registry on, the version gets
-`challenger`, and under `registry.promotion: auto` becomes `champion` when it beat (or tied within
-the allowed regression) the champion the gate compared against, or when there was none; that move
+`challenger`, and under `registry.promotion: auto` becomes `champion` when it beat the champion the
+gate compared against (a tie or an allowed regression passes the gate but stays challenger), or when
+there was none; that move
 is compare-and-set, so a champion moved by someone else meanwhile is left alone and said so.
 """
 
@@ -87,6 +88,10 @@ def run(ctx) -> dict:
             record["note"] = f"promotion is manual: `trainpipe models promote {name} {version}`"
         elif decision.get("champion_version") is not None and champion.get("status") != "compared":
             record["note"] = "not promoted: the champion comparison did not run"
+        elif decision.get("champion_version") is not None and not champion.get("improvement", 0) > 0:
+            # passing the gate means "not worse"; taking the champion's place takes being better
+            record["note"] = (f"not promoted: did not beat v{decision['champion_version']} on {champion['metric']} "
+                              f"(improvement {champion.get('improvement', 0):+.4g}); stays challenger")
         else:
             why = ("first passing version" if decision.get("champion_version") is None else
                    f"beat v{decision['champion_version']} on {champion['metric']} by {champion['improvement']:+.4g}")
