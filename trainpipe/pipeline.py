@@ -9,6 +9,7 @@ are all still on disk.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -332,6 +333,22 @@ def _preempted(run: Run, exc: Preempted, again: str) -> None:
     run.finish("killed", exc)
 
 
+@contextlib.contextmanager
+def _ends_on_error(run: Run, again: str):
+    """How a run ends when a stage raises: preempted (resumable with `again`), killed (Ctrl-C) or failed."""
+    try:
+        yield
+    except Preempted as exc:
+        _preempted(run, exc, again)
+        raise
+    except KeyboardInterrupt as exc:
+        run.finish("killed", exc)
+        raise
+    except BaseException as exc:
+        run.finish("failed", exc)
+        raise
+
+
 def preflight(config: PipelineConfig) -> None:
     """Checks that need no data: the model family and its parameters, before a run folder exists."""
     from trainpipe.models import get_family
@@ -359,18 +376,9 @@ def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | N
         on_event("run_start", {"run_id": run.run_id, "run_dir": str(run.dir), "resumed": bool(resume)})
     memo: dict = {}
     names = STAGE_NAMES if until is None else STAGE_NAMES[: STAGE_NAMES.index(until) + 1]
-    try:
+    with _ends_on_error(run, f"trainpipe run --resume {run.run_id}"):
         for name in names:
             run.run_stage(name, memo, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway)
-    except Preempted as exc:
-        _preempted(run, exc, f"trainpipe run --resume {run.run_id}")
-        raise
-    except KeyboardInterrupt as exc:
-        run.finish("killed", exc)
-        raise
-    except BaseException as exc:
-        run.finish("failed", exc)
-        raise
     run.finish("completed")
     return run.summary()
 
@@ -398,17 +406,8 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
         if run.meta["status"] != "running":
             run.tracking.reopen()
         run.meta["status"] = "running"
-    try:
+    with _ends_on_error(run, f"trainpipe stage {name} --run {run.run_id}"):
         run.run_stage(name, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway)
-    except Preempted as exc:
-        _preempted(run, exc, f"trainpipe stage {name} --run {run.run_id}")
-        raise
-    except KeyboardInterrupt as exc:
-        run.finish("killed", exc)
-        raise
-    except BaseException as exc:
-        run.finish("failed", exc)
-        raise
     if name == STAGE_NAMES[-1]:
         run.finish("completed")
     else:

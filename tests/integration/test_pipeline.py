@@ -137,13 +137,18 @@ def flaky_config(bc_config, tmp_path, monkeypatch):
     return doc, flag, tmp_path / "flaky_models.py"
 
 
-def test_resume_continues_at_the_failed_stage_and_reuses_the_rest(flaky_config, store):
-    doc, flag, _ = flaky_config
+def fail_in_training(doc: dict, flag: Path, store: Path) -> tuple[str, dict]:
+    """Run the flaky pipeline with its failure switched on; return the run id and its run.json."""
     flag.touch()
     with pytest.raises(RuntimeError):
         run(doc)
     run_id = next(p.name for p in (store / "runs").iterdir())
-    meta = json.loads((store / "runs" / run_id / "run.json").read_text())
+    return run_id, json.loads((store / "runs" / run_id / "run.json").read_text())
+
+
+def test_resume_continues_at_the_failed_stage_and_reuses_the_rest(flaky_config, store):
+    doc, flag, _ = flaky_config
+    run_id, meta = fail_in_training(doc, flag, store)
     assert meta["status"] == "failed" and meta["stages"]["train"]["status"] == "failed"
     assert not (store / "runs" / run_id / "train").exists() and not (store / "runs" / run_id / ".train.tmp").exists()
     mlflow_run = client(store).get_run(meta["mlflow_run_id"])
@@ -174,11 +179,7 @@ def test_tracking_can_be_disabled(bc_config, store):
 
 def test_a_resume_whose_tracking_fails_keeps_the_run_folder(flaky_config, store):
     doc, flag, _ = flaky_config
-    flag.touch()
-    with pytest.raises(RuntimeError):
-        run(doc)
-    run_id = next(p.name for p in (store / "runs").iterdir())
-    meta = json.loads((store / "runs" / run_id / "run.json").read_text())
+    run_id, meta = fail_in_training(doc, flag, store)
     meta["mlflow_run_id"] = None  # as if killed before the MLflow run id reached run.json
     (store / "runs" / run_id / "run.json").write_text(json.dumps(meta))
     (store / "mlflow.db").write_bytes(b"this is not a database")
