@@ -71,14 +71,17 @@ class PackagedModel(PythonModel):
         if self.meta["task"] == "regression":
             return pd.DataFrame({"prediction": scores}, index=frame.index)
         classes = self.meta["classes"]
-        if self.meta["task"] == "binary":
-            codes = (scores[:, 1] >= self.meta["threshold"]).astype(np.int64)
-        else:
-            codes = scores.argmax(axis=1)
-        out = {"prediction": np.asarray(classes, dtype=object)[codes]}
+        out = {"prediction": np.asarray(classes, dtype=object)[class_codes(scores, self.meta)]}
         for i, label in enumerate(classes):
             out[f"proba_{label}"] = scores[:, i]
         return pd.DataFrame(out, index=frame.index)
+
+
+def class_codes(scores: np.ndarray, meta: dict) -> np.ndarray:
+    """Predicted class positions: the tuned threshold for binary, the most probable class otherwise."""
+    if meta["task"] == "binary":
+        return (scores[:, 1] >= meta["threshold"]).astype(np.int64)
+    return scores.argmax(axis=1)
 
 
 def _requirements(family: str) -> list[str]:

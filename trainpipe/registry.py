@@ -263,6 +263,30 @@ class Registry:
 
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=self.tracker.uri))
 
+    def verified_run_path(self, ref: str) -> Path:
+        """`runs:/MLFLOW_RUN_ID/model`: the package logged by that run, checked against its registered SHA-256."""
+        run_id, _, artifact = ref.removeprefix("runs:/").partition("/")
+        try:
+            mvs = self.client.search_model_versions(f"run_id = '{run_id}'")
+        except Exception as exc:
+            raise RegistryError(f"model {ref!r}: cannot look up MLflow run {run_id!r}: {str(exc).splitlines()[0]}",
+                                key="model") from exc
+        if not mvs:
+            raise RegistryError(f"model {ref!r}: MLflow run {run_id!r} registered no model version (only registered "
+                                "packages carry a SHA-256 to verify)", key="model")
+        import mlflow.artifacts
+
+        try:
+            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{run_id}/{artifact or 'model'}",
+                                                            tracking_uri=self.tracker.uri))
+        except Exception as exc:
+            raise RegistryError(f"model {ref!r}: {str(exc).splitlines()[0]}", key="model") from exc
+        if not (path / "MLmodel").exists():
+            raise RegistryError(f"model {ref!r}: no MLmodel there; the package is logged as runs:/{run_id}/model",
+                                key="model")
+        check_sha(path, mvs[0].tags.get(SHA_TAG), ref)
+        return path
+
     def verified_path(self, ref: str) -> tuple[Path, object]:
         """The packaged folder of a version, after checking its SHA-256 against the registered one."""
         mv = self.version(ref)

@@ -72,6 +72,13 @@ def test_gate_blocks_worse_promotes_better_rolls_back_and_predict_matches_evalua
     evaluated = np.load(run_dir / "evaluate" / "test_scores.npy")
     np.testing.assert_allclose(out[["proba_benign", "proba_malignant"]].to_numpy()[test_rows], evaluated, rtol=1e-6)
 
+    # the same package through the MLflow run that logged it
+    mlflow_run = json.loads((run_dir / "run.json").read_text())["mlflow_run_id"]
+    code, by_run = cli_json("predict", f"runs:/{mlflow_run}/model", str(data_dir / "bc.parquet"), "--out",
+                            str(tmp_path / "by_run.parquet"), *store_args)
+    assert code == 0 and by_run["model"] == f"runs:/{mlflow_run}/model", by_run
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "by_run.parquet"), out)
+
     # the standard MLflow way loads the same model on raw columns
     import mlflow.pyfunc
 

@@ -91,8 +91,10 @@ def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import (FunctionTransformer, MinMaxScaler, OneHotEncoder, OrdinalEncoder,
-                                       RobustScaler, StandardScaler)
+    from sklearn.preprocessing import (FunctionTransformer, MinMaxScaler, OneHotEncoder, RobustScaler,
+                                       StandardScaler)
+
+    from trainpipe.data.categories import CategoryCodes
 
     impute = config.numeric.impute
     if impute == "auto":
@@ -119,15 +121,11 @@ def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree
         categorical_pipe = make_pipeline(to_str, SimpleImputer(strategy="constant", fill_value="__missing__"), encoder)
     elif categorical_codes:
         # One dedicated code (-1) for unknown and missing: an embedding family shifts it to row 0.
-        encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1,
-                                 max_categories=cat.max_categories, min_frequency=cat.min_frequency, dtype=np.float32)
-        categorical_pipe = make_pipeline(to_str, encoder)
+        categorical_pipe = CategoryCodes(cat.max_categories, cat.min_frequency, unknown_value=-1, missing_value=-1)
     else:
         # Unknown categories and missing values become NaN, which tree models route on their own.
-        encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
-                                 encoded_missing_value=np.nan if handles_missing else -1,
-                                 max_categories=cat.max_categories, min_frequency=cat.min_frequency, dtype=np.float32)
-        categorical_pipe = make_pipeline(to_str, encoder)
+        categorical_pipe = CategoryCodes(cat.max_categories, cat.min_frequency, unknown_value=np.nan,
+                                         missing_value=np.nan if handles_missing else -1)
 
     transformers = []
     if roles["numeric"]:

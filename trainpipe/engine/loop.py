@@ -74,14 +74,19 @@ class Trainer:
     def __init__(self, module: torch.nn.Module, loss_fn, metrics_fn, params: EngineParams, *, seed: int, threads: int,
                  patience: int | None = None, store: CheckpointStore | None = None,
                  checkpoint: CheckpointConfig | None = None, resume_anyway: bool = False,
-                 callbacks: list[Callback] | None = None, verbose: bool = False):
+                 callbacks: list[Callback] | None = None, verbose: bool = False,
+                 evaluator: Callable[[], dict[str, float]] | None = None):
         self.module, self.loss_fn, self.metrics_fn, self.p = module, loss_fn, metrics_fn, params
+        # evaluator: the epoch-end validation values in place of `evaluate(val)` (ranking: Recall@K over all items)
+        self.evaluator = evaluator
         self.seed, self.threads, self.patience = seed, threads, patience
         self.store, self.ckpt, self.resume_anyway = store, checkpoint or CheckpointConfig(), resume_anyway
         self.callbacks, self.progress = callbacks or [], Progress(verbose, params.epochs)
         self.device = torch.device("cuda" if params.device == "cuda" or (params.device == "auto" and torch.cuda.is_available())
                                    else "cpu")
         self.s = _State(micro=params.batch_size, accum=params.grad_accumulation)
+        # Batch norm cannot train on one row: such a micro-batch joins the previous one, a 1-row window is skipped.
+        self.min_rows = 2 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()) else 1
         self.term = False
         self.last_checkpoint: str | None = None
 
@@ -120,7 +125,7 @@ class Trainer:
         torch.use_deterministic_algorithms(True, warn_only=True)
         old_handler = self._install_sigterm()
         try:
-            return self._fit(train.to(self.device), val.to(self.device))  # in-memory sources move once
+            return self._fit(train.to(self.device), val.to(self.device) if val is not None else None)  # moved once
         finally:
             self.progress.close()
             if old_handler is not None:
@@ -204,8 +209,14 @@ class Trainer:
         amp = p.amp != "none"
         dtype = torch.bfloat16 if p.amp == "bf16" else torch.float16
         total = len(batch[-1])
-        for start in range(0, total, s.micro):
-            *features, target = (t[start:start + s.micro] for t in batch)
+        if total < self.min_rows:
+            self._say(f"skipping a {total}-row batch at epoch {s.epoch + 1} (batch norm needs at least 2 rows)")
+            return
+        starts = list(range(0, total, s.micro))
+        if len(starts) > 1 and total - starts[-1] < self.min_rows:
+            starts.pop()
+        for start, end in zip(starts, starts[1:] + [total]):
+            *features, target = (t[start:end] for t in batch)
             rows = len(target)
             with torch.autocast(self.device.type, dtype=dtype, enabled=amp):
                 loss = self.loss_fn(self.step_module(*features), target)
@@ -239,7 +250,8 @@ class Trainer:
         values = {"train_loss": s.sums["loss"] / max(s.sums["rows"], 1),
                   "train_grad_norm": s.sums["norm"] / max(s.sums["steps"], 1),
                   "lr": float(self.opt.param_groups[0]["lr"])}
-        values.update({f"validation_{k}": v for k, v in self.evaluate(val).items()})
+        measured = self.evaluator() if self.evaluator is not None else self.evaluate(val)
+        values.update({f"validation_{k}": v for k, v in measured.items()})
         if p.monitor not in values:
             raise ModelError(f"model.params.monitor: {p.monitor!r} is not one of {sorted(values)}", key="model.params.monitor")
         for key, value in values.items():

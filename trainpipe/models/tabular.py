@@ -207,7 +207,7 @@ class TorchMLPFamily:
         torch = _torch()
         x_num, x_cat = self._inputs(X)
         outs = []
-        with torch.no_grad():
+        with torch.inference_mode():
             for start in range(0, len(x_num), 65536):
                 outs.append(self.module(x_num[start:start + 65536], x_cat[start:start + 65536]).float())
         out = torch.cat(outs) if outs else torch.zeros((0, self._out_dim()))

@@ -122,3 +122,30 @@ def test_as_tensor_copies_read_only_column_major_arrays():
     array.setflags(write=False)
     tensor = as_tensor(array, torch.float32)
     assert tensor.is_contiguous() and torch.equal(tensor, torch.arange(12, dtype=torch.float32).reshape(4, 3))
+
+
+class BatchNormNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+        self.smallest = None
+
+    def forward(self, x):
+        if self.training:
+            self.smallest = min(self.smallest or len(x), len(x))
+        return self.net(x)
+
+
+@pytest.mark.parametrize("rows, batch_size, accumulation", [
+    (240, 239, 1),  # windows of 239 and 1 row: the 1-row window is skipped
+    (231, 10, 3),  # last window 21 rows = micro-batches 10, 10, 1: the 1-row one joins the previous
+])
+def test_batch_norm_never_trains_on_a_single_row(rows, batch_size, accumulation):
+    train, val = data()
+    X, y = train.tensors
+    module = BatchNormNet()
+    t = trainer(EngineParams(epochs=2, batch_size=batch_size, grad_accumulation=accumulation), module=module)
+    t.fit(TensorBatches(X[:rows], y[:rows]), val)
+    assert module.smallest >= 2
+    assert all(np.isfinite(v) for v in t.s.history["train_loss"])

@@ -1,0 +1,92 @@
+"""Category columns to integer codes, as a scikit-learn transformer backed by Arrow hash lookups.
+
+Written by hand because scikit-learn's OrdinalEncoder checks and encodes object arrays with sorted
+`np.isin`/`searchsorted` passes over Python strings: with the string conversion it needs, ~1 s per
+million rows for four columns, the largest cost of batch predict. `pyarrow.compute.index_in` does the
+same lookup in a hash table (~15 ms per column per million rows). The semantics follow OrdinalEncoder:
+categories sorted, `min_frequency`/`max_categories` group rare training categories into one extra code,
+unknown and missing values get their own configured codes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+
+def as_text(column) -> pa.Array:
+    """One column as Arrow strings with nulls for missing (numbers and bools become their text, as before)."""
+    series = column if isinstance(column, pd.Series) else pd.Series(column)
+    if not (pd.api.types.is_string_dtype(series) and not pd.api.types.is_object_dtype(series)):
+        series = series.astype("string")  # object, category, bool, numbers: vectorised text conversion
+    array = pa.array(series, from_pandas=True)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array.cast(pa.large_string())
+
+
+def frequent_categories(values: pa.Array, max_categories: int | None, min_frequency: int | None) -> tuple[list, list]:
+    """(frequent sorted, infrequent) training categories, grouped the way OrdinalEncoder groups them."""
+    counts = pc.value_counts(values.drop_null())
+    pairs = sorted(zip(counts.field("values").to_pylist(), counts.field("counts").to_numpy().tolist()))
+    names = [name for name, _ in pairs]
+    freq = np.asarray([count for _, count in pairs], dtype=np.int64)
+    keep = np.ones(len(names), dtype=bool)
+    if min_frequency is not None:
+        keep &= freq >= min_frequency
+    if max_categories is not None and keep.sum() >= max_categories:
+        # OrdinalEncoder counts the infrequent group as one of max_categories; the least frequent go
+        # first, ties in sorted order (its stable argsort)
+        kept = np.flatnonzero(keep)
+        drop = kept[np.argsort(freq[kept], kind="mergesort")][: len(kept) - (max_categories - 1)]
+        keep[drop] = False
+    frequent = sorted(n for n, k in zip(names, keep) if k)
+    infrequent = sorted(n for n, k in zip(names, keep) if not k)
+    return frequent, infrequent
+
+
+class CategoryCodes(TransformerMixin, BaseEstimator):
+    """Columns of categories -> float32 codes 0..k-1 (k: the infrequent group, when there is one)."""
+
+    def __init__(self, max_categories: int | None = None, min_frequency: int | None = None,
+                 unknown_value: float = np.nan, missing_value: float = np.nan):
+        self.max_categories = max_categories
+        self.min_frequency = min_frequency
+        self.unknown_value = unknown_value
+        self.missing_value = missing_value
+
+    def fit(self, X, y=None):
+        frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
+        self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
+        self.n_features_in_ = frame.shape[1]
+        self.categories_, self.infrequent_categories_ = [], []
+        for name in frame.columns:
+            frequent, infrequent = frequent_categories(as_text(frame[name]), self.max_categories, self.min_frequency)
+            self.categories_.append(frequent)
+            self.infrequent_categories_.append(infrequent)
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "categories_")
+        frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=self.feature_names_in_)
+        out = np.empty((len(frame), self.n_features_in_), dtype=np.float32)
+        for j, name in enumerate(frame.columns):
+            frequent, infrequent = self.categories_[j], self.infrequent_categories_[j]
+            values = as_text(frame[name])
+            lookup = pc.index_in(values, value_set=pa.array(frequent + infrequent, type=pa.large_string()))
+            index = lookup.fill_null(-1).to_numpy(zero_copy_only=False)
+            # training position -> code: frequent keep theirs, every infrequent one shares code k
+            code_of = np.concatenate([np.arange(len(frequent)), np.full(len(infrequent), len(frequent))])
+            codes = np.where(index >= 0, code_of[np.maximum(index, 0)], 0).astype(np.float32)
+            codes[index < 0] = self.unknown_value
+            codes[values.is_null().to_numpy(zero_copy_only=False)] = self.missing_value
+            out[:, j] = codes
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "categories_")
+        return np.asarray(self.feature_names_in_, dtype=object)
