@@ -114,7 +114,8 @@ class RunTracking:
             tracker.log_metrics(mlflow_id, manifest["metrics"])
         history_file = manifest.get("history")
         if history_file and (stage_dir / history_file).exists():
-            tracker.log_history(mlflow_id, json.loads((stage_dir / history_file).read_text()))
+            # epochs already sent live (by this process, or by one killed before a resume) are not sent twice
+            tracker.log_history(mlflow_id, json.loads((stage_dir / history_file).read_text()), skip_logged=True)
         tracker.log_artifacts(mlflow_id, [stage_dir / rel for rel in manifest.get("artifacts", [])], name)
 
     # -- what the pipeline calls -------------------------------------------------------------
@@ -138,6 +139,11 @@ class RunTracking:
             return
         self.mlflow_run_id, self._started = found[0].info.run_id, True
         tracker.reopen(self.mlflow_run_id)
+
+    def live(self, step: int, values: dict[str, float]) -> None:
+        """One iteration's values, queued as they happen (one log_batch each)."""
+        values = dict(values)
+        self._submit(lambda: self.mlflow_run_id and self._open().log_metrics(self.mlflow_run_id, values, step))
 
     def stage(self, name: str, stage_dir: Path, manifest: dict) -> None:
         self._submit(self._log_stage, name, stage_dir, manifest)

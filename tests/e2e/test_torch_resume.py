@@ -81,6 +81,20 @@ def assert_same_result(run: Path, reference: Path) -> None:
         json.loads((reference / "evaluate" / "metrics.json").read_text())
 
 
+def mlflow_history(run: Path, key: str):
+    """(steps, values) of one metric of the run's MLflow run, in step order."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{run.parents[1] / 'mlflow.db'}")
+    # by tag: run.json learns the MLflow id only between stages, and these checks happen inside `train`
+    found = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                               f"tags.`trainpipe.run_id` = '{run.name}'")
+    if not found:
+        return [], []
+    points = sorted(client.get_metric_history(found[0].info.run_id, key), key=lambda m: (m.step, m.timestamp))
+    return [m.step for m in points], [m.value for m in points]
+
+
 def assert_checkpoints_pruned(run: Path, keep_last: int = 2) -> None:
     store = CheckpointStore(run / "checkpoints" / "train", "any")
     steps = store.steps()
@@ -96,8 +110,15 @@ def test_sigkill_and_sigterm_at_random_steps_then_resume_is_bit_identical(tmp_pa
     config.write_text(yaml.safe_dump(make_config(data_dir, tmp_path / "store")))
     step_file, run = tmp_path / "step", tmp_path / "store" / "runs" / "victim"
     args = ["run", str(config), "--run-id", "victim"]
+    live_seen = False
     for n, step in enumerate(_kill_points(seed=11, n=4)):
         proc = _paused(args, step_file, step)
+        if step > STEPS // 3 and not live_seen:  # in epoch 2 or 3: epoch 1 is in MLflow while training runs
+            deadline = time.monotonic() + 30  # the tracking thread may still be busy with earlier stages
+            while mlflow_history(run, "validation_loss")[0] != [0] and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert mlflow_history(run, "validation_loss")[0] == [0]
+            live_seen = True
         if n % 2 == 0:
             proc.kill()  # SIGKILL: no handler runs; the newest checkpoint at or before `step` is resumed
             proc.communicate()
@@ -115,4 +136,10 @@ def test_sigkill_and_sigterm_at_random_steps_then_resume_is_bit_identical(tmp_pa
     assert "resuming from" in final.stderr
     assert_same_result(run, reference[0])
     assert_checkpoints_pruned(run)
+    assert live_seen
+    # every epoch in MLflow exactly once although epochs were sent live by processes that were then killed
+    history = json.loads((run / "train" / "history.json").read_text())
+    for key in ("train_loss", "validation_loss", "lr"):
+        steps, values = mlflow_history(run, key)
+        assert steps == list(range(len(history[key]))) and values == pytest.approx(history[key]), key
     assert final.returncode == 0 and reference[1].returncode == 0, final.stderr + reference[1].stderr

@@ -37,6 +37,8 @@ class FitContext:
     config_hash: str = ""  # checkpoints written under another hash are refused...
     resume_anyway: bool = False  # ...unless this is set (--resume-anyway)
     verbose: bool = False  # progress lines on stderr
+    # Each epoch's values as it ends (step = epoch): MLflow shows the curves while training runs.
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None
 
 
 @dataclass

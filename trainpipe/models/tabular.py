@@ -173,6 +173,12 @@ class TorchMLPFamily:
             keep = context.checkpoint.keep_last if context.checkpoint is not None else 2
             store = CheckpointStore(context.checkpoint_dir, context.config_hash, keep)
         callbacks = [Callback(on_epoch_end=lambda epoch, values: bool(report(epoch, values)))] if report else []
+        if context.on_epoch is not None:
+            def live(epoch: int, values: dict) -> bool:
+                context.on_epoch(epoch, values)
+                return False  # never asks to stop
+
+            callbacks.insert(0, Callback(on_epoch_end=live))
         trainer = Trainer(self.module, self._loss_fn(), self._metrics_fn(), self.params, seed=self.seed,
                           threads=self.threads, patience=early_stopping_rounds, store=store,
                           checkpoint=context.checkpoint, resume_anyway=context.resume_anyway,

@@ -25,7 +25,8 @@ def run(ctx) -> dict:
     if "context" in inspect.signature(model.fit).parameters:  # torch families: embeddings, checkpoints, resume
         extra["context"] = FitContext(categorical=info.get("categorical_codes"), checkpoint_dir=ctx.checkpoint_dir("train"),
                                       checkpoint=config.training.checkpoint, config_hash=ctx.cache_key,
-                                      resume_anyway=ctx.resume_anyway, verbose=True)
+                                      resume_anyway=ctx.resume_anyway, verbose=True,
+                                      on_epoch=ctx.tracking.live if ctx.tracking is not None else None)
     started = time.perf_counter()
     result = model.fit(data["X_train"], data["y_train"], data["X_validation"], data["y_validation"],
                        early_stopping_rounds=config.training.early_stopping_rounds,
