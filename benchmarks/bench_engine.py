@@ -5,7 +5,8 @@ float features, MLP [256,128,64], dropout 0.1, Adam, batch 512, one epoch, 2 thr
 
 - epoch throughput (train one epoch + validation forward) of trainpipe's Trainer, a minimal hand-written
   loop (randperm + slicing, plain Adam) and a seed-style loop (a Dataset returning one row per
-  `__getitem__`, DataLoader batch 512); ratios against the minimal loop; validation AUC of each;
+  `__getitem__`, DataLoader batch 512) and, when `lightning` is installed (not a dependency), Lightning's
+  Trainer over a TensorDataset DataLoader; ratios against the minimal loop; validation AUC of each;
 - the fast path: trainpipe with `amp: bf16` and `fast_dropout: true` (packed random draws for the masks),
   and bf16 alone;
 - checkpoint cost: one full-state checkpoint write as a share of trainpipe's epoch time;
@@ -117,6 +118,38 @@ def run_seed_style(train, val):
     return time.perf_counter() - started, result
 
 
+def run_lightning(train, val):
+    """Lightning's Trainer over a TensorDataset DataLoader (what FACTS measured at ~85k rows/s)."""
+    import lightning as L
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp(TorchMLPParams(hidden_dims=HIDDEN, dropout=0.1))
+
+        def training_step(self, batch, _):
+            xb, yb = batch
+            return bce(self.net(xb, torch.zeros((len(xb), 0), dtype=torch.int64)), yb)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    module = Module()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*train), batch_size=BATCH, shuffle=True)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    started = time.perf_counter()
+    trainer.fit(module, loader)
+    result = auc(module.net, *val)
+    return time.perf_counter() - started, result
+
+
+def lightning_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("lightning") is not None
+
+
 def mlflow_epoch_cost(folder: Path) -> float:
     from trainpipe.store import Store
     from trainpipe.tracking import Tracker, TrackingConfig
@@ -170,6 +203,15 @@ def main() -> None:
                "trainpipe_bf16": lambda: run_trainpipe(train, val, amp="bf16"),
                "trainpipe_fast": lambda: run_trainpipe(train, val, amp="bf16", fast_dropout=True),
                "seed_style": lambda: run_seed_style(train, val)}
+    if lightning_installed():  # not a dependency: `pip install lightning` to include it
+        import logging
+
+        import warnings
+
+        logging.getLogger("lightning").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module="lightning")  # its own deprecation notices, once per fit
+        run_lightning(small_train, small_val)
+        methods["lightning"] = lambda: run_lightning(train, val)
     best: dict[str, tuple] = {}
     for _ in range(args.repeats):  # interleaved, best of N: another process on this 2-core box stalls 2-thread ops
         for name, fn in methods.items():
@@ -191,6 +233,8 @@ def main() -> None:
                      "trainpipe_vs_seed_style": out["rows_per_s_trainpipe"] / out["rows_per_s_seed_style"],
                      "bf16_vs_minimal": out["rows_per_s_trainpipe_bf16"] / minimal,
                      "fast_path_vs_minimal": out["rows_per_s_trainpipe_fast"] / minimal,
+                     **({"trainpipe_vs_lightning": out["rows_per_s_trainpipe"] / out["rows_per_s_lightning"]}
+                        if "rows_per_s_lightning" in out else {}),
                      "checkpoint_share_of_epoch": out["checkpoint_seconds"] / epoch,
                      "mlflow_share_of_epoch": out["mlflow_epoch_seconds"] / epoch,
                      "auc_gap_trainpipe": out["auc_trainpipe"] - out["auc_minimal"],
