@@ -9,6 +9,7 @@ per-call schema enforcement would repeat the check we already made on every chun
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from collections.abc import Iterator
@@ -58,6 +59,7 @@ def load_packaged(path: Path):
 
     import mlflow.pyfunc
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return mlflow.pyfunc.load_model(str(path)).unwrap_python_model()

@@ -141,6 +141,8 @@ class Tracker:
 
         for noisy in ("mlflow", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # MLflow draws a tqdm bar for every artifact download (registry, champion loading) on stderr
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.uri = config.uri or store.tracking_uri
         try:
             if self.uri.startswith("sqlite:///"):
