@@ -34,6 +34,8 @@ def input_kind(series: pd.Series) -> str:
         return "long"  # MLflow refuses int64 -> double as unsafe, so integer columns stay integers
     if pd.api.types.is_numeric_dtype(series):
         return "double"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
     return "string"
 
 

@@ -76,6 +76,13 @@ def check_columns(frame: pd.DataFrame, meta: dict, source: str) -> None:
             example = series.dropna().astype(str).iloc[0]
             raise DataError(f"{source}: column {spec['name']!r} should hold numbers ({spec['kind']}) but holds text "
                             f"such as {example!r}", key=f"column {spec['name']}")
+        if spec["kind"] == "datetime" and not pd.api.types.is_datetime64_any_dtype(series):
+            from trainpipe.data.datetimes import as_datetimes
+
+            unparsed = series.notna() & as_datetimes(series).isna()
+            if unparsed.any():
+                raise DataError(f"{source}: column {spec['name']!r} should hold dates/times but holds "
+                                f"{str(series[unparsed].iloc[0])!r}", key=f"column {spec['name']}")
         if spec["kind"] == "boolean" and not (pd.api.types.is_bool_dtype(series) or series.isna().all()
                                               or set(series.dropna().unique()) <= {0, 1}):
             raise DataError(f"{source}: column {spec['name']!r} should hold true/false values", key=f"column {spec['name']}")

@@ -23,7 +23,9 @@ def stage_line(console: Console, manifest: dict) -> None:
         "ingest": lambda: f"{s.get('rows', 0):,} rows × {s.get('columns')} columns · fingerprint {str(s.get('fingerprint'))[:12]}",
         "validate": lambda: f"data checks passed · {s.get('columns_checked')} columns checked · {s.get('warnings')} warning(s)",
         "split": lambda: f"{s.get('strategy')}: train {s.get('train', 0):,} · validation {s.get('validation', 0):,} · test {s.get('test', 0):,}",
-        "features": lambda: f"{s.get('numeric')} numeric + {s.get('categorical')} categorical → {s.get('features_out')} features "
+        "features": lambda: f"{s.get('numeric')} numeric + {s.get('categorical')} categorical"
+                            + (f" + {s['datetime']} datetime" if s.get("datetime") else "")
+                            + f" → {s.get('features_out')} features "
                             f"(impute {s.get('impute')}, scale {s.get('scale')}, {s.get('encoding')})",
         "train": lambda: f"{s.get('family')}: {s.get('iterations')} iteration(s)"
                          + (f", best {s.get('best_iteration')}" if s.get("best_iteration") is not None else ""),

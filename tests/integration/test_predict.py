@@ -52,3 +52,22 @@ def test_predict_refuses_missing_columns_text_in_numbers_and_a_changed_package(c
         handle.write("\n# edited\n")
     with pytest.raises(RegistryError, match="changed since registration"):
         predict_file(churn_run["run_id"], str(data_dir / "churn.csv"), str(tmp_path / "o.parquet"), target)
+
+
+def test_datetime_columns_are_features_and_predict_parses_them_from_csv(churn_config, data_dir, store, tmp_path):
+    frame = pd.read_csv(data_dir / "churn.csv").head(1500)
+    frame["signup"] = pd.Timestamp("2023-01-01") + pd.to_timedelta(frame.index * 7, unit="h")
+    frame.to_parquet(tmp_path / "dated.parquet", index=False)
+    config = config_from_dict({**churn_config, "tracking": {"enabled": False},
+                               "data": {**churn_config["data"], "path": str(tmp_path / "dated.parquet")}})
+    summary = run_pipeline(config, Store.locate(config.store))
+    features = next(s for s in summary["stages"] if s["name"] == "features")["summary"]
+    assert features["datetime"] == 1 and "signup" not in features["dropped"]
+    target = Store.locate(str(store))
+    predict_file(summary["run_id"], str(tmp_path / "dated.parquet"), str(tmp_path / "a.parquet"), target)
+    frame.to_csv(tmp_path / "dated.csv", index=False)  # the dates become text
+    predict_file(summary["run_id"], str(tmp_path / "dated.csv"), str(tmp_path / "b.parquet"), target)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet"))
+    frame.assign(signup="soon").to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(DataError, match="'signup' should hold dates/times but holds 'soon'"):
+        predict_file(summary["run_id"], str(tmp_path / "bad.csv"), str(tmp_path / "c.parquet"), target)

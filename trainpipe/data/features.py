@@ -63,7 +63,7 @@ def select_columns(frame: pd.DataFrame, config: FeaturesConfig, exclude: list[st
     taken = set(exclude) | set(config.drop) | set(config.passthrough)
     explicit_num = config.numeric.columns if isinstance(config.numeric.columns, list) else None
     explicit_cat = config.categorical.columns if isinstance(config.categorical.columns, list) else None
-    numeric, categorical, dropped = [], [], []
+    numeric, categorical, datetimes, dropped = [], [], [], []
     for column in map(str, frame.columns):
         if column in taken:
             continue
@@ -74,7 +74,7 @@ def select_columns(frame: pd.DataFrame, config: FeaturesConfig, exclude: list[st
         elif explicit_cat is not None and column in explicit_cat:
             categorical.append(column)
         elif pd.api.types.is_datetime64_any_dtype(series):
-            dropped.append(column)  # no datetime features yet: said so in the features summary
+            datetimes.append(column)  # calendar parts (data/datetimes.py)
         elif is_num and explicit_num is None:
             numeric.append(column)
         elif not is_num and explicit_cat is None:
@@ -82,7 +82,7 @@ def select_columns(frame: pd.DataFrame, config: FeaturesConfig, exclude: list[st
         else:
             dropped.append(column)
     return {"numeric": numeric, "categorical": categorical, "passthrough": list(config.passthrough),
-            "dropped": dropped + list(config.drop)}
+            "datetime": datetimes, "dropped": dropped + list(config.drop)}
 
 
 def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree_model: bool, handles_missing: bool,
@@ -95,6 +95,7 @@ def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree
                                        StandardScaler)
 
     from trainpipe.data.categories import CategoryCodes
+    from trainpipe.data.datetimes import DatetimeParts
 
     impute = config.numeric.impute
     if impute == "auto":
@@ -106,12 +107,14 @@ def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree
     if encoding == "auto":
         encoding = "ordinal" if (tree_model or categorical_codes) else "onehot"
 
-    numeric_steps = []
-    if impute != "none":
-        numeric_steps.append(SimpleImputer(strategy="constant", fill_value=0.0) if impute == "zero"
-                             else SimpleImputer(strategy=impute, keep_empty_features=True))
-    if scale != "none":
-        numeric_steps.append({"standard": StandardScaler, "robust": RobustScaler, "minmax": MinMaxScaler}[scale]())
+    def numeric_steps() -> list:  # fresh instances per use: numbers and datetime parts are fitted apart
+        steps = []
+        if impute != "none":
+            steps.append(SimpleImputer(strategy="constant", fill_value=0.0) if impute == "zero"
+                         else SimpleImputer(strategy=impute, keep_empty_features=True))
+        if scale != "none":
+            steps.append({"standard": StandardScaler, "robust": RobustScaler, "minmax": MinMaxScaler}[scale]())
+        return steps
 
     cat = config.categorical
     to_str = FunctionTransformer(to_object_strings, feature_names_out="one-to-one")
@@ -129,11 +132,14 @@ def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree
 
     transformers = []
     if roles["numeric"]:
-        transformers.append(("numeric", make_pipeline(*numeric_steps) if numeric_steps else "passthrough", roles["numeric"]))
+        transformers.append(("numeric", make_pipeline(*numeric_steps()) if numeric_steps() else "passthrough",
+                             roles["numeric"]))
     if roles["categorical"]:
         transformers.append(("categorical", categorical_pipe, roles["categorical"]))
     if roles["passthrough"]:
         transformers.append(("passthrough", "passthrough", roles["passthrough"]))
+    if roles.get("datetime"):  # last: torch families find their category codes right after the numbers
+        transformers.append(("datetime", make_pipeline(DatetimeParts(), *numeric_steps()), roles["datetime"]))
     if not transformers:
         raise ConfigError("features: no feature column is left after excluding the target, id and dropped columns",
                           key="features")

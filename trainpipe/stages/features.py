@@ -40,7 +40,7 @@ def run(ctx) -> dict:
     joblib.dump(preprocessor, ctx.stage_dir / "preprocessor.joblib")
     names = [str(n) for n in preprocessor.get_feature_names_out()]
     info = {"roles": roles, "resolved": resolved, "feature_names": names, "labels": coding.state_dict(),
-            "input_columns": roles["numeric"] + roles["categorical"] + roles["passthrough"]}
+            "input_columns": roles["numeric"] + roles["categorical"] + roles["passthrough"] + roles["datetime"]}
     if needs.categorical_codes and resolved["encoding"] == "ordinal" and roles["categorical"]:
         # Which matrix columns hold codes, and how many codes each has (from train: the encoder's fit).
         first = len(roles["numeric"])
@@ -54,5 +54,6 @@ def run(ctx) -> dict:
         "outputs": {"preprocessor": "preprocessor.joblib", "info": "features.json"},
         "artifacts": ["preprocessor.joblib", "features.json"],
         "summary": {"numeric": len(roles["numeric"]), "categorical": len(roles["categorical"]),
+                    "datetime": len(roles["datetime"]),
                     "dropped": roles["dropped"], "features_out": len(names), **resolved},
     }
