@@ -30,6 +30,12 @@ def check_config_and_data(config) -> dict:
     frame, files = read_table(config.data)
     if len(frame) == 0:
         raise DataError(f"data.path: the dataset is empty (0 rows in {', '.join(files[:3])})", key="data.path")
+    if config.task == "ranking":  # the interactions checks and cleaning counts validate would report
+        from trainpipe.ranking.interactions import prepare
+
+        _, report = prepare(frame, config.ranking)
+        return {**report, "files": files, "errors": [], "warnings": [{"message": w} for w in report["warnings"]],
+                "passed": True, "status": "passed", "columns_checked": 0}
     if config.data.target not in frame.columns:
         raise DataError(f"data.target: column {config.data.target!r} is not in the data", key="data.target")
     report, _ = check_table(frame, config)

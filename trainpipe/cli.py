@@ -12,6 +12,8 @@ from rich.console import Console
 
 from trainpipe.cli_common import DebugOpt, JsonOpt, SetOpt, StoreOpt, _execute, _progress, _store
 from trainpipe.cli_models import models_app, predict
+from trainpipe.cli_ranking import recommend
+from trainpipe.cli_tune import tune
 
 app = typer.Typer(help="One YAML file to a production training pipeline.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -131,10 +133,16 @@ def schema_infer(
 def init(
     directory: Path = typer.Argument(..., help="Folder to write pipeline.yaml and schema.yaml into."),
     data: str = typer.Option(..., "--data", help="A CSV or Parquet file."),
-    target: str = typer.Option(..., "--target", help="The label column."),
-    task: Optional[str] = typer.Option(None, "--task", help="binary, multiclass or regression (default: inferred)."),
+    target: Optional[str] = typer.Option(None, "--target", help="The label column (every task but ranking)."),
+    task: Optional[str] = typer.Option(None, "--task", help="binary, multiclass, regression (default: inferred) or ranking."),
     model: Optional[str] = typer.Option(None, "--model", help="xgboost, lightgbm or sklearn (default: xgboost)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing pipeline.yaml."),
+    user: Optional[str] = typer.Option(None, "--user", help="--task ranking: the user id column."),
+    item: Optional[str] = typer.Option(None, "--item", help="--task ranking: the item id column."),
+    time_col: Optional[str] = typer.Option(None, "--time", help="--task ranking: the timestamp column."),
+    rating: Optional[str] = typer.Option(None, "--rating", help="--task ranking: the rating column."),
+    positive_threshold: Optional[float] = typer.Option(None, "--positive-threshold",
+                                                       help="--task ranking: ratings >= this are positives."),
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
 ):
@@ -145,13 +153,24 @@ def init(
         from trainpipe.models import FAMILIES
         from trainpipe.scaffold import scaffold
 
+        if task == "ranking":  # an interactions table: trainpipe/ranking/scaffold.py
+            from trainpipe.ranking.scaffold import scaffold_ranking
+
+            return scaffold_ranking(directory, data, user, item, time_col, rating, positive_threshold, force)
         if task is not None and task not in ("binary", "multiclass", "regression"):
-            raise ConfigError(f"--task: expected binary, multiclass or regression, got {task!r}", key="task")
+            raise ConfigError(f"--task: expected binary, multiclass, regression or ranking, got {task!r}", key="task")
+        if target is None:
+            raise ConfigError("--target: required (the label column) unless --task ranking", key="--target")
         if model is not None and model not in FAMILIES:
             raise ConfigError(f"--model: expected one of {sorted(FAMILIES)}, got {model!r}", key="model.type")
         return scaffold(directory, data, target, task, model, force)
 
     def render(console: Console, doc: dict) -> None:
+        if doc["task"] == "ranking":
+            console.print(f"[green]wrote[/] {doc['pipeline']}\n  task ranking · model two_tower · {doc['rows']:,} rows · "
+                          f"{doc['positives']:,} positives · {doc['users']:,} users · {doc['items']:,} items")
+            console.print(f"next: [bold]trainpipe run {doc['pipeline']}[/]")
+            return
         console.print(f"[green]wrote[/] {doc['pipeline']} and {doc['schema']}")
         console.print(f"  task {doc['task']} · model {doc['model']} · {doc['rows']:,} rows"
                       + (f" · id column {doc['id_columns'][0]}" if doc["id_columns"] else "")
@@ -212,6 +231,8 @@ def ui(
 
 
 app.command()(predict)  # defined with the registry commands in cli_models.py
+app.command()(tune)  # cli_tune.py
+app.command()(recommend)  # cli_ranking.py
 
 
 def main() -> None:

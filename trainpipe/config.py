@@ -23,18 +23,20 @@ from trainpipe.data.split import SplitConfig
 from trainpipe.errors import ConfigError
 from trainpipe.evaluation.gates import GatesConfig, config_problems
 from trainpipe.evaluation.metrics import METRICS, EvaluationConfig, primary_metric
-from trainpipe.models import FAMILIES, ModelConfig, TrainingConfig
+from trainpipe.models import ALL_FAMILIES, RANKING_FAMILIES, ModelConfig, TrainingConfig
+from trainpipe.ranking.config import RankingConfig, config_problems as ranking_problems
 from trainpipe.registry import RegistryConfig
 from trainpipe.tracking import TrackingConfig
+from trainpipe.tuning.config import TuningConfig, tuning_problems
 
-Task = Literal["binary", "multiclass", "regression"]
+Task = Literal["binary", "multiclass", "regression", "ranking"]
 
 
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str = Field("trainpipe", description="Pipeline name; the default MLflow experiment.")
-    task: Task = Field(description="binary, multiclass or regression.")
+    task: Task = Field(description="binary, multiclass, regression or ranking (docs/ranking.md).")
     seed: int = Field(42, description="Seeds the split and the model.")
     store: str | None = Field(None, description="Local store folder; default $TRAINPIPE_HOME or ./.trainpipe.")
     data: DataConfig
@@ -47,14 +49,28 @@ class PipelineConfig(BaseModel):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
+    ranking: RankingConfig | None = Field(None, description="task ranking: interaction columns, splits, K, baselines.")
 
     @model_validator(mode="after")
     def _cross_checks(self):
-        if self.model.type not in FAMILIES:
-            close = difflib.get_close_matches(self.model.type, FAMILIES, n=1)
+        if self.model.type not in ALL_FAMILIES:
+            close = difflib.get_close_matches(self.model.type, ALL_FAMILIES, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"model.type: unknown model type {self.model.type!r}{hint}; "
-                             f"choose one of {sorted(FAMILIES)}")
+                             f"choose one of {sorted(ALL_FAMILIES)}")
+        if (self.task == "ranking") != (self.model.type in RANKING_FAMILIES):
+            raise ValueError(f"model.type: {self.model.type} cannot do task {self.task}; task ranking takes "
+                             f"{', '.join(sorted(RANKING_FAMILIES))}, other tasks any other family"
+                             + ("" if "model" in self.model_fields_set else " (set model.type)"))
+        if self.task == "ranking" or self.ranking is not None:
+            problems = ranking_problems(self) if self.task == "ranking" else [
+                f"ranking: only used by task ranking (task is {self.task}); remove the section"]
+            if problems:
+                raise ValueError(problems[0])
+            return self
+        if self.data.target is None:
+            raise ValueError(f"data.target: missing; task {self.task} needs the label column")
         if self.data.target in self.features.drop or self.data.target in self.features.passthrough:
             raise ValueError(f"features: the target {self.data.target!r} cannot be a feature or dropped")
         known = METRICS[self.task]
@@ -66,6 +82,7 @@ class PipelineConfig(BaseModel):
         if self.split.strategy == "stratified" and self.task == "regression":
             raise ValueError("split.strategy: stratified needs a classification task; use random for regression")
         problems = config_problems(self.task, self.gates, primary_metric(self.task, self.evaluation)[0])
+        problems += tuning_problems(self.task, self.tuning, METRICS)
         if problems:
             raise ValueError(problems[0])
         return self
@@ -179,6 +196,10 @@ def _resolve_paths(doc: dict, base: Path) -> None:
         doc["schema"]["path"] = fix(doc["schema"]["path"])
     if doc.get("store"):
         doc["store"] = fix(os.path.expanduser(doc["store"]))
+    for table in ("user_features", "item_features"):
+        ranking = doc.get("ranking")
+        if isinstance(ranking, dict) and isinstance(ranking.get(table), dict) and ranking[table].get("path"):
+            ranking[table]["path"] = fix(ranking[table]["path"])
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> PipelineConfig:

@@ -10,7 +10,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from trainpipe.config import PipelineConfig
-from trainpipe.models import FAMILIES
+from trainpipe.models import FAMILIES, RANKING_FAMILIES
 
 HEADER = """# Configuration reference
 
@@ -46,6 +46,8 @@ Caching does not use it: a stage's cache key covers only the sections that stage
 """
 
 INTROS = {
+    "ranking": "Task ranking only (docs/ranking.md): the interaction columns, cleaning, the leak-free split, the "
+               "cut-offs K and the baselines. Required when `task: ranking`; refused otherwise.",
     "data": "Where the table is and which column is the label; `ingest` reads it once: a file, a glob, a "
             "folder (every `.parquet`, `.pq`, `.csv` in it) or an fsspec URL; several join in sorted order.",
     "schema": "The column contract that `validate` checks with pandera. Presence, dtype, nullability and "
@@ -55,8 +57,9 @@ INTROS = {
     "split": "Seeded train/validation/test row positions. `validation + test` must stay below 0.9; "
              "`stratified` needs classification; every class in train must also be in validation and test.",
     "features": "A scikit-learn ColumnTransformer fitted on the train split only; `auto` follows the model "
-                "family (table under `model`). The target and `data.id_column` are never features; datetime "
-                "columns, and columns left out of an explicit `columns` list, are dropped.",
+                "family (table under `model`). The target and `data.id_column` are never features; columns left "
+                "out of an explicit `columns` list are dropped. Datetime columns (Parquet timestamps, or "
+                "`data.coerce: {col: datetime}`) become year, month, day, weekday, day of year and hour.",
     "model": "`type` picks a registered family; `params` (the library's own names) are merged over the "
              "family defaults. Before any data is read, a parameter the library does not know fails with a "
              "did-you-mean (xgboost, lightgbm and sklearn alike); `seed` and thread counts come from the "
@@ -72,6 +75,9 @@ INTROS = {
              "gate exits 3 and registers nothing.",
     "registry": "MLflow Model Registry (off when `tracking.enabled` is false): a passing model is packaged as a "
                 "pyfunc on the raw input columns, registered with lineage tags and a model card, and aliased.",
+    "tuning": "Hyperparameter search with Optuna in the `tune` stage (before train; `trainpipe tune` switches it on). "
+              "Budget keys (`n_trials`, `timeout`, `max_cost`, `workers`) do not change which study a rerun "
+              "continues; everything else does. Guide: [tuning.md](tuning.md).",
 }
 FALLBACK: dict[str, str] = {}  # for fields whose model has no Field(description=...); keep empty
 PIPE = "\\|"  # a literal | inside a markdown table cell
@@ -99,6 +105,9 @@ def _bounds(field) -> str:
 
 def _model_of(ann: Any) -> type[BaseModel] | None:
     inner = get_args(ann)[1] if get_origin(ann) is dict else ann
+    if get_origin(inner) in (Union, types.UnionType):  # an optional section (X | None) is documented as X
+        options = [a for a in get_args(inner) if a is not type(None)]
+        inner = options[0] if len(options) == 1 else None
     return inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
 
 
@@ -136,7 +145,7 @@ def _families() -> list[str]:
         rows.append(f"| `{name}` | {install} | {defaults} | impute {'none' if nan else 'median'}, "
                     f"scale {'none' if tree else 'standard'}, {cats} categories |")
     rows.append("")
-    for name, (module, cls_name, _) in sorted(FAMILIES.items()):  # families whose params are a pydantic model
+    for name, (module, cls_name, _) in sorted({**FAMILIES, **RANKING_FAMILIES}.items()):  # pydantic params
         params = getattr(getattr(importlib.import_module(module), cls_name), "PARAMS", None)
         if params is not None:
             rows += [f"### `model.params` ({name})", "", (params.__doc__ or "").strip(), ""]

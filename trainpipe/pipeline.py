@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import operator
 import os
 import secrets
 import shutil
@@ -36,22 +37,35 @@ class StageSpec:
     sections: tuple[str, ...]  # config keys whose values can change this stage's output
     upstream: tuple[str, ...]
     reusable: bool = True  # False: depends on state outside the run folder (the registry), never reused
+    enabled_by: str | None = None  # an optional stage runs only when this config key is true
+
+    def active(self, config: PipelineConfig) -> bool:
+        return self.enabled_by is None or bool(operator.attrgetter(self.enabled_by)(config))
 
 
 STAGES: tuple[StageSpec, ...] = (
     StageSpec("ingest", ("data",), ()),
-    StageSpec("validate", ("data", "schema", "task"), ("ingest",)),
-    StageSpec("split", ("split", "seed", "task", "data.target"), ("ingest", "validate")),
-    StageSpec("features", ("features", "data", "task", "model.type"), ("ingest", "split")),
-    StageSpec("train", ("model", "training", "seed", "task"), ("features",)),
-    StageSpec("evaluate", ("evaluation", "task"), ("features", "train")),
-    StageSpec("gate", ("gates", "evaluation", "registry", "task"), ("ingest", "split", "features", "evaluate"),
+    StageSpec("validate", ("data", "schema", "task", "ranking"), ("ingest",)),
+    StageSpec("split", ("split", "seed", "task", "data.target", "ranking"), ("ingest", "validate")),
+    StageSpec("features", ("features", "data", "task", "model.type", "ranking"), ("ingest", "split")),
+    StageSpec("tune", ("tuning", "model", "training", "seed", "task", "evaluation"), ("features",),
+              enabled_by="tuning.enabled"),
+    StageSpec("train", ("model", "training", "seed", "task", "ranking"), ("features", "tune")),
+    StageSpec("evaluate", ("evaluation", "task", "ranking"), ("features", "train")),
+    StageSpec("gate", ("gates", "evaluation", "registry", "task", "ranking"), ("ingest", "split", "features", "evaluate"),
               reusable=False),
-    StageSpec("register", ("registry", "evaluation", "task"), ("ingest", "split", "features", "train", "evaluate", "gate"),
+    StageSpec("register", ("registry", "evaluation", "task", "ranking"), ("ingest", "split", "features", "train", "evaluate", "gate"),
               reusable=False),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 SPECS = {s.name: s for s in STAGES}
+
+
+def active_stages(config: PipelineConfig) -> tuple[str, ...]:
+    """The stages this config runs, in order (optional ones only when switched on)."""
+    return tuple(s.name for s in STAGES if s.active(config))
+
+
 Event = Callable[[str, dict], None]
 
 
@@ -180,6 +194,8 @@ class Run:
     def cache_key(self, spec: StageSpec) -> str:
         upstream = {}
         for name in spec.upstream:
+            if not SPECS[name].active(self.config):
+                continue  # an optional stage that is off (tune without tuning) is no input
             manifest = read_manifest(self.dir / name)
             if not manifest or manifest.get("status") not in ("completed", "reused"):
                 raise RunError(f"stage {spec.name} needs stage {name}, which has not completed in run {self.run_id}",
@@ -299,7 +315,7 @@ class Run:
     def summary(self) -> dict:
         self._sync_tracking_ids()
         stages = []
-        for name in STAGE_NAMES:
+        for name in active_stages(self.config):
             manifest = read_manifest(self.dir / name)
             state = self.meta["stages"].get(name, {})
             stages.append({"name": name, "status": state.get("status", "pending"), "seconds": state.get("seconds"),
@@ -354,6 +370,10 @@ def preflight(config: PipelineConfig) -> None:
     from trainpipe.models import get_family
 
     get_family(config.model.type).check_config(dict(config.model.params), config.model.estimator, config.task)
+    if config.tuning.enabled:
+        from trainpipe.tuning.space import check_space
+
+        check_space(config)  # every searched name is a parameter of the family, at both ends of its range
 
 
 def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | None = None, run_id: str | None = None,
@@ -375,7 +395,8 @@ def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | N
     if on_event:
         on_event("run_start", {"run_id": run.run_id, "run_dir": str(run.dir), "resumed": bool(resume)})
     memo: dict = {}
-    names = STAGE_NAMES if until is None else STAGE_NAMES[: STAGE_NAMES.index(until) + 1]
+    names = active_stages(run.config)
+    names = names if until is None else names[: names.index(until) + 1]
     with _ends_on_error(run, f"trainpipe run --resume {run.run_id}"):
         for name in names:
             run.run_stage(name, memo, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway)
@@ -393,8 +414,9 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise RunError(f"stage: unknown stage {name!r}{hint}; stages are {', '.join(STAGE_NAMES)}", key="stage")
     if not store.run_dir(run_id).exists():
-        if SPECS[name].upstream:
-            raise RunError(f"stage {name} needs stage {SPECS[name].upstream[-1]}, which has not completed: run {run_id!r} "
+        needed = [u for u in SPECS[name].upstream if config is None or SPECS[u].active(config)]
+        if needed:
+            raise RunError(f"stage {name} needs stage {needed[-1]}, which has not completed: run {run_id!r} "
                            f"does not exist yet (start it with `trainpipe stage {STAGE_NAMES[0]} --run {run_id} --config ...`)",
                            key="stage")
         if config is None:
@@ -403,6 +425,9 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
         run = Run.create(config, store, run_id)
     else:
         run = Run.open(store, run_id, config)
+        if not SPECS[name].active(run.config):
+            raise RunError(f"stage {name} is off in this run's config: it needs {SPECS[name].enabled_by}: true",
+                           key="stage")
         if run.meta["status"] != "running":
             run.tracking.reopen()
         run.meta["status"] = "running"

@@ -27,6 +27,8 @@ def stage_line(console: Console, manifest: dict) -> None:
                             + (f" + {s['datetime']} datetime" if s.get("datetime") else "")
                             + f" → {s.get('features_out')} features "
                             f"(impute {s.get('impute')}, scale {s.get('scale')}, {s.get('encoding')})",
+        "tune": lambda: f"{s.get('study')}: best {s.get('metric')} {_fmt(s.get('best_value'))} (trial {s.get('best_trial')}) · "
+                        f"{(s.get('trials') or {}).get('PRUNED', 0)} pruned · {s.get('message')}",
         "train": lambda: f"{s.get('family')}: {s.get('iterations')} iteration(s)"
                          + (f", best {s.get('best_iteration')}" if s.get("best_iteration") is not None else ""),
         "evaluate": lambda: f"{s.get('primary_metric')}: validation {_fmt(s.get('validation'))} · test {_fmt(s.get('test'))}",
@@ -34,7 +36,7 @@ def stage_line(console: Console, manifest: dict) -> None:
                         + (f" v{s.get('champion_version')} ({s.get('improvement'):+.4g})" if s.get("improvement") is not None else ""),
         "register": lambda: (f"{s.get('name')} v{s.get('version')} @{' @'.join(s.get('aliases') or [])}"
                              if s.get("version") else "registry off: packaged in the run folder"),
-    }.get(manifest["stage"], lambda: "")()
+    }.get(manifest["stage"], lambda: "")() if "line" not in s else s["line"]  # a stage may word its own line
     extra = f" (from run {manifest['reused_from']})" if status == "reused" and manifest.get("reused_from") != manifest.get("run_id") else ""
     secs = "" if status == "reused" else f"{manifest.get('seconds', 0):.2f}s"
     console.print(f"  [{STATUS_STYLE.get(status, 'white')}]{'✓' if status != 'failed' else '✗'} {manifest['stage']:<9}[/] "
@@ -56,7 +58,11 @@ def metrics_table(metrics: dict) -> Table:
 
 
 def run_summary(console: Console, summary: dict) -> None:
-    if summary.get("metrics"):
+    if summary.get("metrics", {}).get("baselines") is not None:  # task ranking
+        from trainpipe.ranking.render import ranking_table
+
+        console.print(ranking_table(summary["metrics"]))
+    elif summary.get("metrics"):
         console.print(metrics_table(summary["metrics"]))
     if summary.get("gate"):
         from trainpipe.registry_render import print_gate, registered_line

@@ -46,6 +46,9 @@ def input_file_hashes(config: PipelineConfig, stage: str) -> dict[str, str]:
     """Contents of files the config points at (the schema file), so editing them invalidates the cache."""
     if stage == "validate" and config.schema_.path and Path(config.schema_.path).exists():
         return {config.schema_.path: hashlib.sha256(Path(config.schema_.path).read_bytes()).hexdigest()}
+    if stage == "features" and config.ranking is not None:  # ranking's user/item feature tables
+        tables = [t.path for t in (config.ranking.user_features, config.ranking.item_features) if t is not None]
+        return {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in tables if Path(path).is_file()}
     return {}
 
 

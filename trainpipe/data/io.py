@@ -24,7 +24,7 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str = Field(description="File path, glob (data/*.parquet) or fsspec URL (s3://bucket/x.parquet).")
-    target: str = Field(description="Label column.")
+    target: str | None = Field(None, description="Label column (required by every task but ranking).")
     format: Literal["auto", "csv", "parquet"] = Field("auto", description="auto: from the file extension.")
     id_column: str | None = Field(None, description="Row id passed through, never a feature.")
     positive_class: str | int | bool | None = Field(

@@ -8,6 +8,8 @@ products, not 2,000 scikit-learn calls. With unit weights they equal evaluate's 
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Mapping
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -164,10 +166,29 @@ def _regression(name):
     return fn
 
 
+class _PerUserMeans(Mapping):
+    """task ranking: every compared metric (recall_at_K, ndcg_at_K, hit_rate_at_K, mrr) is a mean over
+    users, so the 'scores' passed are the per-user values and a resample's metric is their weighted mean."""
+
+    pattern = re.compile(r"^((recall|ndcg|hit_rate)_at_\d+|mrr)$")
+
+    def __getitem__(self, name):
+        if not isinstance(name, str) or not self.pattern.match(name):
+            raise KeyError(name)
+        return lambda W, y, values, threshold: _mean(W, values)
+
+    def __iter__(self):
+        return iter(("recall_at_10", "ndcg_at_10", "hit_rate_at_10", "mrr"))
+
+    def __len__(self):
+        return 4
+
+
 WEIGHTED = {
     "binary": {m: _binary(m) for m in ("roc_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1")},
     "multiclass": {m: _multiclass(m) for m in ("accuracy", "f1_macro", "f1_weighted", "log_loss")},
     "regression": {m: _regression(m) for m in ("rmse", "mae", "r2", "mape")},
+    "ranking": _PerUserMeans(),
 }
 
 

@@ -11,7 +11,10 @@ METRICS = {
     "regression": ("rmse", "mae", "r2", "mape"),
 }
 LOWER_IS_BETTER = ("rmse", "mae", "mape", "log_loss", "brier")
-PRIMARY = {"binary": ("roc_auc", "max"), "multiclass": ("f1_macro", "max"), "regression": ("rmse", "min")}
+PRIMARY = {"binary": ("roc_auc", "max"), "multiclass": ("f1_macro", "max"), "regression": ("rmse", "min"),
+           "ranking": ("recall_at_10", "max")}
+# ranking metrics are named per cut-off in ranking.k (trainpipe/ranking/config.py decides); these are the defaults
+METRICS["ranking"] = ("recall_at_10", "ndcg_at_10", "hit_rate_at_10", "mrr")
 
 
 class EvaluationConfig(BaseModel):

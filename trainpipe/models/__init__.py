@@ -18,6 +18,11 @@ FAMILIES: dict[str, tuple[str, str, str | None]] = {
     "sklearn": ("trainpipe.models.sklearn", "SklearnFamily", None),
     "torch_mlp": ("trainpipe.models.tabular", "TorchMLPFamily", "trainpipe[torch]"),
 }
+# task ranking: families trained on interactions, not on the features matrix (outside the tabular contract suite)
+RANKING_FAMILIES: dict[str, tuple[str, str, str | None]] = {
+    "two_tower": ("trainpipe.models.two_tower", "TwoTowerFamily", "trainpipe[torch]"),
+}
+ALL_FAMILIES = {**FAMILIES, **RANKING_FAMILIES}
 
 
 class ModelConfig(BaseModel):
@@ -25,7 +30,8 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: str = Field("xgboost", description=f"Model family: one of {sorted(FAMILIES)}.")
+    type: str = Field("xgboost", description=f"Model family: one of {sorted(FAMILIES)}; task ranking: "
+                      f"{', '.join(sorted(RANKING_FAMILIES))}.")
     params: dict[str, Any] = Field(default_factory=dict, description="Family parameters (the library's own names).")
     estimator: str | None = Field(None, description="type sklearn: import path, e.g. sklearn.ensemble.RandomForestClassifier.")
 
@@ -44,12 +50,12 @@ class TrainingConfig(BaseModel):
 
 
 def get_family(name: str):
-    if name not in FAMILIES:
-        close = difflib.get_close_matches(name, FAMILIES, n=1)
+    if name not in ALL_FAMILIES:
+        close = difflib.get_close_matches(name, ALL_FAMILIES, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ModelError(f"model.type: unknown model type {name!r}{hint}; choose one of {sorted(FAMILIES)}",
+        raise ModelError(f"model.type: unknown model type {name!r}{hint}; choose one of {sorted(ALL_FAMILIES)}",
                          key="model.type")
-    module_name, class_name, extra = FAMILIES[name]
+    module_name, class_name, extra = ALL_FAMILIES[name]
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -324,5 +324,6 @@ class LightGBMFamily:
             "min_child_samples": {"type": "int", "low": 5, "high": 100},
             "feature_fraction": {"type": "float", "low": 0.5, "high": 1.0},
             "bagging_fraction": {"type": "float", "low": 0.5, "high": 1.0},
+            "bagging_freq": {"type": "int", "low": 1, "high": 5},  # 0 (LightGBM's default) ignores bagging_fraction
             "lambda_l2": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},
         }

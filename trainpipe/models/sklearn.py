@@ -151,4 +151,5 @@ class SklearnFamily:
             "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
             "max_leaf_nodes": {"type": "int", "low": 8, "high": 128, "log": True},
             "l2_regularization": {"type": "float", "low": 1e-4, "high": 10.0, "log": True},
+            "min_samples_leaf": {"type": "int", "low": 5, "high": 100, "log": True},
         }

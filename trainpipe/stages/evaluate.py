@@ -16,6 +16,10 @@ from trainpipe.stages import load_arrays
 
 
 def run(ctx) -> dict:
+    if ctx.config.task == "ranking":  # the model and its baselines over the whole catalogue
+        from trainpipe.ranking import evaluate as ranking
+
+        return ranking.evaluate(ctx)
     config = ctx.config
     model = load_family(ctx.upstream("train") / "model")
     labels = json.loads((ctx.upstream("features") / "features.json").read_text())["labels"]

@@ -18,6 +18,10 @@ from trainpipe.stages import load_table
 
 
 def run(ctx) -> dict:
+    if ctx.config.task == "ranking":  # interactions, not a features matrix: trainpipe/ranking/stages.py
+        from trainpipe.ranking import stages as ranking
+
+        return ranking.features(ctx)
     frame = load_table(ctx)
     config = ctx.config
     target = config.data.target

@@ -46,6 +46,10 @@ def champion_scores(path, frame, task: str, classes: list | None) -> tuple[np.nd
 
 
 def run(ctx) -> dict:
+    if ctx.config.task == "ranking":  # the model and its baselines over the whole catalogue
+        from trainpipe.ranking import evaluate as ranking
+
+        return ranking.gate(ctx)
     config, gates = ctx.config, ctx.config.gates
     task, threshold = config.task, config.evaluation.threshold
     metrics = ctx.manifest("evaluate")["metrics"]

@@ -12,7 +12,11 @@ def run(ctx) -> dict:
     frame, files = read_table(ctx.config.data)
     if len(frame) == 0:
         raise DataError(f"data.path: the dataset is empty (0 rows in {', '.join(files[:3])})", key="data.path")
-    if ctx.config.data.target not in frame.columns:
+    if ctx.config.task == "ranking":
+        from trainpipe.ranking.interactions import require_columns
+
+        require_columns(frame, ctx.config.ranking)
+    elif ctx.config.data.target not in frame.columns:
         raise DataError(f"data.target: column {ctx.config.data.target!r} is not in the data "
                         f"(columns: {', '.join(map(str, frame.columns[:12]))})", key="data.target")
     digest = fingerprint(frame)

@@ -20,6 +20,7 @@ from trainpipe.model_card import render_card
 from trainpipe.packaging import build_package, input_kind
 from trainpipe.registry import SHA_TAG, Registry, model_name, registry_enabled
 from trainpipe.stages import load_table, raw_rows
+from trainpipe.tuning.retrain import lineage as tuning_lineage
 
 
 def _mlflow_run_id(ctx) -> str:
@@ -47,11 +48,15 @@ def lineage_tags(ctx, decision: dict, sha: str) -> dict[str, str]:
             "trainpipe.parent_champion": str(decision.get("champion_version") or "none"), "trainpipe.gate": gate,
             "trainpipe.family": ctx.config.model.type, "trainpipe.primary_metric": name,
             "trainpipe.test_metric": str(evaluate["metrics"].get(f"test_{name}")), SHA_TAG: sha,
-            **git_info(Path.cwd()), **environment_tags()}
+            **git_info(Path.cwd()), **environment_tags(), **tuning_lineage(ctx)}
 
 
 def run(ctx) -> dict:
     config = ctx.config
+    if config.task == "ranking":
+        from trainpipe.ranking.register import register
+
+        return register(ctx)
     decision = json.loads((ctx.upstream("gate") / "decision.json").read_text())
     info = json.loads((ctx.upstream("features") / "features.json").read_text())
     frame, test = load_table(ctx), raw_rows(ctx, "test")
@@ -76,6 +81,12 @@ def run(ctx) -> dict:
                        metrics=metrics, cis=cis, decision=decision, lineage=lineage)
     (ctx.stage_dir / "model_card.md").write_text(card)
 
+    return finish_registration(ctx, name, sha, lineage, card, decision)
+
+
+def finish_registration(ctx, name: str, sha: str, lineage: dict, card: str, decision: dict) -> dict:
+    """Register the packaged `model/` folder (any task): challenger, then champion under the promotion policy."""
+    config = ctx.config
     record = {"registry": "disabled", "name": name, "version": None, "aliases": [], "promoted": False,
               "sha256": sha, "package": str(ctx.run_dir / "register" / "model"), "note": None}
     if registry_enabled(config):

@@ -12,6 +12,10 @@ from trainpipe.stages import load_table
 
 
 def run(ctx) -> dict:
+    if ctx.config.task == "ranking":  # interactions, not a features matrix: trainpipe/ranking/stages.py
+        from trainpipe.ranking import stages as ranking
+
+        return ranking.split(ctx)
     frame = load_table(ctx)
     config = ctx.config
     parts, strategy = make_split(frame, config.split, config.task, config.data.target, config.seed)

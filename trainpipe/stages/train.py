@@ -10,16 +10,22 @@ import time
 from trainpipe.models import build_family
 from trainpipe.models.base import FitContext
 from trainpipe.stages import load_arrays
+from trainpipe.tuning.retrain import plan as train_plan
 
 
 def run(ctx) -> dict:
+    if ctx.config.task == "ranking":  # interactions, not a features matrix: trainpipe/ranking/stages.py
+        from trainpipe.ranking import stages as ranking
+
+        return ranking.train(ctx)
     config = ctx.config
     data = load_arrays(ctx, "features", ["X_train", "y_train", "X_validation", "y_validation"])
     info = json.loads((ctx.upstream("features") / "features.json").read_text())
     labels = info["labels"]
     n_classes = len(labels["classes"] or [])
     threads = config.training.threads or os.cpu_count() or 1
-    model = build_family(config.model, config.task, n_classes, config.seed, threads)
+    plan = train_plan(ctx, data)  # the tune stage's best parameters, when it ran
+    model = build_family(plan.model, config.task, n_classes, config.seed, threads)
 
     extra = {}
     if "context" in inspect.signature(model.fit).parameters:  # torch families: embeddings, checkpoints, resume
@@ -28,8 +34,8 @@ def run(ctx) -> dict:
                                       resume_anyway=ctx.resume_anyway, verbose=True,
                                       on_epoch=ctx.tracking.live if ctx.tracking is not None else None)
     started = time.perf_counter()
-    result = model.fit(data["X_train"], data["y_train"], data["X_validation"], data["y_validation"],
-                       early_stopping_rounds=config.training.early_stopping_rounds,
+    result = model.fit(plan.X, plan.y, data["X_validation"], data["y_validation"],
+                       early_stopping_rounds=plan.early_stopping_rounds,
                        train_metrics=config.training.train_metrics, **extra)
     seconds = time.perf_counter() - started
     model.save(ctx.stage_dir / "model")
@@ -43,5 +49,6 @@ def run(ctx) -> dict:
         "artifacts": ["model", "history.json"],
         "metrics": metrics,
         "summary": {"family": config.model.type, "iterations": result.iterations, "best_iteration": result.best_iteration,
-                    "stopped_early": result.stopped_early, "seconds": round(seconds, 2)},
+                    "stopped_early": result.stopped_early, "seconds": round(seconds, 2),
+                    **({"tuned_params": plan.tuned["params"], "retrain_on": plan.tuned["retrain_on"]} if plan.tuned else {})},
     }

@@ -11,6 +11,10 @@ from trainpipe.stages import load_table
 
 
 def run(ctx) -> dict:
+    if ctx.config.task == "ranking":  # interactions, not a features matrix: trainpipe/ranking/stages.py
+        from trainpipe.ranking import stages as ranking
+
+        return ranking.validate(ctx)
     report, columns = check_table(load_table(ctx), ctx.config)
     (ctx.stage_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
     if columns:

@@ -1,0 +1,107 @@
+"""`trainpipe tune` in real subprocesses: the JSON summary, bad search spaces, and a SIGKILL mid-study."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from mlflow.tracking import MlflowClient
+
+SPACE = {"learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
+         "max_depth": {"type": "int", "low": 2, "high": 6}}
+
+
+def test_tune_json_prints_the_study_and_the_registered_version(cli_json, write_config, bc_config):
+    config = {**bc_config, "tuning": {"space": SPACE}}
+    code, doc = cli_json("tune", str(write_config(config)), "--trials", "3", "--set", "tuning.plots=false")
+    assert code == 0, doc
+    study = doc["study"]
+    assert study["study"].startswith("bc-") and study["storage"].endswith("/optuna.db")
+    assert sum(study["trials"].get(s, 0) for s in ("COMPLETE", "PRUNED")) >= 3 and study["stopped_by"] == "n_trials"
+    assert set(study["best_params"]) <= set(SPACE) and 0.9 < study["best_value"] <= 1.0
+    assert str(doc["registered_version"]) == "1" and doc["run_id"]
+    assert [s["name"] for s in doc["stages"]][3:6] == ["features", "tune", "train"]
+
+
+def test_a_bad_search_space_is_one_line_and_exit_2(cli, write_config, bc_config):
+    unknown = {**bc_config, "tuning": {"space": {"max_dept": {"type": "int", "low": 2, "high": 6}}}}
+    proc = cli("tune", str(write_config(unknown)))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: tuning.space.max_dept: xgboost has no parameter 'max_dept' (did you mean 'max_depth'?)"]
+    assert not (Path(bc_config["store"]) / "runs").exists()  # refused before any run folder or data read
+
+
+def trial_states(db) -> list[tuple[int, str, int]]:
+    """(number, state, has its parameters and worker) of every trial, read while the study runs."""
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(db, timeout=5) as connection:
+            return connection.execute(
+                "SELECT number, state, (SELECT COUNT(*) FROM trial_params p WHERE p.trial_id = t.trial_id) > 0 AND "
+                "(SELECT COUNT(*) FROM trial_user_attributes a WHERE a.trial_id = t.trial_id AND a.key = 'worker') > 0 "
+                "FROM trials t ORDER BY number").fetchall()
+    except sqlite3.OperationalError:  # tables not created yet
+        return []
+
+
+def test_a_killed_tune_resumes_the_same_study_without_repeating_finished_trials(cli_json, write_config, bc_config,
+                                                                                store, tmp_path):
+    # ~0.3 s trials (300 rounds, no early stopping or pruning), so the kill lands inside one.
+    config = {**bc_config, "model": {"type": "xgboost", "params": {"n_estimators": 300}},
+              "training": {"early_stopping_rounds": None, "threads": 1},
+              "tuning": {"space": SPACE, "n_trials": 4, "pruner": {"type": "none"}, "heartbeat_interval": 1,
+                         "grace_period": 3, "plots": False}}
+    path = write_config(config)
+    db = store / "optuna.db"
+    with open(tmp_path / "first.log", "wb") as log:
+        first = subprocess.Popen([sys.executable, "-m", "trainpipe", "tune", str(path)], stdout=log, stderr=log,
+                                 env={**os.environ, "COLUMNS": "200"})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            states = trial_states(db)
+            # kill mid-training: a trial RUNNING with its parameters sampled, after two have finished
+            if (sum(s == "COMPLETE" for _, s, _ in states) >= 2
+                    and any(s == "RUNNING" and ready for _, s, ready in states)):
+                break
+            assert first.poll() is None, (tmp_path / "first.log").read_text()
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+
+    name = optuna.get_all_study_names(f"sqlite:///{db}")[0]
+    before = optuna.load_study(study_name=name, storage=f"sqlite:///{db}").trials
+    done = {t.number: (t.params, t.datetime_complete) for t in before if t.state.name == "COMPLETE"}
+    killed = [t.number for t in before if t.state.name == "RUNNING"]
+    assert len(done) >= 2 and len(killed) == 1 and len(done) < 4
+
+    code, doc = cli_json("tune", str(path))
+    assert code == 0, doc
+    assert doc["study"]["study"] == name and doc["study"]["stopped_by"] == "n_trials"
+    after = optuna.load_study(study_name=name, storage=f"sqlite:///{db}").trials
+    for number, (params, completed) in done.items():  # finished trials are kept as they were, not run again
+        assert after[number].state.name == "COMPLETE" and after[number].params == params
+        assert after[number].datetime_complete == completed
+    assert after[killed[0]].state.name == "FAIL"
+    retries = [t for t in after if t.system_attrs.get("failed_trial") == killed[0]]
+    assert len(retries) == 1 and retries[0].state.name == "COMPLETE" and retries[0].params == after[killed[0]].params
+    assert sum(t.state.name == "COMPLETE" for t in after) == 4
+    new = [t for t in after if t.number not in done and t.number != killed[0]]
+    assert len(new) == 4 - len(done)  # only the missing trials ran, the killed one among them
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
+    parent = client.get_run(optuna.load_study(study_name=name, storage=f"sqlite:///{db}").user_attrs[
+        "mlflow_parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    trials = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    # every trial has its run, none left RUNNING by the kill: those the killed process had not logged yet and
+    # the killed trial itself (FAILED) were logged by the rerun
+    statuses = {int(r.data.tags["optuna.trial_number"]): r.info.status for r in trials}
+    assert statuses == {t.number: "FAILED" if t.number == killed[0] else "FINISHED" for t in after}

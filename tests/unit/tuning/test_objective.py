@@ -1,0 +1,104 @@
+"""The objective's pieces: which value is reported, when, and how budgets end a study."""
+
+import optuna
+import pytest
+
+from trainpipe.tuning.budget import Budget, describe
+from trainpipe.tuning.objective import decision_steps, pick_intermediate
+from trainpipe.tuning.tracking import trial_record
+
+PRUNER = {"type": "hyperband", "min_resource": 1, "reduction_factor": 3, "n_startup_trials": 5, "n_warmup_steps": 0,
+          "interval_steps": 1}
+
+
+def test_the_metric_itself_is_reported_when_the_family_has_it_else_a_signed_loss():
+    assert pick_intermediate({"validation_rmse": 1.0}, "rmse", "minimize") == ("validation_rmse", 1.0)
+    assert pick_intermediate({"validation_logloss": 0.3}, "roc_auc", "maximize") == ("validation_logloss", -1.0)
+    assert pick_intermediate({"validation_binary_logloss": 0.3}, "log_loss", "minimize") == ("validation_binary_logloss", 1.0)
+    assert pick_intermediate({"validation_loss": 0.3, "train_loss": 0.2}, "f1_macro", "maximize") == ("validation_loss", -1.0)
+    assert pick_intermediate({"train_loss": 0.2}, "roc_auc", "maximize") is None
+
+
+def test_reports_go_only_to_the_steps_where_the_pruner_decides():
+    assert decision_steps(PRUNER, 100) == [0, 1, 3, 9, 27, 81]
+    assert decision_steps({**PRUNER, "min_resource": 2, "reduction_factor": 2}, 40) == [0, 2, 4, 8, 16, 32]
+    assert decision_steps({**PRUNER, "min_resource": 4}, 120) == [0, 4, 12, 36, 108]
+    assert decision_steps({**PRUNER, "type": "median", "n_warmup_steps": 5, "interval_steps": 10}, 40) == [5, 15, 25, 35]
+    assert decision_steps({**PRUNER, "type": "none"}, 40) == []  # no pruner: only the last value is reported
+
+
+def optimize(budget: Budget, objective, limit: int = 50):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=limit, callbacks=[budget.callback], catch=(ValueError,))
+    return study
+
+
+def costly(trial):
+    trial.suggest_float("x", 0, 1)
+    trial.set_user_attr("trainpipe", {"cost_usd": 0.3})
+    return 1.0
+
+
+def test_budget_stops_on_the_study_total_and_on_cost_and_says_which():
+    budget = Budget(n_trials=3)
+    study = optimize(budget, costly)
+    assert len(study.trials) == 3 and budget.conclude(study) == "n_trials" and budget.remaining(study) == 0
+    budget = Budget(n_trials=50, max_cost=1.0)
+    study = optimize(budget, costly)
+    assert len(study.trials) == 4 and budget.conclude(study) == "max_cost"  # 4 × $0.30 ≥ $1
+
+    class T:
+        n_trials, timeout, max_cost = 10, None, 1.0
+    assert describe("max_cost", T, 1.2, 4) == "budget spent: tuning.max_cost $1 reached ($1.2000 spent); 4 trials finished"
+
+
+def test_repeated_failures_end_the_study_with_the_last_error():
+    from trainpipe.errors import ModelError
+
+    def failing(trial):
+        trial.set_user_attr("trainpipe", {"error": "bad combo"})
+        raise ValueError("bad combo")
+
+    budget = Budget(n_trials=50)
+    study = optimize(budget, failing)
+    assert len(study.trials) == 5
+    with pytest.raises(ModelError, match="5 trials in a row failed; the last: bad combo"):
+        budget.conclude(study)
+
+
+def test_a_trial_becomes_params_metrics_steps_and_tags_for_mlflow():
+    trial = optuna.create_trial(value=0.9, params={"depth": 3, "lr": 0.1},
+                                distributions={"depth": optuna.distributions.IntDistribution(1, 5),
+                                               "lr": optuna.distributions.FloatDistribution(0.01, 1)},
+                                intermediate_values={0: -0.6, 3: -0.4},
+                                user_attrs={"trainpipe": {"duration_s": 1.5, "cost_usd": 0.01,
+                                                          "intermediate": "-validation_logloss"}})
+    params, metrics, steps, tags = trial_record(trial, ["validation_roc_auc"])
+    assert params == {"depth": "3", "lr": "0.1"}
+    assert metrics == {"validation_roc_auc": 0.9, "duration_s": 1.5, "cost_usd": 0.01}
+    assert steps == {"intermediate.validation_logloss (negated)": [(0, -0.6), (3, -0.4)]}
+    assert tags["optuna.state"] == "COMPLETE"
+
+
+def test_trials_of_dead_local_workers_are_failed_and_retried_with_their_params(monkeypatch):
+    import datetime
+    import socket
+
+    from trainpipe.tuning import study as studies
+
+    study = optuna.create_study()
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    dead = optuna.create_trial(state=optuna.trial.TrialState.RUNNING, params={"x": 0.5}, distributions=dist,
+                               user_attrs={"worker": f"{socket.gethostname()}:999999"})
+    early = optuna.create_trial(state=optuna.trial.TrialState.RUNNING)  # killed before the objective's first line
+    other = optuna.create_trial(state=optuna.trial.TrialState.RUNNING, params={"x": 0.1}, distributions=dist,
+                                user_attrs={"worker": "another-host:1"})
+    for trial in (dead, early, other):
+        study.add_trial(trial)
+    monkeypatch.setattr(studies, "_alive", lambda pid: pid != 999999)
+    assert studies.recover_dead_trials(study, grace_period=3600) == [0]  # the early one is still within grace
+    states = [t.state.name for t in study.trials]
+    assert states[:3] == ["FAIL", "RUNNING", "RUNNING"] and study.trials[3].state.name == "WAITING"
+    assert study.trials[3].params == {"x": 0.5} and study.trials[3].system_attrs["failed_trial"] == 0
+    later = datetime.datetime.now() + datetime.timedelta(seconds=31)
+    assert studies.recover_dead_trials(study, grace_period=30, now=later) == [1]

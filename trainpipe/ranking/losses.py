@@ -1,0 +1,69 @@
+"""Retrieval losses over a batch of (user, positive item) pairs, the other rows' items as negatives.
+
+All three take L2-normalised user vectors `u` (b, d), positive item vectors `v` (b, d), the item
+codes of the batch (to mask an item that is some other row's positive too: not a true negative),
+optional extra negatives `v_neg` (m, d) shared by the batch, and per-row weights.
+
+- softmax: in-batch sampled softmax. Popular items appear as in-batch negatives more often than
+  uniform sampling would have them, which biases the model against them; the log-Q correction
+  (Yi et al., RecSys 2019) subtracts log(sampling probability) from every logit to undo it.
+- bpr: -log σ(s_pos - s_neg), averaged over the row's negatives.
+- triplet: max(0, margin - cos_pos + cos_neg), averaged over the row's negatives.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _logits(u, v, items, v_neg, neg_items):
+    """Similarities (b, b [+ m]) and a mask of the entries that are valid negatives."""
+    b = len(items)
+    sims = u @ v.T
+    valid = items[None, :] != items[:, None]  # also removes the diagonal (the positive itself)
+    if v_neg is not None:
+        sims = torch.cat([sims, u @ v_neg.T], dim=1)
+        valid = torch.cat([valid, neg_items[None, :] != items[:, None]], dim=1)
+    return sims, valid, torch.arange(b, device=u.device)
+
+
+def _weighted_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    if weight is None:
+        return values.mean()
+    weight = weight.to(values.dtype)
+    return (values * weight).sum() / weight.sum().clamp_min(1e-12)
+
+
+def sampled_softmax(u, v, items, scale, weight=None, log_q=None, v_neg=None, neg_items=None, neg_log_q=None):
+    """Cross-entropy of the positive against in-batch (and extra) negatives; `log_q` per batch item."""
+    sims, valid, target = _logits(u, v, items, v_neg, neg_items)
+    logits = sims.float() * scale
+    if log_q is not None:
+        correction = log_q if v_neg is None else torch.cat([log_q, neg_log_q])
+        logits = logits - correction[None, :]
+    valid = valid.clone()
+    valid[target, target] = True  # keep the positive's own logit
+    logits = logits.masked_fill(~valid, float("-inf"))
+    return _weighted_mean(F.cross_entropy(logits, target, reduction="none"), weight)
+
+
+def bpr(u, v, items, scale, weight=None, v_neg=None, neg_items=None, **_):
+    sims, valid, target = _logits(u, v, items, v_neg, neg_items)
+    sims = sims.float() * scale
+    positive = sims[target, target][:, None]
+    pairs = -F.logsigmoid(positive - sims) * valid
+    per_row = pairs.sum(dim=1) / valid.sum(dim=1).clamp_min(1)
+    return _weighted_mean(per_row, weight)
+
+
+def triplet(u, v, items, scale, weight=None, v_neg=None, neg_items=None, margin=0.2, **_):
+    sims, valid, target = _logits(u, v, items, v_neg, neg_items)
+    sims = sims.float()
+    positive = sims[target, target][:, None]
+    pairs = torch.relu(margin - positive + sims) * valid
+    per_row = pairs.sum(dim=1) / valid.sum(dim=1).clamp_min(1)
+    return _weighted_mean(per_row, weight)
+
+
+LOSSES = {"softmax": sampled_softmax, "bpr": bpr, "triplet": triplet}

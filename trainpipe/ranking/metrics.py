@@ -1,0 +1,121 @@
+"""Exact top-K ranking metrics over the whole catalogue, streamed in batches of users.
+
+A batch of users is scored against every item with one matrix product, the items each user saw
+before are set to -inf, and `torch.topk` keeps K per user: memory is batch × items, never users ×
+items. Hits are found by binary search of (row, item) keys in the sorted relevant set, so no step
+loops over users in Python.
+
+Definitions (per user with at least one relevant item, then averaged over those users):
+Recall@K = relevant items in the top K / relevant items; HitRate@K = 1 if any is; NDCG@K = DCG of
+the top K / DCG of a perfect top K (binary gains, log2 discount); MRR = 1 / rank of the first
+relevant item within the largest K (0 if none). Catalogue-level: coverage@K = distinct items
+recommended in anyone's top K / items; popularity_bias@K = mean training popularity of recommended
+items / mean training popularity of all items (1: no bias toward popular items).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+ScoreFn = Callable[[np.ndarray], torch.Tensor]  # user codes (b,) -> float32 scores (b, n_items)
+
+
+def interaction_matrix(user: np.ndarray, item: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
+    """Binary users × items CSR (repeated pairs count once), indices sorted within rows."""
+    m = sp.csr_matrix((np.ones(len(user), dtype=np.float32), (user, item)), shape=(n_users, n_items))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    m.sort_indices()
+    return m
+
+
+def mask_seen(scores: torch.Tensor, seen: sp.csr_matrix | None) -> None:
+    """Set each row's seen items to -inf in place; `seen` has one row per score row."""
+    if seen is None or seen.nnz == 0:
+        return
+    rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
+    scores[torch.from_numpy(rows), torch.from_numpy(seen.indices.astype(np.int64))] = float("-inf")
+
+
+def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None,
+          batch_users: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k item codes (-1 where fewer than k unseen items exist) and scores, per user, best first.
+
+    `exclude` is indexed by user code (rows = all users)."""
+    n = len(users)
+    items = np.full((n, k), -1, dtype=np.int64)
+    scores_out = np.full((n, k), -np.inf, dtype=np.float32)
+    for start in range(0, n, batch_users):
+        batch = users[start:start + batch_users]
+        scores = score_fn(batch).float()
+        mask_seen(scores, exclude[batch] if exclude is not None else None)
+        kk = min(k, scores.shape[1])
+        values, index = torch.topk(scores, kk, dim=1)
+        values, index = values.numpy(), index.numpy()
+        index[~np.isfinite(values)] = -1
+        items[start:start + len(batch), :kk] = index
+        scores_out[start:start + len(batch), :kk] = values
+    return items, scores_out
+
+
+def hit_matrix(top: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
+    """hits[r, j]: is top[r, j] among row r's relevant items (rows of `relevant` align with `top`)."""
+    n_items = relevant.shape[1]
+    if not relevant.has_sorted_indices:
+        relevant = relevant.sorted_indices()
+    rows = np.repeat(np.arange(relevant.shape[0], dtype=np.int64), np.diff(relevant.indptr))
+    rel_keys = rows * n_items + relevant.indices  # sorted: rows ascending, indices sorted within rows
+    keys = np.arange(top.shape[0], dtype=np.int64)[:, None] * n_items + top
+    pos = np.minimum(np.searchsorted(rel_keys, keys), max(len(rel_keys) - 1, 0))
+    return (top >= 0) & (rel_keys[pos] == keys) if len(rel_keys) else np.zeros(top.shape, dtype=bool)
+
+
+def per_user_metrics(top: np.ndarray, relevant: sp.csr_matrix, ks: list[int]) -> dict[str, np.ndarray]:
+    """Recall/NDCG/HitRate@K and MRR per row (rows with no relevant item must be removed beforehand)."""
+    hits = hit_matrix(top, relevant)
+    n_rel = np.diff(relevant.indptr).astype(np.float64)
+    discount = 1.0 / np.log2(np.arange(top.shape[1]) + 2.0)
+    ideal = np.cumsum(discount)
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        h = hits[:, :k]
+        found = h.sum(axis=1)
+        out[f"recall_at_{k}"] = found / n_rel
+        out[f"hit_rate_at_{k}"] = (found > 0).astype(np.float64)
+        dcg = (h * discount[:k]).sum(axis=1)
+        out[f"ndcg_at_{k}"] = dcg / ideal[np.minimum(n_rel, k).astype(np.int64) - 1]
+    first = hits.argmax(axis=1)
+    out["mrr"] = np.where(hits.any(axis=1), 1.0 / (first + 1.0), 0.0)
+    return out
+
+
+def catalogue_metrics(top: np.ndarray, ks: list[int], popularity: np.ndarray) -> dict[str, float]:
+    n_items = len(popularity)
+    mean_pop = float(popularity.mean()) or 1.0
+    out = {}
+    for k in ks:
+        chosen = top[:, :k]
+        chosen = chosen[chosen >= 0]
+        out[f"coverage_at_{k}"] = float(len(np.unique(chosen)) / n_items)
+        out[f"popularity_bias_at_{k}"] = float(popularity[chosen].mean() / mean_pop) if len(chosen) else 0.0
+    return out
+
+
+def evaluate(score_fn: ScoreFn, relevant: sp.csr_matrix, exclude: sp.csr_matrix, ks: list[int],
+             popularity: np.ndarray, batch_users: int = 1024,
+             users: np.ndarray | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Metrics of one scorer for the users with relevant items (or the given subset of them).
+
+    `relevant` and `exclude` are users × items (all users); returns the averages and per-user values."""
+    if users is None:
+        users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    top, _ = top_k(score_fn, users, max(ks), exclude, batch_users)
+    per_user = per_user_metrics(top, relevant[users], ks)
+    summary = {name: float(values.mean()) if len(values) else 0.0 for name, values in per_user.items()}
+    summary.update(catalogue_metrics(top, ks, popularity))
+    summary["users"] = float(len(users))
+    return summary, per_user

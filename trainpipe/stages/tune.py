@@ -1,0 +1,150 @@
+"""tune: search the model's parameters with Optuna; train then fits the best ones.
+
+Runs only when `tuning.enabled` (`trainpipe tune` sets it). The study lives in RDB storage under a name
+fixed by data, model and search settings, so a rerun (after a kill, or with a larger `n_trials`) continues
+it. The stage's identity is the best parameters: an unchanged result lets train reuse its cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from trainpipe.config import canonical_hash
+from trainpipe.errors import ModelError
+from trainpipe.evaluation.metrics import LOWER_IS_BETTER, primary_metric
+from trainpipe.stages import raw_rows
+from trainpipe.tuning import budget as budgets
+from trainpipe.tuning import study as studies
+from trainpipe.tuning.objective import outcome
+from trainpipe.tuning.worker import WorkerJob, run_worker, start_workers, wait_workers, write_job
+
+
+def objective_of(config) -> tuple[str, str]:
+    """The tuned metric and its direction: `tuning.metric` or the task's primary metric."""
+    metric = config.tuning.metric or primary_metric(config.task, config.evaluation)[0]
+    default = "minimize" if metric in LOWER_IS_BETTER else "maximize"
+    return metric, config.tuning.direction or default
+
+
+def run(ctx) -> dict:
+    config, tuning = ctx.config, ctx.config.tuning
+    features = ctx.manifest("features")
+    metric, direction = objective_of(config)
+    storage_url = tuning.storage or ctx.store.optuna_uri
+    name = studies.study_name(config, features["identity"])
+    storage = studies.open_storage(storage_url, tuning)
+    local = storage_url.startswith("sqlite:///")
+    study = studies.create_study(name, storage, tuning, direction, lock=ctx.store.lock("optuna") if local else None,
+                                 attrs={"metric": metric, "trainpipe.model": config.model.type})
+
+    groups_file = None
+    if tuning.cv.folds and tuning.cv.strategy == "group":
+        groups_file = ctx.stage_dir / "groups.npy"
+        column = tuning.cv.group_column
+        rows = [raw_rows(ctx, s) for s in ("train", "validation")]
+        if column not in rows[0].columns:
+            raise ModelError(f"tuning.cv.group_column: no column {column!r} in the data", key="tuning.cv.group_column")
+        np.save(groups_file, np.concatenate([r[column].astype(str).to_numpy() for r in rows]).astype(object),
+                allow_pickle=True)
+
+    tracker, parent = _parent_run(ctx, study, metric)
+    threads = config.training.threads or max(1, (os.cpu_count() or 1) // tuning.workers)
+    job = WorkerJob(config=config.to_dict(), features_dir=str(ctx.upstream("features")),
+                    groups_file=str(groups_file) if groups_file else None, study_name=name, storage=storage_url,
+                    metric=metric, direction=direction, threads=threads, parent_run_id=parent,
+                    experiment_id=tracker.experiment_id(config.tracking.experiment or config.name) if tracker else None)
+    job_file = ctx.stage_dir / "job.json"
+    write_job(job, job_file)
+    others = start_workers(job_file, tuning.workers - 1, ctx.stage_dir)
+    try:
+        mine = run_worker(job, 0, storage)
+    except BaseException:
+        for proc, _ in others:
+            proc.kill()
+        raise
+    results = [mine] + wait_workers(others)
+
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=storage)  # every worker's trials, fresh from the storage
+    best = studies.best_trial(study, direction)
+    if best is None:
+        timed_out = sum(outcome(t).get("stopped_by") == "trial_timeout" for t in study.trials)
+        hint = (f"; {timed_out} stopped by tuning.trial_timeout {tuning.trial_timeout:g}s: raise it" if timed_out
+                else "; raise tuning.n_trials or loosen the pruner")
+        raise ModelError(f"tuning: no trial of study {name} completed ({studies.counts(study)}){hint}", key="tuning")
+    summary = _summary(study, best, name, storage_url, metric, direction, mine["stopped_by"], tuning, results)
+    best_params = _best_params(config, best)
+    (ctx.stage_dir / "best_params.json").write_text(json.dumps(
+        {"params": best_params, "best_iteration": outcome(best).get("best_iteration"),
+         "retrain_on": tuning.retrain_on, "trial": best.number}, indent=2, default=str))
+    study.trials_dataframe().to_csv(ctx.stage_dir / "trials.csv", index=False)
+
+    from trainpipe.tuning.plots import save_plots
+
+    plots, summary["plots_skipped"] = (save_plots(study, ctx.stage_dir / "plots", metric, seed=config.seed)
+                                       if tuning.plots else ([], {}))
+    (ctx.stage_dir / "study.json").write_text(json.dumps(summary, indent=2, default=str))
+    if tracker is not None:
+        from trainpipe.tuning.tracking import backfill, finish_parent, metric_names
+
+        backfill(tracker, job.experiment_id, parent, study, metric_names(metric, tuning.latency_objective))
+        finish_parent(tracker, parent, summary, [ctx.stage_dir / "study.json", ctx.stage_dir / "best_params.json",
+                                                 *[ctx.stage_dir / "plots" / p for p in plots]])
+    identity = canonical_hash({"study": name, "params": best_params, "retrain_on": tuning.retrain_on,
+                               "best_iteration": outcome(best).get("best_iteration")})
+    return {
+        "identity": identity,
+        "outputs": {"best_params": "best_params.json", "study": "study.json", "trials": "trials.csv"},
+        "artifacts": ["best_params.json", "study.json", "trials.csv"] + (["plots"] if plots else []),
+        "metrics": {"tuning_best_value": summary["best_value"], "tuning_trials_finished": float(summary["finished"]),
+                    "tuning_cost_usd": summary["cost_usd"]},
+        "summary": {k: summary[k] for k in ("study", "storage", "metric", "direction", "trials", "best_value",
+                                             "best_params", "best_trial", "stopped_by", "message", "cost_usd")},
+    }
+
+
+def _parent_run(ctx, study, metric: str):
+    config = ctx.config
+    if not config.tracking.enabled:
+        return None, None
+    from trainpipe.tracking import Tracker
+    from trainpipe.tuning.tracking import open_parent
+
+    tracker = Tracker(ctx.store, config.tracking)
+    tags = {"optuna.study": study.study_name, "trainpipe.run_id": ctx.run_id, "trainpipe.stage": "tune",
+            "optuna.metric": metric, "model.type": config.model.type, **config.tracking.tags}
+    parent = open_parent(tracker, config.tracking.experiment or config.name, study, tags)
+    settings = config.tuning.model_dump(mode="json", exclude={"space"})
+    from trainpipe.tracking import flatten
+
+    try:
+        tracker.log_params(parent, flatten({"tuning": settings}))
+    except Exception:  # params of a reopened study run are already there (MLflow params never change)
+        pass
+    return tracker, parent
+
+
+def _best_params(config, best) -> dict:
+    from trainpipe.tuning.space import decode, family_space
+
+    return decode(family_space(config), dict(best.params))
+
+
+def _summary(study, best, name, storage_url, metric, direction, stopped_by, tuning, results) -> dict:
+    counts = studies.counts(study)
+    finished = sum(counts.get(s, 0) for s in studies.FINISHED)
+    cost = studies.total_cost(study)
+    return {"study": name, "storage": studies.redact(storage_url), "metric": metric, "direction": direction,
+            "trials": counts, "finished": finished, "best_value": float(best.values[0]),
+            "best_values": [float(v) for v in best.values], "best_params": _jsonable(best.params),
+            "best_trial": best.number, "stopped_by": stopped_by, "cost_usd": cost,
+            "message": budgets.describe(stopped_by, tuning, cost, finished),
+            "workers": [{k: r[k] for k in ("worker", "trials_run", "stopped_by", "recovered")} for r in results]}
+
+
+def _jsonable(params: dict) -> dict:
+    return json.loads(json.dumps(params, default=str))

@@ -1,0 +1,238 @@
+"""Search spaces: one YAML entry per model parameter, checked before any data is read, sampled per trial.
+
+    learning_rate: {type: float, low: 0.01, high: 0.3, log: true}
+    max_depth:     {type: int, low: 3, high: 10}
+    booster:       {type: categorical, choices: [gbtree, dart]}
+    rate_drop:     {type: float, low: 0.0, high: 0.3, when: {booster: dart}}
+
+`when` makes a parameter conditional on a categorical one: it is sampled only when that parameter took
+one of the given values, otherwise the family's default applies.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from trainpipe.errors import ConfigError, ModelError
+
+
+class ParamSpec(BaseModel):
+    """One searched parameter (`tuning.space.<name>`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["int", "float", "categorical"] = Field(description="int, float or categorical.")
+    low: float | None = Field(None, description="int/float: smallest value.")
+    high: float | None = Field(None, description="int/float: largest value (inclusive).")
+    log: bool = Field(False, description="int/float: sample uniformly in log space (needs low > 0).")
+    step: float | None = Field(None, gt=0, description="int/float: grid step (not with log).")
+    choices: list[Any] | None = Field(None, description="categorical: the values (lists allowed, e.g. hidden_dims).")
+    when: dict[str, Any] | None = Field(None, description="Sample only when another (categorical) parameter took "
+                                        "this value or one of these values: {booster: dart}.")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("choices: a categorical parameter needs a non-empty list of choices")
+            if self.low is not None or self.high is not None:
+                raise ValueError("low/high: not used by a categorical parameter (give choices)")
+            return self
+        if self.choices is not None:
+            raise ValueError(f"choices: only for type categorical, not {self.type}")
+        if self.low is None or self.high is None:
+            raise ValueError(f"low/high: a {self.type} parameter needs both")
+        if self.low >= self.high:
+            raise ValueError(f"low must be below high (got low={self.low:g}, high={self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: a log range needs low > 0 (got low={self.low:g})")
+        if self.log and self.step is not None:
+            raise ValueError("step: cannot be combined with log")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError(f"low/high: an int parameter needs whole numbers (got {self.low:g}, {self.high:g})")
+        return self
+
+
+def check_conditions(space: dict[str, ParamSpec]) -> list[str]:
+    """`when` must name a categorical parameter of the space and values among its choices; no cycles."""
+    problems = []
+    for name, spec in space.items():
+        for other, wanted in (spec.when or {}).items():
+            if other not in space:
+                problems.append(f"tuning.space.{name}.when: {other!r} is not a parameter of the search space")
+            elif space[other].type != "categorical":
+                problems.append(f"tuning.space.{name}.when: {other!r} must be categorical to condition on it")
+            else:
+                values = wanted if isinstance(wanted, list) else [wanted]
+                missing = [v for v in values if v not in space[other].choices]
+                if missing:
+                    problems.append(f"tuning.space.{name}.when: {missing[0]!r} is not one of {other}'s choices "
+                                    f"{space[other].choices}")
+    if not problems:
+        try:
+            sampling_order(space)
+        except ConfigError as exc:
+            problems.append(exc.message)
+    return problems
+
+
+def sampling_order(space: dict[str, ParamSpec]) -> list[str]:
+    """Parameters ordered so that every condition is sampled before the parameters that depend on it."""
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        if name in visiting:
+            raise ConfigError(f"tuning.space.{name}.when: conditions form a cycle", key=f"tuning.space.{name}")
+        visiting.add(name)
+        for other in (space[name].when or {}):
+            if other in space:
+                visit(other)
+        visiting.discard(name)
+        order.append(name)
+
+    for name in space:
+        visit(name)
+    return order
+
+
+def _encoded(choices: list) -> tuple[list, dict]:
+    """Optuna stores only None/bool/int/float/str choices: other values (lists) travel as JSON text."""
+    if all(c is None or isinstance(c, (bool, int, float, str)) for c in choices):
+        return choices, {}
+    codes = {json.dumps(c): c for c in choices}
+    return list(codes), codes
+
+
+def suggest(trial, space: dict[str, ParamSpec]) -> dict[str, Any]:
+    """Sample one parameter set; conditional parameters whose condition does not hold are left out."""
+    params: dict[str, Any] = {}
+    for name in sampling_order(space):
+        spec = space[name]
+        if spec.when and not all(params.get(k) in (v if isinstance(v, list) else [v]) for k, v in spec.when.items()):
+            continue
+        if spec.type == "categorical":
+            choices, codes = _encoded(spec.choices)
+            value = trial.suggest_categorical(name, choices)
+            params[name] = codes.get(value, value) if codes else value
+        elif spec.type == "int":
+            params[name] = trial.suggest_int(name, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log)
+        else:
+            params[name] = trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log)
+    return params
+
+
+def decode(space: dict[str, ParamSpec], stored: dict[str, Any]) -> dict[str, Any]:
+    """A trial's stored params back to model values (JSON-encoded list choices decoded)."""
+    out = {}
+    for name, value in stored.items():
+        spec = space.get(name)
+        if spec is not None and spec.type == "categorical":
+            _, codes = _encoded(spec.choices)
+            value = codes.get(value, value) if codes else value
+        out[name] = value
+    return out
+
+
+def grid(space: dict[str, ParamSpec]) -> dict[str, list]:
+    """The grid sampler's value lists: categorical choices, int ranges, stepped float ranges."""
+    import numpy as np
+
+    values = {}
+    for name, spec in space.items():
+        if spec.when:
+            raise ConfigError(f"tuning.space.{name}.when: the grid sampler cannot search conditional parameters",
+                              key=f"tuning.space.{name}")
+        if spec.type == "categorical":
+            values[name] = _encoded(spec.choices)[0]
+        elif spec.type == "int":
+            values[name] = list(range(int(spec.low), int(spec.high) + 1, int(spec.step or 1)))
+        elif spec.step is not None:
+            values[name] = [float(v) for v in np.arange(spec.low, spec.high + spec.step / 2, spec.step)]
+        else:
+            raise ConfigError(f"tuning.space.{name}.step: the grid sampler needs a step for float parameters",
+                              key=f"tuning.space.{name}")
+    return values
+
+
+def parse_space(raw: dict[str, dict]) -> dict[str, ParamSpec]:
+    """A family's default space (plain dicts) as ParamSpecs; problems name the parameter."""
+    from pydantic import ValidationError
+
+    out = {}
+    for name, spec in raw.items():
+        try:
+            out[name] = ParamSpec.model_validate(spec)
+        except ValidationError as exc:
+            raise ConfigError(f"tuning.space.{name}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}",
+                              key=f"tuning.space.{name}") from None
+    return out
+
+
+def family_space(config) -> dict[str, ParamSpec]:
+    """`tuning.space` if given, else the family's default, narrowed to what the chosen estimator accepts."""
+    from trainpipe.models import get_family
+
+    if config.tuning.space:
+        return dict(config.tuning.space)
+    family = get_family(config.model.type)
+    space = parse_space(family.default_search_space(config.task))
+    space = {k: v for k, v in space.items() if k not in config.model.params}  # a fixed model.params value wins
+    if config.model.type == "sklearn" and config.model.estimator:
+        accepted = _estimator_params(config.model.estimator)
+        space = {k: v for k, v in space.items() if k in accepted}
+    if not space:
+        raise ConfigError(f"tuning.space: no default search space for {config.model.estimator or config.model.type} "
+                          "(or model.params fixes all of it); list the parameters to search in tuning.space",
+                          key="tuning.space")
+    return space
+
+
+def _estimator_params(path: str) -> set[str]:
+    from trainpipe.models.sklearn import import_estimator
+
+    return set(import_estimator(path)().get_params(deep=False))
+
+
+def check_space(config) -> None:
+    """Every searched name must be a real parameter of the family, at both ends of its range: the family's own
+    check runs on the lows (first choices) and on the highs (last choices). Errors name `tuning.space.<param>`.
+    Also the sampler and the storage URL's driver, so that nothing fails after data was read."""
+    from trainpipe.models import get_family
+
+    space = family_space(config)
+    family = get_family(config.model.type)
+    for end in (0, -1):
+        sample = {}
+        for name, spec in space.items():
+            if spec.type == "categorical":
+                sample[name] = spec.choices[end]
+            else:
+                value = spec.low if end == 0 else spec.high
+                sample[name] = int(value) if spec.type == "int" else float(value)
+        try:
+            family.check_config({**config.model.params, **sample}, config.model.estimator, config.task)
+        except ModelError as exc:
+            raise _as_space_error(exc, space) from None
+    from trainpipe.tuning.study import check_storage_url, make_sampler
+
+    make_sampler(config.tuning, space, 0)  # a missing cmaes, a grid over an unstepped float: now, not after ingest
+    if config.tuning.storage:
+        check_storage_url(config.tuning.storage)
+
+
+def _as_space_error(exc: ModelError, space: dict) -> ModelError:
+    prefix = "model.params."
+    key = exc.key or ""
+    name = key.removeprefix(prefix)
+    if key.startswith(prefix) and name in space:
+        rest = exc.message.split(": ", 1)[1] if ": " in exc.message else exc.message
+        return ModelError(f"tuning.space.{name}: {rest}", key=f"tuning.space.{name}")
+    if key == "model.params" and len(space):  # the library refused the sampled combination as a whole
+        return ModelError(f"tuning.space: {exc.message.split(': ', 1)[-1]}", key="tuning.space")
+    return exc

@@ -1,0 +1,276 @@
+"""The study: its name, its RDB storage (with heartbeats), sampler and pruner, and its summary.
+
+A study is created once, by the process that starts the workers, before they start: several processes
+creating the same fresh SQLite study at once fail (shared/FACTS.md). Every worker runs with heartbeats, so
+a trial left RUNNING by a killed process is failed after `grace_period` and retried with the same
+parameters; on this host a dead worker's trial is recognised at once by its process id.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import warnings
+from pathlib import Path
+from typing import Any
+
+from trainpipe.errors import ConfigError, MissingDependency
+
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+def _quiet():
+    import optuna
+    from optuna.exceptions import ExperimentalWarning
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=ExperimentalWarning)
+    return optuna
+
+
+def redact(url: str) -> str:
+    """A storage URL fit for logs and tags: the password is replaced."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def study_name(config, features_identity: str) -> str:
+    """Same data, model and search settings → same study, whatever the budget; so a rerun continues it."""
+    from trainpipe.config import canonical_hash
+
+    if config.tuning.study_name:
+        return config.tuning.study_name
+    tuning = config.tuning.model_dump(mode="json", exclude={"n_trials", "timeout", "max_cost", "workers", "cost",
+                                                            "enabled", "storage", "heartbeat_interval",
+                                                            "grace_period", "retrain_on", "trial_timeout"})
+    doc = {"features": features_identity, "model": config.model.model_dump(mode="json"), "task": config.task,
+           "seed": config.seed, "early_stopping": config.training.early_stopping_rounds, "tuning": tuning}
+    return f"{config.name}-{canonical_hash(doc)[:12]}"
+
+
+def check_storage_url(url: str) -> None:
+    """A malformed URL or a missing database driver, found before any work (no connection is made)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url).get_dialect().import_dbapi()
+    except ImportError as exc:
+        raise MissingDependency(f"tuning.storage: the driver for {redact(url)} is not installed ({exc.name}); e.g. "
+                                "pip install psycopg2-binary for PostgreSQL", key="tuning.storage") from exc
+    except Exception as exc:
+        raise ConfigError(f"tuning.storage: not a usable SQLAlchemy URL {redact(url)!r}: {exc}",
+                          key="tuning.storage") from exc
+
+
+def open_storage(url: str, tuning, created: bool = False):
+    """RDBStorage with heartbeats; an SQLite file gets a 30 s lock timeout and WAL journaling.
+    `created`: the tables exist (a worker started after the study was created) and need no check."""
+    optuna = _quiet()
+    if url.startswith("sqlite:///"):
+        _prepare_sqlite(Path(url.removeprefix("sqlite:///")))
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 30}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    try:
+        storage = optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=tuning.heartbeat_interval,
+            grace_period=tuning.grace_period, skip_table_creation=created, skip_compatibility_check=created,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+        if url.startswith("sqlite:///"):
+            _fewer_syncs(storage.engine)
+        return storage
+    except ImportError as exc:
+        raise MissingDependency(f"tuning.storage: the driver for {redact(url)} is not installed ({exc.name}); e.g. "
+                                "pip install psycopg2-binary for PostgreSQL", key="tuning.storage") from exc
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"tuning.storage: cannot open {redact(url)}: {detail}", key="tuning.storage") from exc
+
+
+def _fewer_syncs(engine) -> None:
+    """WAL with synchronous=NORMAL: a commit no longer waits for the disk (each trial makes ~20: parameters,
+    reports, attributes). A killed process loses nothing; only a power cut can lose the last commits."""
+    from sqlalchemy import event
+
+    event.listen(engine, "connect", lambda connection, _: connection.execute("PRAGMA synchronous=NORMAL"))
+    engine.dispose()  # connections opened while the storage was set up reconnect with the pragma
+
+
+def _prepare_sqlite(path: Path) -> None:
+    """WAL: readers (the dashboard, other workers) do not block the writer; a write costs about half."""
+    import sqlite3
+
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, timeout=30)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
+
+
+def make_sampler(tuning, space: dict, seed: int):
+    optuna = _quiet()
+    kind = tuning.sampler
+    if kind.type == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=kind.multivariate,
+                                          n_startup_trials=kind.n_startup_trials)
+    if kind.type == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind.type == "cmaes":
+        import importlib.util
+
+        if importlib.util.find_spec("cmaes") is None:
+            raise MissingDependency("tuning.sampler.type: cmaes needs the cmaes package; pip install cmaes",
+                                    key="tuning.sampler.type")
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=kind.n_startup_trials)
+    if kind.type == "grid":
+        from trainpipe.tuning.space import grid
+
+        return optuna.samplers.GridSampler(grid(space), seed=seed)
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=kind.population_size)
+
+
+def make_pruner(tuning):
+    optuna = _quiet()
+    p = tuning.pruner
+    if p.type == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, reduction_factor=p.reduction_factor)
+    if p.type == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource, reduction_factor=p.reduction_factor)
+    if p.type == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps,
+                                           interval_steps=p.interval_steps)
+    return optuna.pruners.NopPruner()
+
+
+def directions(tuning, direction: str) -> list[str]:
+    return [direction, "minimize"] if tuning.latency_objective else [direction]
+
+
+def create_study(name: str, storage, tuning, direction: str, lock=None, attrs: dict | None = None):
+    """Create the study (or load it when it exists); called once, before any worker starts."""
+    optuna = _quiet()
+    import contextlib
+
+    with lock or contextlib.nullcontext():
+        for attempt in range(3):
+            try:
+                study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+                                            directions=directions(tuning, direction))
+                break
+            except Exception:  # a remote database being created by another machine at the same moment
+                if attempt == 2:
+                    raise
+                import time
+
+                time.sleep(1.0 + attempt)
+        for key, value in (attrs or {}).items():
+            if study.user_attrs.get(key) is None:
+                study.set_user_attr(key, value)
+    return study
+
+
+def load_study(name: str, storage, tuning, seed: int, space: dict):
+    optuna = _quiet()
+    return optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(tuning, space, seed),
+                             pruner=make_pruner(tuning))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _dead(trial, host: str, grace_period: float, now: datetime.datetime) -> bool:
+    worker = str(trial.user_attrs.get("worker", ""))
+    if not worker:  # killed between Optuna's ask and the objective's first line: no heartbeat was ever written
+        started = trial.datetime_start
+        return started is not None and (now - started).total_seconds() > grace_period
+    trial_host, _, pid = worker.rpartition(":")
+    return trial_host == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
+
+
+def recover_dead_trials(study, grace_period: float, now: datetime.datetime | None = None) -> list[int]:
+    """Fail and retry RUNNING trials whose worker process on this host is gone, without waiting out the
+    heartbeat grace period, and those killed before their first heartbeat (which Optuna never finds stale).
+    Trials of live workers on other hosts are left to the heartbeat."""
+    optuna = _quiet()
+    from optuna.trial import TrialState
+
+    host, recovered, now = socket.gethostname(), [], now or datetime.datetime.now()
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not _dead(trial, host, grace_period, now):
+            continue
+        if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            retry(study, study._storage.get_trial(trial._trial_id))
+            recovered.append(trial.number)
+    return recovered
+
+
+def _engine(study):
+    """The SQLAlchemy engine of an RDB storage (None for others). Counting through Optuna's API rebuilds every
+    trial of the study (~13 ms per call at 20 trials, growing with the study): budgets check after each trial."""
+    storage = getattr(study._storage, "_backend", study._storage)
+    return getattr(storage, "engine", None)
+
+
+def counts(study) -> dict[str, int]:
+    """Trials by state name."""
+    engine = _engine(study)
+    if engine is not None:  # one COUNT query on Optuna's own tables
+        from sqlalchemy import text
+
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT state, COUNT(*) FROM trials WHERE study_id = :id GROUP BY state"),
+                                      {"id": study._study_id}).fetchall()
+        return {(state.name if hasattr(state, "name") else str(state)): int(n) for state, n in rows}
+    out: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        out[trial.state.name] = out.get(trial.state.name, 0) + 1
+    return out
+
+
+def finished(study) -> int:
+    c = counts(study)
+    return sum(c.get(s, 0) for s in FINISHED)
+
+
+def best_trial(study, direction: str):
+    """Single objective: Optuna's best. Two objectives: the Pareto-optimal trial best on the metric."""
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    if len(study.directions) == 1:
+        return study.best_trial
+    pick = max if direction == "maximize" else min
+    return pick(study.best_trials, key=lambda t: t.values[0])
+
+
+def total_cost(study) -> float:
+    """USD spent by the study's trials (their `trainpipe.cost_usd` attribute)."""
+    import json
+
+    engine = _engine(study)
+    if engine is not None:
+        from sqlalchemy import text
+
+        with engine.connect() as connection:
+            rows = connection.execute(text(
+                "SELECT a.value_json FROM trial_user_attributes a JOIN trials t ON a.trial_id = t.trial_id "
+                "WHERE t.study_id = :id AND a.key = 'trainpipe'"), {"id": study._study_id}).fetchall()
+        return float(sum(json.loads(value).get("cost_usd", 0.0) for (value,) in rows))
+    return float(sum(t.user_attrs.get("trainpipe", {}).get("cost_usd", 0.0) for t in study.get_trials(deepcopy=False)))

@@ -1,0 +1,175 @@
+"""One tuning worker: load the study, optimise until a budget ends it. `--workers N` runs N of these.
+
+The stage's own process is worker 0; workers 1..N-1 are `python -m trainpipe.tuning.worker JOB INDEX`
+processes that read the same job file and share the storage. On Linux they die with their parent
+(PR_SET_PDEATHSIG), so killing `trainpipe tune` leaves no orphan trials running: the rerun retries them.
+Samplers are seeded with seed + worker index; trials interleave by timing, so with N > 1 workers the
+sequence of trials (and possibly the best one) is not reproducible, the parameters of a given trial are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trainpipe.errors import ModelError, TrainpipeError
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """What every worker of one study reads (written as job.json in the stage folder)."""
+
+    config: dict  # the resolved pipeline config
+    features_dir: str
+    groups_file: str | None
+    study_name: str
+    storage: str
+    metric: str
+    direction: str
+    threads: int
+    parent_run_id: str | None = None
+    experiment_id: str | None = None
+
+
+def build_settings(config, job: WorkerJob, info: dict):
+    from trainpipe.tuning.objective import ObjectiveSettings
+    from trainpipe.tuning.space import family_space
+
+    tuning = config.tuning
+    return ObjectiveSettings(
+        task=config.task, family=config.model.type, base_params=dict(config.model.params),
+        estimator=config.model.estimator, space=family_space(config), metric=job.metric, direction=job.direction,
+        latency_objective=tuning.latency_objective, seed=config.seed, threads=job.threads,
+        early_stopping_rounds=config.training.early_stopping_rounds,
+        n_classes=len(info["labels"]["classes"] or []), categorical=info.get("categorical_codes"),
+        pruner=tuning.pruner.model_dump(), cv_folds=tuning.cv.folds, cv_strategy=tuning.cv.strategy,
+        trial_timeout=tuning.trial_timeout, usd_per_hour=tuning.cost.rate)
+
+
+def load_data(job: WorkerJob, settings):
+    from trainpipe.tuning.objective import TrialData, cv_folds
+
+    folder = Path(job.features_dir)
+    arrays = {n: np.load(folder / f"{n}.npy", allow_pickle=False)
+              for n in ("X_train", "y_train", "X_validation", "y_validation")}
+    groups = np.load(job.groups_file, allow_pickle=True) if job.groups_file else None
+    data = TrialData(arrays["X_train"], arrays["y_train"], arrays["X_validation"], arrays["y_validation"], groups)
+    if settings.cv_folds:
+        data.folds = cv_folds(settings, np.concatenate([data.y_train, data.y_val]), groups)
+    return data
+
+
+def run_worker(job: WorkerJob, index: int, storage=None) -> dict:
+    """Optimise the shared study until n_trials, timeout, max_cost or repeated failures end it."""
+    from trainpipe.config import config_from_dict
+    from trainpipe.tuning.budget import Budget
+    from trainpipe.tuning.objective import make_objective
+    from trainpipe.tuning.study import load_study, open_storage, recover_dead_trials
+
+    config = config_from_dict(job.config, source="tuning job")
+    tuning = config.tuning
+    info = json.loads((Path(job.features_dir) / "features.json").read_text())
+    settings = build_settings(config, job, info)
+    data = load_data(job, settings)
+    storage = storage or open_storage(job.storage, tuning, created=True)
+    seed = (config.seed if tuning.seed is None else tuning.seed) + index
+    study = load_study(job.study_name, storage, tuning, seed, settings.space)
+    recovered = recover_dead_trials(study, tuning.grace_period)
+    budget = Budget(tuning.n_trials, tuning.timeout, tuning.max_cost)
+    logger = _trial_logger(config, job)
+
+    def recover(study, trial) -> None:  # another worker of this machine may have died meanwhile
+        recovered.extend(recover_dead_trials(study, tuning.grace_period))
+
+    try:
+        if budget.remaining(study) > 0:
+            study.optimize(make_objective(settings, data), timeout=tuning.timeout, catch=(ModelError,),
+                           callbacks=[c for c in (logger, recover if tuning.workers > 1 else None, budget.callback)
+                                      if c is not None])
+    finally:
+        if logger is not None:
+            logger.close()
+    return {"worker": index, "stopped_by": budget.conclude(study), "trials_run": budget.ran, "recovered": recovered}
+
+
+def _trial_logger(config, job: WorkerJob):
+    if not (config.tracking.enabled and job.parent_run_id):
+        return None
+    from trainpipe.store import Store
+    from trainpipe.tracking import Tracker
+    from trainpipe.tuning.tracking import TrialLogger, metric_names
+
+    store = Store.locate(config.store, config.tracking.uri)
+    names = metric_names(job.metric, config.tuning.latency_objective)
+    return TrialLogger(lambda: Tracker(store, config.tracking), job.experiment_id, job.parent_run_id, job.study_name,
+                       names)
+
+
+def _die_with_parent():
+    """Linux: a preexec_fn making the kernel SIGKILL the worker when the process that started it dies. libc is
+    loaded here, in the parent: the child runs only the prctl call (no imports: the stage has threads)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def start_workers(job_file: Path, count: int, log_dir: Path) -> list[tuple[subprocess.Popen, Path]]:
+    """Workers 1..count (worker 0 is the caller); each logs to its own file."""
+    started, preexec = [], _die_with_parent() if count else None
+    for index in range(1, count + 1):
+        log = log_dir / f"worker-{index}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "trainpipe.tuning.worker", str(job_file), str(index)],
+                                    stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                    preexec_fn=preexec)  # noqa: PLW1509  (no imports or locks in the child)
+        started.append((proc, log))
+    return started
+
+
+def wait_workers(started: list[tuple[subprocess.Popen, Path]]) -> list[dict]:
+    results, errors = [], []
+    for proc, log in started:
+        code = proc.wait()
+        result_file = log.with_suffix(".json")
+        if code == 0 and result_file.exists():
+            results.append(json.loads(result_file.read_text()))
+        else:
+            tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-1:]
+            errors.append(f"{log.stem} exited {code}: {tail[0] if tail else 'no output'}")
+    if errors:
+        raise ModelError(f"tuning: {errors[0]}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+                         key="tuning.workers")
+    return results
+
+
+def write_job(job: WorkerJob, path: Path) -> None:
+    path.write_text(json.dumps(asdict(job), default=str))
+
+
+def main(argv: list[str]) -> int:
+    job_file, index = Path(argv[0]), int(argv[1])
+    job = WorkerJob(**json.loads(job_file.read_text()))
+    try:
+        result = run_worker(job, index)
+    except TrainpipeError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    (job_file.parent / f"worker-{index}.json").write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
