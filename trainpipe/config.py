@@ -52,6 +52,16 @@ class PipelineConfig(BaseModel):
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     ranking: RankingConfig | None = Field(None, description="task ranking: interaction columns, splits, K, baselines.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _ranking_model_default(cls, doc):
+        """`task: ranking` with no `model.type` means two_tower (the default, xgboost, cannot rank)."""
+        if isinstance(doc, dict) and doc.get("task") == "ranking":
+            model = doc.get("model") or {}
+            if isinstance(model, dict) and "type" not in model:
+                doc = {**doc, "model": {**model, "type": "two_tower"}}
+        return doc
+
     @model_validator(mode="after")
     def _cross_checks(self):
         if self.model.type not in ALL_FAMILIES:

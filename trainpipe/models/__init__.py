@@ -31,7 +31,7 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: str = Field("xgboost", description=f"Model family: one of {sorted(FAMILIES)}; task ranking: "
-                      f"{', '.join(sorted(RANKING_FAMILIES))}.")
+                      f"{', '.join(sorted(RANKING_FAMILIES))} (its default).")
     params: dict[str, Any] = Field(default_factory=dict, description="Family parameters (the library's own names).")
     estimator: str | None = Field(None, description="type sklearn: import path, e.g. sklearn.ensemble.RandomForestClassifier.")
 

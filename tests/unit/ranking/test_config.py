@@ -45,6 +45,12 @@ def test_tabular_tasks_still_need_a_target_and_refuse_a_ranking_section():
         config_from_dict({"task": "binary", "data": {"path": "d.csv", "target": "y"}, "model": {"type": "two_tower"}})
 
 
+def test_ranking_without_a_model_type_means_two_tower():
+    config = config_from_dict(doc(model={"params": {"epochs": 2}}))
+    assert config.model.type == "two_tower" and config.model.params == {"epochs": 2}
+    assert config_from_dict({k: v for k, v in doc().items() if k != "model"}).model.type == "two_tower"
+
+
 def test_lift_gates_are_accepted():
     config = config_from_dict(doc(gates={"min": {"test_lift_recall_at_10": 1.5, "test_ndcg_at_20": 0.01}}))
     assert config.gates.min["test_lift_recall_at_10"] == 1.5
