@@ -71,3 +71,23 @@ def test_datetime_columns_are_features_and_predict_parses_them_from_csv(churn_co
     frame.assign(signup="soon").to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(DataError, match="'signup' should hold dates/times but holds 'soon'"):
         predict_file(summary["run_id"], str(tmp_path / "bad.csv"), str(tmp_path / "c.parquet"), target)
+
+
+@pytest.mark.parametrize("family, params", [
+    ("xgboost", {"n_estimators": 30}),
+    ("sklearn", {"max_iter": 30}),
+    ("torch_mlp", {"epochs": 2, "hidden_dims": [16]}),
+])
+def test_every_family_packages_preprocessing_and_model_that_reproduce_evaluate(family, params, churn_config, data_dir,
+                                                                              tmp_path):
+    config = config_from_dict({**churn_config, "tracking": {"enabled": False},
+                               "model": {"type": family, "params": params}})
+    summary = run_pipeline(config, Store.locate(config.store))
+    predict_file(summary["run_id"], str(data_dir / "churn.csv"), str(tmp_path / "p.parquet"), Store.locate(config.store))
+    out = pd.read_parquet(tmp_path / "p.parquet")
+    import numpy as np
+
+    with np.load(Path(summary["run_dir"]) / "split" / "split.npz") as split:
+        test_rows = split["test"]
+    evaluated = np.load(Path(summary["run_dir"]) / "evaluate" / "test_scores.npy")
+    np.testing.assert_allclose(out[["proba_No", "proba_Yes"]].to_numpy()[test_rows], evaluated, rtol=1e-5, atol=1e-7)
