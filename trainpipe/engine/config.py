@@ -3,14 +3,56 @@
 `EngineParams` is what changes the fitted weights (optimizer, schedule, epochs, AMP...), so a torch
 family's `model.params` extends it: hyperparameter search sees one flat namespace, as it does for
 boosters' `n_estimators`/`learning_rate`. `CheckpointConfig` is operational (when to save, how many
-to keep) and lives in `training.checkpoint`, shared by every torch family.
+to keep) and lives in `training.checkpoint`, shared by every torch family. `parse_params` and
+`import_torch` give every torch family the same one-line errors.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import importlib.util
+from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from trainpipe.errors import MissingDependency, ModelError
+
+P = TypeVar("P", bound=BaseModel)
+
+
+def parse_params(cls: type[P], params: dict, family: str) -> P:
+    """`model.params` as the family's params model; a mistake is one line naming `model.params.X`."""
+    import difflib
+
+    try:
+        return cls(**params)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"]) or "params"
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(name, list(cls.model_fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            message = f"model.params.{name}: {family} has no parameter {name!r}{hint}"
+        else:
+            message = f"model.params.{name}: {err['msg']} (got {err.get('input')!r})"
+        raise ModelError(message, key=f"model.params.{name}") from exc
+
+
+def _no_torch(family: str) -> MissingDependency:
+    return MissingDependency(f"model.type: {family} needs torch; pip install 'trainpipe[torch]'", key="model.type")
+
+
+def check_torch(family: str) -> None:
+    """Before any data is read: is torch importable (without paying for the import)?"""
+    if importlib.util.find_spec("torch") is None:
+        raise _no_torch(family)
+
+
+def import_torch(family: str):
+    try:
+        import torch
+    except ImportError as exc:
+        raise _no_torch(family) from exc
+    return torch
 
 
 class EngineParams(BaseModel):

@@ -6,17 +6,16 @@ network, loss and metrics are built inside `fit`/`load` and trained by `trainpip
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import json
 import random
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from trainpipe.engine.config import EngineParams
-from trainpipe.errors import MissingDependency, ModelError
+from trainpipe.engine.config import EngineParams, check_torch, import_torch, parse_params
 from trainpipe.models.base import (
     FitContext,
     FitResult,
@@ -41,24 +40,7 @@ class TorchMLPParams(EngineParams):
     max_embedding_dim: int = Field(16, ge=1, description="Cap on the default embedding width.")
 
 
-def params_error(exc: ValidationError) -> ModelError:
-    import difflib
-
-    err = exc.errors()[0]
-    name = ".".join(str(p) for p in err["loc"]) or "params"
-    if err["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(name, list(TorchMLPParams.model_fields), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return ModelError(f"model.params.{name}: torch_mlp has no parameter {name!r}{hint}", key=f"model.params.{name}")
-    return ModelError(f"model.params.{name}: {err['msg']} (got {err.get('input')!r})", key=f"model.params.{name}")
-
-
-def _torch():
-    try:
-        import torch
-    except ImportError as exc:
-        raise MissingDependency("model.type: torch_mlp needs torch; pip install 'trainpipe[torch]'", key="model.type") from exc
-    return torch
+_torch = functools.partial(import_torch, "torch_mlp")
 
 
 def build_module(n_numeric: int, cardinalities: list[int], emb_dims: list[int], p: TorchMLPParams, out_dim: int):
@@ -101,22 +83,15 @@ class TorchMLPFamily:
     def __init__(self, task: str, params: dict[str, Any], n_classes: int, seed: int, threads: int,
                  estimator: str | None = None):
         self.task, self.n_classes, self.seed, self.threads = task, n_classes, seed, threads
-        try:
-            self.params = TorchMLPParams(**params)
-        except ValidationError as exc:
-            raise params_error(exc) from exc
+        self.params = parse_params(TorchMLPParams, params, self.name)
         self.module = None
         self.layout: dict = {}  # numeric/categorical matrix columns, cardinalities, embedding widths, target scaling
         self.best_iteration: int | None = None
 
     @classmethod
     def check_config(cls, params: dict[str, Any], estimator: str | None, task: str) -> None:
-        if importlib.util.find_spec("torch") is None:
-            raise MissingDependency("model.type: torch_mlp needs torch; pip install 'trainpipe[torch]'", key="model.type")
-        try:
-            TorchMLPParams(**params)
-        except ValidationError as exc:
-            raise params_error(exc) from exc
+        check_torch(cls.name)
+        parse_params(TorchMLPParams, params, cls.name)
 
     # -- data layout ---------------------------------------------------------------------------
     def _plan(self, n_features: int, y: np.ndarray, categorical: dict | None) -> None:

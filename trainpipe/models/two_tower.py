@@ -9,7 +9,7 @@ vector, so a new user with features is scored by the feature part of the tower a
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import json
 import math
 import random
@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from trainpipe.engine.config import EngineParams
-from trainpipe.errors import MissingDependency, ModelError
+from trainpipe.engine.config import EngineParams, check_torch, import_torch, parse_params
+from trainpipe.errors import ModelError
 from trainpipe.models.base import FitContext, FitResult, PreprocessingNeeds
 
 
@@ -48,24 +48,7 @@ class TwoTowerParams(EngineParams):
     margin: float = Field(0.2, gt=0, description="triplet: margin on the cosine similarity.")
 
 
-def params_error(exc: ValidationError) -> ModelError:
-    import difflib
-
-    err = exc.errors()[0]
-    name = ".".join(str(p) for p in err["loc"]) or "params"
-    if err["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(name, list(TwoTowerParams.model_fields), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return ModelError(f"model.params.{name}: two_tower has no parameter {name!r}{hint}", key=f"model.params.{name}")
-    return ModelError(f"model.params.{name}: {err['msg']} (got {err.get('input')!r})", key=f"model.params.{name}")
-
-
-def _torch():
-    try:
-        import torch
-    except ImportError as exc:
-        raise MissingDependency("model.type: two_tower needs torch; pip install 'trainpipe[torch]'", key="model.type") from exc
-    return torch
+_torch = functools.partial(import_torch, "two_tower")
 
 
 @dataclass
@@ -166,10 +149,7 @@ class TwoTowerFamily:
     def __init__(self, task: str, params: dict[str, Any], n_classes: int = 0, seed: int = 0, threads: int = 1,
                  estimator: str | None = None):
         self.task, self.seed, self.threads = task, seed, threads
-        try:
-            self.params = TwoTowerParams(**params)
-        except ValidationError as exc:
-            raise params_error(exc) from exc
+        self.params = parse_params(TwoTowerParams, params, self.name)
         self.module = None
         self.layout: dict = {}
         self.best_iteration: int | None = None
@@ -179,12 +159,8 @@ class TwoTowerFamily:
         if task != "ranking":
             raise ModelError(f"model.type: two_tower is a ranking model; set task: ranking (got task {task!r})",
                              key="model.type")
-        if importlib.util.find_spec("torch") is None:
-            raise MissingDependency("model.type: two_tower needs torch; pip install 'trainpipe[torch]'", key="model.type")
-        try:
-            TwoTowerParams(**params)
-        except ValidationError as exc:
-            raise params_error(exc) from exc
+        check_torch(cls.name)
+        parse_params(TwoTowerParams, params, cls.name)
 
     # -- training ------------------------------------------------------------------------------
     def _loss_fn(self):

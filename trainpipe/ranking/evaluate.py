@@ -125,39 +125,17 @@ def gate_champion(ctx, registry, name: str, version: str, metric: str) -> tuple[
 
 def gate(ctx) -> dict:
     """Thresholds on evaluate's flat metrics (lifts included), then the champion on the same test users."""
-    from trainpipe.errors import GateFailed
     from trainpipe.evaluation import gates as g
-    from trainpipe.registry import Registry, model_name, registry_enabled
+    from trainpipe.stages.gate import current_champion, decide
 
     config, gates = ctx.config, ctx.config.gates
     metrics = ctx.manifest("evaluate")["metrics"]
     checks = g.threshold_checks(metrics, gates)
     decision: dict = {"checks": checks, "slices": [], "champion": None, "champion_version": None}
-    if not gates.champion.enabled:
-        decision["champion"] = {"status": "disabled", "reason": "gates.champion.enabled is false"}
-    elif not registry_enabled(config):
-        decision["champion"] = {"status": "skipped", "reason": "the registry is off (tracking or registry disabled)"}
-    else:
-        registry, name = Registry(ctx.store, config.tracking), model_name(config)
-        version = registry.alias_version(name, "champion")
-        decision["champion_version"] = version
-        if version is None:
-            decision["champion"] = {"status": "skipped", "reason": f"no champion of {name!r} yet: comparison skipped"}
-        else:
-            metric = gates.champion.metric or primary(config.ranking, config.evaluation.primary_metric)
-            decision["champion"], champion_checks = gate_champion(ctx, registry, name, version, metric)
-            checks.extend(champion_checks)
-    decision["passed"] = all(c["passed"] for c in checks)
-    (ctx.stage_dir / "decision.json").write_text(json.dumps(decision, indent=2, default=str))
-    failed = [c for c in checks if not c["passed"]]
-    if failed:
-        more = f" (+{len(failed) - 1} more failed check(s))" if len(failed) > 1 else ""
-        raise GateFailed(f"gate failed: {failed[0]['reason']} [{failed[0]['key']}]{more}; nothing was registered",
-                         key=failed[0]["key"], decision=decision)
-    champion = decision["champion"] or {}
-    out = {"gate_passed": 1.0}
-    if champion.get("status") == "compared":
-        out["champion_improvement"] = float(champion["improvement"])
-    return {"outputs": {"decision": "decision.json"}, "artifacts": ["decision.json"], "metrics": out,
-            "summary": {"passed": True, "checks": len(checks), "champion": champion.get("status"),
-                        "champion_version": decision["champion_version"], "improvement": champion.get("improvement")}}
+    champion = current_champion(ctx, decision)
+    if champion is not None:
+        registry, name, version = champion
+        metric = gates.champion.metric or primary(config.ranking, config.evaluation.primary_metric)
+        decision["champion"], champion_checks = gate_champion(ctx, registry, name, version, metric)
+        checks.extend(champion_checks)
+    return decide(ctx, decision, checks)

@@ -74,31 +74,44 @@ def run(ctx) -> dict:
         decision["slices"] = rows
         checks.extend(slice_checks)
 
-    if not gates.champion.enabled:
-        decision["champion"] = {"status": "disabled", "reason": "gates.champion.enabled is false"}
-    elif not registry_enabled(config):
-        decision["champion"] = {"status": "skipped", "reason": "the registry is off (tracking or registry disabled)"}
-    else:
-        registry, name = Registry(ctx.store, config.tracking), model_name(config)
-        version = registry.alias_version(name, "champion")
-        decision["champion_version"] = version
-        if version is None:
-            decision["champion"] = {"status": "skipped", "reason": f"no champion of {name!r} yet: comparison skipped"}
+    champion = current_champion(ctx, decision)
+    if champion is not None:
+        registry, name, version = champion
+        path, _ = registry.verified_path(f"{name}/{version}")
+        old, problem = champion_scores(path, test[[c for c in test.columns if c != config.data.target]], task, classes)
+        metric = gates.champion.metric or primary
+        if problem:
+            decision["champion"] = {"status": "failed", "reason": problem, "champion_version": version}
+            checks.append({"check": "champion comparison", "key": "gates.champion", "value": None, "limit": None,
+                           "passed": False, "reason": problem})
         else:
-            path, _ = registry.verified_path(f"{name}/{version}")
-            old, problem = champion_scores(path, test[[c for c in test.columns if c != config.data.target]], task,
-                                           classes)
-            metric = gates.champion.metric or primary
-            if problem:
-                decision["champion"] = {"status": "failed", "reason": problem, "champion_version": version}
-                checks.append({"check": "champion comparison", "key": "gates.champion", "value": None, "limit": None,
-                               "passed": False, "reason": problem})
-            else:
-                record, champion_checks = g.champion_check(task, metric, y, scores, old, gates.champion, threshold,
-                                                           version)
-                decision["champion"] = {"status": "compared", **record}
-                checks.extend(champion_checks)
+            record, champion_checks = g.champion_check(task, metric, y, scores, old, gates.champion, threshold, version)
+            decision["champion"] = {"status": "compared", **record}
+            checks.extend(champion_checks)
 
+    return decide(ctx, decision, checks)
+
+
+def current_champion(ctx, decision: dict):
+    """(registry, name, version) of the champion to compare with, or None with the reason in `decision` (any task)."""
+    config = ctx.config
+    if not config.gates.champion.enabled:
+        decision["champion"] = {"status": "disabled", "reason": "gates.champion.enabled is false"}
+        return None
+    if not registry_enabled(config):
+        decision["champion"] = {"status": "skipped", "reason": "the registry is off (tracking or registry disabled)"}
+        return None
+    registry, name = Registry(ctx.store, config.tracking), model_name(config)
+    version = registry.alias_version(name, "champion")
+    decision["champion_version"] = version
+    if version is None:
+        decision["champion"] = {"status": "skipped", "reason": f"no champion of {name!r} yet: comparison skipped"}
+        return None
+    return registry, name, version
+
+
+def decide(ctx, decision: dict, checks: list[dict]) -> dict:
+    """Save the decision; raise GateFailed naming the first failed check, else the stage's result (any task)."""
     decision["passed"] = all(c["passed"] for c in checks)
     (ctx.stage_dir / "decision.json").write_text(json.dumps(decision, indent=2, default=str))
     failed = [c for c in checks if not c["passed"]]
