@@ -46,7 +46,8 @@ def test_tune_then_train_with_the_best_params_tracked_and_registered(bc_config, 
     assert summary["status"] == "completed" and [s["name"] for s in summary["stages"]][4:6] == ["tune", "train"]
     info, study = study_of(summary)
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
-    assert len(finished) == 4 and info["finished"] == 4 and info["stopped_by"] == "n_trials"
+    workers = TINY[family][1].get("workers", 1)  # N workers may finish up to N-1 trials over n_trials (documented)
+    assert 4 <= len(finished) <= 4 + workers - 1 and info["finished"] == len(finished) and info["stopped_by"] == "n_trials"
     assert all(t.intermediate_values for t in finished)  # rounds, epochs or folds were reported
     best = json.loads(Path(summary["run_dir"], "tune", "best_params.json").read_text())
     trained = json.loads(Path(summary["run_dir"], "train", "model", "family.json").read_text())["params"]
