@@ -187,5 +187,21 @@ def test_the_recorded_config_loads_again_from_the_environment(write_config, secr
     from trainpipe.config import config_from_dict, dump_config
 
     config = load_config(write_config(SECRET_BASE.replace(" api_token: literal-token-1,", "")))
-    again = config_from_dict(yaml.safe_load(dump_config(config)), base=tmp_path)
+    text = dump_config(config)
+    assert "${oc.env:DB_PASSWORD}" in text and "hunter2-secret-pw" not in text
+    again = config_from_dict(yaml.safe_load(text), base=tmp_path)
     assert again.to_dict() == config.to_dict() and config_hash(again) == config_hash(config)
+
+
+@pytest.mark.parametrize("example", ["breast_cancer", "churn", "ranking"])
+def test_every_example_reloads_from_its_run_folder_config_with_the_same_hash(example, tmp_path):
+    """What resume and `stage --run` do without a config file (the ranking one was refused: `split: not used`)."""
+    from pathlib import Path
+
+    import yaml
+
+    from trainpipe.config import config_from_dict, dump_config
+
+    config = load_config(Path(__file__).resolve().parents[2] / "examples" / example / "pipeline.yaml")
+    again = config_from_dict(yaml.safe_load(dump_config(config)), base=tmp_path)
+    assert config_hash(again) == config_hash(config) and again.to_dict() == config.to_dict()

@@ -21,8 +21,16 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _out_of_range(values: np.ndarray) -> np.ndarray:
+    if values.dtype.itemsize <= 4:  # float32/16 cannot exceed float32's range: only ±inf (and no float64 copy)
+        return np.isinf(values)
     with np.errstate(invalid="ignore"):
         return np.abs(values) > FLOAT32_MAX  # ±inf included; NaN compares False
+
+
+def _values(series: pd.Series) -> np.ndarray:
+    """The column as a numpy float array, without a copy for numpy float dtypes (nullable ones: NaN for NA)."""
+    return series.to_numpy() if isinstance(series.dtype, np.dtype) else series.to_numpy(dtype=np.float64,
+                                                                                      na_value=np.nan)
 
 
 def infinite_counts(frame: pd.DataFrame, columns: Iterable[str] | None = None) -> dict[str, tuple[int, float]]:
@@ -32,7 +40,7 @@ def infinite_counts(frame: pd.DataFrame, columns: Iterable[str] | None = None) -
         series = frame[column]
         if not (pd.api.types.is_float_dtype(series) and not isinstance(series.dtype, pd.CategoricalDtype)):
             continue
-        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        values = _values(series)
         bad = _out_of_range(values)
         if bad.any():
             found[str(column)] = (int(bad.sum()), float(values[np.argmax(bad)]))
@@ -56,6 +64,5 @@ def apply_infinite_policy(frame: pd.DataFrame, policy: InfinitePolicy, source: s
     frame = frame.copy(deep=False)  # only the replaced columns are new
     for column in found:
         values = frame[column]
-        frame[column] = values.mask(pd.Series(_out_of_range(values.to_numpy(dtype=np.float64, na_value=np.nan)),
-                                              index=values.index))
+        frame[column] = values.mask(pd.Series(_out_of_range(_values(values)), index=values.index))
     return frame
