@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from trainpipe.data.features import empty_column_warning, empty_columns
-from trainpipe.data.finite import describe as describe_infinite, infinite_counts
+from trainpipe.data.finite import describe as describe_infinite
+from trainpipe.data.finite import infinite_counts
 from trainpipe.data.io import read_table
 from trainpipe.data.schema import ColumnSpec, label_checks, load_schema, validate_frame
 from trainpipe.errors import DataError

@@ -2,8 +2,16 @@
 
 import pytest
 
-from trainpipe.redaction import (REDACTED, credential_values, env_sources, is_secret_name, redact_config,
-                                 redact_url_credentials, redacted_keys, scrub)
+from trainpipe.redaction import (
+    REDACTED,
+    credential_values,
+    env_sources,
+    is_secret_name,
+    redact_config,
+    redact_url_credentials,
+    redacted_keys,
+    scrub,
+)
 
 
 @pytest.mark.parametrize("name", ["password", "DB_PASSWORD", "db-passwd", "pwd", "api_key", "apiKey", "X-API-KEY",

@@ -95,9 +95,10 @@ def select_columns(frame: pd.DataFrame, config: FeaturesConfig, exclude: list[st
             dropped.append(column)
     passthrough = list(config.passthrough)
     empty = empty_columns(frame, numeric + categorical + passthrough + datetimes)
-    keep = lambda columns: [c for c in columns if c not in empty]  # noqa: E731
-    return {"numeric": keep(numeric), "categorical": keep(categorical), "passthrough": keep(passthrough),
-            "datetime": keep(datetimes), "dropped": dropped + list(config.drop) + empty, "empty": empty}
+    numeric, categorical, passthrough, datetimes = ([c for c in columns if c not in empty]
+                                                    for columns in (numeric, categorical, passthrough, datetimes))
+    return {"numeric": numeric, "categorical": categorical, "passthrough": passthrough,
+            "datetime": datetimes, "dropped": dropped + list(config.drop) + empty, "empty": empty}
 
 
 def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree_model: bool, handles_missing: bool,

@@ -9,7 +9,8 @@ and `data.infinite: missing` turns such values into missing ones on both paths.
 
 from __future__ import annotations
 
-from typing import Iterable, Literal
+from collections.abc import Iterable
+from typing import Literal
 
 import numpy as np
 import pandas as pd

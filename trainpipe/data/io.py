@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trainpipe.data.finite import InfinitePolicy, apply_infinite_policy
 from trainpipe.errors import DataError
+from trainpipe.redaction import redact_url_credentials
 
 Coercion = Literal["float", "int", "string", "category", "datetime", "bool"]
 
@@ -226,7 +227,7 @@ def file_stats(files: list[str]) -> list[dict]:
     stats = []
     for f in files:
         if "://" in f:
-            stats.append({"path": f})
+            stats.append({"path": redact_url_credentials(f)})  # recorded in the manifest: no URL password
             continue
         st = os.stat(f)
         stats.append({"path": os.path.abspath(f), "size": st.st_size, "mtime_ns": st.st_mtime_ns})

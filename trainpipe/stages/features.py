@@ -11,7 +11,13 @@ import json
 import joblib
 import numpy as np
 
-from trainpipe.data.features import LabelCoding, build_preprocessor, empty_column_warning, select_columns, transform
+from trainpipe.data.features import (
+    LabelCoding,
+    build_preprocessor,
+    empty_column_warning,
+    select_columns,
+    transform,
+)
 from trainpipe.data.split import SPLITS
 from trainpipe.models import get_family
 from trainpipe.stages import load_table

@@ -21,7 +21,6 @@ import numpy as np
 
 from trainpipe.errors import ModelError, TrainpipeError
 
-
 JOB_ENV = "TRAINPIPE_TUNING_JOB"  # the job with its real values, passed from the stage to its workers
 
 
