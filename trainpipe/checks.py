@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from trainpipe.data.features import empty_column_warning, empty_columns
+from trainpipe.data.finite import describe as describe_infinite
+from trainpipe.data.finite import infinite_counts
 from trainpipe.data.io import read_table
 from trainpipe.data.schema import ColumnSpec, label_checks, load_schema, validate_frame
 from trainpipe.errors import DataError
@@ -17,6 +20,13 @@ def check_table(frame: pd.DataFrame, config) -> tuple[dict, dict[str, ColumnSpec
         report["errors"].append({"check": "min_rows", "message": f"schema.min_rows: {len(frame)} rows, fewer than "
                                  f"the {config.schema_.min_rows} required"})
     report["errors"].extend(label_checks(frame[config.data.target], config.task, config.schema_, "data.target"))
+    if config.data.infinite == "error":  # `missing`: read_table has already made them NaN
+        report["errors"].extend({"column": column, "check": "finite", "count": count,
+                                 "message": describe_infinite(column, count, example)}
+                                for column, (count, example) in infinite_counts(frame).items())
+    not_features = {config.data.target, config.data.id_column, *config.features.drop}
+    report["warnings"].extend({"column": column, "check": "all_missing", "message": empty_column_warning(column, len(frame))}
+                              for column in empty_columns(frame, [c for c in frame.columns if c not in not_features]))
     report.update(rows=len(frame), columns_checked=len(columns), passed=not report["errors"],
                   status="passed" if not report["errors"] else "failed")
     return report, columns

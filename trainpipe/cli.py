@@ -225,9 +225,12 @@ def ui(
     port: int = typer.Option(5000, "--port", help="Port on 127.0.0.1."),
 ):
     """Open the MLflow UI on the local store (mlflow ui, bound to loopback)."""
-    target = _store(None, store)
-    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", target.tracking_uri,
-                               "--host", "127.0.0.1", "--port", str(port)])
+    def body(console: Console) -> None:
+        target = _store(None, store)  # a wrong --store / TRAINPIPE_HOME is one error line
+        os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", target.tracking_uri,
+                                   "--host", "127.0.0.1", "--port", str(port)])
+
+    _execute(body, False, False)
 
 
 app.command()(predict)  # defined with the registry commands in cli_models.py

@@ -37,6 +37,7 @@ def _execute(fn: Callable[[Console], dict | None], as_json: bool, debug: bool,
     from rich.markup import escape
 
     from trainpipe.errors import TrainpipeError
+    from trainpipe.redaction import redact_url_credentials as hide  # no URL password reaches the console
 
     console = Console(stderr=as_json, highlight=False)
     err_console = Console(stderr=True, highlight=False)
@@ -50,6 +51,7 @@ def _execute(fn: Callable[[Console], dict | None], as_json: bool, debug: bool,
                 import traceback
 
                 traceback.print_exc()
+            exc.message, exc.lines = hide(exc.message), [hide(line) for line in exc.lines]
             doc, code = exc.to_json(), exc.exit_code
             if not as_json and getattr(exc, "decision", None):  # a failed gate: show every check, then the line
                 from trainpipe.registry_render import print_gate
@@ -64,9 +66,9 @@ def _execute(fn: Callable[[Console], dict | None], as_json: bool, debug: bool,
         except Exception as exc:  # a bug, not a user error: say so, keep the traceback one flag away
             if debug:
                 raise
-            doc, code = {"error": f"internal error: {type(exc).__name__}: {exc}", "key": None}, 1
+            doc, code = {"error": hide(f"internal error: {type(exc).__name__}: {exc}"), "key": None}, 1
             if not as_json:
-                err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)",
+                err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(hide(str(exc)))} (rerun with --debug for the traceback)",
                                   soft_wrap=True)
     if as_json and doc is not None:
         sys.stdout.write(json.dumps(doc, default=str) + "\n")
@@ -81,7 +83,7 @@ def _store(config=None, store: Optional[str] = None):
 
     configured = store or (config.store if config is not None else None)
     uri = config.tracking.uri if config is not None else None
-    return Store.locate(configured, uri)
+    return Store.locate(configured, uri, source="--store" if store else "store")
 
 
 def _progress(console: Console):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from trainpipe.data.features import FeaturesConfig
 from trainpipe.data.io import DataConfig
@@ -25,11 +25,18 @@ from trainpipe.evaluation.gates import GatesConfig, config_problems
 from trainpipe.evaluation.metrics import METRICS, EvaluationConfig, primary_metric
 from trainpipe.models import ALL_FAMILIES, RANKING_FAMILIES, ModelConfig, TrainingConfig
 from trainpipe.ranking.config import RankingConfig, config_problems as ranking_problems
+from trainpipe.redaction import credential_values, env_sources, redact_config
 from trainpipe.registry import RegistryConfig
 from trainpipe.tracking import TrackingConfig
 from trainpipe.tuning.config import TuningConfig, tuning_problems
+from trainpipe.yamlfile import describe_yaml_error, load_yaml
 
 Task = Literal["binary", "multiclass", "regression", "ranking"]
+
+# Maps whose keys are column, metric or parameter names: a column called `token_count` is not a credential.
+NAME_KEYED_MAPS = (("data", "coerce"), ("schema", "columns"), ("gates", "min"), ("gates", "max"),
+                   ("gates", "slices", "numeric"), ("tuning", "space"), ("tuning", "space", "*", "when"),
+                   ("tuning", "cost", "usd_per_hour"), ("model", "params", "embedding_dims"))
 
 
 class PipelineConfig(BaseModel):
@@ -51,6 +58,11 @@ class PipelineConfig(BaseModel):
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     ranking: RankingConfig | None = Field(None, description="task ranking: interaction columns, splits, K, baselines.")
+
+    # Where the values came from (set by config_from_dict): key paths of values read from environment
+    # variables, with their `${oc.env:...}` expression, and the folder relative paths resolved against.
+    _env_sources: dict = PrivateAttr(default_factory=dict)
+    _config_dir: str | None = PrivateAttr(None)
 
     @model_validator(mode="before")
     @classmethod
@@ -98,10 +110,27 @@ class PipelineConfig(BaseModel):
         return self
 
     def to_dict(self) -> dict:
+        """Every real value, secrets included: what the run itself uses. Never write this anywhere."""
         return self.model_dump(mode="json", by_alias=True)
 
-    def section(self, dotted: str) -> Any:
-        value: Any = self.to_dict()
+    def recorded_dict(self) -> dict:
+        """What may be written down (run folder, MLflow, job files): secrets redacted (trainpipe/redaction.py)."""
+        return redact_config(self.to_dict(), self._env_sources, NAME_KEYED_MAPS)
+
+    def hashed_dict(self) -> dict:
+        """What the config hash and cache keys cover: no credential, so rotating a password changes neither."""
+        return redact_config(self.to_dict(), self._env_sources, NAME_KEYED_MAPS, for_hash=True)
+
+    def credentials(self) -> list[str]:
+        """The real credential values, for scrubbing free text (error messages) before it is recorded."""
+        return credential_values(self.to_dict(), self._env_sources, NAME_KEYED_MAPS)
+
+    @property
+    def config_dir(self) -> str | None:
+        return self._config_dir
+
+    def hashed_section(self, dotted: str) -> Any:
+        value: Any = self.hashed_dict()
         for part in dotted.split("."):
             value = value[part]
         return value
@@ -112,7 +141,7 @@ def canonical_hash(obj: Any) -> str:
 
 
 def config_hash(config: PipelineConfig) -> str:
-    return canonical_hash(config.to_dict())
+    return canonical_hash(config.hashed_dict())
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str] | None:
@@ -159,13 +188,21 @@ def format_validation_errors(exc: ValidationError, source: str) -> ConfigError:
                        key=first_key, lines=unique)
 
 
+YAML_STRUCTURE = set('[]{}"\'')
+
+
 def parse_override(item: str) -> tuple[str, Any]:
+    """`key.path=value`, the value parsed as YAML. Text YAML cannot parse stays text (`*.csv`, `@team`) unless
+    it looks like YAML structure (brackets, braces, quotes or `key: value`): `x=[1,` is a typo, not a string."""
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected key.path=value", key=item)
     key, raw = item.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
+        value = load_yaml(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        if YAML_STRUCTURE & set(raw) or ": " in raw or raw.rstrip().endswith(":"):
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML{describe_yaml_error(exc)}; quote it "
+                              f"to pass text: --set '{key}=\"...\"'", key=key.strip()) from exc
         value = raw
     return key.strip(), value
 
@@ -220,12 +257,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     if path.is_dir():
         raise ConfigError(f"config path {path} is a folder; pass the pipeline YAML file", key=None)
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = load_yaml(path.read_text())
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{source}: invalid YAML{where}: {problem}", key=None) from exc
+        raise ConfigError(f"{source}: invalid YAML{describe_yaml_error(exc)}", key=None) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{source}: not a text file", key=None) from exc
     if doc is None:
@@ -241,13 +275,20 @@ def config_from_dict(doc: dict, source: str = "config", base: Path | None = None
     for item in overrides or []:
         key, value = parse_override(item)
         _set_dotted(doc, key, value)
+    raw = json.loads(json.dumps(doc))
     doc = _interpolate(doc, source)
-    _resolve_paths(doc, base or Path.cwd())
+    env = env_sources(raw, doc)
+    base = base or Path.cwd()
+    _resolve_paths(doc, base)
     try:
-        return PipelineConfig.model_validate(doc)
+        config = PipelineConfig.model_validate(doc)
     except ValidationError as exc:
         raise format_validation_errors(exc, source) from None
+    config._env_sources = env
+    config._config_dir = str(base)
+    return config
 
 
 def dump_config(config: PipelineConfig) -> str:
-    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
+    """The config as written to the run folder: secrets redacted, environment values as their expression."""
+    return yaml.safe_dump(config.recorded_dict(), sort_keys=False, allow_unicode=True)

@@ -28,13 +28,30 @@ config file, not the working directory (`store` also expands `~`), and so do `--
 
 **Environment variables and references** are resolved by OmegaConf after `--set` overrides: `${oc.env:VAR}`
 is the value of `VAR` (unset: an error naming the key), `${oc.env:VAR,default}` falls back to `default`, and
-`${key.path}` repeats another key, e.g. `experiment: ${name}`. The resolved config is saved in the run folder
-and logged to MLflow as parameters: do not interpolate secrets into it.
+`${key.path}` repeats another key, e.g. `experiment: ${name}`.
+
+**Secrets** are redacted wherever trainpipe records the config (`config.yaml` in the run folder, MLflow params,
+tags and config artifact, the tuning job file) and in the messages it records (run.json, the MLflow error tag,
+console errors, `--json`); the run itself uses the real values. A value counts as secret when it comes from an
+environment variable (`${oc.env:VAR}`, or a `${key}` reference to one), sits under a key named like a
+credential (password, passwd, pwd, pass, secret, token, api_key, credential, private_key, access_key — in any
+case, with any separator; except column, metric and parameter names such as `data.coerce.token_count`), or is
+the password of a URL (`postgresql://user:PASSWORD@host/db`). An environment value is recorded as its
+expression (`tracking.tags.db: ${oc.env:DB_PASSWORD}`), so `--resume` and `stage --run` read it from the
+environment again; any other secret is recorded as `<redacted>`, and resuming from such a run folder asks for
+the pipeline file (`trainpipe run pipeline.yaml --resume RUN_ID`). Put credentials in the environment.
+Names trainpipe uses to do its job (experiment, run and model names, the store and data paths) are used as
+they are.
+
+**Duplicate keys** are refused: `name:` given twice fails with `invalid YAML at line 6, column 1: duplicate
+key 'name' (first set at line 1)`; so are duplicate keys in a `schema.path` file.
 
 **Overrides**: `--set key.path=value` (repeatable; on `run`, `stage` and `validate`) sets one key before
 validation. The value is parsed as YAML (`--set model.params.max_depth=8` is an int, `--set features.drop=[a,b]`
 a list, `--set training.early_stopping_rounds=null` null), then type-checked like the file: `--set seed=abc`
 fails with `seed: Input should be a valid integer, unable to parse string as an integer (got 'abc')`.
+A value with YAML structure (brackets, braces, quotes, `key: value`) that does not parse is an error naming the
+`--set` item (`--set 'features.drop=[a,'`); other text YAML cannot parse stays text (`--set data.path=*.csv`).
 
 **Errors**: an unknown key is refused with a did-you-mean (`unknown key 'model.prams' (did you mean
 'model.params'?)`); a file's key-level problems are reported together, one line each, and the CLI exits 2.
@@ -43,6 +60,10 @@ fails with `seed: Input should be a valid integer, unable to parse string as an 
 key with its default, after overrides, interpolation and path resolution: the same file in two folders has two
 hashes). It is kept in `run.json`, in every stage manifest and as the MLflow tag `trainpipe.config_hash`.
 Caching does not use it: a stage's cache key covers only the sections that stage reads (docs/architecture.md).
+Both hash the config with its credentials redacted, so rotating a password changes neither the hash nor any
+cache key (and a recorded hash cannot be used to test guesses of a password); an environment value that is not
+a credential (`seed: ${oc.env:SEED}`) is hashed by value, so changing it is a different config. Resuming a run
+whose environment values now resolve differently is refused.
 """
 
 INTROS = {

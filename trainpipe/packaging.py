@@ -60,8 +60,11 @@ class PackagedModel(PythonModel):
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
         """Regression values, or (rows, classes) probabilities: what evaluate scores."""
         from trainpipe.data.features import transform
+        from trainpipe.data.finite import apply_infinite_policy
 
-        X = transform(self.preprocessor, frame[self.meta["input_columns"]])
+        # As in training (data.infinite): infinite numbers are refused naming the column, or made missing.
+        inputs = apply_infinite_policy(frame[self.meta["input_columns"]], self.meta.get("infinite", "error"), "input")
+        X = transform(self.preprocessor, inputs)
         if self.meta["task"] == "regression":
             return np.asarray(self.model.predict(X), dtype=np.float64)
         return np.asarray(self.model.predict_proba(X), dtype=np.float64)

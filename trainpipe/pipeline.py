@@ -25,6 +25,7 @@ from typing import Any, Callable
 from trainpipe import __version__
 from trainpipe.config import PipelineConfig, canonical_hash, config_from_dict, config_hash, dump_config
 from trainpipe.errors import Preempted, RunError, TrainpipeError
+from trainpipe.redaction import redact_url_credentials, redacted_keys, scrub
 from trainpipe.run_folder import (file_sizes, input_file_hashes, link_tree, outputs_intact, read_manifest,
                                    replace_dir, user_code_hashes, write_json)
 from trainpipe.run_tracking import RunTracking
@@ -116,9 +117,10 @@ class Run:
         if run_dir.exists():
             raise RunError(f"run {run_id} already exists in {store.runs_dir}; use --resume {run_id}", key="run")
         run_dir.mkdir(parents=True)
-        (run_dir / "config.yaml").write_text(dump_config(config))
+        (run_dir / "config.yaml").write_text(dump_config(config))  # secrets redacted, env values as ${oc.env:...}
         meta = {"run_id": run_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": config_hash(config),
-                "status": "running", "stages": {}, "mlflow_run_id": None, "trainpipe_version": __version__}
+                "status": "running", "stages": {}, "mlflow_run_id": None, "trainpipe_version": __version__,
+                "config_dir": config.config_dir}  # what relative ${oc.env:...} paths resolve against on resume
         try:
             run = cls(store, run_id, config, meta)
         except BaseException:
@@ -138,10 +140,7 @@ class Run:
                            "or --config)", key="run")
         meta = json.loads(meta_path.read_text())
         if config is None:
-            import yaml
-
-            config = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()),
-                                      source=str(run_dir / "config.yaml"), base=run_dir)
+            config = cls._recorded_config(run_dir, meta)
         elif config_hash(config) != meta["config_hash"]:
             # A run is one config: its MLflow params and artifacts describe it. A changed config is a new
             # run, which reuses every unaffected stage from this one through the cache.
@@ -149,6 +148,26 @@ class Run:
                            f"{config_hash(config)} vs {meta['config_hash']}); start a new run instead — unchanged "
                            "stages are reused", key="config")
         return cls(store, run_id, config, meta)
+
+    @staticmethod
+    def _recorded_config(run_dir: Path, meta: dict) -> PipelineConfig:
+        """The run's config from its config.yaml: environment values are read from the environment again."""
+        import yaml
+
+        source = run_dir / "config.yaml"
+        doc = yaml.safe_load(source.read_text())
+        hidden = redacted_keys(doc)
+        if hidden:
+            raise RunError(f"run {run_dir.name}: {source} holds secrets written literally in the pipeline YAML, redacted "
+                           f"here ({', '.join(hidden[:3])}); pass the pipeline file again (trainpipe run PIPELINE.yaml "
+                           f"--resume {run_dir.name}, or --config on `stage`), or read them with ${{oc.env:VAR}}",
+                           key=hidden[0])
+        config = config_from_dict(doc, source=str(source), base=Path(meta.get("config_dir") or run_dir))
+        if meta.get("config_hash") and config_hash(config) != meta["config_hash"]:
+            raise RunError(f"run {run_dir.name}: its config resolves differently now (hash {config_hash(config)} vs "
+                           f"{meta['config_hash']}): an environment variable it reads with ${{oc.env:...}} changed since "
+                           "the run started; restore it, or start a new run (unchanged stages are reused)", key="config")
+        return config
 
     def save_meta(self) -> None:
         write_json(self.dir / "run.json", self.meta)
@@ -162,7 +181,7 @@ class Run:
             self._drop_if_untracked()
             raise
         if self.tracking.mlflow_run_id and not self.meta.get("mlflow_run_id"):
-            self.meta.update(mlflow_run_id=self.tracking.mlflow_run_id, tracking_uri=self.tracking.uri)
+            self._sync_tracking_ids()
 
     def _drop_if_untracked(self) -> None:
         """A run this process just created whose MLflow run never started leaves no folder behind. A run
@@ -173,7 +192,7 @@ class Run:
     def finish(self, status: str, error: TrainpipeError | BaseException | None = None) -> None:
         self.meta["status"] = status
         if error is not None:
-            self.meta["error"] = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+            self.meta["error"] = self._scrub(getattr(error, "message", None) or f"{type(error).__name__}: {error}")
         try:
             self.tracking.finish(status, self.meta.get("error"))
         except BaseException:
@@ -188,7 +207,12 @@ class Run:
 
     def _sync_tracking_ids(self) -> None:
         if self.tracking.mlflow_run_id:
-            self.meta.update(mlflow_run_id=self.tracking.mlflow_run_id, tracking_uri=self.tracking.uri)
+            self.meta.update(mlflow_run_id=self.tracking.mlflow_run_id,
+                             tracking_uri=redact_url_credentials(self.tracking.uri or "") or None)
+
+    def _scrub(self, text: str) -> str:
+        """Free text about to be recorded (run.json, MLflow), without the config's credentials."""
+        return scrub(text, self.config.credentials())
 
     # -- stages ------------------------------------------------------------------------------
     def cache_key(self, spec: StageSpec) -> str:
@@ -202,7 +226,7 @@ class Run:
                                key="stage")
             upstream[name] = manifest["identity"]
         doc = {"stage": spec.name, "version": __version__, "upstream": upstream,
-               "sections": {s: self.config.section(s) for s in spec.sections},
+               "sections": {s: self.config.hashed_section(s) for s in spec.sections},  # no credential in a key
                "user_code": user_code_hashes(self.config, spec.name), "files": input_file_hashes(self.config, spec.name)}
         if spec.name == "ingest":
             from trainpipe.data.io import expand_paths, file_stats
@@ -278,7 +302,8 @@ class Run:
             if any(tmp.iterdir()):
                 os.replace(tmp, failed)  # evidence (e.g. the validation report), never an output
             shutil.rmtree(tmp, ignore_errors=True)
-            self.meta["stages"][name] = {"status": "failed", "error": getattr(exc, "message", str(exc)) or type(exc).__name__}
+            self.meta["stages"][name] = {"status": "failed",
+                                         "error": self._scrub(getattr(exc, "message", str(exc)) or type(exc).__name__)}
             self.save_meta()
             if failed.exists():
                 self.tracking.evidence(name, sorted(failed.iterdir()))

@@ -86,6 +86,10 @@ def check_columns(frame: pd.DataFrame, meta: dict, source: str) -> None:
         if spec["kind"] == "boolean" and not (pd.api.types.is_bool_dtype(series) or series.isna().all()
                                               or set(series.dropna().unique()) <= {0, 1}):
             raise DataError(f"{source}: column {spec['name']!r} should hold true/false values", key=f"column {spec['name']}")
+    if meta.get("infinite", "error") == "error":  # `missing`: the packaged model makes them NaN (packaging.py)
+        from trainpipe.data.finite import apply_infinite_policy
+
+        apply_infinite_policy(frame, "error", source, [c["name"] for c in meta["inputs"] if c["kind"] in NUMERIC])
 
 
 def chunks(data: str, meta: dict, rows: int) -> Iterator[tuple[pd.DataFrame, object]]:

@@ -41,7 +41,7 @@ def stage_line(console: Console, manifest: dict) -> None:
     secs = "" if status == "reused" else f"{manifest.get('seconds', 0):.2f}s"
     console.print(f"  [{STATUS_STYLE.get(status, 'white')}]{'✓' if status != 'failed' else '✗'} {manifest['stage']:<9}[/] "
                   f"{secs:>7}  {notes}[dim]{extra}[/]")
-    for warning in s.get("warning_messages", []) if manifest["stage"] == "validate" else []:
+    for warning in s.get("warning_messages", []):  # validate's data checks, split sizes, empty feature columns
         console.print(f"      [yellow]warning:[/] {warning}")
 
 

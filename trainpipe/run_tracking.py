@@ -90,14 +90,15 @@ class RunTracking:
 
         tracker = self._open()
         config = self.config
+        recorded = config.recorded_dict()  # secrets redacted: what MLflow params and tags may hold
         tags = {"trainpipe.run_id": run_id, "trainpipe.config_hash": config_hash, "trainpipe.run_dir": str(run_dir),
                 "task": config.task, "model.type": config.model.type,
                 "trainpipe.primary_metric": primary_metric(config.task, config.evaluation)[0],
-                **environment_tags(), **git_info(Path.cwd()), **config.tracking.tags}
+                **environment_tags(), **git_info(Path.cwd()), **recorded["tracking"]["tags"]}
         mlflow_id = tracker.start_run(config.tracking.experiment or config.name, config.tracking.run_name or run_id, tags)
         self._started = True
         try:
-            tracker.log_params(mlflow_id, flatten(config.to_dict()))
+            tracker.log_params(mlflow_id, flatten(recorded))
             tracker.log_artifacts(mlflow_id, [run_dir / "config.yaml"], "config")
         except BaseException as exc:  # never leave an MLflow run RUNNING behind
             tracker.finish(mlflow_id, "FAILED", f"{type(exc).__name__}: {exc}")

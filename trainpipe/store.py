@@ -19,10 +19,21 @@ class Store:
     tracking_uri_override: str | None = None
 
     @classmethod
-    def locate(cls, configured: str | os.PathLike | None = None, tracking_uri: str | None = None) -> "Store":
-        """Config `store:` wins, then TRAINPIPE_HOME, then ./.trainpipe."""
-        raw = configured or os.environ.get("TRAINPIPE_HOME") or DEFAULT_STORE
-        return cls(Path(raw).expanduser().resolve(), tracking_uri)
+    def locate(cls, configured: str | os.PathLike | None = None, tracking_uri: str | None = None,
+               source: str = "store") -> "Store":
+        """Config `store:` wins, then TRAINPIPE_HOME, then ./.trainpipe.
+
+        source: what set `configured`, as the error should name it (`store`, `--store`).
+        """
+        if configured:
+            raw = configured
+        elif os.environ.get("TRAINPIPE_HOME"):
+            raw, source = os.environ["TRAINPIPE_HOME"], "TRAINPIPE_HOME"
+        else:
+            raw, source = DEFAULT_STORE, f"the default store ./{DEFAULT_STORE}"
+        root = Path(raw).expanduser().resolve()
+        _check_folder(root, source)
+        return cls(root, tracking_uri)
 
     @property
     def runs_dir(self) -> Path:
@@ -57,3 +68,16 @@ class Store:
 
         self.root.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.root / f".{name}.lock"), timeout=timeout)
+
+
+def _check_folder(root: Path, source: str) -> None:
+    """The store must be a folder, or a path where one can be created: a file there (or above it) is refused."""
+    from trainpipe.errors import ConfigError
+
+    for path in (root, *root.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is a file" if path == root else f"is under {path}, which is a file"
+                raise ConfigError(f"{source}: the store {root} {where}; point it at a folder (created if missing)",
+                                  key="store")
+            return

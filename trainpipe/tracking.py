@@ -21,6 +21,7 @@ from typing import Any, Iterable
 from pydantic import BaseModel, ConfigDict, Field
 
 from trainpipe.errors import ConfigError
+from trainpipe.redaction import redact_url_credentials
 from trainpipe.store import Store
 
 PARAMS_PER_BATCH = 100  # MLflow's log_batch limits
@@ -159,7 +160,7 @@ class Tracker:
             self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         except Exception as exc:
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"tracking.uri: cannot open the MLflow store at {self.uri}: {detail}",
+            raise ConfigError(redact_url_credentials(f"tracking.uri: cannot open the MLflow store at {self.uri}: {detail}"),
                               key="tracking.uri") from exc
         self.store = store
 

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from trainpipe.data.split import random_split
-from trainpipe.datasets import breast_cancer
+from trainpipe.datasets import breast_cancer, synthetic_churn
 
 pytestmark = pytest.mark.e2e
 
@@ -68,6 +68,25 @@ def bad_data(tmp_path_factory) -> Path:
     labels[random_split(n, 0.15, 0.15, RARE_CLASS_SEED)["train"][:2]] = "c"
     pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n), "label": labels}).to_csv(
         folder / "rare_class.csv", index=False)
+
+    # The header names mean_radius twice (pandas would silently call the copy mean_radius.1).
+    bc.rename(columns={"mean_texture": "mean_radius"}).to_csv(folder / "dup_header.csv", index=False)
+    # Latin-1 bytes read as UTF-8.
+    bc.assign(clinic=np.where(np.arange(len(bc)) % 2, "Genève", "Zürich")).to_csv(
+        folder / "latin1.csv", index=False, encoding="latin-1")
+    # A folder of two exports whose schemas drifted (as in issue 10: Contract vs contract, tenure gone).
+    churn = synthetic_churn(rows=600, seed=5)
+    (folder / "exports").mkdir()
+    churn.iloc[:300].to_csv(folder / "exports" / "2024-01.csv", index=False)
+    churn.iloc[300:].rename(columns={"contract": "Contract"}).drop(columns=["tenure_months"]).to_csv(
+        folder / "exports" / "2024-02.csv", index=False)
+    # Infinite and float32-overflowing numbers in one feature each.
+    bc.assign(mean_radius=np.where(np.arange(len(bc)) == 7, np.inf, bc["mean_radius"])).to_parquet(
+        folder / "inf_radius.parquet", index=False)
+    bc.assign(mean_texture=np.where(np.arange(len(bc)) == 3, 1e308, bc["mean_texture"])).to_parquet(
+        folder / "huge_texture.parquet", index=False)
+    (folder / "dup_schema.yaml").write_text("columns:\n  mean_radius: {dtype: float}\n  mean_area: {dtype: float}\n"
+                                            "  mean_radius: {dtype: int}\n")
     return folder
 
 
@@ -179,6 +198,13 @@ CONFIG_MISTAKES = {
     "sklearn_path_to_a_module_not_an_estimator": (
         lambda c: c.update(model={"type": "sklearn", "estimator": "os.path"}),
         ["model.estimator", "os.path", "not a scikit-learn estimator"], "model.estimator"),
+    "torch_mlp_negative_hidden_layer": (
+        lambda c: c.update(model={"type": "torch_mlp", "params": {"hidden_dims": [64, -3]}}),
+        ["model.params.hidden_dims[1]", "greater than 0", "-3"], "model.params.hidden_dims[1]"),
+    "torch_mlp_dropout_of_one": (lambda c: c.update(model={"type": "torch_mlp", "params": {"dropout": 1.0}}),
+                                 ["model.params.dropout", "less than 1"], "model.params.dropout"),
+    "store_is_a_file": (lambda c: c.update(store="pipeline.yaml"),  # the config file itself
+                        ["store:", "pipeline.yaml", "is a file"], "store"),
 }
 
 
@@ -206,6 +232,33 @@ def test_invalid_yaml_names_the_file_and_line_and_starts_no_run(write_config, st
     path = write_config("name: bc\ntask: binary\ndata:\n  path: a.csv\n   target: y\n")
     proc = cli("run", str(path), cwd=path.parent)
     assert_one_error_line(proc, "pipeline.yaml", "invalid YAML", "line 5")
+    assert_no_run_started(store)
+
+
+def test_a_key_given_twice_names_both_lines_and_starts_no_run(bc_config, write_config, store, cli):
+    """Issue 10: the second `name:` silently won and the model was registered under it."""
+    text = yaml.safe_dump(bc_config, sort_keys=False) + "name: other-model\n"
+    path = write_config(text)
+    line = text.count("\n")
+    proc = cli("run", str(path), cwd=path.parent)
+    assert_one_error_line(proc, "pipeline.yaml", f"line {line}", "duplicate key 'name'", "first set at line 1")
+    assert_no_run_started(store)
+
+
+def test_a_set_value_that_is_broken_yaml_names_the_item_and_starts_no_run(bc_config, write_config, store, cli):
+    path = write_config(bc_config)
+    proc = cli("run", str(path), "--set", "features.drop=[mean_area,", cwd=path.parent)
+    assert_one_error_line(proc, "--set 'features.drop=[mean_area,'", "not valid YAML")
+    assert_no_run_started(store)
+
+
+def test_store_option_or_trainpipe_home_pointing_at_a_file_is_one_error_line(bc_config, write_config, store, cli,
+                                                                            tmp_path):
+    path = write_config({k: v for k, v in bc_config.items() if k != "store"})
+    proc = cli("run", str(path), "--store", str(path), cwd=path.parent)
+    assert_one_error_line(proc, "--store:", "is a file")
+    proc = cli("runs", "list", env={"TRAINPIPE_HOME": str(path / "below")}, cwd=tmp_path)
+    assert_one_error_line(proc, "TRAINPIPE_HOME:", f"under {path}, which is a file")
     assert_no_run_started(store)
 
 
@@ -247,6 +300,18 @@ DATA_MISTAKES = {
                     ["data.target", "'diagnosis'", "null label"]),
     "single_class": (lambda c, d: _data(c, d / "benign_only.parquet"), "validate",
                      ["data.target", "'diagnosis'", "single class"]),
+    "csv_header_names_a_column_twice": (lambda c, d: _data(c, d / "dup_header.csv"), "ingest",
+                                        ["data.path", "'mean_radius'", "dup_header.csv", "more than once"]),
+    "csv_in_latin1_read_as_utf8": (lambda c, d: _data(c, d / "latin1.csv"), "ingest",
+                                   ["data.csv_options.encoding", "latin1.csv", "utf-8"]),
+    "folder_whose_files_have_different_schemas": (
+        lambda c, d: _data(c, d / "exports", "churn"), "ingest", ["data.path", "2024-01.csv", "2024-02.csv", "'contract' vs 'Contract'", "'tenure_months'"]),
+    "infinite_value_in_a_feature": (lambda c, d: _data(c, d / "inf_radius.parquet"), "validate",
+                                    ["'mean_radius'", "infinite", "data.infinite: missing"]),
+    "value_beyond_float32_in_a_feature": (lambda c, d: _data(c, d / "huge_texture.parquet"), "validate",
+                                          ["'mean_texture'", "1e+308", "data.infinite"]),
+    "schema_file_names_a_column_twice": (lambda c, d: c.update(schema={"path": str(d / "dup_schema.yaml")}), "validate",
+                                         ["schema.path", "duplicate key 'mean_radius'", "line 4"]),
     "split_leaves_class_absent_from_validation": (
         lambda c, d: (_data(c, d / "rare_class.csv", "label"),
                       c.update(task="multiclass", seed=RARE_CLASS_SEED, schema={"min_class_count": 1},
@@ -356,3 +421,50 @@ def test_debug_shows_the_traceback_and_keeps_exit_code_2(bc_config, write_config
     assert "Traceback" in proc.stderr
     assert "ConfigError" in proc.stderr
     assert any(line.startswith("error:") and "'modle'" in line for line in proc.stderr.splitlines())
+
+
+# --------------------------------------------------------------------------------------------------
+# Silent wrong results turned into warnings: the run goes on, and says so.
+# --------------------------------------------------------------------------------------------------
+def test_an_empty_column_is_dropped_with_a_warning_and_inf_as_missing_runs_and_predicts(bc_config, write_config,
+                                                                                       run_store, cli, tmp_path):
+    bc = breast_cancer()
+    gaps = bc.assign(never_measured=np.nan, mean_radius=np.where(np.arange(len(bc)) == 7, np.inf, bc["mean_radius"]))
+    gaps.to_parquet(tmp_path / "bc_gaps.parquet", index=False)
+    _data(bc_config, tmp_path / "bc_gaps.parquet", infinite="missing")
+    path = write_config(bc_config)
+    proc = cli("run", str(path), cwd=path.parent)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stdout.splitlines() if "warning:" in line]
+    assert sum("'never_measured'" in line for line in warnings) == 2, proc.stdout  # validate and features
+    (run_dir,) = (run_store / "runs").iterdir()
+    features = json.loads((run_dir / "features" / "manifest.json").read_text())["summary"]
+    assert features["empty"] == ["never_measured"] and "never_measured" in features["dropped"]
+    report = json.loads((run_dir / "validate" / "report.json").read_text())
+    assert [w["column"] for w in report["warnings"] if w["check"] == "all_missing"] == ["never_measured"]
+
+    out = tmp_path / "scored.parquet"  # the packaged model treats inf as missing too
+    proc = cli("predict", run_dir.name, str(tmp_path / "bc_gaps.parquet"), "--out", str(out), "--store", str(run_store))
+    assert proc.returncode == 0, proc.stderr
+    scored = pd.read_parquet(out)
+    assert len(scored) == len(bc) and scored.filter(like="proba_").notna().all().all()
+
+
+def test_a_tiny_table_warns_in_the_split_summary_and_predict_names_an_infinite_column(bc_config, write_config,
+                                                                                   run_store, cli, cli_json,
+                                                                                   tmp_path, bad_data):
+    """Issue 10: a 25-row table was trained on 4 test rows (AUC 1.0) and registered without a word."""
+    tiny = breast_cancer().groupby("diagnosis", group_keys=False).head(13).iloc[:25]
+    tiny.to_parquet(tmp_path / "tiny.parquet", index=False)
+    _data(bc_config, tmp_path / "tiny.parquet")
+    path = write_config(bc_config)
+    code, doc = cli_json("run", str(path), cwd=path.parent)
+    assert code == 0, doc
+    split = next(s for s in doc["stages"] if s["name"] == "split")["summary"]
+    assert any(w.startswith("split.test: the test split has only") for w in split["warning_messages"]), split
+    assert any("fewer than 10 rows in the test split" in w for w in split["warning_messages"]), split
+
+    proc = cli("predict", doc["run_id"], str(bad_data / "inf_radius.parquet"), "--out", str(tmp_path / "p.parquet"),
+               "--store", str(run_store))
+    assert_one_error_line(proc, "inf_radius.parquet", "'mean_radius'", "infinite")
+    assert not (tmp_path / "p.parquet").exists()

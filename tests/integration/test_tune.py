@@ -95,8 +95,8 @@ def test_two_workers_share_one_study_with_distinct_trials(tmp_path, store):
     create_study("two", open_storage(url, config.tuning), config.tuning, "maximize")
     job = WorkerJob(config=config.to_dict(), features_dir=str(tmp_path), groups_file=None, study_name="two",
                     storage=url, metric="roc_auc", direction="maximize", threads=1)
-    write_job(job, tmp_path / "job.json")
-    results = wait_workers(start_workers(tmp_path / "job.json", 2, tmp_path))
+    write_job(job, tmp_path / "job.json", config.recorded_dict())
+    results = wait_workers(start_workers(tmp_path / "job.json", 2, tmp_path, job))
 
     study = optuna.load_study(study_name="two", storage=url)
     finished = [t for t in study.trials if t.state.name == "COMPLETE"]

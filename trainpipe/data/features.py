@@ -51,8 +51,20 @@ def to_object_strings(values):
     return as_text.astype(object).where(as_text.notna(), np.nan).to_numpy(dtype=object)
 
 
+def empty_columns(frame: pd.DataFrame, columns: list[str] | None = None) -> list[str]:
+    """Columns with no value at all: nothing to learn from, and NaN-only inputs break scaling and torch."""
+    return [str(c) for c in (frame.columns if columns is None else columns) if not frame[c].notna().any()]
+
+
+def empty_column_warning(column: str, rows: int) -> str:
+    return f"column {column!r} has no value in any of the {rows:,} rows: dropped from the features"
+
+
 def select_columns(frame: pd.DataFrame, config: FeaturesConfig, exclude: list[str]) -> dict[str, list[str]]:
-    """Decide the role of every column: numeric, categorical, passthrough or dropped."""
+    """Decide the role of every column: numeric, categorical, passthrough or dropped.
+
+    A column without any value is dropped whatever its role, and listed under `empty` (the stage warns).
+    """
     known = set(map(str, frame.columns))
     for key, listed in (("features.drop", config.drop), ("features.passthrough", config.passthrough),
                         ("features.numeric.columns", config.numeric.columns if isinstance(config.numeric.columns, list) else []),
@@ -81,8 +93,12 @@ def select_columns(frame: pd.DataFrame, config: FeaturesConfig, exclude: list[st
             categorical.append(column)
         else:
             dropped.append(column)
-    return {"numeric": numeric, "categorical": categorical, "passthrough": list(config.passthrough),
-            "datetime": datetimes, "dropped": dropped + list(config.drop)}
+    passthrough = list(config.passthrough)
+    empty = empty_columns(frame, numeric + categorical + passthrough + datetimes)
+    numeric, categorical, passthrough, datetimes = ([c for c in columns if c not in empty]
+                                                    for columns in (numeric, categorical, passthrough, datetimes))
+    return {"numeric": numeric, "categorical": categorical, "passthrough": passthrough,
+            "datetime": datetimes, "dropped": dropped + list(config.drop) + empty, "empty": empty}
 
 
 def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree_model: bool, handles_missing: bool,
@@ -141,8 +157,9 @@ def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree
     if roles.get("datetime"):  # last: torch families find their category codes right after the numbers
         transformers.append(("datetime", make_pipeline(DatetimeParts(), *numeric_steps()), roles["datetime"]))
     if not transformers:
-        raise ConfigError("features: no feature column is left after excluding the target, id and dropped columns",
-                          key="features")
+        empty = f" ({len(roles['empty'])} column(s) with no value at all were dropped)" if roles.get("empty") else ""
+        raise ConfigError("features: no feature column is left after excluding the target, id and dropped columns"
+                          + empty, key="features")
     resolved = {"impute": impute, "scale": scale, "encoding": encoding}
     return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0,
                              verbose_feature_names_out=False), resolved

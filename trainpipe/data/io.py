@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -13,7 +14,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from trainpipe.data.finite import InfinitePolicy, apply_infinite_policy
 from trainpipe.errors import DataError
+from trainpipe.redaction import redact_url_credentials
 
 Coercion = Literal["float", "int", "string", "category", "datetime", "bool"]
 
@@ -33,7 +36,11 @@ class DataConfig(BaseModel):
     coerce: dict[str, Coercion] = Field(
         default_factory=dict, description="Columns cast after reading; unparseable values become missing."
     )
-    csv_options: dict[str, Any] = Field(default_factory=dict, description="Extra pandas.read_csv arguments.")
+    csv_options: dict[str, Any] = Field(default_factory=dict, description="Extra pandas.read_csv arguments "
+                                        "(e.g. encoding: latin-1, sep: ';').")
+    infinite: InfinitePolicy = Field("error", description="Numeric values that are ±inf or beyond float32's range "
+                                     "(e.g. 1e308): error names the column; missing treats them as missing values "
+                                     "(in training and in predict).")
 
 
 def expand_paths(path: str) -> list[str]:
@@ -74,6 +81,26 @@ def _format_of(path: str, configured: str) -> str:
                     key="data.format")
 
 
+# read_csv arguments that change how the header line itself is read (the duplicate-name check re-reads it).
+_HEADER_OPTIONS = ("sep", "delimiter", "encoding", "encoding_errors", "compression", "quotechar", "quoting",
+                   "escapechar", "doublequote", "skipinitialspace", "skiprows", "comment", "dialect", "engine",
+                   "lineterminator", "skip_blank_lines", "storage_options")
+
+
+def _duplicate_header_names(frame: pd.DataFrame, path: str, options: dict) -> list[str]:
+    """Names the CSV header holds more than once (pandas silently renames the copies `name.1`, `name.2`).
+
+    The header is re-read only when a column looks like such a copy, so clean files cost nothing.
+    """
+    names = set(map(str, frame.columns))
+    suspects = [c for c in names if (m := re.fullmatch(r"(.+)\.(\d+)", c)) and m.group(1) in names]
+    if not suspects or options.get("names") is not None or options.get("header", "infer") not in ("infer", 0):
+        return []
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False,
+                         **{k: v for k, v in options.items() if k in _HEADER_OPTIONS}).iloc[0].tolist()
+    return sorted({name for name in header if header.count(name) > 1})
+
+
 def _read_one(path: str, fmt: str, csv_options: dict) -> pd.DataFrame:
     try:
         if fmt == "parquet":
@@ -81,7 +108,20 @@ def _read_one(path: str, fmt: str, csv_options: dict) -> pd.DataFrame:
         options = dict(csv_options)
         if path.lower().endswith(".tsv"):
             options.setdefault("sep", "\t")
-        return pd.read_csv(path, **options)
+        frame = pd.read_csv(path, **options)
+        duplicates = _duplicate_header_names(frame, path, options)
+        if duplicates:
+            raise DataError(f"data.path: {path}: the header names column {duplicates[0]!r} more than once (pandas "
+                            f"would read the copy as {duplicates[0] + '.1'!r}); rename or remove the duplicate",
+                            key="data.path")
+        return frame
+    except DataError:
+        raise
+    except UnicodeDecodeError as exc:
+        encoding = csv_options.get("encoding", "utf-8")
+        raise DataError(f"data.csv_options.encoding: cannot decode {path} as {encoding} ({exc.reason}); set "
+                        "data.csv_options.encoding to the file's encoding, e.g. latin-1 or cp1252",
+                        key="data.csv_options.encoding") from exc
     except pd.errors.ParserError as exc:
         detail = str(exc).strip().splitlines()[-1]
         raise DataError(f"data.path: cannot parse CSV {path}: {detail}", key="data.path") from exc
@@ -96,12 +136,71 @@ def _read_one(path: str, fmt: str, csv_options: dict) -> pd.DataFrame:
 
 
 def read_table(config: DataConfig) -> tuple[pd.DataFrame, list[str]]:
-    """Read every file the path names into one frame (row order = sorted file order)."""
+    """Read every file the path names into one frame (row order = sorted file order).
+
+    Files of one folder or glob must share one schema: pandas would otherwise line them up by name,
+    leaving NaN where a file lacks a column and two columns where names differ in case.
+    """
     files = expand_paths(config.path)
     frames = [_read_one(f, _format_of(f, config.format), config.csv_options) for f in files]
+    if len(frames) > 1:
+        check_same_schema(frames, files, skip_dtypes=set(config.coerce))
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     frame = apply_coercions(frame, config.coerce)
+    if config.infinite == "missing":  # with `error`, the validate stage names the column
+        frame = apply_infinite_policy(frame, "missing", "data.path")
     return frame, files
+
+
+def _kind(series: pd.Series) -> str:
+    """What a column holds, coarsely: int vs float (or a missing-free vs a gappy int column) is no conflict."""
+    if series.isna().all():
+        return "nothing"
+    if pd.api.types.is_bool_dtype(series):
+        return "booleans"
+    if pd.api.types.is_numeric_dtype(series):
+        return "numbers"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetimes"
+    inferred = pd.api.types.infer_dtype(series, skipna=True)
+    return {"boolean": "booleans", "integer": "numbers", "floating": "numbers", "mixed-integer-float": "numbers",
+            "decimal": "numbers", "datetime64": "datetimes", "datetime": "datetimes", "date": "datetimes"}.get(
+        inferred, "text")
+
+
+def schema_differences(reference: pd.DataFrame, other: pd.DataFrame, skip_dtypes: set[str] = frozenset()) -> list[str]:
+    """How `other`'s columns differ from `reference`'s: missing, extra, case-different names, kind conflicts."""
+    ref_cols, cols = [str(c) for c in reference.columns], [str(c) for c in other.columns]
+    missing = [c for c in ref_cols if c not in cols]
+    extra = [c for c in cols if c not in ref_cols]
+    problems = []
+    by_lower = {c.lower(): c for c in missing}
+    cased = [(by_lower[c.lower()], c) for c in extra if c.lower() in by_lower]
+    if cased:
+        problems.append("names that differ only in case: " + ", ".join(f"{a!r} vs {b!r}" for a, b in cased))
+        missing = [c for c in missing if c not in {a for a, _ in cased}]
+        extra = [c for c in extra if c not in {b for _, b in cased}]
+    if missing:
+        problems.append(f"missing column(s) {', '.join(map(repr, missing[:5]))}" + (" ..." if len(missing) > 5 else ""))
+    if extra:
+        problems.append(f"extra column(s) {', '.join(map(repr, extra[:5]))}" + (" ..." if len(extra) > 5 else ""))
+    for column in ref_cols:
+        if column in cols and column not in skip_dtypes and reference[column].dtype != other[column].dtype:
+            kinds = _kind(reference[column]), _kind(other[column])
+            if "nothing" not in kinds and kinds[0] != kinds[1]:
+                problems.append(f"column {column!r} holds {kinds[1]} here but {kinds[0]} in the first file")
+    return problems
+
+
+def check_same_schema(frames: list[pd.DataFrame], files: list[str], skip_dtypes: set[str] = frozenset()) -> None:
+    """Refuse files that do not share the first file's columns and column kinds (data.coerce'd columns: names only)."""
+    differing = [(f, problems) for frame, f in zip(frames[1:], files[1:])
+                 if (problems := schema_differences(frames[0], frame, skip_dtypes))]
+    if differing:
+        path, problems = differing[0]
+        more = f" ({len(differing) - 1} more file(s) differ too)" if len(differing) > 1 else ""
+        raise DataError(f"data.path: the files do not share one schema: {path} differs from {files[0]}: "
+                        f"{'; '.join(problems)}{more}", key="data.path")
 
 
 def apply_coercions(frame: pd.DataFrame, coerce: dict[str, str]) -> pd.DataFrame:
@@ -128,7 +227,7 @@ def file_stats(files: list[str]) -> list[dict]:
     stats = []
     for f in files:
         if "://" in f:
-            stats.append({"path": f})
+            stats.append({"path": redact_url_credentials(f)})  # recorded in the manifest: no URL password
             continue
         st = os.stat(f)
         stats.append({"path": os.path.abspath(f), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
@@ -176,10 +275,11 @@ def _numeric_summary(values: np.ndarray, rows: np.ndarray | None) -> dict[str, A
         nulls, finite, sample = 0, values, values if rows is None else values[rows]
     entry: dict[str, Any] = {"nulls": nulls}
     if finite.size:
-        q = np.quantile(sample, [0.01, 0.25, 0.5, 0.75, 0.99]) if sample.size else [np.nan] * 5
-        entry.update(min=float(finite.min()), max=float(finite.max()), mean=float(finite.mean(dtype=np.float64)),
-                     std=float(finite.std(dtype=np.float64)),
-                     quantiles=dict(zip(["p01", "p25", "p50", "p75", "p99"], map(float, q))))
+        with np.errstate(invalid="ignore", over="ignore"):  # ±inf values (validate reports them) give inf/NaN here
+            q = np.quantile(sample, [0.01, 0.25, 0.5, 0.75, 0.99]) if sample.size else [np.nan] * 5
+            entry.update(min=float(finite.min()), max=float(finite.max()), mean=float(finite.mean(dtype=np.float64)),
+                         std=float(finite.std(dtype=np.float64)),
+                         quantiles=dict(zip(["p01", "p25", "p50", "p75", "p99"], map(float, q))))
     return entry
 
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from trainpipe.errors import ConfigError
+from trainpipe.yamlfile import describe_yaml_error, load_yaml
 
 DType = Literal["int", "float", "bool", "string", "category", "datetime"]
 MAX_INFERRED_CATEGORIES = 50
@@ -62,10 +63,11 @@ def load_schema(config: SchemaConfig) -> dict[str, ColumnSpec]:
         if not path.exists():
             raise ConfigError(f"schema.path: schema file not found: {path}", key="schema.path")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = load_yaml(path.read_text()) or {}
             columns.update(SchemaSpec.model_validate(raw).columns)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"schema.path: {path} is not valid YAML: {exc}".splitlines()[0], key="schema.path") from exc
+            raise ConfigError(f"schema.path: {path} is not valid YAML{describe_yaml_error(exc)}",
+                              key="schema.path") from exc
         except ValueError as exc:
             first = str(exc).splitlines()
             detail = " ".join(first[1:3]).strip() if len(first) > 1 else str(exc)

@@ -27,7 +27,7 @@ def parse_params(cls: type[P], params: dict, family: str) -> P:
         return cls(**params)
     except ValidationError as exc:
         err = exc.errors()[0]
-        name = ".".join(str(p) for p in err["loc"]) or "params"
+        name = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".") or "params"
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(name, list(cls.model_fields), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from trainpipe.engine.config import EngineParams, check_torch, import_torch, parse_params
 from trainpipe.models.base import (
@@ -29,13 +29,14 @@ from trainpipe.models.base import (
 class TorchMLPParams(EngineParams):
     """`model.params` of torch_mlp: the architecture plus the loop's hyperparameters."""
 
-    hidden_dims: list[int] = Field(default_factory=lambda: [256, 128, 64], description="Width of each hidden layer.")
+    hidden_dims: list[PositiveInt] = Field(default_factory=lambda: [256, 128, 64],
+                                           description="Width of each hidden layer (empty: a linear model).")
     activation: Literal["relu", "gelu", "silu", "tanh"] = Field("relu", description="Hidden-layer activation.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer (the largest per-row CPU cost).")
     fast_dropout: bool = Field(False, description="Dropout masks from packed 16-bit random draws (a quarter of the "
                                "generator calls; part of the documented CPU fast path with amp: bf16).")
     norm: Literal["none", "batch", "layer"] = Field("none", description="Normalisation after each hidden linear layer.")
-    embedding_dims: dict[str, int] = Field(default_factory=dict, description="Embedding width per categorical column "
+    embedding_dims: dict[str, PositiveInt] = Field(default_factory=dict, description="Embedding width per categorical column "
                                            "(default min(max_embedding_dim, round(1.6 × cardinality^0.56))).")
     max_embedding_dim: int = Field(16, ge=1, description="Cap on the default embedding width.")
 

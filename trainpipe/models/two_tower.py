@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from trainpipe.engine.config import EngineParams, check_torch, import_torch, parse_params
 from trainpipe.errors import ModelError
@@ -36,7 +36,7 @@ class TwoTowerParams(EngineParams):
     embedding_dim: int = Field(64, ge=2, description="Width of the normalised user and item vectors.")
     id_dim: int = Field(64, ge=1, description="Width of the user/item id embeddings.")
     categorical_dim: int = Field(16, ge=1, description="Width of each categorical feature's embedding.")
-    hidden_dims: list[int] = Field(default_factory=list, description="Hidden layers of each tower's MLP (empty: one "
+    hidden_dims: list[PositiveInt] = Field(default_factory=list, description="Hidden layers of each tower's MLP (empty: one "
                                    "linear layer over [id embedding, features]).")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout after each hidden layer.")
     loss: Literal["softmax", "bpr", "triplet"] = Field("softmax", description="softmax: in-batch sampled softmax; bpr; "

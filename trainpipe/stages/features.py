@@ -11,7 +11,13 @@ import json
 import joblib
 import numpy as np
 
-from trainpipe.data.features import LabelCoding, build_preprocessor, select_columns, transform
+from trainpipe.data.features import (
+    LabelCoding,
+    build_preprocessor,
+    empty_column_warning,
+    select_columns,
+    transform,
+)
 from trainpipe.data.split import SPLITS
 from trainpipe.models import get_family
 from trainpipe.stages import load_table
@@ -59,5 +65,6 @@ def run(ctx) -> dict:
         "artifacts": ["preprocessor.joblib", "features.json"],
         "summary": {"numeric": len(roles["numeric"]), "categorical": len(roles["categorical"]),
                     "datetime": len(roles["datetime"]),
-                    "dropped": roles["dropped"], "features_out": len(names), **resolved},
+                    "dropped": roles["dropped"], "empty": roles["empty"], "features_out": len(names), **resolved,
+                    "warning_messages": [empty_column_warning(c, len(frame)) for c in roles["empty"]]},
     }

@@ -6,6 +6,7 @@ import json
 
 from trainpipe.data.io import column_statistics, file_stats, fingerprint, read_table
 from trainpipe.errors import DataError
+from trainpipe.redaction import redact_url_credentials
 
 
 def run(ctx) -> dict:
@@ -24,7 +25,8 @@ def run(ctx) -> dict:
 
     stats = column_statistics(frame, seed=ctx.config.seed)
     (ctx.stage_dir / "stats.json").write_text(json.dumps(stats, indent=2))
-    source = {"files": files, "files_stats": file_stats(files), "fingerprint": digest,
+    source = {"files": [redact_url_credentials(f) for f in files], "files_stats": file_stats(files),
+              "fingerprint": digest,
               "rows": len(frame), "columns": [str(c) for c in frame.columns]}
     (ctx.stage_dir / "source.json").write_text(json.dumps(source, indent=2))
     return {

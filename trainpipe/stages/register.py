@@ -64,7 +64,7 @@ def run(ctx) -> dict:
     meta = {"task": config.task, "classes": info["labels"]["classes"], "threshold": config.evaluation.threshold,
             "input_columns": columns, "inputs": [{"name": c, "kind": input_kind(frame[c])} for c in columns],
             "family": config.model.type, "id_column": config.data.id_column, "target": config.data.target,
-            "trainpipe_run_id": ctx.run_id}
+            "trainpipe_run_id": ctx.run_id, "infinite": config.data.infinite}
     sha = build_package(ctx.stage_dir / "model", preprocessor=ctx.upstream("features") / "preprocessor.joblib",
                         model_dir=ctx.upstream("train") / "model", meta=meta, example=test[columns].head(5))
 

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from trainpipe.data.split import SPLITS, make_split
+from trainpipe.data.split import SPLITS, make_split, small_split_warnings
 from trainpipe.stages import load_table
 
 
@@ -27,7 +27,9 @@ def run(ctx) -> dict:
         labels = frame[config.data.target]
         manifest["class_counts"] = {name: {str(k): int(v) for k, v in labels.iloc[parts[name]].value_counts(sort=False).items()}
                                     for name in SPLITS}
+    manifest["warnings"] = small_split_warnings(parts, frame[config.data.target] if config.task != "regression" else None)
     (ctx.stage_dir / "split.json").write_text(json.dumps(manifest, indent=2))
     return {"identity": digest, "outputs": {"split": "split.npz", "manifest": "split.json"},
-            "artifacts": ["split.json"], "summary": {"strategy": strategy, **manifest["sizes"]},
+            "artifacts": ["split.json"],
+            "summary": {"strategy": strategy, **manifest["sizes"], "warning_messages": manifest["warnings"]},
             "metrics": {f"rows_{name}": float(len(parts[name])) for name in SPLITS}}

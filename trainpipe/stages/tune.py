@@ -57,8 +57,8 @@ def run(ctx) -> dict:
                     metric=metric, direction=direction, threads=threads, parent_run_id=parent,
                     experiment_id=tracker.experiment_id(config.tracking.experiment or config.name) if tracker else None)
     job_file = ctx.stage_dir / "job.json"
-    write_job(job, job_file)
-    others = start_workers(job_file, tuning.workers - 1, ctx.stage_dir)
+    write_job(job, job_file, config.recorded_dict())
+    others = start_workers(job_file, tuning.workers - 1, ctx.stage_dir, job)
     try:
         mine = run_worker(job, 0, storage)
     except BaseException:
@@ -115,10 +115,11 @@ def _parent_run(ctx, study, metric: str):
     from trainpipe.tuning.tracking import open_parent
 
     tracker = Tracker(ctx.store, config.tracking)
+    recorded = config.recorded_dict()  # secrets redacted (e.g. a password in tuning.storage or a tag)
     tags = {"optuna.study": study.study_name, "trainpipe.run_id": ctx.run_id, "trainpipe.stage": "tune",
-            "optuna.metric": metric, "model.type": config.model.type, **config.tracking.tags}
+            "optuna.metric": metric, "model.type": config.model.type, **recorded["tracking"]["tags"]}
     parent = open_parent(tracker, config.tracking.experiment or config.name, study, tags)
-    settings = config.tuning.model_dump(mode="json", exclude={"space"})
+    settings = {k: v for k, v in recorded["tuning"].items() if k != "space"}
     from trainpipe.tracking import flatten
 
     try:

@@ -30,13 +30,10 @@ def _quiet():
 
 
 def redact(url: str) -> str:
-    """A storage URL fit for logs and tags: the password is replaced."""
-    try:
-        from sqlalchemy.engine import make_url
+    """A storage URL fit for logs and tags: the password is replaced (trainpipe/redaction.py)."""
+    from trainpipe.redaction import redact_url_credentials
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
+    return redact_url_credentials(url)
 
 
 def study_name(config, features_identity: str) -> str:

@@ -21,6 +21,8 @@ import numpy as np
 
 from trainpipe.errors import ModelError, TrainpipeError
 
+JOB_ENV = "TRAINPIPE_TUNING_JOB"  # the job with its real values, passed from the stage to its workers
+
 
 @dataclass(frozen=True)
 class WorkerJob:
@@ -126,14 +128,16 @@ def _die_with_parent():
     return lambda: prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def start_workers(job_file: Path, count: int, log_dir: Path) -> list[tuple[subprocess.Popen, Path]]:
-    """Workers 1..count (worker 0 is the caller); each logs to its own file."""
+def start_workers(job_file: Path, count: int, log_dir: Path, job: WorkerJob) -> list[tuple[subprocess.Popen, Path]]:
+    """Workers 1..count (worker 0 is the caller); each logs to its own file. The job with its real values
+    (secrets included) reaches them through their environment: job.json holds the redacted record."""
     started, preexec = [], _die_with_parent() if count else None
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", JOB_ENV: json.dumps(asdict(job), default=str)}
     for index in range(1, count + 1):
         log = log_dir / f"worker-{index}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "trainpipe.tuning.worker", str(job_file), str(index)],
-                                    stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                    stdout=out, stderr=subprocess.STDOUT, env=env,
                                     preexec_fn=preexec)  # noqa: PLW1509  (no imports or locks in the child)
         started.append((proc, log))
     return started
@@ -155,13 +159,17 @@ def wait_workers(started: list[tuple[subprocess.Popen, Path]]) -> list[dict]:
     return results
 
 
-def write_job(job: WorkerJob, path: Path) -> None:
-    path.write_text(json.dumps(asdict(job), default=str))
+def write_job(job: WorkerJob, path: Path, recorded_config: dict) -> None:
+    """The job as a record in the stage folder: the redacted config, the storage URL without its password."""
+    from trainpipe.redaction import redact_url_credentials
+
+    record = {**asdict(job), "config": recorded_config, "storage": redact_url_credentials(job.storage)}
+    path.write_text(json.dumps(record, default=str))
 
 
 def main(argv: list[str]) -> int:
     job_file, index = Path(argv[0]), int(argv[1])
-    job = WorkerJob(**json.loads(job_file.read_text()))
+    job = WorkerJob(**json.loads(os.environ.get(JOB_ENV) or job_file.read_text()))
     try:
         result = run_worker(job, index)
     except TrainpipeError as exc:

@@ -58,3 +58,11 @@ def test_label_coding_puts_the_positive_class_last_and_round_trips():
     assert coding.classes == ["Yes", "No"]
     assert coding.decode(coding.encode(labels)).tolist() == labels.tolist()
     assert LabelCoding.fit(labels, "binary").classes == ["No", "Yes"]
+
+
+def test_a_column_without_any_value_is_dropped_and_listed_as_empty():
+    data = frame().assign(nothing=np.nan, no_text=pd.Series([None] * len(frame()), dtype=object))
+    roles = select_columns(data, FeaturesConfig(passthrough=["num"]), exclude=["y", "id"])
+    assert roles["empty"] == ["nothing", "no_text"]
+    assert "nothing" not in roles["numeric"] and "no_text" not in roles["categorical"]
+    assert {"nothing", "no_text"} <= set(roles["dropped"])

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from trainpipe.data.schema import ColumnSpec, SchemaConfig, infer_schema, label_checks, validate_frame
 
@@ -56,3 +57,14 @@ def test_label_checks_find_nulls_single_class_and_rare_classes():
     assert any("single class" in p["message"] for p in label_checks(pd.Series(["a"] * 10, name="y"), "binary", config, "data.target"))
     rare = label_checks(pd.Series(["a"] * 10 + ["b"] * 2, name="y"), "binary", config, "data.target")
     assert rare and rare[0]["message"].startswith("schema.min_class_count")
+
+
+def test_a_schema_file_with_a_column_twice_is_refused_with_the_line(tmp_path):
+    from trainpipe.data.schema import SchemaConfig, load_schema
+    from trainpipe.errors import ConfigError
+
+    path = tmp_path / "schema.yaml"
+    path.write_text("columns:\n  age: {dtype: int}\n  income: {dtype: float}\n  age: {dtype: float}\n")
+    with pytest.raises(ConfigError) as err:
+        load_schema(SchemaConfig(path=str(path)))
+    assert err.value.key == "schema.path" and "duplicate key 'age'" in err.value.message and "line 4" in err.value.message

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainpipe.data.split import SplitConfig, make_split
+from trainpipe.data.split import SplitConfig, make_split, small_split_warnings
 from trainpipe.errors import SplitError
 
 
@@ -54,3 +54,23 @@ def test_a_class_missing_from_validation_is_an_error_naming_the_class():
     with pytest.raises(SplitError) as err:
         make_split(frame, SplitConfig(strategy="random"), "binary", "y", seed=0)
     assert "'b'" in err.value.message and err.value.key in ("split.validation", "split.test")
+
+
+def test_a_tiny_table_warns_that_its_test_metrics_mean_little():
+    small = pd.DataFrame({"x": np.arange(25.0), "y": ["yes", "no"] * 12 + ["yes"]})  # 25 rows, as in issue 10
+    parts, _ = make_split(small, SplitConfig(), "binary", "y", seed=0)
+    warnings = small_split_warnings(parts, small["y"])
+    assert any(w.startswith("split.test:") and f"only {len(parts['test'])} row" in w for w in warnings)
+    assert any(w.startswith("split.validation:") for w in warnings)
+    assert any("class(es)" in w and "test split" in w for w in warnings)
+
+
+def test_a_rare_class_is_named_even_when_the_split_is_large_enough():
+    big = data(n=2000)
+    parts, _ = make_split(big, SplitConfig(), "multiclass", "y", seed=0)
+    assert small_split_warnings(parts, big["y"]) == []
+    rare = big.assign(y=np.where(np.arange(2000) < 40, "rare", big["y"]))
+    parts, _ = make_split(rare, SplitConfig(), "multiclass", "y", seed=0)
+    warnings = small_split_warnings(parts, rare["y"])
+    assert len(warnings) == 2 and all("'rare' (6)" in w for w in warnings)
+    assert small_split_warnings(parts, None) == []  # regression: sizes only

@@ -86,3 +86,12 @@ def test_config_errors_name_the_parameter():
         TwoTowerFamily.check_config({"los": "bpr"}, None, "ranking")
     with pytest.raises(ModelError, match="model.type: two_tower is a ranking model"):
         TwoTowerFamily.check_config({}, None, "binary")
+
+
+@pytest.mark.parametrize("params,key", [({"hidden_dims": [32, -3]}, "model.params.hidden_dims[1]"),
+                                        ({"embedding_dim": 0}, "model.params.embedding_dim"),
+                                        ({"dropout": 1.0}, "model.params.dropout"), ({"lr": 0}, "model.params.lr")])
+def test_invalid_sizes_and_rates_are_config_errors_before_any_data(params, key):
+    with pytest.raises(ModelError) as err:
+        TwoTowerFamily.check_config(params, None, "ranking")
+    assert err.value.key == key and err.value.message.startswith(key)
