@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 SPACE = {"learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
@@ -105,3 +107,46 @@ def test_a_killed_tune_resumes_the_same_study_without_repeating_finished_trials(
     # the killed trial itself (FAILED) were logged by the rerun
     statuses = {int(r.data.tags["optuna.trial_number"]): r.info.status for r in trials}
     assert statuses == {t.number: "FAILED" if t.number == killed[0] else "FINISHED" for t in after}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # 20 processes, ~60 s per repetition on a loaded 2-core machine
+def test_four_tunes_started_at_once_on_a_fresh_store_all_succeed(tmp_path, data_dir):
+    """Optuna's tables, the study and its MLflow parent run are created once, under a lock, whoever starts
+    first: before, most of the processes failed on `table ... already exists` (issue 10, item 3). `--join`
+    stops each after its tune stage: everything a tune does at start-up, without four trainings and
+    registrations (whole pipelines at once: tests/integration/test_registry_concurrency.py)."""
+    import pandas as pd
+
+    frame = pd.read_parquet(data_dir / "bc.parquet")
+    failures = []
+    for repetition in range(5):
+        store = tmp_path / f"store{repetition}"
+        paths = []
+        for i in range(4):
+            # Each process its own rows (one dropped), so the runs share no cached stage: this test is about the
+            # study storage, not about two runs writing one cache entry.
+            frame.drop(index=i).to_parquet(tmp_path / f"bc{i}.parquet", index=False)
+            config = {"name": "bc", "task": "binary", "store": str(store), "seed": i,
+                      "data": {"path": str(tmp_path / f"bc{i}.parquet"), "target": "diagnosis",
+                               "positive_class": "malignant"},
+                      "model": {"type": "xgboost", "params": {"n_estimators": 10}},
+                      "training": {"early_stopping_rounds": None, "threads": 1},
+                      "tuning": {"n_trials": 2, "plots": False, "study_name": "shared", "space": SPACE},
+                      "gates": {"champion": {"enabled": False}}}
+            paths.append(tmp_path / f"p{i}.yaml")
+            paths[-1].write_text(yaml.safe_dump(config))
+        procs = [subprocess.Popen([sys.executable, "-m", "trainpipe", "tune", str(p), "--join", "--json"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for p in paths]
+        for proc in procs:
+            out, err = proc.communicate(timeout=240)
+            if proc.returncode != 0:
+                failures.append(f"repetition {repetition}: exit {proc.returncode}: {out.strip()[-300:]} {err[-300:]}")
+        if (store / "optuna.db").exists():
+            study = optuna.load_study(study_name="shared", storage=f"sqlite:///{store}/optuna.db")
+            assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) >= 2
+            client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
+            parents = client.search_runs([client.get_experiment_by_name("bc").experiment_id],
+                                         "tags.`optuna.study` = 'shared' and tags.`trainpipe.stage` = 'tune'")
+            assert [r.info.run_id for r in parents] == [study.user_attrs["mlflow_parent_run_id"]]  # one per study
+    assert failures == []

@@ -35,10 +35,11 @@ def run(ctx) -> dict:
     metric, direction = objective_of(config)
     storage_url = tuning.storage or ctx.store.optuna_uri
     name = studies.study_name(config, features["identity"])
-    storage = studies.open_storage(storage_url, tuning)
-    local = storage_url.startswith("sqlite:///")
-    study = studies.create_study(name, storage, tuning, direction, lock=ctx.store.lock("optuna") if local else None,
-                                 attrs={"metric": metric, "trainpipe.model": config.model.type})
+    tracker = _tracker(ctx)  # MLflow is imported before the lock: other tunes wait only for the creation itself
+    with studies.creation_lock(storage_url):  # tables, study and its parent MLflow run: one of each
+        storage, study = studies.open_study(storage_url, tuning, name, direction,
+                                            attrs={"metric": metric, "trainpipe.model": config.model.type})
+        parent = _parent_run(ctx, tracker, study, metric)
 
     groups_file = None
     if tuning.cv.folds and tuning.cv.strategy == "group":
@@ -50,7 +51,6 @@ def run(ctx) -> dict:
         np.save(groups_file, np.concatenate([r[column].astype(str).to_numpy() for r in rows]).astype(object),
                 allow_pickle=True)
 
-    tracker, parent = _parent_run(ctx, study, metric)
     threads = config.training.threads or max(1, (os.cpu_count() or 1) // tuning.workers)
     job = WorkerJob(config=config.to_dict(), features_dir=str(ctx.upstream("features")),
                     groups_file=str(groups_file) if groups_file else None, study_name=name, storage=storage_url,
@@ -107,25 +107,30 @@ def run(ctx) -> dict:
     }
 
 
-def _parent_run(ctx, study, metric: str):
-    config = ctx.config
-    if not config.tracking.enabled:
-        return None, None
+def _tracker(ctx):
+    if not ctx.config.tracking.enabled:
+        return None
     from trainpipe.tracking import Tracker
+
+    return Tracker(ctx.store, ctx.config.tracking)
+
+
+def _parent_run(ctx, tracker, study, metric: str) -> str | None:
+    if tracker is None:
+        return None
+    from trainpipe.tracking import flatten
     from trainpipe.tuning.tracking import open_parent
 
-    tracker = Tracker(ctx.store, config.tracking)
+    config = ctx.config
     tags = {"optuna.study": study.study_name, "trainpipe.run_id": ctx.run_id, "trainpipe.stage": "tune",
             "optuna.metric": metric, "model.type": config.model.type, **config.tracking.tags}
     parent = open_parent(tracker, config.tracking.experiment or config.name, study, tags)
     settings = config.tuning.model_dump(mode="json", exclude={"space"})
-    from trainpipe.tracking import flatten
-
     try:
         tracker.log_params(parent, flatten({"tuning": settings}))
     except Exception:  # params of a reopened study run are already there (MLflow params never change)
         pass
-    return tracker, parent
+    return parent
 
 
 def _best_params(config, best) -> dict:
