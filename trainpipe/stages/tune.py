@@ -19,6 +19,7 @@ from trainpipe.stages import raw_rows
 from trainpipe.tuning import budget as budgets
 from trainpipe.tuning import study as studies
 from trainpipe.tuning.objective import outcome
+from trainpipe.tuning.space import fixed_params
 from trainpipe.tuning.worker import WorkerJob, run_worker, start_workers, wait_workers, write_job
 
 
@@ -55,12 +56,13 @@ def run(ctx) -> dict:
     job = WorkerJob(config=config.to_dict(), features_dir=str(ctx.upstream("features")),
                     groups_file=str(groups_file) if groups_file else None, study_name=name, storage=storage_url,
                     metric=metric, direction=direction, threads=threads, parent_run_id=parent,
-                    experiment_id=tracker.experiment_id(config.tracking.experiment or config.name) if tracker else None)
+                    experiment_id=tracker.experiment_id(config.tracking.experiment or config.name) if tracker else None,
+                    store_root=str(ctx.store.root))
     job_file = ctx.stage_dir / "job.json"
     write_job(job, job_file)
     others = start_workers(job_file, tuning.workers - 1, ctx.stage_dir)
     try:
-        mine = run_worker(job, 0, storage)
+        mine = run_worker(job, 0, storage, progress=ctx.progress)
     except BaseException:
         for proc, _ in others:
             proc.kill()
@@ -77,6 +79,7 @@ def run(ctx) -> dict:
                 else "; raise tuning.n_trials or loosen the pruner")
         raise ModelError(f"tuning: no trial of study {name} completed ({studies.counts(study)}){hint}", key="tuning")
     summary = _summary(study, best, name, storage_url, metric, direction, mine["stopped_by"], tuning, results)
+    summary["fixed_params"] = _jsonable(fixed_params(config))
     best_params = _best_params(config, best)
     (ctx.stage_dir / "best_params.json").write_text(json.dumps(
         {"params": best_params, "best_iteration": outcome(best).get("best_iteration"),
@@ -103,7 +106,8 @@ def run(ctx) -> dict:
         "metrics": {"tuning_best_value": summary["best_value"], "tuning_trials_finished": float(summary["finished"]),
                     "tuning_cost_usd": summary["cost_usd"]},
         "summary": {k: summary[k] for k in ("study", "storage", "metric", "direction", "trials", "best_value",
-                                             "best_params", "best_trial", "stopped_by", "message", "cost_usd")},
+                                             "best_params", "fixed_params", "best_trial", "stopped_by", "message",
+                                             "cost_usd")},
     }
 
 
