@@ -136,8 +136,8 @@ def init(
     data: str = typer.Option(..., "--data", help="A CSV or Parquet file."),
     target: Optional[str] = typer.Option(None, "--target", help="The label column (every task but ranking)."),
     task: Optional[str] = typer.Option(None, "--task", help="binary, multiclass, regression (default: inferred) or ranking."),
-    model: Optional[str] = typer.Option(None, "--model", help="xgboost, lightgbm, sklearn or torch_mlp (default: xgboost, else lightgbm, else sklearn: the first "
-                                         "installed)."),
+    model: Optional[str] = typer.Option(None, "--model", help="xgboost, lightgbm, sklearn or torch_mlp (default: "
+                                        "xgboost, else lightgbm, else sklearn: the first installed)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing pipeline.yaml."),
     user: Optional[str] = typer.Option(None, "--user", help="--task ranking: the user id column."),
     item: Optional[str] = typer.Option(None, "--item", help="--task ranking: the item id column."),
