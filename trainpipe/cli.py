@@ -49,7 +49,7 @@ def run(
         cfg = load_config(config, set_ or []) if config is not None else None
         target_store = _store(cfg, store)
         return run_pipeline(cfg, target_store, resume=resume, run_id=run_id, use_cache=not no_cache,
-                            on_event=_progress(console), resume_anyway=resume_anyway)
+                            on_event=_progress(console), resume_anyway=resume_anyway, progress=not as_json)
 
     _execute(body, as_json, debug, render=run_summary)
 
@@ -76,7 +76,8 @@ def stage(
 
         cfg = load_config(config, set_ or []) if config is not None else None
         return run_one_stage(_store(cfg, store), run_ref, name, cfg, use_cache=not no_cache,
-                             on_event=_progress(console), resume_anyway=resume_anyway)
+                             on_event=_progress(console), resume_anyway=resume_anyway,
+                             progress=not as_json)
 
     _execute(body, as_json, debug, render=lambda c, d: run_summary(c, d) if d["status"] == "completed" else None)
 
@@ -135,7 +136,8 @@ def init(
     data: str = typer.Option(..., "--data", help="A CSV or Parquet file."),
     target: Optional[str] = typer.Option(None, "--target", help="The label column (every task but ranking)."),
     task: Optional[str] = typer.Option(None, "--task", help="binary, multiclass, regression (default: inferred) or ranking."),
-    model: Optional[str] = typer.Option(None, "--model", help="xgboost, lightgbm or sklearn (default: xgboost)."),
+    model: Optional[str] = typer.Option(None, "--model", help="xgboost, lightgbm, sklearn or torch_mlp (default: "
+                                        "xgboost, else lightgbm, else sklearn: the first installed)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing pipeline.yaml."),
     user: Optional[str] = typer.Option(None, "--user", help="--task ranking: the user id column."),
     item: Optional[str] = typer.Option(None, "--item", help="--task ranking: the item id column."),
@@ -150,8 +152,7 @@ def init(
 
     def body(console: Console) -> dict:
         from trainpipe.errors import ConfigError
-        from trainpipe.models import FAMILIES
-        from trainpipe.scaffold import scaffold
+        from trainpipe.scaffold import SCAFFOLD, scaffold
 
         if task == "ranking":  # an interactions table: trainpipe/ranking/scaffold.py
             from trainpipe.ranking.scaffold import scaffold_ranking
@@ -161,8 +162,8 @@ def init(
             raise ConfigError(f"--task: expected binary, multiclass, regression or ranking, got {task!r}", key="task")
         if target is None:
             raise ConfigError("--target: required (the label column) unless --task ranking", key="--target")
-        if model is not None and model not in FAMILIES:
-            raise ConfigError(f"--model: expected one of {sorted(FAMILIES)}, got {model!r}", key="model.type")
+        if model is not None and model not in SCAFFOLD:
+            raise ConfigError(f"--model: expected one of {', '.join(SCAFFOLD)}, got {model!r}", key="model.type")
         return scaffold(directory, data, target, task, model, force)
 
     def render(console: Console, doc: dict) -> None:

@@ -47,7 +47,8 @@ def tune(
         target = _store(cfg, store)
         if dashboard:
             _open_dashboard(cfg.tuning.storage or target.optuna_uri, port)
-        summary = run_pipeline(cfg, target, on_event=_progress(console), until="tune" if join else None)
+        summary = run_pipeline(cfg, target, on_event=_progress(console), until="tune" if join else None,
+                               progress=not as_json)
         study_file = Path(summary["run_dir"]) / "tune" / "study.json"
         study = json.loads(study_file.read_text()) if study_file.exists() else None
         registered = summary.get("registered") or {}
@@ -77,5 +78,8 @@ def _render(console: Console, doc: dict) -> None:
         console.print(f"[bold]study[/] {study['study']}  [dim]{study['storage']}[/]")
         console.print(f"  trials: {counts}  ·  {study['message']}")
         console.print(f"  best {study['metric']} {study['best_value']:.5g} (trial {study['best_trial']}): {params}")
+        if study.get("fixed_params"):
+            fixed = ", ".join(f"{k}={v}" for k, v in study["fixed_params"].items())
+            console.print(f"  fixed by model.params, not searched: {fixed}")
         if study.get("plots_skipped"):
             console.print(f"  [dim]plots skipped: {', '.join(study['plots_skipped'])}[/]")

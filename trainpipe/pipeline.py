@@ -83,6 +83,7 @@ class StageContext:
     cache_key: str = ""  # this stage's: checkpoints written under another key are refused
     resume_anyway: bool = False  # --resume-anyway: load such checkpoints all the same
     tracking: Any = None  # the run's RunTracking: register waits on it for the MLflow run id
+    progress: bool = False  # live progress on stderr (the CLI without --json): rounds, trials, epochs
 
     def upstream(self, stage: str) -> Path:
         return self.run_dir / stage
@@ -260,7 +261,7 @@ class Run:
         return None
 
     def run_stage(self, name: str, memo: dict | None = None, use_cache: bool = True, on_event: Event | None = None,
-                  resume_anyway: bool = False) -> dict:
+                  resume_anyway: bool = False, progress: bool = False) -> dict:
         spec = SPECS[name]
         memo = {} if memo is None else memo
         key = self.cache_key(spec)
@@ -292,7 +293,7 @@ class Run:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         ctx = StageContext(self.run_id, self.dir, tmp, self.config, self.store, memo, key, resume_anyway,
-                           tracking=self.tracking)
+                           tracking=self.tracking, progress=progress)
         started = time.perf_counter()
         try:
             result = importlib.import_module(f"trainpipe.stages.{name}").run(ctx) or {}
@@ -403,7 +404,7 @@ def preflight(config: PipelineConfig) -> None:
 
 def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | None = None, run_id: str | None = None,
                  use_cache: bool = True, until: str | None = None, on_event: Event | None = None,
-                 resume_anyway: bool = False) -> dict:
+                 resume_anyway: bool = False, progress: bool = False) -> dict:
     """Run every stage in order (or resume a failed run), tracking in MLflow; returns the run summary."""
     if config is not None:
         preflight(config)
@@ -424,13 +425,15 @@ def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | N
     names = names if until is None else names[: names.index(until) + 1]
     with _ends_on_error(run, f"trainpipe run --resume {run.run_id}"):
         for name in names:
-            run.run_stage(name, memo, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway)
+            run.run_stage(name, memo, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway,
+                          progress=progress)
     run.finish("completed")
     return run.summary()
 
 
 def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig | None = None,
-                  use_cache: bool = True, on_event: Event | None = None, resume_anyway: bool = False) -> dict:
+                  use_cache: bool = True, on_event: Event | None = None, resume_anyway: bool = False,
+                  progress: bool = False) -> dict:
     """One stage of a run in this process: what an orchestrator task calls."""
     if name not in SPECS:
         import difflib
@@ -457,7 +460,7 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
             run.tracking.reopen()
         run.meta["status"] = "running"
     with _ends_on_error(run, f"trainpipe stage {name} --run {run.run_id}"):
-        run.run_stage(name, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway)
+        run.run_stage(name, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway, progress=progress)
     if name == STAGE_NAMES[-1]:
         run.finish("completed")
     else:

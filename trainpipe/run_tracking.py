@@ -142,9 +142,10 @@ class RunTracking:
         tracker.reopen(self.mlflow_run_id)
 
     def live(self, step: int, values: dict[str, float]) -> None:
-        """One iteration's values, queued as they happen (one log_batch each)."""
-        values = dict(values)
-        self._submit(lambda: self.mlflow_run_id and self._open().log_metrics(self.mlflow_run_id, values, step))
+        """One iteration's values, queued as they happen (one log_batch each), under the history keys the
+        stage's end then completes (`log_history(skip_logged=True)`)."""
+        series = {name: [value] for name, value in values.items()}
+        self._submit(lambda: self.mlflow_run_id and self._open().log_history(self.mlflow_run_id, series, step))
 
     def stage(self, name: str, stage_dir: Path, manifest: dict) -> None:
         self._submit(self._log_stage, name, stage_dir, manifest)

@@ -6,6 +6,7 @@ import time
 
 from trainpipe.errors import RunError
 from trainpipe.evaluation.metrics import PRIMARY
+from trainpipe.tracking import HISTORY_PREFIX
 
 
 def _client(uri: str):
@@ -71,7 +72,8 @@ def compare_runs(uri: str, refs: list[str]) -> dict:
     param_names = sorted(set().union(*(r.data.params for r in runs)))
     differ = {name: [r.data.params.get(name) for r in runs] for name in param_names
               if len({r.data.params.get(name) for r in runs}) > 1}
-    metric_names = sorted(set().union(*(r.data.metrics for r in runs)),
+    # Final metrics only: a `history/` key's latest value is just the last iteration of a curve.
+    metric_names = sorted({n for r in runs for n in r.data.metrics if not n.startswith(HISTORY_PREFIX)},
                           key=lambda n: (not n.startswith(("validation_", "test_")), n))
     metrics = {name: [r.data.metrics.get(name) for r in runs] for name in metric_names}
     return {"runs": [{"label": label, "run_id": r.data.tags.get("trainpipe.run_id"), "mlflow_run_id": r.info.run_id,

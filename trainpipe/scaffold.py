@@ -14,6 +14,23 @@ from trainpipe.errors import ConfigError, DataError
 
 NUMERIC_TEXT_SHARE = 0.95  # a text column is numbers-with-blanks when this share of values parses
 
+# What `init` writes per family (one place; `--model` offers these). Only what a first run needs beyond the
+# family's own defaults, and nothing its default search space covers: `trainpipe tune` on a generated config
+# then searches the whole space (a parameter set in model.params is fixed, and tune says so).
+# params: {name: (value, comment)}; estimator only for sklearn, by task kind.
+SCAFFOLD = {
+    "xgboost": {"params": {"n_estimators": (500, "most rounds: early stopping usually ends sooner")},
+                "early_stopping_rounds": (50, "rounds without a better validation loss")},
+    "lightgbm": {"params": {"n_estimators": (500, "most rounds: early stopping usually ends sooner")},
+                 "early_stopping_rounds": (50, "rounds without a better validation loss")},
+    "sklearn": {"estimator": {"regression": "sklearn.ensemble.HistGradientBoostingRegressor",
+                              "classification": "sklearn.ensemble.HistGradientBoostingClassifier"},
+                "params": {}, "early_stopping_rounds": None},  # an estimator stops by its own parameters
+    "torch_mlp": {"params": {"epochs": (30, "most epochs: early stopping usually ends sooner"),
+                             "hidden_dims": ([256, 128, 64], "width of each hidden layer")},
+                  "early_stopping_rounds": (5, "epochs without a better validation_loss")},
+}
+
 
 def infer_task(labels: pd.Series) -> str:
     values = labels.dropna()
@@ -106,6 +123,32 @@ def _yaml_scalar(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
+def model_lines(model: str, task: str) -> list[str]:
+    """The `model:` and `training:` sections for one family, from SCAFFOLD."""
+    from trainpipe.models import get_family
+
+    spec = SCAFFOLD[model]
+    lines = ["model:", f"  type: {model}"]
+    if "estimator" in spec:
+        lines.append(f"  estimator: {spec['estimator']['regression' if task == 'regression' else 'classification']}")
+    if spec["params"]:
+        lines.append("  params:")
+        lines += [f"    {name}: {_yaml_scalar(value)}   # {comment}" for name, (value, comment) in spec["params"].items()]
+    else:
+        lines.append("  params: {}")
+    searched = ", ".join(get_family(model).default_search_space(task))
+    lines += ["  # Other parameters take the family's defaults (docs/configuration.md).",
+              f"  # `trainpipe tune` searches {searched};",
+              "  # a parameter set in params is fixed instead, and tune lists it.",
+              "",
+              "training:"]
+    if spec["early_stopping_rounds"] is None:
+        lines[-1] += " {}"
+    else:
+        lines.append("  early_stopping_rounds: {}   # {}".format(*spec["early_stopping_rounds"]))
+    return lines
+
+
 def render(name: str, task: str, data: str, target: str, ids: list[str], coerce: dict, positive, model: str) -> str:
     lines = [
         f"# trainpipe pipeline for {data}, written by `trainpipe init`.",
@@ -142,20 +185,9 @@ def render(name: str, task: str, data: str, target: str, ids: list[str], coerce:
         "  categorical:",
         "    max_categories: 50  # rarer categories are grouped",
         "",
-        "model:",
-        f"  type: {model}",
     ]
-    if model in ("xgboost", "lightgbm"):
-        lines += ["  params:", "    n_estimators: 500", "    learning_rate: 0.05"]
-        lines += ["    max_depth: 6"] if model == "xgboost" else ["    num_leaves: 31"]
-    else:
-        estimator = "sklearn.ensemble.HistGradientBoostingRegressor" if task == "regression" else \
-            "sklearn.ensemble.HistGradientBoostingClassifier"
-        lines += [f"  estimator: {estimator}", "  params: {}"]
+    lines += model_lines(model, task)
     lines += [
-        "",
-        "training:",
-        "  early_stopping_rounds: 50",
         "",
         "tracking:",
         "  experiment: " + _yaml_scalar(name),

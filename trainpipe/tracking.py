@@ -46,6 +46,17 @@ def param_key(key: str) -> str:
     return re.sub(r"[^\w\-. :/]", "_", key)
 
 
+HISTORY_PREFIX = "history/"
+
+
+def history_key(name: str) -> str:
+    """The MLflow key of a per-iteration value (boosting round, epoch, a trial's intermediate value):
+    `history/validation_log_loss`. A namespace of its own, because MLflow shows a metric's value at its latest
+    step: sharing evaluate's `validation_log_loss` key, the last epoch would hide the evaluated model's value.
+    The UI groups `history/` curves in their own section; final metrics keep the plain names."""
+    return HISTORY_PREFIX + param_key(name)
+
+
 def flatten(doc: Any, prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     if isinstance(doc, dict):
@@ -194,21 +205,25 @@ class Tracker:
             _retry(lambda c=chunk: self.client.log_batch(run_id, params=c))
 
     def log_metrics(self, run_id: str, values: dict[str, float], step: int = 0) -> None:
-        self.log_history(run_id, {k: [v] for k, v in values.items()}, first_step=step)
+        """Final values (evaluate's metrics, train_seconds...) under their own names."""
+        self._log_steps(run_id, {param_key(k): [v] for k, v in values.items()}, first_step=step)
 
     def log_history(self, run_id: str, history: dict[str, list[float]], first_step: int = 0,
                     skip_logged: bool = False) -> None:
-        """Whole per-iteration histories in a few log_batch calls (one call per value costs ~3 ms).
+        """Per-iteration values, one step per iteration, under `history_key(name)`, in a few log_batch calls
+        (one call per value costs ~3 ms). skip_logged: leave out the steps each metric already has in MLflow
+        (epochs logged live, possibly by a process killed before a resume)."""
+        self._log_steps(run_id, {history_key(k): v for k, v in history.items()}, first_step, skip_logged)
 
-        skip_logged: leave out the steps each metric already has in MLflow (values logged live).
-        """
+    def _log_steps(self, run_id: str, series: dict[str, list[float]], first_step: int = 0,
+                   skip_logged: bool = False) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        logged = {name: ({m.step for m in _retry(lambda n=name: self.client.get_metric_history(run_id, param_key(n)))}
-                         if skip_logged else set()) for name in history}
-        items = [Metric(param_key(name), float(v), now, first_step + step) for name, values in history.items()
-                 for step, v in enumerate(values) if v == v and first_step + step not in logged[name]]
+        logged = {key: ({m.step for m in _retry(lambda k=key: self.client.get_metric_history(run_id, k))}
+                        if skip_logged else set()) for key in series}
+        items = [Metric(key, float(v), now, first_step + step) for key, values in series.items()
+                 for step, v in enumerate(values) if v == v and first_step + step not in logged[key]]
         for chunk in _chunks(items, METRICS_PER_BATCH):
             _retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c))
 

@@ -71,6 +71,9 @@ def test_runs_list_and_compare(cli_json, write_config, bc_config, store):
     assert code == 0
     assert compared["params_that_differ"] == {"model.params.max_depth": ["3", "2"]}
     assert "test_roc_auc" in compared["metrics"]
+    # one name per metric: the per-round curve (history/validation_log_loss in MLflow) is not a second row
+    assert "validation_log_loss" in compared["metrics"]
+    assert not [name for name in compared["metrics"] if "logloss" in name or name.startswith("history/")]
 
 
 def test_schema_infer_writes_an_editable_schema_that_validates_the_data(cli, data_dir, tmp_path):
@@ -108,6 +111,31 @@ def test_init_writes_a_pipeline_that_runs_unedited_on_an_unseen_table(cli_json, 
     code, result = cli_json("run", str(tmp_path / "proj" / "pipeline.yaml"))
     assert code == 0, result
     assert result["status"] == "completed" and result["metrics"]["test"]["roc_auc"] > 0.7
+
+
+def test_init_torch_mlp_writes_a_torch_pipeline_that_runs(cli_json, tmp_path, store):
+    telco_like(rows=600).to_csv(tmp_path / "telco.csv", index=False)
+    code, doc = cli_json("init", str(tmp_path / "proj"), "--data", str(tmp_path / "telco.csv"), "--target", "Churn",
+                         "--model", "torch_mlp")
+    assert code == 0 and doc["model"] == "torch_mlp"
+    model = yaml.safe_load((tmp_path / "proj" / "pipeline.yaml").read_text())["model"]
+    assert model["type"] == "torch_mlp" and "estimator" not in model  # was sklearn's HistGradientBoostingClassifier
+    code, result = cli_json("run", str(tmp_path / "proj" / "pipeline.yaml"), "--set", "model.params.epochs=3")
+    assert code == 0, result
+    assert result["status"] == "completed" and result["metrics"]["test"]["roc_auc"] > 0.6
+
+
+def test_init_offers_every_tabular_family_and_writes_an_estimator_only_for_sklearn(cli_json, tmp_path, data_dir):
+    for family in ("xgboost", "lightgbm", "sklearn", "torch_mlp"):
+        code, doc = cli_json("init", str(tmp_path / family), "--data", str(data_dir / "churn.csv"), "--target", "churn",
+                             "--model", family)
+        assert code == 0, doc
+        model = yaml.safe_load((tmp_path / family / "pipeline.yaml").read_text())["model"]
+        assert model["type"] == family and ("estimator" in model) == (family == "sklearn")
+    code, doc = cli_json("init", str(tmp_path / "x"), "--data", str(data_dir / "churn.csv"), "--target", "churn",
+                         "--model", "two_tower")
+    assert code == 2 and doc["error"] == ("--model: expected one of xgboost, lightgbm, sklearn, torch_mlp, "
+                                          "got 'two_tower'")
 
 
 def test_init_refuses_to_overwrite_without_force(cli_json, tmp_path, data_dir):

@@ -115,9 +115,9 @@ def test_sigkill_and_sigterm_at_random_steps_then_resume_is_bit_identical(tmp_pa
         proc = _paused(args, step_file, step)
         if step > STEPS // 3 and not live_seen:  # in epoch 2 or 3: epoch 1 is in MLflow while training runs
             deadline = time.monotonic() + 30  # the tracking thread may still be busy with earlier stages
-            while mlflow_history(run, "validation_loss")[0] != [0] and time.monotonic() < deadline:
+            while mlflow_history(run, "history/validation_loss")[0] != [0] and time.monotonic() < deadline:
                 time.sleep(0.5)
-            assert mlflow_history(run, "validation_loss")[0] == [0]
+            assert mlflow_history(run, "history/validation_loss")[0] == [0]
             live_seen = True
         if n % 2 == 0:
             proc.kill()  # SIGKILL: no handler runs; the newest checkpoint at or before `step` is resumed
@@ -140,6 +140,6 @@ def test_sigkill_and_sigterm_at_random_steps_then_resume_is_bit_identical(tmp_pa
     # every epoch in MLflow exactly once although epochs were sent live by processes that were then killed
     history = json.loads((run / "train" / "history.json").read_text())
     for key in ("train_loss", "validation_loss", "lr"):
-        steps, values = mlflow_history(run, key)
+        steps, values = mlflow_history(run, f"history/{key}")
         assert steps == list(range(len(history[key]))) and values == pytest.approx(history[key]), key
     assert final.returncode == 0 and reference[1].returncode == 0, final.stderr + reference[1].stderr

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import pty
+import re
 import signal
 import sqlite3
 import subprocess
@@ -11,6 +14,8 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 SPACE = {"learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
@@ -105,3 +110,123 @@ def test_a_killed_tune_resumes_the_same_study_without_repeating_finished_trials(
     # the killed trial itself (FAILED) were logged by the rerun
     statuses = {int(r.data.tags["optuna.trial_number"]): r.info.status for r in trials}
     assert statuses == {t.number: "FAILED" if t.number == killed[0] else "FINISHED" for t in after}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # 20 processes, ~60 s per repetition on a loaded 2-core machine
+def test_four_tunes_started_at_once_on_a_fresh_store_all_succeed(tmp_path, data_dir):
+    """Optuna's tables, the study and its MLflow parent run are created once, under a lock, whoever starts
+    first: before, most of the processes failed on `table ... already exists` (issue 10, item 3). `--join`
+    stops each after its tune stage: everything a tune does at start-up, without four trainings and
+    registrations (whole pipelines at once: tests/integration/test_registry_concurrency.py)."""
+    import pandas as pd
+
+    frame = pd.read_parquet(data_dir / "bc.parquet")
+    failures = []
+    for repetition in range(5):
+        store = tmp_path / f"store{repetition}"
+        paths = []
+        for i in range(4):
+            # Each process its own rows (one dropped), so the runs share no cached stage: this test is about the
+            # study storage, not about two runs writing one cache entry.
+            frame.drop(index=i).to_parquet(tmp_path / f"bc{i}.parquet", index=False)
+            config = {"name": "bc", "task": "binary", "store": str(store), "seed": i,
+                      "data": {"path": str(tmp_path / f"bc{i}.parquet"), "target": "diagnosis",
+                               "positive_class": "malignant"},
+                      "model": {"type": "xgboost", "params": {"n_estimators": 10}},
+                      "training": {"early_stopping_rounds": None, "threads": 1},
+                      "tuning": {"n_trials": 2, "plots": False, "study_name": "shared", "space": SPACE},
+                      "gates": {"champion": {"enabled": False}}}
+            paths.append(tmp_path / f"p{i}.yaml")
+            paths[-1].write_text(yaml.safe_dump(config))
+        procs = [subprocess.Popen([sys.executable, "-m", "trainpipe", "tune", str(p), "--join", "--json"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for p in paths]
+        for proc in procs:
+            out, err = proc.communicate(timeout=240)
+            if proc.returncode != 0:
+                failures.append(f"repetition {repetition}: exit {proc.returncode}: {out.strip()[-300:]} {err[-300:]}")
+        if (store / "optuna.db").exists():
+            study = optuna.load_study(study_name="shared", storage=f"sqlite:///{store}/optuna.db")
+            assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) >= 2
+            client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
+            parents = client.search_runs([client.get_experiment_by_name("bc").experiment_id],
+                                         "tags.`optuna.study` = 'shared' and tags.`trainpipe.stage` = 'tune'")
+            assert [r.info.run_id for r in parents] == [study.user_attrs["mlflow_parent_run_id"]]  # one per study
+    assert failures == []
+
+
+def run_on_a_terminal(*args: str, timeout: float = 300) -> tuple[int, str, str]:
+    """`trainpipe ARGS` with stderr on a pseudo-terminal (as in an interactive shell) and stdout on a pipe:
+    (exit code, stdout, everything written to the terminal)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "trainpipe", *args], stdout=subprocess.PIPE, stderr=slave,
+                            env={**os.environ, "COLUMNS": "200", "TERM": "xterm"})
+    os.close(slave)
+    chunks = []
+    while True:  # until the process closes the terminal
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the other end is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    out = proc.stdout.read().decode()
+    proc.wait(timeout=timeout)
+    return proc.returncode, out, b"".join(chunks).decode(errors="replace")
+
+
+def test_tune_shows_trials_and_rounds_live_on_a_terminal_and_nothing_of_it_with_json(write_config, bc_config):
+    config = str(write_config({**bc_config, "tuning": {"space": SPACE, "plots": False}}))
+    code, out, terminal = run_on_a_terminal("tune", config, "--trials", "2")
+    assert code == 0, out + terminal
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal)
+    assert re.search(r"tuning trial .* [0-2]/2 ", plain) and "best roc_auc" in plain  # trials done, best so far
+    assert re.search(r"xgboost round .* \d+/40 .*validation_log_loss", plain) and "eta" in plain  # train's rounds
+    assert "tuning trial" not in out and "round" not in out  # stdout keeps only the summary
+
+    code, out, terminal = run_on_a_terminal("tune", config, "--trials", "3", "--json")
+    assert code == 0 and json.loads(out)["study"]["finished"] >= 3
+    assert "tuning trial" not in terminal and "round" not in terminal
+    assert "\x1b[?25l" not in terminal  # no live display ever started (it hides the cursor)
+
+
+def test_tune_off_a_terminal_prints_no_live_line(cli, write_config, bc_config):
+    proc = cli("tune", str(write_config({**bc_config, "tuning": {"space": SPACE, "plots": False}})), "--trials", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "tuning trial" not in proc.stderr + proc.stdout and "xgboost round" not in proc.stderr + proc.stdout
+
+
+def test_tune_on_an_init_config_searches_the_whole_default_space_and_names_fixed_params(cli, cli_json, tmp_path,
+                                                                                          data_dir, store):
+    code, _ = cli_json("init", str(tmp_path / "proj"), "--data", str(data_dir / "bc.parquet"), "--target", "diagnosis")
+    assert code == 0
+    pipeline = str(tmp_path / "proj" / "pipeline.yaml")
+    fast = ["--set", "model.params.n_estimators=15", "--set", "tuning.plots=false", "--trials", "1", "--join"]
+    code, doc = cli_json("tune", pipeline, *fast)
+    assert code == 0, doc
+    assert set(doc["study"]["best_params"]) == {"learning_rate", "max_depth", "min_child_weight", "subsample",
+                                                "colsample_bytree", "reg_lambda"}  # all six, none pinned by init
+    assert doc["study"]["fixed_params"] == {}
+
+    proc = cli("tune", pipeline, *fast, "--set", "model.params.max_depth=3")
+    assert proc.returncode == 0, proc.stderr
+    assert "fixed by model.params, not searched: max_depth=3" in proc.stdout
+
+
+def test_tune_with_store_on_the_command_line_logs_its_trials_there(cli_json, write_config, bc_config, store, tmp_path,
+                                                                    monkeypatch):
+    """The trial logger opened the config's store (here: none, so $TRAINPIPE_HOME) instead of --store, and the
+    study's MLflow experiment did not exist there: `internal error: No Experiment with id=1 exists`."""
+    monkeypatch.setenv("TRAINPIPE_HOME", str(tmp_path / "elsewhere"))
+    config = {k: v for k, v in bc_config.items() if k != "store"}
+    config["tuning"] = {"space": SPACE, "plots": False}
+    code, doc = cli_json("tune", str(write_config(config)), "--trials", "2", "--store", str(store))
+    assert code == 0, doc
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
+    study = optuna.load_study(study_name=doc["study"]["study"], storage=f"sqlite:///{store}/optuna.db")
+    trials = client.search_runs([client.get_experiment_by_name("bc").experiment_id],
+                                f"tags.`mlflow.parentRunId` = '{study.user_attrs['mlflow_parent_run_id']}'")
+    assert len(trials) == doc["study"]["finished"]
+    assert not (tmp_path / "elsewhere" / "mlflow.db").exists()

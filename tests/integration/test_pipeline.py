@@ -48,13 +48,32 @@ def test_run_tracks_params_metrics_history_tags_and_artifacts(bc_config, store):
     tags = mlflow_run.data.tags
     for tag in ("trainpipe.data_fingerprint", "trainpipe.config_hash", "python_version", "host", "version.mlflow"):
         assert tag in tags
-    history = client(store).get_metric_history(summary["mlflow_run_id"], "validation_logloss")
+    # per-round values under history/, named like evaluate's final metric, which keeps its own key and value
+    history = client(store).get_metric_history(summary["mlflow_run_id"], "history/validation_log_loss")
     iterations = json.loads(Path(summary["run_dir"], "train", "manifest.json").read_text())["summary"]["iterations"]
     assert len(history) == iterations and [m.step for m in history] == list(range(iterations))
+    assert mlflow_run.data.metrics["validation_log_loss"] == summary["metrics"]["validation"]["log_loss"]
+    assert not any(name.endswith("logloss") for name in mlflow_run.data.metrics)
     artifacts = {a.path for a in client(store).list_artifacts(summary["mlflow_run_id"])}
     assert {"config", "ingest", "validate", "split", "features", "train", "evaluate"} <= artifacts
     listed = {a.path for a in client(store).list_artifacts(summary["mlflow_run_id"], "train")}
     assert "train/model" in listed and "train/history.json" in listed
+
+
+def test_torch_epochs_never_overwrite_evaluates_metrics_in_mlflow(bc_config, store):
+    """MLflow shows a metric's latest step: epochs logged under evaluate's `validation_accuracy` key hid the
+    evaluated model's value behind the last epoch's. Epochs go to `history/...`, live and at the stage's end."""
+    doc = {**bc_config, "model": {"type": "torch_mlp", "params": {"epochs": 4, "hidden_dims": [8], "batch_size": 64}}}
+    summary = run(doc)
+    assert summary["status"] == "completed"
+    mlflow_id = summary["mlflow_run_id"]
+    final = client(store).get_metric_history(mlflow_id, "validation_accuracy")
+    assert [(m.step, m.value) for m in final] == [(0, summary["metrics"]["validation"]["accuracy"])]
+    history = json.loads(Path(summary["run_dir"], "train", "history.json").read_text())
+    for name in ("validation_accuracy", "validation_loss", "train_loss"):
+        points = sorted(client(store).get_metric_history(mlflow_id, f"history/{name}"), key=lambda m: m.step)
+        assert [m.step for m in points] == list(range(len(history[name])))  # each epoch once: live, not re-sent
+        assert [m.value for m in points] == pytest.approx(history[name])
 
 
 def test_every_stage_writes_a_manifest_with_fingerprints(bc_config, store):

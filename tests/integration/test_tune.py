@@ -104,3 +104,36 @@ def test_two_workers_share_one_study_with_distinct_trials(tmp_path, store):
     assert len({t.user_attrs["worker"] for t in finished}) == 2
     assert 10 <= len(finished) <= 11  # a worker finishes the trial it had started when the total was reached
     assert len({json.dumps(t.params, sort_keys=True) for t in finished}) == len(finished)  # seeds differ per worker
+
+
+def _open_the_study(url: str, barrier, results) -> None:
+    from trainpipe.tuning.config import TuningConfig
+    from trainpipe.tuning.study import open_study
+
+    barrier.wait()  # every process starts creating at the same instant
+    try:
+        open_study(url, TuningConfig(), "raced", "maximize", {"metric": "roc_auc"})
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001  reported to the test, which shows it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.slow
+def test_open_study_without_the_lock_retries_the_creation_race(tmp_path):
+    """A database server gets no file lock: four processes creating the tables and one study of a fresh database
+    at once must all succeed by retrying on `already exists` / UNIQUE errors (the same race on SQLite)."""
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    outcomes = []
+    for repetition in range(3):
+        url = f"sqlite:///{tmp_path / f'fresh{repetition}.db'}"
+        barrier, results = spawn.Barrier(4), spawn.Queue()
+        procs = [spawn.Process(target=_open_the_study, args=(url, barrier, results)) for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        outcomes += [results.get(timeout=120) for _ in procs]
+        for proc in procs:
+            proc.join()
+        assert optuna.get_all_study_names(url) == ["raced"]
+    assert outcomes == ["ok"] * 12

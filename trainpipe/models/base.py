@@ -12,7 +12,8 @@ from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 # Called once per iteration (boosting round, epoch, CV fold) with that iteration's values, e.g.
-# {"validation_logloss": 0.31}. Returning True asks the family to stop (pruning).
+# {"validation_log_loss": 0.31}, named as trainpipe names the final metrics (gbdt.METRIC_NAMES maps the
+# libraries' names). Returning True asks the family to stop (pruning).
 ReportFn = Callable[[int, dict[str, float]], bool]
 
 
@@ -36,8 +37,8 @@ class FitContext:
     checkpoint: Any = None  # trainpipe.engine.config.CheckpointConfig
     config_hash: str = ""  # checkpoints written under another hash are refused...
     resume_anyway: bool = False  # ...unless this is set (--resume-anyway)
-    verbose: bool = False  # progress lines on stderr
-    # Each epoch's values as it ends (step = epoch): MLflow shows the curves while training runs.
+    verbose: bool = False  # progress on stderr (torch: bar and epoch lines; boosters: a round bar on a terminal)
+    # torch families: each epoch's values as it ends (step = epoch): MLflow shows the curves while training runs.
     on_epoch: Callable[[int, dict[str, float]], None] | None = None
 
 

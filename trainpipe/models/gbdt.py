@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 
 from trainpipe.errors import MissingDependency, ModelError
-from trainpipe.models.base import FitResult, PreprocessingNeeds, ReportFn, predict_from_proba, probabilities_from_binary
+from trainpipe.models.base import (
+    FitContext,
+    FitResult,
+    PreprocessingNeeds,
+    ReportFn,
+    predict_from_proba,
+    probabilities_from_binary,
+)
 
 TREE_NEEDS = PreprocessingNeeds(tree_model=True, handles_missing=True)
 
@@ -98,11 +105,65 @@ def check_lightgbm_params(params: dict[str, Any]) -> None:
 
 
 # -- shared by both boosters (plain functions: composition, not a base class) --------------------
+# The boosters' metric names → trainpipe's (evaluation/metrics.py), so a per-iteration value and evaluate's final
+# one have one name (validation_log_loss, not validation_logloss / validation_binary_logloss). Others pass through.
+METRIC_NAMES = {"logloss": "log_loss", "mlogloss": "log_loss", "binary_logloss": "log_loss",
+                "multi_logloss": "log_loss", "cross_entropy": "log_loss", "auc": "roc_auc", "aucpr": "pr_auc",
+                "average_precision": "pr_auc", "rmse": "rmse", "l2_root": "rmse", "l2": "mse", "mse": "mse",
+                "l1": "mae", "mae": "mae", "mape": "mape", "error": "error_rate", "binary_error": "error_rate",
+                "merror": "error_rate", "multi_error": "error_rate"}
+HIGHER_IS_BETTER = ("roc_auc", "pr_auc", "ndcg", "map")
+
+
+def metric_key(split: str, library_metric: str) -> str:
+    """`validation_log_loss` for xgboost's (validation, logloss) or LightGBM's (validation, binary_logloss)."""
+    return f"{split}_{METRIC_NAMES.get(library_metric, library_metric)}"
+
+
 def _fit_result(log: dict, best: int | None, rounds_asked: int) -> FitResult:
-    history = {f"{split}_{metric}": [float(v) for v in values]
+    history = {metric_key(split, metric): [float(v) for v in values]
                for split, metrics in log.items() for metric, values in metrics.items()}
     rounds = len(next(iter(history.values()), []))
     return FitResult(history=history, best_iteration=best, iterations=rounds, stopped_early=rounds < rounds_asked)
+
+
+class RoundProgress:
+    """Per-round progress of a booster on a terminal: rounds done of n_estimators, the first validation metric
+    and its best so far, and the ETA (engine/progress.py LiveLine; throttled, so a round costs a clock read)."""
+
+    def __init__(self, enabled: bool, family: str, rounds: int):
+        from trainpipe.engine.progress import LiveLine
+
+        self.line = LiveLine(enabled, f"{family} round", rounds)
+        self.best: tuple[float, int] | None = None
+
+    def __call__(self, round_: int, values: dict[str, float]) -> None:
+        key = next((k for k in values if k.startswith("validation_")), None)
+        if key is not None:
+            value = values[key]
+            higher = key.removeprefix("validation_") in HIGHER_IS_BETTER
+            if self.best is None or (value > self.best[0] if higher else value < self.best[0]):
+                self.best = (value, round_)
+        if self.line.due():
+            text = "" if key is None else (f"{key} {values[key]:.5g}  best {self.best[0]:.5g} "
+                                           f"(round {self.best[1] + 1})")
+            self.line.update(round_ + 1, text)
+
+    def close(self) -> None:
+        self.line.close()
+
+
+def _on_round(report: ReportFn | None, progress: RoundProgress | None):
+    """One per-round function for the boosters' callbacks: progress, then the tuner's report (True: stop)."""
+    if report is None and progress is None:
+        return None
+
+    def on_round(round_: int, values: dict[str, float]) -> bool:
+        if progress is not None:
+            progress(round_, values)
+        return bool(report(round_, values)) if report is not None else False
+
+    return on_round
 
 
 def _proba(task: str, raw) -> np.ndarray:
@@ -156,26 +217,31 @@ class XGBoostFamily:
         return params
 
     def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None,
-            train_metrics: bool = False) -> FitResult:
+            train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
+        """context: only `verbose` is used (per-round progress on a terminal)."""
         xgb = _import("xgboost", "xgboost-cpu")
         params = self._native_params()
         dtrain = xgb.DMatrix(X, label=y, nthread=self.threads)
         dval = xgb.DMatrix(X_val, label=y_val, nthread=self.threads)
         log: dict = {}
-        callbacks = []
-        if report is not None:
-            callbacks.append(_XGBReporter(xgb, report))
+        rounds = int(self.params["n_estimators"])
+        progress = RoundProgress(True, self.name, rounds) if context is not None and context.verbose else None
+        on_round = _on_round(report, progress)
+        callbacks = [] if on_round is None else [_XGBReporter(xgb, on_round)]
         if early_stopping_rounds:
             callbacks.append(xgb.callback.EarlyStopping(rounds=early_stopping_rounds, data_name="validation",
                                                         save_best=True))
         try:
-            self.booster = xgb.train(params, dtrain, num_boost_round=int(self.params["n_estimators"]),
+            self.booster = xgb.train(params, dtrain, num_boost_round=rounds,
                                      evals=([(dtrain, "train")] if train_metrics else []) + [(dval, "validation")],
                                      evals_result=log,
                                      verbose_eval=False, callbacks=callbacks)
         except xgb.core.XGBoostError as exc:
             raise ModelError(f"model.params: xgboost rejected the parameters: {str(exc).splitlines()[0]}",
                              key="model.params") from exc
+        finally:
+            if progress is not None:
+                progress.close()
         self.best_iteration = getattr(self.booster, "best_iteration", None) if early_stopping_rounds else None
         return _fit_result(log, self.best_iteration, int(self.params["n_estimators"]))
 
@@ -227,7 +293,7 @@ class _XGBReporter:
 
         class Reporter(base):
             def after_iteration(self, model, epoch, evals_log):
-                values = {f"{split}_{metric}": float(vals[-1]) for split, metrics in evals_log.items()
+                values = {metric_key(split, metric): float(vals[-1]) for split, metrics in evals_log.items()
                           for metric, vals in metrics.items()}
                 return bool(report(epoch, values))
 
@@ -267,29 +333,36 @@ class LightGBMFamily:
         return params
 
     def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None,
-            train_metrics: bool = False) -> FitResult:
+            train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
+        """context: only `verbose` is used (per-round progress on a terminal)."""
         lgb = _import("lightgbm", "lightgbm")
         params = self._native_params()
         train = lgb.Dataset(X, label=y, free_raw_data=True)
         valid = lgb.Dataset(X_val, label=y_val, reference=train)
         log: dict = {}
+        rounds = int(self.params["n_estimators"])
+        progress = RoundProgress(True, self.name, rounds) if context is not None and context.verbose else None
+        on_round = _on_round(report, progress)
         callbacks = [lgb.record_evaluation(log)]
         if early_stopping_rounds:
             callbacks.append(lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False))
-        if report is not None:
+        if on_round is not None:
             def _report(env):
-                values = {f"{name}_{metric}": float(value) for name, metric, value, _ in env.evaluation_result_list}
-                if report(env.iteration, values):
+                values = {metric_key(name, metric): float(value) for name, metric, value, _ in env.evaluation_result_list}
+                if on_round(env.iteration, values):
                     raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
             callbacks.append(_report)
         try:
-            self.booster = lgb.train(params, train, num_boost_round=int(self.params["n_estimators"]),
+            self.booster = lgb.train(params, train, num_boost_round=rounds,
                                      valid_sets=[train, valid] if train_metrics else [valid],
                                      valid_names=["train", "validation"] if train_metrics else ["validation"],
                                      callbacks=callbacks)
         except lgb.basic.LightGBMError as exc:
             raise ModelError(f"model.params: lightgbm rejected the parameters: {str(exc).splitlines()[0]}",
                              key="model.params") from exc
+        finally:
+            if progress is not None:
+                progress.close()
         best = self.booster.best_iteration - 1 if early_stopping_rounds and self.booster.best_iteration else None
         self.best_iteration = best
         return _fit_result(log, best, int(self.params["n_estimators"]))

@@ -107,8 +107,8 @@ class SklearnFamily:
             from sklearn.metrics import log_loss
 
             value = float(log_loss(y_val, self.predict_proba(X_val), labels=list(range(self.n_classes))))
-            history["validation_logloss"] = [value]
-            report(0, {"validation_logloss": value})
+            history["validation_log_loss"] = [value]
+            report(0, {"validation_log_loss": value})
         return FitResult(history=history, iterations=1)
 
     def predict_proba(self, X) -> np.ndarray:

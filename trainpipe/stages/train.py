@@ -28,10 +28,10 @@ def run(ctx) -> dict:
     model = build_family(plan.model, config.task, n_classes, config.seed, threads)
 
     extra = {}
-    if "context" in inspect.signature(model.fit).parameters:  # torch families: embeddings, checkpoints, resume
+    if "context" in inspect.signature(model.fit).parameters:  # torch: embeddings, checkpoints, resume; all: progress
         extra["context"] = FitContext(categorical=info.get("categorical_codes"), checkpoint_dir=ctx.checkpoint_dir("train"),
                                       checkpoint=config.training.checkpoint, config_hash=ctx.cache_key,
-                                      resume_anyway=ctx.resume_anyway, verbose=True,
+                                      resume_anyway=ctx.resume_anyway, verbose=ctx.progress,
                                       on_epoch=ctx.tracking.live if ctx.tracking is not None else None)
     started = time.perf_counter()
     result = model.fit(plan.X, plan.y, data["X_validation"], data["y_validation"],

@@ -19,6 +19,7 @@ from trainpipe.stages import raw_rows
 from trainpipe.tuning import budget as budgets
 from trainpipe.tuning import study as studies
 from trainpipe.tuning.objective import outcome
+from trainpipe.tuning.space import fixed_params
 from trainpipe.tuning.worker import WorkerJob, run_worker, start_workers, wait_workers, write_job
 
 
@@ -35,10 +36,11 @@ def run(ctx) -> dict:
     metric, direction = objective_of(config)
     storage_url = tuning.storage or ctx.store.optuna_uri
     name = studies.study_name(config, features["identity"])
-    storage = studies.open_storage(storage_url, tuning)
-    local = storage_url.startswith("sqlite:///")
-    study = studies.create_study(name, storage, tuning, direction, lock=ctx.store.lock("optuna") if local else None,
-                                 attrs={"metric": metric, "trainpipe.model": config.model.type})
+    tracker = _tracker(ctx)  # MLflow is imported before the lock: other tunes wait only for the creation itself
+    with studies.creation_lock(storage_url):  # tables, study and its parent MLflow run: one of each
+        storage, study = studies.open_study(storage_url, tuning, name, direction,
+                                            attrs={"metric": metric, "trainpipe.model": config.model.type})
+        parent = _parent_run(ctx, tracker, study, metric)
 
     groups_file = None
     if tuning.cv.folds and tuning.cv.strategy == "group":
@@ -50,17 +52,17 @@ def run(ctx) -> dict:
         np.save(groups_file, np.concatenate([r[column].astype(str).to_numpy() for r in rows]).astype(object),
                 allow_pickle=True)
 
-    tracker, parent = _parent_run(ctx, study, metric)
     threads = config.training.threads or max(1, (os.cpu_count() or 1) // tuning.workers)
     job = WorkerJob(config=config.to_dict(), features_dir=str(ctx.upstream("features")),
                     groups_file=str(groups_file) if groups_file else None, study_name=name, storage=storage_url,
                     metric=metric, direction=direction, threads=threads, parent_run_id=parent,
-                    experiment_id=tracker.experiment_id(config.tracking.experiment or config.name) if tracker else None)
+                    experiment_id=tracker.experiment_id(config.tracking.experiment or config.name) if tracker else None,
+                    store_root=str(ctx.store.root))
     job_file = ctx.stage_dir / "job.json"
     write_job(job, job_file, config.recorded_dict())
     others = start_workers(job_file, tuning.workers - 1, ctx.stage_dir, job)
     try:
-        mine = run_worker(job, 0, storage)
+        mine = run_worker(job, 0, storage, progress=ctx.progress)
     except BaseException:
         for proc, _ in others:
             proc.kill()
@@ -77,6 +79,7 @@ def run(ctx) -> dict:
                 else "; raise tuning.n_trials or loosen the pruner")
         raise ModelError(f"tuning: no trial of study {name} completed ({studies.counts(study)}){hint}", key="tuning")
     summary = _summary(study, best, name, storage_url, metric, direction, mine["stopped_by"], tuning, results)
+    summary["fixed_params"] = _jsonable(fixed_params(config))
     best_params = _best_params(config, best)
     (ctx.stage_dir / "best_params.json").write_text(json.dumps(
         {"params": best_params, "best_iteration": outcome(best).get("best_iteration"),
@@ -103,30 +106,36 @@ def run(ctx) -> dict:
         "metrics": {"tuning_best_value": summary["best_value"], "tuning_trials_finished": float(summary["finished"]),
                     "tuning_cost_usd": summary["cost_usd"]},
         "summary": {k: summary[k] for k in ("study", "storage", "metric", "direction", "trials", "best_value",
-                                             "best_params", "best_trial", "stopped_by", "message", "cost_usd")},
+                                             "best_params", "fixed_params", "best_trial", "stopped_by", "message",
+                                             "cost_usd")},
     }
 
 
-def _parent_run(ctx, study, metric: str):
-    config = ctx.config
-    if not config.tracking.enabled:
-        return None, None
+def _tracker(ctx):
+    if not ctx.config.tracking.enabled:
+        return None
     from trainpipe.tracking import Tracker
+
+    return Tracker(ctx.store, ctx.config.tracking)
+
+
+def _parent_run(ctx, tracker, study, metric: str) -> str | None:
+    if tracker is None:
+        return None
+    from trainpipe.tracking import flatten
     from trainpipe.tuning.tracking import open_parent
 
-    tracker = Tracker(ctx.store, config.tracking)
+    config = ctx.config
     recorded = config.recorded_dict()  # secrets redacted (e.g. a password in tuning.storage or a tag)
     tags = {"optuna.study": study.study_name, "trainpipe.run_id": ctx.run_id, "trainpipe.stage": "tune",
             "optuna.metric": metric, "model.type": config.model.type, **recorded["tracking"]["tags"]}
     parent = open_parent(tracker, config.tracking.experiment or config.name, study, tags)
     settings = {k: v for k, v in recorded["tuning"].items() if k != "space"}
-    from trainpipe.tracking import flatten
-
     try:
         tracker.log_params(parent, flatten({"tuning": settings}))
     except Exception:  # params of a reopened study run are already there (MLflow params never change)
         pass
-    return tracker, parent
+    return parent
 
 
 def _best_params(config, best) -> dict:

@@ -20,13 +20,10 @@ import numpy as np
 from trainpipe.errors import ModelError
 from trainpipe.tuning.space import ParamSpec, suggest
 
-# The validation metric's own per-iteration name, where a family reports it.
-DIRECT = {"rmse": ("validation_rmse",), "mae": ("validation_mae", "validation_l1"), "accuracy": ("validation_accuracy",),
-          "log_loss": ("validation_logloss", "validation_mlogloss", "validation_binary_logloss",
-                       "validation_multi_logloss")}
-# Otherwise a validation loss stands in (negated for a maximised metric, so "better" points the same way).
-LOSSES = ("validation_logloss", "validation_mlogloss", "validation_binary_logloss", "validation_multi_logloss",
-          "validation_loss", "validation_rmse", "validation_l2")
+# Per-iteration values are named like the final metrics (`validation_<metric>`: models/gbdt.py maps the
+# boosters' names), so the metric itself is reported when a family computes it each iteration. Otherwise a
+# validation loss stands in (negated for a maximised metric, so "better" points the same way).
+LOSSES = ("validation_log_loss", "validation_loss", "validation_rmse", "validation_mse")
 
 
 @dataclass(frozen=True)
@@ -65,9 +62,8 @@ class TrialData:
 
 def pick_intermediate(values: dict[str, float], metric: str, direction: str) -> tuple[str, float] | None:
     """(name, sign): which reported value stands for the objective while a model trains."""
-    for key in DIRECT.get(metric, ()):
-        if key in values:
-            return key, 1.0
+    if f"validation_{metric}" in values:
+        return f"validation_{metric}", 1.0
     for key in LOSSES:
         if key in values:
             return key, 1.0 if direction == "minimize" else -1.0

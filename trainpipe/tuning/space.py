@@ -193,6 +193,17 @@ def family_space(config) -> dict[str, ParamSpec]:
     return space
 
 
+def fixed_params(config) -> dict[str, Any]:
+    """Parameters of the family's default space that `model.params` fixes, so tune does not search them
+    (with an explicit `tuning.space` nothing is left out: the searched value wins)."""
+    from trainpipe.models import get_family
+
+    if config.tuning.space:
+        return {}
+    default = get_family(config.model.type).default_search_space(config.task)
+    return {name: config.model.params[name] for name in default if name in config.model.params}
+
+
 def _estimator_params(path: str) -> set[str]:
     from trainpipe.models.sklearn import import_estimator
 

@@ -1,16 +1,22 @@
 """The study: its name, its RDB storage (with heartbeats), sampler and pruner, and its summary.
 
 A study is created once, by the process that starts the workers, before they start: several processes
-creating the same fresh SQLite study at once fail (shared/FACTS.md). Every worker runs with heartbeats, so
+creating Optuna's tables or one study in a fresh database at once fail (`table ... already exists`,
+`UNIQUE constraint failed: alembic_version...`; shared/FACTS.md). So `open_study` creates both under a file
+lock next to a local SQLite file, and retries on exactly those errors for a database server, where another
+machine may be creating them at the same moment (the loser finds them made). Every worker runs with heartbeats, so
 a trial left RUNNING by a killed process is failed after `grace_period` and retried with the same
 parameters; on this host a dead worker's trial is recognised at once by its process id.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+import random
 import socket
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +24,11 @@ from typing import Any
 from trainpipe.errors import ConfigError, MissingDependency
 
 FINISHED = ("COMPLETE", "PRUNED")
+# What a process sees when another creates the same tables, version rows or study at the same moment: SQLite,
+# PostgreSQL and MySQL spellings. Creation is idempotent, so trying again after one of these succeeds.
+CREATION_RACES = ("already exists", "UNIQUE constraint failed", "duplicate key value violates unique constraint",
+                  "Duplicate entry", "DuplicateTable")
+CREATION_ATTEMPTS = 6
 
 
 def _quiet():
@@ -66,7 +77,8 @@ def check_storage_url(url: str) -> None:
 
 def open_storage(url: str, tuning, created: bool = False):
     """RDBStorage with heartbeats; an SQLite file gets a 30 s lock timeout and WAL journaling.
-    `created`: the tables exist (a worker started after the study was created) and need no check."""
+    `created`: the tables exist (a worker started after the study was created) and need no check.
+    A creation race (see CREATION_RACES) is raised as it is, for `open_study` to retry."""
     optuna = _quiet()
     if url.startswith("sqlite:///"):
         _prepare_sqlite(Path(url.removeprefix("sqlite:///")))
@@ -85,8 +97,52 @@ def open_storage(url: str, tuning, created: bool = False):
         raise MissingDependency(f"tuning.storage: the driver for {redact(url)} is not installed ({exc.name}); e.g. "
                                 "pip install psycopg2-binary for PostgreSQL", key="tuning.storage") from exc
     except Exception as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"tuning.storage: cannot open {redact(url)}: {detail}", key="tuning.storage") from exc
+        if is_creation_race(exc):
+            raise
+        raise ConfigError(f"tuning.storage: cannot open {redact(url)}: {_first_line(exc)}", key="tuning.storage") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def is_creation_race(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is another process creating the same tables or study."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if any(text in str(exc) for text in CREATION_RACES) or type(exc).__name__ == "DuplicatedStudyError":
+            return True
+        exc, seen = exc.__cause__, seen + 1
+    return False
+
+
+def creation_lock(url: str):
+    """A file lock next to a local SQLite database (`.<file>.lock`); nothing for a server: its callers retry."""
+    if not url.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    path = Path(url.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.with_name(f".{path.name}.lock")), timeout=120)
+
+
+def open_study(url: str, tuning, name: str, direction: str, attrs: dict | None = None):
+    """(storage, study): Optuna's tables and the study created once, whoever else starts at the same moment.
+    Call it inside `creation_lock(url)`; for a server the creation is retried on CREATION_RACES."""
+    for attempt in range(CREATION_ATTEMPTS):
+        try:
+            storage = open_storage(url, tuning)
+            return storage, create_study(name, storage, tuning, direction, attrs)
+        except Exception as exc:
+            if not is_creation_race(exc):
+                raise
+            if attempt == CREATION_ATTEMPTS - 1:
+                raise ConfigError(f"tuning.storage: could not create study {name} in {redact(url)}: another process "
+                                  f"kept creating it ({CREATION_ATTEMPTS} tries): {_first_line(exc)}",
+                                  key="tuning.storage") from exc
+            time.sleep(min(0.2 * 2 ** attempt, 3.0) * random.uniform(0.5, 1.5))  # jitter: racers spread out
+    raise AssertionError("unreachable")
 
 
 def _fewer_syncs(engine) -> None:
@@ -151,26 +207,14 @@ def directions(tuning, direction: str) -> list[str]:
     return [direction, "minimize"] if tuning.latency_objective else [direction]
 
 
-def create_study(name: str, storage, tuning, direction: str, lock=None, attrs: dict | None = None):
-    """Create the study (or load it when it exists); called once, before any worker starts."""
+def create_study(name: str, storage, tuning, direction: str, attrs: dict | None = None):
+    """Create the study (or load it when it exists) and set its attributes once; `open_study` calls it."""
     optuna = _quiet()
-    import contextlib
-
-    with lock or contextlib.nullcontext():
-        for attempt in range(3):
-            try:
-                study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
-                                            directions=directions(tuning, direction))
-                break
-            except Exception:  # a remote database being created by another machine at the same moment
-                if attempt == 2:
-                    raise
-                import time
-
-                time.sleep(1.0 + attempt)
-        for key, value in (attrs or {}).items():
-            if study.user_attrs.get(key) is None:
-                study.set_user_attr(key, value)
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+                                directions=directions(tuning, direction))
+    for key, value in (attrs or {}).items():
+        if study.user_attrs.get(key) is None:
+            study.set_user_attr(key, value)
     return study
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainpipe.tracking import _retry, param_key
+from trainpipe.tracking import _retry, history_key, param_key
 
 if TYPE_CHECKING:
     from trainpipe.tracking import Tracker
@@ -57,9 +57,12 @@ def trial_record(trial, metric_names: list[str]) -> tuple[dict, dict, dict[str, 
     for key in ("duration_s", "cost_usd", "best_iteration"):
         if key in record:
             metrics[key] = float(record[key])
+    # The values the pruner saw, as the train stage logs its curves (`history/validation_log_loss`), un-negated:
+    # a loss standing in for a maximised metric is reported to Optuna negated.
     name = str(record.get("intermediate", "intermediate_value"))
-    steps = {f"intermediate.{name.lstrip('-')}{' (negated)' if name.startswith('-') else ''}":
-             sorted(trial.intermediate_values.items())}
+    sign = -1.0 if name.startswith("-") else 1.0
+    steps = {history_key(name.lstrip("-")): [(step, sign * value) for step, value in
+                                             sorted(trial.intermediate_values.items())]}
     tags = {"optuna.trial_number": str(trial.number), "optuna.state": trial.state.name,
             "trainpipe.worker": str(trial.user_attrs.get("worker", ""))}
     for key in ("stopped_by", "error"):
@@ -117,7 +120,7 @@ def log_trial(client, experiment_id: str, parent: str, study_name: str, metric_n
         tags={"mlflow.parentRunId": parent, "optuna.study": study_name, **tags}))
     end = _ms(trial.datetime_complete) or _ms(trial.datetime_start)
     items = [Metric(param_key(k), v, end, 0) for k, v in metrics.items()]
-    items += [Metric(param_key(k), float(v), end, int(step)) for k, values in steps.items() for step, v in values]
+    items += [Metric(k, float(v), end, int(step)) for k, values in steps.items() for step, v in values]
     batch_params = [Param(param_key(k), v[:6000]) for k, v in params.items()]
     for start in range(0, max(len(items), 1), 1000):  # MLflow's log_batch limit
         chunk, first = items[start:start + 1000], batch_params if start == 0 else []

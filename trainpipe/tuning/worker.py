@@ -38,6 +38,7 @@ class WorkerJob:
     threads: int
     parent_run_id: str | None = None
     experiment_id: str | None = None
+    store_root: str | None = None  # the run's store (`--store` may differ from the config's `store:`)
 
 
 def build_settings(config, job: WorkerJob, info: dict):
@@ -68,11 +69,13 @@ def load_data(job: WorkerJob, settings):
     return data
 
 
-def run_worker(job: WorkerJob, index: int, storage=None) -> dict:
-    """Optimise the shared study until n_trials, timeout, max_cost or repeated failures end it."""
+def run_worker(job: WorkerJob, index: int, storage=None, progress: bool = False) -> dict:
+    """Optimise the shared study until n_trials, timeout, max_cost or repeated failures end it.
+    progress: a live line of the study's trials on a terminal (the stage's own worker, without --json)."""
     from trainpipe.config import config_from_dict
     from trainpipe.tuning.budget import Budget
     from trainpipe.tuning.objective import make_objective
+    from trainpipe.tuning.progress import TrialProgress
     from trainpipe.tuning.study import load_study, open_storage, recover_dead_trials
 
     config = config_from_dict(job.config, source="tuning job")
@@ -86,6 +89,7 @@ def run_worker(job: WorkerJob, index: int, storage=None) -> dict:
     recovered = recover_dead_trials(study, tuning.grace_period)
     budget = Budget(tuning.n_trials, tuning.timeout, tuning.max_cost)
     logger = _trial_logger(config, job)
+    shown = TrialProgress(progress, study, tuning, job.metric)
 
     def recover(study, trial) -> None:  # another worker of this machine may have died meanwhile
         recovered.extend(recover_dead_trials(study, tuning.grace_period))
@@ -93,9 +97,10 @@ def run_worker(job: WorkerJob, index: int, storage=None) -> dict:
     try:
         if budget.remaining(study) > 0:
             study.optimize(make_objective(settings, data), timeout=tuning.timeout, catch=(ModelError,),
-                           callbacks=[c for c in (logger, recover if tuning.workers > 1 else None, budget.callback)
-                                      if c is not None])
+                           callbacks=[c for c in (logger, recover if tuning.workers > 1 else None, shown,
+                                                  budget.callback) if c is not None])
     finally:
+        shown.close()
         if logger is not None:
             logger.close()
     return {"worker": index, "stopped_by": budget.conclude(study), "trials_run": budget.ran, "recovered": recovered}
@@ -108,7 +113,7 @@ def _trial_logger(config, job: WorkerJob):
     from trainpipe.tracking import Tracker
     from trainpipe.tuning.tracking import TrialLogger, metric_names
 
-    store = Store.locate(config.store, config.tracking.uri)
+    store = Store.locate(job.store_root or config.store, config.tracking.uri)
     names = metric_names(job.metric, config.tuning.latency_objective)
     return TrialLogger(lambda: Tracker(store, config.tracking), job.experiment_id, job.parent_run_id, job.study_name,
                        names)

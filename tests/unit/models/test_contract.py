@@ -3,12 +3,16 @@
 import numpy as np
 import pytest
 
+from trainpipe.evaluation.metrics import METRICS
 from trainpipe.models import FAMILIES, ModelConfig, build_family, get_family, load_family
 from trainpipe.models.base import ModelFamily
 
 TASKS = {"binary": 2, "multiclass": 3, "regression": 0}
 FAST = {"xgboost": {"n_estimators": 15}, "lightgbm": {"n_estimators": 15, "min_child_samples": 5}, "sklearn": {"max_iter": 15},
         "torch_mlp": {"epochs": 15, "hidden_dims": [16], "batch_size": 32, "lr": 0.01}}
+# What a per-iteration validation value may be called: evaluate's metric names, a torch family's training loss,
+# and the boosters' mse / error_rate (the libraries' l2 and error).
+TRAINPIPE_NAMES = {name for names in METRICS.values() for name in names} | {"loss", "mse", "error_rate"}
 # Many iterations, so that stopping early is observable.
 LONG = {"xgboost": {"n_estimators": 50}, "lightgbm": {"n_estimators": 50}, "torch_mlp": {"epochs": 50, "hidden_dims": [8]}}
 
@@ -38,6 +42,9 @@ def test_family_fits_predicts_reports_and_round_trips(family, task, tmp_path):
     assert result.iterations >= 1
     if family != "sklearn" or task != "regression":
         assert reports and all(isinstance(v, float) for _, vals in reports for v in vals.values())
+    # one naming for per-iteration and final metrics: validation_log_loss, never validation_logloss
+    named = {k for k in result.history} | {k for _, vals in reports for k in vals}
+    assert {k.removeprefix("validation_") for k in named if k.startswith("validation_")} <= TRAINPIPE_NAMES, named
     pred = model.predict(Xv)
     assert pred.shape == (len(Xv),)
     if task != "regression":

@@ -13,8 +13,10 @@ PRUNER = {"type": "hyperband", "min_resource": 1, "reduction_factor": 3, "n_star
 
 def test_the_metric_itself_is_reported_when_the_family_has_it_else_a_signed_loss():
     assert pick_intermediate({"validation_rmse": 1.0}, "rmse", "minimize") == ("validation_rmse", 1.0)
-    assert pick_intermediate({"validation_logloss": 0.3}, "roc_auc", "maximize") == ("validation_logloss", -1.0)
-    assert pick_intermediate({"validation_binary_logloss": 0.3}, "log_loss", "minimize") == ("validation_binary_logloss", 1.0)
+    assert pick_intermediate({"validation_log_loss": 0.3}, "roc_auc", "maximize") == ("validation_log_loss", -1.0)
+    assert pick_intermediate({"validation_log_loss": 0.3}, "log_loss", "minimize") == ("validation_log_loss", 1.0)
+    # a booster asked for eval_metric auc reports the tuned metric itself, under evaluate's name
+    assert pick_intermediate({"validation_roc_auc": 0.9}, "roc_auc", "maximize") == ("validation_roc_auc", 1.0)
     assert pick_intermediate({"validation_loss": 0.3, "train_loss": 0.2}, "f1_macro", "maximize") == ("validation_loss", -1.0)
     assert pick_intermediate({"train_loss": 0.2}, "roc_auc", "maximize") is None
 
@@ -72,11 +74,12 @@ def test_a_trial_becomes_params_metrics_steps_and_tags_for_mlflow():
                                                "lr": optuna.distributions.FloatDistribution(0.01, 1)},
                                 intermediate_values={0: -0.6, 3: -0.4},
                                 user_attrs={"trainpipe": {"duration_s": 1.5, "cost_usd": 0.01,
-                                                          "intermediate": "-validation_logloss"}})
+                                                          "intermediate": "-validation_log_loss"}})
     params, metrics, steps, tags = trial_record(trial, ["validation_roc_auc"])
     assert params == {"depth": "3", "lr": "0.1"}
     assert metrics == {"validation_roc_auc": 0.9, "duration_s": 1.5, "cost_usd": 0.01}
-    assert steps == {"intermediate.validation_logloss (negated)": [(0, -0.6), (3, -0.4)]}
+    # the pruner saw the loss negated (roc_auc is maximised); MLflow gets the loss curve itself, as train logs it
+    assert steps == {"history/validation_log_loss": [(0, 0.6), (3, 0.4)]}
     assert tags["optuna.state"] == "COMPLETE"
 
 

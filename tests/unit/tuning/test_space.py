@@ -9,6 +9,7 @@ from trainpipe.tuning.space import (
     check_space,
     decode,
     family_space,
+    fixed_params,
     grid,
     parse_space,
     sampling_order,
@@ -87,6 +88,16 @@ def test_default_space_leaves_out_fixed_params_and_follows_the_sklearn_estimator
     assert "max_depth" not in space and "learning_rate" in space
     with pytest.raises(ConfigError, match="tuning.space: no default search space for sklearn.linear_model.LogisticRegression"):
         family_space(config({}, {"type": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression"}))
+
+
+def test_fixed_params_are_the_default_space_entries_that_model_params_sets():
+    xgb = {"type": "xgboost", "params": {"n_estimators": 500, "learning_rate": 0.05, "max_depth": 6}}
+    assert fixed_params(config({}, xgb)) == {"learning_rate": 0.05, "max_depth": 6}  # n_estimators is not searched
+    assert fixed_params(config({}, {"type": "torch_mlp", "params": {"epochs": 3, "lr": 0.01}})) == {"lr": 0.01}
+    assert fixed_params(config({}, {"type": "lightgbm"})) == {}
+    # an explicit space searches what it lists, whatever model.params says
+    explicit = {"space": {"max_depth": {"type": "int", "low": 2, "high": 4}}}
+    assert fixed_params(config(explicit, xgb)) == {}
 
 
 def test_conditional_params_are_sampled_only_when_their_condition_holds():

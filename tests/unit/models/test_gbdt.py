@@ -1,0 +1,41 @@
+"""The boosters' own parts: metric names mapped to trainpipe's, and the per-round progress line."""
+
+import pytest
+
+from tests.unit.models.test_contract import make_data
+from trainpipe.models import ModelConfig, build_family
+from trainpipe.models.gbdt import RoundProgress, metric_key
+
+
+def test_library_metric_names_become_trainpipe_names():
+    assert metric_key("validation", "logloss") == metric_key("validation", "binary_logloss") == "validation_log_loss"
+    assert metric_key("validation", "mlogloss") == metric_key("validation", "multi_logloss") == "validation_log_loss"
+    assert metric_key("validation", "auc") == "validation_roc_auc" and metric_key("train", "aucpr") == "train_pr_auc"
+    assert metric_key("validation", "l2") == "validation_mse" and metric_key("validation", "rmse") == "validation_rmse"
+    assert metric_key("validation", "l1") == "validation_mae"
+    assert metric_key("validation", "tweedie-nloglik@1.5") == "validation_tweedie-nloglik@1.5"  # no equivalent: kept
+
+
+@pytest.mark.parametrize("family, params, task, expected", [
+    ("xgboost", {"n_estimators": 5, "eval_metric": "auc"}, "binary", "validation_roc_auc"),
+    ("lightgbm", {"n_estimators": 5, "metric": "auc", "min_child_samples": 5}, "binary", "validation_roc_auc"),
+    ("lightgbm", {"n_estimators": 5, "metric": "l2", "min_child_samples": 5}, "regression", "validation_mse"),
+    ("lightgbm", {"n_estimators": 5, "min_child_samples": 5}, "multiclass", "validation_log_loss"),
+])
+def test_a_chosen_eval_metric_is_recorded_under_evaluates_name(family, params, task, expected):
+    X, y, Xv, yv = make_data(task)
+    model = build_family(ModelConfig(type=family, params=params), task, 3 if task == "multiclass" else 2, 0, 1)
+    reported = []
+    result = model.fit(X, y, Xv, yv, report=lambda step, values: reported.append(set(values)) or False)
+    assert list(result.history) == [expected] and reported[0] == {expected}
+
+
+def test_round_progress_keeps_the_best_value_in_the_metrics_direction():
+    losses = RoundProgress(False, "xgboost", 10)
+    for round_, value in enumerate([0.5, 0.3, 0.4]):
+        losses(round_, {"validation_log_loss": value})
+    assert losses.best == (0.3, 1)
+    auc = RoundProgress(False, "xgboost", 10)
+    for round_, value in enumerate([0.8, 0.9, 0.85]):
+        auc(round_, {"train_roc_auc": 1.0, "validation_roc_auc": value})
+    assert auc.best == (0.9, 1)
