@@ -11,15 +11,16 @@ from rich.console import Console
 
 from trainpipe.cli_common import DebugOpt, SetOpt, _execute
 
-airflow_app = typer.Typer(help="Run a pipeline under Apache Airflow 3 (docs/orchestration.md).", no_args_is_help=True)
+airflow_app = typer.Typer(help="Run a pipeline under Apache Airflow 3 (docs/orchestration.md).",
+                          no_args_is_help=True)
 
 
 @airflow_app.command("dag")
 def dag(
     config: Path = typer.Argument(..., help="Pipeline YAML; the DAG reads it from this absolute path."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="A cron expression, a preset (@daily, "
-                                           "@weekly, ...) or 'asset' (run when the input data's Airflow Asset "
-                                           "is updated); default: none, trigger by hand or through the API."),
+                                           "@weekly, ...) or 'asset' (run when the input data's Airflow "
+                                           "Asset is updated); default: none, trigger by hand or by API."),
     dag_id: Optional[str] = typer.Option(None, "--dag-id", help="Default: the pipeline's `name`."),
     catchup: bool = typer.Option(False, "--catchup", help="Run the schedule's missed intervals too."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
@@ -67,13 +68,14 @@ def prepare(
         preflight(cfg)  # model parameters (a misspelt one gets a did-you-mean), the search space
         expected, wanted = tuple(stages.split(",")), active_stages(cfg)
         if expected != wanted:
-            raise ConfigError(f"the config with this DAG run's parameters runs stages {', '.join(wanted)}, but the "
-                              f"DAG was built for {', '.join(expected)}: a stage switched on or off (e.g. "
-                              "tuning.enabled) needs the DAG rebuilt from the changed YAML", key="stages")
+            raise ConfigError(f"the config with this DAG run's parameters runs stages {', '.join(wanted)}, "
+                              f"but the DAG was built for {', '.join(expected)}: a stage switched on or off "
+                              "(e.g. tuning.enabled) needs the DAG rebuilt from the changed YAML",
+                              key="stages")
         run_id = run_id_for(dag_id, dag_run_id)
-        Console(stderr=True, highlight=False).print(
-            f"DAG run {dag_run_id} is trainpipe run {run_id}" + (f"; overrides: {' '.join(overrides)}" if overrides else ""),
-            markup=False, soft_wrap=True)
+        said = f"; overrides: {' '.join(overrides)}" if overrides else ""
+        Console(stderr=True, highlight=False).print(f"DAG run {dag_run_id} is trainpipe run {run_id}{said}",
+                                                    markup=False, soft_wrap=True)
         return {"run_id": run_id}
 
     _execute(body, False, debug, render=lambda c, d: print(d["run_id"], flush=True))

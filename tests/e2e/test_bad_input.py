@@ -179,6 +179,9 @@ CONFIG_MISTAKES = {
     "sklearn_path_to_a_module_not_an_estimator": (
         lambda c: c.update(model={"type": "sklearn", "estimator": "os.path"}),
         ["model.estimator", "os.path", "not a scikit-learn estimator"], "model.estimator"),
+    "orchestration_retries_negative": (lambda c: c.update(orchestration={"retries": -1}),
+                                       ["orchestration.retries", "greater than or equal to 0", "-1"],
+                                       "orchestration.retries"),
 }
 
 

@@ -10,10 +10,11 @@ class OrchestrationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    retries: int = Field(2, ge=0, description="Retries of a failed stage task (the first task, which only checks "
-                         "the config, never retries): a retried train resumes from its checkpoint, finished "
-                         "stages are reused.")
-    retry_delay: float = Field(60.0, gt=0, description="Seconds before the first retry; the delay doubles with "
-                               "each further retry (exponential backoff).")
-    timeout: float | None = Field(None, gt=0, description="Seconds one task may run before the orchestrator stops "
-                                  "it (SIGTERM: train checkpoints first, and its retry resumes); null: no limit.")
+    retries: int = Field(2, ge=0, description="Retries of a failed stage task (the first task, which only "
+                         "checks the config, never retries): a retried train resumes from its checkpoint, "
+                         "finished stages are reused.")
+    retry_delay: float = Field(60.0, gt=0, description="Seconds before the first retry; the delay doubles "
+                               "with each further retry (exponential backoff).")
+    timeout: float | None = Field(None, gt=0, description="Seconds one task may run before the orchestrator "
+                                  "stops it (SIGTERM: train checkpoints first, and its retry resumes); null: "
+                                  "no limit.")

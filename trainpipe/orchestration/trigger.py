@@ -28,12 +28,13 @@ def run_id_for(dag_id: str, dag_run_id: str) -> str:
     scheduled run of two DAGs can share one; the short digest of both keeps the ids apart after cleaning.
     """
     digest = hashlib.sha256(f"{dag_id}\0{dag_run_id}".encode()).hexdigest()[:_DIGEST]
-    readable = _UNSAFE.sub("-", f"{dag_id}-{dag_run_id}").lstrip("-._")[: _MAX_RUN_ID - _DIGEST - 1].rstrip("-.")
+    readable = _UNSAFE.sub("-", f"{dag_id}-{dag_run_id}").lstrip("-._")
+    readable = readable[: _MAX_RUN_ID - _DIGEST - 1].rstrip("-.")
     return f"{readable}-{digest}" if readable else digest
 
 
 def _flatten(conf: dict, prefix: str = "") -> list[tuple[str, Any]]:
-    """Nested trigger parameters ({"model": {"params": {"max_depth": 2}}}) set single keys, like dotted ones."""
+    """Nested parameters ({"model": {"params": {"max_depth": 2}}}) set single keys, as dotted ones do."""
     items: list[tuple[str, Any]] = []
     for key, value in conf.items():
         dotted = f"{prefix}{key}"
@@ -67,5 +68,5 @@ def check_trigger_overrides(overrides: list[str]) -> None:
     for item in overrides:
         key, _, value = item.partition("=")
         if "${" in value:
-            raise ConfigError(f"dag_run.conf: {key}: ${{...}} interpolation is not allowed in trigger parameters "
-                              f"(got {value!r}); put it in the YAML file instead", key=key)
+            raise ConfigError(f"dag_run.conf: {key}: ${{...}} interpolation is not allowed in trigger "
+                              f"parameters (got {value!r}); put it in the YAML file instead", key=key)
