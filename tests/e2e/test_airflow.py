@@ -22,6 +22,8 @@ import pytest
 import yaml
 
 from trainpipe.datasets import breast_cancer
+from trainpipe.orchestration.airflow import DAG_FILE
+from trainpipe.orchestration.trigger import run_id_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -181,27 +183,34 @@ for dag_id, dag in bag.dags.items():
                               "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None}
                   for t in dag.tasks},
     }
-print(json.dumps({"dags": out, "errors": {k: v for k, v in bag.import_errors.items()}}))
+print(json.dumps({"dags": out}))
 """
 
 
-def test_generated_dags_pass_list_import_errors_with_their_schedules_stages_and_retries(migrated_db, tmp_path):
+def test_list_import_errors_passes_generated_dags_and_reports_a_missing_yaml_in_one_line(migrated_db, tmp_path):
     env = new_home(migrated_db, tmp_path / "airflow")
     weekly = write_pipeline(tmp_path / "weekly", orchestration={"retries": 3, "retry_delay": 30, "timeout": 3600})
     write_dag(weekly, env, "--schedule", "@weekly", "--dag-id", "bc_weekly")
-    write_dag(write_pipeline(tmp_path / "on_data"), env, "--schedule", "asset", "--dag-id", "bc_on_data")
-    tuned = write_pipeline(tmp_path / "tuned", tuning={"enabled": True, "n_trials": 2})
-    write_dag(tuned, env, "--schedule", "0 3 * * 1", "--dag-id", "bc_tuned")
+    dags = Path(env["AIRFLOW__CORE__DAGS_FOLDER"])  # three more from the same template (the CLI costs an import each)
+    for dag_id, schedule, config in (
+            ("bc_on_data", "asset", write_pipeline(tmp_path / "on_data")),
+            ("bc_tuned", "0 3 * * 1", write_pipeline(tmp_path / "tuned", tuning={"enabled": True, "n_trials": 2})),
+            ("bc_gone", None, tmp_path / "gone" / "pipeline.yaml")):
+        (dags / f"{dag_id}.py").write_text(DAG_FILE.format(name="bc", tasks="", config=str(config), dag_id=dag_id,
+                                                           schedule=schedule, catchup=False))
 
-    proc = subprocess.run([AIRFLOW, "dags", "list-import-errors", "--local"], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0 and "No data found" in proc.stdout, proc.stdout + proc.stderr
+    proc = subprocess.run([AIRFLOW, "dags", "list-import-errors", "--local", "--output", "json"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # exit 1: some DAG file is broken
+    (error,) = json.loads(proc.stdout.strip().splitlines()[-1])  # ... and only that one
+    assert error["filepath"].endswith("dags/bc_gone.py")
+    gone = tmp_path / "gone" / "pipeline.yaml"
+    assert error["error"].rstrip().endswith(f"ConfigError: config file not found: {gone}")
 
     described = subprocess.run([sys.executable, "-c", DESCRIBE], env=env, capture_output=True, text=True, timeout=120)
     assert described.returncode == 0, described.stderr
-    doc = json.loads(described.stdout.strip().splitlines()[-1])
-    assert doc["errors"] == {}
-    dags = doc["dags"]
+    dags = json.loads(described.stdout.strip().splitlines()[-1])["dags"]
+    assert sorted(dags) == ["bc_on_data", "bc_tuned", "bc_weekly"]
     assert dags["bc_weekly"]["order"] == ["start", *STAGES] and dags["bc_weekly"]["catchup"] is False
     assert dags["bc_weekly"]["cron"] == "0 0 * * 0"  # @weekly
     assert dags["bc_tuned"]["order"] == ["start", "ingest", "validate", "split", "features", "tune", "train",
@@ -215,20 +224,8 @@ def test_generated_dags_pass_list_import_errors_with_their_schedules_stages_and_
     assert tasks["gate"]["skip"] == [3] and all(tasks[s]["skip"] == [] for s in STAGES if s != "gate")
 
 
-def test_a_dag_whose_config_is_missing_is_an_import_error_with_the_one_line_reason(migrated_db, tmp_path):
-    env = new_home(migrated_db, tmp_path / "airflow")
-    config = write_pipeline(tmp_path / "pipe")
-    write_dag(config, env)
-    config.unlink()
-    proc = subprocess.run([AIRFLOW, "dags", "list-import-errors", "--local", "--output", "json"], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    (error,) = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert error["filepath"].endswith("dags/bc.py")
-    assert error["error"].rstrip().endswith(f"ConfigError: config file not found: {config}")
-
-
 # -- DAG runs --------------------------------------------------------------------------------------------------
+@pytest.mark.timeout(DAG_RUN_TIMEOUT + 300)
 def test_a_dag_run_trains_and_registers_a_model_version_with_the_trigger_overrides(dag_runs):
     run = dag_runs["retrained"]
     assert run.returncode == 0 and run.state == "success", run.output[-3000:]
@@ -242,6 +239,7 @@ def test_a_dag_run_trains_and_registers_a_model_version_with_the_trigger_overrid
     assert run.xcom_tasks == {"start"}  # the run id is the only thing tasks pass
 
 
+@pytest.mark.timeout(DAG_RUN_TIMEOUT + 300)
 def test_a_stage_that_failed_once_succeeds_on_its_task_retry(dag_runs):
     run = dag_runs["retrained"]
     assert run.tasks["ingest"] == ("success", 2), run.tasks
@@ -249,6 +247,7 @@ def test_a_stage_that_failed_once_succeeds_on_its_task_retry(dag_runs):
     assert "error: data.path: file not found:" in run.output  # attempt 1's one-line reason, in the task log
 
 
+@pytest.mark.timeout(DAG_RUN_TIMEOUT + 300)
 def test_a_gate_failure_skips_register_without_failing_the_dag_run_and_registers_nothing(dag_runs):
     run = dag_runs["rejected"]
     assert run.returncode == 0 and run.state == "success", run.output[-3000:]
@@ -259,6 +258,7 @@ def test_a_gate_failure_skips_register_without_failing_the_dag_run_and_registers
     assert registered_versions(run.store) == []
 
 
+@pytest.mark.timeout(DAG_RUN_TIMEOUT + 300)
 def test_a_bad_conf_override_fails_the_first_task_with_the_one_line_error(dag_runs):
     run = dag_runs["bad_conf"]
     assert run.returncode == 1 and run.state == "failed"
@@ -274,14 +274,13 @@ def cli_env(tmp_path) -> dict:
     return airflow_env(tmp_path / "airflow-home")  # `trainpipe airflow dag` imports Airflow: keep ~/airflow clean
 
 
-def test_prepare_prints_the_run_id_last_and_the_same_for_a_retried_dag_run(tmp_path, cli_env):
+def test_prepare_prints_the_dag_runs_trainpipe_run_id_last_and_creates_nothing(tmp_path, cli_env):
     config = write_pipeline(tmp_path / "pipe")
-    args = ("airflow", "prepare", str(config), "--dag-id", "bc", "--dag-run-id", "manual__2026-11-30T11:49:59+00:00",
-            "--stages", ",".join(STAGES), "--set", "seed=7")
-    first, again = trainpipe(*args, env=cli_env), trainpipe(*args, env=cli_env)
-    assert first.returncode == 0, first.stderr
-    assert first.stdout.splitlines()[-1] == again.stdout.splitlines()[-1]
-    assert first.stdout.splitlines()[-1].startswith("bc-manual__2026-11-30T11-49-59-00-00-")
+    dag_run_id = "manual__2026-11-30T11:49:59+00:00"
+    proc = trainpipe("airflow", "prepare", str(config), "--dag-id", "bc", "--dag-run-id", dag_run_id,
+                     "--stages", ",".join(STAGES), "--set", "seed=7", env=cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == run_id_for("bc", dag_run_id)  # what Airflow keeps as the XCom
     assert not (config.parent / ".trainpipe").exists()  # it checks and names; ingest creates the run
 
 
@@ -302,7 +301,6 @@ def test_prepare_refuses_a_trigger_the_dag_cannot_run(tmp_path, cli_env, overrid
 
 @pytest.mark.parametrize("args, expected", [
     (["--schedule", "61 * * * *"], "error: --schedule: '61 * * * *' is not a cron expression"),
-    (["--schedule", "@sometimes"], "error: --schedule: '@sometimes' is not a cron expression"),
     (["--dag-id", "no spaces please"], "error: --dag-id: 'no spaces please' is not a valid Airflow DAG id"),
 ])
 def test_dag_refuses_a_bad_schedule_or_dag_id_in_one_line_and_writes_nothing(tmp_path, cli_env, args, expected):

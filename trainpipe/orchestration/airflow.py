@@ -87,13 +87,13 @@ def build_dag(config_path: str | Path, *, dag_id: str | None = None, schedule: s
     every task; trainpipe's alerts, where configured, fire from the trainpipe processes themselves.
     `command`: how a task starts trainpipe (default: this interpreter, `python -m trainpipe`).
     """
-    sdk, BashOperator = _airflow()
     config_path = Path(config_path).absolute()
     config = load_config(config_path)
     dag_id = dag_id or config.name
     if not _DAG_ID.match(dag_id):
         raise ConfigError(f"--dag-id: {dag_id!r} is not a valid Airflow DAG id (letters, digits, '_', '.', "
                           "'-'; a pipeline name that is not one needs --dag-id)", key="dag_id")
+    sdk, BashOperator = _airflow()
     stages = active_stages(config)
     settings = config.orchestration
     trainpipe = command or default_command()
