@@ -4,14 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: a looser requirement with no torch installed pulls a multi-GB CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,cpu]'
+	# constraints.txt pins every other package to a tested set (Airflow's own constraints URL is out of reach)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,cpu,airflow]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -27,6 +28,17 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_skeleton.py
+
+# Re-resolve every dependency from pyproject.toml in a scratch virtualenv and pin the result (after pip check)
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip
+	.venv-lock/bin/pip install --quiet torch==2.13.0
+	.venv-lock/bin/pip install --quiet '.[dev,cpu,airflow]'
+	.venv-lock/bin/pip check
+	{ echo "# pip freeze of a working environment, written by make lock (torch is pinned in the Makefile)"; \
+	  .venv-lock/bin/pip freeze --exclude-editable | grep -v -i -E '^(torch|trainpipe|nvidia-|triton)[=@ ]'; } > constraints.txt
+	rm -rf .venv-lock build
 
 clean:
 	rm -rf .trainpipe examples/*/*.parquet examples/*/*.csv

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from trainpipe.cli_airflow import airflow_app
 from trainpipe.cli_common import DebugOpt, JsonOpt, SetOpt, StoreOpt, _execute, _progress, _store
 from trainpipe.cli_models import models_app, predict
 from trainpipe.cli_ranking import recommend
@@ -22,6 +23,7 @@ schema_app = typer.Typer(help="Data schemas.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(schema_app, name="schema")
 app.add_typer(models_app, name="models")
+app.add_typer(airflow_app, name="airflow")  # cli_airflow.py
 
 @app.command()
 def run(

@@ -24,6 +24,7 @@ from trainpipe.errors import ConfigError
 from trainpipe.evaluation.gates import GatesConfig, config_problems
 from trainpipe.evaluation.metrics import METRICS, EvaluationConfig, primary_metric
 from trainpipe.models import ALL_FAMILIES, RANKING_FAMILIES, ModelConfig, TrainingConfig
+from trainpipe.orchestration.config import OrchestrationConfig
 from trainpipe.ranking.config import RankingConfig, config_problems as ranking_problems
 from trainpipe.redaction import credential_values, env_sources, redact_config
 from trainpipe.registry import RegistryConfig
@@ -57,6 +58,7 @@ class PipelineConfig(BaseModel):
     gates: GatesConfig = Field(default_factory=GatesConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     ranking: RankingConfig | None = Field(None, description="task ranking: interaction columns, splits, K, baselines.")
 
     # Where the values came from (set by config_from_dict): key paths of values read from environment

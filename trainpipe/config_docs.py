@@ -99,6 +99,8 @@ INTROS = {
     "tuning": "Hyperparameter search with Optuna in the `tune` stage (before train; `trainpipe tune` switches it on). "
               "Budget keys (`n_trials`, `timeout`, `max_cost`, `workers`) do not change which study a rerun "
               "continues; everything else does. Guide: [tuning.md](tuning.md).",
+    "orchestration": "Read when an Airflow DAG is built from this file (`trainpipe airflow dag`); a plain "
+                     "`trainpipe run` ignores it. Guide: [orchestration.md](orchestration.md).",
 }
 FALLBACK: dict[str, str] = {}  # for fields whose model has no Field(description=...); keep empty
 PIPE = "\\|"  # a literal | inside a markdown table cell

@@ -205,6 +205,9 @@ CONFIG_MISTAKES = {
                                  ["model.params.dropout", "less than 1"], "model.params.dropout"),
     "store_is_a_file": (lambda c: c.update(store="pipeline.yaml"),  # the config file itself
                         ["store:", "pipeline.yaml", "is a file"], "store"),
+    "orchestration_retries_negative": (lambda c: c.update(orchestration={"retries": -1}),
+                                       ["orchestration.retries", "greater than or equal to 0", "-1"],
+                                       "orchestration.retries"),
 }
 
 

@@ -170,6 +170,6 @@ def test_help_does_not_import_heavy_libraries(cli):
     import sys
 
     check = subprocess.run([sys.executable, "-c", "import sys, trainpipe.cli; "
-                            "print(any(m.split('.')[0] in ('torch', 'mlflow', 'sklearn', 'xgboost') for m in sys.modules))"],
+                            "print(any(m.split('.')[0] in ('torch', 'mlflow', 'sklearn', 'xgboost', 'airflow') for m in sys.modules))"],
                            capture_output=True, text=True)
     assert check.stdout.strip() == "False"
