@@ -217,6 +217,10 @@ def runs_compare(
     def body(console: Console) -> dict:
         from trainpipe.runs import compare_runs
 
+        if html is not None and html.is_dir():
+            from trainpipe.errors import RunError
+
+            raise RunError(f"--html: {html} is a folder; give a file name such as {html / 'compare.html'}", key="--html")
         doc = compare_runs(tracking_uri or _store(None, store).tracking_uri, runs)
         if html is not None:
             from trainpipe.reports.build import write_comparison

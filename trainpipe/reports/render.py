@@ -84,7 +84,7 @@ def figures_json(sections: list[Section]) -> tuple[int, str]:
     """How many plotly figures, and all their specs as one JSON object (by element id) safe inside <script>."""
     specs = {figure_id(section, i): figure.spec for section in sections
              for i, figure in enumerate(section.figures) if figure.spec is not None}
-    return len(specs), json.dumps(specs, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    return len(specs), json.dumps(specs, separators=(",", ":"), allow_nan=False, ensure_ascii=False).replace("</", "<\\/")
 
 
 def render_page(title: str, subtitle: str, sections: list[Section]) -> str:
