@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -13,9 +12,9 @@ from trainpipe.cli_common import DebugOpt, JsonOpt, StoreOpt, _execute, _store
 
 def report(
     run_id: str = typer.Argument(..., help="The trainpipe run id (any run: completed, failed or running)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here (default: <run folder>/report.html)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write here (default: <run folder>/report.html)."),
     open_: bool = typer.Option(False, "--open", help="Open the report in the default web browser."),
-    store: Optional[str] = StoreOpt,
+    store: str | None = StoreOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
 ):

@@ -169,8 +169,19 @@ def test_write_report_puts_one_file_in_the_run_folder_and_summarizes_it(report_r
     doc = write_report(run_dir, strict=True)
     path = run_dir / "report.html"
     assert doc["path"] == str(path) and path.stat().st_size == doc["bytes"] < 2_300_000
-    assert doc["figures"] == 8 and doc["problems"] == [] and doc["mlflow"] == "read"
+    assert doc["figures"] == 8 and doc["problems"] == [] and doc["environment"] == "logged to MLflow when the run started"
     assert doc["sections"]["tuning"]["missing"] and not doc["sections"]["evaluation"]["missing"]
     html = path.read_text()
     assert all(f'id="{key}"' in html for key in ALL)
     assert not list(run_dir.glob(".report.html.*"))
+
+
+def test_the_report_stage_can_describe_the_environment_of_its_own_process_without_mlflow(report_runs, tmp_path):
+    from trainpipe import __version__
+    from trainpipe.reports.tracked import this_process
+
+    doc = write_report(report_runs.get("binary"), tmp_path / "r.html", tracked=this_process(), strict=True)
+    lineage = doc["sections"]["lineage"]
+    assert doc["environment"] == "of the run's own process" and lineage["facts"]["python"].count(".") == 2
+    assert "Library versions (of the run's own process)" in lineage["tables"]
+    assert f"<td>trainpipe</td><td>{__version__}</td>" in (tmp_path / "r.html").read_text()

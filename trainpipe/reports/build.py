@@ -44,15 +44,17 @@ def make_sections(folder: RunFolder, tracked: Tracked, limits: Limits, strict: b
 
 
 def write_report(run_dir: Path, out: Path | None = None, *, tracking: bool = True, tracking_uri: str | None = None,
-                 limits: Limits = Limits(), strict: bool = False) -> dict:
+                 tracked: Tracked | None = None, limits: Limits = Limits(), strict: bool = False) -> dict:
     """Write the run's report (default `<run folder>/report.html`); returns where, its size and what it holds.
 
-    tracking=False reads nothing from MLflow (the report stage, whose run folder already has what it needs,
-    saves the ~0.1 s); the lineage section then says the git commit and library versions were not read.
+    What MLflow knows (environment tags, current aliases, start and end) is read from it, unless `tracked`
+    is given (the report stage inside a run can pass `tracked.this_process()`: no MLflow round trip) or
+    tracking=False (then the lineage section says the git commit and library versions were not read).
     """
     started = time.perf_counter()
     folder = RunFolder.open(Path(run_dir))
-    tracked = lookup(folder, tracking_uri) if tracking else Tracked(reason="MLflow was not read for this report")
+    if tracked is None:
+        tracked = lookup(folder, tracking_uri) if tracking else Tracked(reason="MLflow was not read for this report")
     sections, problems = make_sections(folder, tracked, limits, strict)
     status = folder.meta.get("status", "unknown")
     subtitle = (f"{folder.task or '?'} · {folder.setting('model.type', '?')} · status {status} · "
@@ -64,7 +66,7 @@ def write_report(run_dir: Path, out: Path | None = None, *, tracking: bool = Tru
             "seconds": round(time.perf_counter() - started, 3),
             "figures": sum(len(s.figures) for s in sections),
             "sections": {s.key: s.to_json() for s in sections}, "problems": problems,
-            "mlflow": tracked.reason or "read"}
+            "environment": tracked.reason or tracked.source}
 
 
 def write_comparison(comparison: dict, out: Path, limits: Limits = Limits()) -> dict:

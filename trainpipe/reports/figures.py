@@ -9,7 +9,7 @@ Numbers are rounded to 5 significant digits and NaN becomes null (JSON has no Na
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

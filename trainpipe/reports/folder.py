@@ -25,7 +25,7 @@ class RunFolder:
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, path: Path) -> "RunFolder":
+    def open(cls, path: Path) -> RunFolder:
         import yaml
 
         path = Path(path)

@@ -69,9 +69,14 @@ def cell(value) -> str:
 def environment():
     import jinja2
 
+    try:  # compiling the template costs ~0.1 s per process; jinja2 keeps the compiled code between processes
+        (_cache_dir() / "jinja2").mkdir(parents=True, exist_ok=True)
+        bytecode = jinja2.FileSystemBytecodeCache(str(_cache_dir() / "jinja2"))
+    except OSError:
+        bytecode = None
     env = jinja2.Environment(loader=jinja2.PackageLoader("trainpipe.reports", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True,
-                             undefined=jinja2.StrictUndefined)
+                             undefined=jinja2.StrictUndefined, bytecode_cache=bytecode)
     env.filters["cell"] = cell
     return env
 

@@ -116,9 +116,21 @@ def _sampled(y: np.ndarray, scores: np.ndarray, cap: int, seed: int) -> tuple[np
     return y[rows], scores[rows], f"a seeded sample of {cap:,} of {len(y):,} test rows"
 
 
-def _binary_plots(details: dict, y, proba, classes, limits: Limits, seed: int) -> list[Figure]:
-    from sklearn.calibration import calibration_curve
+def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """(fraction positive, mean predicted) per non-empty bin of width 1/bins, as sklearn.calibration's
+    `calibration_curve(strategy="uniform")` computes them (a test checks they agree). Written here because
+    importing sklearn.calibration costs ~0.5 s (it loads sklearn.svm and linear_model): more than a whole
+    report may take inside a run."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ids = np.searchsorted(edges[1:-1], p)
+    total = np.bincount(ids, minlength=bins)
+    filled = total > 0
+    positives = np.bincount(ids, weights=y, minlength=bins)
+    predicted = np.bincount(ids, weights=p, minlength=bins)
+    return positives[filled] / total[filled], predicted[filled] / total[filled]
 
+
+def _binary_plots(details: dict, y, proba, classes, limits: Limits, seed: int) -> list[Figure]:
     out = []
     roc = {s: (details[s]["roc_curve"]["x"], details[s]["roc_curve"]["y"]) for s in ("validation", "test")
            if "roc_curve" in details.get(s, {})}
@@ -134,7 +146,7 @@ def _binary_plots(details: dict, y, proba, classes, limits: Limits, seed: int) -
     if y is not None and proba is not None and len(y):
         ys, ps, rows = _sampled(y, proba[:, 1], limits.score_rows, seed)
         if 0 < ys.sum() < len(ys):
-            frac, mean = calibration_curve(ys, ps, n_bins=10)
+            frac, mean = calibration_curve(ys, ps)
             out.append(Figure("Calibration (test)", fig.curve({"model": (mean, frac)}, "mean predicted probability",
                                                                "fraction positive", diagonal=True), caption=rows))
         out.append(Figure("Score distribution per class (test)", fig.histograms(
@@ -144,7 +156,6 @@ def _binary_plots(details: dict, y, proba, classes, limits: Limits, seed: int) -
 
 
 def _multiclass_plots(details: dict, y, proba, classes, limits: Limits, seed: int) -> list[Figure]:
-    from sklearn.calibration import calibration_curve
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     out = []
@@ -168,7 +179,7 @@ def _multiclass_plots(details: dict, y, proba, classes, limits: Limits, seed: in
                           fig.curve(pr, "recall", "precision"), caption=rows))
     confidence, correct = ps.max(axis=1), (ps.argmax(axis=1) == ys).astype(np.int64)
     if 0 < correct.sum() < len(correct):
-        frac, mean = calibration_curve(correct, confidence, n_bins=10)
+        frac, mean = calibration_curve(correct, confidence)
         out.append(Figure("Calibration of the top class (test)", fig.curve(
             {"model": (mean, frac)}, "predicted probability of the chosen class", "fraction correct", diagonal=True),
             caption=rows))
@@ -215,7 +226,8 @@ def evaluation(folder: RunFolder, limits: Limits) -> Section:
         section.missing = folder.why_missing("evaluate")
         return section
     summary = folder.manifest("evaluate").get("summary", {})
-    section.facts.append(("primary metric", f"{summary.get('primary_metric')} ({'higher' if summary.get('direction') == 'max' else 'lower'} is better)"))
+    better = "higher" if summary.get("direction") == "max" else "lower"
+    section.facts.append(("primary metric", f"{summary.get('primary_metric')} ({better} is better)"))
     latency = folder.json("evaluate", "latency.json") or {}
     if latency:
         section.facts.append(("latency p99", f"{latency.get('latency_p99_batch_ms', 0):.3g} ms per batch of "
@@ -263,10 +275,9 @@ def slices(folder: RunFolder) -> Section:
 def importance(folder: RunFolder, limits: Limits) -> Section:
     section = Section("importance", "Feature importance")
     found = feature_importance(folder, limits)
-    if isinstance(found, str):
+    if not isinstance(found, Importance):  # the reason there are none
         section.notes.append(found)
         return section
-    assert isinstance(found, Importance)
     section.facts.append(("method", found.method))
     section.figures.append(Figure(f"Top {len(found.names)} features", fig.bars(found.names, found.values, "importance",
                                                                                errors=found.errors)))

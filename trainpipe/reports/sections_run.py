@@ -8,11 +8,11 @@ import socket
 import sys
 from datetime import datetime
 
+from trainpipe.reports import figures as fig
 from trainpipe.reports.folder import RunFolder
 from trainpipe.reports.redact import redact, redact_text
 from trainpipe.reports.tracked import Tracked
 from trainpipe.reports.view import Figure, Limits, Section, Table
-from trainpipe.reports import figures as fig
 
 STAGE_ORDER = ("ingest", "validate", "split", "features", "tune", "train", "evaluate", "gate", "register")
 
@@ -24,7 +24,7 @@ def seconds_text(seconds: float | None) -> str:
         return f"{seconds:.2f} s"
     if seconds < 60:
         return f"{seconds:.1f} s"
-    minutes, rest = divmod(int(round(seconds)), 60)
+    minutes, rest = divmod(round(seconds), 60)
     return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
@@ -265,7 +265,7 @@ def lineage(folder: RunFolder, tracked: Tracked) -> Section:
     versions = sorted((k.removeprefix("version."), v) for k, v in tags.items() if k.startswith("version."))
     tables = []
     if versions:
-        tables.append(Table("Library versions (logged when the run started)", ["library", "version"],
+        tables.append(Table(f"Library versions ({tracked.source})", ["library", "version"],
                             [list(v) for v in versions]))
     rows, hosts = [], set()
     for stage in STAGE_ORDER:

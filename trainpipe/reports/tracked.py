@@ -19,6 +19,7 @@ class Tracked:
     end_ms: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
     aliases: list[str] | None = None  # the registered version's aliases today
+    source: str = "logged to MLflow when the run started"  # where the tags come from
 
 
 def lookup(folder: RunFolder, tracking_uri: str | None = None) -> Tracked:
@@ -48,3 +49,12 @@ def lookup(folder: RunFolder, tracking_uri: str | None = None) -> Tracked:
     except Exception as exc:  # an unreachable server or a deleted run: the report says so and goes on
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return Tracked(reason=f"MLflow at {redact_text(uri)} could not be read: {redact_text(first)[:200]}")
+
+
+def this_process(cwd: Path | None = None) -> Tracked:
+    """What the run's own process knows without asking MLflow: the same environment tags tracking.py logs
+    when a run starts (library versions, Python, host, git commit). For the report stage, inside the run."""
+    from trainpipe.tracking import environment_tags, git_info
+
+    return Tracked(tags={**environment_tags(), **git_info(cwd or Path.cwd())}, source="of the run's own process")
+

@@ -65,3 +65,18 @@ def test_scatter_with_diagonal_spans_both_axes():
     spec = fig.scatter([1.0, 2.0, 3.0], [1.5, 2.5, np.nan], "actual", "predicted", diagonal=True)
     valid(spec)
     assert spec["data"][1]["x"] == [1.0, 3.0] and spec["data"][0]["y"][-1] is None
+
+
+def test_calibration_curve_agrees_with_scikit_learns():
+    from sklearn.calibration import calibration_curve as sklearn_curve
+
+    from trainpipe.reports.sections_model import calibration_curve
+
+    rng = np.random.default_rng(1)
+    p = np.concatenate([rng.random(5_000), [0.0, 1.0, 0.1, 0.2]])  # bin edges included
+    y = (rng.random(len(p)) < p).astype(np.int64)
+    ours, theirs = calibration_curve(y, p), sklearn_curve(y, p, n_bins=10)
+    np.testing.assert_allclose(ours[0], theirs[0])
+    np.testing.assert_allclose(ours[1], theirs[1])
+    few = calibration_curve(np.array([0, 1]), np.array([0.05, 0.95]))  # empty bins are left out
+    np.testing.assert_allclose(few, ([0.0, 1.0], [0.05, 0.95]))

@@ -47,7 +47,7 @@ def test_page_escapes_text_and_embeds_every_figure_spec_as_json(cache):
     html = render.render_page("run <1>", "binary", sections())
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<h1>run &lt;1&gt;</h1>" in html
-    specs = json.loads(re.search(r'<script id="figures" type="application/json">(.*?)</script>', html, re.S).group(1))
+    specs = json.loads(re.search(r'<script id="figures" type="application/json">(.*?)</script>', html, re.DOTALL).group(1))
     assert list(specs) == ["fig-data-0"] and specs["fig-data-0"]["data"][0]["name"] == "train_loss"
     assert 'id="fig-data-0"' in html and 'data-plots="pending"' in html
     assert "Not available: stage train failed: boom &lt;/script&gt;" in html
