@@ -44,7 +44,7 @@ def metrics_section(comparison: dict) -> Section:
     bounded = {n: v for n, v in headline.items() if all(x is None or 0 <= x <= 1 for x in v)}
     if bounded:
         names = list(bounded)
-        section.figures.append(Figure("Test metrics between 0 and 1", fig.grouped_bars(
+        section.figures.append(Figure("Test metrics between 0 and 1", wide=len(bounded) > 4, spec=fig.grouped_bars(
             [n.removeprefix("test_") for n in names],
             {label: [bounded[n][i] for n in names] for i, label in enumerate(labels)}, "value")))
     for name, values in headline.items():
@@ -69,14 +69,18 @@ def curves_section(comparison: dict, limits: Limits) -> Section:
         for group, keys in history_groups(history).items():
             groups.setdefault(group, set()).update(keys)
     for group, keys in groups.items():
-        series = {}
-        for label, history in found.items():
+        series, styles = {}, {}
+        for i, (label, history) in enumerate(found.items()):  # one colour per run, train dotted
             for key in sorted(keys):
                 if key in history:
                     values = np.asarray(history[key], dtype=np.float64)
                     idx = fig.thin(len(values), limits.curve_points)
-                    series[f"{label} · {key}"] = (idx + 1, values[idx])
-        section.figures.append(Figure(f"{group.capitalize()} per iteration", fig.lines(series, "iteration", group)))
+                    name = f"{label} · {key}"
+                    series[name] = (idx + 1, values[idx])
+                    styles[name] = {"color": fig.PALETTE[i % len(fig.PALETTE)],
+                                    "dash": "dot" if key.startswith("train_") else "solid"}
+        section.figures.append(Figure(f"{group.capitalize()} per iteration",
+                                      fig.lines(series, "iteration", group, styles=styles), wide=True))
     return section
 
 

@@ -54,10 +54,13 @@ def _diagonal(lo: float = 0.0, hi: float = 1.0) -> dict:
 
 
 def lines(series: dict[str, tuple], x: str, y: str, *, marker: float | None = None, marker_label: str = "",
-          log_y: bool = False, markers: bool = False) -> dict:
-    """One line per series name: {name: (x values, y values)}; a dashed vertical line at `marker`."""
+          log_y: bool = False, markers: bool = False, styles: dict[str, dict] | None = None) -> dict:
+    """One line per series name: {name: (x values, y values)}; a dashed vertical line at `marker`;
+    `styles` sets a series' line ({"color": ..., "dash": ...}) instead of the next palette colour."""
     data = [_line(name, xs, ys, i, **({"mode": "lines+markers"} if markers else {}))
             for i, (name, (xs, ys)) in enumerate(series.items())]
+    for trace in data:
+        trace["line"].update((styles or {}).get(trace["name"], {}))
     extra: dict = {"legend": {"orientation": "v", "x": 1.02, "y": 1}} if len(data) > 4 else {}
     xs = np.concatenate([np.asarray(x_, dtype=np.float64) for x_, _ in series.values()]) if series else np.zeros(0)
     if xs.size and xs.max() - xs.min() <= 20:

@@ -88,7 +88,8 @@ def training(folder: RunFolder, limits: Limits) -> Section:
         log_y = group == "learning rate" and _spans_decades(history, keys)
         section.figures.append(Figure(f"{group.capitalize()} per {unit}", fig.lines(
             series, unit, "value" if group == "metrics" else group, marker=best + 1 if isinstance(best, int) else None,
-            marker_label=f"best {unit} {best + 1}" if isinstance(best, int) else "", log_y=log_y)))
+            marker_label=f"best {unit} {best + 1}" if isinstance(best, int) else "", log_y=log_y),
+            wide=len(series) > 4))
     if family in TORCH_FAMILIES:  # what the torch loop can record; boosters have no such per-round values
         for missing in ("learning rate", "gradient norm", "throughput"):
             if missing not in history_groups(history):

@@ -31,6 +31,7 @@ class Figure:
     spec: dict | None = None
     image: str | None = None
     caption: str | None = None
+    wide: bool = False  # spans the page's width (many series, legend beside the plot)
 
 
 @dataclass

@@ -80,3 +80,11 @@ def test_calibration_curve_agrees_with_scikit_learns():
     np.testing.assert_allclose(ours[1], theirs[1])
     few = calibration_curve(np.array([0, 1]), np.array([0.05, 0.95]))  # empty bins are left out
     np.testing.assert_allclose(few, ([0.0, 1.0], [0.05, 0.95]))
+
+
+def test_lines_take_a_style_per_series():
+    spec = fig.lines({"a · train_loss": ([1, 2], [1, 0.5]), "a · validation_loss": ([1, 2], [1.1, 0.7])}, "i", "loss",
+                     styles={"a · train_loss": {"color": "#123456", "dash": "dot"}})
+    valid(spec)
+    assert spec["data"][0]["line"] == {"color": "#123456", "width": 2, "dash": "dot"}
+    assert spec["data"][1]["line"]["color"] == fig.PALETTE[1]
