@@ -67,7 +67,7 @@ def training(folder: RunFolder, limits: Limits) -> Section:
     monitored = monitored_key(folder, history)
     section.facts += [("model family", family), (f"{unit}s", summary.get("iterations")),
                       (f"best {unit}", best + 1 if isinstance(best, int) else "— (no early stopping)"),
-                      ("stopped early", summary.get("stopped_early")), ("train time", f"{summary.get('seconds')} s"),
+                      ("stopped early", summary.get("stopped_early")), ("train time", f"{summary['seconds']} s" if summary.get("seconds") is not None else "—"),
                       ("monitored", monitored or "—")]
     per_s = {k: v for k, v in metrics.items() if k.endswith("_per_s")}
     section.facts += [(k.replace("_", " "), f"{v:,.0f}") for k, v in per_s.items()]
