@@ -54,7 +54,8 @@ def _diagonal(lo: float = 0.0, hi: float = 1.0) -> dict:
 
 
 def lines(series: dict[str, tuple], x: str, y: str, *, marker: float | None = None, marker_label: str = "",
-          log_y: bool = False, markers: bool = False, styles: dict[str, dict] | None = None) -> dict:
+          log_y: bool = False, markers: bool = False, styles: dict[str, dict] | None = None,
+          x_ticks: list | None = None) -> dict:
     """One line per series name: {name: (x values, y values)}; a dashed vertical line at `marker`;
     `styles` sets a series' line ({"color": ..., "dash": ...}) instead of the next palette colour."""
     data = [_line(name, xs, ys, i, **({"mode": "lines+markers"} if markers else {}))
@@ -62,9 +63,12 @@ def lines(series: dict[str, tuple], x: str, y: str, *, marker: float | None = No
     for trace in data:
         trace["line"].update((styles or {}).get(trace["name"], {}))
     extra: dict = {"legend": {"orientation": "v", "x": 1.02, "y": 1}} if len(data) > 4 else {}
-    xs = np.concatenate([np.asarray(x_, dtype=np.float64) for x_, _ in series.values()]) if series else np.zeros(0)
-    if xs.size and xs.max() - xs.min() <= 20:
-        extra["xaxis"] = {"dtick": 1}  # a few epochs: no 1.5
+    xs = np.unique(np.concatenate([np.asarray(x_, dtype=np.float64) for x_, _ in series.values()])) if series \
+        else np.zeros(0)
+    if x_ticks is not None:
+        extra["xaxis"] = {"tickvals": list(x_ticks)}
+    elif 1 < xs.size <= 20 and np.array_equal(xs, np.arange(xs[0], xs[0] + xs.size)):
+        extra["xaxis"] = {"dtick": 1}  # a few epochs: no tick at 1.5
     ys = np.concatenate([np.asarray(y_, dtype=np.float64) for _, y_ in series.values()]) if series else np.zeros(0)
     ys = ys[np.isfinite(ys)]
     if ys.size and ys.min() == ys.max() and not log_y:  # a constant (e.g. the learning rate): centre it
@@ -93,8 +97,8 @@ def confusion(matrix, labels: list[str]) -> dict:
     z = np.asarray(matrix, dtype=np.int64)
     names = [str(label) for label in labels]
     return {"data": [{"type": "heatmap", "z": z.tolist(), "x": names, "y": names, "colorscale": "Blues", "reversescale": True,
-                      "texttemplate": "%{z}", "showscale": False, "hovertemplate": "true %{y}<br>predicted %{x}<br>"
-                      "%{z} rows<extra></extra>"}],
+                      "texttemplate": "%{z:,d}", "showscale": False, "hovertemplate": "true %{y}<br>predicted %{x}<br>"
+                      "%{z:,d} rows<extra></extra>"}],
             "layout": layout("predicted", "true", height=max(280, 60 + 40 * len(names)),
                              xaxis={"type": "category", "gridcolor": "rgba(0,0,0,0)"},
                              yaxis={"type": "category", "autorange": "reversed", "gridcolor": "rgba(0,0,0,0)"})}

@@ -217,7 +217,7 @@ def _ranking_evaluation(folder: RunFolder, section: Section) -> Section:
     section.tables.append(metrics_table({s: metrics.get(s, {}) for s in ("validation", "test")}))
     for metric, title in (("recall", "Recall@K"), ("ndcg", "NDCG@K")):
         series = {name: (ks, [m.get(f"{metric}_at_{k}") for k in ks]) for name, m in models.items()}
-        section.figures.append(Figure(f"{title} against K (test)", fig.lines(series, "K", title, markers=True)))
+        section.figures.append(Figure(f"{title} against K (test)", fig.lines(series, "K", title, markers=True, x_ticks=ks)))
     return section
 
 

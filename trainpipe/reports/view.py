@@ -20,7 +20,7 @@ class Table:
     @property
     def long(self) -> bool:
         """Long tables start folded in the page."""
-        return len(self.rows) > 15
+        return len(self.rows) > 20
 
 
 @dataclass

@@ -88,3 +88,11 @@ def test_lines_take_a_style_per_series():
     valid(spec)
     assert spec["data"][0]["line"] == {"color": "#123456", "width": 2, "dash": "dot"}
     assert spec["data"][1]["line"]["color"] == fig.PALETTE[1]
+
+
+def test_lines_tick_every_epoch_of_a_short_run_or_at_the_values_given():
+    assert fig.lines({"a": ([1, 2, 3], [1, 2, 3])}, "epoch", "v")["layout"]["xaxis"]["dtick"] == 1
+    assert "dtick" not in fig.lines({"a": ([5, 10, 20], [1, 2, 3])}, "K", "v")["layout"]["xaxis"]
+    spec = fig.lines({"a": ([5, 10, 20], [1, 2, 3])}, "K", "v", x_ticks=[5, 10, 20])
+    valid(spec)
+    assert spec["layout"]["xaxis"]["tickvals"] == [5, 10, 20]
