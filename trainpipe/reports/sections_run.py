@@ -284,6 +284,8 @@ def lineage(folder: RunFolder, tracked: Tracked) -> Section:
     else:
         facts += [("hosts", ", ".join(sorted(hosts)) or tags.get("host", "not recorded")),
                   ("hardware", "not recorded (the report is written on another machine than the run's)")]
-    config_text = yaml.safe_dump(redact(folder.config), sort_keys=False) if folder.config else "config.yaml is missing"
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: ~10x faster
+    config_text = (yaml.dump(redact(folder.config), Dumper=dumper, sort_keys=False) if folder.config
+                   else "config.yaml is missing")
     return Section("lineage", "Lineage and environment", facts=facts, tables=tables, code=config_text,
                    notes=["config shown with passwords, tokens, secrets and URL credentials replaced by ***"])
