@@ -83,3 +83,11 @@ def cli():
 @pytest.fixture
 def cli_json():
     return run_cli_json
+
+
+@pytest.fixture(scope="session")
+def report_runs(tmp_path_factory):
+    """Real small runs (binary, multiclass, regression, ranking, tuned, failed) shared by the report tests."""
+    from tests.report_runs import ReportRuns
+
+    return ReportRuns(tmp_path_factory.mktemp("report-runs"))

@@ -14,6 +14,7 @@ from trainpipe.cli_airflow import airflow_app
 from trainpipe.cli_common import DebugOpt, JsonOpt, SetOpt, StoreOpt, _execute, _progress, _store
 from trainpipe.cli_models import models_app, predict
 from trainpipe.cli_ranking import recommend
+from trainpipe.cli_report import report
 from trainpipe.cli_tune import tune
 
 app = typer.Typer(help="One YAML file to a production training pipeline.", no_args_is_help=True,
@@ -208,6 +209,8 @@ def runs_compare(
     runs: list[str] = typer.Argument(..., help="Two or more trainpipe (or MLflow) run ids."),
     store: Optional[str] = StoreOpt,
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the store's)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write an HTML page overlaying the runs' learning "
+                                        "curves and metrics."),
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
 ):
@@ -217,7 +220,17 @@ def runs_compare(
     def body(console: Console) -> dict:
         from trainpipe.runs import compare_runs
 
-        return compare_runs(tracking_uri or _store(None, store).tracking_uri, runs)
+        if html is not None and html.is_dir():
+            from trainpipe.errors import RunError
+
+            raise RunError(f"--html: {html} is a folder; give a file name such as {html / 'compare.html'}", key="--html")
+        doc = compare_runs(tracking_uri or _store(None, store).tracking_uri, runs)
+        if html is not None:
+            from trainpipe.reports.build import write_comparison
+
+            doc["html"] = write_comparison(doc, html)
+            Console(stderr=True).print(f"wrote {html} ({doc['html']['bytes'] / 1e6:.2f} MB)")
+        return doc
 
     _execute(body, as_json, debug, render=lambda c, d: [c.print(t) for t in compare_tables(d)])
 
@@ -239,6 +252,7 @@ def ui(
 app.command()(predict)  # defined with the registry commands in cli_models.py
 app.command()(tune)  # cli_tune.py
 app.command()(recommend)  # cli_ranking.py
+app.command()(report)  # cli_report.py
 
 
 def main() -> None:

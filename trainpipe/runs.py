@@ -77,5 +77,6 @@ def compare_runs(uri: str, refs: list[str]) -> dict:
                           key=lambda n: (not n.startswith(("validation_", "test_")), n))
     metrics = {name: [r.data.metrics.get(name) for r in runs] for name in metric_names}
     return {"runs": [{"label": label, "run_id": r.data.tags.get("trainpipe.run_id"), "mlflow_run_id": r.info.run_id,
-                      "status": r.info.status} for label, r in zip(labels, runs)],
+                      "status": r.info.status, "task": r.data.tags.get("task"), "model": r.data.tags.get("model.type"),
+                      "run_dir": r.data.tags.get("trainpipe.run_dir")} for label, r in zip(labels, runs)],
             "params_that_differ": differ, "metrics": metrics}

@@ -471,3 +471,24 @@ def test_a_tiny_table_warns_in_the_split_summary_and_predict_names_an_infinite_c
                "--store", str(run_store))
     assert_one_error_line(proc, "inf_radius.parquet", "'mean_radius'", "infinite")
     assert not (tmp_path / "p.parquet").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# `trainpipe report` and `runs compare --html`: a wrong run id or output path is one line, exit 2.
+# --------------------------------------------------------------------------------------------------
+def test_report_of_an_unknown_run_names_the_run_and_the_store_and_writes_nothing(store, cli):
+    proc = cli("report", "20990101-000000-abcdef", "--store", str(store))
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(errors) == 1 and "'20990101-000000-abcdef'" in errors[0] and str(store) in errors[0]
+    assert not store.exists()
+
+
+def test_report_and_compare_into_a_folder_name_the_option(report_runs, tmp_path, cli):
+    run = report_runs.get("binary")
+    store = str(report_runs.store)
+    proc = cli("report", run.name, "--store", store, "--out", str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --out:") and "is a folder" in proc.stderr
+    proc = cli("runs", "compare", run.name, run.name, "--store", store, "--html", str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --html:") and "is a folder" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
