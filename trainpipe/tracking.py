@@ -168,9 +168,9 @@ class Tracker:
         if found:
             return found.experiment_id
         try:
-            # Embedded store: artifacts next to it. A tracking server decides its own artifact root.
-            embedded = self.uri == self.store.tracking_uri
-            location = (self.store.artifacts_dir / name.replace("/", "_")).as_uri() if embedded else None
+            # A database URI (SQLite by default): artifacts go into the store folder. A tracking server decides
+            # its own artifact root (docs/team.md: proxied, so clients on other machines can read them).
+            location = None if _is_server(self.uri) else (self.store.artifacts_dir / name.replace("/", "_")).as_uri()
             return self.client.create_experiment(name, artifact_location=location)
         except Exception:
             found = self.client.get_experiment_by_name(name)  # created concurrently by another process
@@ -229,6 +229,10 @@ class Tracker:
         if error:
             self.set_tags(run_id, {"trainpipe.error": error})
         _retry(lambda: self.client.set_terminated(run_id, status=status))
+
+
+def _is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
 
 
 def open_tracker(store: Store, config: TrackingConfig) -> Tracker | None:
