@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: a looser requirement with no torch installed pulls a multi-GB CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,cpu]'
+	$(BIN)/pip install --quiet -e '.[dev,cpu,postgres]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -179,6 +179,9 @@ CONFIG_MISTAKES = {
     "sklearn_path_to_a_module_not_an_estimator": (
         lambda c: c.update(model={"type": "sklearn", "estimator": "os.path"}),
         ["model.estimator", "os.path", "not a scikit-learn estimator"], "model.estimator"),
+    # nothing listens on port 9: one line at once, not MLflow's minutes of retries then an internal error
+    "tracking_server_that_does_not_answer": (lambda c: c.update(tracking={"uri": "http://127.0.0.1:9"}),
+                                             ["tracking.uri", "http://127.0.0.1:9", "does not answer"], "tracking.uri"),
 }
 
 

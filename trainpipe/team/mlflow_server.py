@@ -21,7 +21,10 @@ from trainpipe.team import processes
 
 def start(backend_uri: str, artifacts: Path, host: str, port: int, workers: int, log: Path, pgpass: Path):
     artifacts.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PGPASSFILE": str(pgpass), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    # MLflow's job runner (GenAI prompt optimisation, trace roll-ups) is a third Python process trainpipe never
+    # uses: off, so the server starts sooner and holds less memory
+    env = {**os.environ, "PGPASSFILE": str(pgpass), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
     args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri, "--serve-artifacts",
             "--artifacts-destination", str(artifacts), "--host", host, "--port", str(port), "--workers", str(workers)]

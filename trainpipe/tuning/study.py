@@ -57,39 +57,55 @@ def check_storage_url(url: str) -> None:
     """A malformed URL or a missing database driver, found before any work (no connection is made)."""
     from sqlalchemy.engine import make_url
 
+    from trainpipe.dburl import require_driver
+
     try:
-        make_url(url).get_dialect().import_dbapi()
-    except ImportError as exc:
-        raise MissingDependency(f"tuning.storage: the driver for {redact(url)} is not installed ({exc.name}); e.g. "
-                                "pip install psycopg2-binary for PostgreSQL", key="tuning.storage") from exc
+        make_url(url)
     except Exception as exc:
         raise ConfigError(f"tuning.storage: not a usable SQLAlchemy URL {redact(url)!r}: {exc}",
                           key="tuning.storage") from exc
+    require_driver(url, "tuning.storage")
 
 
 def open_storage(url: str, tuning, created: bool = False):
     """RDBStorage with heartbeats; an SQLite file gets a 30 s lock timeout and WAL journaling.
     `created`: the tables exist (a worker started after the study was created) and need no check."""
+    from trainpipe.dburl import normalize, require_driver
+
     optuna = _quiet()
+    require_driver(url, "tuning.storage")
+    url = normalize(url)  # postgresql:// -> psycopg 3, the driver trainpipe[postgres] installs
     if url.startswith("sqlite:///"):
         _prepare_sqlite(Path(url.removeprefix("sqlite:///")))
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 30}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    try:
-        storage = optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=tuning.heartbeat_interval,
-            grace_period=tuning.grace_period, skip_table_creation=created, skip_compatibility_check=created,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
-        if url.startswith("sqlite:///"):
-            _fewer_syncs(storage.engine)
-        return storage
-    except ImportError as exc:
-        raise MissingDependency(f"tuning.storage: the driver for {redact(url)} is not installed ({exc.name}); e.g. "
-                                "pip install psycopg2-binary for PostgreSQL", key="tuning.storage") from exc
-    except Exception as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"tuning.storage: cannot open {redact(url)}: {detail}", key="tuning.storage") from exc
+    for attempt in range(4):
+        try:
+            storage = optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=tuning.heartbeat_interval,
+                grace_period=tuning.grace_period, skip_table_creation=created, skip_compatibility_check=created,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+            if url.startswith("sqlite:///"):
+                _fewer_syncs(storage.engine)
+            return storage
+        except Exception as exc:
+            # machines creating a fresh server database's tables at the same moment collide (on PostgreSQL:
+            # `duplicate key ... pg_type_typname_nsp_index`, 9 of 12 openers in 3 races of 4); the tables exist
+            # once the winner commits, so a retry opens them. SQLite is guarded by the store's lock instead.
+            if attempt < 3 and not url.startswith("sqlite:") and _creation_race(exc):
+                import time
+
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"tuning.storage: cannot open {redact(url)}: {detail}", key="tuning.storage") from exc
+
+
+def _creation_race(exc: Exception) -> bool:
+    text = str(exc)
+    return any(marker in text for marker in ("UniqueViolation", "duplicate key", "already exists", "DuplicateTable",
+                                             "alembic_version"))
 
 
 def _fewer_syncs(engine) -> None:
