@@ -53,17 +53,19 @@ def _online_clusters() -> set[str]:
 def install(say: Callable[[str], None]) -> Path:
     """`apt-get install postgresql`, without the package's own `main` cluster on port 5432.
 
-    postgresql-common reads `create_main_cluster` from /etc/postgresql-common/createcluster.conf at install
-    time (Debian's documented way to preseed it); when that file already exists it is left as it is and any
-    cluster the install brought online is stopped again, so nothing of the package keeps running.
+    The package's postinst creates `main` unless `create_main_cluster` is false in createcluster.conf, which
+    includes /etc/postgresql-common/createcluster.d/ (postgresql-common's place for such settings): a snippet
+    there says so before the install. As a safety net, any cluster the install brought online is stopped
+    again, so nothing of the package keeps running.
     """
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise ServiceError("PostgreSQL is not installed: install it (Debian: apt-get install postgresql, as root) "
                            "or put its bin folder on PATH", key="postgres")
-    conf = Path("/etc/postgresql-common/createcluster.conf")
-    if not conf.exists():
-        conf.parent.mkdir(parents=True, exist_ok=True)
-        conf.write_text("# written by trainpipe team up: no default cluster on 5432\ncreate_main_cluster = false\n")
+    snippet = Path("/etc/postgresql-common/createcluster.d/trainpipe-no-main-cluster.conf")
+    if not snippet.exists():
+        snippet.parent.mkdir(parents=True, exist_ok=True)
+        snippet.write_text("# trainpipe team up: the package creates no default cluster on 5432\n"
+                           "create_main_cluster = false\n")
     before = _online_clusters()
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     apt = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold",
