@@ -145,6 +145,8 @@ class Tracker:
             logging.getLogger(noisy).setLevel(logging.WARNING)
         # MLflow draws a tqdm bar for every artifact download (registry, champion loading) on stderr
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # ... and, on a tracking server, two "View run" lines on stdout per terminated run (every tuning trial)
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self.uri = config.uri or store.tracking_uri
         if is_postgres(self.uri):  # a database straight from this machine (no tracking server)
             require_driver(self.uri, "tracking.uri")

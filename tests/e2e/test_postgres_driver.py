@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 PG_URL = "postgresql+psycopg://trainpipe_optuna@127.0.0.1:9/trainpipe_optuna"
 HIDE_DRIVER = """

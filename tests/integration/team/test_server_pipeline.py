@@ -4,11 +4,13 @@ store (nothing shared but the tracking URI)."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import run_cli_json
+from tests.conftest import run_cli, run_cli_json
 from trainpipe.registry import Registry
 from trainpipe.store import Store
 from trainpipe.tracking import TrackingConfig
@@ -21,8 +23,10 @@ def test_pipeline_on_the_server_registers_and_another_machine_predicts_with_the_
                                                                                           data_dir):
     config = write_config({**bc_config, "name": "bc_server", "tracking": {"uri": team.tracking_uri},
                            "gates": {"champion": {"max_regression": 1.0, "bootstrap_resamples": 50}}})
-    code, first = run_cli_json("run", str(config), env=team.env)
-    assert code == 0, first
+    proc = run_cli("run", str(config), "--json", env=team.env)
+    first = json.loads(proc.stdout)
+    assert proc.returncode == 0, first
+    assert "View run" not in proc.stderr  # MLflow's per-run URL lines stay off the console
     assert first["registered"]["version"] == "1" and first["registered"]["promoted"]
     # the gate of a second run loads the champion back from the server (its artifact store, not a local path)
     code, second = run_cli_json("run", str(config), "--set", "seed=7", "--set", "model.params.max_depth=2",
@@ -49,6 +53,8 @@ def test_pipeline_on_the_server_registers_and_another_machine_predicts_with_the_
     assert predicted["model"] == f"bc_server/{champion}"
     assert len(pd.read_parquet(out)) == len(pd.read_parquet(data_dir / "bc.parquet"))
     assert not (elsewhere / "mlflow.db").exists()  # everything came from the server
+    sha = client.get_model_version("bc_server", champion).tags["trainpipe.sha256"]
+    assert [p.name for p in (elsewhere / "cache" / "registry").iterdir()] == [sha]  # kept once, no temp folders
 
     registry = Registry(Store.locate(str(elsewhere), team.tracking_uri), TrackingConfig(uri=team.tracking_uri))
     moves = [e for e in registry.history("bc_server") if e["alias"] == "champion"]
