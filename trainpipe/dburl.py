@@ -52,9 +52,9 @@ def require_driver(url: str, key: str) -> None:
         parsed.get_dialect().import_dbapi()
     except ImportError as exc:
         if parsed.get_backend_name() == "postgresql":
-            hint = "" if parsed.get_driver_name() == "psycopg" else "; and write postgresql+psycopg:// (psycopg 3)"
+            other = "" if parsed.get_driver_name() == "psycopg" else "use postgresql+psycopg:// (psycopg 3) and "
             raise MissingDependency(f"{key}: the PostgreSQL driver {exc.name or 'psycopg'} is not installed; "
-                                    f"{EXTRA}{hint}", key=key) from None
+                                    f"{other}{EXTRA}", key=key) from None
         raise MissingDependency(f"{key}: the database driver {exc.name} for {parsed.get_backend_name()} is not "
                                 "installed", key=key) from None
     except Exception as exc:  # e.g. an unknown dialect name

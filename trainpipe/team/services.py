@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,9 @@ def up(settings: TeamSettings, say: Callable[[str], None] = lambda _: None) -> d
     from trainpipe.dburl import require_psycopg
 
     require_psycopg("team")  # the MLflow server and every Optuna worker connect with psycopg
+    topmost = next((p for p in [*reversed(settings.dir.parents), settings.dir] if not p.exists()), settings.dir)
+    ours = [topmost, settings.data, settings.sockets, settings.logs, settings.dir / "artifacts", settings.pgpass]
+    new = [path for path in ours if not path.exists()]  # removed again if this call fails
     settings.dir.mkdir(mode=0o711, parents=True, exist_ok=True)
     state = read_state(settings.dir)
     started: list[Callable[[], bool]] = []
@@ -161,6 +165,11 @@ def up(settings: TeamSettings, say: Callable[[str], None] = lambda _: None) -> d
     except BaseException:
         for undo in reversed(started):
             undo()
+        for path in new:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         raise
     return {**summary(settings, state), "started": len(started)}
 

@@ -49,7 +49,7 @@ def test_pipeline_on_the_server_registers_and_another_machine_predicts_with_the_
                                    str(out), "--tracking-uri", team.tracking_uri, "--store", str(elsewhere),
                                    env=team.env)
     assert code == 0, predicted
-    champion = client.get_registered_model("bc_server").aliases["champion"]
+    champion = str(client.get_registered_model("bc_server").aliases["champion"])
     assert predicted["model"] == f"bc_server/{champion}"
     assert len(pd.read_parquet(out)) == len(pd.read_parquet(data_dir / "bc.parquet"))
     assert not (elsewhere / "mlflow.db").exists()  # everything came from the server
@@ -60,5 +60,10 @@ def test_pipeline_on_the_server_registers_and_another_machine_predicts_with_the_
     moves = [e for e in registry.history("bc_server") if e["alias"] == "champion"]
     assert moves[0]["from"] is None and all(isinstance(e.get("seq"), int) for e in moves)
     assert moves[-1]["to"] == str(champion)
+    if champion != "2":  # the second run registered v2; make it champion by hand (promote, then roll back)
+        registry.promote("bc_server", "2", expected=str(champion), reason="the team prefers v2")
+    rolled = registry.rollback("bc_server", reason="the team changed its mind")  # through the server's lock too
+    assert rolled["to"] == "1" and rolled["seq"] > moves[-1]["seq"]
+    assert registry.alias_version("bc_server", "champion") == "1"
     listed = [m["name"] for m in registry.models()]
     assert "bc_server" in listed and not [n for n in listed if n.startswith("trainpipe-lock.")]  # lock hidden

@@ -75,3 +75,22 @@ def test_team_json_holds_no_secret_and_the_uris_to_configure(team):
     assert doc["optuna_storage"].startswith("postgresql+psycopg://trainpipe_optuna@127.0.0.1:")
     assert "@" not in doc["tracking_uri"] and ":" not in doc["optuna_storage"].split("@")[0].split("//")[1]
     assert os.environ.get("PGPASSWORD") is None or os.environ["PGPASSWORD"] not in json.dumps(doc)
+
+
+def test_a_port_in_use_is_one_line_and_leaves_nothing_behind(team, tmp_path, cli):
+    folder = tmp_path / "second"
+    proc = cli("team", "up", "--dir", str(folder), "--pg-port", str(team.pg_port), "--no-install")
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert f"--pg-port: port {team.pg_port} on 127.0.0.1 is in use" in proc.stderr
+    assert not folder.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root PostgreSQL runs as the OS user postgres; otherwise as you")
+def test_a_folder_the_postgres_user_cannot_enter_is_one_line_naming_dir(team, tmp_path, cli):
+    from tests.integration.team.conftest import _free_port
+
+    folder = tmp_path / "private" / "team"  # under pytest's tmp folder: 0700, owned by root
+    proc = cli("team", "up", "--dir", str(folder), "--pg-port", str(_free_port()), "--no-install")
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert f"--dir: the OS user 'postgres' that runs PostgreSQL cannot write {folder}/postgres" in proc.stderr
+    assert not folder.parent.exists()  # the folders that call created are gone again
