@@ -62,10 +62,11 @@ def test_a_bare_postgresql_url_is_read_as_psycopg_3_and_names_the_extra(pg_confi
     assert "tuning.storage: the PostgreSQL driver psycopg is not installed; pip install 'trainpipe[postgres]'" in line
 
 
-def test_tracking_uri_on_postgresql_without_the_driver_names_the_extra(pg_config):
+def test_tracking_uri_on_postgresql_without_the_driver_names_the_extra(pg_config, store):
     line = one_error_line(trainpipe("run", pg_config(tracking={"uri": PG_URL})))
     assert line == ("error: tracking.uri: the PostgreSQL driver psycopg is not installed; "
                     "pip install 'trainpipe[postgres]'")
+    assert not (store / "runs").exists() or not any((store / "runs").iterdir())  # no run was started
 
 
 def test_team_up_without_the_driver_names_the_extra(tmp_path):
@@ -76,7 +77,9 @@ def test_team_up_without_the_driver_names_the_extra(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("psycopg") is None, reason="psycopg is not installed here "
                     "(pip install 'trainpipe[postgres]'): the control needs it")
-def test_control_with_the_driver_the_same_config_gets_past_the_driver_check(pg_config):
-    proc = trainpipe("tune", pg_config(tuning={"storage": PG_URL}), hide_driver=False)
-    assert proc.returncode == 2 and "not installed" not in proc.stderr
-    assert "tuning.storage: cannot open" in proc.stderr  # it went on to connect (nothing listens on port 9)
+def test_control_the_same_driver_check_passes_without_the_hook():
+    check = f"from trainpipe.dburl import require_driver; require_driver({PG_URL!r}, 'tuning.storage'); print('ok')"
+    hidden = subprocess.run([sys.executable, "-c", HIDE_DRIVER + check], capture_output=True, text=True, timeout=60)
+    shown = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert hidden.returncode == 1 and "MissingDependency" in hidden.stderr
+    assert shown.returncode == 0 and shown.stdout.strip() == "ok", shown.stderr
