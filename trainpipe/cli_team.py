@@ -67,7 +67,7 @@ def team_status(
     from trainpipe.team.services import status
 
     _execute(lambda console: status(_folder(directory, store)), as_json, debug, render=_render_status,
-             ok_exit=lambda d: 0 if d["postgres"]["running"] and d["mlflow"]["running"] else 1)
+             ok_exit=lambda d: 0 if d["postgres"]["running"] and d["mlflow"]["running"] else 2)
 
 
 def _render_status(console: Console, doc: dict) -> None:

@@ -94,3 +94,13 @@ def test_a_folder_the_postgres_user_cannot_enter_is_one_line_naming_dir(team, tm
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert f"--dir: the OS user 'postgres' that runs PostgreSQL cannot write {folder}/postgres" in proc.stderr
     assert not folder.parent.exists()  # the folders that call created are gone again
+
+
+def test_status_of_stopped_services_says_so_and_exits_2(tmp_path, cli):
+    (tmp_path / "team.json").write_text(json.dumps({
+        "postgres": {"pid": 2 ** 22 + 1, "start_time": 1, "port": 5433},  # above Linux's pid_max: never running
+        "mlflow": {"port": 5000},
+        "tracking_uri": "http://127.0.0.1:9", "optuna_storage": "postgresql+psycopg://x@127.0.0.1:5433/x"}))
+    proc = cli("team", "status", "--dir", str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert "postgres  stopped" in proc.stdout and "mlflow    stopped" in proc.stdout and "not answering" in proc.stdout
