@@ -8,9 +8,13 @@ import json
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
+from mlflow.tracking import MlflowClient
 
 from tests.integration import promotion_race
+from trainpipe.team.services import _read_pgpass
 
 pytestmark = pytest.mark.team
 
@@ -51,3 +55,12 @@ def test_two_tune_processes_share_one_postgresql_study(team, bc_config, write_co
     assert sum(workers.values()) == sum(doc["study"]["workers"][0]["trials_run"] for doc in docs)
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
     assert docs[0]["study"]["storage"] == team.optuna_storage  # no password to hide: it is in PGPASSFILE
+
+    # no password anywhere trainpipe records: the run folders, MLflow params and tags of the runs and trials
+    passwords = [pw.encode() for pw in _read_pgpass(team.pgpass).values()]
+    leaks = [str(path) for path in Path(bc_config["store"]).rglob("*") if path.is_file()
+             and any(pw in path.read_bytes() for pw in passwords)]
+    client = MlflowClient(tracking_uri=team.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("bc_tune_server").experiment_id])
+    recorded = [json.dumps([r.data.params, r.data.tags]).encode() for r in runs]
+    assert len(runs) > 2 and not leaks and not [r for r in recorded for pw in passwords if pw in r]
