@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, pinned: a looser requirement with no torch installed pulls a multi-GB CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
 	# constraints.txt pins every other package to a tested set (Airflow's own constraints URL is out of reach)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,cpu,airflow]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,cpu,airflow,postgres]'
 	touch $(STAMP)
 
 setup: $(STAMP)

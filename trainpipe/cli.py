@@ -15,6 +15,7 @@ from trainpipe.cli_common import DebugOpt, JsonOpt, SetOpt, StoreOpt, _execute, 
 from trainpipe.cli_models import models_app, predict
 from trainpipe.cli_ranking import recommend
 from trainpipe.cli_report import report
+from trainpipe.cli_team import team_app
 from trainpipe.cli_tune import tune
 
 app = typer.Typer(help="One YAML file to a production training pipeline.", no_args_is_help=True,
@@ -25,6 +26,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(schema_app, name="schema")
 app.add_typer(models_app, name="models")
 app.add_typer(airflow_app, name="airflow")  # cli_airflow.py
+app.add_typer(team_app, name="team")  # cli_team.py
 
 @app.command()
 def run(

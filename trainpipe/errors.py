@@ -71,3 +71,7 @@ class GateFailed(TrainpipeError):
 
 class RegistryError(TrainpipeError):
     """A registered model, version or alias is missing, moved concurrently, or fails its checksum."""
+
+
+class ServiceError(TrainpipeError):
+    """A team service (PostgreSQL, the MLflow tracking server) cannot be installed, started, reached or stopped."""

@@ -1,10 +1,9 @@
 """The MLflow Model Registry through MlflowClient: versions, aliases, compare-and-set promotion, audit log.
 
 Compare-and-set: MLflow has no conditional alias update, so a move reads the champion, compares it
-with the version the decision was made against and sets the alias while holding the store's file
-lock for that model (`<store>/.registry-<name>.lock`). Every process on machines that share the
-store folder takes the same lock; with a remote tracking server the read-check-write window is
-milliseconds but not closed (docs/registry.md says so).
+with the version the decision was made against and sets the alias while holding a lock kept in the
+registry itself (registry_lock.py: a chain of uniquely named registered models), which every process
+on every machine sharing the store or the tracking server takes (docs/registry.md states its limits).
 
 Audit log: one registered-model tag per alias move, `trainpipe.audit.<epoch ms>.<random>` holding a
 JSON line. It lives in the registry database itself, so it is as durable and as shared as the aliases
@@ -28,6 +27,7 @@ from urllib.parse import unquote, urlparse
 from pydantic import BaseModel, ConfigDict, Field
 
 from trainpipe.errors import RegistryError
+from trainpipe.registry_lock import is_lock_model
 
 AUDIT_PREFIX = "trainpipe.audit."
 SHA_TAG = "trainpipe.sha256"
@@ -89,6 +89,9 @@ def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
 
 
 class Registry:
+    lock_lease = 30.0  # seconds; registry_lock.py says what they guarantee
+    lock_timeout = 60.0
+
     def __init__(self, store, tracking_config):
         from trainpipe.tracking import Tracker
 
@@ -150,7 +153,7 @@ class Registry:
     def models(self) -> list[dict]:
         return [{"name": m.name, "aliases": {a: str(v) for a, v in m.aliases.items()},
                  "latest": max((int(v.version) for v in (m.latest_versions or [])), default=None)}
-                for m in self.client.search_registered_models()]
+                for m in self.client.search_registered_models() if not is_lock_model(m.name)]
 
     def describe(self, ref: str) -> dict:
         mv = self.version(ref)
@@ -200,21 +203,26 @@ class Registry:
 
     def move_alias(self, name: str, alias: str, to_version: str | None, *, expected: str | None, action: str,
                    reason: str, run: str | None = None) -> dict:
-        """Compare-and-set: move `alias` to `to_version` only if it still points at `expected`."""
-        safe = re.sub(r"[^\w.-]", "_", name)
-        with self.store.lock(f"registry-{safe}", timeout=60):
+        """Compare-and-set: move `alias` to `to_version` only if it still points at `expected`, under the lock
+        kept in the registry itself (registry_lock.py), so it holds across machines sharing a tracking server."""
+        from trainpipe.registry_lock import AliasLock
+
+        self._model(name)  # a clear error for an unknown model before any lock is created
+        with AliasLock(self.client, name, alias, lease=self.lock_lease, timeout=self.lock_timeout) as lock:
             current = self.alias_version(name, alias)
             if str(current) != str(expected):
                 raise RegistryError(
                     f"model {name!r}: @{alias} now points at {_v(current)}, not {_v(expected)} as when this was "
                     f"decided; nothing changed (look at `trainpipe models history {name}` and retry)", key="model")
+            if to_version is not None:
+                self.version(f"{name}/{to_version}")  # exists?
+            lock.check()
             if to_version is None:
                 self.client.delete_registered_model_alias(name, alias)
             else:
-                self.version(f"{name}/{to_version}")  # exists?
                 self.set_alias(name, alias, to_version)
             return self._audit(name, {"alias": alias, "from": current, "to": to_version, "action": action,
-                                      "reason": reason, "actor": actor(), "run": run})
+                                      "reason": reason, "actor": actor(), "run": run, "seq": lock.generation})
 
     def point(self, name: str, alias: str, version: str, *, action: str, reason: str, run: str | None = None) -> dict:
         """Last-writer-wins move (the challenger alias), still recorded in the audit log."""
@@ -230,9 +238,7 @@ class Registry:
     def previous_champion(self, name: str) -> str | None:
         """Replay the audit log: promotions push, rollbacks pop; the previous champion is below the top."""
         stack: list[str | None] = []
-        for entry in self.history(name):
-            if entry["alias"] != "champion":
-                continue
+        for entry in _in_lock_order([e for e in self.history(name) if e["alias"] == "champion"]):
             if entry["action"] == "rollback":
                 if stack:
                     stack.pop()
@@ -254,14 +260,15 @@ class Registry:
 
     # -- loading ------------------------------------------------------------------------------
     def local_path(self, mv) -> Path:
+        """A version's package on this machine: its folder when the source is local, else a download (a
+        tracking server's `mlflow-artifacts:/`, object stores) kept in `<store>/cache/registry/<sha256>`, so the
+        gate and predict do not fetch, or leave behind, a copy per call; the caller verifies the checksum."""
         source = mv.source
         if source.startswith("file:"):
             return Path(unquote(urlparse(source).path))
         if os.path.isabs(source):
             return Path(source)
-        import mlflow.artifacts
-
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=self.tracker.uri))
+        return download_package(source, mv.tags.get(SHA_TAG), self.store.cache_dir / "registry", self.tracker.uri)
 
     def verified_run_path(self, ref: str) -> Path:
         """`runs:/MLFLOW_RUN_ID/model`: the package logged by that run, checked against its registered SHA-256."""
@@ -297,6 +304,37 @@ class Registry:
         return path, mv
 
 
+def download_package(source: str, sha: str | None, cache: Path, tracking_uri: str) -> Path:
+    """Download once per registered checksum; a cached copy that no longer matches it is fetched again."""
+    import shutil
+    import tempfile
+
+    import mlflow.artifacts
+
+    from trainpipe.packaging import tree_sha256
+
+    if not sha or not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise RegistryError(f"model at {source}: no valid {SHA_TAG} recorded; refusing to load an unverifiable model",
+                            key="model")
+    target = cache / sha
+    if (target / "MLmodel").exists():
+        if tree_sha256(target) == sha:
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
+    try:
+        path = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri,
+                                                        dst_path=str(staging)))
+        try:
+            os.replace(path, target)
+        except OSError:  # another process cached the same package first
+            pass
+        return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def check_sha(path: Path, expected: str | None, label: str) -> None:
     from trainpipe.packaging import tree_sha256
 
@@ -306,6 +344,17 @@ def check_sha(path: Path, expected: str | None, label: str) -> None:
     if actual != expected:
         raise RegistryError(f"model {label}: packaged files changed since registration (sha256 {actual[:12]}… ≠ "
                             f"registered {expected[:12]}…); refusing to load", key="model")
+
+
+def _in_lock_order(entries: list[dict]) -> list[dict]:
+    """Time order, except that moves made under the registry lock (`seq`: its generation, registry_lock.py) fill
+    their places in seq order: their true order whatever the clocks of the machines that wrote them."""
+    slots = [i for i, e in enumerate(entries) if e.get("seq") is not None]
+    ordered = sorted((entries[i] for i in slots), key=lambda e: e["seq"])
+    out = list(entries)
+    for i, entry in zip(slots, ordered):
+        out[i] = entry
+    return out
 
 
 def _v(version) -> str:

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trainpipe.dburl import is_postgres, normalize, require_driver
 from trainpipe.errors import ConfigError
 from trainpipe.redaction import redact_url_credentials
 from trainpipe.store import Store
@@ -35,7 +36,8 @@ class TrackingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(True, description="Log runs to MLflow.")
-    uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///<store>/mlflow.db.")
+    uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///<store>/mlflow.db. A tracking "
+                            "server (http://…, e.g. from `trainpipe team up`) shares runs and the registry: docs/team.md.")
     experiment: str | None = Field(None, description="MLflow experiment; default: the pipeline name.")
     run_name: str | None = Field(None, description="MLflow run name; default: the trainpipe run id.")
     tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on every run.")
@@ -155,7 +157,14 @@ class Tracker:
             logging.getLogger(noisy).setLevel(logging.WARNING)
         # MLflow draws a tqdm bar for every artifact download (registry, champion loading) on stderr
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # ... and, on a tracking server, two "View run" lines on stdout per terminated run (every tuning trial)
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self.uri = config.uri or store.tracking_uri
+        if is_postgres(self.uri):  # a database straight from this machine (no tracking server)
+            require_driver(self.uri, "tracking.uri")
+            self.uri = normalize(self.uri)
+        if _is_server(self.uri):
+            probe_server(self.uri)
         try:
             if self.uri.startswith("sqlite:///"):
                 db = Path(self.uri.removeprefix("sqlite:///"))
@@ -180,9 +189,9 @@ class Tracker:
         if found:
             return found.experiment_id
         try:
-            # Embedded store: artifacts next to it. A tracking server decides its own artifact root.
-            embedded = self.uri == self.store.tracking_uri
-            location = (self.store.artifacts_dir / name.replace("/", "_")).as_uri() if embedded else None
+            # A database URI (SQLite by default): artifacts go into the store folder. A tracking server decides
+            # its own artifact root (docs/team.md: proxied, so clients on other machines can read them).
+            location = None if _is_server(self.uri) else (self.store.artifacts_dir / name.replace("/", "_")).as_uri()
             return self.client.create_experiment(name, artifact_location=location)
         except Exception:
             found = self.client.get_experiment_by_name(name)  # created concurrently by another process
@@ -245,6 +254,30 @@ class Tracker:
         if error:
             self.set_tags(run_id, {"trainpipe.error": error})
         _retry(lambda: self.client.set_terminated(run_id, status=status))
+
+
+def _is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def probe_server(uri: str, timeout: float = 10.0) -> None:
+    """One GET before any work: MLflow's own client retries a server that is down for minutes (4 min 17 s
+    measured) and then fails the run after its stages. Any HTTP answer, even an error status, means it is up."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    shown = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(f"tracking.uri: the MLflow tracking server at {shown} does not answer ({reason}); is it "
+                          "running? (`trainpipe team status` for one started by `trainpipe team up`)",
+                          key="tracking.uri") from None
 
 
 def open_tracker(store: Store, config: TrackingConfig) -> Tracker | None:

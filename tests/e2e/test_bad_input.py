@@ -208,6 +208,9 @@ CONFIG_MISTAKES = {
     "orchestration_retries_negative": (lambda c: c.update(orchestration={"retries": -1}),
                                        ["orchestration.retries", "greater than or equal to 0", "-1"],
                                        "orchestration.retries"),
+    # nothing listens on port 9: one line at once, not MLflow's minutes of retries then an internal error
+    "tracking_server_that_does_not_answer": (lambda c: c.update(tracking={"uri": "http://127.0.0.1:9"}),
+                                             ["tracking.uri", "http://127.0.0.1:9", "does not answer"], "tracking.uri"),
 }
 
 

@@ -108,7 +108,8 @@ class TuningConfig(BaseModel):
     workers: int = Field(1, ge=1, description="Worker processes on this machine sharing the storage.")
     seed: int | None = Field(None, description="Sampler seed; default the top-level seed (worker i uses seed + i).")
     storage: str | None = Field(None, description="SQLAlchemy URL of the Optuna storage; default "
-                                "sqlite:///<store>/optuna.db. PostgreSQL lets many machines join (docs/tuning.md).")
+                                "sqlite:///<store>/optuna.db. PostgreSQL lets many machines join (docs/tuning.md; the password in "
+                                "PGPASSFILE or ~/.pgpass, never here).")
     study_name: str | None = Field(None, description="Default: <name>-<hash of data, model and search settings>.")
     heartbeat_interval: int = Field(10, ge=1, description="Seconds between a running trial's heartbeats.")
     grace_period: int = Field(30, ge=2, description="A trial without a heartbeat this long is failed and retried.")

@@ -65,21 +65,25 @@ def check_storage_url(url: str) -> None:
     """A malformed URL or a missing database driver, found before any work (no connection is made)."""
     from sqlalchemy.engine import make_url
 
+    from trainpipe.dburl import require_driver
+
     try:
-        make_url(url).get_dialect().import_dbapi()
-    except ImportError as exc:
-        raise MissingDependency(f"tuning.storage: the driver for {redact(url)} is not installed ({exc.name}); e.g. "
-                                "pip install psycopg2-binary for PostgreSQL", key="tuning.storage") from exc
+        make_url(url)
     except Exception as exc:
         raise ConfigError(f"tuning.storage: not a usable SQLAlchemy URL {redact(url)!r}: {exc}",
                           key="tuning.storage") from exc
+    require_driver(url, "tuning.storage")
 
 
 def open_storage(url: str, tuning, created: bool = False):
     """RDBStorage with heartbeats; an SQLite file gets a 30 s lock timeout and WAL journaling.
     `created`: the tables exist (a worker started after the study was created) and need no check.
     A creation race (see CREATION_RACES) is raised as it is, for `open_study` to retry."""
+    from trainpipe.dburl import normalize, require_driver
+
     optuna = _quiet()
+    require_driver(url, "tuning.storage")
+    url = normalize(url)  # postgresql:// -> psycopg 3, the driver trainpipe[postgres] installs
     if url.startswith("sqlite:///"):
         _prepare_sqlite(Path(url.removeprefix("sqlite:///")))
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 30}}
@@ -93,9 +97,6 @@ def open_storage(url: str, tuning, created: bool = False):
         if url.startswith("sqlite:///"):
             _fewer_syncs(storage.engine)
         return storage
-    except ImportError as exc:
-        raise MissingDependency(f"tuning.storage: the driver for {redact(url)} is not installed ({exc.name}); e.g. "
-                                "pip install psycopg2-binary for PostgreSQL", key="tuning.storage") from exc
     except Exception as exc:
         if is_creation_race(exc):
             raise

@@ -152,11 +152,15 @@ def backfill(tracker: Tracker, experiment_id: str, parent: str, study, metric_na
 
 
 def _abandoned(run) -> bool:
-    """A trial run left RUNNING by a dead logger of this host (all of this host's workers have ended when
-    backfill runs). A remote worker's run may be mid-write: it is left alone."""
+    """A trial run left RUNNING by a dead logger of this host. Another `trainpipe tune` on this host (a second
+    `--join`) may be writing its run right now, so the worker's process must be gone too; a remote worker's run
+    may be mid-write: it is left alone."""
     import socket
 
-    return run.data.tags.get("trainpipe.worker", "").rpartition(":")[0] == socket.gethostname()
+    from trainpipe.tuning.study import _alive
+
+    host, _, pid = run.data.tags.get("trainpipe.worker", "").rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
 
 
 def finish_parent(tracker: Tracker, run_id: str, summary: dict, files: list[Path]) -> None:

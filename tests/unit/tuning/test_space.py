@@ -130,7 +130,8 @@ def test_grid_lists_every_value_and_refuses_unstepped_floats():
 def test_sampler_and_storage_problems_are_found_before_any_data_is_read():
     from trainpipe.errors import MissingDependency
 
-    with pytest.raises(MissingDependency, match="tuning.storage: the driver for postgresql.* is not installed"):
+    with pytest.raises(MissingDependency, match=r"tuning.storage: the PostgreSQL driver psycopg2 is not installed; "
+                       r"use postgresql\+psycopg:// \(psycopg 3\) and pip install 'trainpipe\[postgres\]'"):
         check_space(config({"storage": "postgresql+psycopg2://tuner@db.internal/optuna"}))
     with pytest.raises(ConfigError, match="tuning.storage: not a usable SQLAlchemy URL"):
         check_space(config({"storage": "not a url"}))
