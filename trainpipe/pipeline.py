@@ -300,7 +300,7 @@ class Run:
             return None, f"{whose} cached {name} has no content hashes (written by an older trainpipe)"
         if changed:
             shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-            return None, f"{whose} cached {name} changed on disk since it was written ({shown})"
+            return None, f"{whose} cached {name} has files changed since they were written: {shown}"
         if source_dir == final:
             if manifest["status"] != "reused":
                 manifest = {**manifest, "status": "reused", "reused_from": self.run_id, "seconds": 0.0,
