@@ -177,6 +177,9 @@ class Run:
         except Timeout:
             raise RunError(f"run {run_id} is in use by another trainpipe process; wait for it to end (lock "
                            f"{run_dir / '.lock'})", key="run") from None
+        for stale in run_dir.glob(".*.tmp"):  # left by a process killed mid-write (SIGKILL); we are the only writer
+            if stale.is_file():
+                stale.unlink(missing_ok=True)
         return lock
 
     def _claim(self) -> None:
@@ -302,6 +305,7 @@ class Run:
             shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
             return None, f"{whose} cached {name} has files changed since they were written: {shown}"
         if source_dir == final:
+            manifest = {k: v for k, v in manifest.items() if k != "recomputed_because"}  # said when it was computed
             if manifest["status"] != "reused":
                 manifest = {**manifest, "status": "reused", "reused_from": self.run_id, "seconds": 0.0,
                             "computed_seconds": manifest.get("seconds")}
