@@ -42,9 +42,8 @@ def replacing(path: Path, durable: bool = False) -> Iterator[Path]:
 
 
 def write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
-    with replacing(path, durable) as tmp:
-        with open(tmp, "xb") as handle:  # "x": never write through a name someone else created
-            handle.write(data)
+    with replacing(path, durable) as tmp, open(tmp, "xb") as handle:  # "x": never through a name someone else made
+        handle.write(data)
 
 
 def write_text(path: Path, text: str, durable: bool = False) -> None:

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from trainpipe import __version__
 from trainpipe.config import PipelineConfig, canonical_hash, config_from_dict, config_hash, dump_config
 from trainpipe.errors import Preempted, RunError, TrainpipeError
-from trainpipe.run_folder import (changed_outputs, file_digests, file_sizes, input_file_hashes, link_tree,
+from trainpipe.run_folder import (changed_outputs, file_digests, file_sizes, input_file_hashes, link_tree, lock_run,
                                    outputs_present, read_manifest, replace_dir, user_code_hashes, write_json)
 from trainpipe.run_tracking import RunTracking
 from trainpipe.store import Store
@@ -121,18 +121,17 @@ class Run:
             run_dir.mkdir()  # atomic: of two processes given one --run-id, one gets the run
         except FileExistsError:
             raise RunError(f"run {run_id} already exists in {store.runs_dir}; use --resume {run_id}", key="run") from None
+        (run_dir / "config.yaml").write_text(dump_config(config))
+        meta = {"run_id": run_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": config_hash(config),
+                "status": "running", "stages": {}, "mlflow_run_id": None, "trainpipe_version": __version__}
         try:
-            (run_dir / "config.yaml").write_text(dump_config(config))
-            meta = {"run_id": run_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "config_hash": config_hash(config), "status": "running", "stages": {}, "mlflow_run_id": None,
-                    "trainpipe_version": __version__}
             run = cls(store, run_id, config, meta)
-            run._claim()
-            run.created_here = True
-            run.save_meta()
+            run._lock = lock_run(run_dir, run_id)
         except BaseException:
-            shutil.rmtree(run_dir, ignore_errors=True)  # e.g. an unreachable tracking server, or Ctrl-C right now
+            shutil.rmtree(run_dir, ignore_errors=True)  # e.g. an unreachable tracking server
             raise
+        run.created_here = True
+        run.save_meta()
         run.tracking.start(run_id, run_dir, meta["config_hash"])
         return run
 
@@ -143,7 +142,7 @@ class Run:
         if not meta_path.exists():
             raise RunError(f"run {run_id!r} not found in {store.runs_dir} (if the pipeline sets `store:`, pass --store "
                            "or --config)", key="run")
-        lock = cls._take_lock(run_dir, run_id)
+        lock = lock_run(run_dir, run_id)
         try:
             meta = json.loads(meta_path.read_text())
             if config is None:
@@ -164,28 +163,8 @@ class Run:
         run._lock = lock
         return run
 
-    # -- one process per run -------------------------------------------------------------------
-    @staticmethod
-    def _take_lock(run_dir: Path, run_id: str):
-        """The run's lock, or a clear error when another process holds it (a resume while the run still
-        runs, an orchestrator retrying a task that is still alive). flock: a killed holder frees it."""
-        from filelock import FileLock, Timeout
-
-        lock = FileLock(str(run_dir / ".lock"), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise RunError(f"run {run_id} is in use by another trainpipe process; wait for it to end (lock "
-                           f"{run_dir / '.lock'})", key="run") from None
-        for stale in run_dir.glob(".*.tmp"):  # left by a process killed mid-write (SIGKILL); we are the only writer
-            if stale.is_file():
-                stale.unlink(missing_ok=True)
-        return lock
-
-    def _claim(self) -> None:
-        self._lock = self._take_lock(self.dir, self.run_id)
-
     def release(self) -> None:
+        """Let another process work on this run (its lock, taken by create/open)."""
         if self._lock is not None:
             self._lock.release()
             self._lock = None

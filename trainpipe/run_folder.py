@@ -98,6 +98,26 @@ def user_code_hashes(config: PipelineConfig, stage: str) -> dict[str, str]:
     return {}
 
 
+def lock_run(run_dir: Path, run_id: str):
+    """Take the run's lock (`<run>/.lock`) without waiting, or raise a clear error when another process holds
+    it: a resume while the run still runs, an orchestrator retrying a task that is still alive. One process
+    per run means one writer of its temporary folders and run.json. flock: a killed holder frees it."""
+    from filelock import FileLock, Timeout
+
+    from trainpipe.errors import RunError
+
+    lock = FileLock(str(run_dir / ".lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunError(f"run {run_id} is in use by another trainpipe process; wait for it to end (lock "
+                       f"{run_dir / '.lock'})", key="run") from None
+    for stale in run_dir.glob(".*.tmp"):  # temp files of a writer killed mid-write (SIGKILL): we are the writer now
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
+    return lock
+
+
 def link_tree(source: Path, target: Path) -> None:
     """Hard-link a finished stage folder (copy where links are impossible): cached reuse costs no disk."""
     shutil.rmtree(target, ignore_errors=True)

@@ -32,9 +32,12 @@ def test_four_runs_of_one_config_at_once_on_a_fresh_store_all_succeed_alike(bc_c
         store = tmp_path / f"store-{repeat}"
         path = tmp_path / f"pipeline-{repeat}.yaml"
         path.write_text(yaml.safe_dump({**bc_config, "store": str(store)}))
-        procs = [subprocess.Popen([sys.executable, "-m", "trainpipe", "run", str(path), "--json"],
+        # half with --no-cache: they compute every stage and write every index entry at the same moments;
+        # the others may reuse stage folders that a concurrent run has just finished
+        procs = [subprocess.Popen([sys.executable, "-m", "trainpipe", "run", str(path), "--json"]
+                                  + (["--no-cache"] if i % 2 else []),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env={**os.environ, "COLUMNS": "200"}) for _ in range(PROCESSES)]
+                                  env={**os.environ, "COLUMNS": "200"}) for i in range(PROCESSES)]
         results = [p.communicate(timeout=300) for p in procs]
         failures += [f"repeat {repeat}: exit {p.returncode}: {err[-1500:]}" for p, (_, err) in zip(procs, results)
                      if p.returncode != 0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -14,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from trainpipe.config import config_from_dict
+from trainpipe.errors import RunError
 from trainpipe.pipeline import run_one_stage, run_pipeline
 from trainpipe.render import stage_line
 from trainpipe.run_folder import file_digests
@@ -150,6 +152,25 @@ def test_a_cached_stage_recorded_without_content_hashes_is_recomputed(bc_config,
     manifest_file.write_text(json.dumps(manifest))
     features = stage_of(run(bc_config), "features")
     assert features["status"] == "completed" and "no content hashes" in features["recomputed_because"]
+
+
+def test_a_run_held_by_another_process_is_refused_until_that_process_dies(bc_config, store):
+    config = config_from_dict(bc_config)
+    run_pipeline(config, Store.locate(config.store), run_id="busy", until="split")
+    hold = ("import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1], timeout=0); "
+            "lock.acquire(); print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(store / "runs" / "busy" / ".lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunError, match="run busy is in use by another trainpipe process"):
+            run_pipeline(None, Store.locate(config.store), resume="busy")
+        with pytest.raises(RunError, match="in use by another trainpipe process"):
+            run_one_stage(Store.locate(config.store), "busy", "features")
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs, the kernel frees the lock
+        holder.wait()
+    assert run_pipeline(None, Store.locate(config.store), resume="busy")["status"] == "completed"
 
 
 def test_changed_data_gets_a_new_fingerprint_and_is_recomputed(bc_config, store, tmp_path):

@@ -30,10 +30,9 @@ def test_concurrent_writers_of_one_name_never_fail_and_leave_one_complete_file(t
 def test_a_failed_write_leaves_the_target_as_it_was_and_no_temporary_file(tmp_path):
     target = tmp_path / "out.parquet"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic.replacing(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("writer crashed")
+    with pytest.raises(RuntimeError), atomic.replacing(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("writer crashed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
 

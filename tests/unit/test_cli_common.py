@@ -19,32 +19,29 @@ def deliver(signum: int) -> None:
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_inside_a_command_raises_interrupted_with_its_exit_code(signum, code):
     before = signal.getsignal(signum)
-    with pytest.raises(Interrupted) as caught:
-        with stop_on_signals():
-            deliver(signum)
+    with pytest.raises(Interrupted) as caught, stop_on_signals():
+        deliver(signum)
     assert caught.value.exit_code == code and caught.value.message == f"stopped by {signal.Signals(signum).name}"
     assert isinstance(caught.value, KeyboardInterrupt)  # no `except Exception` in a library swallows it
     assert signal.getsignal(signum) is before
 
 
 def test_a_second_signal_during_cleanup_stops_the_default_way():
-    with pytest.raises(KeyboardInterrupt) as caught:
-        with stop_on_signals():
-            try:
-                deliver(signal.SIGINT)
-            except Interrupted:
-                deliver(signal.SIGINT)  # Ctrl-C again while the run is being marked killed
+    with pytest.raises(KeyboardInterrupt) as caught, stop_on_signals():
+        try:
+            deliver(signal.SIGINT)
+        except Interrupted:
+            deliver(signal.SIGINT)  # Ctrl-C again while the run is being marked killed
     assert type(caught.value) is KeyboardInterrupt  # Python's own handler: not ours any more
 
 
 def test_a_handler_installed_and_restored_inside_like_the_torch_loops_composes():
-    with pytest.raises(Interrupted):
-        with stop_on_signals():
-            ours = signal.getsignal(signal.SIGTERM)
-            old = signal.signal(signal.SIGTERM, lambda *_: None)  # the loop's "checkpoint, then Preempted"
-            signal.signal(signal.SIGTERM, old)
-            assert signal.getsignal(signal.SIGTERM) is ours
-            deliver(signal.SIGTERM)
+    with pytest.raises(Interrupted), stop_on_signals():
+        ours = signal.getsignal(signal.SIGTERM)
+        old = signal.signal(signal.SIGTERM, lambda *_: None)  # the loop's "checkpoint, then Preempted"
+        signal.signal(signal.SIGTERM, old)
+        assert signal.getsignal(signal.SIGTERM) is ours
+        deliver(signal.SIGTERM)
 
 
 def test_an_ignored_signal_stays_ignored():
