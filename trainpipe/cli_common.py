@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from typing import Callable, Optional
 
 import typer
@@ -15,6 +17,56 @@ JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout 
 DebugOpt = typer.Option(False, "--debug", help="Show full tracebacks.")
 SetOpt = typer.Option(None, "--set", help="Override a config key: --set model.params.max_depth=8 (repeatable).")
 StoreOpt = typer.Option(None, "--store", help="Store folder (default: $TRAINPIPE_HOME or ./.trainpipe).")
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT stopped the command; exit status 128 + the signal's number (143, 130).
+
+    A KeyboardInterrupt, not an Exception: no library's `except Exception` swallows it, Optuna marks the
+    running trial failed and re-raises it, and the pipeline ends the run as killed as it does for Ctrl-C.
+    """
+
+    def __init__(self, signum: int):
+        name = signal.Signals(signum).name
+        super().__init__(name)
+        self.exit_code = 128 + signum
+        self.message = f"stopped by {name}"
+
+
+@contextlib.contextmanager
+def stop_on_signals(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)):
+    """Turn SIGTERM/SIGINT into `Interrupted`, raised in the main thread at the next Python bytecode.
+
+    That is between two boosting rounds in XGBoost/LightGBM, whose training loops return to Python
+    every round, so a stage stops within one round and cleans up. The torch loop installs its own
+    SIGTERM handler while it fits (checkpoint, then `Preempted`) and puts this one back afterwards.
+    A second signal while the first one's cleanup runs stops the process at once, the default way.
+    A signal ignored by whoever started us (nohup, `cmd &`) stays ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, object] = {}
+    fired: list[int] = []
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def on_signal(signum, frame):
+        if not fired:
+            fired.append(signum)
+            raise Interrupted(signum)
+        restore()
+        signal.raise_signal(signum)
+
+    for signum in signums:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, on_signal)
+    try:
+        yield
+    finally:
+        restore()
 
 
 @contextlib.contextmanager
@@ -44,7 +96,8 @@ def _execute(fn: Callable[[Console], dict | None], as_json: bool, debug: bool,
     code, doc = 0, None
     with (_stdout_to_stderr() if as_json else contextlib.nullcontext()):
         try:
-            doc = fn(console)
+            with stop_on_signals():
+                doc = fn(console)
             code = ok_exit(doc) if (ok_exit and doc is not None) else 0
         except TrainpipeError as exc:
             if debug:
@@ -60,9 +113,11 @@ def _execute(fn: Callable[[Console], dict | None], as_json: bool, debug: bool,
             if not as_json:
                 for line in exc.lines if len(exc.lines) > 1 else [exc.message]:
                     err_console.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
-        except KeyboardInterrupt:
-            doc, code = {"error": "interrupted", "key": None}, 130
-            err_console.print("[red]interrupted[/]")
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (stop_on_signals); a run says how to continue it
+            message = getattr(exc, "message", None) or "interrupted"
+            doc, code = {"error": message, "key": None, "type": "Interrupted"}, getattr(exc, "exit_code", 130)
+            if not as_json:
+                err_console.print(f"[red]interrupted:[/] {escape(message)}", soft_wrap=True)
         except Exception as exc:  # a bug, not a user error: say so, keep the traceback one flag away
             if debug:
                 raise

@@ -4,7 +4,10 @@ Stages talk only through files in `<store>/runs/<run_id>/<stage>/`. A stage writ
 temporary folder that is renamed into place only after its manifest is written, so a crash never
 leaves a half-written stage behind. A stage is reused (in this run on resume, or from any earlier
 run through the store's cache index) when its cache key matches a finished manifest whose outputs
-are all still on disk.
+are all still on disk with the content hashes the manifest recorded; otherwise it is recomputed and
+the stage line says why. One process works on a run at a time (a lock file in the run folder), so
+the run's temporary folders and run.json have one writer; runs share only the cache index, whose
+entries are replaced atomically.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from trainpipe import __version__
 from trainpipe.config import PipelineConfig, canonical_hash, config_from_dict, config_hash, dump_config
 from trainpipe.errors import Preempted, RunError, TrainpipeError
 from trainpipe.redaction import redact_url_credentials, redacted_keys, scrub
-from trainpipe.run_folder import (file_sizes, input_file_hashes, link_tree, outputs_intact, read_manifest,
-                                   replace_dir, user_code_hashes, write_json)
+from trainpipe.run_folder import (changed_outputs, file_digests, file_sizes, input_file_hashes, link_tree, lock_run,
+                                   outputs_present, read_manifest, replace_dir, user_code_hashes, write_json)
 from trainpipe.run_tracking import RunTracking
 from trainpipe.store import Store
 
@@ -108,6 +111,7 @@ class Run:
         self.dir = store.run_dir(run_id)
         self.tracking = RunTracking(store, config, meta.get("mlflow_run_id"))
         self.created_here = False  # set by create(): only a brand-new run folder may be removed on failure
+        self._lock = None
 
     # -- creation and loading -------------------------------------------------------------
     @classmethod
@@ -115,15 +119,17 @@ class Run:
         store.ensure()
         run_id = run_id or new_run_id()
         run_dir = store.run_dir(run_id)
-        if run_dir.exists():
-            raise RunError(f"run {run_id} already exists in {store.runs_dir}; use --resume {run_id}", key="run")
-        run_dir.mkdir(parents=True)
+        try:
+            run_dir.mkdir()  # atomic: of two processes given one --run-id, one gets the run
+        except FileExistsError:
+            raise RunError(f"run {run_id} already exists in {store.runs_dir}; use --resume {run_id}", key="run") from None
         (run_dir / "config.yaml").write_text(dump_config(config))  # secrets redacted, env values as ${oc.env:...}
         meta = {"run_id": run_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": config_hash(config),
                 "status": "running", "stages": {}, "mlflow_run_id": None, "trainpipe_version": __version__,
                 "config_dir": config.config_dir}  # what relative ${oc.env:...} paths resolve against on resume
         try:
             run = cls(store, run_id, config, meta)
+            run._lock = lock_run(run_dir, run_id)
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)  # e.g. an unreachable tracking server
             raise
@@ -139,16 +145,29 @@ class Run:
         if not meta_path.exists():
             raise RunError(f"run {run_id!r} not found in {store.runs_dir} (if the pipeline sets `store:`, pass --store "
                            "or --config)", key="run")
-        meta = json.loads(meta_path.read_text())
-        if config is None:
-            config = cls._recorded_config(run_dir, meta)
-        elif config_hash(config) != meta["config_hash"]:
-            # A run is one config: its MLflow params and artifacts describe it. A changed config is a new
-            # run, which reuses every unaffected stage from this one through the cache.
-            raise RunError(f"run {run_id}: the config differs from the one it was started with (hash "
-                           f"{config_hash(config)} vs {meta['config_hash']}); start a new run instead — unchanged "
-                           "stages are reused", key="config")
-        return cls(store, run_id, config, meta)
+        lock = lock_run(run_dir, run_id)
+        try:
+            meta = json.loads(meta_path.read_text())
+            if config is None:
+                config = cls._recorded_config(run_dir, meta)
+            elif config_hash(config) != meta["config_hash"]:
+                # A run is one config: its MLflow params and artifacts describe it. A changed config is a new
+                # run, which reuses every unaffected stage from this one through the cache.
+                raise RunError(f"run {run_id}: the config differs from the one it was started with (hash "
+                               f"{config_hash(config)} vs {meta['config_hash']}); start a new run instead — unchanged "
+                               "stages are reused", key="config")
+            run = cls(store, run_id, config, meta)
+        except BaseException:
+            lock.release()
+            raise
+        run._lock = lock
+        return run
+
+    def release(self) -> None:
+        """Let another process work on this run (its lock, taken by create/open)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @staticmethod
     def _recorded_config(run_dir: Path, meta: dict) -> PipelineConfig:
@@ -244,21 +263,64 @@ class Run:
         return self.store.cache_dir / "index" / name / f"{key}.json"
 
     def _find_reusable(self, name: str, key: str, use_cache: bool) -> tuple[Path, str] | None:
+        """A finished stage folder with this key whose outputs are present at their sizes (content is checked
+        by _reuse, on the files actually reused)."""
         own = self.dir / name
         manifest = read_manifest(own)
-        if manifest and manifest.get("cache_key") == key and outputs_intact(own, manifest):
+        if manifest and manifest.get("cache_key") == key and outputs_present(own, manifest):
             return own, self.run_id
         if not use_cache:
             return None
         try:
             entry = json.loads(self._cache_index(name, key).read_text())
-        except (OSError, ValueError):
+            other = Path(entry["stage_dir"])
+        except (OSError, ValueError, KeyError, TypeError):
             return None
-        other = Path(entry["stage_dir"])
         manifest = read_manifest(other)
-        if manifest and manifest.get("cache_key") == key and outputs_intact(other, manifest):
-            return other, entry["run_id"]
+        if manifest and manifest.get("cache_key") == key and outputs_present(other, manifest):
+            return other, entry.get("run_id")
         return None
+
+    def _reuse(self, name: str, key: str, source_dir: Path, source_run: str) -> tuple[dict | None, str | None]:
+        """(the reused stage's manifest, None), or (None, why it must be recomputed instead).
+
+        Another run's folder is hard-linked in first and the links are what get verified; a source that
+        changes or disappears meanwhile (a concurrent run replacing it) is a lost race, not an error.
+        """
+        final, started = self.dir / name, time.perf_counter()
+        whose = "this run's" if source_dir == final else f"run {source_run}'s"
+        if source_dir == final:
+            manifest = read_manifest(final)
+            changed = changed_outputs(final, manifest)
+        else:
+            tmp = self.dir / f".{name}.tmp"
+            try:
+                link_tree(source_dir, tmp)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return None, f"{whose} cached {name} changed while it was being reused"
+            manifest = read_manifest(tmp)
+            changed = changed_outputs(tmp, manifest) if manifest and manifest.get("cache_key") == key else ["manifest.json"]
+            if changed is None or changed:
+                shutil.rmtree(tmp, ignore_errors=True)
+        if changed is None:
+            return None, f"{whose} cached {name} has no content hashes (written by an older trainpipe)"
+        if changed:
+            shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+            return None, f"{whose} cached {name} has files changed since they were written: {shown}"
+        if source_dir == final:
+            manifest = {k: v for k, v in manifest.items() if k != "recomputed_because"}  # said when it was computed
+            if manifest["status"] != "reused":
+                manifest = {**manifest, "status": "reused", "reused_from": self.run_id, "seconds": 0.0,
+                            "computed_seconds": manifest.get("seconds")}
+            return manifest, None
+        manifest.update(status="reused", reused_from=source_run, run_id=self.run_id,
+                        computed_seconds=manifest.get("computed_seconds", manifest.get("seconds")),
+                        seconds=round(time.perf_counter() - started, 3))
+        manifest.pop("recomputed_because", None)
+        write_json(tmp / "manifest.json", manifest)  # a new file: the source's manifest link is left alone
+        replace_dir(tmp, final)
+        return manifest, None
 
     def run_stage(self, name: str, memo: dict | None = None, use_cache: bool = True, on_event: Event | None = None,
                   resume_anyway: bool = False, progress: bool = False) -> dict:
@@ -268,25 +330,13 @@ class Run:
         final = self.dir / name
         emit = on_event or (lambda kind, payload: None)
         found = self._find_reusable(name, key, use_cache)
-        reuse_started = time.perf_counter()
+        recomputed_because = None
         if found is not None:
-            source_dir, source_run = found
-            if source_dir != final:
-                link_tree(source_dir, self.dir / f".{name}.tmp")
-                manifest = read_manifest(self.dir / f".{name}.tmp")
-                manifest.update(status="reused", reused_from=source_run, run_id=self.run_id,
-                                computed_seconds=manifest.get("computed_seconds", manifest.get("seconds")),
-                                seconds=round(time.perf_counter() - reuse_started, 3))
-                write_json(self.dir / f".{name}.tmp" / "manifest.json", manifest)
-                replace_dir(self.dir / f".{name}.tmp", final)
-            else:
-                manifest = read_manifest(final)
-                if manifest["status"] != "reused":
-                    manifest = {**manifest, "status": "reused", "reused_from": self.run_id, "seconds": 0.0,
-                                "computed_seconds": manifest.get("seconds")}
-            self._record(name, manifest, final)
-            emit("stage_done", manifest)
-            return manifest
+            manifest, recomputed_because = self._reuse(name, key, *found)
+            if manifest is not None:
+                self._record(name, manifest, final)
+                emit("stage_done", manifest)
+                return manifest
 
         emit("stage_start", {"stage": name})
         tmp = self.dir / f".{name}.tmp"
@@ -298,17 +348,24 @@ class Run:
         try:
             result = importlib.import_module(f"trainpipe.stages.{name}").run(ctx) or {}
         except BaseException as exc:
+            # Stopped by a signal (Preempted from the torch loop, KeyboardInterrupt for SIGINT/SIGTERM): what
+            # the stage wrote is unfinished work, not evidence; checkpoints live outside `tmp` and survive.
+            killed = isinstance(exc, (Preempted, KeyboardInterrupt))
+            if isinstance(exc, KeyboardInterrupt):
+                exc.message = f"{getattr(exc, 'message', None) or 'interrupted'} during stage {name}"
             failed = self.dir / f"{name}.failed"
-            shutil.rmtree(failed, ignore_errors=True)
-            if any(tmp.iterdir()):
-                os.replace(tmp, failed)  # evidence (e.g. the validation report), never an output
+            if not killed:
+                shutil.rmtree(failed, ignore_errors=True)
+                if any(tmp.iterdir()):
+                    os.replace(tmp, failed)  # evidence (e.g. the validation report), never an output
             shutil.rmtree(tmp, ignore_errors=True)
-            self.meta["stages"][name] = {"status": "failed",
+            self.meta["stages"][name] = {"status": "killed" if killed else "failed",
                                          "error": self._scrub(getattr(exc, "message", str(exc)) or type(exc).__name__)}
             self.save_meta()
-            if failed.exists():
+            if failed.exists() and not killed:
                 self.tracking.evidence(name, sorted(failed.iterdir()))
             raise
+        files, digests = file_sizes(tmp), file_digests(tmp)  # hashed here, in the stage's time, to verify reuse
         manifest = {
             "stage": name, "status": "completed", "run_id": self.run_id, "cache_key": key,
             "identity": result.get("identity", key), "config_hash": self.meta["config_hash"],
@@ -317,13 +374,17 @@ class Run:
             "seconds": round(time.perf_counter() - started, 3), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "outputs": result.get("outputs", {}), "metrics": result.get("metrics", {}),
             "history": result.get("history"), "artifacts": result.get("artifacts", []),
-            "summary": result.get("summary", {}), "files": file_sizes(tmp),
+            "summary": result.get("summary", {}), "files": files, "digests": digests,
         }
+        if recomputed_because:
+            manifest["recomputed_because"] = recomputed_because
         write_json(tmp / "manifest.json", manifest)
         replace_dir(tmp, final)
         shutil.rmtree(self.dir / f"{name}.failed", ignore_errors=True)
         index = self._cache_index(name, key)
         index.parent.mkdir(parents=True, exist_ok=True)
+        # Runs computing the same stage at once each write this entry under a temporary name of their own;
+        # the last rename wins and every version of it points at a complete stage folder.
         write_json(index, {"run_id": self.run_id, "stage_dir": str(final)})
         self._record(name, manifest, final)
         emit("stage_done", manifest)
@@ -334,6 +395,8 @@ class Run:
         entry = {"status": manifest["status"], "seconds": manifest.get("seconds")}
         if manifest.get("reused_from"):
             entry["reused_from"] = manifest["reused_from"]
+        if manifest.get("recomputed_because"):
+            entry["recomputed_because"] = manifest["recomputed_because"]
         self.meta["stages"][name] = entry
         self.save_meta()
         self.tracking.stage(name, stage_dir, manifest)
@@ -346,6 +409,7 @@ class Run:
             state = self.meta["stages"].get(name, {})
             stages.append({"name": name, "status": state.get("status", "pending"), "seconds": state.get("seconds"),
                            "reused_from": state.get("reused_from"), "error": state.get("error"),
+                           "recomputed_because": state.get("recomputed_because"),
                            "summary": (manifest or {}).get("summary", {}) if state.get("status") != "failed" else {}})
         metrics_file = self.dir / "evaluate" / "metrics.json"
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
@@ -383,7 +447,9 @@ def _ends_on_error(run: Run, again: str):
     except Preempted as exc:
         _preempted(run, exc, again)
         raise
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGINT turned into one by the CLI (cli_common.py)
+        exc.message = f"{getattr(exc, 'message', None) or 'interrupted'}; continue with `{again}`"
+        run.meta["resumable"] = True
         run.finish("killed", exc)
         raise
     except BaseException as exc:
@@ -406,9 +472,21 @@ def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | N
                  use_cache: bool = True, until: str | None = None, on_event: Event | None = None,
                  resume_anyway: bool = False, progress: bool = False) -> dict:
     """Run every stage in order (or resume a failed run), tracking in MLflow; returns the run summary."""
+    for given, option in ((resume, "--resume"), (run_id, "--run-id")):
+        if given is not None:
+            store.run_dir(given, option)  # a malformed id is refused before any work, naming its option
     if config is not None:
         preflight(config)
     run = Run.open(store, resume, config) if resume else Run.create(config, store, run_id)
+    try:
+        return _run_stages(run, resume=bool(resume), until=until, use_cache=use_cache, on_event=on_event,
+                           resume_anyway=resume_anyway)
+    finally:
+        run.release()
+
+
+def _run_stages(run: Run, *, resume: bool, until: str | None, use_cache: bool, on_event: Event | None,
+                resume_anyway: bool) -> dict:
     if resume:
         preflight(run.config)
         if run.meta.get("mlflow_run_id"):
@@ -441,7 +519,7 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
         close = difflib.get_close_matches(name, STAGE_NAMES, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise RunError(f"stage: unknown stage {name!r}{hint}; stages are {', '.join(STAGE_NAMES)}", key="stage")
-    if not store.run_dir(run_id).exists():
+    if not store.run_dir(run_id, "--run").exists():
         needed = [u for u in SPECS[name].upstream if config is None or SPECS[u].active(config)]
         if needed:
             raise RunError(f"stage {name} needs stage {needed[-1]}, which has not completed: run {run_id!r} "
@@ -454,17 +532,21 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
     else:
         run = Run.open(store, run_id, config)
         if not SPECS[name].active(run.config):
+            run.release()
             raise RunError(f"stage {name} is off in this run's config: it needs {SPECS[name].enabled_by}: true",
                            key="stage")
         if run.meta["status"] != "running":
             run.tracking.reopen()
         run.meta["status"] = "running"
-    with _ends_on_error(run, f"trainpipe stage {name} --run {run.run_id}"):
-        run.run_stage(name, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway, progress=progress)
-    if name == STAGE_NAMES[-1]:
-        run.finish("completed")
-    else:
-        run.tracking.close()  # this process ends here: its MLflow calls must land first
-        run._sync_tracking()
-        run.save_meta()
-    return run.summary()
+    try:
+        with _ends_on_error(run, f"trainpipe stage {name} --run {run.run_id}"):
+            run.run_stage(name, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway, progress=progress)
+        if name == STAGE_NAMES[-1]:
+            run.finish("completed")
+        else:
+            run.tracking.close()  # this process ends here: its MLflow calls must land first
+            run._sync_tracking()
+            run.save_meta()
+        return run.summary()
+    finally:
+        run.release()

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
+from trainpipe import atomic
 from trainpipe.errors import DataError, RegistryError
 
 NUMERIC = ("double", "long", "float", "integer")
@@ -26,8 +27,9 @@ def resolve(ref: str, store, tracking_uri: str | None = None) -> tuple[Path, str
     """MODEL_URI -> verified package folder: `models:/NAME@alias`, `NAME/3`, `runs:/MLFLOW_RUN_ID/model`, a
     trainpipe run id, or a package folder."""
     from trainpipe.registry import check_sha
+    from trainpipe.store import is_run_id
 
-    if store.run_dir(ref).is_dir():
+    if is_run_id(ref) and store.run_dir(ref).is_dir():  # anything with a '/' is a path or a registry URI
         record_file = store.run_dir(ref) / "register" / "registered.json"
         if not record_file.exists():
             raise RegistryError(f"run {ref}: no packaged model (its register stage has not completed)", key="model")
@@ -144,22 +146,22 @@ def predict_file(ref: str, data: str, out: str, store, tracking_uri: str | None 
     started, total, writer = time.perf_counter(), 0, None
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    try:
-        for frame, source in chunks(data, model.meta, chunk_rows):
-            check_columns(frame, model.meta, data)
-            table = prediction_table(model, frame, source)
-            if writer is None:
-                # dictionary pages only for the labels: trying them on unique ids and floats costs 2.5x the write
-                writer = pq.ParquetWriter(tmp, table.schema, use_dictionary=["prediction"])
-            writer.write_table(table)
-            total += len(frame)
-    finally:
-        if writer is not None:
-            writer.close()
-    if writer is None:
-        raise DataError(f"{data}: no rows to predict", key="data")
-    tmp.replace(out_path)  # a half-written file never has the final name
+    # a half-written file never has the final name, and one that failed or was interrupted is removed
+    with atomic.replacing(out_path) as tmp:
+        try:
+            for frame, source in chunks(data, model.meta, chunk_rows):
+                check_columns(frame, model.meta, data)
+                table = prediction_table(model, frame, source)
+                if writer is None:
+                    # dictionary pages only for the labels: trying them on unique ids and floats costs 2.5x the write
+                    writer = pq.ParquetWriter(tmp, table.schema, use_dictionary=["prediction"])
+                writer.write_table(table)
+                total += len(frame)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise DataError(f"{data}: no rows to predict", key="data")
     seconds = time.perf_counter() - started
     return {"model": label, "package": str(path), "data": data, "out": str(out_path), "rows": total,
             "seconds": round(seconds, 3), "rows_per_s": round(total / seconds, 1) if seconds else None,

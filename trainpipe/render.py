@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-STATUS_STYLE = {"completed": "green", "reused": "cyan", "failed": "red", "pending": "dim", "running": "yellow"}
+STATUS_STYLE = {"completed": "green", "reused": "cyan", "failed": "red", "killed": "red", "pending": "dim",
+                "running": "yellow"}
 
 
 def _fmt(value) -> str:
@@ -38,6 +39,8 @@ def stage_line(console: Console, manifest: dict) -> None:
                              if s.get("version") else "registry off: packaged in the run folder"),
     }.get(manifest["stage"], lambda: "")() if "line" not in s else s["line"]  # a stage may word its own line
     extra = f" (from run {manifest['reused_from']})" if status == "reused" and manifest.get("reused_from") != manifest.get("run_id") else ""
+    if manifest.get("recomputed_because"):  # a cache entry that failed its content check
+        extra += f" (not reused: {manifest['recomputed_because']})"
     secs = "" if status == "reused" else f"{manifest.get('seconds', 0):.2f}s"
     console.print(f"  [{STATUS_STYLE.get(status, 'white')}]{'✓' if status != 'failed' else '✗'} {manifest['stage']:<9}[/] "
                   f"{secs:>7}  {notes}[dim]{extra}[/]")

@@ -1,4 +1,4 @@
-"""The run folder's file work: manifests, atomic JSON, cache-key inputs, hard-linked reuse.
+"""The run folder's file work: manifests, atomic JSON, output hashes, cache-key inputs, hard-linked reuse.
 
 Plain functions with no knowledge of stage order or MLflow; pipeline.py decides when to call them.
 """
@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainpipe import atomic
+
 if TYPE_CHECKING:
     from trainpipe.config import PipelineConfig
 
@@ -24,22 +26,56 @@ def read_manifest(stage_dir: Path) -> dict | None:
 
 
 def write_json(path: Path, doc: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
-    os.replace(tmp, path)
+    """Atomic and fsynced under a temporary name of this process's own: run.json, manifests and cache
+    index entries are written by concurrent runs, and a reader must never see half a file."""
+    atomic.write_text(path, json.dumps(doc, indent=2, default=str), durable=True)
 
 
-def outputs_intact(stage_dir: Path, manifest: dict) -> bool:
+def _outputs(stage_dir: Path) -> list[Path]:
+    return [p for p in sorted(stage_dir.rglob("*")) if p.is_file() and p.name != "manifest.json"]
+
+
+def file_sizes(stage_dir: Path) -> dict[str, int]:
+    return {str(p.relative_to(stage_dir)): p.stat().st_size for p in _outputs(stage_dir)}
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, streamed (hashlib.file_digest): 0.07 s per 128 MB on a quiet machine here (SHA-NI)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def file_digests(stage_dir: Path) -> dict[str, str]:
+    return {str(p.relative_to(stage_dir)): file_digest(p) for p in _outputs(stage_dir)}
+
+
+def outputs_present(stage_dir: Path, manifest: dict) -> bool:
+    """Cheap first check (names and sizes) before anything is linked or hashed."""
     for rel, size in manifest.get("files", {}).items():
         path = stage_dir / rel
-        if not path.exists() or path.stat().st_size != size:
+        if not path.is_file() or path.stat().st_size != size:
             return False
     return True
 
 
-def file_sizes(stage_dir: Path) -> dict[str, int]:
-    return {str(p.relative_to(stage_dir)): p.stat().st_size for p in sorted(stage_dir.rglob("*"))
-            if p.is_file() and p.name != "manifest.json"}
+def changed_outputs(stage_dir: Path, manifest: dict) -> list[str] | None:
+    """The outputs whose content no longer matches the hash the manifest recorded ([] when all match).
+
+    Sizes alone let a matrix shuffled in place pass for the original, so reuse checks content. A
+    manifest without hashes (written before they were recorded) cannot be checked: None, and the
+    caller recomputes rather than trust it.
+    """
+    digests = manifest.get("digests")
+    if digests is None or set(digests) != set(manifest.get("files", {})):
+        return None
+    changed = []
+    for rel, digest in digests.items():
+        try:
+            if file_digest(stage_dir / rel) != digest:
+                changed.append(rel)
+        except OSError:
+            changed.append(rel)
+    return changed
 
 
 def input_file_hashes(config: PipelineConfig, stage: str) -> dict[str, str]:
@@ -60,6 +96,26 @@ def user_code_hashes(config: PipelineConfig, stage: str) -> dict[str, str]:
         digest = user_source_hash(config.model.estimator)
         return {config.model.estimator: digest} if digest else {}
     return {}
+
+
+def lock_run(run_dir: Path, run_id: str):
+    """Take the run's lock (`<run>/.lock`) without waiting, or raise a clear error when another process holds
+    it: a resume while the run still runs, an orchestrator retrying a task that is still alive. One process
+    per run means one writer of its temporary folders and run.json. flock: a killed holder frees it."""
+    from filelock import FileLock, Timeout
+
+    from trainpipe.errors import RunError
+
+    lock = FileLock(str(run_dir / ".lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunError(f"run {run_id} is in use by another trainpipe process; wait for it to end (lock "
+                       f"{run_dir / '.lock'})", key="run") from None
+    for stale in run_dir.glob(".*.tmp"):  # temp files of a writer killed mid-write (SIGKILL): we are the writer now
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
+    return lock
 
 
 def link_tree(source: Path, target: Path) -> None:

@@ -1,16 +1,29 @@
 """Where the local store lives and the URIs of its MLflow and Optuna databases.
 
 The first open of a fresh MLflow SQLite store is guarded by a file lock: several processes
-creating it at once corrupt it (see shared/FACTS.md).
+creating it at once corrupt it (see shared/FACTS.md). A run id becomes a path in one place only,
+`Store.run_dir`, which refuses any id that is not a plain name inside `<store>/runs/`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainpipe.errors import RunError
+
 DEFAULT_STORE = ".trainpipe"
+# A run id is a folder name, a MLflow run name and a word in shell commands trainpipe prints: no
+# separators, no leading dot or dash (hidden files, options), nothing a shell or a terminal reads.
+RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+RUN_ID_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+_RUN_ID = re.compile(RUN_ID_PATTERN)
+
+
+def is_run_id(text: object) -> bool:
+    return isinstance(text, str) and _RUN_ID.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -55,8 +68,16 @@ class Store:
     def optuna_uri(self) -> str:
         return f"sqlite:///{self.root / 'optuna.db'}"
 
-    def run_dir(self, run_id: str) -> Path:
-        return self.runs_dir / run_id
+    def run_dir(self, run_id: str, option: str = "run id") -> Path:
+        """The folder of run `run_id`, always directly inside `<store>/runs/`; `option` names where the id
+        came from (`--run-id`, `--resume`, `--run`) in the one-line error for an id that is not one."""
+        if not is_run_id(run_id):
+            raise RunError(f"{option}: {run_id!r} is not a run id ({RUN_ID_RULE})", key=option)
+        path = self.runs_dir / run_id
+        if path.resolve().parent != self.runs_dir.resolve():  # e.g. a symlink planted in runs/
+            raise RunError(f"{option}: run folder {path} resolves to {path.resolve()}, outside {self.runs_dir}",
+                           key=option)
+        return path
 
     def ensure(self) -> "Store":
         for path in (self.runs_dir, self.cache_dir, self.artifacts_dir):

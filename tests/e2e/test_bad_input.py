@@ -495,3 +495,44 @@ def test_report_and_compare_into_a_folder_name_the_option(report_runs, tmp_path,
     proc = cli("runs", "compare", run.name, run.name, "--store", store, "--html", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.startswith("error: --html:") and "is a folder" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Run ids: one pattern (docs/operations.md), refused before any work by every option that takes one,
+# so no id reaches a path outside <store>/runs/.
+# --------------------------------------------------------------------------------------------------
+# (CLI arguments, with {config} and {outside} filled in; the option the error line must name)
+RUN_ID_MISTAKES = {
+    "run_id_climbing_out_of_the_store": (["run", "{config}", "--run-id", "../../escaped"], "--run-id"),
+    "run_id_absolute_path": (["run", "{config}", "--run-id", "{outside}"], "--run-id"),
+    "run_id_with_a_slash": (["run", "{config}", "--run-id", "a/b"], "--run-id"),
+    "run_id_with_a_newline": (["run", "{config}", "--run-id", "a\nb"], "--run-id"),
+    "run_id_with_a_semicolon": (["run", "{config}", "--run-id", "a;touch pwned"], "--run-id"),
+    "run_id_starting_with_a_dash": (["run", "{config}", "--run-id=-rf"], "--run-id"),
+    "run_id_dot_dot": (["run", "{config}", "--run-id", ".."], "--run-id"),
+    "resume_climbing_out_of_the_store": (["run", "--resume", "../../escaped"], "--resume"),
+    "resume_absolute_path": (["run", "--resume", "{outside}"], "--resume"),
+    "stage_run_absolute_path": (["stage", "ingest", "--run", "{outside}", "--config", "{config}"], "--run"),
+    "stage_run_climbing_out_of_the_store": (["stage", "train", "--run", "../escaped"], "--run"),
+}
+
+
+@pytest.mark.parametrize("case", list(RUN_ID_MISTAKES))
+def test_a_run_id_that_is_not_a_plain_name_is_refused_naming_its_option(case, bc_config, write_config, store, cli,
+                                                                        tmp_path):
+    args, option = RUN_ID_MISTAKES[case]
+    config, outside = write_config(bc_config), tmp_path / "outside" / "run"
+    proc = cli(*(a.format(config=config, outside=outside) for a in args), cwd=tmp_path)
+    assert_one_error_line(proc, f"{option}: ", "is not a run id")
+    assert_no_run_started(store)
+    assert not outside.exists() and not (tmp_path / "escaped").exists() and not (store / "escaped").exists()
+
+
+def test_resume_refuses_a_run_folder_that_is_a_symlink_out_of_the_store(bc_config, write_config, run_store, cli,
+                                                                       tmp_path):
+    proc = cli("run", str(write_config(bc_config)), "--run-id", "elsewhere", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    shutil.move(run_store / "runs" / "elsewhere", tmp_path / "moved")  # a complete run, outside the store
+    (run_store / "runs" / "planted").symlink_to(tmp_path / "moved")
+    proc = cli("run", "--resume", "planted", cwd=tmp_path)
+    assert_one_error_line(proc, "--resume: ", "outside")

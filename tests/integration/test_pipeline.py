@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -11,9 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from rich.console import Console
 
 from trainpipe.config import config_from_dict
-from trainpipe.pipeline import run_pipeline
+from trainpipe.errors import RunError
+from trainpipe.pipeline import run_one_stage, run_pipeline
+from trainpipe.render import stage_line
+from trainpipe.run_folder import file_digests
 from trainpipe.store import Store
 
 
@@ -82,6 +87,7 @@ def test_every_stage_writes_a_manifest_with_fingerprints(bc_config, store):
         manifest = json.loads(Path(summary["run_dir"], stage, "manifest.json").read_text())
         assert manifest["status"] == "completed" and manifest["cache_key"] and manifest["config_hash"]
         assert all(Path(summary["run_dir"], stage, f).exists() for f in manifest["files"])
+        assert manifest["digests"] == file_digests(Path(summary["run_dir"], stage))  # content, not only sizes
     split = json.loads(Path(summary["run_dir"], "split", "split.json").read_text())
     assert split["strategy"] == "stratified" and sum(split["sizes"].values()) == 569
 
@@ -116,6 +122,74 @@ def test_a_deleted_cached_artifact_is_recomputed_not_reused(bc_config, store):
     second = run(bc_config)
     assert statuses(second)["features"] == "completed"
     assert statuses(second)["split"] == "reused"
+
+
+def shuffle_rows_in_place(path: Path) -> np.ndarray:
+    """Rewrite a matrix with its rows permuted: same file, same size, other content. Returns the original."""
+    size, original = path.stat().st_size, np.load(path)
+    np.save(path, original[np.random.default_rng(0).permutation(len(original))])
+    assert path.stat().st_size == size
+    return original
+
+
+def stage_of(summary: dict, name: str) -> dict:
+    return next(s for s in summary["stages"] if s["name"] == name)
+
+
+def test_a_cached_output_changed_in_place_at_the_same_size_is_recomputed_not_reused(bc_config, store):
+    first = run(bc_config)
+    original = shuffle_rows_in_place(Path(first["run_dir"], "features", "X_train.npy"))
+    second = run(bc_config)
+    features = stage_of(second, "features")
+    assert features["status"] == "completed"
+    assert f"run {first['run_id']}" in features["recomputed_because"] and "X_train.npy" in features["recomputed_because"]
+    assert statuses(second)["split"] == "reused"
+    assert np.array_equal(np.load(Path(second["run_dir"], "features", "X_train.npy")), original)
+    assert second["metrics"] == first["metrics"]
+    console = Console(record=True, width=300)  # and the stage line says why it was not reused
+    stage_line(console, json.loads(Path(second["run_dir"], "features", "manifest.json").read_text()))
+    line = console.export_text()
+    assert "not reused" in line and "files changed since they were written: X_train.npy" in line
+    third = run(bc_config)  # the recomputed entry is the one the cache now points at
+    assert stage_of(third, "features")["status"] == "reused" and stage_of(third, "features")["reused_from"] == second["run_id"]
+
+
+def test_a_stage_of_the_same_run_changed_on_disk_is_recomputed_when_run_again(bc_config, store):
+    config = config_from_dict(bc_config)
+    run_pipeline(config, Store.locate(config.store), run_id="r1", until="features")
+    shuffle_rows_in_place(store / "runs" / "r1" / "features" / "X_test.npy")
+    summary = run_one_stage(Store.locate(config.store), "r1", "features")
+    features = stage_of(summary, "features")
+    assert features["status"] == "completed" and "this run's" in features["recomputed_because"]
+
+
+def test_a_cached_stage_recorded_without_content_hashes_is_recomputed(bc_config, store):
+    first = run(bc_config)
+    manifest_file = Path(first["run_dir"], "features", "manifest.json")
+    manifest = json.loads(manifest_file.read_text())
+    del manifest["digests"]  # as written before content hashes were recorded
+    manifest_file.write_text(json.dumps(manifest))
+    features = stage_of(run(bc_config), "features")
+    assert features["status"] == "completed" and "no content hashes" in features["recomputed_because"]
+
+
+def test_a_run_held_by_another_process_is_refused_until_that_process_dies(bc_config, store):
+    config = config_from_dict(bc_config)
+    run_pipeline(config, Store.locate(config.store), run_id="busy", until="split")
+    hold = ("import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1], timeout=0); "
+            "lock.acquire(); print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(store / "runs" / "busy" / ".lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunError, match="run busy is in use by another trainpipe process"):
+            run_pipeline(None, Store.locate(config.store), resume="busy")
+        with pytest.raises(RunError, match="in use by another trainpipe process"):
+            run_one_stage(Store.locate(config.store), "busy", "features")
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs, the kernel frees the lock
+        holder.wait()
+    assert run_pipeline(None, Store.locate(config.store), resume="busy")["status"] == "completed"
 
 
 def test_changed_data_gets_a_new_fingerprint_and_is_recomputed(bc_config, store, tmp_path):

@@ -2,18 +2,20 @@
 
 File layout: 8-byte magic, 32-byte SHA-256 of the payload, then a `torch.save` payload that
 `torch.load(weights_only=True)` can read (tensors, numbers, strings, lists, dicts only), so a
-checkpoint can never execute code. Written to a temp file, fsynced, renamed: a kill leaves either
+checkpoint can never execute code. Written to a temp file of the writer's own, fsynced, renamed: a kill leaves either
 the old set or the new file, and a truncated or bit-flipped file fails its checksum and is skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
 import os
 import random
 import re
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +73,10 @@ class CheckpointStore:
     def __init__(self, directory: Path, config_hash: str, keep_last: int = 2):
         self.dir, self.config_hash, self.keep_last = Path(directory), config_hash, keep_last
         self.dir.mkdir(parents=True, exist_ok=True)
+        # Half-written files of a writer killed mid-save (SIGKILL). The folder is one run's, and one process
+        # works on a run at a time (the run folder's lock), so no live writer's file is removed here.
+        for stale in self.dir.glob(".ckpt-*.tmp"):
+            stale.unlink(missing_ok=True)
 
     def path(self, step: int) -> Path:
         return self.dir / f"ckpt-{step:09d}.pt"
@@ -83,12 +89,17 @@ class CheckpointStore:
         torch.save({**state, "config_hash": self.config_hash, "step": step}, buffer)
         payload = buffer.getvalue()
         final = self.path(step)
-        tmp = final.with_name(f".{final.name}.tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(MAGIC + hashlib.sha256(payload).digest() + payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
+        # A name of this writer's own: two processes on one checkpoint folder never rename each other's file.
+        tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            with open(tmp, "xb") as handle:
+                handle.write(MAGIC + hashlib.sha256(payload).digest() + payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         _fsync_dir(self.dir)
         self.prune(best_step)
         return final
@@ -120,7 +131,8 @@ class CheckpointStore:
                 state = self.read(path)
             except Exception as exc:  # noqa: BLE001  any unreadable file: fall back to the previous one
                 log.warning("checkpoint %s is unusable (%s); falling back to the previous one", path, exc)
-                path.rename(path.with_suffix(".corrupt"))
+                with contextlib.suppress(FileNotFoundError):  # another reader moved it first
+                    os.replace(path, path.with_suffix(".corrupt"))
                 continue
             if state.get("config_hash") != self.config_hash and not resume_anyway:
                 raise CheckpointMismatch(
