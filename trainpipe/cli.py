@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from trainpipe.cli_common import DebugOpt, JsonOpt, SetOpt, StoreOpt, _execute, _progress, _store
+from trainpipe.cli_common import (DebugOpt, JsonOpt, SetOpt, StoreOpt, _at_least_one, _execute, _progress, _reachable,
+                                  _store)
 from trainpipe.cli_models import models_app, predict
 from trainpipe.cli_ranking import recommend
 from trainpipe.cli_tune import tune
@@ -22,6 +24,24 @@ schema_app = typer.Typer(help="Data schemas.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(schema_app, name="schema")
 app.add_typer(models_app, name="models")
+
+
+@app.callback(invoke_without_command=True)
+def _main(ctx: typer.Context,
+          version: bool = typer.Option(False, "--version", help="Print trainpipe's version and exit."),
+          as_json: bool = typer.Option(False, "--json", help='With --version: print {"version": ...}.')):
+    """One YAML file to a production training pipeline."""
+    if version:
+        from trainpipe import __version__
+
+        typer.echo(json.dumps({"version": __version__}) if as_json else f"trainpipe {__version__}")
+        raise typer.Exit(0)
+    if as_json:  # the commands take --json after their name
+        raise typer.BadParameter("goes after the command (trainpipe run pipeline.yaml --json) or with --version",
+                                 param_hint="--json")
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
 
 @app.command()
 def run(
@@ -195,7 +215,8 @@ def runs_list(
     def body(console: Console) -> dict:
         from trainpipe.runs import list_runs
 
-        return {"runs": list_runs(tracking_uri or _store(None, store).tracking_uri, experiment, limit)}
+        _at_least_one(limit, "--limit")
+        return {"runs": list_runs(_reachable(tracking_uri) or _store(None, store).tracking_uri, experiment, limit)}
 
     _execute(body, as_json, debug, render=lambda c, d: c.print(runs_table(d["runs"])))
 
@@ -214,7 +235,7 @@ def runs_compare(
     def body(console: Console) -> dict:
         from trainpipe.runs import compare_runs
 
-        return compare_runs(tracking_uri or _store(None, store).tracking_uri, runs)
+        return compare_runs(_reachable(tracking_uri) or _store(None, store).tracking_uri, runs)
 
     _execute(body, as_json, debug, render=lambda c, d: [c.print(t) for t in compare_tables(d)])
 

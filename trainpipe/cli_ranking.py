@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from trainpipe.cli_common import DebugOpt, JsonOpt, StoreOpt, TrackingUriOpt, _execute, _store
+from trainpipe.cli_common import DebugOpt, JsonOpt, StoreOpt, TrackingUriOpt, _execute, _reachable, _store
 
 
 def load_recommender(model_uri: str, store: Optional[str], tracking_uri: Optional[str]):
@@ -16,7 +16,7 @@ def load_recommender(model_uri: str, store: Optional[str], tracking_uri: Optiona
     from trainpipe.errors import RegistryError
     from trainpipe.predict import load_packaged, resolve
 
-    path, label = resolve(model_uri, _store(None, store), tracking_uri)
+    path, label = resolve(model_uri, _store(None, store), _reachable(tracking_uri))
     model = load_packaged(path)
     if not hasattr(model, "recommender"):
         raise RegistryError(f"model {label} is not a ranking model; use `trainpipe predict` for it", key="model")

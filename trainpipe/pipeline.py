@@ -94,6 +94,11 @@ class StageContext:
         return read_manifest(self.run_dir / stage) or {}
 
 
+def not_a_run(run_id: str, run_dir: Path) -> str:
+    return (f"run {run_id!r}: the folder {run_dir} exists but has no run.json, so it is not a trainpipe run (or one "
+            "whose creation was interrupted); remove it or use another run id")
+
+
 def new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
@@ -114,6 +119,8 @@ class Run:
         run_id = run_id or new_run_id()
         run_dir = store.run_dir(run_id)
         if run_dir.exists():
+            if not (run_dir / "run.json").exists():
+                raise RunError(not_a_run(run_id, run_dir), key="run")
             raise RunError(f"run {run_id} already exists in {store.runs_dir}; use --resume {run_id}", key="run")
         run_dir.mkdir(parents=True)
         (run_dir / "config.yaml").write_text(dump_config(config))
@@ -133,15 +140,23 @@ class Run:
     def open(cls, store: Store, run_id: str, config: PipelineConfig | None = None) -> "Run":
         run_dir = store.run_dir(run_id)
         meta_path = run_dir / "run.json"
-        if not meta_path.exists():
+        if not run_dir.is_dir():
             raise RunError(f"run {run_id!r} not found in {store.runs_dir} (if the pipeline sets `store:`, pass --store "
                            "or --config)", key="run")
-        meta = json.loads(meta_path.read_text())
+        if not meta_path.exists():
+            raise RunError(not_a_run(run_id, run_dir), key="run")
+        reading = meta_path
+        try:
+            meta = json.loads(meta_path.read_text())
+            reading = run_dir / "config.yaml"
+            saved = None if config is not None else reading.read_text()
+        except (OSError, ValueError) as exc:
+            raise RunError(f"run {run_id!r}: cannot read {reading}: {exc}; the run folder is damaged (start a new run)",
+                           key="run") from None
         if config is None:
             import yaml
 
-            config = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()),
-                                      source=str(run_dir / "config.yaml"), base=run_dir)
+            config = config_from_dict(yaml.safe_load(saved), source=str(run_dir / "config.yaml"), base=run_dir)
         elif config_hash(config) != meta["config_hash"]:
             # A run is one config: its MLflow params and artifacts describe it. A changed config is a new
             # run, which reuses every unaffected stage from this one through the cache.
@@ -404,6 +419,19 @@ def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | N
     return run.summary()
 
 
+def _missing_run(store: Store, run_id: str, name: str, config: PipelineConfig | None) -> str:
+    """Stage NAME of a run that does not exist: every stage must run first, from ingest. Only with a config
+    are the stages in between known (an optional stage such as tune may be off), so only then are they listed."""
+    start = f"`trainpipe stage {STAGE_NAMES[0]} --run {run_id} --config {'PIPELINE.yaml' if config is None else '...'}`"
+    if config is None:
+        return (f"stage {name}: run {run_id!r} does not exist in {store.runs_dir}; a run starts with stage "
+                f"{STAGE_NAMES[0]}: {start} (if the pipeline sets `store:`, pass --store)")
+    before = [s for s in active_stages(config) if STAGE_NAMES.index(s) < STAGE_NAMES.index(name)]
+    return (f"stage {name} needs stage {before[-1]}, which has not completed: run {run_id!r} does not exist yet; "
+            f"start it with {start}, then run {', '.join(before[1:])}" if len(before) > 1 else
+            f"stage {name}: run {run_id!r} does not exist yet; start it with {start}")
+
+
 def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig | None = None,
                   use_cache: bool = True, on_event: Event | None = None, resume_anyway: bool = False) -> dict:
     """One stage of a run in this process: what an orchestrator task calls."""
@@ -414,11 +442,8 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise RunError(f"stage: unknown stage {name!r}{hint}; stages are {', '.join(STAGE_NAMES)}", key="stage")
     if not store.run_dir(run_id).exists():
-        needed = [u for u in SPECS[name].upstream if config is None or SPECS[u].active(config)]
-        if needed:
-            raise RunError(f"stage {name} needs stage {needed[-1]}, which has not completed: run {run_id!r} "
-                           f"does not exist yet (start it with `trainpipe stage {STAGE_NAMES[0]} --run {run_id} --config ...`)",
-                           key="stage")
+        if name != STAGE_NAMES[0]:
+            raise RunError(_missing_run(store, run_id, name, config), key="stage")
         if config is None:
             raise RunError(f"run {run_id!r} not found in {store.runs_dir}; pass --config to create it", key="run")
         preflight(config)
