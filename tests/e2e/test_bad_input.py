@@ -435,8 +435,6 @@ CLI_MISTAKES = {
                                            ["--tracking-uri", "nonsense://x"]),
     "runs_compare_id_with_a_quote": (lambda r, work: ["runs", "compare", "r1", "a'b"], ["a'b", "not a run id"]),
     "runs_compare_unknown_id": (lambda r, work: ["runs", "compare", "r1", "nope"], ["'nope'"]),
-    "stage_of_a_run_that_never_existed_without_config": (lambda r, work: ["stage", "train", "--run", "neverexisted"],
-                                                         ["'neverexisted'", "stage ingest", "--config"]),
     "stage_of_a_run_folder_without_run_json": (lambda r, work: ["stage", "train", "--run", "half"],
                                                ["'half'", "no run.json", "not a trainpipe run"]),
     "resume_a_run_folder_without_run_json": (lambda r, work: ["run", "--resume", "half"],
