@@ -137,10 +137,15 @@ def schema_infer(
         from trainpipe.data.io import DataConfig, read_table
         from trainpipe.data.schema import infer_schema, schema_to_yaml
 
+        from trainpipe.output_file import atomic_output, check_output
+
+        if out:
+            check_output(out, "schema.yaml")
         frame, _ = read_table(DataConfig(path=data, target="_"))
         text = schema_to_yaml(infer_schema(frame))
         if out:
-            out.write_text(text)
+            with atomic_output(out, "schema.yaml") as tmp:
+                tmp.write_text(text)
             Console(stderr=True).print(f"wrote {out} ({len(frame.columns)} columns)")
         else:
             sys.stdout.write(text)
@@ -246,9 +251,17 @@ def ui(
     port: int = typer.Option(5000, "--port", help="Port on 127.0.0.1."),
 ):
     """Open the MLflow UI on the local store (mlflow ui, bound to loopback)."""
-    target = _store(None, store)
-    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", target.tracking_uri,
-                               "--host", "127.0.0.1", "--port", str(port)])
+
+    def body(console: Console) -> None:
+        from trainpipe.errors import ConfigError
+
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"--port: expected a port from 1 to 65535, got {port}", key="--port")
+        target = _store(None, store)
+        os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", target.tracking_uri,
+                                   "--host", "127.0.0.1", "--port", str(port)])
+
+    _execute(body, False, False)
 
 
 app.command()(predict)  # defined with the registry commands in cli_models.py

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from trainpipe.errors import ConfigError, DataError, RegistryError
+from trainpipe.output_file import atomic_output
 from trainpipe.registry import check_sha
 
 NUMERIC = ("double", "long", "float", "integer")
@@ -192,8 +192,7 @@ def predict_file(ref: str, data: str, out: str, store, tracking_uri: str | None 
     if chunk_rows < 1:
         raise ConfigError(f"--chunk-rows: must be at least 1 (got {chunk_rows})", key="--chunk-rows")
     out_path = Path(out)
-    tmp = _temp_beside(out_path)  # refuses a bad --out before the model is loaded
-    try:
+    with atomic_output(out_path, "predictions.parquet") as tmp:  # refuses a bad --out before the model is loaded
         path, label = resolve(ref, store, tracking_uri)
         model = load_packaged(path)
         started, total, writer = time.perf_counter(), 0, None
@@ -211,31 +210,10 @@ def predict_file(ref: str, data: str, out: str, store, tracking_uri: str | None 
                 writer.close()
         if writer is None:
             raise DataError(f"{data}: no rows to predict", key="data")
-        os.replace(tmp, out_path)  # a half-written file never has the final name
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # every error path, Ctrl-C included, leaves nothing behind
-        raise
     seconds = time.perf_counter() - started
     return {"model": label, "package": str(path), "data": data, "out": str(out_path), "rows": total,
             "seconds": round(seconds, 3), "rows_per_s": round(total / seconds, 1) if seconds else None,
             "columns": [c for c in pq.read_schema(out_path).names]}
-
-
-def _temp_beside(out_path: Path) -> Path:
-    """An empty, uniquely named file next to --out (two predicts to one file never share it), after checking
-    that --out can be written at all."""
-    if out_path.is_dir():
-        raise ConfigError(f"--out: {out_path} is a folder; give a file such as {out_path / 'predictions.parquet'}",
-                          key="--out")
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    except OSError as exc:
-        blocking = next((p for p in out_path.parents if p.exists() and not p.is_dir()), None)
-        reason = f"{blocking} is a file, not a folder" if blocking else (exc.strerror or str(exc))
-        raise ConfigError(f"--out: cannot write {out_path}: {reason}", key="--out") from None
-    os.close(handle)
-    return Path(name)
 
 
 def scores_of(result: pd.DataFrame, meta: dict) -> np.ndarray:

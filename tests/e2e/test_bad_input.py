@@ -435,6 +435,11 @@ CLI_MISTAKES = {
                                            ["--tracking-uri", "nonsense://x"]),
     "runs_compare_id_with_a_quote": (lambda r, work: ["runs", "compare", "r1", "a'b"], ["a'b", "not a run id"]),
     "runs_compare_unknown_id": (lambda r, work: ["runs", "compare", "r1", "nope"], ["'nope'"]),
+    "recommend_out_is_an_existing_folder": (lambda r, work: ["recommend", "r1", "--users", r["data"], "--out", str(work)],
+                                            ["--out", "is a folder"]),
+    "schema_infer_out_is_an_existing_folder": (lambda r, work: ["schema", "infer", r["data"], "--out", str(work)],
+                                               ["--out", "is a folder"]),
+    "ui_port_out_of_range": (lambda r, work: ["ui", "--port", "-5"], ["--port", "-5"]),
     "stage_of_a_run_folder_without_run_json": (lambda r, work: ["stage", "train", "--run", "half"],
                                                ["'half'", "no run.json", "not a trainpipe run"]),
     "resume_a_run_folder_without_run_json": (lambda r, work: ["run", "--resume", "half"],
@@ -452,7 +457,7 @@ def test_cli_mistake_is_one_line_naming_the_option_and_leaves_nothing_behind(cas
     store = registered["store"]
     argv = args(registered, tmp_path)
     before = _files(store / "runs", tmp_path)
-    proc = cli(*argv, "--store", str(store), cwd=tmp_path, timeout=60)
+    proc = cli(*argv, cwd=tmp_path, env={"TRAINPIPE_HOME": str(store)}, timeout=60)
     assert_one_error_line(proc, *names)
     assert _files(store / "runs", tmp_path) == before, "files left behind"
 
