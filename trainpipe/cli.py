@@ -11,8 +11,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from trainpipe.cli_common import (DebugOpt, JsonOpt, SetOpt, StoreOpt, _at_least_one, _execute, _progress, _reachable,
-                                  _store)
+from trainpipe.cli_common import (DebugOpt, JsonOpt, SetOpt, StoreOpt, _at_least_one, _execute, _progress,
+                                  _reachable, _store)
 from trainpipe.cli_models import models_app, predict
 from trainpipe.cli_ranking import recommend
 from trainpipe.cli_tune import tune
@@ -136,7 +136,6 @@ def schema_infer(
     def body(console: Console) -> None:
         from trainpipe.data.io import DataConfig, read_table
         from trainpipe.data.schema import infer_schema, schema_to_yaml
-
         from trainpipe.output_file import atomic_output, check_output
 
         if out:

@@ -108,7 +108,7 @@ def _at_least_one(value: int, option: str) -> int:
     return value
 
 
-def _reachable(tracking_uri: Optional[str]) -> Optional[str]:
+def _reachable(tracking_uri: str | None) -> str | None:
     """--tracking-uri, after one TCP connection to an http(s) server: MLflow retries a server that does not
     answer for minutes (7 retries, exponential backoff) before it fails; this says so in one line at once."""
     if tracking_uri is None or not tracking_uri.startswith(("http://", "https://")):

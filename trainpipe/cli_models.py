@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from trainpipe.cli_common import DebugOpt, JsonOpt, StoreOpt, TrackingUriOpt, _execute, _reachable, _registry, _store
+from trainpipe.cli_common import (DebugOpt, JsonOpt, StoreOpt, TrackingUriOpt, _execute, _reachable, _registry,
+                                  _store)
 
 models_app = typer.Typer(help="Registered models: versions, aliases, promotion, rollback, history.", no_args_is_help=True)
 

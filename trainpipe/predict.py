@@ -89,9 +89,9 @@ def _from_registry(ref: str, store, tracking_uri: str | None, tried: str | None 
     from trainpipe.tracking import TrackingConfig
 
     if tracking_uri is None and not (store.root / "mlflow.db").exists():
-        raise RegistryError(f"{tried}, and no MLflow store at {store.root} to look it up in (pass --store or "
-                            "--tracking-uri)" if tried else
-                            f"model {ref!r}: no MLflow store at {store.root} (pass --store or --tracking-uri)", key="model")
+        head = f"{tried}, and" if tried else f"model {ref!r}:"
+        raise RegistryError(f"{head} no MLflow store at {store.root} to look it up in (pass --store or --tracking-uri)",
+                            key="model")
     registry = Registry(store, TrackingConfig(uri=tracking_uri))
     if ref.startswith("runs:/"):
         return registry.verified_run_path(ref), ref
@@ -192,7 +192,7 @@ def predict_file(ref: str, data: str, out: str, store, tracking_uri: str | None 
     if chunk_rows < 1:
         raise ConfigError(f"--chunk-rows: must be at least 1 (got {chunk_rows})", key="--chunk-rows")
     out_path = Path(out)
-    with atomic_output(out_path, "predictions.parquet") as tmp:  # refuses a bad --out before the model is loaded
+    with atomic_output(out_path, "predictions.parquet") as tmp:  # a bad --out is refused before the model loads
         path, label = resolve(ref, store, tracking_uri)
         model = load_packaged(path)
         started, total, writer = time.perf_counter(), 0, None

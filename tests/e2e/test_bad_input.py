@@ -435,8 +435,8 @@ CLI_MISTAKES = {
                                            ["--tracking-uri", "nonsense://x"]),
     "runs_compare_id_with_a_quote": (lambda r, work: ["runs", "compare", "r1", "a'b"], ["a'b", "not a run id"]),
     "runs_compare_unknown_id": (lambda r, work: ["runs", "compare", "r1", "nope"], ["'nope'"]),
-    "recommend_out_is_an_existing_folder": (lambda r, work: ["recommend", "r1", "--users", r["data"], "--out", str(work)],
-                                            ["--out", "is a folder"]),
+    "recommend_out_is_an_existing_folder": (
+        lambda r, work: ["recommend", "r1", "--users", r["data"], "--out", str(work)], ["--out", "is a folder"]),
     "schema_infer_out_is_an_existing_folder": (lambda r, work: ["schema", "infer", r["data"], "--out", str(work)],
                                                ["--out", "is a folder"]),
     "ui_port_out_of_range": (lambda r, work: ["ui", "--port", "-5"], ["--port", "-5"]),

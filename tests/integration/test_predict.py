@@ -62,7 +62,8 @@ def test_a_failure_after_chunks_were_written_leaves_no_file_and_no_temporary_fil
     raw.to_csv(tmp_path / "late.csv", index=False)
     out = tmp_path / "out" / "p.parquet"
     with pytest.raises(DataError, match="'tenure_months' should hold numbers"):
-        predict_file(churn_run["run_id"], str(tmp_path / "late.csv"), str(out), Store.locate(str(store)), chunk_rows=700)
+        predict_file(churn_run["run_id"], str(tmp_path / "late.csv"), str(out), Store.locate(str(store)),
+                     chunk_rows=700)
     assert sorted(p.name for p in out.parent.iterdir()) == []
 
 
