@@ -27,7 +27,7 @@ def _client(uri: str):
         return client, {e.experiment_id: e.name for e in client.search_experiments()}
     except Exception as exc:  # noqa: BLE001 - MlflowException, or SQLAlchemy's own for a file that is no database
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunError(f"--tracking-uri: cannot read the MLflow store at {uri}: {detail}",
+        raise RunError(f"cannot read the MLflow store at {uri} (--store / --tracking-uri): {detail}",
                        key="--tracking-uri") from None
 
 
