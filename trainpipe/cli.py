@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ import typer
 from rich.console import Console
 
 from trainpipe.cli_airflow import airflow_app
-from trainpipe.cli_common import DebugOpt, JsonOpt, SetOpt, StoreOpt, _execute, _progress, _store
+from trainpipe.cli_common import (DebugOpt, JsonOpt, SetOpt, StoreOpt, _at_least_one, _execute, _progress,
+                                  _reachable, _store)
 from trainpipe.cli_models import models_app, predict
 from trainpipe.cli_ranking import recommend
 from trainpipe.cli_report import report
@@ -27,6 +29,24 @@ app.add_typer(schema_app, name="schema")
 app.add_typer(models_app, name="models")
 app.add_typer(airflow_app, name="airflow")  # cli_airflow.py
 app.add_typer(team_app, name="team")  # cli_team.py
+
+
+@app.callback(invoke_without_command=True)
+def _main(ctx: typer.Context,
+          version: bool = typer.Option(False, "--version", help="Print trainpipe's version and exit."),
+          as_json: bool = typer.Option(False, "--json", help='With --version: print {"version": ...}.')):
+    """One YAML file to a production training pipeline."""
+    if version:
+        from trainpipe import __version__
+
+        typer.echo(json.dumps({"version": __version__}) if as_json else f"trainpipe {__version__}")
+        raise typer.Exit(0)
+    if as_json:  # the commands take --json after their name
+        raise typer.BadParameter("goes after the command (trainpipe run pipeline.yaml --json) or with --version",
+                                 param_hint="--json")
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
 
 @app.command()
 def run(
@@ -122,11 +142,15 @@ def schema_infer(
     def body(console: Console) -> None:
         from trainpipe.data.io import DataConfig, read_table
         from trainpipe.data.schema import infer_schema, schema_to_yaml
+        from trainpipe.output_file import atomic_output, check_output
 
+        if out:
+            check_output(out, "schema.yaml")
         frame, _ = read_table(DataConfig(path=data, target="_"))
         text = schema_to_yaml(infer_schema(frame))
         if out:
-            out.write_text(text)
+            with atomic_output(out, "schema.yaml") as tmp:
+                tmp.write_text(text)
             Console(stderr=True).print(f"wrote {out} ({len(frame.columns)} columns)")
         else:
             sys.stdout.write(text)
@@ -201,7 +225,8 @@ def runs_list(
     def body(console: Console) -> dict:
         from trainpipe.runs import list_runs
 
-        return {"runs": list_runs(tracking_uri or _store(None, store).tracking_uri, experiment, limit)}
+        _at_least_one(limit, "--limit")
+        return {"runs": list_runs(_reachable(tracking_uri) or _store(None, store).tracking_uri, experiment, limit)}
 
     _execute(body, as_json, debug, render=lambda c, d: c.print(runs_table(d["runs"])))
 
@@ -226,7 +251,7 @@ def runs_compare(
             from trainpipe.errors import RunError
 
             raise RunError(f"--html: {html} is a folder; give a file name such as {html / 'compare.html'}", key="--html")
-        doc = compare_runs(tracking_uri or _store(None, store).tracking_uri, runs)
+        doc = compare_runs(_reachable(tracking_uri) or _store(None, store).tracking_uri, runs)
         if html is not None:
             from trainpipe.reports.build import write_comparison
 
@@ -243,7 +268,12 @@ def ui(
     port: int = typer.Option(5000, "--port", help="Port on 127.0.0.1."),
 ):
     """Open the MLflow UI on the local store (mlflow ui, bound to loopback)."""
+
     def body(console: Console) -> None:
+        from trainpipe.errors import ConfigError
+
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"--port: expected a port from 1 to 65535, got {port}", key="--port")
         target = _store(None, store)  # a wrong --store / TRAINPIPE_HOME is one error line
         os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", target.tracking_uri,
                                    "--host", "127.0.0.1", "--port", str(port)])

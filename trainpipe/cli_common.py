@@ -157,11 +157,42 @@ def _progress(console: Console):
 TrackingUriOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking/registry URI (default: the store's).")
 
 
+def _at_least_one(value: int, option: str) -> int:
+    from trainpipe.errors import ConfigError
+
+    if value < 1:
+        raise ConfigError(f"{option}: must be at least 1 (got {value})", key=option)
+    return value
+
+
+def _reachable(tracking_uri: str | None) -> str | None:
+    """--tracking-uri, after one TCP connection to an http(s) server: MLflow retries a server that does not
+    answer for minutes (7 retries, exponential backoff) before it fails; this says so in one line at once."""
+    if tracking_uri is None or not tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri
+    import socket
+    from urllib.parse import urlparse
+
+    from trainpipe.errors import ConfigError
+
+    try:
+        parsed = urlparse(tracking_uri)
+        address = (parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
+        if not parsed.hostname:
+            raise ValueError("no host name")
+        socket.create_connection(address, timeout=5).close()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ConfigError(f"--tracking-uri: cannot reach {tracking_uri} ({reason})", key="--tracking-uri") from None
+    return tracking_uri
+
+
 def _registry(store: Optional[str], tracking_uri: Optional[str]):
     from trainpipe.errors import RegistryError
     from trainpipe.registry import Registry
     from trainpipe.tracking import TrackingConfig
 
+    tracking_uri = _reachable(tracking_uri)
     target = _store(None, store)
     if tracking_uri is None and not (target.root / "mlflow.db").exists():
         raise RegistryError(f"no MLflow store at {target.root} (pass --store, set TRAINPIPE_HOME or --tracking-uri)",

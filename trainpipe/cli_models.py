@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from trainpipe.cli_common import DebugOpt, JsonOpt, StoreOpt, TrackingUriOpt, _execute, _registry, _store
+from trainpipe.cli_common import (DebugOpt, JsonOpt, StoreOpt, TrackingUriOpt, _execute, _reachable, _registry,
+                                  _store)
 
 models_app = typer.Typer(help="Registered models: versions, aliases, promotion, rollback, history.", no_args_is_help=True)
 
@@ -28,7 +29,7 @@ def predict(
     def body(console: Console) -> dict:
         from trainpipe.predict import predict_file
 
-        return predict_file(model_uri, data, str(out), _store(None, store), tracking_uri, chunk_rows)
+        return predict_file(model_uri, data, str(out), _store(None, store), _reachable(tracking_uri), chunk_rows)
 
     _execute(body, as_json, debug, render=lambda c, d: c.print(
         f"[green]wrote[/] {d['out']}: {d['rows']:,} rows in {d['seconds']:.2f}s ({d['rows_per_s']:,.0f} rows/s) with {d['model']}"))
@@ -90,11 +91,23 @@ def models_promote(
     from trainpipe import registry_render as rr
 
     def body(console: Console) -> dict:
+        version_number("VERSION", version)
+        if expect is not None and expect != "none":
+            version_number("--expect", expect)
         registry = _registry(store, tracking_uri)
         expected = registry.alias_version(name, "champion") if expect is None else (None if expect == "none" else expect)
         return registry.promote(name, version, expected=expected, reason=reason)
 
     _execute(body, as_json, debug, render=lambda c, d: rr.moved_line(c, d, name))
+
+
+def version_number(option: str, value: str) -> None:
+    """A version is MLflow's positive integer; anything else would reach MLflow as part of a model name."""
+    from trainpipe.errors import ConfigError
+
+    if not (value.isascii() and value.isdigit() and int(value) > 0):
+        also = " or 'none'" if option == "--expect" else ""
+        raise ConfigError(f"{option}: expected a version number such as 3{also}, got {value!r}", key=option)
 
 
 @models_app.command("rollback")

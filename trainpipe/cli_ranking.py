@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from trainpipe.cli_common import DebugOpt, JsonOpt, StoreOpt, TrackingUriOpt, _execute, _store
+from trainpipe.cli_common import DebugOpt, JsonOpt, StoreOpt, TrackingUriOpt, _execute, _reachable, _store
 
 
 def load_recommender(model_uri: str, store: Optional[str], tracking_uri: Optional[str]):
@@ -16,7 +16,7 @@ def load_recommender(model_uri: str, store: Optional[str], tracking_uri: Optiona
     from trainpipe.errors import RegistryError
     from trainpipe.predict import load_packaged, resolve
 
-    path, label = resolve(model_uri, _store(None, store), tracking_uri)
+    path, label = resolve(model_uri, _store(None, store), _reachable(tracking_uri))
     model = load_packaged(path)
     if not hasattr(model, "recommender"):
         raise RegistryError(f"model {label} is not a ranking model; use `trainpipe predict` for it", key="model")
@@ -39,6 +39,7 @@ def recommend_file(recommender, label: str, users_file: str, column: str, out: P
 
     from trainpipe.data.io import DataConfig, read_table
     from trainpipe.errors import DataError
+    from trainpipe.output_file import atomic_output
 
     frame, _ = read_table(DataConfig(path=users_file))
     if column not in frame.columns:
@@ -46,8 +47,8 @@ def recommend_file(recommender, label: str, users_file: str, column: str, out: P
                         f"{', '.join(map(str, frame.columns[:12]))})", key="--user-column")
     started = time.perf_counter()
     result = recommender.recommend(frame[column], k=k, exclude_seen=not include_seen, features=frame)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result.to_parquet(out, index=False)
+    with atomic_output(out, "recommendations.parquet") as tmp:
+        result.to_parquet(tmp, index=False)
     seconds = time.perf_counter() - started
     return {"model": label, "out": str(out), "users": int(frame[column].nunique()), "rows": len(result), "k": k,
             "seconds": seconds, "users_per_s": len(frame) / max(seconds, 1e-9)}
@@ -80,6 +81,10 @@ def recommend(
             raise ConfigError("recommend: give --user ID (repeatable) or --users FILE --out OUT.parquet", key="--user")
         if users and out is None:
             raise ConfigError("--out: the batch form (--users FILE) writes a Parquet file; pass --out", key="--out")
+        if out is not None:
+            from trainpipe.output_file import check_output
+
+            check_output(out, "recommendations.parquet")  # before the model loads
         recommender, label = load_recommender(model_uri, store, tracking_uri)
         if users:
             column = user_column or recommender.meta.get("user_column") or "user"

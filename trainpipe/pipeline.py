@@ -99,6 +99,11 @@ class StageContext:
         return read_manifest(self.run_dir / stage) or {}
 
 
+def not_a_run(run_id: str, run_dir: Path) -> str:
+    return (f"run {run_id!r}: the folder {run_dir} exists but has no run.json, so it is not a trainpipe run (or one "
+            "whose creation was interrupted); remove it or use another run id")
+
+
 def new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
@@ -122,6 +127,8 @@ class Run:
         try:
             run_dir.mkdir()  # atomic: of two processes given one --run-id, one gets the run
         except FileExistsError:
+            if not (run_dir / "run.json").exists():
+                raise RunError(not_a_run(run_id, run_dir), key="run") from None
             raise RunError(f"run {run_id} already exists in {store.runs_dir}; use --resume {run_id}", key="run") from None
         (run_dir / "config.yaml").write_text(dump_config(config))  # secrets redacted, env values as ${oc.env:...}
         meta = {"run_id": run_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": config_hash(config),
@@ -142,12 +149,18 @@ class Run:
     def open(cls, store: Store, run_id: str, config: PipelineConfig | None = None) -> "Run":
         run_dir = store.run_dir(run_id)
         meta_path = run_dir / "run.json"
-        if not meta_path.exists():
+        if not run_dir.is_dir():
             raise RunError(f"run {run_id!r} not found in {store.runs_dir} (if the pipeline sets `store:`, pass --store "
                            "or --config)", key="run")
+        if not meta_path.exists():
+            raise RunError(not_a_run(run_id, run_dir), key="run")
         lock = lock_run(run_dir, run_id)
         try:
-            meta = json.loads(meta_path.read_text())
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, ValueError) as exc:
+                raise RunError(f"run {run_id!r}: cannot read {meta_path}: {exc}; the run folder is damaged (start a "
+                               "new run)", key="run") from None
             if config is None:
                 config = cls._recorded_config(run_dir, meta)
             elif config_hash(config) != meta["config_hash"]:
@@ -175,7 +188,11 @@ class Run:
         import yaml
 
         source = run_dir / "config.yaml"
-        doc = yaml.safe_load(source.read_text())
+        try:
+            doc = yaml.safe_load(source.read_text())
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            raise RunError(f"run {run_dir.name!r}: cannot read {source}: {str(exc).splitlines()[0]}; the run folder is "
+                           "damaged (start a new run)", key="run") from None
         hidden = redacted_keys(doc)
         if hidden:
             raise RunError(f"run {run_dir.name}: {source} holds secrets written literally in the pipeline YAML, redacted "
@@ -509,6 +526,19 @@ def _run_stages(run: Run, *, resume: bool, until: str | None, use_cache: bool, o
     return run.summary()
 
 
+def _missing_run(store: Store, run_id: str, name: str, config: PipelineConfig | None) -> str:
+    """Stage NAME of a run that does not exist: every stage must run first, from ingest. Only with a config
+    are the stages in between known (an optional stage such as tune may be off), so only then are they listed."""
+    start = f"`trainpipe stage {STAGE_NAMES[0]} --run {run_id} --config {'PIPELINE.yaml' if config is None else '...'}`"
+    if config is None:
+        return (f"stage {name}: run {run_id!r} does not exist in {store.runs_dir}; a run starts with stage "
+                f"{STAGE_NAMES[0]}: {start} (if the pipeline sets `store:`, pass --store)")
+    before = [s for s in active_stages(config) if STAGE_NAMES.index(s) < STAGE_NAMES.index(name)]
+    return (f"stage {name} needs stage {before[-1]}, which has not completed: run {run_id!r} does not exist yet; "
+            f"start it with {start}, then run {', '.join(before[1:])}" if len(before) > 1 else
+            f"stage {name}: run {run_id!r} does not exist yet; start it with {start}")
+
+
 def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig | None = None,
                   use_cache: bool = True, on_event: Event | None = None, resume_anyway: bool = False,
                   progress: bool = False) -> dict:
@@ -520,11 +550,8 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise RunError(f"stage: unknown stage {name!r}{hint}; stages are {', '.join(STAGE_NAMES)}", key="stage")
     if not store.run_dir(run_id, "--run").exists():
-        needed = [u for u in SPECS[name].upstream if config is None or SPECS[u].active(config)]
-        if needed:
-            raise RunError(f"stage {name} needs stage {needed[-1]}, which has not completed: run {run_id!r} "
-                           f"does not exist yet (start it with `trainpipe stage {STAGE_NAMES[0]} --run {run_id} --config ...`)",
-                           key="stage")
+        if name != STAGE_NAMES[0]:
+            raise RunError(_missing_run(store, run_id, name, config), key="stage")
         if config is None:
             raise RunError(f"run {run_id!r} not found in {store.runs_dir}; pass --config to create it", key="run")
         preflight(config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from collections.abc import Iterator
@@ -17,40 +18,85 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from trainpipe import atomic
-from trainpipe.errors import DataError, RegistryError
+from trainpipe.errors import ConfigError, DataError, RegistryError
+from trainpipe.output_file import atomic_output
+from trainpipe.registry import check_sha
 
 NUMERIC = ("double", "long", "float", "integer")
 
 
-def resolve(ref: str, store, tracking_uri: str | None = None) -> tuple[Path, str]:
-    """MODEL_URI -> verified package folder: `models:/NAME@alias`, `NAME/3`, `runs:/MLFLOW_RUN_ID/model`, a
-    trainpipe run id, or a package folder."""
-    from trainpipe.registry import check_sha
-    from trainpipe.store import is_run_id
+# A bare word that may name a run folder (issue 10's documented run-id pattern). Anything else (a path,
+# NAME@alias, NAME/3) is never looked up under <store>/runs, so it can never be read as a run id.
+RUN_ID_LIKE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# `NAME/3` without `models:/`: the registry's short form, tried when no folder of that name exists.
+SHORT_REGISTRY_REF = re.compile(r"[^/:@]+/\d+")
+MODEL_URI_FORMS = ("models:/NAME@ALIAS, models:/NAME/VERSION, runs:/MLFLOW_RUN_ID/model, a trainpipe run id or a "
+                   "packaged model folder")
 
-    if is_run_id(ref) and store.run_dir(ref).is_dir():  # anything with a '/' is a path or a registry URI
-        record_file = store.run_dir(ref) / "register" / "registered.json"
-        if not record_file.exists():
-            raise RegistryError(f"run {ref}: no packaged model (its register stage has not completed)", key="model")
-        record = json.loads(record_file.read_text())
-        path = store.run_dir(ref) / "register" / "model"
-        check_sha(path, record.get("sha256"), f"of run {ref}")
-        return path, f"run {ref}"
-    if Path(ref).is_dir() and (Path(ref) / "MLmodel").exists():
-        record_file = Path(ref).parent / "registered.json"
+
+def resolve(ref: str, store, tracking_uri: str | None = None) -> tuple[Path, str]:
+    """MODEL_URI -> (verified package folder, label). One reading per form, and the error says which was tried:
+    `models:/...`, `runs:/...` -> the registry; any other `scheme://` -> refused; a bare word naming a run in
+    the store -> that run; an existing folder -> a package (or a run folder); a path to nothing -> "no such
+    folder"; else `NAME`, `NAME@alias` or `NAME/3` in the registry."""
+    if ref.startswith(("models:/", "runs:/")):
+        return _from_registry(ref, store, tracking_uri)
+    if "://" in ref:
+        raise RegistryError(f"model {ref!r}: cannot load a model from {ref.split('://', 1)[0]}:// URIs; give "
+                            f"{MODEL_URI_FORMS} (download the package folder first)", key="model")
+    if RUN_ID_LIKE.fullmatch(ref) and (store.runs_dir / ref).is_dir():
+        return _from_run_folder(store.runs_dir / ref, f"run {ref}")
+    folder = Path(ref).expanduser()
+    if folder.is_dir():
+        return _from_folder(folder, ref)
+    if folder.exists():
+        raise RegistryError(f"model {ref!r}: is a file; give the packaged model's folder (the one holding MLmodel)",
+                            key="model")
+    if ref.startswith((".", "~")) or (os.sep in ref and not SHORT_REGISTRY_REF.fullmatch(ref)):
+        raise RegistryError(f"model {ref!r}: no such folder (read as a path to a packaged model)", key="model")
+    if not RUN_ID_LIKE.fullmatch(ref):  # NAME@alias or NAME/3: only the registry can mean it
+        return _from_registry(ref, store, tracking_uri)
+    return _from_registry(ref, store, tracking_uri, tried=f"model {ref!r}: not a run in {store.runs_dir}, not a folder")
+
+
+def _from_run_folder(run_dir: Path, label: str) -> tuple[Path, str]:
+    record_file = run_dir / "register" / "registered.json"
+    if not record_file.exists():
+        what = "no packaged model (its register stage has not completed)" if (run_dir / "run.json").exists() else \
+            f"folder {run_dir} has no run.json: not a trainpipe run, or one whose creation was interrupted"
+        raise RegistryError(f"{label}: {what}", key="model")
+    record = json.loads(record_file.read_text())
+    path = run_dir / "register" / "model"
+    check_sha(path, record.get("sha256"), f"of {label}")
+    return path, label
+
+
+def _from_folder(folder: Path, ref: str) -> tuple[Path, str]:
+    """A package folder (verified against the registered.json next to it), or a run folder given by path."""
+    if (folder / "MLmodel").exists():
+        record_file = folder.parent / "registered.json"
         expected = json.loads(record_file.read_text()).get("sha256") if record_file.exists() else None
-        check_sha(Path(ref), expected, str(ref))
-        return Path(ref), str(ref)
+        check_sha(folder, expected, str(ref))
+        return folder, str(ref)
+    if (folder / "run.json").exists():
+        return _from_run_folder(folder, f"run folder {ref}")
+    raise RegistryError(f"model {ref!r}: this folder is neither a packaged model (no MLmodel file) nor a trainpipe "
+                        "run folder (no run.json)", key="model")
+
+
+def _from_registry(ref: str, store, tracking_uri: str | None, tried: str | None = None) -> tuple[Path, str]:
     from trainpipe.registry import Registry
     from trainpipe.tracking import TrackingConfig
 
     if tracking_uri is None and not (store.root / "mlflow.db").exists():
-        raise RegistryError(f"model {ref!r}: not a run id, a model folder, or a model in a registry (no MLflow store "
-                            f"at {store.root}; pass --store or --tracking-uri)", key="model")
+        head = f"{tried}, and" if tried else f"model {ref!r}:"
+        raise RegistryError(f"{head} no MLflow store at {store.root} to look it up in (pass --store or --tracking-uri)",
+                            key="model")
     registry = Registry(store, TrackingConfig(uri=tracking_uri))
     if ref.startswith("runs:/"):
         return registry.verified_run_path(ref), ref
+    if tried and not registry.exists(ref):
+        raise RegistryError(f"{tried}, and no registered model of that name in {registry.tracker.uri}", key="model")
     path, mv = registry.verified_path(ref)
     return path, f"{mv.name}/{mv.version}"
 
@@ -99,19 +145,25 @@ def chunks(data: str, meta: dict, rows: int) -> Iterator[tuple[pd.DataFrame, obj
     import pyarrow as pa
 
     path = Path(data)
-    if not path.exists():
-        raise DataError(f"{data}: file not found", key="data")
-    if path.suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-            yield batch.to_pandas(), pa.Table.from_batches([batch])
-    elif path.suffix in (".csv", ".txt") or path.name.endswith(".csv.gz"):
-        text = {c["name"]: "string" for c in meta["inputs"] if c["kind"] == "string"}
-        for frame in pd.read_csv(path, chunksize=rows, dtype=text):
-            yield frame, None
-    else:
+    if not path.is_file():
+        raise DataError(f"{data}: {'is a folder, not a file' if path.is_dir() else 'file not found'}", key="data")
+    parquet = path.suffix in (".parquet", ".pq")
+    if not parquet and not (path.suffix in (".csv", ".txt") or path.name.endswith(".csv.gz")):
         raise DataError(f"{data}: expected a .parquet or .csv file", key="data")
+    try:
+        if parquet:
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+                yield batch.to_pandas(), pa.Table.from_batches([batch])
+        else:
+            text = {c["name"]: "string" for c in meta["inputs"] if c["kind"] == "string"}
+            for frame in pd.read_csv(path, chunksize=rows, dtype=text):
+                yield frame, None
+    except (ValueError, OSError, pa.ArrowException) as exc:  # corrupt Parquet, ragged or undecodable CSV
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        detail = lines[-1] if isinstance(exc, pd.errors.ParserError) else lines[0]  # pandas ends with the line number
+        raise DataError(f"{data}: cannot read it as {'Parquet' if parquet else 'CSV'}: {detail}", key="data") from None
 
 
 def prediction_table(model, frame: pd.DataFrame, source):
@@ -141,13 +193,13 @@ def predict_file(ref: str, data: str, out: str, store, tracking_uri: str | None 
                  chunk_rows: int = 200_000) -> dict:
     import pyarrow.parquet as pq
 
-    path, label = resolve(ref, store, tracking_uri)
-    model = load_packaged(path)
-    started, total, writer = time.perf_counter(), 0, None
+    if chunk_rows < 1:
+        raise ConfigError(f"--chunk-rows: must be at least 1 (got {chunk_rows})", key="--chunk-rows")
     out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    # a half-written file never has the final name, and one that failed or was interrupted is removed
-    with atomic.replacing(out_path) as tmp:
+    with atomic_output(out_path, "predictions.parquet") as tmp:  # a bad --out is refused before the model loads
+        path, label = resolve(ref, store, tracking_uri)
+        model = load_packaged(path)
+        started, total, writer = time.perf_counter(), 0, None
         try:
             for frame, source in chunks(data, model.meta, chunk_rows):
                 check_columns(frame, model.meta, data)

@@ -77,15 +77,23 @@ def _retry_alias(fn, attempts: int = 8):
 
 
 def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
-    """`[models:/]NAME`, `NAME@alias` or `NAME/version` -> (name, alias, version)."""
+    """`[models:/]NAME`, `NAME@alias` or `NAME/version` -> (name, alias, version); anything else is one line
+    (MLflow would answer a malformed name with an exception of its own)."""
     body = ref.removeprefix("models:/")
+    name, alias, version = body, None, None
     if "@" in body:
         name, alias = body.rsplit("@", 1)
-        return name, alias, None
-    match = re.fullmatch(r"(.+)/(\d+)", body)
-    if match:
-        return match.group(1), None, match.group(2)
-    return body, None, None
+    elif match := re.fullmatch(r"(.+)/(\d+)", body):
+        name, version = match.group(1), match.group(2)
+    if not name or not valid_name(name) or (alias is not None and not alias):
+        raise RegistryError(f"model {ref!r}: expected NAME, NAME@ALIAS or NAME/VERSION (VERSION a number, NAME "
+                            "without '/' or ':'), optionally after models:/", key="model")
+    return name, alias, version
+
+
+def valid_name(name: str) -> bool:
+    """MLflow refuses registered-model names with '/' or ':'."""
+    return not ("/" in name or ":" in name)
 
 
 class Registry:
@@ -101,6 +109,9 @@ class Registry:
 
     # -- reading ------------------------------------------------------------------------------
     def _model(self, name: str):
+        if not name or not valid_name(name):
+            raise RegistryError(f"model {name!r}: not a registered model name (names cannot be empty or contain '/' "
+                                "or ':')", key="model")
         try:
             return self.client.get_registered_model(name)
         except Exception as exc:
@@ -249,6 +260,7 @@ class Registry:
         return stack[-2] if len(stack) >= 2 else None
 
     def rollback(self, name: str, reason: str = "rollback") -> dict:
+        self._model(name)  # an unknown name says so, not "no champion"
         current = self.alias_version(name, "champion")
         if current is None:
             raise RegistryError(f"model {name!r} has no champion to roll back", key="model")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from trainpipe.errors import RunError
 from trainpipe.evaluation.metrics import PRIMARY
 from trainpipe.tracking import HISTORY_PREFIX
 
+RUN_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # trainpipe run ids and MLflow's hex run ids
+
 
 def _client(uri: str):
+    """(client, {experiment id: name}); a store MLflow cannot open is one line, not MLflow's exception."""
     import logging
     from pathlib import Path
 
@@ -19,7 +23,13 @@ def _client(uri: str):
         raise RunError(f"--store: no MLflow store at {uri.removeprefix('sqlite:///')} (run a pipeline first, or pass "
                        "--store / --tracking-uri)", key="store")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    return MlflowClient(tracking_uri=uri)
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        return client, {e.experiment_id: e.name for e in client.search_experiments()}
+    except Exception as exc:  # noqa: BLE001 - MlflowException, or SQLAlchemy's own for a file that is no database
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunError(f"cannot read the MLflow store at {uri} (--store / --tracking-uri): {detail}",
+                       key="--tracking-uri") from None
 
 
 def _row(run, experiments: dict) -> dict:
@@ -37,8 +47,7 @@ def _row(run, experiments: dict) -> dict:
 
 
 def list_runs(uri: str, experiment: str | None = None, limit: int = 20) -> list[dict]:
-    client = _client(uri)
-    experiments = {e.experiment_id: e.name for e in client.search_experiments()}
+    client, experiments = _client(uri)
     if experiment:
         ids = [i for i, name in experiments.items() if name == experiment]
         if not ids:
@@ -53,6 +62,8 @@ def list_runs(uri: str, experiment: str | None = None, limit: int = 20) -> list[
 
 
 def _find(client, ref: str, experiment_ids: list[str]):
+    if not RUN_REF.fullmatch(ref):  # it would be pasted into an MLflow filter string
+        raise RunError(f"runs compare: {ref!r} is not a run id (letters, digits, '.', '_' and '-' only)", key="run")
     found = client.search_runs(experiment_ids, filter_string=f"tags.`trainpipe.run_id` = '{ref}'", max_results=1)
     if found:
         return found[0]
@@ -65,8 +76,8 @@ def _find(client, ref: str, experiment_ids: list[str]):
 def compare_runs(uri: str, refs: list[str]) -> dict:
     if len(refs) < 2:
         raise RunError("runs compare: give at least two run ids", key="run")
-    client = _client(uri)
-    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    client, experiments = _client(uri)
+    experiment_ids = list(experiments)
     runs = [_find(client, ref, experiment_ids) for ref in refs]
     labels = [r.data.tags.get("trainpipe.run_id", r.info.run_id[:12]) for r in runs]
     param_names = sorted(set().union(*(r.data.params for r in runs)))

@@ -536,3 +536,127 @@ def test_resume_refuses_a_run_folder_that_is_a_symlink_out_of_the_store(bc_confi
     (run_store / "runs" / "planted").symlink_to(tmp_path / "moved")
     proc = cli("run", "--resume", "planted", cwd=tmp_path)
     assert_one_error_line(proc, "--resume: ", "outside")
+
+
+# --------------------------------------------------------------------------------------------------
+# Command-line mistakes outside `run`: predict, models, runs, stage, --resume.
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def registered(data_dir, migrated_mlflow_db, tmp_path_factory) -> dict:
+    """One store holding run `r1`, registered as model `bc` v1 @champion, plus a run folder without run.json
+    (`half`, as a creation killed before run.json leaves it) and a closed port for an unreachable server."""
+    import socket
+
+    folder = tmp_path_factory.mktemp("registered")
+    store = seed_store(folder / "store", migrated_mlflow_db)
+    doc = {"name": "bc", "task": "binary", "store": str(store),
+           "data": {"path": str(data_dir / "bc.parquet"), "target": "diagnosis", "positive_class": "malignant"},
+           "model": {"type": "xgboost", "params": {"n_estimators": 20, "max_depth": 3}}, "training": {"threads": 1}}
+    (folder / "pipeline.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    proc = subprocess.run([sys.executable, "-m", "trainpipe", "run", str(folder / "pipeline.yaml"), "--run-id", "r1"],
+                          capture_output=True, text=True, cwd=folder, timeout=240, check=False,
+                          env={**os.environ, "TRAINPIPE_HOME": str(store)})
+    assert proc.returncode == 0, proc.stderr
+    (store / "runs" / "half").mkdir()
+    with socket.socket() as probe:  # bound then closed: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return {"store": store, "config": folder / "pipeline.yaml", "data": str(data_dir / "bc.parquet"),
+            "package": str(store / "runs" / "r1" / "register" / "model"), "server": f"http://127.0.0.1:{port}"}
+
+
+def _predict(model: str, *extra: str):
+    return lambda r, work: ["predict", model, r["data"], "--out", str(work / "p.parquet"), *extra]
+
+
+def _corrupt_parquet(work: Path) -> str:
+    (work / "x.parquet").write_bytes(b"PAR1" + bytes(500))
+    return str(work / "x.parquet")
+
+
+# (CLI arguments given the `registered` fixture and an empty work folder, names the error line must contain)
+CLI_MISTAKES = {
+    "predict_model_folder_that_does_not_exist": (lambda r, work: _predict(str(work / "nope"))(r, work),
+                                                 ["nope", "no such folder"]),
+    "predict_model_relative_path_that_does_not_exist": (_predict("./nope"), ["'./nope'", "no such folder"]),
+    "predict_model_http_uri": (_predict("http://example.com/model"), ["'http://example.com/model'", "http://"]),
+    "predict_model_name_neither_run_folder_nor_registered": (_predict("nosuchthing"),
+                                                             ["'nosuchthing'", "not a run", "not a folder",
+                                                              "no registered model"]),
+    "predict_model_ref_with_slashes_in_the_name": (_predict("models:/a/b/c"), ["'models:/a/b/c'", "NAME/VERSION"]),
+    "predict_run_folder_without_run_json": (_predict("half"), ["half", "no run.json", "not a trainpipe run"]),
+    "predict_out_is_an_existing_folder": (lambda r, work: ["predict", "r1", r["data"], "--out", str(work)],
+                                          ["--out", "is a folder"]),
+    "predict_out_below_a_file": (lambda r, work: ["predict", "r1", r["data"], "--out", r["data"] + "/p.parquet"],
+                                 ["--out", "bc.parquet is a file"]),
+    "predict_chunk_rows_zero": (_predict("r1", "--chunk-rows", "0"), ["--chunk-rows", "at least 1", "got 0"]),
+    "predict_chunk_rows_negative": (_predict("r1", "--chunk-rows", "-5"), ["--chunk-rows", "got -5"]),
+    "predict_data_is_a_folder": (lambda r, work: ["predict", "r1", str(work), "--out", str(work / "p.parquet")],
+                                 ["is a folder, not a file"]),
+    "predict_data_corrupt_parquet": (lambda r, work: ["predict", "r1", _corrupt_parquet(work), "--out",
+                                                      str(work / "p.parquet")], ["x.parquet", "Parquet"]),
+    "predict_unreachable_tracking_server": (lambda r, work: _predict("models:/bc@champion", "--tracking-uri",
+                                                                     r["server"])(r, work),
+                                            ["--tracking-uri", "cannot reach"]),
+    "promote_version_not_a_number": (lambda r, work: ["models", "promote", "bc", "abc"], ["VERSION", "'abc'"]),
+    "promote_expect_not_a_number": (lambda r, work: ["models", "promote", "bc", "1", "--expect", "v1"],
+                                    ["--expect", "'v1'"]),
+    "describe_version_not_a_number": (lambda r, work: ["models", "describe", "bc/abc"], ["'bc/abc'", "NAME/VERSION"]),
+    "history_name_with_a_slash": (lambda r, work: ["models", "history", "a/b"], ["'a/b'", "'/'"]),
+    "list_versions_of_a_name_with_a_colon": (lambda r, work: ["models", "list", "a:b"], ["'a:b'"]),
+    "rollback_unknown_model": (lambda r, work: ["models", "rollback", "nope"], ["'nope'", "no registered model"]),
+    "models_list_unreachable_tracking_server": (lambda r, work: ["models", "list", "--tracking-uri", r["server"]],
+                                                ["--tracking-uri", "cannot reach"]),
+    "runs_list_limit_negative": (lambda r, work: ["runs", "list", "--limit", "-1"], ["--limit", "got -1"]),
+    "runs_list_limit_zero": (lambda r, work: ["runs", "list", "--limit", "0"], ["--limit", "got 0"]),
+    "runs_list_unreachable_tracking_server": (lambda r, work: ["runs", "list", "--tracking-uri", r["server"]],
+                                              ["--tracking-uri", "cannot reach"]),
+    "runs_list_unsupported_tracking_uri": (lambda r, work: ["runs", "list", "--tracking-uri", "nonsense://x"],
+                                           ["--tracking-uri", "nonsense://x"]),
+    "runs_compare_id_with_a_quote": (lambda r, work: ["runs", "compare", "r1", "a'b"], ["a'b", "not a run id"]),
+    "runs_compare_unknown_id": (lambda r, work: ["runs", "compare", "r1", "nope"], ["'nope'"]),
+    "recommend_out_is_an_existing_folder": (
+        lambda r, work: ["recommend", "r1", "--users", r["data"], "--out", str(work)], ["--out", "is a folder"]),
+    "schema_infer_out_is_an_existing_folder": (lambda r, work: ["schema", "infer", r["data"], "--out", str(work)],
+                                               ["--out", "is a folder"]),
+    "ui_port_out_of_range": (lambda r, work: ["ui", "--port", "-5"], ["--port", "-5"]),
+    "stage_of_a_run_folder_without_run_json": (lambda r, work: ["stage", "train", "--run", "half"],
+                                               ["'half'", "no run.json", "not a trainpipe run"]),
+    "resume_a_run_folder_without_run_json": (lambda r, work: ["run", "--resume", "half"],
+                                             ["'half'", "no run.json", "not a trainpipe run"]),
+}
+
+
+def _files(*folders: Path) -> set[str]:
+    return {str(p) for folder in folders for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("case", list(CLI_MISTAKES))
+def test_cli_mistake_is_one_line_naming_the_option_and_leaves_nothing_behind(case, registered, tmp_path, cli):
+    args, names = CLI_MISTAKES[case]
+    store = registered["store"]
+    argv = args(registered, tmp_path)
+    before = _files(store / "runs", tmp_path)
+    proc = cli(*argv, cwd=tmp_path, env={"TRAINPIPE_HOME": str(store)}, timeout=60)
+    assert_one_error_line(proc, *names)
+    assert _files(store / "runs", tmp_path) == before, "files left behind"
+
+
+def test_stage_of_a_run_that_never_existed_names_the_active_stages_not_tune(registered, tmp_path, cli):
+    """Tuning is off in this config: the missing stage is features, and the run starts with ingest."""
+    proc = cli("stage", "train", "--run", "neverexisted", "--config", str(registered["config"]), cwd=tmp_path)
+    line = assert_one_error_line(proc, "needs stage features", "stage ingest --run neverexisted")
+    assert "tune" not in line
+    proc = cli("stage", "train", "--run", "neverexisted", "--store", str(registered["store"]), cwd=tmp_path)
+    assert "tune" not in assert_one_error_line(proc, "stage ingest")
+    assert not (registered["store"] / "runs" / "neverexisted").exists()
+
+
+@pytest.mark.parametrize("as_path", ["absolute", "relative"])
+def test_predict_reads_an_existing_package_folder_as_a_path_not_a_run_id(as_path, registered, tmp_path, cli_json):
+    package = Path(registered["package"])
+    model = str(package) if as_path == "absolute" else os.path.relpath(package, tmp_path)
+    code, doc = cli_json("predict", model, registered["data"], "--out", str(tmp_path / "p.parquet"),
+                         "--store", str(registered["store"]), cwd=tmp_path)
+    assert code == 0, doc
+    assert doc["model"] == model and doc["rows"] == 569

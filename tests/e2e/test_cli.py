@@ -163,6 +163,15 @@ def test_init_and_run_other_tasks(cli_json, tmp_path, store, task, target):
     assert headline > (0.8 if task == "multiclass" else 0.2)
 
 
+def test_version_prints_the_package_version_as_text_and_json(cli):
+    from trainpipe import __version__
+
+    proc = cli("--version")
+    assert proc.returncode == 0 and proc.stdout == f"trainpipe {__version__}\n"
+    proc = cli("--version", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout) == {"version": __version__}
+
+
 def test_help_does_not_import_heavy_libraries(cli):
     proc = cli("--help")
     assert proc.returncode == 0 and "run" in proc.stdout

@@ -54,6 +54,19 @@ def test_predict_refuses_missing_columns_text_in_numbers_and_a_changed_package(c
         predict_file(churn_run["run_id"], str(data_dir / "churn.csv"), str(tmp_path / "o.parquet"), target)
 
 
+def test_a_failure_after_chunks_were_written_leaves_no_file_and_no_temporary_file(churn_run, data_dir, store, tmp_path):
+    """Text in a numeric column only in the last of five chunks: four chunks were already written."""
+    raw = pd.read_csv(data_dir / "churn.csv")
+    raw["tenure_months"] = raw["tenure_months"].astype(object)
+    raw.loc[2900, "tenure_months"] = "unknown"
+    raw.to_csv(tmp_path / "late.csv", index=False)
+    out = tmp_path / "out" / "p.parquet"
+    with pytest.raises(DataError, match="'tenure_months' should hold numbers"):
+        predict_file(churn_run["run_id"], str(tmp_path / "late.csv"), str(out), Store.locate(str(store)),
+                     chunk_rows=700)
+    assert sorted(p.name for p in out.parent.iterdir()) == []
+
+
 def test_datetime_columns_are_features_and_predict_parses_them_from_csv(churn_config, data_dir, store, tmp_path):
     frame = pd.read_csv(data_dir / "churn.csv").head(1500)
     frame["signup"] = pd.Timestamp("2023-01-01") + pd.to_timedelta(frame.index * 7, unit="h")

@@ -31,7 +31,14 @@ def add_version(registry: Registry, tmp_path: Path, name: str = "churn", content
 def test_parse_ref():
     assert parse_ref("models:/churn@champion") == ("churn", "champion", None)
     assert parse_ref("churn/3") == ("churn", None, "3")
-    assert parse_ref("team/churn") == ("team/churn", None, None)
+    assert parse_ref("churn") == ("churn", None, None)
+
+
+@pytest.mark.parametrize("ref", ["team/churn", "churn/abc", "models:/a/b/c", "churn:1", "churn@", "@champion", ""])
+def test_parse_ref_refuses_what_mlflow_cannot_name_in_one_line(ref):
+    """MLflow refuses names with '/' or ':' with an exception of its own (an internal error for the CLI)."""
+    with pytest.raises(RegistryError, match="expected NAME, NAME@ALIAS or NAME/VERSION"):
+        parse_ref(ref)
 
 
 def test_versions_are_numbered_and_described_with_their_tags(registry, tmp_path):
