@@ -497,13 +497,13 @@ def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | N
     run = Run.open(store, resume, config) if resume else Run.create(config, store, run_id)
     try:
         return _run_stages(run, resume=bool(resume), until=until, use_cache=use_cache, on_event=on_event,
-                           resume_anyway=resume_anyway)
+                           resume_anyway=resume_anyway, progress=progress)
     finally:
         run.release()
 
 
 def _run_stages(run: Run, *, resume: bool, until: str | None, use_cache: bool, on_event: Event | None,
-                resume_anyway: bool) -> dict:
+                resume_anyway: bool, progress: bool) -> dict:
     if resume:
         preflight(run.config)
         if run.meta.get("mlflow_run_id"):

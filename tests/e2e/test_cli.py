@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from trainpipe.datasets import breast_cancer
 
 STAGES = ["ingest", "validate", "split", "features", "train", "evaluate", "gate", "register"]
 
