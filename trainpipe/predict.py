@@ -25,20 +25,17 @@ NUMERIC = ("double", "long", "float", "integer")
 def resolve(ref: str, store, tracking_uri: str | None = None) -> tuple[Path, str]:
     """MODEL_URI -> verified package folder: `models:/NAME@alias`, `NAME/3`, `runs:/MLFLOW_RUN_ID/model`, a
     trainpipe run id, or a package folder."""
-    from trainpipe.registry import check_sha
-
     if store.run_dir(ref).is_dir():
         record_file = store.run_dir(ref) / "register" / "registered.json"
         if not record_file.exists():
             raise RegistryError(f"run {ref}: no packaged model (its register stage has not completed)", key="model")
-        record = json.loads(record_file.read_text())
         path = store.run_dir(ref) / "register" / "model"
-        check_sha(path, record.get("sha256"), f"of run {ref}")
+        verify_run_package(path, ref, store, tracking_uri, f"of run {ref}")
         return path, f"run {ref}"
     if Path(ref).is_dir() and (Path(ref) / "MLmodel").exists():
-        record_file = Path(ref).parent / "registered.json"
-        expected = json.loads(record_file.read_text()).get("sha256") if record_file.exists() else None
-        check_sha(Path(ref), expected, str(ref))
+        folder = Path(ref).resolve()
+        in_run = folder.parent.name == "register" and folder.parent.parent.parent == store.runs_dir.resolve()
+        verify_run_package(Path(ref), folder.parent.parent.name if in_run else None, store, tracking_uri, str(ref))
         return Path(ref), str(ref)
     from trainpipe.registry import Registry
     from trainpipe.tracking import TrackingConfig
@@ -51,6 +48,28 @@ def resolve(ref: str, store, tracking_uri: str | None = None) -> tuple[Path, str
         return registry.verified_run_path(ref), ref
     path, mv = registry.verified_path(ref)
     return path, f"{mv.name}/{mv.version}"
+
+
+def verify_run_package(path: Path, run_id: str | None, store, tracking_uri: str | None, label: str) -> None:
+    """A run folder's package: checked against the SHA-256 the registry holds for the version that run
+    registered. Only when there is no registry (the store's own, or --tracking-uri) or the run registered
+    nothing does the `registered.json` next to the package give the expected value: a file that whoever
+    edits the package can edit too, so it catches accidents, not tampering."""
+    from trainpipe.registry import SHA_TAG, check_sha
+
+    if run_id is not None and (tracking_uri is not None or (store.root / "mlflow.db").exists()):
+        from trainpipe.packaging import tree_sha256
+        from trainpipe.registry import Registry
+        from trainpipe.tracking import TrackingConfig
+
+        versions = Registry(store, TrackingConfig(uri=tracking_uri)).run_versions(run_id)
+        if versions:
+            expected = [mv.tags.get(SHA_TAG) for mv in versions]
+            if tree_sha256(path) not in expected:  # older stores may hold several versions of one run
+                check_sha(path, expected[0], f"{label} (registered as {versions[0].name}/{versions[0].version})")
+            return
+    record_file = path.parent / "registered.json"
+    check_sha(path, json.loads(record_file.read_text()).get("sha256") if record_file.exists() else None, label)
 
 
 def load_packaged(path: Path):

@@ -13,12 +13,18 @@ import numpy as np
 
 
 def _cis(per_user_file, names, seed: int, resamples: int = 200) -> dict[str, list[float]]:
-    """Bootstrap intervals of the per-user test metrics (the model card's CI column)."""
-    from trainpipe.evaluation.gates import metric_ci
+    """Bootstrap intervals of the per-user test metrics (the model card's CI column), all on the same
+    resampled users."""
+    from trainpipe.evaluation.bootstrap import bootstrap_values, interval, prepare
 
     with np.load(per_user_file) as f:
-        return {n: metric_ci("ranking", n, np.zeros(len(f[n])), f[n], resamples=resamples, seed=seed)
-                for n in names if n in f.files and len(f[n])}
+        present = {n: f[n] for n in names if n in f.files and len(f[n])}
+    if not present:
+        return {}
+    users = len(next(iter(present.values())))
+    values = bootstrap_values(resamples, seed, users, [prepare("ranking", n, np.zeros(users), v)
+                                                       for n, v in present.items()])
+    return {n: interval(v, 0.95) for n, v in zip(present, values)}
 
 
 def register(ctx) -> dict:
