@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import numpy as np
 
@@ -68,9 +69,10 @@ def register(ctx) -> dict:
         for split in ("validation", "test"):
             card_metrics[split].update({f"{baseline}_{k}": v for k, v in values[split].items()
                                         if k in per_user_names(ranking)})
+    began = time.perf_counter()
+    cis = _cis(ctx.upstream("evaluate") / "test_per_user.npz", per_user_names(ranking), config.seed)
+    seconds = round(time.perf_counter() - began, 3)
     card = render_card(name=name, config=config, split=json.loads((ctx.upstream("split") / "split.json").read_text()),
-                       metrics=card_metrics, cis=_cis(ctx.upstream("evaluate") / "test_per_user.npz",
-                                                      per_user_names(ranking), config.seed),
-                       decision=decision, lineage=lineage)
+                       metrics=card_metrics, cis=cis, decision=decision, lineage=lineage)
     (ctx.stage_dir / "model_card.md").write_text(card)
-    return finish_registration(ctx, name, sha, lineage, card, decision)
+    return finish_registration(ctx, name, sha, lineage, card, decision, interval_seconds=seconds)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 from trainpipe.errors import RegistryError, RunError
@@ -93,21 +94,25 @@ def register_tabular(ctx, decision: dict) -> dict:
     y = np.load(ctx.upstream("features") / "y_test.npy")
     scores = np.load(ctx.upstream("evaluate") / "test_scores.npy")
     metrics = json.loads((ctx.upstream("evaluate") / "metrics.json").read_text())
+    began = time.perf_counter()
     cis = metric_cis(config.task, list(metrics.get("test", {})), y, scores, seed=config.seed,
                      threshold=config.evaluation.threshold)
+    seconds = round(time.perf_counter() - began, 3)  # in the stage summary: benchmarks/bench_skeleton.py reports it
     lineage = lineage_tags(ctx, decision, sha)
     name = model_name(config)
     card = render_card(name=name, config=config, split=json.loads((ctx.upstream("split") / "split.json").read_text()),
                        metrics=metrics, cis=cis, decision=decision, lineage=lineage)
     (ctx.stage_dir / "model_card.md").write_text(card)
 
-    return finish_registration(ctx, name, sha, lineage, card, decision)
+    return finish_registration(ctx, name, sha, lineage, card, decision, interval_seconds=seconds)
 
 
-def finish_registration(ctx, name: str, sha: str, lineage: dict, card: str, decision: dict) -> dict:
+def finish_registration(ctx, name: str, sha: str, lineage: dict, card: str, decision: dict, *,
+                        interval_seconds: float | None = None) -> dict:
     """Register the packaged `model/` folder (any task): challenger, then champion under the promotion policy."""
     record = {"registry": "disabled", "name": name, "version": None, "aliases": [], "promoted": False,
-              "sha256": sha, "package": str(ctx.run_dir / "register" / "model"), "note": None}
+              "sha256": sha, "package": str(ctx.run_dir / "register" / "model"), "note": None,
+              "interval_seconds": interval_seconds}
     if registry_enabled(ctx.config):
         registry = Registry(ctx.store, ctx.config.tracking)
         version = registry.create_version(name, ctx.stage_dir / "model", _mlflow_run_id(ctx), lineage, card)
@@ -194,5 +199,6 @@ def _result(ctx, record: dict) -> dict:
     return {
         "outputs": {"model": "model", "card": "model_card.md", "registered": "registered.json"},
         "artifacts": ["model_card.md", "registered.json"],
-        "summary": {k: record.get(k) for k in ("registry", "name", "version", "aliases", "promoted", "note")},
+        "summary": {k: record.get(k) for k in ("registry", "name", "version", "aliases", "promoted", "note",
+                                               "interval_seconds")},
     }
