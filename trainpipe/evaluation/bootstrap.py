@@ -41,23 +41,28 @@ def _prefix_sums(A: np.ndarray) -> np.ndarray:
 
 
 def _roc_auc(y: np.ndarray, p: np.ndarray) -> Prepared:
-    """Weighted AUC, half credit for ties, from one sort of the negatives' scores.
+    """Weighted AUC, half credit for ties, from one sort of each class's scores.
 
     For each positive, `lo`/`hi` count the negatives scored below / at most its score (found once by
     binary search). On a resample, the weight of the negatives below a positive is then a prefix sum of
     the negatives' weights in score order, read at `lo`; ties add half the weight between `lo` and `hi`.
-    Per block: gathers, one cumulative sum and one weighted sum, no per-resample sort. The gathers read
-    memory in order when the rows are laid out by score (`by_score`)."""
+    Per block: gathers, one cumulative sum and one weighted sum, no per-resample sort. Both classes are
+    taken in score order, so the prefix sums are read in order; the gathers of W read memory in order
+    too when the rows are laid out by this score (`by_score`)."""
     neg, pos = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
-    neg = neg[np.argsort(p[neg], kind="stable")]
+    neg, pos = neg[np.argsort(p[neg], kind="stable")], pos[np.argsort(p[pos], kind="stable")]
     sorted_neg = p[neg]
     lo, hi = np.searchsorted(sorted_neg, p[pos], "left"), np.searchsorted(sorted_neg, p[pos], "right")
+    ties = not np.array_equal(lo, hi)
 
     def fn(W: np.ndarray, total: np.ndarray) -> np.ndarray:
         below = _prefix_sums(np.take(W, neg, axis=1))
         Wp = np.take(W, pos, axis=1)
         credit = np.take(below, lo, axis=1)
-        credit += np.take(below, hi, axis=1)  # below(lo) + below(hi) = 2·below + ties
+        if ties:
+            credit += np.take(below, hi, axis=1)  # below(lo) + below(hi) = 2·below + ties
+        else:
+            credit *= 2
         with np.errstate(invalid="ignore", divide="ignore"):
             return 0.5 * np.einsum("ij,ij->i", credit, Wp, dtype=np.float64) / (
                 Wp.sum(axis=1, dtype=np.float64) * below[:, -1])
