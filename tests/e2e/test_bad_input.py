@@ -370,7 +370,7 @@ def test_a_tiny_table_fails_the_gate_on_too_few_test_rows_and_registers_nothing(
     proc = cli("run", str(path), cwd=path.parent)
     assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
-    assert "4 test rows < gates.min_test_rows 50" in line and "[gates.min_test_rows]" in line, line
+    assert "4 test rows < gates.min_test_rows 20" in line and "[gates.min_test_rows]" in line, line
     (run_dir,) = (run_store / "runs").iterdir()
     assert not (run_dir / "register").exists() and (run_dir / "gate.failed" / "decision.json").exists()
     from mlflow.tracking import MlflowClient

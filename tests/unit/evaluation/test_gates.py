@@ -132,9 +132,9 @@ def test_an_identical_champion_rescored_with_float_noise_passes_the_regression_c
 
 
 def test_too_few_test_rows_fail_the_gate_naming_the_key():
-    (check,) = g.size_checks(4, 50, "test rows")
+    (check,) = g.size_checks(4, 20, "test rows")
     assert not check["passed"] and check["key"] == "gates.min_test_rows"
-    assert "4 test rows < gates.min_test_rows 50" in check["reason"]
-    assert g.size_checks(50, 50, "test users")[0]["passed"]
+    assert "4 test rows < gates.min_test_rows 20" in check["reason"]
+    assert g.size_checks(20, 20, "test users")[0]["passed"]
     assert g.size_checks(4, 0, "test rows") == []  # 0 turns the check off
-    assert g.GatesConfig().min_test_rows == 50
+    assert g.GatesConfig().min_test_rows == 20
