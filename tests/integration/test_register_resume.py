@@ -10,6 +10,7 @@ version or a second audit entry. tests/e2e/test_register_kill.py kills real proc
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,14 @@ def moves(registry: Registry) -> list[tuple]:
     return [(e["alias"], e["from"], e["to"], e["action"], e["run"]) for e in registry.history("bc")]
 
 
+def cut_short(store: Store) -> None:
+    """A killed register stage leaves no `register/` folder (its temporary folder is discarded)."""
+    shutil.rmtree(store.run_dir("r1") / "register")
+
+
 def test_register_again_reports_the_same_version_and_changes_nothing(registered):
     store, registry = registered
+    registry.client.delete_registered_model_alias("bc", "challenger")  # moved by hand since: stays so
     before = (moves(registry), registry.aliases("bc"), audit_keys(registry))
     summary = run_one_stage(store, "r1", "register")
     assert summary["registered"]["version"] == "1" and summary["registered"]["already_registered"]
@@ -60,6 +67,7 @@ def test_a_version_left_without_aliases_by_a_kill_gets_them_on_resume(registered
         registry.client.delete_registered_model_alias("bc", alias)
     for key in audit_keys(registry):
         registry.client.delete_registered_model_tag("bc", key)
+    cut_short(store)
     run_pipeline(None, store, resume="r1")  # the whole run: the gate keeps its decision, register completes
     assert registry.aliases("bc") == {"challenger": "1", "champion": "1"}
     assert moves(registry) == [("challenger", None, "1", "challenger", "r1"), ("champion", None, "1", "auto-promote", "r1")]
@@ -70,6 +78,7 @@ def test_an_alias_moved_without_its_audit_entry_is_recorded_once_on_resume(regis
     store, registry = registered
     champion_entry = [k for k in audit_keys(registry) if '"champion"' in registry.client.get_registered_model("bc").tags[k]]
     registry.client.delete_registered_model_tag("bc", champion_entry[0])  # killed between the move and its entry
+    cut_short(store)
     run_one_stage(store, "r1", "register")
     run_one_stage(store, "r1", "register")
     champion_moves = [m for m in moves(registry) if m[0] == "champion"]

@@ -8,10 +8,11 @@ the gate but stays challenger), or when there was none; that move is compare-and
 moved by someone else meanwhile is left alone and said so.
 
 Idempotent per run: a run registers at most one version. Run again (a resume, `trainpipe stage register`
-on a finished run, a resume after a kill mid-register), it finds that version, copies its registered
-package back into the run folder and completes only the alias moves that are missing — a kill between
-creating the version and moving an alias, or between moving it and writing the audit entry — so
-nothing that is in place changes and no second version appears.
+on a finished run, a resume after a kill mid-register), it finds that version and copies its registered
+package back into the run folder. After a register that finished, it touches no alias; after one that was
+cut short (no `register/registered.json` naming the version), it completes only the alias moves that are
+missing — a kill between creating the version and moving an alias, or between moving it and writing the
+audit entry. No second version appears either way.
 """
 
 from __future__ import annotations
@@ -131,11 +132,18 @@ def complete_registration(ctx, registry: Registry, name: str, version: str, deci
                             key="model") from None
     shutil.copytree(path, ctx.stage_dir / "model")
     (ctx.stage_dir / "model_card.md").write_text(mv.description or "")
+    finished_file = ctx.upstream("register") / "registered.json"  # there only if that register ran to the end
+    finished = json.loads(finished_file.read_text()) if finished_file.exists() else {}
+    if (finished.get("name"), finished.get("version")) == (name, version):  # nothing was cut short: touch nothing
+        moves = {"aliases": sorted(a for a, v in registry.aliases(name).items() if v == version),
+                 "promoted": finished.get("promoted", False), "note": finished.get("note")}
+    else:
+        moves = settle_aliases(ctx, registry, name, version, decision)
     record = {"registry": "mlflow", "name": name, "version": version, "sha256": mv.tags.get(SHA_TAG),
-              "package": str(ctx.run_dir / "register" / "model"), "already_registered": True,
-              **settle_aliases(ctx, registry, name, version, decision)}
+              "package": str(ctx.run_dir / "register" / "model"), "already_registered": True, **moves}
     done = f"run {ctx.run_id} already registered {name} v{version}"
-    record["note"] = f"{done}; {record['note']}" if record["note"] else done
+    if not (record["note"] or "").startswith(done):
+        record["note"] = f"{done}; {record['note']}" if record["note"] else done
     return _result(ctx, record)
 
 
