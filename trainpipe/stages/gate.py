@@ -104,6 +104,15 @@ def run(ctx) -> dict:
     return decide(ctx, decision, checks)
 
 
+def idle_tracking(ctx) -> None:
+    """Let this run's MLflow worker thread finish what it queued before this thread opens the registry.
+    Two threads importing MLflow at once can meet inside its circular imports (`ImportError: cannot import
+    name '_get_store' from partially initialized module 'mlflow.tracking'`), e.g. when a resumed run's
+    worker is still reopening its MLflow run. Later calls start the worker again."""
+    if ctx.tracking is not None:
+        ctx.tracking.close()
+
+
 def registered_version(ctx, registry: Registry | None = None, mlflow_run: str | None = None):
     """(registry, name, version) of the version this run already registered, or None (any task).
 
@@ -113,7 +122,9 @@ def registered_version(ctx, registry: Registry | None = None, mlflow_run: str | 
     config = ctx.config
     if not registry_enabled(config):
         return None
-    registry = registry or Registry(ctx.store, config.tracking)
+    if registry is None:
+        idle_tracking(ctx)
+        registry = Registry(ctx.store, config.tracking)
     name = model_name(config)
     if not registry.exists(name):
         return None
@@ -177,6 +188,7 @@ def current_champion(ctx, decision: dict):
     if not registry_enabled(config):
         decision["champion"] = {"status": "skipped", "reason": "the registry is off (tracking or registry disabled)"}
         return None
+    idle_tracking(ctx)
     registry, name = Registry(ctx.store, config.tracking), model_name(config)
     version = registry.alias_version(name, "champion")
     decision["champion_version"] = version

@@ -26,10 +26,9 @@ from trainpipe.errors import RegistryError, RunError
 from trainpipe.evaluation.bootstrap import metric_cis
 from trainpipe.evaluation.metrics import primary_metric
 from trainpipe.model_card import render_card
-from trainpipe.packaging import build_package, input_kind
 from trainpipe.registry import SHA_TAG, Registry, model_name, registry_enabled
 from trainpipe.stages import load_table, raw_rows
-from trainpipe.stages.gate import registered_version
+from trainpipe.stages.gate import idle_tracking, registered_version
 from trainpipe.tuning.retrain import lineage as tuning_lineage
 
 
@@ -64,6 +63,7 @@ def lineage_tags(ctx, decision: dict, sha: str) -> dict[str, str]:
 def run(ctx) -> dict:
     from filelock import FileLock
 
+    idle_tracking(ctx)  # before anything here imports MLflow (packaging does)
     decision = json.loads((ctx.upstream("gate") / "decision.json").read_text())
     # one register of a run at a time: a second one (e.g. two resumes) waits, then finds the version
     with FileLock(str(ctx.run_dir / ".register.lock"), timeout=600):
@@ -79,6 +79,8 @@ def run(ctx) -> dict:
 
 
 def register_tabular(ctx, decision: dict) -> dict:
+    from trainpipe.packaging import build_package, input_kind
+
     config = ctx.config
     info = json.loads((ctx.upstream("features") / "features.json").read_text())
     frame, test = load_table(ctx), raw_rows(ctx, "test")
