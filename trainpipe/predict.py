@@ -20,7 +20,6 @@ import pandas as pd
 
 from trainpipe.errors import ConfigError, DataError, RegistryError
 from trainpipe.output_file import atomic_output
-from trainpipe.registry import check_sha
 
 NUMERIC = ("double", "long", "float", "integer")
 
@@ -45,10 +44,10 @@ def resolve(ref: str, store, tracking_uri: str | None = None) -> tuple[Path, str
         raise RegistryError(f"model {ref!r}: cannot load a model from {ref.split('://', 1)[0]}:// URIs; give "
                             f"{MODEL_URI_FORMS} (download the package folder first)", key="model")
     if RUN_ID_LIKE.fullmatch(ref) and (store.runs_dir / ref).is_dir():
-        return _from_run_folder(store.runs_dir / ref, f"run {ref}")
+        return _from_run_folder(store.runs_dir / ref, f"run {ref}", store, tracking_uri)
     folder = Path(ref).expanduser()
     if folder.is_dir():
-        return _from_folder(folder, ref)
+        return _from_folder(folder, ref, store, tracking_uri)
     if folder.exists():
         raise RegistryError(f"model {ref!r}: is a file; give the packaged model's folder (the one holding MLmodel)",
                             key="model")
@@ -59,27 +58,28 @@ def resolve(ref: str, store, tracking_uri: str | None = None) -> tuple[Path, str
     return _from_registry(ref, store, tracking_uri, tried=f"model {ref!r}: not a run in {store.runs_dir}, not a folder")
 
 
-def _from_run_folder(run_dir: Path, label: str) -> tuple[Path, str]:
+def _from_run_folder(run_dir: Path, label: str, store, tracking_uri: str | None) -> tuple[Path, str]:
     record_file = run_dir / "register" / "registered.json"
     if not record_file.exists():
         what = "no packaged model (its register stage has not completed)" if (run_dir / "run.json").exists() else \
             f"folder {run_dir} has no run.json: not a trainpipe run, or one whose creation was interrupted"
         raise RegistryError(f"{label}: {what}", key="model")
-    record = json.loads(record_file.read_text())
     path = run_dir / "register" / "model"
-    check_sha(path, record.get("sha256"), f"of {label}")
+    in_store = run_dir.resolve().parent == store.runs_dir.resolve()
+    verify_run_package(path, run_dir.name if in_store else None, store, tracking_uri, f"of {label}")
     return path, label
 
 
-def _from_folder(folder: Path, ref: str) -> tuple[Path, str]:
-    """A package folder (verified against the registered.json next to it), or a run folder given by path."""
+def _from_folder(folder: Path, ref: str, store, tracking_uri: str | None) -> tuple[Path, str]:
+    """A package folder (verified against the registry when it is a run's package, else the registered.json next
+    to it), or a run folder given by path."""
     if (folder / "MLmodel").exists():
-        record_file = folder.parent / "registered.json"
-        expected = json.loads(record_file.read_text()).get("sha256") if record_file.exists() else None
-        check_sha(folder, expected, str(ref))
+        resolved = folder.resolve()
+        in_run = resolved.parent.name == "register" and resolved.parent.parent.parent == store.runs_dir.resolve()
+        verify_run_package(folder, resolved.parent.parent.name if in_run else None, store, tracking_uri, str(ref))
         return folder, str(ref)
     if (folder / "run.json").exists():
-        return _from_run_folder(folder, f"run folder {ref}")
+        return _from_run_folder(folder, f"run folder {ref}", store, tracking_uri)
     raise RegistryError(f"model {ref!r}: this folder is neither a packaged model (no MLmodel file) nor a trainpipe "
                         "run folder (no run.json)", key="model")
 
@@ -99,6 +99,28 @@ def _from_registry(ref: str, store, tracking_uri: str | None, tried: str | None 
         raise RegistryError(f"{tried}, and no registered model of that name in {registry.tracker.uri}", key="model")
     path, mv = registry.verified_path(ref)
     return path, f"{mv.name}/{mv.version}"
+
+
+def verify_run_package(path: Path, run_id: str | None, store, tracking_uri: str | None, label: str) -> None:
+    """A run folder's package: checked against the SHA-256 the registry holds for the version that run
+    registered. Only when there is no registry (the store's own, or --tracking-uri) or the run registered
+    nothing does the `registered.json` next to the package give the expected value: a file that whoever
+    edits the package can edit too, so it catches accidents, not tampering."""
+    from trainpipe.registry import SHA_TAG, check_sha
+
+    if run_id is not None and (tracking_uri is not None or (store.root / "mlflow.db").exists()):
+        from trainpipe.packaging import tree_sha256
+        from trainpipe.registry import Registry
+        from trainpipe.tracking import TrackingConfig
+
+        versions = Registry(store, TrackingConfig(uri=tracking_uri)).run_versions(run_id)
+        if versions:
+            expected = [mv.tags.get(SHA_TAG) for mv in versions]
+            if tree_sha256(path) not in expected:  # older stores may hold several versions of one run
+                check_sha(path, expected[0], f"{label} (registered as {versions[0].name}/{versions[0].version})")
+            return
+    record_file = path.parent / "registered.json"
+    check_sha(path, json.loads(record_file.read_text()).get("sha256") if record_file.exists() else None, label)
 
 
 def load_packaged(path: Path):

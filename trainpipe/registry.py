@@ -124,6 +124,9 @@ class Registry:
         found = self._model(name).aliases.get(alias) if self.exists(name) else None
         return None if found is None else str(found)
 
+    def aliases(self, name: str) -> dict[str, str]:
+        return {alias: str(version) for alias, version in self._model(name).aliases.items()}
+
     def exists(self, name: str) -> bool:
         try:
             self.client.get_registered_model(name)
@@ -192,14 +195,30 @@ class Registry:
 
     def create_version(self, name: str, package: Path, mlflow_run_id: str, tags: dict[str, str],
                        description: str) -> str:
-        """Upload the packaged folder into the MLflow run and register it: a new, unique version number."""
+        """Upload the packaged folder into the MLflow run and register it: a new, unique version number.
+
+        The folder is logged under `model-<sha256[:16]>`, a path no other version uses: a later upload
+        never rewrites files an earlier version points at (two versions of one run used to share `model/`,
+        and the second upload broke the first one's checksum)."""
         self.ensure_model(name)
-        self.client.log_artifacts(mlflow_run_id, str(package), artifact_path="model")
-        source = f"{self.client.get_run(mlflow_run_id).info.artifact_uri.rstrip('/')}/model"
+        folder = f"model-{tags[SHA_TAG][:16]}"
+        self.client.log_artifacts(mlflow_run_id, str(package), artifact_path=folder)
+        source = f"{self.client.get_run(mlflow_run_id).info.artifact_uri.rstrip('/')}/{folder}"
         mv = self.client.create_model_version(name, source, run_id=mlflow_run_id,
                                               tags={k: str(v)[:5000] for k, v in tags.items()},
                                               description=description[:4900] or None)
         return str(mv.version)
+
+    def run_versions(self, run_id: str, name: str | None = None) -> list:
+        """Versions registered by trainpipe run `run_id` (tag `trainpipe.run_id`), newest first. One at most
+        since register is idempotent; stores written before that may hold several."""
+        query = f"tags.`trainpipe.run_id` = '{run_id}'" + (f" and name = '{name}'" if name else "")
+        try:
+            found = self.client.search_model_versions(query)
+        except Exception as exc:
+            raise RegistryError(f"run {run_id}: cannot search the registry at {self.tracker.uri}: "
+                                f"{str(exc).splitlines()[0]}", key="model") from exc
+        return sorted(found, key=lambda mv: -int(mv.version))
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         _retry_alias(lambda: self.client.set_registered_model_alias(name, alias, str(version)))
@@ -240,6 +259,12 @@ class Registry:
         current = self.alias_version(name, alias)
         self.set_alias(name, alias, version)
         return self._audit(name, {"alias": alias, "from": current, "to": str(version), "action": action,
+                                  "reason": reason, "actor": actor(), "run": run})
+
+    def record_move(self, name: str, alias: str, from_version: str | None, to_version: str, *, action: str,
+                    reason: str, run: str | None = None) -> dict:
+        """The audit entry of a move that happened without one (a process killed between the two writes)."""
+        return self._audit(name, {"alias": alias, "from": from_version, "to": str(to_version), "action": action,
                                   "reason": reason, "actor": actor(), "run": run})
 
     def promote(self, name: str, version: str, *, expected: str | None, reason: str, action: str = "promote",
@@ -283,7 +308,7 @@ class Registry:
         return download_package(source, mv.tags.get(SHA_TAG), self.store.cache_dir / "registry", self.tracker.uri)
 
     def verified_run_path(self, ref: str) -> Path:
-        """`runs:/MLFLOW_RUN_ID/model`: the package logged by that run, checked against its registered SHA-256."""
+        """`runs:/MLFLOW_RUN_ID/model`: the package that MLflow run registered, checked against its SHA-256."""
         run_id, _, artifact = ref.removeprefix("runs:/").partition("/")
         try:
             mvs = self.client.search_model_versions(f"run_id = '{run_id}'")
@@ -293,17 +318,12 @@ class Registry:
         if not mvs:
             raise RegistryError(f"model {ref!r}: MLflow run {run_id!r} registered no model version (only registered "
                                 "packages carry a SHA-256 to verify)", key="model")
-        import mlflow.artifacts
-
-        try:
-            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{run_id}/{artifact or 'model'}",
-                                                            tracking_uri=self.tracker.uri))
-        except Exception as exc:
-            raise RegistryError(f"model {ref!r}: {str(exc).splitlines()[0]}", key="model") from exc
-        if not (path / "MLmodel").exists():
-            raise RegistryError(f"model {ref!r}: no MLmodel there; the package is logged as runs:/{run_id}/model",
-                                key="model")
-        check_sha(path, mvs[0].tags.get(SHA_TAG), ref)
+        mv = max(mvs, key=lambda v: int(v.version))
+        folder = mv.source.rstrip("/").rsplit("/", 1)[-1]
+        if artifact.strip("/") not in ("", "model", folder):
+            raise RegistryError(f"model {ref!r}: no package there; MLflow run {run_id} registered "
+                                f"{mv.name}/{mv.version}, logged as runs:/{run_id}/{folder}", key="model")
+        path, _ = self.verified_path(f"{mv.name}/{mv.version}")
         return path
 
     def verified_path(self, ref: str) -> tuple[Path, object]:

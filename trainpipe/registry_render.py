@@ -36,6 +36,8 @@ def gate_table(decision: dict) -> Table:
 
 def print_gate(console: Console, decision: dict) -> None:
     """The decision as a table, or one line when nothing but the (skipped) champion comparison ran."""
+    if decision.get("already_registered"):  # a rerun of a registered run: the decision shown is the earlier one
+        console.print(f"[bold]gate[/] {decision['already_registered']['reason']}")
     if decision.get("checks"):
         console.print(gate_table(decision))
         return

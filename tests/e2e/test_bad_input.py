@@ -463,6 +463,7 @@ def test_a_tiny_table_warns_in_the_split_summary_and_predict_names_an_infinite_c
     tiny = breast_cancer().groupby("diagnosis", group_keys=False).head(13).iloc[:25]
     tiny.to_parquet(tmp_path / "tiny.parquet", index=False)
     _data(bc_config, tmp_path / "tiny.parquet")
+    bc_config["gates"] = {"min_test_rows": 4}  # the gate's own refusal is tested below; here the run must finish
     path = write_config(bc_config)
     code, doc = cli_json("run", str(path), cwd=path.parent)
     assert code == 0, doc
@@ -660,3 +661,26 @@ def test_predict_reads_an_existing_package_folder_as_a_path_not_a_run_id(as_path
                          "--store", str(registered["store"]), cwd=tmp_path)
     assert code == 0, doc
     assert doc["model"] == model and doc["rows"] == 569
+
+
+# --------------------------------------------------------------------------------------------------
+# Too little data to judge: the gate refuses (exit 3), nothing is registered.
+# --------------------------------------------------------------------------------------------------
+def test_a_tiny_table_fails_the_gate_on_too_few_test_rows_and_registers_nothing(bc_config, write_config, run_store,
+                                                                                tmp_path, cli):
+    """Issue 10 §4: 25 rows left 4 test rows, test AUC 1.0, and the model became champion."""
+    breast_cancer().sample(25, random_state=0).to_parquet(tmp_path / "tiny.parquet", index=False)
+    _data(bc_config, tmp_path / "tiny.parquet", positive_class="malignant")
+    path = write_config(bc_config)
+    proc = cli("run", str(path), cwd=path.parent)
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert "4 test rows < gates.min_test_rows 20" in line and "[gates.min_test_rows]" in line, line
+    (run_dir,) = (run_store / "runs").iterdir()
+    assert not (run_dir / "register").exists() and (run_dir / "gate.failed" / "decision.json").exists()
+    from mlflow.tracking import MlflowClient
+
+    assert not MlflowClient(tracking_uri=f"sqlite:///{run_store}/mlflow.db").search_registered_models()
+
+    bc_config["gates"] = {"min_test_rows": 4}  # the documented way to accept it anyway
+    assert cli("run", str(write_config(bc_config)), cwd=path.parent).returncode == 0

@@ -25,6 +25,8 @@ def test_init_run_recommend_and_champion_gate(cli, cli_json, tmp_path, store):
     assert code == 0, run
     assert [s["status"] for s in run["stages"]] == ["completed"] * 8
     assert run["registered"]["version"] == "1" and "champion" in run["registered"]["aliases"]
+    code, again = cli_json("stage", "register", "--run", run["run_id"], "--store", str(store))  # idempotent per run
+    assert code == 0 and again["registered"]["version"] == "1" and again["registered"]["already_registered"], again
     metrics = run["metrics"]
     assert set(metrics["baselines"]) == {"popularity", "random", "svd"}
     for baseline in metrics["baselines"].values():  # each baseline's metrics next to the model's

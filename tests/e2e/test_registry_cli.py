@@ -86,3 +86,59 @@ def test_gate_blocks_worse_promotes_better_rolls_back_and_predict_matches_evalua
     raw = pd.read_parquet(data_dir / "bc.parquet").drop(columns=["diagnosis"])
     pyfunc_out = mlflow.pyfunc.load_model("models:/bc@champion").predict(raw)
     np.testing.assert_allclose(pyfunc_out["proba_malignant"].to_numpy(), out["proba_malignant"].to_numpy())
+
+
+def test_a_finished_run_registered_again_keeps_its_version_and_the_champion_intact(
+        cli_json, write_config, bc_config, store, data_dir, tmp_path):
+    """Issue 10 §1, its exact sequence: resume a finished run, register its stage again, predict with the
+    champion, then a changed run meets the champion gate normally."""
+    store_args = ("--store", str(store))
+    base = write_config(bc_config, "base.yaml")
+    code, first = cli_json("run", str(base), "--run-id", "r1")
+    assert code == 0 and first["registered"]["version"] == "1", first
+    _, history = cli_json("models", "history", "bc", *store_args)
+
+    code, resumed = cli_json("run", "--resume", "r1", *store_args)
+    assert code == 0, resumed
+    assert resumed["registered"]["version"] == "1" and "already registered bc v1" in resumed["registered"]["note"]
+    assert resumed["gate"]["already_registered"]["version"] == "1"  # the earlier decision, not a new one
+    code, staged = cli_json("stage", "register", "--run", "r1", *store_args)
+    assert code == 0 and staged["registered"]["version"] == "1", staged
+
+    code, listed = cli_json("models", "list", "bc", *store_args)
+    assert [v["version"] for v in listed["versions"]] == ["1"]
+    assert cli_json("models", "history", "bc", *store_args)[1] == history  # no alias moved, nothing audited
+    for model in ("models:/bc@champion", "r1"):
+        code, predicted = cli_json("predict", model, str(data_dir / "bc.parquet"), "--out", str(tmp_path / "p.parquet"),
+                                   *store_args)
+        assert code == 0, predicted
+
+    code, later = cli_json("run", str(base), "--set", "model.params.n_estimators=61")
+    assert code == 0, later
+    assert later["gate"]["champion"]["status"] == "compared" and later["gate"]["champion"]["champion_version"] == "1"
+    assert later["registered"]["version"] == "2"
+
+
+def test_a_broken_champion_fails_the_gate_with_the_commands_that_repair_it(
+        cli, cli_json, write_config, bc_config, store):
+    store_args = ("--store", str(store))
+    base = write_config(bc_config, "base.yaml")
+    assert cli_json("run", str(base))[0] == 0
+    code, second = cli_json("run", str(base), "--set", "model.params.n_estimators=61")  # a tie: v2 stays challenger
+    assert code == 0 and second["registered"]["aliases"] == ["challenger"], second
+    _, described = cli_json("models", "describe", "bc/1", *store_args)
+    package = Path(described["source"].removeprefix("file://"))
+    (package / "MLmodel").write_text((package / "MLmodel").read_text() + "\n# edited\n")
+
+    proc = cli("run", str(base), "--set", "model.params.n_estimators=62")
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert "the champion's package is broken: model bc/1: packaged files changed since registration" in line
+    assert "`trainpipe models rollback bc`" in line and "`trainpipe models promote bc VERSION`" in line
+    assert "[gates.champion]" in line and "nothing was registered" in line
+    code, listed = cli_json("models", "list", "bc", *store_args)
+    assert [v["version"] for v in listed["versions"]] == ["2", "1"]
+
+    assert cli_json("models", "promote", "bc", "2", *store_args)[0] == 0  # the repair the message names
+    code, repaired = cli_json("run", str(base), "--set", "model.params.n_estimators=62")
+    assert code == 0 and repaired["gate"]["champion"]["champion_version"] == "2", repaired

@@ -31,5 +31,5 @@ def test_runs_compare_html_overlays_the_runs(report_runs, tmp_path, cli_json):
     html = page.read_text()
     for section in ("runs", "metrics", "curves", "params"):
         assert f'id="{section}"' in html
-    assert f"{first} · validation_logloss" in html and f"{second} · validation_rmse" in html
+    assert f"{first} · validation_log_loss" in html and f"{second} · validation_rmse" in html
     assert "model.type" in html  # a parameter that differs: xgboost vs lightgbm

@@ -53,11 +53,11 @@ def test_binary_run_has_every_section_with_its_data(report_runs):
     assert "drift against the champion: not measured" in data.notes
 
     training = s["training"]
-    assert facts(training)["monitored"] == "validation_logloss"
+    assert facts(training)["monitored"] == "validation_log_loss"
     loss = training.figures[0].spec["data"]
-    assert [t["name"] for t in loss] == ["train_logloss", "validation_logloss (monitored)"]
+    assert [t["name"] for t in loss] == ["train_log_loss", "validation_log_loss (monitored)"]
     history = json.loads((run_dir / "train" / "history.json").read_text())
-    assert loss[1]["y"][-1] == pytest.approx(history["validation_logloss"][-1], rel=1e-4)
+    assert loss[1]["y"][-1] == pytest.approx(history["validation_log_loss"][-1], rel=1e-4)
 
     assert figure_titles(s["evaluation"]) == ["ROC curve", "Precision-recall curve",
                                               "Confusion matrix (test, threshold 0.5)", "Calibration (test)",

@@ -88,3 +88,27 @@ def test_a_changed_package_refuses_to_load(registry, tmp_path):
     (path / "weights.bin").write_bytes(b"tampered")
     with pytest.raises(RegistryError, match="changed since registration"):
         registry.verified_path("churn/1")
+
+
+def test_two_versions_logged_from_one_mlflow_run_never_share_their_package(registry, tmp_path):
+    """The issue: v1 and v2 of one run pointed at the run's one `model` folder; registering v2 rewrote it
+    and v1 (the champion) failed its checksum for good."""
+    run_id = registry.tracker.start_run("exp", "one-run", {})
+    versions = []
+    for content in "ab":
+        package = tmp_path / f"pkg-{content}"
+        package.mkdir()
+        (package / "MLmodel").write_text(f"flavors: {{}}\n# {content}\n")
+        versions.append(registry.create_version("churn", package, run_id, {SHA_TAG: tree_sha256(package),
+                                                                          "trainpipe.run_id": "r1"}, "card"))
+    paths = [registry.verified_path(f"churn/{v}")[0] for v in versions]  # both still verify
+    assert paths[0] != paths[1] and (paths[0] / "MLmodel").read_text().endswith("# a\n")
+    assert [str(mv.version) for mv in registry.run_versions("r1", "churn")] == ["2", "1"]  # newest first
+    assert registry.run_versions("r2", "churn") == []
+
+
+def test_a_move_recorded_after_the_fact_joins_the_audit_log(registry, tmp_path):
+    add_version(registry, tmp_path, content="a")
+    registry.set_alias("churn", "champion", "1")  # the move, then a kill before its audit entry
+    entry = registry.record_move("churn", "champion", None, "1", action="auto-promote", reason="first", run="r1")
+    assert registry.history("churn") == [entry] and registry.aliases("churn") == {"champion": "1"}

@@ -1,19 +1,19 @@
-"""Quality gates: absolute thresholds, slice floors and the champion comparison, as pure functions.
+"""Quality gates: test size, absolute thresholds, slice floors and the champion comparison, as pure functions.
 
-Metrics here are computed from per-row weights so that one matrix of bootstrap counts (resamples ×
-rows) scores every resample at once: a paired bootstrap of 1,000 resamples is a few matrix
-products, not 2,000 scikit-learn calls. With unit weights they equal evaluate's metrics.
+Slice and champion metrics come from evaluation/bootstrap.py's weighted metrics, so that one matrix of
+bootstrap weights (resamples × rows) scores every resample at once: a paired bootstrap of 1,000
+resamples is a few matrix products per block, not 2,000 scikit-learn calls. With unit weights they
+equal evaluate's metrics.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
-from collections.abc import Mapping
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from trainpipe.evaluation.bootstrap import WEIGHTED, paired_bootstrap, score
 from trainpipe.evaluation.metrics import LOWER_IS_BETTER, METRICS
 
 LATENCY_METRICS = ("latency_p99_row_ms", "latency_p99_batch_ms")
@@ -45,7 +45,12 @@ class ChampionGate(BaseModel):
     confidence: float = Field(0.95, gt=0, lt=1, description="Confidence level of the bootstrap interval.")
     require_significant: bool = Field(False, description="Also require the interval to exclude zero on the "
                                       "better side.")
-    seed: int = Field(0, description="Seed of the bootstrap resampling (the decision is reproducible).")
+    seed: int = Field(0, ge=0, description="Seed of the bootstrap resampling (the decision is reproducible).")
+    tolerance: float = Field(1e-6, ge=0, description="Differences within tolerance × max(1, |champion value|) "
+                             "count as a tie: re-scoring the champion through its package can move its metric in "
+                             "the ninth decimal, so an identical model must not fail max_regression 0 (or win "
+                             "promotion) on float noise. Applied to the regression and improvement checks and to "
+                             "promotion; the value used is in the decision.")
 
 
 class GatesConfig(BaseModel):
@@ -53,6 +58,11 @@ class GatesConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    min_test_rows: int = Field(20, ge=0, description="Fail the gate when the test split has fewer rows (ranking: "
+                               "test users) than this: on a handful of rows every metric is noise (4 test rows "
+                               "gave test AUC 1.0). A floor against degenerate splits, not a power analysis: below "
+                               "20 rows one row moves accuracy by over 5 points, while a 150-row data set like iris "
+                               "(23 test rows) still runs; raise it for decisions that matter, 0 turns it off.")
     min: dict[str, float] = Field(default_factory=dict, description="Floors on evaluate's metrics, e.g. "
                                   "{test_roc_auc: 0.8}.")
     max: dict[str, float] = Field(default_factory=dict, description="Ceilings, e.g. {test_rmse: 12.5, "
@@ -83,146 +93,23 @@ def config_problems(task: str, gates: GatesConfig, primary: str) -> list[str]:
     return problems
 
 
-# -- weighted metrics: W is (resamples, rows) of non-negative weights; each returns (resamples,) ----------
-def _mean(W: np.ndarray, values: np.ndarray) -> np.ndarray:
-    return (W @ values) / W.sum(axis=1)
-
-
-def _roc_auc(W, y, p):
-    """Weighted AUC with half credit for ties: one sparse product sums the weights of negatives and
-    positives per distinct score (8x faster than gathering and reducing the weight matrix)."""
-    import scipy.sparse as sp
-
-    uniq, group = np.unique(p, return_inverse=True)
-    M = sp.csr_matrix((np.ones(len(y)), (np.arange(len(y)), group * 2 + y.astype(np.int64))),
-                      shape=(len(y), 2 * len(uniq)))
-    counts = np.asarray(M.T @ W.T).T  # sparse @ dense: scipy's fast path
-    neg, pos = counts[:, 0::2], counts[:, 1::2]
-    below = np.cumsum(neg, axis=1) - neg
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (pos * (below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
-
-
-def _binary_counts(W, y, p, threshold):
-    pred = p >= threshold
-    tp, fp, fn = W @ (pred & (y == 1)), W @ (pred & (y == 0)), W @ (~pred & (y == 1))
-    return tp, fp, fn
-
-
-def _f1(tp, fp, fn):
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.nan_to_num(2 * tp / (2 * tp + fp + fn))
-
-
-def _binary(name):
-    def fn(W, y, proba, threshold):
-        p = proba[:, 1]
-        clipped = np.clip(p, 1e-15, 1 - 1e-15)
-        if name == "roc_auc":
-            return _roc_auc(W, y, p)
-        if name == "log_loss":
-            return _mean(W, -np.where(y == 1, np.log(clipped), np.log1p(-clipped)))
-        if name == "brier":
-            return _mean(W, (p - y) ** 2)
-        if name == "accuracy":
-            return _mean(W, ((p >= threshold) == (y == 1)).astype(float))
-        tp, fp, fn_ = _binary_counts(W, y, p, threshold)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return {"precision": np.nan_to_num(tp / (tp + fp)), "recall": np.nan_to_num(tp / (tp + fn_)),
-                    "f1": _f1(tp, fp, fn_)}[name]
-    return fn
-
-
-def _multiclass(name):
-    def fn(W, y, proba, threshold):
-        k = proba.shape[1]
-        pred = proba.argmax(axis=1)
-        if name == "accuracy":
-            return _mean(W, (pred == y).astype(float))
-        if name == "log_loss":
-            return _mean(W, -np.log(np.clip(proba[np.arange(len(y)), y], 1e-15, 1)))
-        truth, guess = np.eye(k, dtype=bool)[y], np.eye(k, dtype=bool)[pred]
-        tp, fp, fn_ = W @ (truth & guess), W @ (~truth & guess), W @ (truth & ~guess)
-        f1 = _f1(tp, fp, fn_)
-        if name == "f1_macro":
-            return f1.mean(axis=1)
-        support = W @ truth
-        return (f1 * support).sum(axis=1) / support.sum(axis=1)
-    return fn
-
-
-def _regression(name):
-    def fn(W, y, pred, threshold):
-        err = pred - y
-        if name == "rmse":
-            return np.sqrt(_mean(W, err ** 2))
-        if name == "mae":
-            return _mean(W, np.abs(err))
-        if name == "mape":
-            return _mean(W, np.abs(err) / np.abs(y))
-        total = W.sum(axis=1)
-        ss_tot = W @ (y ** 2) - (W @ y) ** 2 / total
-        return 1 - (W @ err ** 2) / ss_tot
-    return fn
-
-
-class _PerUserMeans(Mapping):
-    """task ranking: every compared metric (recall_at_K, ndcg_at_K, hit_rate_at_K, mrr) is a mean over
-    users, so the 'scores' passed are the per-user values and a resample's metric is their weighted mean."""
-
-    pattern = re.compile(r"^((recall|ndcg|hit_rate)_at_\d+|mrr)$")
-
-    def __getitem__(self, name):
-        if not isinstance(name, str) or not self.pattern.match(name):
-            raise KeyError(name)
-        return lambda W, y, values, threshold: _mean(W, values)
-
-    def __iter__(self):
-        return iter(("recall_at_10", "ndcg_at_10", "hit_rate_at_10", "mrr"))
-
-    def __len__(self):
-        return 4
-
-
-WEIGHTED = {
-    "binary": {m: _binary(m) for m in ("roc_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1")},
-    "multiclass": {m: _multiclass(m) for m in ("accuracy", "f1_macro", "f1_weighted", "log_loss")},
-    "regression": {m: _regression(m) for m in ("rmse", "mae", "r2", "mape")},
-    "ranking": _PerUserMeans(),
-}
-
-
-def score(task: str, metric: str, y: np.ndarray, scores: np.ndarray, threshold: float = 0.5,
-          weights: np.ndarray | None = None) -> float:
-    """One metric value on all rows (or weighted rows): the same number evaluate reports."""
-    W = np.ones((1, len(y))) if weights is None else np.asarray(weights, dtype=float)[None, :]
-    return float(WEIGHTED[task][metric](W, y, scores, threshold)[0])
-
-
-def paired_bootstrap(task: str, metric: str, y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, *,
-                     resamples: int, confidence: float, seed: int, threshold: float = 0.5,
-                     block_cells: int = 4_000_000) -> dict:
-    """CI of (challenger - champion) over the same resampled rows, deterministic for a seed."""
-    fn, n = WEIGHTED[task][metric], len(y)
-    rng = np.random.default_rng(seed)
-    diffs = []
-    block = max(1, block_cells // max(n, 1))
-    for start in range(0, resamples, block):
-        W = rng.multinomial(n, np.full(n, 1.0 / n), size=min(block, resamples - start)).astype(float)
-        diffs.append(fn(W, y, challenger, threshold) - fn(W, y, champion, threshold))
-    d = np.concatenate(diffs) if diffs else np.empty(0)
-    d = d[np.isfinite(d)]
-    alpha = (1 - confidence) / 2
-    low, high = (np.quantile(d, [alpha, 1 - alpha]).tolist() if len(d) else [float("nan"), float("nan")])
-    return {"low": low, "high": high, "confidence": confidence, "resamples": resamples, "seed": seed}
-
-
 def better(metric: str) -> str:
     return "min" if metric in LOWER_IS_BETTER else "max"
 
 
 def _check(name: str, key: str, value, limit, passed: bool, reason: str) -> dict:
     return {"check": name, "key": key, "value": value, "limit": limit, "passed": bool(passed), "reason": reason}
+
+
+def size_checks(count: int, minimum: int, unit: str) -> list[dict]:
+    """The test set is large enough for its metrics to mean something (no check when minimum is 0)."""
+    if not minimum:
+        return []
+    ok = count >= minimum
+    return [_check("test size", "gates.min_test_rows", count, minimum, ok,
+                   f"{count} {unit} {'>=' if ok else '<'} gates.min_test_rows {minimum}"
+                   + ("" if ok else ": too few for the metrics to mean anything; add data, give split.test a larger "
+                                    "share, or lower gates.min_test_rows"))]
 
 
 def threshold_checks(metrics: dict[str, float], gates: GatesConfig) -> list[dict]:
@@ -279,19 +166,22 @@ def slice_checks(task: str, metric: str, y: np.ndarray, scores: np.ndarray, mask
 
 def champion_check(task: str, metric: str, y: np.ndarray, challenger: np.ndarray, champion: np.ndarray,
                    config: ChampionGate, threshold: float, champion_version: str) -> tuple[dict, list[dict]]:
-    """Compare on the same rows; returns the comparison record and its checks."""
+    """Compare on the same rows, differences within the tolerance counting as ties; returns the comparison
+    record and its checks."""
     new, old = score(task, metric, y, challenger, threshold), score(task, metric, y, champion, threshold)
     gain = (new - old) if better(metric) == "max" else (old - new)  # > 0: the challenger is better
+    tolerance = config.tolerance * max(1.0, abs(old))
     record = {"metric": metric, "champion_version": champion_version, "challenger": new, "champion": old,
-              "difference": new - old, "improvement": gain}
+              "difference": new - old, "improvement": gain, "tolerance": tolerance}
     checks = [_check("champion regression", "gates.champion.max_regression", gain, 0.0 - config.max_regression,
-                     gain >= -config.max_regression,
+                     gain >= -config.max_regression - tolerance,
                      f"{metric} {new:.4g} vs champion v{champion_version} {old:.4g} (improvement {gain:+.4g}, "
-                     f"allowed regression {config.max_regression:g})")]
+                     f"allowed regression {config.max_regression:g}, tolerance {tolerance:.1g})")]
     if config.min_improvement is not None:
         checks.append(_check("champion improvement", "gates.champion.min_improvement", gain, config.min_improvement,
-                             gain >= config.min_improvement,
-                             f"improvement {gain:+.4g} vs required {config.min_improvement:g}"))
+                             gain >= config.min_improvement - tolerance,
+                             f"improvement {gain:+.4g} vs required {config.min_improvement:g} "
+                             f"(tolerance {tolerance:.1g})"))
     if config.bootstrap_resamples:
         ci = paired_bootstrap(task, metric, y, challenger, champion, resamples=config.bootstrap_resamples,
                               confidence=config.confidence, seed=config.seed, threshold=threshold)
@@ -303,14 +193,3 @@ def champion_check(task: str, metric: str, y: np.ndarray, challenger: np.ndarray
                                  f"{int(config.confidence * 100)}% CI of the difference [{ci['low']:+.4g}, "
                                  f"{ci['high']:+.4g}] {'excludes' if ok else 'includes'} zero on the better side"))
     return record, checks
-
-
-def metric_ci(task: str, metric: str, y: np.ndarray, scores: np.ndarray, *, resamples: int = 200,
-              confidence: float = 0.95, seed: int = 0, threshold: float = 0.5) -> list[float]:
-    """Bootstrap interval of one model's metric (the model card's test CIs)."""
-    n, rng = len(y), np.random.default_rng(seed)
-    W = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(float)
-    values = WEIGHTED[task][metric](W, y, scores, threshold)
-    values = values[np.isfinite(values)]
-    alpha = (1 - confidence) / 2
-    return np.quantile(values, [alpha, 1 - alpha]).tolist() if len(values) else [float("nan")] * 2

@@ -128,7 +128,8 @@ def config_problems(pipeline) -> list[str]:
         problems.append("data.target: not used by task ranking (the ranking section names the user and item columns); "
                         "remove it")
     for section in ("split", "features"):
-        # set and not the defaults: the run folder's config.yaml lists every section with its defaults
+        # set and not the default: a run's own config.yaml lists every section, defaults included, and must
+        # load again for `--resume` and `trainpipe stage ... --run`
         if section in pipeline.model_fields_set and getattr(pipeline, section) != type(getattr(pipeline, section))():
             problems.append(f"{section}: not used by task ranking; use ranking.split and ranking.user_features/"
                             "ranking.item_features")

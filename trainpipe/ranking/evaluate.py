@@ -105,32 +105,38 @@ def gate_champion(ctx, registry, name: str, version: str, metric: str) -> tuple[
     """(record, checks) of the champion comparison, or a failed check when the champion cannot score."""
     from trainpipe.evaluation import gates as g
     from trainpipe.ranking.stages import load_split, split_matrices
+    from trainpipe.stages.gate import champion_package, failed_comparison
 
     config = ctx.config
     with np.load(ctx.upstream("evaluate") / "test_per_user.npz") as f:
         users, new = f["users"], f[metric]
+    path, problem = champion_package(registry, name, version)
+    if problem:
+        record, check = failed_comparison(version, problem)
+        return record, [check]
     try:
-        path, _ = registry.verified_path(f"{name}/{version}")
         data, parts = load_split(ctx)
         old = champion_per_user(path, data, split_matrices(data, parts), users, config.ranking.k)[metric]
     except Exception as exc:  # an old package of another task or layout: the comparison fails, said why
-        reason = f"the champion cannot rank this run's test users: {str(exc).strip().splitlines()[0][:300]}"
-        return ({"status": "failed", "reason": reason, "champion_version": version},
-                [{"check": "champion comparison", "key": "gates.champion", "value": None, "limit": None,
-                  "passed": False, "reason": reason}])
+        record, check = failed_comparison(version, "the champion cannot rank this run's test users: "
+                                          f"{str(exc).strip().splitlines()[0][:300]}")
+        return record, [check]
     record, checks = g.champion_check("ranking", metric, np.zeros(len(users)), new, old, config.gates.champion, 0.5,
                                       version)
     return {"status": "compared", **record}, checks
 
 
 def gate(ctx) -> dict:
-    """Thresholds on evaluate's flat metrics (lifts included), then the champion on the same test users."""
+    """Test size and thresholds on evaluate's flat metrics (lifts included), then the champion on the same
+    test users."""
     from trainpipe.evaluation import gates as g
     from trainpipe.stages.gate import current_champion, decide
 
     config, gates = ctx.config, ctx.config.gates
     metrics = ctx.manifest("evaluate")["metrics"]
-    checks = g.threshold_checks(metrics, gates)
+    with np.load(ctx.upstream("evaluate") / "test_per_user.npz") as f:
+        test_users = len(f["users"])
+    checks = g.size_checks(test_users, gates.min_test_rows, "test users") + g.threshold_checks(metrics, gates)
     decision: dict = {"checks": checks, "slices": [], "champion": None, "champion_version": None}
     champion = current_champion(ctx, decision)
     if champion is not None:

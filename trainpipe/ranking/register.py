@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import numpy as np
 
 
 def _cis(per_user_file, names, seed: int, resamples: int = 200) -> dict[str, list[float]]:
-    """Bootstrap intervals of the per-user test metrics (the model card's CI column)."""
-    from trainpipe.evaluation.gates import metric_ci
+    """Bootstrap intervals of the per-user test metrics (the model card's CI column), all on the same
+    resampled users."""
+    from trainpipe.evaluation.bootstrap import bootstrap_values, interval, prepare
 
     with np.load(per_user_file) as f:
-        return {n: metric_ci("ranking", n, np.zeros(len(f[n])), f[n], resamples=resamples, seed=seed)
-                for n in names if n in f.files and len(f[n])}
+        present = {n: f[n] for n in names if n in f.files and len(f[n])}
+    if not present:
+        return {}
+    users = len(next(iter(present.values())))
+    values = bootstrap_values(resamples, seed, users, [prepare("ranking", n, np.zeros(users), v)
+                                                       for n, v in present.items()])
+    return {n: interval(v, 0.95) for n, v in zip(present, values)}
 
 
 def register(ctx) -> dict:
@@ -62,9 +69,10 @@ def register(ctx) -> dict:
         for split in ("validation", "test"):
             card_metrics[split].update({f"{baseline}_{k}": v for k, v in values[split].items()
                                         if k in per_user_names(ranking)})
+    began = time.perf_counter()
+    cis = _cis(ctx.upstream("evaluate") / "test_per_user.npz", per_user_names(ranking), config.seed)
+    seconds = round(time.perf_counter() - began, 3)
     card = render_card(name=name, config=config, split=json.loads((ctx.upstream("split") / "split.json").read_text()),
-                       metrics=card_metrics, cis=_cis(ctx.upstream("evaluate") / "test_per_user.npz",
-                                                      per_user_names(ranking), config.seed),
-                       decision=decision, lineage=lineage)
+                       metrics=card_metrics, cis=cis, decision=decision, lineage=lineage)
     (ctx.stage_dir / "model_card.md").write_text(card)
-    return finish_registration(ctx, name, sha, lineage, card, decision)
+    return finish_registration(ctx, name, sha, lineage, card, decision, interval_seconds=seconds)

@@ -3,23 +3,32 @@
 The packaged folder is written into the run folder first (so `trainpipe predict RUN_ID` works even
 with the registry off) and its SHA-256 recorded. With the registry on, the version gets
 `challenger`, and under `registry.promotion: auto` becomes `champion` when it beat the champion the
-gate compared against (a tie or an allowed regression passes the gate but stays challenger), or when
-there was none; that move
-is compare-and-set, so a champion moved by someone else meanwhile is left alone and said so.
+gate compared against by more than the comparison's tolerance (a tie or an allowed regression passes
+the gate but stays challenger), or when there was none; that move is compare-and-set, so a champion
+moved by someone else meanwhile is left alone and said so.
+
+Idempotent per run: a run registers at most one version. Run again (a resume, `trainpipe stage register`
+on a finished run, a resume after a kill mid-register), it finds that version and copies its registered
+package back into the run folder. After a register that finished, it touches no alias; after one that was
+cut short (no `register/registered.json` naming the version), it completes only the alias moves that are
+missing — a kill between creating the version and moving an alias, or between moving it and writing the
+audit entry. No second version appears either way.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from pathlib import Path
 
 from trainpipe.errors import RegistryError, RunError
-from trainpipe.evaluation.gates import WEIGHTED, metric_ci
+from trainpipe.evaluation.bootstrap import metric_cis
 from trainpipe.evaluation.metrics import primary_metric
 from trainpipe.model_card import render_card
-from trainpipe.packaging import build_package, input_kind
 from trainpipe.registry import SHA_TAG, Registry, model_name, registry_enabled
 from trainpipe.stages import load_table, raw_rows
+from trainpipe.stages.gate import idle_tracking, registered_version
 from trainpipe.tuning.retrain import lineage as tuning_lineage
 
 
@@ -52,12 +61,27 @@ def lineage_tags(ctx, decision: dict, sha: str) -> dict[str, str]:
 
 
 def run(ctx) -> dict:
-    config = ctx.config
-    if config.task == "ranking":
-        from trainpipe.ranking.register import register
+    from filelock import FileLock
 
-        return register(ctx)
+    idle_tracking(ctx)  # before anything here imports MLflow (packaging does)
     decision = json.loads((ctx.upstream("gate") / "decision.json").read_text())
+    # one register of a run at a time: a second one (e.g. two resumes) waits, then finds the version
+    with FileLock(str(ctx.run_dir / ".register.lock"), timeout=600):
+        if registry_enabled(ctx.config):
+            done = registered_version(ctx, mlflow_run=_mlflow_run_id(ctx))
+            if done is not None:
+                return complete_registration(ctx, *done, decision)
+        if ctx.config.task == "ranking":
+            from trainpipe.ranking.register import register
+
+            return register(ctx)
+        return register_tabular(ctx, decision)
+
+
+def register_tabular(ctx, decision: dict) -> dict:
+    from trainpipe.packaging import build_package, input_kind
+
+    config = ctx.config
     info = json.loads((ctx.upstream("features") / "features.json").read_text())
     frame, test = load_table(ctx), raw_rows(ctx, "test")
     columns = info["input_columns"]
@@ -73,48 +97,118 @@ def run(ctx) -> dict:
     y = np.load(ctx.upstream("features") / "y_test.npy")
     scores = np.load(ctx.upstream("evaluate") / "test_scores.npy")
     metrics = json.loads((ctx.upstream("evaluate") / "metrics.json").read_text())
-    cis = {m: metric_ci(config.task, m, y, scores, seed=config.seed, threshold=config.evaluation.threshold)
-           for m in metrics.get("test", {}) if m in WEIGHTED[config.task]}
+    began = time.perf_counter()
+    cis = metric_cis(config.task, list(metrics.get("test", {})), y, scores, seed=config.seed,
+                     threshold=config.evaluation.threshold)
+    seconds = round(time.perf_counter() - began, 3)  # in the stage summary: benchmarks/bench_skeleton.py reports it
     lineage = lineage_tags(ctx, decision, sha)
     name = model_name(config)
     card = render_card(name=name, config=config, split=json.loads((ctx.upstream("split") / "split.json").read_text()),
                        metrics=metrics, cis=cis, decision=decision, lineage=lineage)
     (ctx.stage_dir / "model_card.md").write_text(card)
 
-    return finish_registration(ctx, name, sha, lineage, card, decision)
+    return finish_registration(ctx, name, sha, lineage, card, decision, interval_seconds=seconds)
 
 
-def finish_registration(ctx, name: str, sha: str, lineage: dict, card: str, decision: dict) -> dict:
+def finish_registration(ctx, name: str, sha: str, lineage: dict, card: str, decision: dict, *,
+                        interval_seconds: float | None = None) -> dict:
     """Register the packaged `model/` folder (any task): challenger, then champion under the promotion policy."""
-    config = ctx.config
     record = {"registry": "disabled", "name": name, "version": None, "aliases": [], "promoted": False,
-              "sha256": sha, "package": str(ctx.run_dir / "register" / "model"), "note": None}
-    if registry_enabled(config):
-        registry = Registry(ctx.store, config.tracking)
+              "sha256": sha, "package": str(ctx.run_dir / "register" / "model"), "note": None,
+              "interval_seconds": interval_seconds}
+    if registry_enabled(ctx.config):
+        registry = Registry(ctx.store, ctx.config.tracking)
         version = registry.create_version(name, ctx.stage_dir / "model", _mlflow_run_id(ctx), lineage, card)
-        registry.point(name, "challenger", version, action="challenger", reason="passed its gates", run=ctx.run_id)
-        record.update(registry="mlflow", version=version, aliases=["challenger"])
-        champion = decision.get("champion") or {}
-        if config.registry.promotion == "manual":
-            record["note"] = f"promotion is manual: `trainpipe models promote {name} {version}`"
-        elif decision.get("champion_version") is not None and champion.get("status") != "compared":
-            record["note"] = "not promoted: the champion comparison did not run"
-        elif decision.get("champion_version") is not None and not champion.get("improvement", 0) > 0:
-            # passing the gate means "not worse"; taking the champion's place takes being better
-            record["note"] = (f"not promoted: did not beat v{decision['champion_version']} on {champion['metric']} "
-                              f"(improvement {champion.get('improvement', 0):+.4g}); stays challenger")
+        record.update(registry="mlflow", version=version, **settle_aliases(ctx, registry, name, version, decision))
+    return _result(ctx, record)
+
+
+def complete_registration(ctx, registry: Registry, name: str, version: str, decision: dict) -> dict:
+    """This run registered `version` before: put its registered package back in the run folder and add
+    only the alias moves it is missing."""
+    try:
+        path, mv = registry.verified_path(f"{name}/{version}")
+    except RegistryError as exc:
+        raise RegistryError(f"run {ctx.run_id} registered {name} v{version}, but {exc.message}; register "
+                            f"another run or repair it (`trainpipe models describe {name}/{version}`)",
+                            key="model") from None
+    shutil.copytree(path, ctx.stage_dir / "model")
+    (ctx.stage_dir / "model_card.md").write_text(mv.description or "")
+    finished_file = ctx.upstream("register") / "registered.json"  # there only if that register ran to the end
+    finished = json.loads(finished_file.read_text()) if finished_file.exists() else {}
+    if (finished.get("name"), finished.get("version")) == (name, version):  # nothing was cut short: touch nothing
+        moves = {"aliases": sorted(a for a, v in registry.aliases(name).items() if v == version),
+                 "promoted": finished.get("promoted", False), "note": finished.get("note")}
+    else:
+        moves = settle_aliases(ctx, registry, name, version, decision)
+    record = {"registry": "mlflow", "name": name, "version": version, "sha256": mv.tags.get(SHA_TAG),
+              "package": str(ctx.run_dir / "register" / "model"), "already_registered": True, **moves}
+    done = f"run {ctx.run_id} already registered {name} v{version}"
+    if not (record["note"] or "").startswith(done):
+        record["note"] = f"{done}; {record['note']}" if record["note"] else done
+    return _result(ctx, record)
+
+
+def promotion(config, decision: dict, name: str, version: str) -> tuple[bool, str]:
+    """(promote?, why): the registry.promotion policy applied to the gate's decision."""
+    champion = decision.get("champion") or {}
+    parent = decision.get("champion_version")
+    if config.registry.promotion == "manual":
+        return False, f"promotion is manual: `trainpipe models promote {name} {version}`"
+    if parent is None:
+        return True, "first passing version"
+    if champion.get("status") != "compared":
+        return False, "not promoted: the champion comparison did not run"
+    gain, tolerance = champion.get("improvement", 0), champion.get("tolerance", 0.0)
+    if not gain > tolerance:  # passing the gate means "not worse"; taking the champion's place takes being better
+        return False, (f"not promoted: did not beat v{parent} on {champion['metric']} (improvement {gain:+.4g}, "
+                       f"tolerance {tolerance:.1g}); stays challenger")
+    return True, f"beat v{parent} on {champion['metric']} by {gain:+.4g}"
+
+
+def settle_aliases(ctx, registry: Registry, name: str, version: str, decision: dict) -> dict:
+    """Give `version` the aliases its decision earned, each move once.
+
+    A move is done when the audit log has an entry moving that alias to this version. When the alias
+    already points here without one, the process that moved it was killed before writing it: the entry is
+    written now. @challenger goes to the newest version that passed its gates, so completing an old
+    registration never takes it from a newer one."""
+    history = registry.history(name)
+    done = {e["alias"] for e in history if str(e.get("to")) == str(version)}
+    last = {e["alias"]: e.get("to") for e in history}  # where each alias was last recorded to point
+    notes = []
+    if "challenger" not in done:
+        current = registry.alias_version(name, "challenger")
+        if current == str(version):
+            registry.record_move(name, "challenger", last.get("challenger"), version, action="challenger",
+                                 reason="passed its gates (recorded on resume)", run=ctx.run_id)
+        elif current is None or int(current) < int(version):
+            registry.point(name, "challenger", version, action="challenger", reason="passed its gates", run=ctx.run_id)
         else:
-            why = ("first passing version" if decision.get("champion_version") is None else
-                   f"beat v{decision['champion_version']} on {champion['metric']} by {champion['improvement']:+.4g}")
+            notes.append(f"@challenger stays on the newer v{current}")
+    promote, why = promotion(ctx.config, decision, name, version)
+    if promote and "champion" not in done:
+        expected = decision.get("champion_version")
+        if registry.alias_version(name, "champion") == str(version):
+            registry.record_move(name, "champion", expected, version, action="auto-promote",
+                                 reason=f"{why} (recorded on resume)", run=ctx.run_id)
+        else:
             try:
-                registry.promote(name, version, expected=decision.get("champion_version"), action="auto-promote",
-                                 reason=why, run=ctx.run_id)
-                record.update(promoted=True, aliases=["challenger", "champion"])
+                registry.promote(name, version, expected=expected, action="auto-promote", reason=why, run=ctx.run_id)
             except RegistryError as exc:  # another pipeline moved the champion since our gate: leave it
-                record["note"] = f"not promoted: {exc.message}"
+                promote = False
+                notes.append(f"not promoted: {exc.message}")
+    elif not promote:
+        notes.append(why)
+    aliases = sorted(a for a, v in registry.aliases(name).items() if str(v) == str(version))
+    return {"aliases": aliases, "promoted": promote, "note": "; ".join(notes) or None}
+
+
+def _result(ctx, record: dict) -> dict:
     (ctx.stage_dir / "registered.json").write_text(json.dumps(record, indent=2))
     return {
         "outputs": {"model": "model", "card": "model_card.md", "registered": "registered.json"},
         "artifacts": ["model_card.md", "registered.json"],
-        "summary": {k: record[k] for k in ("registry", "name", "version", "aliases", "promoted", "note")},
+        "summary": {k: record.get(k) for k in ("registry", "name", "version", "aliases", "promoted", "note",
+                                               "interval_seconds")},
     }

@@ -110,3 +110,31 @@ def test_gate_config_names_are_checked_before_anything_runs(tmp_path):
         config_from_dict({**base, "evaluation": {"primary_metric": "pr_auc"}})
     assert err.value.key == "gates.champion.metric"
     config_from_dict({**base, "evaluation": {"primary_metric": "pr_auc"}, "gates": {"champion": {"metric": "roc_auc"}}})
+
+
+def test_an_identical_champion_rescored_with_float_noise_passes_the_regression_check(binary):
+    """The issue: improvement -1.059e-09 with allowed regression 0 failed a model identical to the champion."""
+    y, proba = binary
+    p = np.clip(proba[:, 1], 0.01, 0.99)
+    champion = np.column_stack([1 - p, p])
+    nudged = p - 1e-9 * (2 * y - 1)  # every score a hair further from the truth: worse only by float noise
+    challenger = np.column_stack([1 - nudged, nudged])
+    default = g.ChampionGate(bootstrap_resamples=0)
+    record, checks = g.champion_check("binary", "log_loss", y, challenger, champion, default, 0.5, "1")
+    assert -1e-7 < record["improvement"] < 0
+    assert [c["passed"] for c in checks] == [True]
+    assert record["tolerance"] == pytest.approx(1e-6) and "tolerance 1e-06" in checks[0]["reason"]
+    exact = g.ChampionGate(bootstrap_resamples=0, tolerance=0)  # what the gate did before: fails on noise
+    assert not g.champion_check("binary", "log_loss", y, challenger, champion, exact, 0.5, "1")[1][0]["passed"]
+    off = p - 1e-3 * (2 * y - 1)  # a real (if small) regression still fails
+    worse = np.column_stack([1 - off, off])
+    assert not g.champion_check("binary", "log_loss", y, worse, champion, default, 0.5, "1")[1][0]["passed"]
+
+
+def test_too_few_test_rows_fail_the_gate_naming_the_key():
+    (check,) = g.size_checks(4, 20, "test rows")
+    assert not check["passed"] and check["key"] == "gates.min_test_rows"
+    assert "4 test rows < gates.min_test_rows 20" in check["reason"]
+    assert g.size_checks(20, 20, "test users")[0]["passed"]
+    assert g.size_checks(4, 0, "test rows") == []  # 0 turns the check off
+    assert g.GatesConfig().min_test_rows == 20

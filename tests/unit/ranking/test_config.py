@@ -54,3 +54,14 @@ def test_ranking_without_a_model_type_means_two_tower():
 def test_lift_gates_are_accepted():
     config = config_from_dict(doc(gates={"min": {"test_lift_recall_at_10": 1.5, "test_ndcg_at_20": 0.01}}))
     assert config.gates.min["test_lift_recall_at_10"] == 1.5
+
+
+def test_a_ranking_runs_own_config_file_loads_again():
+    """config.yaml of a run lists every section, defaults included: `--resume` and `trainpipe stage --run` load it."""
+    import yaml
+
+    from trainpipe.config import config_from_dict, dump_config
+
+    config = config_from_dict(doc())
+    again = config_from_dict(yaml.safe_load(dump_config(config)))
+    assert again == config
