@@ -93,7 +93,7 @@ def test_a_failed_gate_report_shows_the_reasons_and_what_was_not_registered(repo
     assert header["status"] == "failed" and header["gate"].startswith("failed")
     assert "test_log_loss" in header["error"] and header["registered"] == "not registered (the run stopped at stage gate, before register)"
     checks = table(s["header"], "Gate checks").rows
-    assert ["✗", "test_log_loss", "gates.max.test_log_loss"] == checks[0][:3]
+    assert ["✗", "test_log_loss", "gates.max.test_log_loss"] in [row[:3] for row in checks]
     assert any(n.startswith("champion v1: roc_auc") for n in s["header"].notes)
     assert s["evaluation"].figures and s["slices"].tables  # evaluate ran; the gate's evidence has the slices
 
