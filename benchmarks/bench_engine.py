@@ -152,7 +152,8 @@ def lightning_installed() -> bool:
 
 def mlflow_epoch_cost(folder: Path) -> float:
     from trainpipe.store import Store
-    from trainpipe.tracking import Tracker, TrackingConfig
+    from trainpipe.tracking.tracker import Tracker
+    from trainpipe.tracking.config import TrackingConfig
 
     tracker = Tracker(Store(folder), TrackingConfig())
     run_id = tracker.start_run("bench", "bench", {})

@@ -7,7 +7,7 @@ in the same run, median of R repeats; three numbers are printed:
 
     raw     model.predict_proba(X_preprocessed)             (the model alone; X prepared untimed)
     pyfunc  PackagedModel.predict(raw DataFrame in memory)  (preprocessing + model)
-    file    trainpipe.predict.predict_file(parquet -> parquet)  (read, check, predict, write)
+    file    trainpipe.registry.predict.predict_file(parquet -> parquet)  (read, check, predict, write)
 
 Families: xgboost (200 trees, depth 6) and torch_mlp ([256, 128, 64]); each trained on 100k rows first.
 
@@ -49,9 +49,9 @@ def main() -> None:
 
     from trainpipe.config import config_from_dict
     from trainpipe.data.features import transform
-    from trainpipe.datasets import synthetic_churn
-    from trainpipe.pipeline import run_pipeline
-    from trainpipe.predict import load_packaged, predict_file
+    from trainpipe.tools.datasets import synthetic_churn
+    from trainpipe.pipeline.run import run_pipeline
+    from trainpipe.registry.predict import load_packaged, predict_file
     from trainpipe.store import Store
 
     work = Path(tempfile.mkdtemp(prefix="bench-predict-"))

@@ -29,13 +29,13 @@ import numpy as np
 import torch
 
 from trainpipe.models.two_tower import RankingData, TwoTowerFamily
-from trainpipe.ranking import baselines
+from trainpipe.evaluation import baselines
 from trainpipe.ranking.config import RankingConfig
 from trainpipe.ranking.generate import synthetic_interactions
-from trainpipe.ranking.interactions import prepare
-from trainpipe.ranking.losses import sampled_softmax
-from trainpipe.ranking.metrics import evaluate, interaction_matrix, top_k
-from trainpipe.ranking.split import make_split
+from trainpipe.data.interactions import prepare
+from trainpipe.models.ranking_losses import sampled_softmax
+from trainpipe.evaluation.ranking_metrics import evaluate, interaction_matrix, top_k
+from trainpipe.data.ranking_split import make_split
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_ranking.json"
 THREADS, SEED, KS = 2, 0, [10, 50]

@@ -58,8 +58,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
-    from trainpipe.datasets import numeric_binary
-    from trainpipe.pipeline import run_pipeline
+    from trainpipe.tools.datasets import numeric_binary
+    from trainpipe.pipeline.run import run_pipeline
     from trainpipe.reports.build import write_report
     from trainpipe.reports.tracked import this_process
     from trainpipe.store import Store

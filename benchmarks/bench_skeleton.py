@@ -165,7 +165,7 @@ def main() -> None:
                         "one; write elsewhere for runs off the documented size or on a busy machine)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from trainpipe.datasets import numeric_binary
+    from trainpipe.tools.datasets import numeric_binary
 
     with tempfile.TemporaryDirectory(prefix="bench_skeleton_") as tmp:
         folder = Path(tmp)

@@ -144,7 +144,7 @@ def overhead(data: TrialData, trials: int, rounds: int, repeats: int) -> dict:
     """Wall time of trainpipe's worker (storage, heartbeats, MLflow, callbacks) vs a bare in-memory optimize."""
     from trainpipe.config import config_from_dict
     from trainpipe.store import Store
-    from trainpipe.tracking import Tracker
+    from trainpipe.tracking.tracker import Tracker
     from trainpipe.tuning.study import create_study, open_storage
     from trainpipe.tuning.tracking import open_parent
     from trainpipe.tuning.worker import WorkerJob, run_worker
@@ -178,7 +178,7 @@ def overhead(data: TrialData, trials: int, rounds: int, repeats: int) -> dict:
             FIT_SECONDS[0] = 0.0
             started = time.perf_counter()
             if kind == "trainpipe":
-                run_worker(job, 0, storage)
+                run_worker(job, 0, storage, config=config)
             else:
                 bare = optuna.create_study(direction="minimize", sampler=make_sampler(config.tuning, objective_settings.space, 0))
                 bare.optimize(make_objective(objective_settings, data), n_trials=trials)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from trainpipe.datasets import breast_cancer, synthetic_churn
+from trainpipe.tools.datasets import breast_cancer, synthetic_churn
 from trainpipe.ranking.generate import synthetic_interactions
 
 HERE = Path(__file__).parent

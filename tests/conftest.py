@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainpipe.datasets import breast_cancer, synthetic_churn
+from trainpipe.tools.datasets import breast_cancer, synthetic_churn
 
 REPO = Path(__file__).resolve().parents[1]
 

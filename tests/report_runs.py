@@ -12,14 +12,14 @@ import pandas as pd
 
 from trainpipe.config import config_from_dict
 from trainpipe.errors import TrainpipeError
-from trainpipe.pipeline import run_pipeline
+from trainpipe.pipeline.run import run_pipeline
 from trainpipe.store import Store
 
 
 def _data(folder: Path) -> dict[str, Path]:
     from sklearn.datasets import load_diabetes, load_wine
 
-    from trainpipe.datasets import breast_cancer
+    from trainpipe.tools.datasets import breast_cancer
     from trainpipe.ranking.generate import synthetic_interactions
 
     paths = {name: folder / f"{name}.parquet" for name in ("bc", "wine", "diabetes", "interactions")}

@@ -7,7 +7,6 @@ turns pydantic's errors into one line each, naming the key path (with a did-you-
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -21,14 +20,15 @@ from trainpipe.data.io import DataConfig
 from trainpipe.data.schema import SchemaConfig
 from trainpipe.data.split import SplitConfig
 from trainpipe.errors import ConfigError
+from trainpipe.hashing import canonical_hash
 from trainpipe.evaluation.gates import GatesConfig, config_problems
 from trainpipe.evaluation.metrics import METRICS, EvaluationConfig, primary_metric
 from trainpipe.models import ALL_FAMILIES, RANKING_FAMILIES, ModelConfig, TrainingConfig
 from trainpipe.orchestration.config import OrchestrationConfig
 from trainpipe.ranking.config import RankingConfig, config_problems as ranking_problems
 from trainpipe.redaction import credential_values, env_sources, redact_config
-from trainpipe.registry import RegistryConfig
-from trainpipe.tracking import TrackingConfig
+from trainpipe.registry.client import RegistryConfig
+from trainpipe.tracking.config import TrackingConfig
 from trainpipe.tuning.config import TuningConfig, tuning_problems
 from trainpipe.yamlfile import describe_yaml_error, load_yaml
 
@@ -136,10 +136,6 @@ class PipelineConfig(BaseModel):
         for part in dotted.split("."):
             value = value[part]
         return value
-
-
-def canonical_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def config_hash(config: PipelineConfig) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainpipe.datasets import breast_cancer
+from trainpipe.tools.datasets import breast_cancer
 from trainpipe.orchestration.airflow import DAG_FILE
 from trainpipe.orchestration.trigger import run_id_for
 

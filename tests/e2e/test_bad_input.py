@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from trainpipe.data.split import random_split
-from trainpipe.datasets import breast_cancer, synthetic_churn
+from trainpipe.tools.datasets import breast_cancer, synthetic_churn
 
 pytestmark = pytest.mark.e2e
 

@@ -21,11 +21,11 @@ import time
 import pytest
 
 from trainpipe.config import config_from_dict
-from trainpipe.packaging import tree_sha256
-from trainpipe.pipeline import run_pipeline
-from trainpipe.registry import SHA_TAG, Registry
+from trainpipe.registry.packaging import tree_sha256
+from trainpipe.pipeline.run import run_pipeline
+from trainpipe.registry.client import SHA_TAG, Registry
 from trainpipe.store import Store
-from trainpipe.tracking import TrackingConfig
+from trainpipe.tracking.config import TrackingConfig
 
 pytestmark = pytest.mark.e2e
 

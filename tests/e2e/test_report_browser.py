@@ -19,7 +19,7 @@ import time
 import pytest
 
 from trainpipe.reports.build import write_comparison, write_report
-from trainpipe.runs import compare_runs
+from trainpipe.pipeline.runs import compare_runs
 
 pytestmark = pytest.mark.e2e
 

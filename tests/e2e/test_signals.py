@@ -20,7 +20,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from trainpipe.config import config_from_dict
-from trainpipe.pipeline import run_pipeline
+from trainpipe.pipeline.run import run_pipeline
 from trainpipe.store import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -18,9 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _registry(uri: str, store: str):
-    from trainpipe.registry import Registry
+    from trainpipe.registry.client import Registry
     from trainpipe.store import Store
-    from trainpipe.tracking import TrackingConfig
+    from trainpipe.tracking.config import TrackingConfig
 
     return Registry(Store.locate(store, uri).ensure(), TrackingConfig(uri=uri))
 

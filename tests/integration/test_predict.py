@@ -9,8 +9,8 @@ import pytest
 
 from trainpipe.config import config_from_dict
 from trainpipe.errors import DataError, RegistryError
-from trainpipe.pipeline import run_pipeline
-from trainpipe.predict import predict_file
+from trainpipe.pipeline.run import run_pipeline
+from trainpipe.registry.predict import predict_file
 from trainpipe.store import Store
 
 

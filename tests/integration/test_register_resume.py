@@ -17,12 +17,12 @@ import pytest
 
 from trainpipe.config import config_from_dict
 from trainpipe.errors import RegistryError
-from trainpipe.packaging import tree_sha256
-from trainpipe.pipeline import run_one_stage, run_pipeline
-from trainpipe.predict import resolve
-from trainpipe.registry import AUDIT_PREFIX, SHA_TAG, Registry
+from trainpipe.registry.packaging import tree_sha256
+from trainpipe.pipeline.run import run_one_stage, run_pipeline
+from trainpipe.registry.predict import resolve
+from trainpipe.registry.client import AUDIT_PREFIX, SHA_TAG, Registry
 from trainpipe.store import Store
-from trainpipe.tracking import TrackingConfig
+from trainpipe.tracking.config import TrackingConfig
 
 
 @pytest.fixture

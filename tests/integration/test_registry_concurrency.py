@@ -10,9 +10,9 @@ import sys
 import yaml
 from mlflow.tracking import MlflowClient
 
-from trainpipe.registry import Registry
+from trainpipe.registry.client import Registry
 from trainpipe.store import Store
-from trainpipe.tracking import TrackingConfig
+from trainpipe.tracking.config import TrackingConfig
 
 
 def test_two_pipelines_register_the_same_name_at_once(bc_config, store, tmp_path):

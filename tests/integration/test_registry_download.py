@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from trainpipe.errors import RegistryError
-from trainpipe.packaging import tree_sha256
-from trainpipe.registry import check_sha, download_package
+from trainpipe.registry.packaging import tree_sha256
+from trainpipe.registry.client import check_sha, download_package
 
 
 def test_download_is_cached_by_checksum_and_refetched_when_the_copy_changed(tmp_path):

@@ -11,10 +11,10 @@ import pytest
 
 from tests.integration import promotion_race
 from trainpipe.errors import RegistryError
-from trainpipe.registry import Registry
-from trainpipe.registry_lock import OWNER_TAG, PREFIX, AliasLock
+from trainpipe.registry.client import Registry
+from trainpipe.registry.lock import OWNER_TAG, PREFIX, AliasLock
 from trainpipe.store import Store
-from trainpipe.tracking import TrackingConfig
+from trainpipe.tracking.config import TrackingConfig
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import sys
 import optuna
 
 from trainpipe.store import Store
-from trainpipe.tracking import Tracker, TrackingConfig
+from trainpipe.tracking.tracker import Tracker
+from trainpipe.tracking.config import TrackingConfig
 from trainpipe.tuning.tracking import backfill
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from trainpipe.cli_common import Interrupted, stop_on_signals
+from trainpipe.cli.common import Interrupted, stop_on_signals
 
 
 def deliver(signum: int) -> None:

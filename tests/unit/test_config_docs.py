@@ -9,10 +9,10 @@ from typing import get_args, get_origin
 from pydantic import BaseModel
 
 from trainpipe.config import PipelineConfig
-from trainpipe.config_docs import render_reference
+from trainpipe.tools.config_docs import render_reference
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
-REGENERATE = "python -m trainpipe.config_docs > docs/configuration.md"
+REGENERATE = "python -m trainpipe.tools.config_docs > docs/configuration.md"
 
 
 def _model(annotation):

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from trainpipe.errors import RegistryError
-from trainpipe.packaging import tree_sha256
-from trainpipe.registry import SHA_TAG, Registry, parse_ref
+from trainpipe.registry.packaging import tree_sha256
+from trainpipe.registry.client import SHA_TAG, Registry, parse_ref
 from trainpipe.store import Store
-from trainpipe.tracking import TrackingConfig
+from trainpipe.tracking.config import TrackingConfig
 
 
 @pytest.fixture

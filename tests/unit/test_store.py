@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from trainpipe.errors import ConfigError, RunError
-from trainpipe.pipeline import new_run_id
+from trainpipe.pipeline.run import new_run_id
 from trainpipe.store import Store, is_run_id
 
 

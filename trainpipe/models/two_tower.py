@@ -2,7 +2,7 @@
 
 Trained by the one torch loop (trainpipe.engine.loop): batches are (user codes, item codes, weights),
 the towers gather their features from buffers inside the module, and the loss is one of
-trainpipe.ranking.losses. Early stopping follows validation Recall@K, computed exactly over the whole
+trainpipe.models.ranking_losses. Early stopping follows validation Recall@K, computed exactly over the whole
 catalogue by the loop's `evaluator` hook. Code 0 of each id table means "unknown id": it stays a zero
 vector, so a new user with features is scored by the feature part of the tower alone.
 """
@@ -164,7 +164,7 @@ class TwoTowerFamily:
 
     # -- training ------------------------------------------------------------------------------
     def _loss_fn(self):
-        from trainpipe.ranking.losses import LOSSES
+        from trainpipe.models.ranking_losses import LOSSES
 
         p, loss = self.params, LOSSES[self.params.loss]
         uniform = -math.log(self.layout["n_items"])
@@ -186,7 +186,7 @@ class TwoTowerFamily:
     def _evaluator(self, data: RankingData):
         """Validation metrics over the whole catalogue for the loop's epoch end (no RNG is touched)."""
         torch = _torch()
-        from trainpipe.ranking.metrics import evaluate
+        from trainpipe.evaluation.ranking_metrics import evaluate
 
         def run() -> dict[str, float]:
             self.module.eval()

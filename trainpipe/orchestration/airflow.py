@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from trainpipe.config import PipelineConfig, load_config
 from trainpipe.errors import ConfigError, MissingDependency
 from trainpipe.orchestration.trigger import set_args
-from trainpipe.pipeline import active_stages
+from trainpipe.pipeline.stages import active_stages
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG, Asset

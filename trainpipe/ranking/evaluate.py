@@ -31,8 +31,8 @@ def lifts(model: dict, popularity: dict, ks: list[int]) -> dict[str, float | Non
 
 
 def evaluate(ctx) -> dict:
-    from trainpipe.ranking import baselines
-    from trainpipe.ranking.metrics import evaluate as score
+    from trainpipe.evaluation import baselines
+    from trainpipe.evaluation.ranking_metrics import evaluate as score
     from trainpipe.ranking.stages import load_split, split_matrices
 
     config, ranking = ctx.config, ctx.config.ranking
@@ -84,8 +84,8 @@ def champion_per_user(path, data, m, users: np.ndarray, ks: list[int]) -> dict[s
     import pandas as pd
     import scipy.sparse as sp
 
-    from trainpipe.predict import load_packaged
-    from trainpipe.ranking.metrics import per_user_metrics
+    from trainpipe.registry.predict import load_packaged
+    from trainpipe.evaluation.ranking_metrics import per_user_metrics
 
     champion = load_packaged(path).recommender
     # this run's item codes -> the champion's (unknown to it: dropped from the exclusions)

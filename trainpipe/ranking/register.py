@@ -29,14 +29,14 @@ def _cis(per_user_file, names, seed: int, resamples: int = 200) -> dict[str, lis
 
 
 def register(ctx) -> dict:
-    from trainpipe.model_card import render_card
+    from trainpipe.registry.model_card import render_card
     from trainpipe.models.two_tower import TwoTowerFamily
     from trainpipe.ranking.config import per_user_names, primary
-    from trainpipe.ranking.interactions import Interactions
-    from trainpipe.ranking.metrics import interaction_matrix
-    from trainpipe.ranking.packaging import build_ranking_package
-    from trainpipe.ranking.serving import write_recommender
-    from trainpipe.registry import model_name
+    from trainpipe.data.interactions import Interactions
+    from trainpipe.evaluation.ranking_metrics import interaction_matrix
+    from trainpipe.registry.ranking_packaging import build_ranking_package
+    from trainpipe.registry.serving import write_recommender
+    from trainpipe.registry.client import model_name
     from trainpipe.stages.register import finish_registration, lineage_tags
 
     config, ranking = ctx.config, ctx.config.ranking

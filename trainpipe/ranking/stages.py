@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from trainpipe.ranking.interactions import Interactions
+from trainpipe.data.interactions import Interactions
 
 SPLITS = ("train", "validation", "test")
 
@@ -26,7 +26,7 @@ def load_split(ctx) -> tuple[Interactions, dict[str, np.ndarray]]:
 
 def split_matrices(data: Interactions, parts: dict[str, np.ndarray]) -> dict:
     """users × items CSR per split, plus what each held-out split excludes from ranking."""
-    from trainpipe.ranking.metrics import interaction_matrix
+    from trainpipe.evaluation.ranking_metrics import interaction_matrix
 
     m = {name: interaction_matrix(data.user[idx], data.item[idx], data.n_users, data.n_items)
          for name, idx in parts.items()}
@@ -51,7 +51,7 @@ def load_side_features(ctx) -> dict:
 
 # -- stages ----------------------------------------------------------------------------------
 def validate(ctx) -> dict:
-    from trainpipe.ranking.interactions import prepare
+    from trainpipe.data.interactions import prepare
     from trainpipe.stages import load_table
 
     data, report = prepare(load_table(ctx), ctx.config.ranking)
@@ -72,7 +72,7 @@ def validate(ctx) -> dict:
 
 
 def split(ctx) -> dict:
-    from trainpipe.ranking.split import make_split
+    from trainpipe.data.ranking_split import make_split
 
     config = ctx.config.ranking.split
     data = Interactions.load(ctx.upstream("validate"))
@@ -88,7 +88,7 @@ def split(ctx) -> dict:
 
 
 def features(ctx) -> dict:
-    from trainpipe.ranking.features import aligned_features
+    from trainpipe.data.side_features import aligned_features
 
     ranking = ctx.config.ranking
     data = Interactions.load(ctx.upstream("validate"))

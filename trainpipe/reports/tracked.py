@@ -54,7 +54,7 @@ def lookup(folder: RunFolder, tracking_uri: str | None = None) -> Tracked:
 def this_process(cwd: Path | None = None) -> Tracked:
     """What the run's own process knows without asking MLflow: the same environment tags tracking.py logs
     when a run starts (library versions, Python, host, git commit). For the report stage, inside the run."""
-    from trainpipe.tracking import environment_tags, git_info
+    from trainpipe.tracking.environment import environment_tags, git_info
 
     return Tracked(tags={**environment_tags(), **git_info(cwd or Path.cwd())}, source="of the run's own process")
 

@@ -20,7 +20,7 @@ import numpy as np
 from trainpipe.errors import ConfigError, GateFailed, RegistryError
 from trainpipe.evaluation import gates as g
 from trainpipe.evaluation.metrics import primary_metric
-from trainpipe.registry import Registry, model_name, registry_enabled
+from trainpipe.registry.client import Registry, model_name, registry_enabled
 from trainpipe.stages import raw_rows
 
 

@@ -14,7 +14,7 @@ def run(ctx) -> dict:
     if len(frame) == 0:
         raise DataError(f"data.path: the dataset is empty (0 rows in {', '.join(files[:3])})", key="data.path")
     if ctx.config.task == "ranking":
-        from trainpipe.ranking.interactions import require_columns
+        from trainpipe.data.interactions import require_columns
 
         require_columns(frame, ctx.config.ranking)
     elif ctx.config.data.target not in frame.columns:

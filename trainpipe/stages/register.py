@@ -25,8 +25,8 @@ from pathlib import Path
 from trainpipe.errors import RegistryError, RunError
 from trainpipe.evaluation.bootstrap import metric_cis
 from trainpipe.evaluation.metrics import primary_metric
-from trainpipe.model_card import render_card
-from trainpipe.registry import SHA_TAG, Registry, model_name, registry_enabled
+from trainpipe.registry.model_card import render_card
+from trainpipe.registry.client import SHA_TAG, Registry, model_name, registry_enabled
 from trainpipe.stages import load_table, raw_rows
 from trainpipe.stages.gate import idle_tracking, registered_version
 from trainpipe.tuning.retrain import lineage as tuning_lineage
@@ -44,7 +44,7 @@ def _mlflow_run_id(ctx) -> str:
 
 
 def lineage_tags(ctx, decision: dict, sha: str) -> dict[str, str]:
-    from trainpipe.tracking import environment_tags, git_info
+    from trainpipe.tracking.environment import environment_tags, git_info
 
     evaluate = ctx.manifest("evaluate")
     name, _ = primary_metric(ctx.config.task, ctx.config.evaluation)
@@ -79,7 +79,7 @@ def run(ctx) -> dict:
 
 
 def register_tabular(ctx, decision: dict) -> dict:
-    from trainpipe.packaging import build_package, input_kind
+    from trainpipe.registry.packaging import build_package, input_kind
 
     config = ctx.config
     info = json.loads((ctx.upstream("features") / "features.json").read_text())

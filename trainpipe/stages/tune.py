@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from trainpipe.config import canonical_hash
+from trainpipe.hashing import canonical_hash
 from trainpipe.errors import ModelError
 from trainpipe.evaluation.metrics import LOWER_IS_BETTER, primary_metric
 from trainpipe.stages import raw_rows
@@ -62,7 +62,7 @@ def run(ctx) -> dict:
     write_job(job, job_file, config.recorded_dict())
     others = start_workers(job_file, tuning.workers - 1, ctx.stage_dir, job)
     try:
-        mine = run_worker(job, 0, storage, progress=ctx.progress)
+        mine = run_worker(job, 0, storage, progress=ctx.progress, config=config)
     except BaseException:
         for proc, _ in others:
             proc.kill()
@@ -114,7 +114,7 @@ def run(ctx) -> dict:
 def _tracker(ctx):
     if not ctx.config.tracking.enabled:
         return None
-    from trainpipe.tracking import Tracker
+    from trainpipe.tracking.tracker import Tracker
 
     return Tracker(ctx.store, ctx.config.tracking)
 
@@ -122,7 +122,7 @@ def _tracker(ctx):
 def _parent_run(ctx, tracker, study, metric: str) -> str | None:
     if tracker is None:
         return None
-    from trainpipe.tracking import flatten
+    from trainpipe.tracking.tracker import flatten
     from trainpipe.tuning.tracking import open_parent
 
     config = ctx.config
@@ -158,3 +158,12 @@ def _summary(study, best, name, storage_url, metric, direction, stopped_by, tuni
 
 def _jsonable(params: dict) -> dict:
     return json.loads(json.dumps(params, default=str))
+
+
+if __name__ == "__main__":  # a worker process of a study (tuning.workers > 1), started by tuning/worker.py
+    import sys
+
+    from trainpipe.config import config_from_dict
+    from trainpipe.tuning.worker import main
+
+    sys.exit(main(sys.argv[1:], lambda doc: config_from_dict(doc, source="tuning job")))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from trainpipe.checks import check_table
+from trainpipe.pipeline.checks import check_table
 from trainpipe.data.schema import SchemaSpec, schema_to_yaml
 from trainpipe.errors import ValidationFailed
 from trainpipe.stages import load_table

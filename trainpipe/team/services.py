@@ -140,7 +140,7 @@ def summary(settings: TeamSettings, state: dict) -> dict:
 def up(settings: TeamSettings, say: Callable[[str], None] = lambda _: None) -> dict:
     """Start whatever of PostgreSQL and the MLflow server is not running; idempotent. On failure, stop what
     this call started and raise (nothing half-started stays behind)."""
-    from trainpipe.dburl import require_psycopg
+    from trainpipe.tracking.dburl import require_psycopg
 
     require_psycopg("team")  # the MLflow server and every Optuna worker connect with psycopg
     topmost = next((p for p in [*reversed(settings.dir.parents), settings.dir] if not p.exists()), settings.dir)

@@ -49,7 +49,7 @@ def redact(url: str) -> str:
 
 def study_name(config, features_identity: str) -> str:
     """Same data, model and search settings → same study, whatever the budget; so a rerun continues it."""
-    from trainpipe.config import canonical_hash
+    from trainpipe.hashing import canonical_hash
 
     if config.tuning.study_name:
         return config.tuning.study_name
@@ -65,7 +65,7 @@ def check_storage_url(url: str) -> None:
     """A malformed URL or a missing database driver, found before any work (no connection is made)."""
     from sqlalchemy.engine import make_url
 
-    from trainpipe.dburl import require_driver
+    from trainpipe.tracking.dburl import require_driver
 
     try:
         make_url(url)
@@ -79,7 +79,7 @@ def open_storage(url: str, tuning, created: bool = False):
     """RDBStorage with heartbeats; an SQLite file gets a 30 s lock timeout and WAL journaling.
     `created`: the tables exist (a worker started after the study was created) and need no check.
     A creation race (see CREATION_RACES) is raised as it is, for `open_study` to retry."""
-    from trainpipe.dburl import normalize, require_driver
+    from trainpipe.tracking.dburl import normalize, require_driver
 
     optuna = _quiet()
     require_driver(url, "tuning.storage")

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainpipe.tracking import _retry, history_key, param_key
+from trainpipe.tracking.tracker import _retry, history_key, param_key
 
 if TYPE_CHECKING:
-    from trainpipe.tracking import Tracker
+    from trainpipe.tracking.tracker import Tracker
 
 STATES = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
 PARENT_ATTR = "mlflow_parent_run_id"

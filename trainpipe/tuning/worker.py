@@ -1,7 +1,8 @@
 """One tuning worker: load the study, optimise until a budget ends it. `--workers N` runs N of these.
 
-The stage's own process is worker 0; workers 1..N-1 are `python -m trainpipe.tuning.worker JOB INDEX`
-processes that read the same job file and share the storage. On Linux they die with their parent
+The stage's own process is worker 0; workers 1..N-1 are `python -m trainpipe.stages.tune JOB INDEX`
+processes (WORKER_ENTRY: the process entry sits with the tune stage, which may assemble the pipeline config
+from the job; this building block may not) that read the same job file and share the storage. On Linux they die with their parent
 (PR_SET_PDEATHSIG), so killing `trainpipe tune` leaves no orphan trials running: the rerun retries them.
 Samplers are seeded with seed + worker index; trials interleave by timing, so with N > 1 workers the
 sequence of trials (and possibly the best one) is not reproducible, the parameters of a given trial are.
@@ -16,12 +17,14 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from trainpipe.errors import ModelError, TrainpipeError
 
 JOB_ENV = "TRAINPIPE_TUNING_JOB"  # the job with its real values, passed from the stage to its workers
+WORKER_ENTRY = "trainpipe.stages.tune"  # `python -m` this module runs `main` with the config assembly
 
 
 @dataclass(frozen=True)
@@ -69,16 +72,15 @@ def load_data(job: WorkerJob, settings):
     return data
 
 
-def run_worker(job: WorkerJob, index: int, storage=None, progress: bool = False) -> dict:
+def run_worker(job: WorkerJob, index: int, storage=None, progress: bool = False, *, config) -> dict:
     """Optimise the shared study until n_trials, timeout, max_cost or repeated failures end it.
-    progress: a live line of the study's trials on a terminal (the stage's own worker, without --json)."""
-    from trainpipe.config import config_from_dict
+    config: the pipeline config built from `job.config`; progress: a live line of the study's trials on a
+    terminal (the stage's own worker, without --json)."""
     from trainpipe.tuning.budget import Budget
     from trainpipe.tuning.objective import make_objective
     from trainpipe.tuning.progress import TrialProgress
     from trainpipe.tuning.study import load_study, open_storage, recover_dead_trials
 
-    config = config_from_dict(job.config, source="tuning job")
     tuning = config.tuning
     info = json.loads((Path(job.features_dir) / "features.json").read_text())
     settings = build_settings(config, job, info)
@@ -110,7 +112,7 @@ def _trial_logger(config, job: WorkerJob):
     if not (config.tracking.enabled and job.parent_run_id):
         return None
     from trainpipe.store import Store
-    from trainpipe.tracking import Tracker
+    from trainpipe.tracking.tracker import Tracker
     from trainpipe.tuning.tracking import TrialLogger, metric_names
 
     store = Store.locate(job.store_root or config.store, config.tracking.uri)
@@ -141,7 +143,7 @@ def start_workers(job_file: Path, count: int, log_dir: Path, job: WorkerJob) -> 
     for index in range(1, count + 1):
         log = log_dir / f"worker-{index}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "trainpipe.tuning.worker", str(job_file), str(index)],
+            proc = subprocess.Popen([sys.executable, "-m", WORKER_ENTRY, str(job_file), str(index)],
                                     stdout=out, stderr=subprocess.STDOUT, env=env,
                                     preexec_fn=preexec)  # noqa: PLW1509  (no imports or locks in the child)
         started.append((proc, log))
@@ -172,17 +174,14 @@ def write_job(job: WorkerJob, path: Path, recorded_config: dict) -> None:
     path.write_text(json.dumps(record, default=str))
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], build_config: Callable[[dict], Any]) -> int:
+    """A worker process: JOB_FILE INDEX; `build_config` turns the job's config dict into the pipeline config."""
     job_file, index = Path(argv[0]), int(argv[1])
     job = WorkerJob(**json.loads(os.environ.get(JOB_ENV) or job_file.read_text()))
     try:
-        result = run_worker(job, index)
+        result = run_worker(job, index, config=build_config(job.config))
     except TrainpipeError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     (job_file.parent / f"worker-{index}.json").write_text(json.dumps(result))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

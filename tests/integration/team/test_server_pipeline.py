@@ -11,9 +11,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import run_cli, run_cli_json
-from trainpipe.registry import Registry
+from trainpipe.registry.client import Registry
 from trainpipe.store import Store
-from trainpipe.tracking import TrackingConfig
+from trainpipe.tracking.config import TrackingConfig
 
 pytestmark = pytest.mark.team
 

@@ -92,7 +92,7 @@ def test_a_csv_in_another_encoding_names_the_encoding_key(tmp_path):
 def test_files_of_a_folder_must_share_one_schema_real_data(tmp_path):
     """scikit-learn's breast cancer table in two parts: identical schemas join; a renamed, a re-cased and a
     dropped column are each named with both files."""
-    from trainpipe.datasets import breast_cancer
+    from trainpipe.tools.datasets import breast_cancer
 
     bc = breast_cancer()
     bc.iloc[:300].to_parquet(tmp_path / "part-0.parquet")
@@ -110,7 +110,7 @@ def test_files_of_a_folder_must_share_one_schema_real_data(tmp_path):
 
 
 def test_files_whose_column_holds_text_in_one_and_numbers_in_another_are_refused(tmp_path):
-    from trainpipe.datasets import synthetic_churn
+    from trainpipe.tools.datasets import synthetic_churn
 
     churn = synthetic_churn(rows=400, seed=3)
     churn.iloc[:200].to_csv(tmp_path / "a.csv", index=False)

@@ -8,7 +8,7 @@ from trainpipe.engine.config import CheckpointConfig
 from trainpipe.errors import ModelError
 from trainpipe.models.base import FitContext
 from trainpipe.models.two_tower import RankingData, TwoTowerFamily
-from trainpipe.ranking.metrics import interaction_matrix
+from trainpipe.evaluation.ranking_metrics import interaction_matrix
 
 PARAMS = {"epochs": 3, "batch_size": 64, "embedding_dim": 8, "id_dim": 8, "hidden_dims": [16], "random_negatives": 8}
 

@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-from trainpipe.ranking import baselines
-from trainpipe.ranking.metrics import interaction_matrix, top_k
+from trainpipe.evaluation import baselines
+from trainpipe.evaluation.ranking_metrics import interaction_matrix, top_k
 
 
 def test_popularity_orders_by_count():

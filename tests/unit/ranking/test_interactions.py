@@ -6,7 +6,7 @@ import pytest
 
 from trainpipe.errors import ValidationFailed
 from trainpipe.ranking.config import RankingConfig
-from trainpipe.ranking.interactions import prepare
+from trainpipe.data.interactions import prepare
 
 
 def frame():

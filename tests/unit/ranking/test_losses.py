@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainpipe.ranking.losses import bpr, sampled_softmax, triplet
+from trainpipe.models.ranking_losses import bpr, sampled_softmax, triplet
 
 
 def batch():

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from trainpipe.ranking.metrics import evaluate, interaction_matrix, per_user_metrics, top_k
+from trainpipe.evaluation.ranking_metrics import evaluate, interaction_matrix, per_user_metrics, top_k
 
 
 def test_hand_computed_example():

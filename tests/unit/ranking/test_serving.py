@@ -6,9 +6,9 @@ import pandas as pd
 import torch
 
 from trainpipe.models.two_tower import RankingData, TwoTowerFamily
-from trainpipe.ranking.features import FeatureEncoder
-from trainpipe.ranking.metrics import interaction_matrix, top_k
-from trainpipe.ranking.serving import Recommender, write_recommender
+from trainpipe.data.side_features import FeatureEncoder
+from trainpipe.evaluation.ranking_metrics import interaction_matrix, top_k
+from trainpipe.registry.serving import Recommender, write_recommender
 
 
 def build(tmp_path):

@@ -5,8 +5,8 @@ import pytest
 
 from trainpipe.ranking.config import RankingConfig, RankingSplit
 from trainpipe.ranking.generate import synthetic_interactions
-from trainpipe.ranking.interactions import prepare
-from trainpipe.ranking.split import make_split
+from trainpipe.data.interactions import prepare
+from trainpipe.data.ranking_split import make_split
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,8 @@ import optuna
 import pytest
 
 from trainpipe.config import config_from_dict
-from trainpipe.errors import ConfigError, ModelError
+from trainpipe.errors import ConfigError
 from trainpipe.tuning.space import (
-    check_space,
     decode,
     family_space,
     fixed_params,
@@ -65,24 +64,6 @@ def test_budget_and_objective_cross_checks():
     assert config({"cost": {"usd_per_hour": {"cpu": 0.1, "gpu": 2.0}, "compute": "gpu"}}).tuning.cost.rate == 2.0
 
 
-@pytest.mark.parametrize("family, params, expected", [
-    ("xgboost", {"max_dept": {"type": "int", "low": 2, "high": 6}}, "tuning.space.max_dept: xgboost has no parameter 'max_dept' (did you mean 'max_depth'?)"),
-    ("lightgbm", {"leaf_count": {"type": "int", "low": 2, "high": 6}}, "tuning.space.leaf_count: lightgbm has no parameter"),
-    ("sklearn", {"C": {"type": "float", "low": 0.1, "high": 1}}, "tuning.space.C: HistGradientBoostingClassifier has no parameter 'C'"),
-    ("torch_mlp", {"dropout": {"type": "float", "low": 0.1, "high": 1.0}}, "tuning.space.dropout:"),
-])
-def test_names_and_ranges_are_checked_against_the_family(family, params, expected):
-    with pytest.raises(ModelError) as err:
-        check_space(config({"space": params}, {"type": family}))
-    assert err.value.message.startswith(expected) and err.value.key.startswith("tuning.space.")
-
-
-def test_every_default_space_passes_its_family_check():
-    for family in ("xgboost", "lightgbm", "sklearn", "torch_mlp"):
-        for task in ("binary", "multiclass", "regression"):
-            check_space(config({}, {"type": family}, task))
-
-
 def test_default_space_leaves_out_fixed_params_and_follows_the_sklearn_estimator():
     space = family_space(config({}, {"type": "xgboost", "params": {"max_depth": 4}}))
     assert "max_depth" not in space and "learning_rate" in space
@@ -125,16 +106,3 @@ def test_grid_lists_every_value_and_refuses_unstepped_floats():
     assert values["d"] == [2, 3, 4] and values["lr"] == pytest.approx([0.1, 0.2, 0.3]) and values["c"] == ["a", "b"]
     with pytest.raises(ConfigError, match="tuning.space.x.step: the grid sampler needs a step"):
         grid(parse_space({"x": {"type": "float", "low": 0, "high": 1}}))
-
-
-def test_sampler_and_storage_problems_are_found_before_any_data_is_read():
-    from trainpipe.errors import MissingDependency
-
-    with pytest.raises(MissingDependency, match=r"tuning.storage: the PostgreSQL driver psycopg2 is not installed; "
-                       r"use postgresql\+psycopg:// \(psycopg 3\) and pip install 'trainpipe\[postgres\]'"):
-        check_space(config({"storage": "postgresql+psycopg2://tuner@db.internal/optuna"}))
-    with pytest.raises(ConfigError, match="tuning.storage: not a usable SQLAlchemy URL"):
-        check_space(config({"storage": "not a url"}))
-    with pytest.raises(ConfigError, match="tuning.space.eta.step: the grid sampler needs a step"):
-        check_space(config({"sampler": {"type": "grid"}, "space": {"eta": {"type": "float", "low": 0.1, "high": 0.3}}},
-                           {"type": "xgboost"}))

@@ -1,0 +1,146 @@
+"""Rich rendering of results for people (the --json path never comes here)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+STATUS_STYLE = {"completed": "green", "reused": "cyan", "failed": "red", "killed": "red", "pending": "dim",
+                "running": "yellow"}
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:,.1f}"
+    return str(value)
+
+
+def stage_line(console: Console, manifest: dict) -> None:
+    status = manifest["status"]
+    s = manifest.get("summary", {})
+    notes = {
+        "ingest": lambda: f"{s.get('rows', 0):,} rows × {s.get('columns')} columns · fingerprint {str(s.get('fingerprint'))[:12]}",
+        "validate": lambda: f"data checks passed · {s.get('columns_checked')} columns checked · {s.get('warnings')} warning(s)",
+        "split": lambda: f"{s.get('strategy')}: train {s.get('train', 0):,} · validation {s.get('validation', 0):,} · test {s.get('test', 0):,}",
+        "features": lambda: f"{s.get('numeric')} numeric + {s.get('categorical')} categorical"
+                            + (f" + {s['datetime']} datetime" if s.get("datetime") else "")
+                            + f" → {s.get('features_out')} features "
+                            f"(impute {s.get('impute')}, scale {s.get('scale')}, {s.get('encoding')})",
+        "tune": lambda: f"{s.get('study')}: best {s.get('metric')} {_fmt(s.get('best_value'))} (trial {s.get('best_trial')}) · "
+                        f"{(s.get('trials') or {}).get('PRUNED', 0)} pruned · {s.get('message')}",
+        "train": lambda: f"{s.get('family')}: {s.get('iterations')} iteration(s)"
+                         + (f", best {s.get('best_iteration')}" if s.get("best_iteration") is not None else ""),
+        "evaluate": lambda: f"{s.get('primary_metric')}: validation {_fmt(s.get('validation'))} · test {_fmt(s.get('test'))}",
+        "gate": lambda: f"passed {s.get('checks')} check(s) · champion {s.get('champion')}"
+                        + (f" v{s.get('champion_version')} ({s.get('improvement'):+.4g})" if s.get("improvement") is not None else ""),
+        "register": lambda: (f"{s.get('name')} v{s.get('version')} @{' @'.join(s.get('aliases') or [])}"
+                             if s.get("version") else "registry off: packaged in the run folder"),
+    }.get(manifest["stage"], lambda: "")() if "line" not in s else s["line"]  # a stage may word its own line
+    extra = f" (from run {manifest['reused_from']})" if status == "reused" and manifest.get("reused_from") != manifest.get("run_id") else ""
+    if manifest.get("recomputed_because"):  # a cache entry that failed its content check
+        extra += f" (not reused: {manifest['recomputed_because']})"
+    secs = "" if status == "reused" else f"{manifest.get('seconds', 0):.2f}s"
+    console.print(f"  [{STATUS_STYLE.get(status, 'white')}]{'✓' if status != 'failed' else '✗'} {manifest['stage']:<9}[/] "
+                  f"{secs:>7}  {notes}[dim]{extra}[/]")
+    for warning in s.get("warning_messages", []):  # validate's data checks, split sizes, empty feature columns
+        console.print(f"      [yellow]warning:[/] {warning}")
+
+
+def metrics_table(metrics: dict) -> Table:
+    table = Table(title="Metrics", show_lines=False)
+    table.add_column("metric")
+    splits = list(metrics)
+    for split in splits:
+        table.add_column(split, justify="right")
+    names = list(dict.fromkeys(k for split in splits for k in metrics[split]))
+    for name in names:
+        table.add_row(name, *(_fmt(metrics[split].get(name)) for split in splits))
+    return table
+
+
+def ranking_table(metrics: dict) -> Table:
+    """Task ranking: the model next to each baseline on the same test users, and the lift."""
+    baselines = metrics.get("baselines", {})
+    lift = (metrics.get("lift") or {}).get("test", {})
+    table = Table(title="Ranking metrics (test users; baselines on the same users and exclusions)")
+    table.add_column("metric", no_wrap=True)
+    for column in ("validation", "test", *(f"{b} (test)" for b in baselines), "lift vs popularity"):
+        table.add_column(column, justify="right")
+    for name, value in metrics["test"].items():
+        if name == "users":
+            continue
+        table.add_row(name, _fmt(metrics["validation"].get(name)), _fmt(value),
+                      *(_fmt(baselines[b]["test"].get(name)) for b in baselines),
+                      _fmt(lift.get(f"lift_{name}")) if lift.get(f"lift_{name}") is not None else "")
+    return table
+
+
+def run_summary(console: Console, summary: dict) -> None:
+    if summary.get("metrics", {}).get("baselines") is not None:  # task ranking
+        console.print(ranking_table(summary["metrics"]))
+    elif summary.get("metrics"):
+        console.print(metrics_table(summary["metrics"]))
+    if summary.get("gate"):
+        from trainpipe.cli.render_registry import print_gate, registered_line
+
+        print_gate(console, summary["gate"])
+        if summary.get("registered"):
+            registered_line(console, summary["registered"])
+    console.print(f"[bold]run[/] {summary['run_id']}  [bold]status[/] "
+                  f"[{STATUS_STYLE.get(summary['status'], 'white')}]{summary['status']}[/]")
+    console.print(f"[bold]artifacts[/] {summary['run_dir']}")
+    if summary.get("tracking_uri"):
+        console.print(f"[bold]MLflow run[/] {summary.get('mlflow_run_id')}")
+        if summary["tracking_uri"].startswith("sqlite:"):
+            console.print(f"[bold]open the UI[/] mlflow ui --backend-store-uri {summary['tracking_uri']}")
+        else:
+            console.print(f"[bold]tracking server[/] {summary['tracking_uri']}")
+
+
+def validation_report(console: Console, report: dict) -> None:
+    ok = not report["errors"]
+    console.print(f"[{'green' if ok else 'red'}]{'✓ data checks passed' if ok else '✗ data checks failed'}[/] "
+                  f"· {report.get('rows', 0):,} rows · {report.get('columns_checked', 0)} schema columns")
+    for err in report["errors"]:
+        console.print(f"  [red]error[/] {err['message']}")
+    for warning in report["warnings"]:
+        console.print(f"  [yellow]warning[/] {warning['message']}")
+
+
+def runs_table(rows: list[dict]) -> Table:
+    """Newest first, narrow enough for 80 columns: the run id already says when it started, and the
+    headline metric's name goes in the title when every run shares it."""
+    from rich import box
+
+    metrics = {r.get("primary_metric") for r in rows} - {None}
+    metric = metrics.pop() if len(metrics) == 1 else None
+    table = Table(title=f"Runs · {metric}" if metric else "Runs", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("run", "experiment", "status", "model") + (() if metric else ("metric",)):
+        table.add_column(name, no_wrap=name != "experiment", overflow="fold", min_width=10 if name == "experiment" else None)
+    table.add_column("validation", justify="right", no_wrap=True)
+    table.add_column("test", justify="right", no_wrap=True)
+    for r in rows:
+        cells = [r["run_id"] or r["mlflow_run_id"][:12], r["experiment"], r["status"].lower(), r.get("model") or "—"]
+        if metric is None:
+            cells.append(r.get("primary_metric") or "—")
+        table.add_row(*cells, _fmt(r.get("validation")), _fmt(r.get("test")))
+    return table
+
+
+def compare_tables(doc: dict) -> list[Table]:
+    runs = doc["runs"]
+    params = Table(title="Parameters that differ")
+    params.add_column("param")
+    for r in runs:
+        params.add_column(r["label"])
+    for name, values in doc["params_that_differ"].items():
+        params.add_row(name, *(_fmt(v) for v in values))
+    metrics = Table(title="Metrics")
+    metrics.add_column("metric")
+    for r in runs:
+        metrics.add_column(r["label"], justify="right")
+    for name, values in doc["metrics"].items():
+        metrics.add_row(name, *(_fmt(v) for v in values))
+    return [params, metrics]

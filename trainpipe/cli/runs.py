@@ -1,0 +1,85 @@
+"""`trainpipe runs list|compare` (read back from MLflow) and `trainpipe ui` (the MLflow UI on the store)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from trainpipe.cli.common import DebugOpt, JsonOpt, StoreOpt, _at_least_one, _execute, _reachable, _store
+
+runs_app = typer.Typer(help="List and compare tracked runs.", no_args_is_help=True)
+
+
+@runs_app.command("list")
+def runs_list(
+    experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
+    limit: int = typer.Option(20, "--limit", "-n", help="Most recent N runs."),
+    store: Optional[str] = StoreOpt,
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the store's)."),
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+):
+    """Recent runs with their headline metrics."""
+    from trainpipe.cli.render import runs_table
+
+    def body(console: Console) -> dict:
+        from trainpipe.pipeline.runs import list_runs
+
+        _at_least_one(limit, "--limit")
+        return {"runs": list_runs(_reachable(tracking_uri) or _store(None, store).tracking_uri, experiment, limit)}
+
+    _execute(body, as_json, debug, render=lambda c, d: c.print(runs_table(d["runs"])))
+
+
+@runs_app.command("compare")
+def runs_compare(
+    runs: list[str] = typer.Argument(..., help="Two or more trainpipe (or MLflow) run ids."),
+    store: Optional[str] = StoreOpt,
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the store's)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write an HTML page overlaying the runs' learning "
+                                        "curves and metrics."),
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+):
+    """Parameters that differ and metrics side by side."""
+    from trainpipe.cli.render import compare_tables
+
+    def body(console: Console) -> dict:
+        from trainpipe.pipeline.runs import compare_runs
+
+        if html is not None and html.is_dir():
+            from trainpipe.errors import RunError
+
+            raise RunError(f"--html: {html} is a folder; give a file name such as {html / 'compare.html'}", key="--html")
+        doc = compare_runs(_reachable(tracking_uri) or _store(None, store).tracking_uri, runs)
+        if html is not None:
+            from trainpipe.reports.build import write_comparison
+
+            doc["html"] = write_comparison(doc, html)
+            Console(stderr=True).print(f"wrote {html} ({doc['html']['bytes'] / 1e6:.2f} MB)")
+        return doc
+
+    _execute(body, as_json, debug, render=lambda c, d: [c.print(t) for t in compare_tables(d)])
+
+
+def ui(
+    store: Optional[str] = StoreOpt,
+    port: int = typer.Option(5000, "--port", help="Port on 127.0.0.1."),
+):
+    """Open the MLflow UI on the local store (mlflow ui, bound to loopback)."""
+
+    def body(console: Console) -> None:
+        from trainpipe.errors import ConfigError
+
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"--port: expected a port from 1 to 65535, got {port}", key="--port")
+        target = _store(None, store)  # a wrong --store / TRAINPIPE_HOME is one error line
+        os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", target.tracking_uri,
+                                   "--host", "127.0.0.1", "--port", str(port)])
+
+    _execute(body, False, False)

@@ -1,0 +1,546 @@
+"""Stage order, the run folder, manifests, caching and resume.
+
+Stages talk only through files in `<store>/runs/<run_id>/<stage>/`. A stage writes into a
+temporary folder that is renamed into place only after its manifest is written, so a crash never
+leaves a half-written stage behind. A stage is reused (in this run on resume, or from any earlier
+run through the store's cache index) when its cache key matches a finished manifest whose outputs
+are all still on disk with the content hashes the manifest recorded; otherwise it is recomputed and
+the stage line says why. One process works on a run at a time (a lock file in the run folder), so
+the run's temporary folders and run.json have one writer; runs share only the cache index, whose
+entries are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from trainpipe import __version__
+from trainpipe.config import PipelineConfig, config_from_dict, config_hash, dump_config
+from trainpipe.hashing import canonical_hash
+from trainpipe.errors import Preempted, RunError, TrainpipeError
+from trainpipe.redaction import redact_url_credentials, redacted_keys, scrub
+from trainpipe.pipeline.run_folder import (changed_outputs, file_digests, file_sizes, input_file_hashes,
+                                           link_tree, lock_run, outputs_present, read_manifest, replace_dir,
+                                           user_code_hashes, write_json)
+from trainpipe.pipeline.tracking import RunTracking
+from trainpipe.store import Store
+from trainpipe.pipeline.stages import SPECS, STAGE_NAMES, StageSpec, active_stages
+
+
+Event = Callable[[str, dict], None]
+
+
+@dataclass
+class StageContext:
+    """What a stage may touch: its own output folder, upstream folders, the config, shared memory."""
+
+    run_id: str
+    run_dir: Path
+    stage_dir: Path
+    config: PipelineConfig
+    store: Store
+    memo: dict = field(default_factory=dict)  # in-process objects shared between stages (the loaded table)
+    cache_key: str = ""  # this stage's: checkpoints written under another key are refused
+    resume_anyway: bool = False  # --resume-anyway: load such checkpoints all the same
+    tracking: Any = None  # the run's RunTracking: register waits on it for the MLflow run id
+    progress: bool = False  # live progress on stderr (the CLI without --json): rounds, trials, epochs
+
+    def upstream(self, stage: str) -> Path:
+        return self.run_dir / stage
+
+    def checkpoint_dir(self, stage: str) -> Path:
+        """Outside the stage's temp folder, which a crash discards: a resumed stage continues from here."""
+        return self.run_dir / "checkpoints" / stage
+
+    def manifest(self, stage: str) -> dict:
+        return read_manifest(self.run_dir / stage) or {}
+
+
+def not_a_run(run_id: str, run_dir: Path) -> str:
+    return (f"run {run_id!r}: the folder {run_dir} exists but has no run.json, so it is not a trainpipe run (or one "
+            "whose creation was interrupted); remove it or use another run id")
+
+
+def new_run_id() -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+class Run:
+    """One run folder: its config, its run.json, and its MLflow run."""
+
+    def __init__(self, store: Store, run_id: str, config: PipelineConfig, meta: dict):
+        self.store, self.run_id, self.config, self.meta = store, run_id, config, meta
+        self.dir = store.run_dir(run_id)
+        self.tracking = RunTracking(store, config, meta.get("mlflow_run_id"))
+        self.created_here = False  # set by create(): only a brand-new run folder may be removed on failure
+        self._lock = None
+
+    # -- creation and loading -------------------------------------------------------------
+    @classmethod
+    def create(cls, config: PipelineConfig, store: Store, run_id: str | None = None) -> "Run":
+        store.ensure()
+        run_id = run_id or new_run_id()
+        run_dir = store.run_dir(run_id)
+        try:
+            run_dir.mkdir()  # atomic: of two processes given one --run-id, one gets the run
+        except FileExistsError:
+            if not (run_dir / "run.json").exists():
+                raise RunError(not_a_run(run_id, run_dir), key="run") from None
+            raise RunError(f"run {run_id} already exists in {store.runs_dir}; use --resume {run_id}", key="run") from None
+        (run_dir / "config.yaml").write_text(dump_config(config))  # secrets redacted, env values as ${oc.env:...}
+        meta = {"run_id": run_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": config_hash(config),
+                "status": "running", "stages": {}, "mlflow_run_id": None, "trainpipe_version": __version__,
+                "config_dir": config.config_dir}  # what relative ${oc.env:...} paths resolve against on resume
+        try:
+            run = cls(store, run_id, config, meta)
+            run._lock = lock_run(run_dir, run_id)
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)  # e.g. an unreachable tracking server
+            raise
+        run.created_here = True
+        run.save_meta()
+        run.tracking.start(run_id, run_dir, meta["config_hash"])
+        return run
+
+    @classmethod
+    def open(cls, store: Store, run_id: str, config: PipelineConfig | None = None) -> "Run":
+        run_dir = store.run_dir(run_id)
+        meta_path = run_dir / "run.json"
+        if not run_dir.is_dir():
+            raise RunError(f"run {run_id!r} not found in {store.runs_dir} (if the pipeline sets `store:`, pass --store "
+                           "or --config)", key="run")
+        if not meta_path.exists():
+            raise RunError(not_a_run(run_id, run_dir), key="run")
+        lock = lock_run(run_dir, run_id)
+        try:
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, ValueError) as exc:
+                raise RunError(f"run {run_id!r}: cannot read {meta_path}: {exc}; the run folder is damaged (start a "
+                               "new run)", key="run") from None
+            if config is None:
+                config = cls._recorded_config(run_dir, meta)
+            elif config_hash(config) != meta["config_hash"]:
+                # A run is one config: its MLflow params and artifacts describe it. A changed config is a new
+                # run, which reuses every unaffected stage from this one through the cache.
+                raise RunError(f"run {run_id}: the config differs from the one it was started with (hash "
+                               f"{config_hash(config)} vs {meta['config_hash']}); start a new run instead — unchanged "
+                               "stages are reused", key="config")
+            run = cls(store, run_id, config, meta)
+        except BaseException:
+            lock.release()
+            raise
+        run._lock = lock
+        return run
+
+    def release(self) -> None:
+        """Let another process work on this run (its lock, taken by create/open)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    @staticmethod
+    def _recorded_config(run_dir: Path, meta: dict) -> PipelineConfig:
+        """The run's config from its config.yaml: environment values are read from the environment again."""
+        import yaml
+
+        source = run_dir / "config.yaml"
+        try:
+            doc = yaml.safe_load(source.read_text())
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            raise RunError(f"run {run_dir.name!r}: cannot read {source}: {str(exc).splitlines()[0]}; the run folder is "
+                           "damaged (start a new run)", key="run") from None
+        hidden = redacted_keys(doc)
+        if hidden:
+            raise RunError(f"run {run_dir.name}: {source} holds secrets written literally in the pipeline YAML, redacted "
+                           f"here ({', '.join(hidden[:3])}); pass the pipeline file again (trainpipe run PIPELINE.yaml "
+                           f"--resume {run_dir.name}, or --config on `stage`), or read them with ${{oc.env:VAR}}",
+                           key=hidden[0])
+        config = config_from_dict(doc, source=str(source), base=Path(meta.get("config_dir") or run_dir))
+        if meta.get("config_hash") and config_hash(config) != meta["config_hash"]:
+            raise RunError(f"run {run_dir.name}: its config resolves differently now (hash {config_hash(config)} vs "
+                           f"{meta['config_hash']}): an environment variable it reads with ${{oc.env:...}} changed since "
+                           "the run started; restore it, or start a new run (unchanged stages are reused)", key="config")
+        return config
+
+    def save_meta(self) -> None:
+        write_json(self.dir / "run.json", self.meta)
+
+    # -- tracking ----------------------------------------------------------------------------
+    def _sync_tracking(self) -> None:
+        """Learn early (between stages) that tracking could not start; keep run.json's MLflow id current."""
+        try:
+            self.tracking.check()
+        except BaseException:
+            self._drop_if_untracked()
+            raise
+        if self.tracking.mlflow_run_id and not self.meta.get("mlflow_run_id"):
+            self._sync_tracking_ids()
+
+    def _drop_if_untracked(self) -> None:
+        """A run this process just created whose MLflow run never started leaves no folder behind. A run
+        that existed before (resume, a later stage) is kept whatever happens: it may hold checkpoints."""
+        if self.tracking.failed_to_start and self.created_here:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def finish(self, status: str, error: TrainpipeError | BaseException | None = None) -> None:
+        self.meta["status"] = status
+        if error is not None:
+            self.meta["error"] = self._scrub(getattr(error, "message", None) or f"{type(error).__name__}: {error}")
+        try:
+            self.tracking.finish(status, self.meta.get("error"))
+        except BaseException:
+            self._drop_if_untracked()
+            if error is None:
+                raise
+            return  # the stage's error is the one to report
+        finally:
+            if self.dir.exists():
+                self._sync_tracking_ids()
+                self.save_meta()
+
+    def _sync_tracking_ids(self) -> None:
+        if self.tracking.mlflow_run_id:
+            self.meta.update(mlflow_run_id=self.tracking.mlflow_run_id,
+                             tracking_uri=redact_url_credentials(self.tracking.uri or "") or None)
+
+    def _scrub(self, text: str) -> str:
+        """Free text about to be recorded (run.json, MLflow), without the config's credentials."""
+        return scrub(text, self.config.credentials())
+
+    # -- stages ------------------------------------------------------------------------------
+    def cache_key(self, spec: StageSpec) -> str:
+        upstream = {}
+        for name in spec.upstream:
+            if not SPECS[name].active(self.config):
+                continue  # an optional stage that is off (tune without tuning) is no input
+            manifest = read_manifest(self.dir / name)
+            if not manifest or manifest.get("status") not in ("completed", "reused"):
+                raise RunError(f"stage {spec.name} needs stage {name}, which has not completed in run {self.run_id}",
+                               key="stage")
+            upstream[name] = manifest["identity"]
+        doc = {"stage": spec.name, "version": __version__, "upstream": upstream,
+               "sections": {s: self.config.hashed_section(s) for s in spec.sections},  # no credential in a key
+               "user_code": user_code_hashes(self.config, spec.name), "files": input_file_hashes(self.config, spec.name)}
+        if spec.name == "ingest":
+            from trainpipe.data.io import expand_paths, file_stats
+
+            stats = file_stats(expand_paths(self.config.data.path))
+            if any("size" not in s for s in stats):
+                doc["nonce"] = secrets.token_hex(8)  # remote files: no cheap change detection, always re-ingest
+            doc["data_files"] = stats
+        if not spec.reusable:
+            doc["nonce"] = secrets.token_hex(8)
+        return canonical_hash(doc)
+
+    def _cache_index(self, name: str, key: str) -> Path:
+        return self.store.cache_dir / "index" / name / f"{key}.json"
+
+    def _find_reusable(self, name: str, key: str, use_cache: bool) -> tuple[Path, str] | None:
+        """A finished stage folder with this key whose outputs are present at their sizes (content is checked
+        by _reuse, on the files actually reused)."""
+        own = self.dir / name
+        manifest = read_manifest(own)
+        if manifest and manifest.get("cache_key") == key and outputs_present(own, manifest):
+            return own, self.run_id
+        if not use_cache:
+            return None
+        try:
+            entry = json.loads(self._cache_index(name, key).read_text())
+            other = Path(entry["stage_dir"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        manifest = read_manifest(other)
+        if manifest and manifest.get("cache_key") == key and outputs_present(other, manifest):
+            return other, entry.get("run_id")
+        return None
+
+    def _reuse(self, name: str, key: str, source_dir: Path, source_run: str) -> tuple[dict | None, str | None]:
+        """(the reused stage's manifest, None), or (None, why it must be recomputed instead).
+
+        Another run's folder is hard-linked in first and the links are what get verified; a source that
+        changes or disappears meanwhile (a concurrent run replacing it) is a lost race, not an error.
+        """
+        final, started = self.dir / name, time.perf_counter()
+        whose = "this run's" if source_dir == final else f"run {source_run}'s"
+        if source_dir == final:
+            manifest = read_manifest(final)
+            changed = changed_outputs(final, manifest)
+        else:
+            tmp = self.dir / f".{name}.tmp"
+            try:
+                link_tree(source_dir, tmp)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return None, f"{whose} cached {name} changed while it was being reused"
+            manifest = read_manifest(tmp)
+            changed = changed_outputs(tmp, manifest) if manifest and manifest.get("cache_key") == key else ["manifest.json"]
+            if changed is None or changed:
+                shutil.rmtree(tmp, ignore_errors=True)
+        if changed is None:
+            return None, f"{whose} cached {name} has no content hashes (written by an older trainpipe)"
+        if changed:
+            shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+            return None, f"{whose} cached {name} has files changed since they were written: {shown}"
+        if source_dir == final:
+            manifest = {k: v for k, v in manifest.items() if k != "recomputed_because"}  # said when it was computed
+            if manifest["status"] != "reused":
+                manifest = {**manifest, "status": "reused", "reused_from": self.run_id, "seconds": 0.0,
+                            "computed_seconds": manifest.get("seconds")}
+            return manifest, None
+        manifest.update(status="reused", reused_from=source_run, run_id=self.run_id,
+                        computed_seconds=manifest.get("computed_seconds", manifest.get("seconds")),
+                        seconds=round(time.perf_counter() - started, 3))
+        manifest.pop("recomputed_because", None)
+        write_json(tmp / "manifest.json", manifest)  # a new file: the source's manifest link is left alone
+        replace_dir(tmp, final)
+        return manifest, None
+
+    def run_stage(self, name: str, memo: dict | None = None, use_cache: bool = True, on_event: Event | None = None,
+                  resume_anyway: bool = False, progress: bool = False) -> dict:
+        spec = SPECS[name]
+        memo = {} if memo is None else memo
+        key = self.cache_key(spec)
+        final = self.dir / name
+        emit = on_event or (lambda kind, payload: None)
+        found = self._find_reusable(name, key, use_cache)
+        recomputed_because = None
+        if found is not None:
+            manifest, recomputed_because = self._reuse(name, key, *found)
+            if manifest is not None:
+                self._record(name, manifest, final)
+                emit("stage_done", manifest)
+                return manifest
+
+        emit("stage_start", {"stage": name})
+        tmp = self.dir / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        ctx = StageContext(self.run_id, self.dir, tmp, self.config, self.store, memo, key, resume_anyway,
+                           tracking=self.tracking, progress=progress)
+        started = time.perf_counter()
+        try:
+            result = importlib.import_module(f"trainpipe.stages.{name}").run(ctx) or {}
+        except BaseException as exc:
+            # Stopped by a signal (Preempted from the torch loop, KeyboardInterrupt for SIGINT/SIGTERM): what
+            # the stage wrote is unfinished work, not evidence; checkpoints live outside `tmp` and survive.
+            killed = isinstance(exc, (Preempted, KeyboardInterrupt))
+            if isinstance(exc, KeyboardInterrupt):
+                exc.message = f"{getattr(exc, 'message', None) or 'interrupted'} during stage {name}"
+            failed = self.dir / f"{name}.failed"
+            if not killed:
+                shutil.rmtree(failed, ignore_errors=True)
+                if any(tmp.iterdir()):
+                    os.replace(tmp, failed)  # evidence (e.g. the validation report), never an output
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.meta["stages"][name] = {"status": "killed" if killed else "failed",
+                                         "error": self._scrub(getattr(exc, "message", str(exc)) or type(exc).__name__)}
+            self.save_meta()
+            if failed.exists() and not killed:
+                self.tracking.evidence(name, sorted(failed.iterdir()))
+            raise
+        files, digests = file_sizes(tmp), file_digests(tmp)  # hashed here, in the stage's time, to verify reuse
+        manifest = {
+            "stage": name, "status": "completed", "run_id": self.run_id, "cache_key": key,
+            "identity": result.get("identity", key), "config_hash": self.meta["config_hash"],
+            "code_version": __version__, "host": socket.gethostname(),
+            "inputs": {u: (read_manifest(self.dir / u) or {}).get("identity") for u in spec.upstream},
+            "seconds": round(time.perf_counter() - started, 3), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "outputs": result.get("outputs", {}), "metrics": result.get("metrics", {}),
+            "history": result.get("history"), "artifacts": result.get("artifacts", []),
+            "summary": result.get("summary", {}), "files": files, "digests": digests,
+        }
+        if recomputed_because:
+            manifest["recomputed_because"] = recomputed_because
+        write_json(tmp / "manifest.json", manifest)
+        replace_dir(tmp, final)
+        shutil.rmtree(self.dir / f"{name}.failed", ignore_errors=True)
+        index = self._cache_index(name, key)
+        index.parent.mkdir(parents=True, exist_ok=True)
+        # Runs computing the same stage at once each write this entry under a temporary name of their own;
+        # the last rename wins and every version of it points at a complete stage folder.
+        write_json(index, {"run_id": self.run_id, "stage_dir": str(final)})
+        self._record(name, manifest, final)
+        emit("stage_done", manifest)
+        return manifest
+
+    def _record(self, name: str, manifest: dict, stage_dir: Path) -> None:
+        self._sync_tracking()
+        entry = {"status": manifest["status"], "seconds": manifest.get("seconds")}
+        if manifest.get("reused_from"):
+            entry["reused_from"] = manifest["reused_from"]
+        if manifest.get("recomputed_because"):
+            entry["recomputed_because"] = manifest["recomputed_because"]
+        self.meta["stages"][name] = entry
+        self.save_meta()
+        self.tracking.stage(name, stage_dir, manifest)
+
+    def summary(self) -> dict:
+        self._sync_tracking_ids()
+        stages = []
+        for name in active_stages(self.config):
+            manifest = read_manifest(self.dir / name)
+            state = self.meta["stages"].get(name, {})
+            stages.append({"name": name, "status": state.get("status", "pending"), "seconds": state.get("seconds"),
+                           "reused_from": state.get("reused_from"), "error": state.get("error"),
+                           "recomputed_because": state.get("recomputed_because"),
+                           "summary": (manifest or {}).get("summary", {}) if state.get("status") != "failed" else {}})
+        metrics_file = self.dir / "evaluate" / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+        artifacts = {}
+        for label, rel in (("model", "train/model"), ("preprocessor", "features/preprocessor.joblib"),
+                           ("metrics", "evaluate/metrics.json"), ("split", "split/split.json"),
+                           ("validation_report", "validate/report.json"), ("statistics", "ingest/stats.json"),
+                           ("config", "config.yaml")):
+            if (self.dir / rel).exists():
+                artifacts[label] = str(self.dir / rel)
+        decisions = {}  # the gate's decision (also when it failed) and the registration, for the CLI
+        for label, rels in (("gate", ("gate/decision.json", "gate.failed/decision.json")),
+                            ("registered", ("register/registered.json",))):
+            found = next((self.dir / rel for rel in rels if (self.dir / rel).exists()), None)
+            if found is not None:
+                decisions[label] = json.loads(found.read_text())
+        return {**decisions, "run_id": self.run_id, "status": self.meta["status"], "error": self.meta.get("error"),
+                "config_hash": self.meta["config_hash"], "store": str(self.store.root), "run_dir": str(self.dir),
+                "mlflow_run_id": self.meta.get("mlflow_run_id"), "tracking_uri": self.meta.get("tracking_uri"),
+                "stages": stages, "metrics": metrics, "artifacts": artifacts}
+
+
+def _preempted(run: Run, exc: Preempted, again: str) -> None:
+    """SIGTERM after a checkpoint: killed but resumable (MLflow KILLED, run.json says how to continue)."""
+    exc.message = exc.lines[0] = f"{exc.message}; continue with `{again}`"
+    run.meta["resumable"] = True
+    run.finish("killed", exc)
+
+
+@contextlib.contextmanager
+def _ends_on_error(run: Run, again: str):
+    """How a run ends when a stage raises: preempted (resumable with `again`), killed (Ctrl-C) or failed."""
+    try:
+        yield
+    except Preempted as exc:
+        _preempted(run, exc, again)
+        raise
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGINT turned into one by the CLI (cli_common.py)
+        exc.message = f"{getattr(exc, 'message', None) or 'interrupted'}; continue with `{again}`"
+        run.meta["resumable"] = True
+        run.finish("killed", exc)
+        raise
+    except BaseException as exc:
+        run.finish("failed", exc)
+        raise
+
+
+def preflight(config: PipelineConfig) -> None:
+    """Checks that need no data: the model family and its parameters, before a run folder exists."""
+    from trainpipe.models import get_family
+
+    get_family(config.model.type).check_config(dict(config.model.params), config.model.estimator, config.task)
+    if config.tuning.enabled:
+        from trainpipe.tuning.checks import check_space
+
+        check_space(config)  # every searched name is a parameter of the family, at both ends of its range
+
+
+def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | None = None, run_id: str | None = None,
+                 use_cache: bool = True, until: str | None = None, on_event: Event | None = None,
+                 resume_anyway: bool = False, progress: bool = False) -> dict:
+    """Run every stage in order (or resume a failed run), tracking in MLflow; returns the run summary."""
+    for given, option in ((resume, "--resume"), (run_id, "--run-id")):
+        if given is not None:
+            store.run_dir(given, option)  # a malformed id is refused before any work, naming its option
+    if config is not None:
+        preflight(config)
+    run = Run.open(store, resume, config) if resume else Run.create(config, store, run_id)
+    try:
+        return _run_stages(run, resume=bool(resume), until=until, use_cache=use_cache, on_event=on_event,
+                           resume_anyway=resume_anyway, progress=progress)
+    finally:
+        run.release()
+
+
+def _run_stages(run: Run, *, resume: bool, until: str | None, use_cache: bool, on_event: Event | None,
+                resume_anyway: bool, progress: bool) -> dict:
+    if resume:
+        preflight(run.config)
+        if run.meta.get("mlflow_run_id"):
+            run.tracking.reopen()
+        else:  # killed (SIGKILL) before the tracking worker's id was saved
+            run.tracking.adopt(run.run_id, run.dir, run.meta["config_hash"])
+        run.meta["status"] = "running"
+        run.meta.pop("error", None)
+        run.meta.pop("resumable", None)
+    if on_event:
+        on_event("run_start", {"run_id": run.run_id, "run_dir": str(run.dir), "resumed": bool(resume)})
+    memo: dict = {}
+    names = active_stages(run.config)
+    names = names if until is None else names[: names.index(until) + 1]
+    with _ends_on_error(run, f"trainpipe run --resume {run.run_id}"):
+        for name in names:
+            run.run_stage(name, memo, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway,
+                          progress=progress)
+    run.finish("completed")
+    return run.summary()
+
+
+def _missing_run(store: Store, run_id: str, name: str, config: PipelineConfig | None) -> str:
+    """Stage NAME of a run that does not exist: every stage must run first, from ingest. Only with a config
+    are the stages in between known (an optional stage such as tune may be off), so only then are they listed."""
+    start = f"`trainpipe stage {STAGE_NAMES[0]} --run {run_id} --config {'PIPELINE.yaml' if config is None else '...'}`"
+    if config is None:
+        return (f"stage {name}: run {run_id!r} does not exist in {store.runs_dir}; a run starts with stage "
+                f"{STAGE_NAMES[0]}: {start} (if the pipeline sets `store:`, pass --store)")
+    before = [s for s in active_stages(config) if STAGE_NAMES.index(s) < STAGE_NAMES.index(name)]
+    return (f"stage {name} needs stage {before[-1]}, which has not completed: run {run_id!r} does not exist yet; "
+            f"start it with {start}, then run {', '.join(before[1:])}" if len(before) > 1 else
+            f"stage {name}: run {run_id!r} does not exist yet; start it with {start}")
+
+
+def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig | None = None,
+                  use_cache: bool = True, on_event: Event | None = None, resume_anyway: bool = False,
+                  progress: bool = False) -> dict:
+    """One stage of a run in this process: what an orchestrator task calls."""
+    if name not in SPECS:
+        import difflib
+
+        close = difflib.get_close_matches(name, STAGE_NAMES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise RunError(f"stage: unknown stage {name!r}{hint}; stages are {', '.join(STAGE_NAMES)}", key="stage")
+    if not store.run_dir(run_id, "--run").exists():
+        if name != STAGE_NAMES[0]:
+            raise RunError(_missing_run(store, run_id, name, config), key="stage")
+        if config is None:
+            raise RunError(f"run {run_id!r} not found in {store.runs_dir}; pass --config to create it", key="run")
+        preflight(config)
+        run = Run.create(config, store, run_id)
+    else:
+        run = Run.open(store, run_id, config)
+        if not SPECS[name].active(run.config):
+            run.release()
+            raise RunError(f"stage {name} is off in this run's config: it needs {SPECS[name].enabled_by}: true",
+                           key="stage")
+        if run.meta["status"] != "running":
+            run.tracking.reopen()
+        run.meta["status"] = "running"
+    try:
+        with _ends_on_error(run, f"trainpipe stage {name} --run {run.run_id}"):
+            run.run_stage(name, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway, progress=progress)
+        if name == STAGE_NAMES[-1]:
+            run.finish("completed")
+        else:
+            run.tracking.close()  # this process ends here: its MLflow calls must land first
+            run._sync_tracking()
+            run.save_meta()
+        return run.summary()
+    finally:
+        run.release()

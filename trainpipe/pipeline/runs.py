@@ -1,0 +1,93 @@
+"""`trainpipe runs list/compare`: read runs back from the MLflow store."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from trainpipe.errors import RunError
+from trainpipe.evaluation.metrics import PRIMARY
+from trainpipe.tracking.tracker import HISTORY_PREFIX
+
+RUN_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # trainpipe run ids and MLflow's hex run ids
+
+
+def _client(uri: str):
+    """(client, {experiment id: name}); a store MLflow cannot open is one line, not MLflow's exception."""
+    import logging
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise RunError(f"--store: no MLflow store at {uri.removeprefix('sqlite:///')} (run a pipeline first, or pass "
+                       "--store / --tracking-uri)", key="store")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        return client, {e.experiment_id: e.name for e in client.search_experiments()}
+    except Exception as exc:  # noqa: BLE001 - MlflowException, or SQLAlchemy's own for a file that is no database
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunError(f"cannot read the MLflow store at {uri} (--store / --tracking-uri): {detail}",
+                       key="--tracking-uri") from None
+
+
+def _row(run, experiments: dict) -> dict:
+    tags, metrics = run.data.tags, run.data.metrics
+    task = tags.get("task")
+    primary = tags.get("trainpipe.primary_metric") or PRIMARY.get(task, (None,))[0]
+    return {
+        "run_id": tags.get("trainpipe.run_id"), "mlflow_run_id": run.info.run_id,
+        "experiment": experiments.get(run.info.experiment_id, run.info.experiment_id),
+        "status": run.info.status, "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.info.start_time / 1000)),
+        "model": tags.get("model.type"), "task": task, "primary_metric": primary,
+        "validation": metrics.get(f"validation_{primary}"), "test": metrics.get(f"test_{primary}"),
+        "error": tags.get("trainpipe.error"),
+    }
+
+
+def list_runs(uri: str, experiment: str | None = None, limit: int = 20) -> list[dict]:
+    client, experiments = _client(uri)
+    if experiment:
+        ids = [i for i, name in experiments.items() if name == experiment]
+        if not ids:
+            raise RunError(f"--experiment: no experiment named {experiment!r} (have: {', '.join(sorted(experiments.values()))})",
+                           key="experiment")
+    else:
+        ids = list(experiments)
+    if not ids:
+        return []
+    runs = client.search_runs(ids, order_by=["attributes.start_time DESC"], max_results=limit)
+    return [_row(r, experiments) for r in runs]
+
+
+def _find(client, ref: str, experiment_ids: list[str]):
+    if not RUN_REF.fullmatch(ref):  # it would be pasted into an MLflow filter string
+        raise RunError(f"runs compare: {ref!r} is not a run id (letters, digits, '.', '_' and '-' only)", key="run")
+    found = client.search_runs(experiment_ids, filter_string=f"tags.`trainpipe.run_id` = '{ref}'", max_results=1)
+    if found:
+        return found[0]
+    try:
+        return client.get_run(ref)
+    except Exception as exc:
+        raise RunError(f"runs compare: no run {ref!r} (neither a trainpipe run id nor an MLflow run id)", key="run") from exc
+
+
+def compare_runs(uri: str, refs: list[str]) -> dict:
+    if len(refs) < 2:
+        raise RunError("runs compare: give at least two run ids", key="run")
+    client, experiments = _client(uri)
+    experiment_ids = list(experiments)
+    runs = [_find(client, ref, experiment_ids) for ref in refs]
+    labels = [r.data.tags.get("trainpipe.run_id", r.info.run_id[:12]) for r in runs]
+    param_names = sorted(set().union(*(r.data.params for r in runs)))
+    differ = {name: [r.data.params.get(name) for r in runs] for name in param_names
+              if len({r.data.params.get(name) for r in runs}) > 1}
+    # Final metrics only: a `history/` key's latest value is just the last iteration of a curve.
+    metric_names = sorted({n for r in runs for n in r.data.metrics if not n.startswith(HISTORY_PREFIX)},
+                          key=lambda n: (not n.startswith(("validation_", "test_")), n))
+    metrics = {name: [r.data.metrics.get(name) for r in runs] for name in metric_names}
+    return {"runs": [{"label": label, "run_id": r.data.tags.get("trainpipe.run_id"), "mlflow_run_id": r.info.run_id,
+                      "status": r.info.status, "task": r.data.tags.get("task"), "model": r.data.tags.get("model.type"),
+                      "run_dir": r.data.tags.get("trainpipe.run_dir")} for label, r in zip(labels, runs)],
+            "params_that_differ": differ, "metrics": metrics}

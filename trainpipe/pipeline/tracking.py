@@ -1,0 +1,164 @@
+"""A run's MLflow side: every MLflow call for one run, in order, on one background thread.
+
+Importing MLflow, opening the store and logging cost seconds of mostly Python work; done on a
+worker thread they overlap with reading data and (above all) with model training, which releases
+the GIL. The pipeline never waits for MLflow until the run finishes, except to learn early that
+tracking could not start. A custom tracking URI is opened synchronously first, so a wrong server
+address fails the run before any work is done.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from trainpipe.store import Store
+
+STATUS = {"completed": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
+
+
+class RunTracking:
+    def __init__(self, store: Store, config, mlflow_run_id: str | None = None):
+        self.store, self.config = store, config
+        self.enabled = config.tracking.enabled
+        self.mlflow_run_id = mlflow_run_id
+        self.uri: str | None = None
+        self._tracker = None
+        self._started = mlflow_run_id is not None  # an MLflow run exists for this trainpipe run
+        self._error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        if self.enabled and config.tracking.uri:
+            self._open()  # a server or database named by the user: fail now, before any work
+
+    # -- the worker ------------------------------------------------------------------------
+    def _submit(self, fn: Callable, *args: Any) -> None:
+        if not self.enabled:
+            return
+        if self._thread is None:
+            import pyarrow.parquet  # noqa: F401  shared with the stages: import once, before the thread
+            import scipy  # noqa: F401
+
+            self._thread = threading.Thread(target=self._work, name="trainpipe-tracking", daemon=True)
+            self._thread.start()
+        self._queue.put((fn, args))
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fn, args = item
+            if self._error is None:
+                try:
+                    fn(*args)
+                except BaseException as exc:  # reported to the main thread by check()/close()
+                    self._error = exc
+
+    def check(self) -> None:
+        """Raise the worker's error, if any, in the calling thread."""
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def failed_to_start(self) -> bool:
+        return self._error is not None and not self._started
+
+    def close(self) -> None:
+        """Wait for every queued call; raise the first error."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self.check()
+
+    # -- MLflow calls (run on the worker) ---------------------------------------------------
+    def _open(self):
+        if self._tracker is None:
+            from trainpipe.tracking.tracker import Tracker
+
+            self._tracker = Tracker(self.store, self.config.tracking)
+            self.uri = self._tracker.uri
+        return self._tracker
+
+    def _start(self, run_id: str, run_dir: Path, config_hash: str) -> None:
+        from trainpipe.evaluation.metrics import primary_metric
+        from trainpipe.tracking.environment import environment_tags, git_info
+        from trainpipe.tracking.tracker import flatten
+
+        tracker = self._open()
+        config = self.config
+        recorded = config.recorded_dict()  # secrets redacted: what MLflow params and tags may hold
+        tags = {"trainpipe.run_id": run_id, "trainpipe.config_hash": config_hash, "trainpipe.run_dir": str(run_dir),
+                "task": config.task, "model.type": config.model.type,
+                "trainpipe.primary_metric": primary_metric(config.task, config.evaluation)[0],
+                **environment_tags(), **git_info(Path.cwd()), **recorded["tracking"]["tags"]}
+        mlflow_id = tracker.start_run(config.tracking.experiment or config.name, config.tracking.run_name or run_id, tags)
+        self._started = True
+        try:
+            tracker.log_params(mlflow_id, flatten(recorded))
+            tracker.log_artifacts(mlflow_id, [run_dir / "config.yaml"], "config")
+        except BaseException as exc:  # never leave an MLflow run RUNNING behind
+            tracker.finish(mlflow_id, "FAILED", f"{type(exc).__name__}: {exc}")
+            raise
+        self.mlflow_run_id = mlflow_id
+
+    def _log_stage(self, name: str, stage_dir: Path, manifest: dict) -> None:
+        tracker, mlflow_id = self._open(), self.mlflow_run_id
+        tags = {f"trainpipe.stage.{name}": manifest["status"]}
+        if name == "ingest":
+            tags["trainpipe.data_fingerprint"] = manifest["identity"]
+        tracker.set_tags(mlflow_id, tags)
+        if manifest.get("metrics"):
+            tracker.log_metrics(mlflow_id, manifest["metrics"])
+        history_file = manifest.get("history")
+        if history_file and (stage_dir / history_file).exists():
+            # epochs already sent live (by this process, or by one killed before a resume) are not sent twice
+            tracker.log_history(mlflow_id, json.loads((stage_dir / history_file).read_text()), skip_logged=True)
+        tracker.log_artifacts(mlflow_id, [stage_dir / rel for rel in manifest.get("artifacts", [])], name)
+
+    # -- what the pipeline calls -------------------------------------------------------------
+    def start(self, run_id: str, run_dir: Path, config_hash: str) -> None:
+        self._submit(self._start, run_id, run_dir, config_hash)
+
+    def reopen(self) -> None:
+        if self.mlflow_run_id:
+            self._submit(lambda: self._open().reopen(self.mlflow_run_id))
+
+    def adopt(self, run_id: str, run_dir: Path, config_hash: str) -> None:
+        """Resume a run killed before its MLflow id reached run.json: find that MLflow run by tag, else start one."""
+        self._submit(self._adopt, run_id, run_dir, config_hash)
+
+    def _adopt(self, run_id: str, run_dir: Path, config_hash: str) -> None:
+        tracker = self._open()
+        experiment = tracker.experiment_id(self.config.tracking.experiment or self.config.name)
+        found = tracker.client.search_runs([experiment], f"tags.`trainpipe.run_id` = '{run_id}'", max_results=1)
+        if not found:
+            self._start(run_id, run_dir, config_hash)
+            return
+        self.mlflow_run_id, self._started = found[0].info.run_id, True
+        tracker.reopen(self.mlflow_run_id)
+
+    def live(self, step: int, values: dict[str, float]) -> None:
+        """One iteration's values, queued as they happen (one log_batch each), under the history keys the
+        stage's end then completes (`log_history(skip_logged=True)`)."""
+        series = {name: [value] for name, value in values.items()}
+        self._submit(lambda: self.mlflow_run_id and self._open().log_history(self.mlflow_run_id, series, step))
+
+    def stage(self, name: str, stage_dir: Path, manifest: dict) -> None:
+        self._submit(self._log_stage, name, stage_dir, manifest)
+
+    def evidence(self, name: str, files: list[Path]) -> None:
+        """What a failed stage left behind (e.g. the validation report), logged under `<stage>.failed`."""
+        self._submit(lambda: self._open().log_artifacts(self.mlflow_run_id, files, f"{name}.failed"))
+
+    def finish(self, status: str, error: str | None) -> None:
+        def end() -> None:
+            if self.mlflow_run_id:
+                self._open().finish(self.mlflow_run_id, STATUS[status], error)
+
+        self._submit(end)
+        self.close()

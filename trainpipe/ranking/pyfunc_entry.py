@@ -1,7 +1,0 @@
-"""Entry point of the packaged recommender (MLflow "models from code")."""
-
-from mlflow.models import set_model
-
-from trainpipe.ranking.packaging import RecommenderModel
-
-set_model(RecommenderModel())

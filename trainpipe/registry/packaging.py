@@ -1,0 +1,155 @@
+"""The packaged model: an MLflow pyfunc that takes the raw input columns and returns predictions.
+
+It bundles the fitted ColumnTransformer, the model family's saved folder and a small meta.json, and
+works for any family that follows models/base.py, because it only calls `load_family`, `predict`
+and `predict_proba`. It is saved as "models from code" (trainpipe/registry/pyfunc_entry.py), so loading it
+never unpickles a Python object other than the preprocessor. A SHA-256 over every packaged file is
+recorded at registration and checked before loading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+try:  # mlflow is a core dependency, but --help must not import it: this module is imported lazily
+    from mlflow.pyfunc import PythonModel
+except ImportError:  # pragma: no cover
+    PythonModel = object  # type: ignore[assignment,misc]
+
+ENTRY = Path(__file__).with_name("pyfunc_entry.py")
+
+
+def input_kind(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(series):
+        return "long"  # MLflow refuses int64 -> double as unsafe, so integer columns stay integers
+    if pd.api.types.is_numeric_dtype(series):
+        return "double"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    return "string"
+
+
+def output_columns(meta: dict) -> list[str]:
+    if meta["task"] == "regression":
+        return ["prediction"]
+    return ["prediction", *(f"proba_{c}" for c in meta["classes"])]
+
+
+class PackagedModel(PythonModel):
+    """Raw rows in, `prediction` (+ `proba_<class>` for classification) out."""
+
+    def load_context(self, context) -> None:
+        import joblib
+
+        from trainpipe.models import load_family
+
+        self.meta = json.loads(Path(context.artifacts["meta"]).read_text())
+        self.preprocessor = joblib.load(context.artifacts["preprocessor"])
+        self.model = load_family(Path(context.artifacts["model"]))
+
+    def scores(self, frame: pd.DataFrame) -> np.ndarray:
+        """Regression values, or (rows, classes) probabilities: what evaluate scores."""
+        from trainpipe.data.features import transform
+        from trainpipe.data.finite import apply_infinite_policy
+
+        # As in training (data.infinite): infinite numbers are refused naming the column, or made missing.
+        inputs = apply_infinite_policy(frame[self.meta["input_columns"]], self.meta.get("infinite", "error"), "input")
+        X = transform(self.preprocessor, inputs)
+        if self.meta["task"] == "regression":
+            return np.asarray(self.model.predict(X), dtype=np.float64)
+        return np.asarray(self.model.predict_proba(X), dtype=np.float64)
+
+    # The DataFrame hint tells MLflow to leave validation to the signature (no hint: a warning per import).
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        scores = self.scores(frame)
+        if self.meta["task"] == "regression":
+            return pd.DataFrame({"prediction": scores}, index=frame.index)
+        classes = self.meta["classes"]
+        out = {"prediction": np.asarray(classes, dtype=object)[class_codes(scores, self.meta)]}
+        for i, label in enumerate(classes):
+            out[f"proba_{label}"] = scores[:, i]
+        return pd.DataFrame(out, index=frame.index)
+
+
+def class_codes(scores: np.ndarray, meta: dict) -> np.ndarray:
+    """Predicted class positions: the tuned threshold for binary, the most probable class otherwise."""
+    if meta["task"] == "binary":
+        return (scores[:, 1] >= meta["threshold"]).astype(np.int64)
+    return scores.argmax(axis=1)
+
+
+def _requirements(family: str) -> list[str]:
+    """Pinned from this environment: MLflow's own inference would load the model in a subprocess (seconds)."""
+    libs = ["mlflow", "scikit-learn", "pandas", "numpy", "joblib",
+            *{"xgboost": ["xgboost"], "lightgbm": ["lightgbm"], "torch_mlp": ["torch"]}.get(family, [])]
+    out = []
+    for lib in libs:
+        try:
+            out.append(f"{lib}=={metadata.version(lib)}")
+        except metadata.PackageNotFoundError:
+            if lib == "xgboost":
+                try:
+                    out.append(f"xgboost-cpu=={metadata.version('xgboost-cpu')}")
+                except metadata.PackageNotFoundError:
+                    pass
+    try:
+        out.append(f"trainpipe=={metadata.version('trainpipe')}")
+    except metadata.PackageNotFoundError:
+        pass
+    return out
+
+
+def build_package(target: Path, *, preprocessor: Path, model_dir: Path, meta: dict, example: pd.DataFrame) -> str:
+    """Save the pyfunc folder at `target`; returns its SHA-256."""
+    import logging
+
+    from mlflow.models import ModelSignature
+    from mlflow.pyfunc import save_model
+    from mlflow.types import ColSpec, Schema
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Validating input example ..." on every run
+    work = target.parent / f".{target.name}.parts"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    (work / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+    inputs = Schema([ColSpec(c["kind"], c["name"], required=True) for c in meta["inputs"]])
+    out_kind = "double" if meta["task"] == "regression" else ("string" if any(isinstance(c, str) for c in meta["classes"])
+                                                               else "long")
+    outputs = Schema([ColSpec(out_kind if name == "prediction" else "double", name) for name in output_columns(meta)])
+    example = example.copy()
+    for spec in meta["inputs"]:  # the example must match the declared types
+        if spec["kind"] == "double":
+            example[spec["name"]] = example[spec["name"]].astype("float64")
+        elif spec["kind"] == "string":
+            example[spec["name"]] = example[spec["name"]].astype(object).where(example[spec["name"]].notna(), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        save_model(str(target), python_model=str(ENTRY),
+                   artifacts={"meta": str(work / "meta.json"), "preprocessor": str(preprocessor), "model": str(model_dir)},
+                   signature=ModelSignature(inputs=inputs, outputs=outputs), input_example=example,
+                   pip_requirements=_requirements(meta["family"]))
+    shutil.rmtree(work, ignore_errors=True)
+    return tree_sha256(target)
+
+
+def tree_sha256(folder: Path) -> str:
+    """One digest over every file's relative path and bytes, in sorted order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()

@@ -1,0 +1,45 @@
+"""What `trainpipe run`/`tune` check about tuning before any data is read: the search space against the
+family's own parameter check, the sampler and the storage URL's driver."""
+
+from __future__ import annotations
+
+from trainpipe.errors import ModelError
+from trainpipe.tuning.space import family_space
+from trainpipe.tuning.study import check_storage_url, make_sampler
+
+
+def check_space(config) -> None:
+    """Every searched name must be a real parameter of the family, at both ends of its range: the family's own
+    check runs on the lows (first choices) and on the highs (last choices). Errors name `tuning.space.<param>`.
+    Also the sampler and the storage URL's driver, so that nothing fails after data was read."""
+    from trainpipe.models import get_family
+
+    space = family_space(config)
+    family = get_family(config.model.type)
+    for end in (0, -1):
+        sample = {}
+        for name, spec in space.items():
+            if spec.type == "categorical":
+                sample[name] = spec.choices[end]
+            else:
+                value = spec.low if end == 0 else spec.high
+                sample[name] = int(value) if spec.type == "int" else float(value)
+        try:
+            family.check_config({**config.model.params, **sample}, config.model.estimator, config.task)
+        except ModelError as exc:
+            raise _as_space_error(exc, space) from None
+    make_sampler(config.tuning, space, 0)  # a missing cmaes, a grid over an unstepped float: now, not after ingest
+    if config.tuning.storage:
+        check_storage_url(config.tuning.storage)
+
+
+def _as_space_error(exc: ModelError, space: dict) -> ModelError:
+    prefix = "model.params."
+    key = exc.key or ""
+    name = key.removeprefix(prefix)
+    if key.startswith(prefix) and name in space:
+        rest = exc.message.split(": ", 1)[1] if ": " in exc.message else exc.message
+        return ModelError(f"tuning.space.{name}: {rest}", key=f"tuning.space.{name}")
+    if key == "model.params" and len(space):  # the library refused the sampled combination as a whole
+        return ModelError(f"tuning.space: {exc.message.split(': ', 1)[-1]}", key="tuning.space")
+    return exc
