@@ -23,7 +23,10 @@ run: setup
 	$(BIN)/trainpipe run examples/churn/pipeline.yaml
 	$(BIN)/trainpipe runs list --limit 5
 
+# the type check first (pyproject.toml [tool.mypy]; seconds on a warm cache), then the suite, whose
+# tests/unit/test_architecture.py checks the import rules
 test: setup
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: setup

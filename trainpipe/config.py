@@ -20,13 +20,14 @@ from trainpipe.data.io import DataConfig
 from trainpipe.data.schema import SchemaConfig
 from trainpipe.data.split import SplitConfig
 from trainpipe.errors import ConfigError
-from trainpipe.hashing import canonical_hash
 from trainpipe.evaluation.gates import GatesConfig, config_problems
 from trainpipe.evaluation.metrics import METRICS, EvaluationConfig, primary_metric
-from trainpipe.models import ALL_FAMILIES, RANKING_FAMILIES, ModelConfig, TrainingConfig
+from trainpipe.hashing import canonical_hash
+from trainpipe.models import (RANKING_FAMILIES, ModelConfig, TrainingConfig, family_names, is_family,
+                              is_ranking_family)
 from trainpipe.orchestration.config import OrchestrationConfig
 from trainpipe.ranking.config import RankingConfig, config_problems as ranking_problems
-from trainpipe.redaction import credential_values, env_sources, redact_config
+from trainpipe.redaction import NAME_KEYED_MAPS, credential_values, env_sources, redact_config
 from trainpipe.registry.client import RegistryConfig
 from trainpipe.tracking.config import TrackingConfig
 from trainpipe.tuning.config import TuningConfig, tuning_problems
@@ -34,10 +35,6 @@ from trainpipe.yamlfile import describe_yaml_error, load_yaml
 
 Task = Literal["binary", "multiclass", "regression", "ranking"]
 
-# Maps whose keys are column, metric or parameter names: a column called `token_count` is not a credential.
-NAME_KEYED_MAPS = (("data", "coerce"), ("schema", "columns"), ("gates", "min"), ("gates", "max"),
-                   ("gates", "slices", "numeric"), ("tuning", "space"), ("tuning", "space", "*", "when"),
-                   ("tuning", "cost", "usd_per_hour"), ("model", "params", "embedding_dims"))
 
 
 class PipelineConfig(BaseModel):
@@ -68,7 +65,7 @@ class PipelineConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _ranking_model_default(cls, doc):
+    def _ranking_model_default(cls, doc: Any) -> Any:
         """`task: ranking` with no `model.type` means two_tower (the default, xgboost, cannot rank)."""
         if isinstance(doc, dict) and doc.get("task") == "ranking":
             model = doc.get("model") or {}
@@ -77,13 +74,13 @@ class PipelineConfig(BaseModel):
         return doc
 
     @model_validator(mode="after")
-    def _cross_checks(self):
-        if self.model.type not in ALL_FAMILIES:
-            close = difflib.get_close_matches(self.model.type, ALL_FAMILIES, n=1)
+    def _cross_checks(self) -> PipelineConfig:
+        if not is_family(self.model.type):
+            names = family_names()
+            close = difflib.get_close_matches(self.model.type, names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"model.type: unknown model type {self.model.type!r}{hint}; "
-                             f"choose one of {sorted(ALL_FAMILIES)}")
-        if (self.task == "ranking") != (self.model.type in RANKING_FAMILIES):
+            raise ValueError(f"model.type: unknown model type {self.model.type!r}{hint}; choose one of {names}")
+        if (self.task == "ranking") != is_ranking_family(self.model.type):
             raise ValueError(f"model.type: {self.model.type} cannot do task {self.task}; task ranking takes "
                              f"{', '.join(sorted(RANKING_FAMILIES))}, other tasks any other family"
                              + ("" if "model" in self.model_fields_set else " (set model.type)"))
@@ -221,7 +218,9 @@ def _interpolate(doc: dict, source: str) -> dict:
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        return OmegaConf.to_container(OmegaConf.create(doc), resolve=True)
+        resolved = OmegaConf.to_container(OmegaConf.create(doc), resolve=True)
+        assert isinstance(resolved, dict)  # a mapping in, a mapping out
+        return resolved
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
         detail = str(exc).splitlines()[0]
@@ -230,7 +229,7 @@ def _interpolate(doc: dict, source: str) -> dict:
 
 def _resolve_paths(doc: dict, base: Path) -> None:
     """Relative paths in the config are relative to the config file, not the working directory."""
-    def fix(value):
+    def fix(value: Any) -> Any:
         if not isinstance(value, str) or "://" in value or os.path.isabs(value):
             return value
         return str((base / value).resolve()) if not any(c in value for c in "*?[") else str(base / value)

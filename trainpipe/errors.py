@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TrainpipeError(Exception):
     """Base for every error the user can fix; the CLI prints it as one line and exits `exit_code`."""
@@ -16,7 +18,7 @@ class TrainpipeError(Exception):
         self.lines = lines or [message]
 
     def to_json(self) -> dict:
-        doc = {"error": self.message, "key": self.key, "type": type(self).__name__}
+        doc: dict[str, Any] = {"error": self.message, "key": self.key, "type": type(self).__name__}
         if len(self.lines) > 1:
             doc["errors"] = self.lines
         return doc

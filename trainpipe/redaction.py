@@ -22,6 +22,7 @@ Hand-written because no library knows trainpipe's config tree or OmegaConf's pro
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 REDACTED = "<redacted>"
@@ -33,6 +34,12 @@ _ENV_EXPRESSION = re.compile(r"\$\{\s*oc\.env\s*:\s*([^,}\s]+)")
 MIN_SCRUBBED_LENGTH = 4  # shorter values would blank out unrelated text; such "secrets" protect nothing
 
 Path = tuple  # a key path into the config dict: ("tracking", "tags", "db"), list positions as ints
+
+# Maps of the pipeline config whose keys are column, metric or parameter names: a column called `token_count`
+# is not a credential.
+NAME_KEYED_MAPS = (("data", "coerce"), ("schema", "columns"), ("gates", "min"), ("gates", "max"),
+                   ("gates", "slices", "numeric"), ("tuning", "space"), ("tuning", "space", "*", "when"),
+                   ("tuning", "cost", "usd_per_hour"), ("model", "params", "embedding_dims"))
 
 
 def is_secret_name(name: str) -> bool:
@@ -92,7 +99,7 @@ def _matches(path: Path, pattern: tuple) -> bool:
     return len(path) == len(pattern) and all(p == "*" or p == k for k, p in zip(path, pattern))
 
 
-def _walk(doc: Any, env: dict[Path, str], name_keyed: tuple[tuple, ...], leaf, path: Path = (),
+def _walk(doc: Any, env: dict[Path, str], name_keyed: tuple[tuple, ...], leaf: Callable[..., Any], path: Path = (),
           credential: bool = False) -> Any:
     """Rebuild `doc`, calling leaf(value, path, credential, env_expression) for every leaf and env value.
 
@@ -140,7 +147,7 @@ def credential_values(doc: Any, env: dict[Path, str], name_keyed: tuple[tuple, .
     return sorted((v for v in found if len(v) >= MIN_SCRUBBED_LENGTH and v != REDACTED), key=len, reverse=True)
 
 
-def scrub(text: str, credentials: list[str] = ()) -> str:
+def scrub(text: str, credentials: Sequence[str] = ()) -> str:
     """Free text (an error message, a log line) without the given credentials or any URL password."""
     for value in credentials:
         text = text.replace(value, REDACTED)

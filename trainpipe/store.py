@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from trainpipe.errors import RunError
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 DEFAULT_STORE = ".trainpipe"
 # A run id is a folder name, a MLflow run name and a word in shell commands trainpipe prints: no
@@ -84,7 +88,7 @@ class Store:
             path.mkdir(parents=True, exist_ok=True)
         return self
 
-    def lock(self, name: str, timeout: float = 120.0):
+    def lock(self, name: str, timeout: float = 120.0) -> FileLock:
         from filelock import FileLock
 
         self.root.mkdir(parents=True, exist_ok=True)

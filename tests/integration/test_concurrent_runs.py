@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainpipe.pipeline.run_folder import changed_outputs, read_manifest
+from trainpipe.pipeline.run_folder import changed_outputs
+from trainpipe.stages.context import read_manifest
 
 # 20 processes in all; on two busy cores one round of four takes over a minute, mostly in gate/register
 # waiting on the shared MLflow SQLite store.

@@ -67,3 +67,18 @@ def test_scrub_removes_credential_values_from_free_text():
     assert "pw-from-env" in creds and "lit-pw" in creds and "alice" not in creds and "1" not in creds
     assert scrub("login failed for pw-from-env at postgresql://u:lit-pw@h/db", creds) == (
         f"login failed for {REDACTED} at postgresql://u:{REDACTED}@h/db")
+
+
+def test_the_recorded_view_hides_secret_keys_at_any_depth_and_url_passwords_on_a_copy():
+    """What the HTML report shows of a run's config.yaml (reports/sections_run.py), with the shared redaction."""
+    doc = {"tracking": {"uri": "postgresql+psycopg://ml:s3cr%40t@db.local:5432/mlflow", "password": "hunter2",
+                        "api_key": "k"},
+           "alerts": [{"smtp_password": "p", "token": "t", "user": "me"}], "bypass": "keep", "max_depth": 6,
+           "empty": {"password": None, "token": ""}}
+    shown = redact_config(doc, {})
+    assert shown["tracking"] == {"uri": f"postgresql+psycopg://ml:{REDACTED}@db.local:5432/mlflow",
+                                 "password": REDACTED, "api_key": REDACTED}
+    assert shown["alerts"] == [{"smtp_password": REDACTED, "token": REDACTED, "user": "me"}]
+    assert shown["bypass"] == "keep" and shown["max_depth"] == 6
+    assert shown["empty"] == {"password": None, "token": ""}  # nothing to hide
+    assert doc["tracking"]["password"] == "hunter2"  # a copy: the run's config is untouched

@@ -33,7 +33,7 @@ app.add_typer(team_app, name="team")  # cli/team.py
 @app.callback(invoke_without_command=True)
 def _main(ctx: typer.Context,
           version: bool = typer.Option(False, "--version", help="Print trainpipe's version and exit."),
-          as_json: bool = typer.Option(False, "--json", help='With --version: print {"version": ...}.')):
+          as_json: bool = typer.Option(False, "--json", help='With --version: print {"version": ...}.')) -> None:
     """One YAML file to a production training pipeline."""
     if version:
         from trainpipe import __version__

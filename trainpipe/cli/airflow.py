@@ -25,7 +25,7 @@ def dag(
     catchup: bool = typer.Option(False, "--catchup", help="Run the schedule's missed intervals too."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
     debug: bool = DebugOpt,
-):
+) -> None:
     """Write an Airflow 3 DAG file: a first task that checks the trigger, then one task per stage."""
 
     def body(console: Console) -> None:
@@ -50,7 +50,7 @@ def prepare(
     stages: str = typer.Option(..., "--stages", help="The DAG's stage tasks, comma-separated, in order."),
     set_: Optional[list[str]] = SetOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """The first task of a generated DAG: check the config with the DAG run's parameters, print the run id.
 
     The last line on stdout is the trainpipe run id, which Airflow passes to the stage tasks (XCom).

@@ -8,10 +8,17 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable, Optional
+from collections.abc import Iterator
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from trainpipe.config import PipelineConfig
+    from trainpipe.registry.client import Registry
+    from trainpipe.store import Store
 
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout (for scripts).")
 DebugOpt = typer.Option(False, "--debug", help="Show full tracebacks.")
@@ -34,7 +41,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def stop_on_signals(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)):
+def stop_on_signals(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
     """Turn SIGTERM/SIGINT into `Interrupted`, raised in the main thread at the next Python bytecode.
 
     That is between two boosting rounds in XGBoost/LightGBM, whose training loops return to Python
@@ -46,14 +53,14 @@ def stop_on_signals(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)):
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous: dict[int, object] = {}
+    previous: dict[int, Any] = {}
     fired: list[int] = []
 
     def restore() -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
-    def on_signal(signum, frame):
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         if not fired:
             fired.append(signum)
             raise Interrupted(signum)
@@ -70,7 +77,7 @@ def stop_on_signals(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)):
 
 
 @contextlib.contextmanager
-def _stdout_to_stderr():
+def _stdout_to_stderr() -> Iterator[int]:
     """In --json mode nothing but the document may reach stdout, not even a C library's prints."""
     sys.stdout.flush()
     saved = os.dup(1)
@@ -109,7 +116,7 @@ def _execute(fn: Callable[[Console], dict | None], as_json: bool, debug: bool,
             if not as_json and getattr(exc, "decision", None):  # a failed gate: show every check, then the line
                 from trainpipe.cli.render_registry import print_gate
 
-                print_gate(err_console, exc.decision)
+                print_gate(err_console, exc.decision)  # type: ignore[attr-defined]  # GateFailed's
             if not as_json:
                 for line in exc.lines if len(exc.lines) > 1 else [exc.message]:
                     err_console.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
@@ -133,7 +140,7 @@ def _execute(fn: Callable[[Console], dict | None], as_json: bool, debug: bool,
     raise typer.Exit(code)
 
 
-def _store(config=None, store: Optional[str] = None):
+def _store(config: PipelineConfig | None = None, store: Optional[str] = None) -> Store:
     from trainpipe.store import Store
 
     configured = store or (config.store if config is not None else None)
@@ -141,7 +148,7 @@ def _store(config=None, store: Optional[str] = None):
     return Store.locate(configured, uri, source="--store" if store else "store")
 
 
-def _progress(console: Console):
+def _progress(console: Console) -> Callable[[str, dict], None]:
     from trainpipe.cli.render import stage_line
 
     def on_event(kind: str, payload: dict) -> None:
@@ -187,7 +194,7 @@ def _reachable(tracking_uri: str | None) -> str | None:
     return tracking_uri
 
 
-def _registry(store: Optional[str], tracking_uri: Optional[str]):
+def _registry(store: Optional[str], tracking_uri: Optional[str]) -> Registry:
     from trainpipe.errors import RegistryError
     from trainpipe.registry.client import Registry
     from trainpipe.tracking.config import TrackingConfig

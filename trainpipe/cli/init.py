@@ -19,7 +19,7 @@ def schema_infer(
     data: str = typer.Argument(..., help="Data file, glob or URL."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
     debug: bool = DebugOpt,
-):
+) -> None:
     """Write a starting schema (dtypes, nullability, observed ranges, categories) as YAML."""
 
     def body(console: Console) -> None:
@@ -58,12 +58,13 @@ def init(
                                                        help="--task ranking: ratings >= this are positives."),
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Write a ready-to-run, commented pipeline.yaml (with an inferred schema) for a data file."""
 
     def body(console: Console) -> dict:
         from trainpipe.errors import ConfigError
-        from trainpipe.tools.scaffold import SCAFFOLD, scaffold
+        from trainpipe.models import FAMILIES
+        from trainpipe.tools.scaffold import scaffold
 
         if task == "ranking":  # an interactions table: scaffold_ranking in trainpipe/tools/scaffold.py
             from trainpipe.tools.scaffold import scaffold_ranking
@@ -73,8 +74,8 @@ def init(
             raise ConfigError(f"--task: expected binary, multiclass, regression or ranking, got {task!r}", key="task")
         if target is None:
             raise ConfigError("--target: required (the label column) unless --task ranking", key="--target")
-        if model is not None and model not in SCAFFOLD:
-            raise ConfigError(f"--model: expected one of {', '.join(SCAFFOLD)}, got {model!r}", key="model.type")
+        if model is not None and model not in FAMILIES:  # the tabular families (their classes hold init's defaults)
+            raise ConfigError(f"--model: expected one of {', '.join(FAMILIES)}, got {model!r}", key="model.type")
         return scaffold(directory, data, target, task, model, force)
 
     def render(console: Console, doc: dict) -> None:

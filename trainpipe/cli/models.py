@@ -23,7 +23,7 @@ def predict(
     tracking_uri: Optional[str] = TrackingUriOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Score a raw data file with a packaged model (checksum-verified, input checked against the training schema)."""
 
     def body(console: Console) -> dict:
@@ -42,7 +42,7 @@ def models_list(
     tracking_uri: Optional[str] = TrackingUriOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Versions of a model with aliases and headline metric (or every registered model)."""
     from trainpipe.cli import render_registry as rr
 
@@ -62,7 +62,7 @@ def models_describe(
     tracking_uri: Optional[str] = TrackingUriOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """A version's aliases, source, lineage tags and (with --card) model card; verifies its checksum."""
     from trainpipe.cli import render_registry as rr
 
@@ -86,7 +86,7 @@ def models_promote(
     tracking_uri: Optional[str] = TrackingUriOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Move @champion to VERSION (compare-and-set), recorded in the audit log."""
     from trainpipe.cli import render_registry as rr
 
@@ -118,7 +118,7 @@ def models_rollback(
     tracking_uri: Optional[str] = TrackingUriOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Move @champion back to the previous champion (from the audit log)."""
     from trainpipe.cli import render_registry as rr
 
@@ -135,7 +135,7 @@ def models_history(
     tracking_uri: Optional[str] = TrackingUriOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Every alias move: when, from → to, what did it, why."""
     from trainpipe.cli import render_registry as rr
 

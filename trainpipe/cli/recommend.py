@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 
+if TYPE_CHECKING:
+    from trainpipe.registry.serving import Recommender
+
 from trainpipe.cli.common import DebugOpt, JsonOpt, StoreOpt, TrackingUriOpt, _execute, _reachable, _store
 
 
-def load_recommender(model_uri: str, store: Optional[str], tracking_uri: Optional[str]):
+def load_recommender(model_uri: str, store: Optional[str], tracking_uri: Optional[str]) -> tuple[Recommender, str]:
     """(Recommender, label) of a verified package; a tabular model is refused in one line."""
     from trainpipe.errors import RegistryError
     from trainpipe.registry.predict import load_packaged, resolve
@@ -23,7 +26,7 @@ def load_recommender(model_uri: str, store: Optional[str], tracking_uri: Optiona
     return model.recommender, label
 
 
-def recommend_users(recommender, label: str, users: list[str], k: int, include_seen: bool) -> dict:
+def recommend_users(recommender: Recommender, label: str, users: list[str], k: int, include_seen: bool) -> dict:
     frame = recommender.recommend(users, k=k, exclude_seen=not include_seen)
     out = []
     for user in dict.fromkeys(users):
@@ -34,7 +37,8 @@ def recommend_users(recommender, label: str, users: list[str], k: int, include_s
     return {"model": label, "k": k, "recommendations": out}
 
 
-def recommend_file(recommender, label: str, users_file: str, column: str, out: Path, k: int, include_seen: bool) -> dict:
+def recommend_file(recommender: Recommender, label: str, users_file: str, column: str, out: Path, k: int,
+                   include_seen: bool) -> dict:
     import time
 
     from trainpipe.data.io import DataConfig, read_table
@@ -69,7 +73,7 @@ def recommend(
     tracking_uri: Optional[str] = TrackingUriOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Top-K items for users, from a packaged ranking model (checksum-verified)."""
 
     def body(console: Console) -> dict:
@@ -87,9 +91,10 @@ def recommend(
             check_output(out, "recommendations.parquet")  # before the model loads
         recommender, label = load_recommender(model_uri, store, tracking_uri)
         if users:
+            assert out is not None  # checked above
             column = user_column or recommender.meta.get("user_column") or "user"
             return recommend_file(recommender, label, users, column, out, k, include_seen)
-        return recommend_users(recommender, label, list(user), k, include_seen)
+        return recommend_users(recommender, label, list(user or []), k, include_seen)
 
     def render(console: Console, doc: dict) -> None:
         from rich.table import Table

@@ -5,39 +5,19 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from trainpipe.stages.context import number as _fmt
+
 STATUS_STYLE = {"completed": "green", "reused": "cyan", "failed": "red", "killed": "red", "pending": "dim",
                 "running": "yellow"}
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:,.1f}"
-    return str(value)
-
-
 def stage_line(console: Console, manifest: dict) -> None:
+    from trainpipe.pipeline.stages import SPECS
+
     status = manifest["status"]
     s = manifest.get("summary", {})
-    notes = {
-        "ingest": lambda: f"{s.get('rows', 0):,} rows × {s.get('columns')} columns · fingerprint {str(s.get('fingerprint'))[:12]}",
-        "validate": lambda: f"data checks passed · {s.get('columns_checked')} columns checked · {s.get('warnings')} warning(s)",
-        "split": lambda: f"{s.get('strategy')}: train {s.get('train', 0):,} · validation {s.get('validation', 0):,} · test {s.get('test', 0):,}",
-        "features": lambda: f"{s.get('numeric')} numeric + {s.get('categorical')} categorical"
-                            + (f" + {s['datetime']} datetime" if s.get("datetime") else "")
-                            + f" → {s.get('features_out')} features "
-                            f"(impute {s.get('impute')}, scale {s.get('scale')}, {s.get('encoding')})",
-        "tune": lambda: f"{s.get('study')}: best {s.get('metric')} {_fmt(s.get('best_value'))} (trial {s.get('best_trial')}) · "
-                        f"{(s.get('trials') or {}).get('PRUNED', 0)} pruned · {s.get('message')}",
-        "train": lambda: f"{s.get('family')}: {s.get('iterations')} iteration(s)"
-                         + (f", best {s.get('best_iteration')}" if s.get("best_iteration") is not None else ""),
-        "evaluate": lambda: f"{s.get('primary_metric')}: validation {_fmt(s.get('validation'))} · test {_fmt(s.get('test'))}",
-        "gate": lambda: f"passed {s.get('checks')} check(s) · champion {s.get('champion')}"
-                        + (f" v{s.get('champion_version')} ({s.get('improvement'):+.4g})" if s.get("improvement") is not None else ""),
-        "register": lambda: (f"{s.get('name')} v{s.get('version')} @{' @'.join(s.get('aliases') or [])}"
-                             if s.get("version") else "registry off: packaged in the run folder"),
-    }.get(manifest["stage"], lambda: "")() if "line" not in s else s["line"]  # a stage may word its own line
+    spec = SPECS.get(manifest["stage"])
+    notes = spec.summary_line(s) if spec is not None else s.get("line", "")  # each stage words its own line
     extra = f" (from run {manifest['reused_from']})" if status == "reused" and manifest.get("reused_from") != manifest.get("run_id") else ""
     if manifest.get("recomputed_because"):  # a cache entry that failed its content check
         extra += f" (not reused: {manifest['recomputed_because']})"

@@ -17,7 +17,7 @@ def report(
     store: str | None = StoreOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Write one self-contained HTML page: data, training curves, evaluation plots, gate, lineage."""
 
     def body(console: Console) -> dict:

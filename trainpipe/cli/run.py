@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from trainpipe.config import PipelineConfig
 
 from trainpipe.cli.common import DebugOpt, JsonOpt, SetOpt, StoreOpt, _execute, _progress, _store
 
@@ -22,7 +25,7 @@ def run(
     store: Optional[str] = StoreOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Run the pipeline: ingest → validate → split → features → train → evaluate → gate → register, tracked in MLflow."""
     from trainpipe.cli.render import run_summary
 
@@ -52,7 +55,7 @@ def stage(
     store: Optional[str] = StoreOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Run one stage of a run in this process (the orchestrator interface)."""
     from trainpipe.cli.render import run_summary
 
@@ -73,7 +76,7 @@ def validate(
     set_: Optional[list[str]] = SetOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Check the config and the data (schema and labels) without running anything."""
     from trainpipe.cli.render import validation_report
 
@@ -85,7 +88,7 @@ def validate(
     _execute(body, as_json, debug, render=validation_report, ok_exit=lambda d: 0 if d["passed"] else 2)
 
 
-def load_config_path(config: Path, overrides: list[str]):
+def load_config_path(config: Path, overrides: list[str]) -> PipelineConfig:
     from trainpipe.config import load_config
 
     return load_config(config, overrides)

@@ -23,7 +23,7 @@ def runs_list(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the store's)."),
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Recent runs with their headline metrics."""
     from trainpipe.cli.render import runs_table
 
@@ -45,7 +45,7 @@ def runs_compare(
                                         "curves and metrics."),
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Parameters that differ and metrics side by side."""
     from trainpipe.cli.render import compare_tables
 
@@ -64,13 +64,17 @@ def runs_compare(
             Console(stderr=True).print(f"wrote {html} ({doc['html']['bytes'] / 1e6:.2f} MB)")
         return doc
 
-    _execute(body, as_json, debug, render=lambda c, d: [c.print(t) for t in compare_tables(d)])
+    def render(console: Console, doc: dict) -> None:
+        for table in compare_tables(doc):
+            console.print(table)
+
+    _execute(body, as_json, debug, render=render)
 
 
 def ui(
     store: Optional[str] = StoreOpt,
     port: int = typer.Option(5000, "--port", help="Port on 127.0.0.1."),
-):
+) -> None:
     """Open the MLflow UI on the local store (mlflow ui, bound to loopback)."""
 
     def body(console: Console) -> None:

@@ -30,7 +30,7 @@ def team_up(
     store: Optional[str] = StoreOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Install PostgreSQL if missing, start it and an MLflow tracking server; print the URIs to configure."""
     from trainpipe.team.services import TeamSettings, up
 
@@ -48,7 +48,7 @@ def team_down(
     store: Optional[str] = StoreOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Stop the MLflow server and PostgreSQL that `team up` started (by their recorded PIDs); data stays."""
     from trainpipe.team.services import down
 
@@ -62,7 +62,7 @@ def team_status(
     store: Optional[str] = StoreOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Whether the recorded services run (and the MLflow server answers), with their URIs."""
     from trainpipe.team.services import status
 

@@ -32,7 +32,7 @@ def tune(
     store: Optional[str] = StoreOpt,
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
-):
+) -> None:
     """Search parameters with Optuna, then train, evaluate, gate and register the best (docs/tuning.md)."""
 
     def body(console: Console) -> dict:

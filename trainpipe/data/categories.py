@@ -10,6 +10,8 @@ unknown and missing values get their own configured codes.
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -18,7 +20,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 
-def as_text(column) -> pa.Array:
+def as_text(column: Any) -> pa.Array:
     """One column as Arrow strings with nulls for missing (numbers and bools become their text, as before)."""
     series = column if isinstance(column, pd.Series) else pd.Series(column)
     if not (pd.api.types.is_string_dtype(series) and not pd.api.types.is_object_dtype(series)):
@@ -59,7 +61,7 @@ class CategoryCodes(TransformerMixin, BaseEstimator):
         self.unknown_value = unknown_value
         self.missing_value = missing_value
 
-    def fit(self, X, y=None):
+    def fit(self, X: Any, y: Any = None) -> Self:
         frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
         self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
         self.n_features_in_ = frame.shape[1]
@@ -70,7 +72,7 @@ class CategoryCodes(TransformerMixin, BaseEstimator):
             self.infrequent_categories_.append(infrequent)
         return self
 
-    def transform(self, X):
+    def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "categories_")
         frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=self.feature_names_in_)
         out = np.empty((len(frame), self.n_features_in_), dtype=np.float32)
@@ -87,6 +89,6 @@ class CategoryCodes(TransformerMixin, BaseEstimator):
             out[:, j] = codes
         return out
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "categories_")
         return np.asarray(self.feature_names_in_, dtype=object)

@@ -6,7 +6,7 @@ and ordinal-coded categories; everything else gets imputation, scaling and one-h
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,7 @@ class FeaturesConfig(BaseModel):
     passthrough: list[str] = Field(default_factory=list, description="Numeric columns used exactly as they are.")
 
 
-def to_object_strings(values):
+def to_object_strings(values: Any) -> np.ndarray:
     """Categorical inputs as an object array of str with NaN for missing (what the encoders expect)."""
     as_text = pd.DataFrame(values).astype("string")  # vectorised; bools and numbers become their text
     return as_text.astype(object).where(as_text.notna(), np.nan).to_numpy(dtype=object)
@@ -102,7 +102,7 @@ def select_columns(frame: pd.DataFrame, config: FeaturesConfig, exclude: list[st
 
 
 def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree_model: bool, handles_missing: bool,
-                       categorical_codes: bool = False):
+                       categorical_codes: bool = False) -> tuple[Any, dict[str, Any]]:
     """categorical_codes: `auto` encoding gives integer codes with -1 for unknown or missing (for embeddings)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
@@ -165,7 +165,7 @@ def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree
                              verbose_feature_names_out=False), resolved
 
 
-def transform(preprocessor, frame: pd.DataFrame) -> np.ndarray:
+def transform(preprocessor: Any, frame: pd.DataFrame) -> np.ndarray:
     out = preprocessor.transform(frame)
     return np.ascontiguousarray(out, dtype=np.float32)
 
@@ -178,7 +178,7 @@ class LabelCoding:
         self.classes = classes
 
     @classmethod
-    def fit(cls, labels: pd.Series, task: str, positive_class=None) -> "LabelCoding":
+    def fit(cls, labels: pd.Series, task: str, positive_class: Any = None) -> "LabelCoding":
         if task == "regression":
             return cls(task)
         classes = sorted(pd.unique(labels.dropna()).tolist(), key=lambda v: (str(type(v)), v))
@@ -196,7 +196,7 @@ class LabelCoding:
         codes = pd.Categorical(labels, categories=self.classes).codes.astype(np.int64)  # vectorised
         if (codes < 0).any():
             # labels of another type than the stored classes (e.g. "1" vs 1): match on text instead
-            lookup = {str(c): i for i, c in enumerate(self.classes)}
+            lookup = {str(c): i for i, c in enumerate(self.classes or [])}
             mapped = labels.astype(str).map(lookup)
             if mapped.isna().any():
                 unseen = sorted(set(labels[mapped.isna()].astype(str)))[:5]

@@ -7,11 +7,16 @@ validation report, so a user sees why 1M rows became 800k.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from trainpipe.errors import DataError, ValidationFailed
+
+if TYPE_CHECKING:
+    from trainpipe.ranking.config import RankingConfig
 
 
 @dataclass(frozen=True)
@@ -36,20 +41,20 @@ class Interactions:
     def __len__(self) -> int:
         return len(self.user)
 
-    def save(self, folder) -> None:
+    def save(self, folder: Path) -> None:
         np.savez(folder / "interactions.npz", user=self.user, item=self.item, time=self.time, weight=self.weight)
         pd.DataFrame({"id": self.user_ids}).to_parquet(folder / "users.parquet", index=False)
         pd.DataFrame({"id": self.item_ids}).to_parquet(folder / "items.parquet", index=False)
 
     @classmethod
-    def load(cls, folder) -> Interactions:
+    def load(cls, folder: Path) -> Interactions:
         with np.load(folder / "interactions.npz") as arrays:
             parts = {k: arrays[k] for k in ("user", "item", "time", "weight")}
         return cls(**parts, user_ids=pd.read_parquet(folder / "users.parquet")["id"].to_numpy(),
                    item_ids=pd.read_parquet(folder / "items.parquet")["id"].to_numpy())
 
 
-def check_columns(frame: pd.DataFrame, config) -> list[str]:
+def check_columns(frame: pd.DataFrame, config: RankingConfig) -> list[str]:
     """One line per configured column that the table lacks."""
     shown = ", ".join(map(str, frame.columns[:12]))
     return [f"ranking.{key}: column {column!r} is not in the data (columns: {shown})"
@@ -92,7 +97,7 @@ def _min_count_filter(user: np.ndarray, item: np.ndarray, min_user: int, min_ite
         keep = new
 
 
-def prepare(frame: pd.DataFrame, config) -> tuple[Interactions, dict]:
+def prepare(frame: pd.DataFrame, config: RankingConfig) -> tuple[Interactions, dict]:
     """Validate and clean the interactions table; returns the encoded interactions and the report."""
     missing = check_columns(frame, config)
     if missing:
@@ -172,7 +177,7 @@ def prepare(frame: pd.DataFrame, config) -> tuple[Interactions, dict]:
     return result, report
 
 
-def require_columns(frame: pd.DataFrame, config) -> None:
+def require_columns(frame: pd.DataFrame, config: RankingConfig) -> None:
     """Fail fast (ingest) with one line per missing configured column."""
     missing = check_columns(frame, config)
     if missing:

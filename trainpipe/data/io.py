@@ -6,6 +6,8 @@ import glob
 import hashlib
 import os
 import re
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -168,7 +170,8 @@ def _kind(series: pd.Series) -> str:
         inferred, "text")
 
 
-def schema_differences(reference: pd.DataFrame, other: pd.DataFrame, skip_dtypes: set[str] = frozenset()) -> list[str]:
+def schema_differences(reference: pd.DataFrame, other: pd.DataFrame,
+                       skip_dtypes: AbstractSet[str] = frozenset()) -> list[str]:
     """How `other`'s columns differ from `reference`'s: missing, extra, case-different names, kind conflicts."""
     ref_cols, cols = [str(c) for c in reference.columns], [str(c) for c in other.columns]
     missing = [c for c in ref_cols if c not in cols]
@@ -192,7 +195,7 @@ def schema_differences(reference: pd.DataFrame, other: pd.DataFrame, skip_dtypes
     return problems
 
 
-def check_same_schema(frames: list[pd.DataFrame], files: list[str], skip_dtypes: set[str] = frozenset()) -> None:
+def check_same_schema(frames: list[pd.DataFrame], files: list[str], skip_dtypes: AbstractSet[str] = frozenset()) -> None:
     """Refuse files that do not share the first file's columns and column kinds (data.coerce'd columns: names only)."""
     differing = [(f, problems) for frame, f in zip(frames[1:], files[1:])
                  if (problems := schema_differences(frames[0], frame, skip_dtypes))]
@@ -203,7 +206,7 @@ def check_same_schema(frames: list[pd.DataFrame], files: list[str], skip_dtypes:
                         f"{'; '.join(problems)}{more}", key="data.path")
 
 
-def apply_coercions(frame: pd.DataFrame, coerce: dict[str, str]) -> pd.DataFrame:
+def apply_coercions(frame: pd.DataFrame, coerce: Mapping[str, str]) -> pd.DataFrame:
     for column, kind in coerce.items():
         if column not in frame.columns:
             raise DataError(f"data.coerce: column {column!r} is not in the data", key=f"data.coerce.{column}")
@@ -224,7 +227,7 @@ def apply_coercions(frame: pd.DataFrame, coerce: dict[str, str]) -> pd.DataFrame
 
 def file_stats(files: list[str]) -> list[dict]:
     """Size and mtime of local files: a cheap check that the source has not changed since ingest."""
-    stats = []
+    stats: list[dict[str, Any]] = []
     for f in files:
         if "://" in f:
             stats.append({"path": redact_url_credentials(f)})  # recorded in the manifest: no URL password

@@ -8,10 +8,15 @@ at evaluation, so keeping it would only hide a row that cannot be hit.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from trainpipe.errors import SplitError
 from trainpipe.data.interactions import Interactions
+from trainpipe.errors import SplitError
+
+if TYPE_CHECKING:
+    from trainpipe.ranking.config import RankingSplit
 
 SPLITS = ("train", "validation", "test")
 
@@ -61,7 +66,7 @@ def _drop_seen_pairs(data: Interactions, part: np.ndarray) -> tuple[np.ndarray, 
     return part, removed
 
 
-def make_split(data: Interactions, config, seed: int) -> tuple[dict[str, np.ndarray], dict]:
+def make_split(data: Interactions, config: RankingSplit, seed: int) -> tuple[dict[str, np.ndarray], dict]:
     """Positions (sorted) of train/validation/test interactions and a summary for split.json."""
     if config.strategy == "time":
         part = _global_time(data.time, config.validation_fraction, config.test_fraction)

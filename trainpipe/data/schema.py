@@ -136,7 +136,7 @@ _DTYPE_TESTS = {
 }
 
 
-def _pandera_schema(columns: dict[str, ColumnSpec], force_strict: bool, frame: pd.DataFrame):
+def _pandera_schema(columns: dict[str, ColumnSpec], force_strict: bool, frame: pd.DataFrame) -> Any:
     import pandera.pandas as pa
 
     pa_columns = {}
@@ -163,7 +163,7 @@ def _pandera_schema(columns: dict[str, ColumnSpec], force_strict: bool, frame: p
 
 def _describe_failures(cases: pd.DataFrame) -> list[dict]:
     """One entry per (column, check) with a count and a few example values."""
-    issues = []
+    issues: list[dict[str, Any]] = []
     cases = cases.copy()
     cases["column"] = cases["column"].fillna("")
     for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):

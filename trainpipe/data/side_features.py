@@ -8,11 +8,15 @@ the packaged recommender can encode a new user's features exactly as training di
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from trainpipe.errors import DataError
+
+if TYPE_CHECKING:
+    from trainpipe.ranking.config import FeatureTable
 
 
 @dataclass
@@ -55,7 +59,7 @@ class FeatureEncoder:
         return cls(**state)
 
 
-def read_feature_table(table, key: str) -> pd.DataFrame:
+def read_feature_table(table: FeatureTable, key: str) -> pd.DataFrame:
     """The table with its id and feature columns checked (one line naming the key and column)."""
     from trainpipe.data.io import DataConfig, read_table
 
@@ -79,7 +83,8 @@ def read_feature_table(table, key: str) -> pd.DataFrame:
     return frame
 
 
-def aligned_features(table, key: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, FeatureEncoder, dict]:
+def aligned_features(table: FeatureTable, key: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, FeatureEncoder,
+                                                                               dict]:
     """Feature rows in the order of the interaction codes; ids without a row get missing features."""
     frame = read_feature_table(table, key)
     encoder = FeatureEncoder.fit(frame, table.numeric, table.categorical)

@@ -33,7 +33,7 @@ class SplitConfig(BaseModel):
     seed: int | None = Field(None, description="Defaults to the top-level seed.")
 
     @model_validator(mode="after")
-    def _check(self):
+    def _check(self) -> SplitConfig:
         if self.validation + self.test >= 0.9:
             raise ValueError("split.validation + split.test must leave at least 10% of rows for training")
         if self.strategy == "group" and not self.group_column:
@@ -66,7 +66,7 @@ def stratified_split(labels: pd.Series, validation: float, test: float, seed: in
     """Each class is permuted and cut separately, so every split keeps the class balance."""
     rng = np.random.default_rng(seed)
     codes, _ = pd.factorize(labels, sort=True)
-    parts = {name: [] for name in SPLITS}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
     for code in np.unique(codes):
         members = np.flatnonzero(codes == code)
         cut = _cut(members[rng.permutation(len(members))], validation, test) if len(members) >= 3 else {

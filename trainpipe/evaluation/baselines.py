@@ -7,11 +7,16 @@ factorisation bar a learned retrieval model should clear.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from trainpipe.evaluation.ranking_metrics import ScoreFn
+
+if TYPE_CHECKING:
+    from trainpipe.ranking.config import RankingConfig
 
 
 def popularity_scorer(train: sp.csr_matrix) -> ScoreFn:
@@ -47,7 +52,7 @@ def svd_scorer(train: sp.csr_matrix, factors: int, seed: int) -> ScoreFn:
     return score
 
 
-def build(name: str, train: sp.csr_matrix, config, seed: int) -> ScoreFn:
+def build(name: str, train: sp.csr_matrix, config: RankingConfig, seed: int) -> ScoreFn:
     if name == "popularity":
         return popularity_scorer(train)
     if name == "random":

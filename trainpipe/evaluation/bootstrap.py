@@ -82,13 +82,13 @@ def _counts(W: np.ndarray, *masks: np.ndarray) -> list[np.ndarray]:
     return [W @ m.astype(W.dtype) for m in masks]
 
 
-def _f1(tp, fp, fn):
+def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.nan_to_num(2 * tp / (2 * tp + fp + fn))
 
 
 def _binary(name: str) -> Callable[..., Prepared]:
-    def prepare(y, proba, threshold) -> Prepared:
+    def prepare(y: np.ndarray, proba: np.ndarray, threshold: float) -> Prepared:
         p = proba[:, 1]
         clipped = np.clip(p, 1e-15, 1 - 1e-15)
         if name == "roc_auc":
@@ -102,7 +102,7 @@ def _binary(name: str) -> Callable[..., Prepared]:
             return _mean_of(pred == positive)
         hits = (pred & positive, pred & ~positive, ~pred & positive)
 
-        def fn(W, total):
+        def fn(W: np.ndarray, total: np.ndarray) -> np.ndarray:
             tp, fp, fn_ = _counts(W, *hits)
             with np.errstate(invalid="ignore", divide="ignore"):
                 return {"precision": np.nan_to_num(tp / (tp + fp)), "recall": np.nan_to_num(tp / (tp + fn_)),
@@ -112,7 +112,7 @@ def _binary(name: str) -> Callable[..., Prepared]:
 
 
 def _multiclass(name: str) -> Callable[..., Prepared]:
-    def prepare(y, proba, threshold) -> Prepared:
+    def prepare(y: np.ndarray, proba: np.ndarray, threshold: float) -> Prepared:
         k = proba.shape[1]
         pred = proba.argmax(axis=1)
         if name == "accuracy":
@@ -121,7 +121,7 @@ def _multiclass(name: str) -> Callable[..., Prepared]:
             return _mean_of(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-15, 1)))
         truth, guess = np.eye(k, dtype=bool)[y], np.eye(k, dtype=bool)[pred]
 
-        def fn(W, total):
+        def fn(W: np.ndarray, total: np.ndarray) -> np.ndarray:
             tp, fp, fn_, support = _counts(W, truth & guess, ~truth & guess, truth & ~guess, truth)
             f1 = _f1(tp, fp, fn_)
             if name == "f1_macro":
@@ -132,7 +132,7 @@ def _multiclass(name: str) -> Callable[..., Prepared]:
 
 
 def _regression(name: str) -> Callable[..., Prepared]:
-    def prepare(y, pred, threshold) -> Prepared:
+    def prepare(y: np.ndarray, pred: np.ndarray, threshold: float) -> Prepared:
         err = pred - y
         if name == "rmse":
             mse = _mean_of(err ** 2)
@@ -144,28 +144,28 @@ def _regression(name: str) -> Callable[..., Prepared]:
         centred = y - y.mean()  # the variance is shift-invariant; centring keeps float32 sums exact enough
         sq_err, sq, lin = (np.asarray(v, dtype=np.float64) for v in (err ** 2, centred ** 2, centred))
 
-        def fn(W, total):
+        def fn(W: np.ndarray, total: np.ndarray) -> np.ndarray:
             ss_tot = W @ sq.astype(W.dtype) - (W @ lin.astype(W.dtype)) ** 2 / total
             return 1 - (W @ sq_err.astype(W.dtype)) / ss_tot
         return fn
     return prepare
 
 
-class _PerUserMeans(Mapping):
+class _PerUserMeans(Mapping[str, Callable[..., Prepared]]):
     """task ranking: every compared metric (recall_at_K, ndcg_at_K, hit_rate_at_K, mrr) is a mean over
     users, so the 'scores' passed are the per-user values and a resample's metric is their weighted mean."""
 
     pattern = re.compile(r"^((recall|ndcg|hit_rate)_at_\d+|mrr)$")
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> Callable[..., Prepared]:
         if not isinstance(name, str) or not self.pattern.match(name):
             raise KeyError(name)
         return lambda y, values, threshold: _mean_of(values)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(("recall_at_10", "ndcg_at_10", "hit_rate_at_10", "mrr"))
 
-    def __len__(self):
+    def __len__(self) -> int:
         return 4
 
 

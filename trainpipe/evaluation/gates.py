@@ -9,12 +9,16 @@ equal evaluate's metrics.
 from __future__ import annotations
 
 import difflib
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from trainpipe.evaluation.bootstrap import WEIGHTED, paired_bootstrap, score
 from trainpipe.evaluation.metrics import LOWER_IS_BETTER, METRICS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LATENCY_METRICS = ("latency_p99_row_ms", "latency_p99_batch_ms")
 
@@ -97,7 +101,7 @@ def better(metric: str) -> str:
     return "min" if metric in LOWER_IS_BETTER else "max"
 
 
-def _check(name: str, key: str, value, limit, passed: bool, reason: str) -> dict:
+def _check(name: str, key: str, value: Any, limit: Any, passed: bool, reason: str) -> dict:
     return {"check": name, "key": key, "value": value, "limit": limit, "passed": bool(passed), "reason": reason}
 
 
@@ -127,7 +131,7 @@ def threshold_checks(metrics: dict[str, float], gates: GatesConfig) -> list[dict
     return out
 
 
-def slice_masks(frame, slices: SliceGates) -> list[tuple[str, np.ndarray]]:
+def slice_masks(frame: pd.DataFrame, slices: SliceGates) -> list[tuple[str, np.ndarray]]:
     """(label, row mask) per categorical value and per quantile bucket of the test rows."""
     import pandas as pd
 
@@ -146,7 +150,8 @@ def slice_masks(frame, slices: SliceGates) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def slice_checks(task: str, metric: str, y: np.ndarray, scores: np.ndarray, masks, slices: SliceGates,
+def slice_checks(task: str, metric: str, y: np.ndarray, scores: np.ndarray, masks: list[tuple[str, np.ndarray]],
+                 slices: SliceGates,
                  threshold: float) -> tuple[list[dict], list[dict]]:
     """Per-slice values (all slices) and the gate checks (slices large enough, when a limit is set)."""
     rows, checks = [], []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -99,7 +101,7 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> tuple[dict, dict]:
     return out, {}
 
 
-def compute_metrics(task: str, y: np.ndarray, model, X: np.ndarray, n_classes: int,
+def compute_metrics(task: str, y: np.ndarray, model: Any, X: np.ndarray, n_classes: int,
                     config: EvaluationConfig) -> tuple[dict, dict]:
     if task == "regression":
         return regression_metrics(y, model.predict(X))
@@ -109,7 +111,7 @@ def compute_metrics(task: str, y: np.ndarray, model, X: np.ndarray, n_classes: i
     return multiclass_metrics(y, proba, n_classes)
 
 
-def measure_latency(model, X: np.ndarray, task: str, batch_rows: int, batches: int) -> dict[str, float]:
+def measure_latency(model: Any, X: np.ndarray, task: str, batch_rows: int, batches: int) -> dict[str, float]:
     """p99 prediction time per batch and per row, timed on whole batches (a Python call per row would
     measure the interpreter, not the model). Times the model on the preprocessed matrix."""
     import time

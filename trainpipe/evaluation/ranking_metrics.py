@@ -54,8 +54,8 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, exclude: sp.csr_matrix |
         scores = score_fn(batch).float()
         mask_seen(scores, exclude[batch] if exclude is not None else None)
         kk = min(k, scores.shape[1])
-        values, index = torch.topk(scores, kk, dim=1)
-        values, index = values.numpy(), index.numpy()
+        top = torch.topk(scores, kk, dim=1)
+        values, index = top.values.numpy(), top.indices.numpy()
         index[~np.isfinite(values)] = -1
         items[start:start + len(batch), :kk] = index
         scores_out[start:start + len(batch), :kk] = values

@@ -1,9 +1,14 @@
-"""Model families by registered name, imported lazily so `trainpipe --help` stays fast."""
+"""Model families by registered name, imported lazily so `trainpipe --help` stays fast.
+
+A family is one module (a class following models/base.py's ModelFamily protocol) and one line here; a family
+outside trainpipe registers with `register_family` or the `trainpipe.families` entry-point group.
+"""
 
 from __future__ import annotations
 
 import difflib
 import importlib
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,28 +54,104 @@ class TrainingConfig(BaseModel):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
 
-def get_family(name: str):
-    if name not in ALL_FAMILIES:
-        close = difflib.get_close_matches(name, ALL_FAMILIES, n=1)
+ENTRY_POINT_GROUP = "trainpipe.families"  # an installed plugin distribution: `name = "package.module:Class"`
+_CLASSES: dict[str, type] = {}  # families registered as class objects (register_family), by name
+
+
+def register_family(name: str, family: type | str, extra: str | None = None, *, ranking: bool = False) -> None:
+    """Make `model.type: NAME` mean `family`: a ModelFamily class, or its import path `package.module:Class`.
+
+    For a family outside trainpipe, in this process (a notebook, a test, a script that then calls the pipeline).
+    A family that `trainpipe` commands in other processes must find (`trainpipe run`, `predict` of its packaged
+    model) is registered by its distribution instead, under the `trainpipe.families` entry-point group:
+
+        [project.entry-points."trainpipe.families"]
+        my_family = "my_package.families:MyFamily"
+
+    extra: the pip requirement that provides its library, named in the error when it cannot be imported.
+    ranking: a family trained on interactions (task ranking), not on the features matrix.
+    """
+    if isinstance(family, str):
+        module, _, cls_name = family.partition(":")
+        if not module or not cls_name:
+            raise ModelError(f"model.type: {family!r} is not an import path like package.module:Class", key="model.type")
+        entry = (module, cls_name, extra)
+    else:
+        entry = (family.__module__, family.__qualname__, extra)
+    unregister_family(name)
+    if not isinstance(family, str):
+        _CLASSES[name] = family
+    (RANKING_FAMILIES if ranking else FAMILIES)[name] = entry
+    ALL_FAMILIES[name] = entry
+
+
+def unregister_family(name: str) -> None:
+    """Forget a family registered with register_family (a test's clean-up)."""
+    for table in (FAMILIES, RANKING_FAMILIES, ALL_FAMILIES):
+        table.pop(name, None)
+    _CLASSES.pop(name, None)
+
+
+def _plugins() -> dict[str, str]:
+    """name -> "package.module:Class" of the families installed distributions declare (entry points)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _entry(name: str) -> tuple[str, str, str | None] | None:
+    if name in ALL_FAMILIES:
+        return ALL_FAMILIES[name]
+    plugin = _plugins().get(name)
+    if plugin is None:
+        return None
+    module, _, cls_name = plugin.partition(":")
+    return module, cls_name, None
+
+
+def is_family(name: str) -> bool:
+    return _entry(name) is not None
+
+
+def is_ranking_family(name: str) -> bool:
+    """Task ranking takes these; plugin (entry-point) families are tabular."""
+    return name in RANKING_FAMILIES
+
+
+def family_names() -> list[str]:
+    """Every family `model.type` can name: trainpipe's, registered ones and installed plugins."""
+    return sorted({*ALL_FAMILIES, *_plugins()})
+
+
+def get_family(name: str) -> Any:
+    """The family class `model.type: NAME` means, imported now (its library with it)."""
+    entry = _entry(name)
+    if entry is None:
+        names = family_names()
+        close = difflib.get_close_matches(name, names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ModelError(f"model.type: unknown model type {name!r}{hint}; choose one of {sorted(ALL_FAMILIES)}",
-                         key="model.type")
-    module_name, class_name, extra = ALL_FAMILIES[name]
+        raise ModelError(f"model.type: unknown model type {name!r}{hint}; choose one of {names}", key="model.type")
+    if name in _CLASSES:
+        return _CLASSES[name]
+    module_name, class_name, extra = entry
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise MissingDependency(f"model.type: {name} needs {exc.name or 'a library'} that is not installed; "
-                                f"pip install '{extra}'", key="model.type") from exc
-    return getattr(module, class_name)
+        need = f"pip install '{extra}'" if extra else "install the package that provides it"
+        raise MissingDependency(f"model.type: {name} needs {exc.name or 'a library'} that is not installed; {need}",
+                                key="model.type") from exc
+    family = getattr(module, class_name, None)
+    if family is None:
+        raise ModelError(f"model.type: {name} names {module_name}:{class_name}, which does not exist", key="model.type")
+    return family
 
 
-def build_family(config: ModelConfig, task: str, n_classes: int, seed: int, threads: int):
+def build_family(config: ModelConfig, task: str, n_classes: int, seed: int, threads: int) -> Any:
     return get_family(config.type)(task, dict(config.params), n_classes, seed, threads, estimator=config.estimator)
 
 
-def load_family(directory) -> Any:
+def load_family(directory: str | Path) -> Any:
     import json
-    from pathlib import Path
 
     meta = json.loads((Path(directory) / "family.json").read_text())
     return get_family(meta["family"]).load(Path(directory))

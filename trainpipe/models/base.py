@@ -1,6 +1,11 @@
-"""The ModelFamily protocol: the handful of methods every model family implements.
+"""The ModelFamily protocol: the handful of attributes and methods every model family implements.
 
-A family is a plain class (composition, no base class to inherit); shared code lives in functions.
+A family is a plain class (composition, no base class to inherit); shared code lives in functions. What
+the rest of trainpipe needs to know about a family is on the class, so a new family costs one module and
+one registry line (models/__init__.py `FAMILIES`, or `register_family` / the `trainpipe.families` entry-point
+group for a family outside trainpipe): how many iterations a parameter sets (tuning's retrain on
+train + validation), what a packaged model must pip-install, what `trainpipe init --model` writes, and
+which user code its cache key covers.
 """
 
 from __future__ import annotations
@@ -28,6 +33,16 @@ class PreprocessingNeeds:
     categorical_codes: bool = False
 
 
+@dataclass(frozen=True)
+class ScaffoldDefaults:
+    """What `trainpipe init --model NAME` writes for a family: only what a first run needs beyond the family's own
+    defaults, and nothing its default search space covers (`trainpipe tune` then searches all of it)."""
+
+    params: dict[str, tuple[Any, str]]  # model.params: name -> (value, comment)
+    early_stopping_rounds: tuple[int, str] | None  # (value, comment); None: the family stops by its own params
+    estimator: dict[str, str] | None = None  # model.estimator by task kind: {"regression": ..., "classification": ...}
+
+
 @dataclass
 class FitContext:
     """What the train stage knows beyond the matrices; passed only to families whose fit takes `context`."""
@@ -52,16 +67,24 @@ class FitResult:
 
 @runtime_checkable
 class ModelFamily(Protocol):
-    name: ClassVar[str]
+    name: ClassVar[str]  # its `model.type`, written into family.json (load_family finds the family by it)
     needs: ClassVar[PreprocessingNeeds]
+    # The parameter that sets the iteration count (boosting rounds, epochs): a model retrained on train + validation
+    # after tuning gets the best trial's count there. None: one fit, no iterations to set.
+    iteration_param: ClassVar[str | None]
+    # pip distributions a packaged model of this family needs beyond trainpipe's own (pinned to this environment's
+    # versions); an entry that is a tuple lists alternatives, the first installed one is pinned (xgboost-cpu).
+    requirements: ClassVar[tuple[str | tuple[str, ...], ...]]
+    scaffold: ClassVar[ScaffoldDefaults | None]  # `trainpipe init --model NAME`; None: init does not offer it
 
     def __init__(self, task: str, params: dict[str, Any], n_classes: int, seed: int, threads: int,
                  estimator: str | None = None) -> None: ...
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
             early_stopping_rounds: int | None = None, report: ReportFn | None = None,
-            train_metrics: bool = False) -> FitResult:
-        """train_metrics: also evaluate the training split every iteration (costly on large data)."""
+            train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
+        """train_metrics: also evaluate the training split every iteration (costly on large data); context: what
+        the train stage knows beyond the matrices (None outside a run: tuning trials, tests)."""
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Regression values, or class codes for classification."""
@@ -75,12 +98,18 @@ class ModelFamily(Protocol):
     def load(cls, directory: Path) -> "ModelFamily": ...
 
     @classmethod
-    def default_search_space(cls, task: str) -> dict[str, dict]:
-        """Optuna-style space: {param: {type: float|int|categorical, low, high, log, choices}}."""
+    def default_search_space(cls, task: str, estimator: str | None = None) -> dict[str, dict]:
+        """Optuna-style space: {param: {type: float|int|categorical, low, high, log, choices}}; with an estimator
+        (sklearn), only the names it accepts."""
 
     @classmethod
     def check_config(cls, params: dict[str, Any], estimator: str | None, task: str) -> None:
         """Raise ModelError naming `model.params.X` for anything that cannot work, before any data is read."""
+
+    @classmethod
+    def user_code_hashes(cls, estimator: str | None) -> dict[str, str]:
+        """{import path: source hash} of user code the family imports (an estimator outside site-packages), so
+        that editing it invalidates cached training results; {} for none."""
 
 
 def probabilities_from_binary(p: np.ndarray) -> np.ndarray:

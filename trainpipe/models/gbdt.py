@@ -18,6 +18,7 @@ from trainpipe.models.base import (
     FitResult,
     PreprocessingNeeds,
     ReportFn,
+    ScaffoldDefaults,
     predict_from_proba,
     probabilities_from_binary,
 )
@@ -25,7 +26,7 @@ from trainpipe.models.base import (
 TREE_NEEDS = PreprocessingNeeds(tree_model=True, handles_missing=True)
 
 
-def _import(name: str, extra: str):
+def _import(name: str, extra: str) -> Any:
     try:
         return __import__(name)
     except ImportError as exc:
@@ -58,7 +59,7 @@ def _unknown(name: str, known: set[str], family: str) -> ModelError:
     return ModelError(f"model.params.{name}: {family} has no parameter {name!r}{hint}", key=f"model.params.{name}")
 
 
-def _config_keys(doc, found: set[str]) -> set[str]:
+def _config_keys(doc: Any, found: set[str]) -> set[str]:
     if isinstance(doc, dict):
         for key, value in doc.items():
             found.add(key)
@@ -145,15 +146,15 @@ class RoundProgress:
             if self.best is None or (value > self.best[0] if higher else value < self.best[0]):
                 self.best = (value, round_)
         if self.line.due():
-            text = "" if key is None else (f"{key} {values[key]:.5g}  best {self.best[0]:.5g} "
-                                           f"(round {self.best[1] + 1})")
+            text = "" if key is None or self.best is None else (f"{key} {values[key]:.5g}  best {self.best[0]:.5g} "
+                                                                f"(round {self.best[1] + 1})")
             self.line.update(round_ + 1, text)
 
     def close(self) -> None:
         self.line.close()
 
 
-def _on_round(report: ReportFn | None, progress: RoundProgress | None):
+def _on_round(report: ReportFn | None, progress: RoundProgress | None) -> ReportFn | None:
     """One per-round function for the boosters' callbacks: progress, then the tuner's report (True: stop)."""
     if report is None and progress is None:
         return None
@@ -166,21 +167,21 @@ def _on_round(report: ReportFn | None, progress: RoundProgress | None):
     return on_round
 
 
-def _proba(task: str, raw) -> np.ndarray:
+def _proba(task: str, raw: Any) -> np.ndarray:
     return probabilities_from_binary(raw) if task == "binary" else np.asarray(raw, dtype=np.float64)
 
 
-def _predict(task: str, raw) -> np.ndarray:
+def _predict(task: str, raw: Any) -> np.ndarray:
     return np.asarray(raw, dtype=np.float64) if task == "regression" else predict_from_proba(_proba(task, raw))
 
 
-def _write_meta(model, directory: Path) -> None:
+def _write_meta(model: Any, directory: Path) -> None:
     meta = {"family": model.name, "task": model.task, "n_classes": model.n_classes, "seed": model.seed,
             "threads": model.threads, "params": model.params, "best_iteration": model.best_iteration}
     (directory / "family.json").write_text(json.dumps(meta, indent=2, default=str))
 
 
-def _from_meta(cls, directory: Path):
+def _from_meta(cls: Any, directory: Path) -> Any:
     meta = json.loads((directory / "family.json").read_text())
     model = cls(meta["task"], meta["params"], meta["n_classes"], meta["seed"], meta["threads"])
     model.best_iteration = meta.get("best_iteration")
@@ -190,6 +191,10 @@ def _from_meta(cls, directory: Path):
 class XGBoostFamily:
     name = "xgboost"
     needs = TREE_NEEDS
+    iteration_param = "n_estimators"
+    requirements = (("xgboost", "xgboost-cpu"),)
+    scaffold = ScaffoldDefaults(params={"n_estimators": (500, "most rounds: early stopping usually ends sooner")},
+                                early_stopping_rounds=(50, "rounds without a better validation loss"))
     DEFAULTS = {"n_estimators": 500, "learning_rate": 0.1, "max_depth": 6, "tree_method": "hist"}
     OBJECTIVES = {"binary": ("binary:logistic", "logloss"), "multiclass": ("multi:softprob", "mlogloss"),
                   "regression": ("reg:squarederror", "rmse")}
@@ -198,7 +203,7 @@ class XGBoostFamily:
                  estimator: str | None = None):
         self.task, self.n_classes, self.seed, self.threads = task, n_classes, seed, threads
         self.params = {**self.DEFAULTS, **params}
-        self.booster = None
+        self.booster: Any = None
         self.best_iteration: int | None = None
 
     @classmethod
@@ -216,7 +221,8 @@ class XGBoostFamily:
             params["num_class"] = self.n_classes
         return params
 
-    def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None,
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
+            early_stopping_rounds: int | None = None, report: ReportFn | None = None,
             train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
         """context: only `verbose` is used (per-round progress on a terminal)."""
         xgb = _import("xgboost", "xgboost-cpu")
@@ -245,14 +251,14 @@ class XGBoostFamily:
         self.best_iteration = getattr(self.booster, "best_iteration", None) if early_stopping_rounds else None
         return _fit_result(log, self.best_iteration, int(self.params["n_estimators"]))
 
-    def _raw(self, X):
+    def _raw(self, X: np.ndarray) -> Any:
         xgb = _import("xgboost", "xgboost-cpu")
         return self.booster.predict(xgb.DMatrix(X, nthread=self.threads))
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return _proba(self.task, self._raw(X))
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         return _predict(self.task, self._raw(X))
 
     def save(self, directory: Path) -> None:
@@ -270,7 +276,11 @@ class XGBoostFamily:
         return model
 
     @classmethod
-    def default_search_space(cls, task: str) -> dict[str, dict]:
+    def user_code_hashes(cls, estimator: str | None) -> dict[str, str]:
+        return {}
+
+    @classmethod
+    def default_search_space(cls, task: str, estimator: str | None = None) -> dict[str, dict]:
         return {
             "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
             "max_depth": {"type": "int", "low": 3, "high": 10},
@@ -281,18 +291,18 @@ class XGBoostFamily:
         }
 
 
-def _xgb_callback_base(xgb):
+def _xgb_callback_base(xgb: Any) -> Any:
     return xgb.callback.TrainingCallback
 
 
 class _XGBReporter:
     """Adapts xgboost's per-round callback to a ReportFn (built lazily: xgboost is imported late)."""
 
-    def __new__(cls, xgb, report: ReportFn):
-        base = _xgb_callback_base(xgb)
+    def __new__(cls, xgb: Any, report: ReportFn) -> Any:
+        base: Any = _xgb_callback_base(xgb)
 
         class Reporter(base):
-            def after_iteration(self, model, epoch, evals_log):
+            def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
                 values = {metric_key(split, metric): float(vals[-1]) for split, metrics in evals_log.items()
                           for metric, vals in metrics.items()}
                 return bool(report(epoch, values))
@@ -303,6 +313,10 @@ class _XGBReporter:
 class LightGBMFamily:
     name = "lightgbm"
     needs = TREE_NEEDS
+    iteration_param = "n_estimators"
+    requirements = ("lightgbm",)
+    scaffold = ScaffoldDefaults(params={"n_estimators": (500, "most rounds: early stopping usually ends sooner")},
+                                early_stopping_rounds=(50, "rounds without a better validation loss"))
     DEFAULTS = {"n_estimators": 500, "learning_rate": 0.05, "num_leaves": 31}
     OBJECTIVES = {"binary": ("binary", "binary_logloss"), "multiclass": ("multiclass", "multi_logloss"),
                   "regression": ("regression", "rmse")}
@@ -311,7 +325,7 @@ class LightGBMFamily:
                  estimator: str | None = None):
         self.task, self.n_classes, self.seed, self.threads = task, n_classes, seed, threads
         self.params = {**self.DEFAULTS, **params}
-        self.booster = None
+        self.booster: Any = None
         self.best_iteration: int | None = None
 
     @classmethod
@@ -332,7 +346,8 @@ class LightGBMFamily:
             params["num_class"] = self.n_classes
         return params
 
-    def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None,
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
+            early_stopping_rounds: int | None = None, report: ReportFn | None = None,
             train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
         """context: only `verbose` is used (per-round progress on a terminal)."""
         lgb = _import("lightgbm", "lightgbm")
@@ -347,7 +362,7 @@ class LightGBMFamily:
         if early_stopping_rounds:
             callbacks.append(lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False))
         if on_round is not None:
-            def _report(env):
+            def _report(env: Any) -> None:
                 values = {metric_key(name, metric): float(value) for name, metric, value, _ in env.evaluation_result_list}
                 if on_round(env.iteration, values):
                     raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
@@ -367,14 +382,14 @@ class LightGBMFamily:
         self.best_iteration = best
         return _fit_result(log, best, int(self.params["n_estimators"]))
 
-    def _raw(self, X):
+    def _raw(self, X: np.ndarray) -> Any:
         iteration = None if self.best_iteration is None else self.best_iteration + 1
         return self.booster.predict(X, num_iteration=iteration, num_threads=self.threads)
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return _proba(self.task, self._raw(X))
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         return _predict(self.task, self._raw(X))
 
     def save(self, directory: Path) -> None:
@@ -390,7 +405,11 @@ class LightGBMFamily:
         return model
 
     @classmethod
-    def default_search_space(cls, task: str) -> dict[str, dict]:
+    def user_code_hashes(cls, estimator: str | None) -> dict[str, str]:
+        return {}
+
+    @classmethod
+    def default_search_space(cls, task: str, estimator: str | None = None) -> dict[str, dict]:
         return {
             "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
             "num_leaves": {"type": "int", "low": 8, "high": 256, "log": True},

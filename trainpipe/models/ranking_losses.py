@@ -13,16 +13,21 @@ optional extra negatives `v_neg` (m, d) shared by the batch, and per-row weights
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 
-def _logits(u, v, items, v_neg, neg_items):
+def _logits(u: Tensor, v: Tensor, items: Tensor, v_neg: Tensor | None,
+            neg_items: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     """Similarities (b, b [+ m]) and a mask of the entries that are valid negatives."""
     b = len(items)
     sims = u @ v.T
     valid = items[None, :] != items[:, None]  # also removes the diagonal (the positive itself)
     if v_neg is not None:
+        assert neg_items is not None, "extra negatives come with their item codes"
         sims = torch.cat([sims, u @ v_neg.T], dim=1)
         valid = torch.cat([valid, neg_items[None, :] != items[:, None]], dim=1)
     return sims, valid, torch.arange(b, device=u.device)
@@ -35,12 +40,18 @@ def _weighted_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.T
     return (values * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
-def sampled_softmax(u, v, items, scale, weight=None, log_q=None, v_neg=None, neg_items=None, neg_log_q=None):
+def sampled_softmax(u: Tensor, v: Tensor, items: Tensor, scale: Any, weight: Tensor | None = None,
+                    log_q: Tensor | None = None, v_neg: Tensor | None = None, neg_items: Tensor | None = None,
+                    neg_log_q: Tensor | None = None) -> Tensor:
     """Cross-entropy of the positive against in-batch (and extra) negatives; `log_q` per batch item."""
     sims, valid, target = _logits(u, v, items, v_neg, neg_items)
     logits = sims.float() * scale
     if log_q is not None:
-        correction = log_q if v_neg is None else torch.cat([log_q, neg_log_q])
+        if v_neg is None:
+            correction = log_q
+        else:
+            assert neg_log_q is not None, "extra negatives come with their sampling probabilities"
+            correction = torch.cat([log_q, neg_log_q])
         logits = logits - correction[None, :]
     valid = valid.clone()
     valid[target, target] = True  # keep the positive's own logit
@@ -48,7 +59,8 @@ def sampled_softmax(u, v, items, scale, weight=None, log_q=None, v_neg=None, neg
     return _weighted_mean(F.cross_entropy(logits, target, reduction="none"), weight)
 
 
-def bpr(u, v, items, scale, weight=None, v_neg=None, neg_items=None, **_):
+def bpr(u: Tensor, v: Tensor, items: Tensor, scale: Any, weight: Tensor | None = None, v_neg: Tensor | None = None,
+        neg_items: Tensor | None = None, **_: Any) -> Tensor:
     sims, valid, target = _logits(u, v, items, v_neg, neg_items)
     sims = sims.float() * scale
     positive = sims[target, target][:, None]
@@ -57,7 +69,8 @@ def bpr(u, v, items, scale, weight=None, v_neg=None, neg_items=None, **_):
     return _weighted_mean(per_row, weight)
 
 
-def triplet(u, v, items, scale, weight=None, v_neg=None, neg_items=None, margin=0.2, **_):
+def triplet(u: Tensor, v: Tensor, items: Tensor, scale: Any, weight: Tensor | None = None, v_neg: Tensor | None = None,
+            neg_items: Tensor | None = None, margin: float = 0.2, **_: Any) -> Tensor:
     sims, valid, target = _logits(u, v, items, v_neg, neg_items)
     sims = sims.float()
     positive = sims[target, target][:, None]

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from trainpipe.errors import ModelError
-from trainpipe.models.base import FitResult, PreprocessingNeeds, ReportFn, predict_from_proba, probabilities_from_binary
+from trainpipe.models.base import (FitContext, FitResult, PreprocessingNeeds, ReportFn, ScaffoldDefaults,
+                                  predict_from_proba, probabilities_from_binary)
 
 DEFAULT_ESTIMATORS = {
     "binary": "sklearn.ensemble.HistGradientBoostingClassifier",
@@ -23,7 +24,7 @@ DEFAULT_ESTIMATORS = {
 }
 
 
-def import_estimator(path: str):
+def import_estimator(path: str) -> type:
     """Import `package.module.Class` and check it looks like a scikit-learn estimator."""
     module_name, _, class_name = path.rpartition(".")
     if not module_name:
@@ -61,13 +62,18 @@ def user_source_hash(path: str) -> str | None:
 class SklearnFamily:
     name = "sklearn"
     needs = PreprocessingNeeds(tree_model=False, handles_missing=False)
+    iteration_param = None  # an estimator stops by its own parameters
+    requirements = ()  # scikit-learn is in every package
+    scaffold = ScaffoldDefaults(params={}, early_stopping_rounds=None,
+                                estimator={"regression": "sklearn.ensemble.HistGradientBoostingRegressor",
+                                           "classification": "sklearn.ensemble.HistGradientBoostingClassifier"})
 
     def __init__(self, task: str, params: dict[str, Any], n_classes: int, seed: int, threads: int,
                  estimator: str | None = None):
         self.task, self.n_classes, self.seed, self.threads = task, n_classes, seed, threads
         self.params = dict(params)
         self.estimator_path = estimator or DEFAULT_ESTIMATORS[task]
-        self.estimator = None
+        self.estimator: Any = None
 
     @classmethod
     def check_config(cls, params: dict[str, Any], estimator: str | None, task: str) -> None:
@@ -81,7 +87,7 @@ class SklearnFamily:
                 raise ModelError(f"model.params.{name}: {est_cls.__name__} has no parameter {name!r}",
                                  key=f"model.params.{name}")
 
-    def _build(self):
+    def _build(self) -> Any:
         est_cls = import_estimator(self.estimator_path)
         params = dict(self.params)
         accepted = set(est_cls().get_params(deep=False))
@@ -94,8 +100,9 @@ class SklearnFamily:
         except (TypeError, ValueError) as exc:
             raise ModelError(f"model.params: {est_cls.__name__} rejected the parameters: {exc}", key="model.params") from exc
 
-    def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None,
-            train_metrics: bool = False) -> FitResult:
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
+            early_stopping_rounds: int | None = None, report: ReportFn | None = None,
+            train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
         self.estimator = self._build()
         try:
             self.estimator.fit(X, y)
@@ -111,7 +118,7 @@ class SklearnFamily:
             report(0, {"validation_log_loss": value})
         return FitResult(history=history, iterations=1)
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         if hasattr(self.estimator, "predict_proba"):
             return np.asarray(self.estimator.predict_proba(X), dtype=np.float64)
         scores = np.asarray(self.estimator.decision_function(X), dtype=np.float64)
@@ -121,7 +128,7 @@ class SklearnFamily:
         exp = np.exp(scores - scores.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         if self.task == "regression":
             return np.asarray(self.estimator.predict(X), dtype=np.float64)
         return predict_from_proba(self.predict_proba(X))
@@ -145,11 +152,20 @@ class SklearnFamily:
         return model
 
     @classmethod
-    def default_search_space(cls, task: str) -> dict[str, dict]:
-        # For the default HistGradientBoosting estimator.
-        return {
+    def user_code_hashes(cls, estimator: str | None) -> dict[str, str]:
+        digest = user_source_hash(estimator) if estimator else None
+        return {estimator: digest} if estimator and digest else {}
+
+    @classmethod
+    def default_search_space(cls, task: str, estimator: str | None = None) -> dict[str, dict]:
+        # For the default HistGradientBoosting estimator; another estimator keeps the names it accepts.
+        space = {
             "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
             "max_leaf_nodes": {"type": "int", "low": 8, "high": 128, "log": True},
             "l2_regularization": {"type": "float", "low": 1e-4, "high": 10.0, "log": True},
             "min_samples_leaf": {"type": "int", "low": 5, "high": 100, "log": True},
         }
+        if estimator:
+            accepted = set(import_estimator(estimator)().get_params(deep=False))
+            space = {k: v for k, v in space.items() if k in accepted}
+        return space

@@ -21,6 +21,7 @@ from trainpipe.models.base import (
     FitResult,
     PreprocessingNeeds,
     ReportFn,
+    ScaffoldDefaults,
     predict_from_proba,
     probabilities_from_binary,
 )
@@ -79,6 +80,11 @@ def build_module(n_numeric: int, cardinalities: list[int], emb_dims: list[int], 
 class TorchMLPFamily:
     name = "torch_mlp"
     needs = PreprocessingNeeds(tree_model=False, handles_missing=False, categorical_codes=True)
+    iteration_param = "epochs"
+    requirements = ("torch",)
+    scaffold = ScaffoldDefaults(params={"epochs": (30, "most epochs: early stopping usually ends sooner"),
+                                        "hidden_dims": ([256, 128, 64], "width of each hidden layer")},
+                                early_stopping_rounds=(5, "epochs without a better validation_loss"))
     PARAMS = TorchMLPParams
 
     def __init__(self, task: str, params: dict[str, Any], n_classes: int, seed: int, threads: int,
@@ -231,7 +237,11 @@ class TorchMLPFamily:
         return model
 
     @classmethod
-    def default_search_space(cls, task: str) -> dict[str, dict]:
+    def user_code_hashes(cls, estimator: str | None) -> dict[str, str]:
+        return {}
+
+    @classmethod
+    def default_search_space(cls, task: str, estimator: str | None = None) -> dict[str, dict]:
         return {
             "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
             "dropout": {"type": "float", "low": 0.05, "high": 0.5},

@@ -144,6 +144,9 @@ class TwoTowerFamily:
     name = "two_tower"
     tasks = ("ranking",)
     needs = PreprocessingNeeds(tree_model=False, handles_missing=False)
+    iteration_param = "epochs"
+    requirements = ("torch",)
+    scaffold = None  # `trainpipe init --task ranking` writes its own pipeline (tools/scaffold.py)
     PARAMS = TwoTowerParams
 
     def __init__(self, task: str, params: dict[str, Any], n_classes: int = 0, seed: int = 0, threads: int = 1,
@@ -299,7 +302,11 @@ class TwoTowerFamily:
         return model
 
     @classmethod
-    def default_search_space(cls, task: str) -> dict[str, dict]:
+    def user_code_hashes(cls, estimator: str | None) -> dict[str, str]:
+        return {}
+
+    @classmethod
+    def default_search_space(cls, task: str, estimator: str | None = None) -> dict[str, dict]:
         return {
             "lr": {"type": "float", "low": 3e-4, "high": 3e-2, "log": True},
             "temperature": {"type": "float", "low": 0.02, "high": 0.5, "log": True},

@@ -43,7 +43,7 @@ def default_command() -> str:
     return f"{shlex.quote(sys.executable)} -m trainpipe"
 
 
-def _airflow():
+def _airflow() -> tuple[Any, Any]:
     try:
         import airflow.sdk as sdk
         from airflow.providers.standard.operators.bash import BashOperator
@@ -61,7 +61,7 @@ def data_asset(config: PipelineConfig) -> Asset:
     return sdk.Asset(path if "://" in path else Path(path).absolute().as_uri())
 
 
-def _schedule(schedule: str | None, config: PipelineConfig):
+def _schedule(schedule: str | None, config: PipelineConfig) -> Any:
     if schedule is None or schedule.strip().lower() in ("", "none", "manual"):
         return None
     if schedule == ASSET_SCHEDULE:

@@ -13,57 +13,34 @@ entries are replaced atomically.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import secrets
 import shutil
 import socket
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from trainpipe import __version__
 from trainpipe.config import PipelineConfig, config_from_dict, config_hash, dump_config
-from trainpipe.hashing import canonical_hash
 from trainpipe.errors import Preempted, RunError, TrainpipeError
-from trainpipe.redaction import redact_url_credentials, redacted_keys, scrub
-from trainpipe.pipeline.run_folder import (changed_outputs, file_digests, file_sizes, input_file_hashes,
-                                           link_tree, lock_run, outputs_present, read_manifest, replace_dir,
-                                           user_code_hashes, write_json)
+from trainpipe.hashing import canonical_hash
+from trainpipe.pipeline.run_folder import (changed_outputs, file_digests, file_hashes, file_sizes, link_tree,
+                                           lock_run, outputs_present, replace_dir, write_json)
+from trainpipe.pipeline.stages import RUNNERS, SPECS, STAGE_NAMES, StageSpec, active_stages
 from trainpipe.pipeline.tracking import RunTracking
+from trainpipe.redaction import redact_url_credentials, redacted_keys, scrub
+from trainpipe.stages.context import StageContext, read_manifest
 from trainpipe.store import Store
-from trainpipe.pipeline.stages import SPECS, STAGE_NAMES, StageSpec, active_stages
+from trainpipe.tasks import task_for
+
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
 
 
 Event = Callable[[str, dict], None]
-
-
-@dataclass
-class StageContext:
-    """What a stage may touch: its own output folder, upstream folders, the config, shared memory."""
-
-    run_id: str
-    run_dir: Path
-    stage_dir: Path
-    config: PipelineConfig
-    store: Store
-    memo: dict = field(default_factory=dict)  # in-process objects shared between stages (the loaded table)
-    cache_key: str = ""  # this stage's: checkpoints written under another key are refused
-    resume_anyway: bool = False  # --resume-anyway: load such checkpoints all the same
-    tracking: Any = None  # the run's RunTracking: register waits on it for the MLflow run id
-    progress: bool = False  # live progress on stderr (the CLI without --json): rounds, trials, epochs
-
-    def upstream(self, stage: str) -> Path:
-        return self.run_dir / stage
-
-    def checkpoint_dir(self, stage: str) -> Path:
-        """Outside the stage's temp folder, which a crash discards: a resumed stage continues from here."""
-        return self.run_dir / "checkpoints" / stage
-
-    def manifest(self, stage: str) -> dict:
-        return read_manifest(self.run_dir / stage) or {}
 
 
 def not_a_run(run_id: str, run_dir: Path) -> str:
@@ -82,8 +59,9 @@ class Run:
         self.store, self.run_id, self.config, self.meta = store, run_id, config, meta
         self.dir = store.run_dir(run_id)
         self.tracking = RunTracking(store, config, meta.get("mlflow_run_id"))
+        self.task = task_for(config)  # what differs between tasks, chosen once for the run
         self.created_here = False  # set by create(): only a brand-new run folder may be removed on failure
-        self._lock = None
+        self._lock: BaseFileLock | None = None
 
     # -- creation and loading -------------------------------------------------------------
     @classmethod
@@ -98,7 +76,7 @@ class Run:
                 raise RunError(not_a_run(run_id, run_dir), key="run") from None
             raise RunError(f"run {run_id} already exists in {store.runs_dir}; use --resume {run_id}", key="run") from None
         (run_dir / "config.yaml").write_text(dump_config(config))  # secrets redacted, env values as ${oc.env:...}
-        meta = {"run_id": run_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": config_hash(config),
+        meta: dict[str, Any] = {"run_id": run_id, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_hash": config_hash(config),
                 "status": "running", "stages": {}, "mlflow_run_id": None, "trainpipe_version": __version__,
                 "config_dir": config.config_dir}  # what relative ${oc.env:...} paths resolve against on resume
         try:
@@ -231,14 +209,8 @@ class Run:
             upstream[name] = manifest["identity"]
         doc = {"stage": spec.name, "version": __version__, "upstream": upstream,
                "sections": {s: self.config.hashed_section(s) for s in spec.sections},  # no credential in a key
-               "user_code": user_code_hashes(self.config, spec.name), "files": input_file_hashes(self.config, spec.name)}
-        if spec.name == "ingest":
-            from trainpipe.data.io import expand_paths, file_stats
-
-            stats = file_stats(expand_paths(self.config.data.path))
-            if any("size" not in s for s in stats):
-                doc["nonce"] = secrets.token_hex(8)  # remote files: no cheap change detection, always re-ingest
-            doc["data_files"] = stats
+               "user_code": spec.code(self.config), "files": file_hashes(spec.files(self.config)),
+               **spec.inputs(self.config)}
         if not spec.reusable:
             doc["nonce"] = secrets.token_hex(8)
         return canonical_hash(doc)
@@ -274,7 +246,7 @@ class Run:
         final, started = self.dir / name, time.perf_counter()
         whose = "this run's" if source_dir == final else f"run {source_run}'s"
         if source_dir == final:
-            manifest = read_manifest(final)
+            manifest = read_manifest(final) or {}
             changed = changed_outputs(final, manifest)
         else:
             tmp = self.dir / f".{name}.tmp"
@@ -283,7 +255,7 @@ class Run:
             except OSError:
                 shutil.rmtree(tmp, ignore_errors=True)
                 return None, f"{whose} cached {name} changed while it was being reused"
-            manifest = read_manifest(tmp)
+            manifest = read_manifest(tmp) or {}
             changed = changed_outputs(tmp, manifest) if manifest and manifest.get("cache_key") == key else ["manifest.json"]
             if changed is None or changed:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -326,17 +298,18 @@ class Run:
         tmp = self.dir / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        ctx = StageContext(self.run_id, self.dir, tmp, self.config, self.store, memo, key, resume_anyway,
+        ctx = StageContext(self.run_id, self.dir, tmp, self.config, self.store, self.task, memo, key, resume_anyway,
                            tracking=self.tracking, progress=progress)
         started = time.perf_counter()
         try:
-            result = importlib.import_module(f"trainpipe.stages.{name}").run(ctx) or {}
+            result = RUNNERS[name](ctx)
         except BaseException as exc:
             # Stopped by a signal (Preempted from the torch loop, KeyboardInterrupt for SIGINT/SIGTERM): what
             # the stage wrote is unfinished work, not evidence; checkpoints live outside `tmp` and survive.
             killed = isinstance(exc, (Preempted, KeyboardInterrupt))
             if isinstance(exc, KeyboardInterrupt):
-                exc.message = f"{getattr(exc, 'message', None) or 'interrupted'} during stage {name}"
+                exc.message = (  # type: ignore[attr-defined]  # what the CLI prints: Interrupted has one already
+                    f"{getattr(exc, 'message', None) or 'interrupted'} during stage {name}")
             failed = self.dir / f"{name}.failed"
             if not killed:
                 shutil.rmtree(failed, ignore_errors=True)
@@ -352,13 +325,12 @@ class Run:
         files, digests = file_sizes(tmp), file_digests(tmp)  # hashed here, in the stage's time, to verify reuse
         manifest = {
             "stage": name, "status": "completed", "run_id": self.run_id, "cache_key": key,
-            "identity": result.get("identity", key), "config_hash": self.meta["config_hash"],
+            "identity": result.identity or key, "config_hash": self.meta["config_hash"],
             "code_version": __version__, "host": socket.gethostname(),
             "inputs": {u: (read_manifest(self.dir / u) or {}).get("identity") for u in spec.upstream},
             "seconds": round(time.perf_counter() - started, 3), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "outputs": result.get("outputs", {}), "metrics": result.get("metrics", {}),
-            "history": result.get("history"), "artifacts": result.get("artifacts", []),
-            "summary": result.get("summary", {}), "files": files, "digests": digests,
+            "outputs": result.outputs, "metrics": result.metrics, "history": result.history,
+            "artifacts": result.artifacts, "summary": result.summary, "files": files, "digests": digests,
         }
         if recomputed_because:
             manifest["recomputed_because"] = recomputed_because
@@ -424,15 +396,16 @@ def _preempted(run: Run, exc: Preempted, again: str) -> None:
 
 
 @contextlib.contextmanager
-def _ends_on_error(run: Run, again: str):
+def _ends_on_error(run: Run, again: str) -> Iterator[None]:
     """How a run ends when a stage raises: preempted (resumable with `again`), killed (Ctrl-C) or failed."""
     try:
         yield
     except Preempted as exc:
         _preempted(run, exc, again)
         raise
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGINT turned into one by the CLI (cli_common.py)
-        exc.message = f"{getattr(exc, 'message', None) or 'interrupted'}; continue with `{again}`"
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGINT turned into one by the CLI (cli/common.py)
+        exc.message = (  # type: ignore[attr-defined]  # what the CLI prints
+            f"{getattr(exc, 'message', None) or 'interrupted'}; continue with `{again}`")
         run.meta["resumable"] = True
         run.finish("killed", exc)
         raise
@@ -461,7 +434,12 @@ def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | N
             store.run_dir(given, option)  # a malformed id is refused before any work, naming its option
     if config is not None:
         preflight(config)
-    run = Run.open(store, resume, config) if resume else Run.create(config, store, run_id)
+    if resume:
+        run = Run.open(store, resume, config)
+    elif config is None:
+        raise RunError("run: give a pipeline config (or a run to resume)", key="config")
+    else:
+        run = Run.create(config, store, run_id)
     try:
         return _run_stages(run, resume=bool(resume), until=until, use_cache=use_cache, on_event=on_event,
                            resume_anyway=resume_anyway, progress=progress)

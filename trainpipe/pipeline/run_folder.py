@@ -1,6 +1,6 @@
 """The run folder's file work: manifests, atomic JSON, output hashes, cache-key inputs, hard-linked reuse.
 
-Plain functions with no knowledge of stage order or MLflow; pipeline.py decides when to call them.
+Plain functions with no knowledge of stage order or MLflow; run.py decides when to call them.
 """
 
 from __future__ import annotations
@@ -16,14 +16,8 @@ from trainpipe import files
 from trainpipe.hashing import file_digest
 
 if TYPE_CHECKING:
-    from trainpipe.config import PipelineConfig
+    from filelock import BaseFileLock
 
-
-def read_manifest(stage_dir: Path) -> dict | None:
-    try:
-        return json.loads((stage_dir / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def write_json(path: Path, doc: Any) -> None:
@@ -73,27 +67,12 @@ def changed_outputs(stage_dir: Path, manifest: dict) -> list[str] | None:
     return changed
 
 
-def input_file_hashes(config: PipelineConfig, stage: str) -> dict[str, str]:
-    """Contents of files the config points at (the schema file), so editing them invalidates the cache."""
-    if stage == "validate" and config.schema_.path and Path(config.schema_.path).exists():
-        return {config.schema_.path: hashlib.sha256(Path(config.schema_.path).read_bytes()).hexdigest()}
-    if stage == "features" and config.ranking is not None:  # ranking's user/item feature tables
-        tables = [t.path for t in (config.ranking.user_features, config.ranking.item_features) if t is not None]
-        return {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in tables if Path(path).is_file()}
-    return {}
+def file_hashes(paths: list[str]) -> dict[str, str]:
+    """Contents of files the config points at (a schema file, ranking feature tables), for a stage's cache key."""
+    return {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in paths if Path(path).is_file()}
 
 
-def user_code_hashes(config: PipelineConfig, stage: str) -> dict[str, str]:
-    """Source hashes of user modules the config imports, so editing them invalidates the cache."""
-    if stage == "train" and config.model.type == "sklearn" and config.model.estimator:
-        from trainpipe.models.sklearn import user_source_hash
-
-        digest = user_source_hash(config.model.estimator)
-        return {config.model.estimator: digest} if digest else {}
-    return {}
-
-
-def lock_run(run_dir: Path, run_id: str):
+def lock_run(run_dir: Path, run_id: str) -> BaseFileLock:
     """Take the run's lock (`<run>/.lock`) without waiting, or raise a clear error when another process holds
     it: a resume while the run still runs, an orchestrator retrying a task that is still alive. One process
     per run means one writer of its temporary folders and run.json. flock: a killed holder frees it."""
@@ -117,7 +96,7 @@ def link_tree(source: Path, target: Path) -> None:
     """Hard-link a finished stage folder (copy where links are impossible): cached reuse costs no disk."""
     shutil.rmtree(target, ignore_errors=True)
 
-    def link(src, dst):
+    def link(src: str, dst: str) -> None:
         try:
             os.link(src, dst)
         except OSError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 from trainpipe.errors import RunError
 from trainpipe.evaluation.metrics import PRIMARY
@@ -12,7 +13,7 @@ from trainpipe.tracking.tracker import HISTORY_PREFIX
 RUN_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # trainpipe run ids and MLflow's hex run ids
 
 
-def _client(uri: str):
+def _client(uri: str) -> tuple[Any, dict[str, str]]:
     """(client, {experiment id: name}); a store MLflow cannot open is one line, not MLflow's exception."""
     import logging
     from pathlib import Path
@@ -32,7 +33,7 @@ def _client(uri: str):
                        key="--tracking-uri") from None
 
 
-def _row(run, experiments: dict) -> dict:
+def _row(run: Any, experiments: dict) -> dict:
     tags, metrics = run.data.tags, run.data.metrics
     task = tags.get("task")
     primary = tags.get("trainpipe.primary_metric") or PRIMARY.get(task, (None,))[0]
@@ -61,7 +62,7 @@ def list_runs(uri: str, experiment: str | None = None, limit: int = 20) -> list[
     return [_row(r, experiments) for r in runs]
 
 
-def _find(client, ref: str, experiment_ids: list[str]):
+def _find(client: Any, ref: str, experiment_ids: list[str]) -> Any:
     if not RUN_REF.fullmatch(ref):  # it would be pasted into an MLflow filter string
         raise RunError(f"runs compare: {ref!r} is not a run id (letters, digits, '.', '_' and '-' only)", key="run")
     found = client.search_runs(experiment_ids, filter_string=f"tags.`trainpipe.run_id` = '{ref}'", max_results=1)

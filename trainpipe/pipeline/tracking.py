@@ -13,20 +13,24 @@ import json
 import queue
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from trainpipe.store import Store
+
+if TYPE_CHECKING:
+    from trainpipe.config import PipelineConfig
+    from trainpipe.tracking.tracker import Tracker
 
 STATUS = {"completed": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
 
 
 class RunTracking:
-    def __init__(self, store: Store, config, mlflow_run_id: str | None = None):
+    def __init__(self, store: Store, config: PipelineConfig, mlflow_run_id: str | None = None):
         self.store, self.config = store, config
         self.enabled = config.tracking.enabled
         self.mlflow_run_id = mlflow_run_id
         self.uri: str | None = None
-        self._tracker = None
+        self._tracker: Tracker | None = None
         self._started = mlflow_run_id is not None  # an MLflow run exists for this trainpipe run
         self._error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue()
@@ -76,7 +80,7 @@ class RunTracking:
         self.check()
 
     # -- MLflow calls (run on the worker) ---------------------------------------------------
-    def _open(self):
+    def _open(self) -> Tracker:
         if self._tracker is None:
             from trainpipe.tracking.tracker import Tracker
 
@@ -106,8 +110,13 @@ class RunTracking:
             raise
         self.mlflow_run_id = mlflow_id
 
+    def _run_id(self) -> str:
+        """The MLflow run, once started (the worker runs every call after `start`, in order)."""
+        assert self.mlflow_run_id is not None, "the MLflow run is started before anything is logged to it"
+        return self.mlflow_run_id
+
     def _log_stage(self, name: str, stage_dir: Path, manifest: dict) -> None:
-        tracker, mlflow_id = self._open(), self.mlflow_run_id
+        tracker, mlflow_id = self._open(), self._run_id()
         tags = {f"trainpipe.stage.{name}": manifest["status"]}
         if name == "ingest":
             tags["trainpipe.data_fingerprint"] = manifest["identity"]
@@ -126,7 +135,7 @@ class RunTracking:
 
     def reopen(self) -> None:
         if self.mlflow_run_id:
-            self._submit(lambda: self._open().reopen(self.mlflow_run_id))
+            self._submit(lambda: self._open().reopen(self._run_id()))
 
     def adopt(self, run_id: str, run_dir: Path, config_hash: str) -> None:
         """Resume a run killed before its MLflow id reached run.json: find that MLflow run by tag, else start one."""
@@ -146,14 +155,19 @@ class RunTracking:
         """One iteration's values, queued as they happen (one log_batch each), under the history keys the
         stage's end then completes (`log_history(skip_logged=True)`)."""
         series = {name: [value] for name, value in values.items()}
-        self._submit(lambda: self.mlflow_run_id and self._open().log_history(self.mlflow_run_id, series, step))
+
+        def send() -> None:
+            if self.mlflow_run_id:
+                self._open().log_history(self.mlflow_run_id, series, step)
+
+        self._submit(send)
 
     def stage(self, name: str, stage_dir: Path, manifest: dict) -> None:
         self._submit(self._log_stage, name, stage_dir, manifest)
 
     def evidence(self, name: str, files: list[Path]) -> None:
         """What a failed stage left behind (e.g. the validation report), logged under `<stage>.failed`."""
-        self._submit(lambda: self._open().log_artifacts(self.mlflow_run_id, files, f"{name}.failed"))
+        self._submit(lambda: self._open().log_artifacts(self._run_id(), files, f"{name}.failed"))
 
     def finish(self, status: str, error: str | None) -> None:
         def end() -> None:

@@ -1,6 +1,8 @@
-"""The `ranking` task: interactions in, a two-tower retrieval model and top-K recommendations out.
+"""What only the `ranking` task has and no other layer owns: its config section (config.py: RankingConfig,
+the ranking metric names and cross-section checks) and the synthetic interactions generator (generate.py).
 
-Pure building blocks (interactions, split, features, metrics, baselines, generate, serving) plus the
-ranking side of each pipeline stage (stages.py), which the generic stages delegate to with one early
-`if config.task == "ranking"` so that the tabular paths stay as they are.
+Everything else about ranking sits with the layer that owns the concern: the task's side of each stage in
+tasks/ranking.py, interaction cleaning and the ranking split in data/, its metrics and baselines in
+evaluation/, the two-tower family and its losses in models/, its packaging and serving in registry/, its
+metrics table in cli/render.py, `init --task ranking` in tools/scaffold.py.
 """

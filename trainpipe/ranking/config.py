@@ -7,13 +7,14 @@ Defined here, next to the code that reads it; config.py only attaches it to Pipe
 from __future__ import annotations
 
 import difflib
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PER_K = ("recall", "ndcg", "hit_rate", "coverage", "popularity_bias")
 LIFTED = ("recall", "ndcg", "hit_rate")  # lift over the popularity baseline is reported for these (and mrr)
-BASELINES = ("popularity", "random", "svd")
+Baseline = Literal["popularity", "random", "svd"]
+BASELINES: tuple[Baseline, ...] = ("popularity", "random", "svd")
 
 
 class FeatureTable(BaseModel):
@@ -28,7 +29,7 @@ class FeatureTable(BaseModel):
                                    "unseen or missing values share one code).")
 
     @model_validator(mode="after")
-    def _some_columns(self):
+    def _some_columns(self) -> FeatureTable:
         if not self.numeric and not self.categorical:
             raise ValueError("name at least one numeric or categorical feature column")
         return self
@@ -72,7 +73,7 @@ class RankingConfig(BaseModel):
     split: RankingSplit = Field(default_factory=RankingSplit)
     k: list[int] = Field(default_factory=lambda: [10, 20, 50], min_length=1,
                          description="Cut-offs of Recall/NDCG/HitRate/coverage/popularity bias; the first is the headline.")
-    baselines: list[Literal["popularity", "random", "svd"]] = Field(
+    baselines: list[Baseline] = Field(
         default_factory=lambda: list(BASELINES), description="Baselines scored in the same evaluate stage.")
     svd_factors: int = Field(64, ge=1, description="PureSVD baseline: factors of the truncated SVD.")
     eval_batch_users: int = Field(1024, ge=1, description="Users scored per batch against every item (memory: this × items floats).")
@@ -80,7 +81,7 @@ class RankingConfig(BaseModel):
                                          "sample of this many users; null: all. evaluate always uses all.")
 
     @model_validator(mode="after")
-    def _check(self):
+    def _check(self) -> RankingConfig:
         if self.positive_threshold is not None and not self.rating:
             raise ValueError("ranking.positive_threshold needs ranking.rating (the column it applies to)")
         if any(k < 1 for k in self.k):
@@ -118,7 +119,7 @@ def primary(config: RankingConfig, chosen: str | None) -> str:
     return chosen or f"recall_at_{config.headline_k}"
 
 
-def config_problems(pipeline) -> list[str]:
+def config_problems(pipeline: Any) -> list[str]:
     """Cross-section checks of a ranking pipeline, one line each, naming the key."""
     problems: list[str] = []
     ranking = pipeline.ranking

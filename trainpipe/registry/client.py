@@ -21,13 +21,19 @@ import secrets
 import socket
 import time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar
 from urllib.parse import unquote, urlparse
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from trainpipe.errors import RegistryError
 from trainpipe.registry.lock import is_lock_model
+
+if TYPE_CHECKING:
+    from trainpipe.store import Store
+    from trainpipe.tracking.config import TrackingConfig
+
+T = TypeVar("T")
 
 AUDIT_PREFIX = "trainpipe.audit."
 SHA_TAG = "trainpipe.sha256"
@@ -47,11 +53,11 @@ class RegistryConfig(BaseModel):
     limitations: list[str] = Field(default_factory=list, description="Model card: known limitations, one per item.")
 
 
-def model_name(config) -> str:
+def model_name(config: Any) -> str:
     return config.registry.name or config.name
 
 
-def registry_enabled(config) -> bool:
+def registry_enabled(config: Any) -> bool:
     return bool(config.tracking.enabled and config.registry.enabled)
 
 
@@ -63,7 +69,7 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _retry_alias(fn, attempts: int = 8):
+def _retry_alias(fn: Callable[[], T], attempts: int = 8) -> T:
     """Creating a new alias concurrently fails ~0.8% of the time on SQLite's UNIQUE constraint (FACTS.md)."""
     for attempt in range(attempts):
         try:
@@ -74,6 +80,7 @@ def _retry_alias(fn, attempts: int = 8):
                                                or "database is locked" in text):
                 raise
             time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
@@ -100,7 +107,7 @@ class Registry:
     lock_lease = 30.0  # seconds; registry_lock.py says what they guarantee
     lock_timeout = 60.0
 
-    def __init__(self, store, tracking_config):
+    def __init__(self, store: Store, tracking_config: TrackingConfig) -> None:
         from trainpipe.tracking.tracker import Tracker
 
         self.tracker = Tracker(store, tracking_config)
@@ -108,7 +115,7 @@ class Registry:
         self.store = store
 
     # -- reading ------------------------------------------------------------------------------
-    def _model(self, name: str):
+    def _model(self, name: str) -> Any:
         if not name or not valid_name(name):
             raise RegistryError(f"model {name!r}: not a registered model name (names cannot be empty or contain '/' "
                                 "or ':')", key="model")
@@ -134,7 +141,7 @@ class Registry:
         except Exception:
             return False
 
-    def version(self, ref: str):
+    def version(self, ref: str) -> Any:
         name, alias, version = parse_ref(ref)
         model = self._model(name)
         if alias:
@@ -143,9 +150,10 @@ class Registry:
                 raise RegistryError(f"model {name!r} has no alias @{alias} (aliases: {known})", key="model")
             version = model.aliases[alias]
         if version is None:
-            version = max((int(v.version) for v in self.client.search_model_versions(f"name='{name}'")), default=None)
-            if version is None:
+            newest = max((int(v.version) for v in self.client.search_model_versions(f"name='{name}'")), default=None)
+            if newest is None:
                 raise RegistryError(f"model {name!r} has no versions", key="model")
+            version = str(newest)
         try:
             return self.client.get_model_version(name, str(version))
         except Exception:
@@ -296,7 +304,7 @@ class Registry:
         return self.move_alias(name, "champion", previous, expected=current, action="rollback", reason=reason)
 
     # -- loading ------------------------------------------------------------------------------
-    def local_path(self, mv) -> Path:
+    def local_path(self, mv: Any) -> Path:
         """A version's package on this machine: its folder when the source is local, else a download (a
         tracking server's `mlflow-artifacts:/`, object stores) kept in `<store>/cache/registry/<sha256>`, so the
         gate and predict do not fetch, or leave behind, a copy per call; the caller verifies the checksum."""
@@ -319,14 +327,14 @@ class Registry:
             raise RegistryError(f"model {ref!r}: MLflow run {run_id!r} registered no model version (only registered "
                                 "packages carry a SHA-256 to verify)", key="model")
         mv = max(mvs, key=lambda v: int(v.version))
-        folder = mv.source.rstrip("/").rsplit("/", 1)[-1]
+        folder = (mv.source or "").rstrip("/").rsplit("/", 1)[-1]
         if artifact.strip("/") not in ("", "model", folder):
             raise RegistryError(f"model {ref!r}: no package there; MLflow run {run_id} registered "
                                 f"{mv.name}/{mv.version}, logged as runs:/{run_id}/{folder}", key="model")
         path, _ = self.verified_path(f"{mv.name}/{mv.version}")
         return path
 
-    def verified_path(self, ref: str) -> tuple[Path, object]:
+    def verified_path(self, ref: str) -> tuple[Path, Any]:
         """The packaged folder of a version, after checking its SHA-256 against the registered one."""
         mv = self.version(ref)
         path = self.local_path(mv)
@@ -389,11 +397,11 @@ def _in_lock_order(entries: list[dict]) -> list[dict]:
     return out
 
 
-def _v(version) -> str:
+def _v(version: object) -> str:
     return "no version" if version is None else f"version {version}"
 
 
-def _float(value):
+def _float(value: Any) -> float | None:
     try:
         return float(value)
     except (TypeError, ValueError):

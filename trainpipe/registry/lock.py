@@ -24,6 +24,7 @@ import re
 import secrets
 import socket
 import time
+from typing import Any
 
 from trainpipe.errors import RegistryError
 
@@ -46,7 +47,7 @@ def _contention(exc: Exception) -> bool:
 class AliasLock:
     """`with AliasLock(client, "churn", "champion") as lock:` ... `lock.check()` before each write."""
 
-    def __init__(self, client, model: str, alias: str, lease: float = 30.0, timeout: float = 60.0):
+    def __init__(self, client: Any, model: str, alias: str, lease: float = 30.0, timeout: float = 60.0):
         self.client, self.model, self.alias = client, model, alias
         self.lease, self.timeout = lease, timeout
         safe = re.sub(r"[^\w.-]", "_", model)
@@ -121,7 +122,7 @@ class AliasLock:
             raise RegistryError(f"model {self.model!r}: moving @{self.alias} took {elapsed:.1f}s, past half the "
                                 f"{self.lease:g}s lock lease; nothing more was changed, retry", key="model")
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self.generation is None:
             return
         try:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
 
-def _fmt(value) -> str:
+
+def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return "—" if value is None else str(value)
 
 
-def render_card(*, name: str, config, split: dict, metrics: dict, cis: dict, decision: dict, lineage: dict) -> str:
+def render_card(*, name: str, config: Any, split: dict, metrics: dict, cis: dict, decision: dict, lineage: dict) -> str:
     reg = config.registry
     lines = [f"# {name}", "", "## Intended use", "", reg.intended_use or "_Not stated (set `registry.intended_use`)._", "",
              "## Data", "", f"- fingerprint `{lineage.get('trainpipe.data_fingerprint')}`, split `{split.get('strategy')}` "

@@ -15,6 +15,7 @@ import shutil
 import warnings
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ except ImportError:  # pragma: no cover
     PythonModel = object  # type: ignore[assignment,misc]
 
 ENTRY = Path(__file__).with_name("pyfunc_entry.py")
+TABULAR_BASE = ("mlflow", "scikit-learn", "pandas", "numpy", "joblib")  # what every tabular package loads
 
 
 def input_kind(series: pd.Series) -> str:
@@ -48,7 +50,7 @@ def output_columns(meta: dict) -> list[str]:
 class PackagedModel(PythonModel):
     """Raw rows in, `prediction` (+ `proba_<class>` for classification) out."""
 
-    def load_context(self, context) -> None:
+    def load_context(self, context: Any) -> None:
         import joblib
 
         from trainpipe.models import load_family
@@ -70,7 +72,7 @@ class PackagedModel(PythonModel):
         return np.asarray(self.model.predict_proba(X), dtype=np.float64)
 
     # The DataFrame hint tells MLflow to leave validation to the signature (no hint: a warning per import).
-    def predict(self, context, model_input: pd.DataFrame, params=None):
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         scores = self.scores(frame)
         if self.meta["task"] == "regression":
@@ -89,25 +91,26 @@ def class_codes(scores: np.ndarray, meta: dict) -> np.ndarray:
     return scores.argmax(axis=1)
 
 
-def _requirements(family: str) -> list[str]:
-    """Pinned from this environment: MLflow's own inference would load the model in a subprocess (seconds)."""
-    libs = ["mlflow", "scikit-learn", "pandas", "numpy", "joblib",
-            *{"xgboost": ["xgboost"], "lightgbm": ["lightgbm"], "torch_mlp": ["torch"]}.get(family, [])]
+def pinned(distributions: tuple[str | tuple[str, ...], ...]) -> list[str]:
+    """`name==version` from this environment for each distribution installed here; an entry that is a tuple lists
+    alternatives, of which the first installed is pinned (xgboost or xgboost-cpu). Pinned, because MLflow's own
+    inference would load the model in a subprocess (seconds)."""
     out = []
-    for lib in libs:
-        try:
-            out.append(f"{lib}=={metadata.version(lib)}")
-        except metadata.PackageNotFoundError:
-            if lib == "xgboost":
-                try:
-                    out.append(f"xgboost-cpu=={metadata.version('xgboost-cpu')}")
-                except metadata.PackageNotFoundError:
-                    pass
-    try:
-        out.append(f"trainpipe=={metadata.version('trainpipe')}")
-    except metadata.PackageNotFoundError:
-        pass
+    for entry in distributions:
+        for name in (entry,) if isinstance(entry, str) else entry:
+            try:
+                out.append(f"{name}=={metadata.version(name)}")
+                break
+            except metadata.PackageNotFoundError:
+                continue
     return out
+
+
+def requirements(family: str, base: tuple[str, ...]) -> list[str]:
+    """A packaged model's pip requirements: `base`, then what the family's class declares, then trainpipe."""
+    from trainpipe.models import get_family
+
+    return pinned((*base, *get_family(family).requirements, "trainpipe"))
 
 
 def build_package(target: Path, *, preprocessor: Path, model_dir: Path, meta: dict, example: pd.DataFrame) -> str:
@@ -138,7 +141,7 @@ def build_package(target: Path, *, preprocessor: Path, model_dir: Path, meta: di
         save_model(str(target), python_model=str(ENTRY),
                    artifacts={"meta": str(work / "meta.json"), "preprocessor": str(preprocessor), "model": str(model_dir)},
                    signature=ModelSignature(inputs=inputs, outputs=outputs), input_example=example,
-                   pip_requirements=_requirements(meta["family"]))
+                   pip_requirements=requirements(meta["family"], TABULAR_BASE))
     shutil.rmtree(work, ignore_errors=True)
     return tree_sha256(target)
 

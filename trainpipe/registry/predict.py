@@ -14,12 +14,16 @@ import re
 import time
 from pathlib import Path
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from trainpipe.errors import ConfigError, DataError, RegistryError
 from trainpipe.files import atomic_output
+
+if TYPE_CHECKING:
+    from trainpipe.store import Store
 
 NUMERIC = ("double", "long", "float", "integer")
 
@@ -33,7 +37,7 @@ MODEL_URI_FORMS = ("models:/NAME@ALIAS, models:/NAME/VERSION, runs:/MLFLOW_RUN_I
                    "packaged model folder")
 
 
-def resolve(ref: str, store, tracking_uri: str | None = None) -> tuple[Path, str]:
+def resolve(ref: str, store: Store, tracking_uri: str | None = None) -> tuple[Path, str]:
     """MODEL_URI -> (verified package folder, label). One reading per form, and the error says which was tried:
     `models:/...`, `runs:/...` -> the registry; any other `scheme://` -> refused; a bare word naming a run in
     the store -> that run; an existing folder -> a package (or a run folder); a path to nothing -> "no such
@@ -58,7 +62,7 @@ def resolve(ref: str, store, tracking_uri: str | None = None) -> tuple[Path, str
     return _from_registry(ref, store, tracking_uri, tried=f"model {ref!r}: not a run in {store.runs_dir}, not a folder")
 
 
-def _from_run_folder(run_dir: Path, label: str, store, tracking_uri: str | None) -> tuple[Path, str]:
+def _from_run_folder(run_dir: Path, label: str, store: Store, tracking_uri: str | None) -> tuple[Path, str]:
     record_file = run_dir / "register" / "registered.json"
     if not record_file.exists():
         what = "no packaged model (its register stage has not completed)" if (run_dir / "run.json").exists() else \
@@ -70,7 +74,7 @@ def _from_run_folder(run_dir: Path, label: str, store, tracking_uri: str | None)
     return path, label
 
 
-def _from_folder(folder: Path, ref: str, store, tracking_uri: str | None) -> tuple[Path, str]:
+def _from_folder(folder: Path, ref: str, store: Store, tracking_uri: str | None) -> tuple[Path, str]:
     """A package folder (verified against the registry when it is a run's package, else the registered.json next
     to it), or a run folder given by path."""
     if (folder / "MLmodel").exists():
@@ -84,7 +88,7 @@ def _from_folder(folder: Path, ref: str, store, tracking_uri: str | None) -> tup
                         "run folder (no run.json)", key="model")
 
 
-def _from_registry(ref: str, store, tracking_uri: str | None, tried: str | None = None) -> tuple[Path, str]:
+def _from_registry(ref: str, store: Store, tracking_uri: str | None, tried: str | None = None) -> tuple[Path, str]:
     from trainpipe.registry.client import Registry
     from trainpipe.tracking.config import TrackingConfig
 
@@ -101,7 +105,7 @@ def _from_registry(ref: str, store, tracking_uri: str | None, tried: str | None 
     return path, f"{mv.name}/{mv.version}"
 
 
-def verify_run_package(path: Path, run_id: str | None, store, tracking_uri: str | None, label: str) -> None:
+def verify_run_package(path: Path, run_id: str | None, store: Store, tracking_uri: str | None, label: str) -> None:
     """A run folder's package: checked against the SHA-256 the registry holds for the version that run
     registered. Only when there is no registry (the store's own, or --tracking-uri) or the run registered
     nothing does the `registered.json` next to the package give the expected value: a file that whoever
@@ -123,7 +127,7 @@ def verify_run_package(path: Path, run_id: str | None, store, tracking_uri: str 
     check_sha(path, json.loads(record_file.read_text()).get("sha256") if record_file.exists() else None, label)
 
 
-def load_packaged(path: Path):
+def load_packaged(path: Path) -> Any:
     """The PackagedModel inside the pyfunc (load_context already run)."""
     import warnings
 
@@ -188,7 +192,7 @@ def chunks(data: str, meta: dict, rows: int) -> Iterator[tuple[pd.DataFrame, obj
         raise DataError(f"{data}: cannot read it as {'Parquet' if parquet else 'CSV'}: {detail}", key="data") from None
 
 
-def prediction_table(model, frame: pd.DataFrame, source):
+def prediction_table(model: Any, frame: pd.DataFrame, source: Any) -> Any:
     """The output columns as Arrow arrays built from the scores (labels dictionary-encoded: cheap to write)."""
     import pyarrow as pa
 
@@ -211,7 +215,7 @@ def prediction_table(model, frame: pd.DataFrame, source):
     return pa.table(columns)
 
 
-def predict_file(ref: str, data: str, out: str, store, tracking_uri: str | None = None,
+def predict_file(ref: str, data: str, out: str, store: Store, tracking_uri: str | None = None,
                  chunk_rows: int = 200_000) -> dict:
     import pyarrow.parquet as pq
 

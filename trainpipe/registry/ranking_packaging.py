@@ -14,10 +14,11 @@ import os
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from trainpipe.registry.packaging import tree_sha256
+from trainpipe.registry.packaging import requirements, tree_sha256
 
 try:  # imported lazily by the register stage and the pyfunc entry; --help never imports mlflow
     from mlflow.pyfunc import PythonModel
@@ -25,23 +26,24 @@ except ImportError:  # pragma: no cover
     PythonModel = object  # type: ignore[assignment,misc]
 
 ENTRY = Path(__file__).with_name("ranking_pyfunc_entry.py")
+RANKING_BASE = ("mlflow", "pandas", "numpy", "scipy")  # what the recommender loads besides its family's library
 
 
 class RecommenderModel(PythonModel):
     @property
-    def meta(self):
+    def meta(self) -> dict:
         """`trainpipe predict` reads a tabular package's meta first: a ranking package answers with one line."""
         from trainpipe.errors import RegistryError
 
         raise RegistryError("model: this is a ranking model (a recommender); use `trainpipe recommend`, not "
                             "`trainpipe predict`", key="model")
 
-    def load_context(self, context) -> None:
+    def load_context(self, context: Any) -> None:
         from trainpipe.registry.serving import Recommender
 
         self.recommender = Recommender(Path(context.artifacts["recommender"]))
 
-    def predict(self, context, model_input: pd.DataFrame, params=None):
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         params = params or {}
         history = frame["history"].tolist() if "history" in frame.columns else None
@@ -50,20 +52,8 @@ class RecommenderModel(PythonModel):
                                           features=frame)
 
 
-def _requirements() -> list[str]:
-    from importlib import metadata
-
-    out = []
-    for lib in ("mlflow", "pandas", "numpy", "scipy", "torch", "trainpipe"):
-        try:
-            out.append(f"{lib}=={metadata.version(lib)}")
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 def build_ranking_package(target: Path, recommender_dir: Path, feature_inputs: list[tuple[str, str]],
-                          example_users: list[str]) -> str:
+                          example_users: list[str], family: str) -> str:
     """Save the pyfunc folder at `target`; returns its SHA-256."""
     import logging
 
@@ -86,5 +76,5 @@ def build_ranking_package(target: Path, recommender_dir: Path, feature_inputs: l
         save_model(str(target), python_model=str(ENTRY), artifacts={"recommender": str(recommender_dir)},
                    signature=ModelSignature(inputs=inputs, outputs=outputs, params=params),
                    input_example=pd.DataFrame({"user": [str(u) for u in example_users]}),
-                   pip_requirements=_requirements())
+                   pip_requirements=requirements(family, RANKING_BASE))
     return tree_sha256(target)

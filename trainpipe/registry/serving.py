@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ def _ids_index(ids: np.ndarray) -> pd.Index:
     return pd.Index(pd.Series(ids).astype(str).to_numpy())
 
 
-def write_recommender(folder: Path, *, model_dir: Path, user_ids, item_ids, user_vectors: np.ndarray,
+def write_recommender(folder: Path, *, model_dir: Path, user_ids: Any, item_ids: Any, user_vectors: np.ndarray,
                       item_vectors: np.ndarray, seen: sp.csr_matrix, popularity: np.ndarray, user_encoder: dict | None,
                       meta: dict) -> None:
     """Everything Recommender.load needs, as plain files (no pickles)."""
@@ -56,7 +57,7 @@ class Recommender:
             self.seen = sp.csr_matrix((np.ones(len(s["indices"]), dtype=np.float32), s["indices"], s["indptr"]),
                                       shape=tuple(s["shape"]))
         self.popularity = torch.from_numpy(np.load(folder / "popularity.npy"))
-        self._family = None
+        self._family: Any = None  # the ranking family (two_tower), loaded for new users with features
 
     @property
     def feature_columns(self) -> list[str]:
@@ -65,17 +66,17 @@ class Recommender:
 
     def _tower_vectors(self, features: pd.DataFrame) -> torch.Tensor:
         """New users: the user tower on their features with the unknown-id row (a zero id embedding)."""
-        from trainpipe.models.two_tower import TwoTowerFamily
         from trainpipe.data.side_features import FeatureEncoder
+        from trainpipe.models import load_family
 
         if self._family is None:
-            self._family = TwoTowerFamily.load(self.folder / "model")
+            self._family = load_family(self.folder / "model")
         num, cat = FeatureEncoder.from_state(self.meta["user_encoder"]).transform(features)
         with torch.no_grad():
             ids = torch.full((len(features),), -1, dtype=torch.int64)
             return self._family.module.user_vectors(ids, torch.from_numpy(num), torch.from_numpy(cat)).float()
 
-    def _exclusions(self, codes: np.ndarray, exclude_seen: bool, history) -> sp.csr_matrix:
+    def _exclusions(self, codes: np.ndarray, exclude_seen: bool, history: Any) -> sp.csr_matrix:
         n = len(codes)
         rows = sp.csr_matrix((n, len(self.item_ids)), dtype=np.float32)
         if exclude_seen:
@@ -95,7 +96,7 @@ class Recommender:
         rows.sum_duplicates()
         return rows
 
-    def _user_vectors(self, users: np.ndarray, features: pd.DataFrame | None):
+    def _user_vectors(self, users: np.ndarray, features: pd.DataFrame | None) -> tuple[torch.Tensor, np.ndarray]:
         """Vectors of known users; new users: the tower on their features, else marked for popularity."""
         codes = self.user_index.get_indexer(users)
         vectors = torch.zeros((len(users), self.V.shape[1]))
@@ -128,7 +129,7 @@ class Recommender:
         top, scores = top_k(score, np.arange(len(users)), max(1, min(int(k), len(self.item_ids))), exclusions)
         return top, scores, source
 
-    def recommend(self, users, k: int = 10, exclude_seen: bool = True, history=None,
+    def recommend(self, users: Any, k: int = 10, exclude_seen: bool = True, history: Any = None,
                   features: pd.DataFrame | None = None) -> pd.DataFrame:
         """Long format: one row per (user, rank). Unknown users: the user tower on their features when
         given, else the most popular items (`source` says which)."""

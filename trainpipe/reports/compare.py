@@ -68,10 +68,10 @@ def curves_section(comparison: dict, limits: Limits) -> Section:
     for history in found.values():
         for group, keys in history_groups(history).items():
             groups.setdefault(group, set()).update(keys)
-    for group, keys in groups.items():
+    for group, members in groups.items():
         series, styles = {}, {}
         for i, (label, history) in enumerate(found.items()):  # one colour per run, train dotted
-            for key in sorted(keys):
+            for key in sorted(members):
                 if key in history:
                     values = np.asarray(history[key], dtype=np.float64)
                     idx = fig.thin(len(values), limits.curve_points)

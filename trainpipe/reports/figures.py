@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#17becf")
 
 
-def num(values) -> list[float | None]:
+def num(values: Any) -> list[float | None]:
     """A short JSON list: 5 significant digits, None for NaN/inf (capped inputs only: never a whole table)."""
     out = []
     for v in np.asarray(values, dtype=np.float64).ravel().tolist():
@@ -33,9 +34,9 @@ def thin(n: int, points: int, keep: Sequence[int] = ()) -> np.ndarray:
     return np.unique(np.concatenate([idx, [n - 1], [k for k in keep if 0 <= k < n]]).astype(int))
 
 
-def layout(x: str | None = None, y: str | None = None, *, height: int = 320, **extra) -> dict:
+def layout(x: str | None = None, y: str | None = None, *, height: int = 320, **extra: Any) -> dict:
     axis = {"gridcolor": "#e8e8e8", "zeroline": False, "automargin": True}
-    out = {"height": height, "margin": {"l": 55, "r": 15, "t": 20, "b": 45}, "paper_bgcolor": "white",
+    out: dict[str, Any] = {"height": height, "margin": {"l": 55, "r": 15, "t": 20, "b": 45}, "paper_bgcolor": "white",
            "plot_bgcolor": "white", "font": {"size": 12}, "legend": {"orientation": "h", "y": -0.22},
            "xaxis": {**axis, "title": {"text": x or ""}}, "yaxis": {**axis, "title": {"text": y or ""}}}
     for key, value in extra.items():
@@ -43,7 +44,7 @@ def layout(x: str | None = None, y: str | None = None, *, height: int = 320, **e
     return out
 
 
-def _line(name: str, x, y, i: int, **extra) -> dict:
+def _line(name: str, x: Any, y: Any, i: int, **extra: Any) -> dict:
     return {"type": "scatter", "mode": "lines", "name": name, "x": num(x), "y": num(y),
             "line": {"color": PALETTE[i % len(PALETTE)], "width": 2}, **extra}
 
@@ -92,7 +93,7 @@ def curve(curves: dict[str, tuple], x: str, y: str, *, diagonal: bool = False) -
     return {"data": data, "layout": layout(x, y, xaxis={"range": [0, 1]}, yaxis={"range": [0, 1.02]})}
 
 
-def confusion(matrix, labels: list[str]) -> dict:
+def confusion(matrix: Any, labels: list[str]) -> dict:
     """Counts with the true class on rows (top to bottom) and the predicted class on columns."""
     z = np.asarray(matrix, dtype=np.int64)
     names = [str(label) for label in labels]
@@ -123,26 +124,26 @@ def histograms(groups: dict[str, np.ndarray], x: str, bins: int, *, value_range:
     return {"data": data, "layout": layout(x, "share of rows" if density else "rows", barmode="overlay", bargap=0)}
 
 
-def scatter(x_values, y_values, x: str, y: str, *, diagonal: bool = False, zero_line: bool = False) -> dict:
+def scatter(x_values: Any, y_values: Any, x: str, y: str, *, diagonal: bool = False, zero_line: bool = False) -> dict:
     xs, ys = np.asarray(x_values, dtype=np.float64), np.asarray(y_values, dtype=np.float64)
     data = [{"type": "scatter", "mode": "markers", "name": f"{len(xs):,} test rows", "x": num(xs), "y": num(ys),
              "marker": {"size": 4, "opacity": 0.5, "color": PALETTE[0]}}]
     finite = np.concatenate([xs[np.isfinite(xs)], ys[np.isfinite(ys)]]) if diagonal else xs[np.isfinite(xs)]
     if diagonal and finite.size:
         data.append(_diagonal(float(finite.min()), float(finite.max())))
-    extra = {"yaxis": {"zeroline": True, "zerolinecolor": "#999"}} if zero_line else {}
+    extra: dict[str, Any] = {"yaxis": {"zeroline": True, "zerolinecolor": "#999"}} if zero_line else {}
     return {"data": data, "layout": layout(x, y, **extra)}
 
 
-def bars(names: list[str], values, x: str, *, horizontal: bool = True, errors=None) -> dict:
+def bars(names: list[str], values: Any, x: str, *, horizontal: bool = True, errors: Any = None) -> dict:
     """Bars from top to bottom in the given order (horizontal), e.g. feature importances."""
-    trace = {"type": "bar", "orientation": "h" if horizontal else "v", "marker": {"color": PALETTE[0]},
+    trace: dict[str, Any] = {"type": "bar", "orientation": "h" if horizontal else "v", "marker": {"color": PALETTE[0]},
              "x": num(values) if horizontal else [str(n) for n in names],
              "y": [str(n) for n in names] if horizontal else num(values)}
     if errors is not None:
         trace["error_x" if horizontal else "error_y"] = {"type": "data", "array": num(errors), "visible": True}
     height = max(240, 40 + 22 * len(names)) if horizontal else 320
-    extra = {"yaxis": {"autorange": "reversed", "type": "category"}} if horizontal else {}
+    extra: dict[str, Any] = {"yaxis": {"autorange": "reversed", "type": "category"}} if horizontal else {}
     return {"data": [trace], "layout": layout(x if horizontal else None, None if horizontal else x, height=height,
                                               **extra)}
 
@@ -155,12 +156,12 @@ def grouped_bars(categories: list[str], series: dict[str, list], y: str, *, stac
                                            xaxis={"type": "category"})}
 
 
-def trials(numbers, values, best, states: list[str], metric: str) -> dict:
+def trials(numbers: Any, values: Any, best: Any, states: list[str], metric: str) -> dict:
     """Optimization history: each finished trial's value and the best value so far."""
-    numbers, values, states = np.asarray(numbers), np.asarray(values, dtype=np.float64), np.asarray(states)
+    numbers, values, state_of = np.asarray(numbers), np.asarray(values, dtype=np.float64), np.asarray(states)
     data = []
-    for i, state in enumerate(sorted(set(states.tolist()))):
-        mask = states == state
+    for i, state in enumerate(sorted(set(state_of.tolist()))):
+        mask = state_of == state
         data.append({"type": "scatter", "mode": "markers", "name": f"{state.lower()} trials",
                      "x": num(numbers[mask]), "y": num(values[mask]),
                      "marker": {"size": 7, "color": PALETTE[i % len(PALETTE)], "opacity": 0.8}})

@@ -9,6 +9,8 @@ primary metric (or the task's default when the primary one cannot be computed pe
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +27,7 @@ class Importance:
     errors: list[float] | None = None  # std over permutation repeats
 
 
-def native(model, family: str) -> tuple[np.ndarray, str] | None:
+def native(model: Any, family: str) -> tuple[np.ndarray, str] | None:
     """(importance per matrix column, description) read from a fitted booster, or None."""
     if family == "xgboost":
         scores = model.booster.get_score(importance_type="total_gain")  # keys f0, f1, ... (no names given)
@@ -37,27 +39,27 @@ def native(model, family: str) -> tuple[np.ndarray, str] | None:
     if family == "lightgbm":
         return (np.asarray(model.booster.feature_importance(importance_type="gain"), dtype=np.float64),
                 "total gain of the splits on each feature (lightgbm)")
-    estimator = getattr(model, "estimator", None)
+    estimator: Any = getattr(model, "estimator", None)
     if family == "sklearn" and hasattr(estimator, "feature_importances_"):
         return (np.asarray(estimator.feature_importances_, dtype=np.float64),
                 f"{type(estimator).__name__}.feature_importances_ (impurity decrease)")
     return None
 
 
-def _scorer(task: str, metric: str):
+def _scorer(task: str, metric: str) -> Callable[[Any, np.ndarray, np.ndarray], float]:
     """sklearn-style scorer(model, X, y): higher is better, so the importance is the drop in score."""
     from trainpipe.evaluation.gates import better, score
 
     sign = 1.0 if better(metric) == "max" else -1.0
 
-    def scorer(model, X, y) -> float:
+    def scorer(model: Any, X: np.ndarray, y: np.ndarray) -> float:
         predicted = model.predict(X) if task == "regression" else model.predict_proba(X)
         return sign * score(task, metric, y, predicted)
 
     return scorer
 
 
-def permutation(model, X: np.ndarray, y: np.ndarray, task: str, metric: str, limits: Limits,
+def permutation(model: Any, X: np.ndarray, y: np.ndarray, task: str, metric: str, limits: Limits,
                 seed: int) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.inspection import permutation_importance
 
@@ -71,7 +73,7 @@ def scoring_metric(task: str, primary: str | None) -> str:
     from trainpipe.evaluation.gates import WEIGHTED
     from trainpipe.evaluation.metrics import PRIMARY
 
-    return primary if primary in WEIGHTED[task] else PRIMARY[task][0]
+    return primary if primary is not None and primary in WEIGHTED[task] else PRIMARY[task][0]
 
 
 def sample(n: int, cap: int, seed: int) -> np.ndarray | None:
@@ -83,7 +85,8 @@ def sample(n: int, cap: int, seed: int) -> np.ndarray | None:
 
 def feature_importance(folder: RunFolder, limits: Limits) -> Importance | str:
     """The importances of the run's model, or the reason there are none."""
-    if folder.task == "ranking":
+    task = str(folder.task)  # config.yaml always records it
+    if task == "ranking":
         return "not applicable: the two-tower model scores user and item ids, not a feature matrix"
     if not folder.finished("train"):
         return folder.why_missing("train")
@@ -109,8 +112,8 @@ def feature_importance(folder: RunFolder, limits: Limits) -> Importance | str:
         rows = sample(len(y), limits.importance_rows, seed)
         if rows is not None:
             X, y = X[rows], y[rows]
-        metric = scoring_metric(folder.task, folder.setting("evaluation.primary_metric"))
-        values, errors = permutation(model, X, y, folder.task, metric, limits, seed)
+        metric = scoring_metric(task, folder.setting("evaluation.primary_metric"))
+        values, errors = permutation(model, X, y, task, metric, limits, seed)
         method = (f"permutation importance: drop in validation {metric} when the column is shuffled "
                   f"({len(y):,} rows, {limits.importance_repeats} repeats)")
     if len(names) != len(values):

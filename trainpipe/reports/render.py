@@ -19,7 +19,9 @@ import time
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
+from trainpipe import files
 from trainpipe.reports.view import Section
 
 
@@ -42,15 +44,13 @@ def packed_plotly() -> str:
     packed = base64.b64encode(gzip.compress(get_plotlyjs().encode("utf-8"), compresslevel=9, mtime=0)).decode("ascii")
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-        tmp.write_text(packed)
-        os.replace(tmp, cached)
+        files.write_text(cached, packed)
     except OSError:
         pass  # no writable cache: pack again next time
     return packed
 
 
-def cell(value) -> str:
+def cell(value: Any) -> str:
     """How a table cell or fact shows a value: 4 significant digits for floats, — for nothing."""
     if value is None or value == "":
         return "—" if value is None else ""
@@ -66,7 +66,7 @@ def cell(value) -> str:
 
 
 @lru_cache(maxsize=1)
-def environment():
+def environment() -> Any:
     import jinja2
 
     try:  # compiling the template costs ~0.1 s per process; jinja2 keeps the compiled code between processes
@@ -100,9 +100,8 @@ def render_page(title: str, subtitle: str, sections: list[Section]) -> str:
 
 
 def write_atomic(path: Path, text: str) -> int:
+    """The page, whole or not at all (trainpipe/files.py); returns its size in bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     data = text.encode("utf-8")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    files.write_bytes(path, data)
     return len(data)

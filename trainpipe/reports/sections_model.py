@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -131,7 +133,7 @@ def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[np.
     return positives[filled] / total[filled], predicted[filled] / total[filled]
 
 
-def _binary_plots(details: dict, y, proba, classes, limits: Limits, seed: int) -> list[Figure]:
+def _binary_plots(details: dict, y: Any, proba: Any, classes: Any, limits: Limits, seed: int) -> list[Figure]:
     out = []
     roc = {s: (details[s]["roc_curve"]["x"], details[s]["roc_curve"]["y"]) for s in ("validation", "test")
            if "roc_curve" in details.get(s, {})}
@@ -156,7 +158,7 @@ def _binary_plots(details: dict, y, proba, classes, limits: Limits, seed: int) -
     return out
 
 
-def _multiclass_plots(details: dict, y, proba, classes, limits: Limits, seed: int) -> list[Figure]:
+def _multiclass_plots(details: dict, y: Any, proba: Any, classes: Any, limits: Limits, seed: int) -> list[Figure]:
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     out = []
@@ -191,7 +193,7 @@ def _multiclass_plots(details: dict, y, proba, classes, limits: Limits, seed: in
     return out
 
 
-def _regression_plots(y, predicted, limits: Limits, seed: int) -> list[Figure]:
+def _regression_plots(y: Any, predicted: Any, limits: Limits, seed: int) -> list[Figure]:
     if y is None or predicted is None or not len(y):
         return []
     ys, ps, rows = _sampled(y.astype(np.float64), predicted.astype(np.float64), limits.scatter_points, seed)
@@ -226,7 +228,7 @@ def evaluation(folder: RunFolder, limits: Limits) -> Section:
     if not folder.finished("evaluate"):
         section.missing = folder.why_missing("evaluate")
         return section
-    summary = folder.manifest("evaluate").get("summary", {})
+    summary = (folder.manifest("evaluate") or {}).get("summary", {})
     better = "higher" if summary.get("direction") == "max" else "lower"
     section.facts.append(("primary metric", f"{summary.get('primary_metric')} ({better} is better)"))
     latency = folder.json("evaluate", "latency.json") or {}
@@ -285,7 +287,7 @@ def importance(folder: RunFolder, limits: Limits) -> Section:
     return section
 
 
-def _png(path) -> str:
+def _png(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 

@@ -6,11 +6,12 @@ import os
 import platform
 import socket
 import sys
+from typing import Any
 from datetime import datetime
 
 from trainpipe.reports import figures as fig
 from trainpipe.reports.folder import RunFolder
-from trainpipe.reports.redact import redact, redact_text
+from trainpipe.redaction import NAME_KEYED_MAPS, redact_config, redact_url_credentials
 from trainpipe.reports.tracked import Tracked
 from trainpipe.reports.view import Figure, Limits, Section, Table
 
@@ -40,8 +41,7 @@ def duration(folder: RunFolder, tracked: Tracked) -> tuple[float | None, str]:
     if tracked.start_ms and tracked.end_ms:
         return (tracked.end_ms - tracked.start_ms) / 1000, "MLflow run start to end"
     started = _when(folder.meta.get("created_at"))
-    ends = [_when((folder.manifest(s) or {}).get("finished_at")) for s in STAGE_ORDER]
-    ends = [e for e in ends if e is not None]
+    ends = [e for e in (_when((folder.manifest(s) or {}).get("finished_at")) for s in STAGE_ORDER) if e is not None]
     if started and ends:
         return max((max(ends) - started).total_seconds(), 0.0), "run created to last finished stage"
     return None, "not recorded"
@@ -124,7 +124,7 @@ def header(folder: RunFolder, tracked: Tracked) -> Section:
 
 
 # -- data ------------------------------------------------------------------------------------------
-def _quantile(entry: dict, name: str):
+def _quantile(entry: dict, name: str) -> Any:
     return (entry.get("quantiles") or {}).get(name)
 
 
@@ -260,7 +260,7 @@ def lineage(folder: RunFolder, tracked: Tracked) -> Section:
              ("git commit", f"{commit}{' (uncommitted changes)' if tags.get('git_dirty') == 'true' else ''}"
               if commit else "not recorded" if not tracked.reason else f"not known ({tracked.reason})"),
              ("MLflow run", folder.meta.get("mlflow_run_id") or "none"),
-             ("tracking URI", redact_text(folder.meta.get("tracking_uri") or "—")),
+             ("tracking URI", redact_url_credentials(folder.meta.get("tracking_uri") or "—")),
              ("python", tags.get("python_version", "not recorded"))]
     versions = sorted((k.removeprefix("version."), v) for k, v in tags.items() if k.startswith("version."))
     tables = []
@@ -282,10 +282,12 @@ def lineage(folder: RunFolder, tracked: Tracked) -> Section:
     if hosts == {here}:
         facts += [(f"hardware ({here})", "; ".join(f"{k} {v}" for k, v in machine().items()))]
     else:
-        facts += [("hosts", ", ".join(sorted(hosts)) or tags.get("host", "not recorded")),
+        facts += [("hosts", ", ".join(sorted(str(h) for h in hosts)) or tags.get("host", "not recorded")),
                   ("hardware", "not recorded (the report is written on another machine than the run's)")]
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: ~10x faster
-    config_text = (yaml.dump(redact(folder.config), Dumper=dumper, sort_keys=False) if folder.config
-                   else "config.yaml is missing")
+    # config.yaml is already the recorded view; redacted again in case it was written by hand or by an older trainpipe
+    shown = redact_config(folder.config, {}, NAME_KEYED_MAPS) if folder.config else None
+    config_text = yaml.dump(shown, Dumper=dumper, sort_keys=False) if shown else "config.yaml is missing"
     return Section("lineage", "Lineage and environment", facts=facts, tables=tables, code=config_text,
-                   notes=["config shown with passwords, tokens, secrets and URL credentials replaced by ***"])
+                   notes=["config as the run recorded it: passwords, tokens, secrets and URL credentials replaced by "
+                          "<redacted>, values read from the environment shown as their ${oc.env:...} expression"])

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainpipe.reports.folder import RunFolder
-from trainpipe.reports.redact import redact_text
+from trainpipe.redaction import redact_url_credentials
 
 
 @dataclass
@@ -48,7 +48,7 @@ def lookup(folder: RunFolder, tracking_uri: str | None = None) -> Tracked:
         return found
     except Exception as exc:  # an unreachable server or a deleted run: the report says so and goes on
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return Tracked(reason=f"MLflow at {redact_text(uri)} could not be read: {redact_text(first)[:200]}")
+        return Tracked(reason=f"MLflow at {redact_url_credentials(uri)} could not be read: {redact_url_credentials(first)[:200]}")
 
 
 def this_process(cwd: Path | None = None) -> Tracked:

@@ -1,51 +1,27 @@
-"""evaluate: metrics on validation and test, curves and confusion matrices, test scores and latency.
+"""evaluate: the trained model's metrics on validation and test (metrics.json), and what the gate needs.
 
-The test scores (probabilities, or values for regression) are saved for the gate: slices and the
-champion comparison score the same rows without predicting again.
+What is measured is the task's: tabular tasks get metrics, curves and confusion matrices, the test scores
+(the gate scores slices and the champion on the same rows without predicting again) and latency; ranking
+scores the model and its baselines on the same users over the whole catalogue, with the lift.
 """
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
-
-from trainpipe.evaluation.metrics import compute_metrics, measure_latency, primary_metric
-from trainpipe.models import load_family
-from trainpipe.stages import load_arrays
+from trainpipe.stages.context import StageContext, StageResult, StageSpec, number
 
 
-def run(ctx) -> dict:
-    if ctx.config.task == "ranking":  # the model and its baselines over the whole catalogue
-        from trainpipe.ranking import evaluate as ranking
+def line(s: dict) -> str:
+    return f"{s.get('primary_metric')}: validation {number(s.get('validation'))} · test {number(s.get('test'))}"
 
-        return ranking.evaluate(ctx)
-    config = ctx.config
-    model = load_family(ctx.upstream("train") / "model")
-    labels = json.loads((ctx.upstream("features") / "features.json").read_text())["labels"]
-    n_classes = len(labels["classes"] or [])
-    data = load_arrays(ctx, "features", ["X_validation", "y_validation", "X_test", "y_test"])
 
-    metrics, details = {}, {}
-    for split in ("validation", "test"):
-        metrics[split], details[split] = compute_metrics(config.task, data[f"y_{split}"], model, data[f"X_{split}"],
-                                                         n_classes, config.evaluation)
-    name, direction = primary_metric(config.task, config.evaluation)
-    (ctx.stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (ctx.stage_dir / "details.json").write_text(json.dumps({"classes": labels["classes"], **details}, indent=2))
-    X_test = data["X_test"]
-    np.save(ctx.stage_dir / "test_scores.npy", model.predict(X_test) if config.task == "regression"
-            else model.predict_proba(X_test))
-    latency = measure_latency(model, X_test, config.task, config.evaluation.latency_batch_rows,
-                              config.evaluation.latency_batches)
-    (ctx.stage_dir / "latency.json").write_text(json.dumps(latency, indent=2))
-    flat = {f"{split}_{k}": v for split, values in metrics.items() for k, v in values.items()}
-    flat.update(latency)
-    return {
-        "outputs": {"metrics": "metrics.json", "details": "details.json", "test_scores": "test_scores.npy",
-                    "latency": "latency.json"},
-        "artifacts": ["metrics.json", "details.json", "latency.json"],
-        "metrics": flat,
-        "summary": {"primary_metric": name, "direction": direction,
-                    "validation": metrics["validation"].get(name), "test": metrics["test"].get(name)},
-    }
+SPEC = StageSpec("evaluate", sections=("evaluation", "task", "ranking"), upstream=("features", "train"), line=line)
+
+
+def run(ctx: StageContext) -> StageResult:
+    scored = ctx.task.evaluate(ctx)
+    (ctx.stage_dir / "metrics.json").write_text(json.dumps(scored.document, indent=2))
+    out = scored.output
+    return StageResult(outputs={"metrics": "metrics.json", **out.outputs}, artifacts=["metrics.json", *out.artifacts],
+                       metrics=out.metrics, summary=out.summary)

@@ -1,7 +1,9 @@
 """gate: may this model be registered? Test size, thresholds, slices and the current champion, one decision.
 
-The champion is scored by its own packaged pyfunc (its own preprocessing) on this run's raw test
-rows, so both models are judged on exactly the same rows. No champion yet: the comparison is
+The champion is scored by its own packaged model on this run's test set (the task says how: tabular tasks
+run its pyfunc, with its own preprocessing, on the raw test rows; ranking asks its recommender for the same
+test users with the same exclusions), so both models are judged on exactly the same rows. What the test
+size counts, and the slices, are the task's too. No champion yet: the comparison is
 skipped and the decision says so. A champion whose package is broken (changed files, files gone)
 fails the gate with the commands that repair the registry. A failed gate raises GateFailed (exit 3);
 its decision.json stays in `gate.failed/` and is logged to MLflow, and register never runs.
@@ -14,97 +16,57 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 
-import numpy as np
-
-from trainpipe.errors import ConfigError, GateFailed, RegistryError
+from trainpipe.errors import GateFailed, RegistryError
 from trainpipe.evaluation import gates as g
-from trainpipe.evaluation.metrics import primary_metric
 from trainpipe.registry.client import Registry, model_name, registry_enabled
-from trainpipe.stages import raw_rows
+from trainpipe.stages.context import StageContext, StageResult, StageSpec
 
 
-def champion_scores(path, frame, task: str, classes: list | None) -> tuple[np.ndarray | None, str | None]:
-    """The champion's scores through the public pyfunc interface, aligned with this run's classes."""
-    import warnings
-
-    import mlflow.pyfunc
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = mlflow.pyfunc.load_model(str(path))
-    except Exception as exc:  # intact files that this environment cannot load (e.g. a missing library)
-        return None, f"the champion cannot be loaded: {str(exc).strip().splitlines()[0][:300]}"
-    wanted_inputs = model.metadata.get_input_schema().input_names()
-    missing = [c for c in wanted_inputs if c not in frame.columns]
-    if missing:
-        return None, f"the champion needs column(s) {', '.join(map(repr, missing))} that this data lacks"
-    try:
-        out = model.predict(frame[wanted_inputs])
-    except Exception as exc:  # e.g. a column whose type changed since the champion was trained
-        return None, f"the champion cannot score this run's test rows: {str(exc).strip().splitlines()[0][:300]}"
-    if task == "regression":
-        return np.asarray(out["prediction"], dtype=np.float64), None
-    wanted = [f"proba_{c}" for c in classes]
-    missing = [c for c in wanted if c not in out.columns]
-    if missing:
-        return None, f"the champion predicts other classes than this run ({', '.join(missing)} missing)"
-    return out[wanted].to_numpy(dtype=np.float64), None
+def line(s: dict) -> str:
+    return (f"passed {s.get('checks')} check(s) · champion {s.get('champion')}"
+            + (f" v{s.get('champion_version')} ({s.get('improvement'):+.4g})" if s.get("improvement") is not None else ""))
 
 
-def run(ctx) -> dict:
+# Never reused from the cache: the decision depends on the registry (the champion), not only on the run folder.
+SPEC = StageSpec("gate", sections=("gates", "evaluation", "registry", "task", "ranking"),
+                 upstream=("ingest", "split", "features", "evaluate"), line=line, reusable=False)
+
+
+def run(ctx: StageContext) -> StageResult:
     earlier = earlier_decision(ctx)
     if earlier is not None:
         return earlier
-    if ctx.config.task == "ranking":  # the model and its baselines over the whole catalogue
-        from trainpipe.ranking import evaluate as ranking
-
-        return ranking.gate(ctx)
-    config, gates = ctx.config, ctx.config.gates
-    task, threshold = config.task, config.evaluation.threshold
+    config, gates, task = ctx.config, ctx.config.gates, ctx.task
     metrics = ctx.manifest("evaluate")["metrics"]
-    info = json.loads((ctx.upstream("features") / "features.json").read_text())
-    classes = info["labels"]["classes"]
-    y = np.load(ctx.upstream("features") / "y_test.npy")
-    scores = np.load(ctx.upstream("evaluate") / "test_scores.npy")
-    primary = primary_metric(task, config.evaluation)[0]
-
-    checks = g.size_checks(len(y), gates.min_test_rows, "test rows") + g.threshold_checks(metrics, gates)
+    count, unit = task.test_size(ctx)
+    checks = g.size_checks(count, gates.min_test_rows, unit) + g.threshold_checks(metrics, gates)
     decision: dict = {"checks": checks, "slices": [], "champion": None, "champion_version": None}
-
-    sliced = gates.slices.columns or gates.slices.numeric
-    test = raw_rows(ctx, "test") if (sliced or gates.champion.enabled) else None
-    if sliced:
-        missing = [c for c in [*gates.slices.columns, *gates.slices.numeric] if c not in test.columns]
-        if missing:
-            raise ConfigError(f"gates.slices: column {missing[0]!r} is not in the data", key="gates.slices")
-        metric = gates.slices.metric or primary
-        rows, slice_checks = g.slice_checks(task, metric, y, scores, g.slice_masks(test, gates.slices),
-                                            gates.slices, threshold)
-        decision["slices"] = rows
-        checks.extend(slice_checks)
+    checks.extend(task.slice_checks(ctx, decision))
 
     champion = current_champion(ctx, decision)
     if champion is not None:
         registry, name, version = champion
+        metric = gates.champion.metric or task.primary_metric()[0]
         path, problem = champion_package(registry, name, version)
+        scores = None
         if path is not None:
-            old, problem = champion_scores(path, test[[c for c in test.columns if c != config.data.target]], task,
-                                           classes)
-        metric = gates.champion.metric or primary
-        if problem:
-            decision["champion"], failed = failed_comparison(version, problem)
+            scores, problem = task.champion_scores(ctx, path, metric)
+        if scores is None:
+            decision["champion"], failed = failed_comparison(version, problem or "the champion cannot be compared")
             checks.append(failed)
         else:
-            record, champion_checks = g.champion_check(task, metric, y, scores, old, gates.champion, threshold, version)
+            record, champion_checks = g.champion_check(config.task, metric, scores.y, scores.challenger,
+                                                       scores.champion, gates.champion, config.evaluation.threshold,
+                                                       version)
             decision["champion"] = {"status": "compared", **record}
             checks.extend(champion_checks)
 
     return decide(ctx, decision, checks)
 
 
-def idle_tracking(ctx) -> None:
+def idle_tracking(ctx: StageContext) -> None:
     """Let this run's MLflow worker thread finish what it queued before this thread opens the registry.
     Two threads importing MLflow at once can meet inside its circular imports (`ImportError: cannot import
     name '_get_store' from partially initialized module 'mlflow.tracking'`), e.g. when a resumed run's
@@ -113,7 +75,8 @@ def idle_tracking(ctx) -> None:
         ctx.tracking.close()
 
 
-def registered_version(ctx, registry: Registry | None = None, mlflow_run: str | None = None):
+def registered_version(ctx: StageContext, registry: Registry | None = None,
+                       mlflow_run: str | None = None) -> tuple[Registry, str, str] | None:
     """(registry, name, version) of the version this run already registered, or None (any task).
 
     Matched by the version's `trainpipe.run_id` tag, and by the version's MLflow run when this run's is
@@ -137,7 +100,7 @@ def registered_version(ctx, registry: Registry | None = None, mlflow_run: str | 
     return (registry, name, str(found[0].version)) if found else None
 
 
-def earlier_decision(ctx) -> dict | None:
+def earlier_decision(ctx: StageContext) -> StageResult | None:
     """The stage's result when this run already registered a version: its earlier decision, unchanged."""
     done = registered_version(ctx)
     if done is None:
@@ -151,14 +114,14 @@ def earlier_decision(ctx) -> dict | None:
                                                 "earlier decision stands, the gate is not run again"}
     (ctx.stage_dir / "decision.json").write_text(json.dumps(decision, indent=2, default=str))
     champion = decision.get("champion") or {}
-    return {"outputs": {"decision": "decision.json"}, "artifacts": ["decision.json"],
-            "summary": {"passed": True, "checks": len(decision.get("checks", [])), "champion": champion.get("status"),
-                        "champion_version": decision.get("champion_version"),
-                        "improvement": champion.get("improvement"),
-                        "note": decision["already_registered"]["reason"]}}
+    return StageResult(outputs={"decision": "decision.json"}, artifacts=["decision.json"],
+                       summary={"passed": True, "checks": len(decision.get("checks", [])),
+                                "champion": champion.get("status"), "champion_version": decision.get("champion_version"),
+                                "improvement": champion.get("improvement"),
+                                "note": decision["already_registered"]["reason"]})
 
 
-def champion_package(registry: Registry, name: str, version: str):
+def champion_package(registry: Registry, name: str, version: str) -> tuple[Path | None, str | None]:
     """(verified package folder, None) or (None, why it is unusable and how to repair the registry)."""
     try:
         path, _ = registry.verified_path(f"{name}/{version}")
@@ -179,7 +142,7 @@ def failed_comparison(version: str, reason: str) -> tuple[dict, dict]:
              "reason": reason})
 
 
-def current_champion(ctx, decision: dict):
+def current_champion(ctx: StageContext, decision: dict) -> tuple[Registry, str, str] | None:
     """(registry, name, version) of the champion to compare with, or None with the reason in `decision` (any task)."""
     config = ctx.config
     if not config.gates.champion.enabled:
@@ -198,7 +161,7 @@ def current_champion(ctx, decision: dict):
     return registry, name, version
 
 
-def decide(ctx, decision: dict, checks: list[dict]) -> dict:
+def decide(ctx: StageContext, decision: dict, checks: list[dict]) -> StageResult:
     """Save the decision; raise GateFailed naming the first failed check, else the stage's result (any task)."""
     decision["passed"] = all(c["passed"] for c in checks)
     (ctx.stage_dir / "decision.json").write_text(json.dumps(decision, indent=2, default=str))
@@ -211,10 +174,10 @@ def decide(ctx, decision: dict, checks: list[dict]) -> dict:
     out_metrics = {"gate_passed": 1.0}
     if champion.get("status") == "compared":
         out_metrics["champion_improvement"] = float(champion["improvement"])
-    return {
-        "outputs": {"decision": "decision.json"},
-        "artifacts": ["decision.json"],
-        "metrics": out_metrics,
-        "summary": {"passed": True, "checks": len(checks), "champion": champion.get("status"),
-                    "champion_version": decision["champion_version"], "improvement": champion.get("improvement")},
-    }
+    return StageResult(
+        outputs={"decision": "decision.json"},
+        artifacts=["decision.json"],
+        metrics=out_metrics,
+        summary={"passed": True, "checks": len(checks), "champion": champion.get("status"),
+                 "champion_version": decision["champion_version"], "improvement": champion.get("improvement")},
+    )

@@ -3,23 +3,42 @@
 from __future__ import annotations
 
 import json
+import secrets
+from typing import TYPE_CHECKING, Any
 
 from trainpipe.data.io import column_statistics, file_stats, fingerprint, read_table
 from trainpipe.errors import DataError
 from trainpipe.redaction import redact_url_credentials
+from trainpipe.stages.context import StageContext, StageResult, StageSpec
+
+if TYPE_CHECKING:
+    from trainpipe.config import PipelineConfig
 
 
-def run(ctx) -> dict:
+def line(s: dict) -> str:
+    return f"{s.get('rows', 0):,} rows × {s.get('columns')} columns · fingerprint {str(s.get('fingerprint'))[:12]}"
+
+
+def source_files(config: PipelineConfig) -> dict[str, Any]:
+    """The cache key also covers the size and mtime of every local source file; a remote (URL) source has no
+    cheap change detection: a random nonce, so it is always re-read."""
+    from trainpipe.data.io import expand_paths
+
+    stats = file_stats(expand_paths(config.data.path))
+    extra: dict[str, Any] = {"data_files": stats}
+    if any("size" not in s for s in stats):
+        extra["nonce"] = secrets.token_hex(8)
+    return extra
+
+
+SPEC = StageSpec("ingest", sections=("data",), upstream=(), line=line, inputs=source_files)
+
+
+def run(ctx: StageContext) -> StageResult:
     frame, files = read_table(ctx.config.data)
     if len(frame) == 0:
         raise DataError(f"data.path: the dataset is empty (0 rows in {', '.join(files[:3])})", key="data.path")
-    if ctx.config.task == "ranking":
-        from trainpipe.data.interactions import require_columns
-
-        require_columns(frame, ctx.config.ranking)
-    elif ctx.config.data.target not in frame.columns:
-        raise DataError(f"data.target: column {ctx.config.data.target!r} is not in the data "
-                        f"(columns: {', '.join(map(str, frame.columns[:12]))})", key="data.target")
+    ctx.task.check_columns(frame)
     digest = fingerprint(frame)
     ctx.memo.update(frame=frame, fingerprint=digest)
 
@@ -29,10 +48,10 @@ def run(ctx) -> dict:
               "fingerprint": digest,
               "rows": len(frame), "columns": [str(c) for c in frame.columns]}
     (ctx.stage_dir / "source.json").write_text(json.dumps(source, indent=2))
-    return {
-        "identity": digest,
-        "outputs": {"stats": "stats.json", "source": "source.json", "files_stats": source["files_stats"]},
-        "metrics": {"data_rows": float(len(frame)), "data_columns": float(frame.shape[1])},
-        "artifacts": ["stats.json", "source.json"],
-        "summary": {"rows": len(frame), "columns": frame.shape[1], "files": len(files), "fingerprint": digest},
-    }
+    return StageResult(
+        identity=digest,
+        outputs={"stats": "stats.json", "source": "source.json", "files_stats": source["files_stats"]},
+        metrics={"data_rows": float(len(frame)), "data_columns": float(frame.shape[1])},
+        artifacts=["stats.json", "source.json"],
+        summary={"rows": len(frame), "columns": frame.shape[1], "files": len(files), "fingerprint": digest},
+    )

@@ -19,20 +19,30 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from trainpipe.errors import RegistryError, RunError
-from trainpipe.evaluation.bootstrap import metric_cis
-from trainpipe.evaluation.metrics import primary_metric
-from trainpipe.registry.model_card import render_card
 from trainpipe.registry.client import SHA_TAG, Registry, model_name, registry_enabled
-from trainpipe.stages import load_table, raw_rows
+from trainpipe.registry.model_card import render_card
+from trainpipe.stages.context import StageContext, StageResult, StageSpec
 from trainpipe.stages.gate import idle_tracking, registered_version
-from trainpipe.tuning.retrain import lineage as tuning_lineage
+
+if TYPE_CHECKING:
+    from trainpipe.config import PipelineConfig
 
 
-def _mlflow_run_id(ctx) -> str:
+def line(s: dict) -> str:
+    return (f"{s.get('name')} v{s.get('version')} @{' @'.join(s.get('aliases') or [])}"
+            if s.get("version") else "registry off: packaged in the run folder")
+
+
+# Never reused from the cache: what it does depends on the registry, not only on the run folder.
+SPEC = StageSpec("register", sections=("registry", "evaluation", "task", "ranking"),
+                 upstream=("ingest", "split", "features", "train", "evaluate", "gate"), line=line, reusable=False)
+
+
+def _mlflow_run_id(ctx: StageContext) -> str:
     if ctx.tracking is not None:
         ctx.tracking.close()  # every queued MLflow call of this run has landed
         if ctx.tracking.mlflow_run_id:
@@ -43,11 +53,22 @@ def _mlflow_run_id(ctx) -> str:
     return found
 
 
-def lineage_tags(ctx, decision: dict, sha: str) -> dict[str, str]:
+def tuning_lineage(ctx: StageContext) -> dict[str, str]:
+    """A tuned model's lineage: which study chose its parameters (the tune stage's study.json)."""
+    study_file = ctx.upstream("tune") / "study.json"
+    if not (ctx.config.tuning.enabled and study_file.exists()):
+        return {}
+    study = json.loads(study_file.read_text())
+    return {"trainpipe.optuna_study": study["study"], "trainpipe.optuna_storage": study["storage"],
+            "trainpipe.optuna_best_trial": str(study["best_trial"]),
+            "trainpipe.optuna_best_value": f"{study['metric']}={study['best_value']:.6g}"}
+
+
+def lineage_tags(ctx: StageContext, decision: dict, sha: str) -> dict[str, str]:
     from trainpipe.tracking.environment import environment_tags, git_info
 
     evaluate = ctx.manifest("evaluate")
-    name, _ = primary_metric(ctx.config.task, ctx.config.evaluation)
+    name, _ = ctx.task.primary_metric()
     champion = decision.get("champion") or {}
     gate = f"passed {len(decision['checks'])} check(s); champion {champion.get('status')}"
     if champion.get("status") == "compared":
@@ -60,60 +81,31 @@ def lineage_tags(ctx, decision: dict, sha: str) -> dict[str, str]:
             **git_info(Path.cwd()), **environment_tags(), **tuning_lineage(ctx)}
 
 
-def run(ctx) -> dict:
+def run(ctx: StageContext) -> StageResult:
     from filelock import FileLock
 
     idle_tracking(ctx)  # before anything here imports MLflow (packaging does)
-    decision = json.loads((ctx.upstream("gate") / "decision.json").read_text())
+    decision = ctx.read_json("gate", "decision.json")
     # one register of a run at a time: a second one (e.g. two resumes) waits, then finds the version
     with FileLock(str(ctx.run_dir / ".register.lock"), timeout=600):
         if registry_enabled(ctx.config):
             done = registered_version(ctx, mlflow_run=_mlflow_run_id(ctx))
             if done is not None:
                 return complete_registration(ctx, *done, decision)
-        if ctx.config.task == "ranking":
-            from trainpipe.ranking.register import register
-
-            return register(ctx)
-        return register_tabular(ctx, decision)
-
-
-def register_tabular(ctx, decision: dict) -> dict:
-    from trainpipe.registry.packaging import build_package, input_kind
-
-    config = ctx.config
-    info = json.loads((ctx.upstream("features") / "features.json").read_text())
-    frame, test = load_table(ctx), raw_rows(ctx, "test")
-    columns = info["input_columns"]
-    meta = {"task": config.task, "classes": info["labels"]["classes"], "threshold": config.evaluation.threshold,
-            "input_columns": columns, "inputs": [{"name": c, "kind": input_kind(frame[c])} for c in columns],
-            "family": config.model.type, "id_column": config.data.id_column, "target": config.data.target,
-            "trainpipe_run_id": ctx.run_id, "infinite": config.data.infinite}
-    sha = build_package(ctx.stage_dir / "model", preprocessor=ctx.upstream("features") / "preprocessor.joblib",
-                        model_dir=ctx.upstream("train") / "model", meta=meta, example=test[columns].head(5))
-
-    import numpy as np
-
-    y = np.load(ctx.upstream("features") / "y_test.npy")
-    scores = np.load(ctx.upstream("evaluate") / "test_scores.npy")
-    metrics = json.loads((ctx.upstream("evaluate") / "metrics.json").read_text())
-    began = time.perf_counter()
-    cis = metric_cis(config.task, list(metrics.get("test", {})), y, scores, seed=config.seed,
-                     threshold=config.evaluation.threshold)
-    seconds = round(time.perf_counter() - began, 3)  # in the stage summary: benchmarks/bench_skeleton.py reports it
-    lineage = lineage_tags(ctx, decision, sha)
-    name = model_name(config)
-    card = render_card(name=name, config=config, split=json.loads((ctx.upstream("split") / "split.json").read_text()),
-                       metrics=metrics, cis=cis, decision=decision, lineage=lineage)
-    (ctx.stage_dir / "model_card.md").write_text(card)
-
-    return finish_registration(ctx, name, sha, lineage, card, decision, interval_seconds=seconds)
+        package = ctx.task.package(ctx, ctx.stage_dir / "model")
+        lineage = lineage_tags(ctx, decision, package.sha)
+        name = model_name(ctx.config)
+        card = render_card(name=name, config=ctx.config, split=ctx.read_json("split", "split.json"),
+                           metrics=package.card_metrics, cis=package.cis, decision=decision, lineage=lineage)
+        (ctx.stage_dir / "model_card.md").write_text(card)
+        return finish_registration(ctx, name, package.sha, lineage, card, decision,
+                                   interval_seconds=package.interval_seconds)
 
 
-def finish_registration(ctx, name: str, sha: str, lineage: dict, card: str, decision: dict, *,
-                        interval_seconds: float | None = None) -> dict:
+def finish_registration(ctx: StageContext, name: str, sha: str, lineage: dict, card: str, decision: dict, *,
+                        interval_seconds: float | None = None) -> StageResult:
     """Register the packaged `model/` folder (any task): challenger, then champion under the promotion policy."""
-    record = {"registry": "disabled", "name": name, "version": None, "aliases": [], "promoted": False,
+    record: dict[str, Any] = {"registry": "disabled", "name": name, "version": None, "aliases": [], "promoted": False,
               "sha256": sha, "package": str(ctx.run_dir / "register" / "model"), "note": None,
               "interval_seconds": interval_seconds}
     if registry_enabled(ctx.config):
@@ -123,7 +115,8 @@ def finish_registration(ctx, name: str, sha: str, lineage: dict, card: str, deci
     return _result(ctx, record)
 
 
-def complete_registration(ctx, registry: Registry, name: str, version: str, decision: dict) -> dict:
+def complete_registration(ctx: StageContext, registry: Registry, name: str, version: str,
+                          decision: dict) -> StageResult:
     """This run registered `version` before: put its registered package back in the run folder and add
     only the alias moves it is missing."""
     try:
@@ -149,7 +142,7 @@ def complete_registration(ctx, registry: Registry, name: str, version: str, deci
     return _result(ctx, record)
 
 
-def promotion(config, decision: dict, name: str, version: str) -> tuple[bool, str]:
+def promotion(config: PipelineConfig, decision: dict, name: str, version: str) -> tuple[bool, str]:
     """(promote?, why): the registry.promotion policy applied to the gate's decision."""
     champion = decision.get("champion") or {}
     parent = decision.get("champion_version")
@@ -166,7 +159,7 @@ def promotion(config, decision: dict, name: str, version: str) -> tuple[bool, st
     return True, f"beat v{parent} on {champion['metric']} by {gain:+.4g}"
 
 
-def settle_aliases(ctx, registry: Registry, name: str, version: str, decision: dict) -> dict:
+def settle_aliases(ctx: StageContext, registry: Registry, name: str, version: str, decision: dict) -> dict:
     """Give `version` the aliases its decision earned, each move once.
 
     A move is done when the audit log has an entry moving that alias to this version. When the alias
@@ -204,11 +197,11 @@ def settle_aliases(ctx, registry: Registry, name: str, version: str, decision: d
     return {"aliases": aliases, "promoted": promote, "note": "; ".join(notes) or None}
 
 
-def _result(ctx, record: dict) -> dict:
+def _result(ctx: StageContext, record: dict) -> StageResult:
     (ctx.stage_dir / "registered.json").write_text(json.dumps(record, indent=2))
-    return {
-        "outputs": {"model": "model", "card": "model_card.md", "registered": "registered.json"},
-        "artifacts": ["model_card.md", "registered.json"],
-        "summary": {k: record.get(k) for k in ("registry", "name", "version", "aliases", "promoted", "note",
-                                               "interval_seconds")},
-    }
+    return StageResult(
+        outputs={"model": "model", "card": "model_card.md", "registered": "registered.json"},
+        artifacts=["model_card.md", "registered.json"],
+        summary={k: record.get(k) for k in ("registry", "name", "version", "aliases", "promoted", "note",
+                                            "interval_seconds")},
+    )

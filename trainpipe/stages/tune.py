@@ -9,28 +9,45 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainpipe.hashing import canonical_hash
 from trainpipe.errors import ModelError
 from trainpipe.evaluation.metrics import LOWER_IS_BETTER, primary_metric
-from trainpipe.stages import raw_rows
+from trainpipe.hashing import canonical_hash
+from trainpipe.stages.context import StageContext, StageResult, StageSpec, number
 from trainpipe.tuning import budget as budgets
 from trainpipe.tuning import study as studies
 from trainpipe.tuning.objective import outcome
 from trainpipe.tuning.space import fixed_params
 from trainpipe.tuning.worker import WorkerJob, run_worker, start_workers, wait_workers, write_job
 
+if TYPE_CHECKING:
+    from trainpipe.config import PipelineConfig
+    from trainpipe.tracking.tracker import Tracker
+    from trainpipe.tuning.config import TuningConfig
 
-def objective_of(config) -> tuple[str, str]:
+
+def line(s: dict) -> str:
+    return (f"{s.get('study')}: best {s.get('metric')} {number(s.get('best_value'))} (trial {s.get('best_trial')}) · "
+            f"{(s.get('trials') or {}).get('PRUNED', 0)} pruned · {s.get('message')}")
+
+
+# Only with tuning.enabled (when off it is absent from the run and from train's cache key). Its identity is the
+# best parameters, so train's cache follows the study's result, not the study.
+SPEC = StageSpec("tune", sections=("tuning", "model", "training", "seed", "task", "evaluation"), upstream=("features",),
+                 line=line, enabled_by="tuning.enabled")
+
+
+def objective_of(config: Any) -> tuple[str, str]:
     """The tuned metric and its direction: `tuning.metric` or the task's primary metric."""
     metric = config.tuning.metric or primary_metric(config.task, config.evaluation)[0]
     default = "minimize" if metric in LOWER_IS_BETTER else "maximize"
     return metric, config.tuning.direction or default
 
 
-def run(ctx) -> dict:
+def run(ctx: StageContext) -> StageResult:
     config, tuning = ctx.config, ctx.config.tuning
     features = ctx.manifest("features")
     metric, direction = objective_of(config)
@@ -46,7 +63,7 @@ def run(ctx) -> dict:
     if tuning.cv.folds and tuning.cv.strategy == "group":
         groups_file = ctx.stage_dir / "groups.npy"
         column = tuning.cv.group_column
-        rows = [raw_rows(ctx, s) for s in ("train", "validation")]
+        rows = [ctx.raw_rows(s) for s in ("train", "validation")]
         if column not in rows[0].columns:
             raise ModelError(f"tuning.cv.group_column: no column {column!r} in the data", key="tuning.cv.group_column")
         np.save(groups_file, np.concatenate([r[column].astype(str).to_numpy() for r in rows]).astype(object),
@@ -94,24 +111,25 @@ def run(ctx) -> dict:
     if tracker is not None:
         from trainpipe.tuning.tracking import backfill, finish_parent, metric_names
 
+        assert parent is not None and job.experiment_id is not None  # both exist whenever tracking is on
         backfill(tracker, job.experiment_id, parent, study, metric_names(metric, tuning.latency_objective))
         finish_parent(tracker, parent, summary, [ctx.stage_dir / "study.json", ctx.stage_dir / "best_params.json",
                                                  *[ctx.stage_dir / "plots" / p for p in plots]])
     identity = canonical_hash({"study": name, "params": best_params, "retrain_on": tuning.retrain_on,
                                "best_iteration": outcome(best).get("best_iteration")})
-    return {
-        "identity": identity,
-        "outputs": {"best_params": "best_params.json", "study": "study.json", "trials": "trials.csv"},
-        "artifacts": ["best_params.json", "study.json", "trials.csv"] + (["plots"] if plots else []),
-        "metrics": {"tuning_best_value": summary["best_value"], "tuning_trials_finished": float(summary["finished"]),
-                    "tuning_cost_usd": summary["cost_usd"]},
-        "summary": {k: summary[k] for k in ("study", "storage", "metric", "direction", "trials", "best_value",
-                                             "best_params", "fixed_params", "best_trial", "stopped_by", "message",
-                                             "cost_usd")},
-    }
+    return StageResult(
+        identity=identity,
+        outputs={"best_params": "best_params.json", "study": "study.json", "trials": "trials.csv"},
+        artifacts=["best_params.json", "study.json", "trials.csv"] + (["plots"] if plots else []),
+        metrics={"tuning_best_value": summary["best_value"], "tuning_trials_finished": float(summary["finished"]),
+                 "tuning_cost_usd": summary["cost_usd"]},
+        summary={k: summary[k] for k in ("study", "storage", "metric", "direction", "trials", "best_value",
+                                          "best_params", "fixed_params", "best_trial", "stopped_by", "message",
+                                          "cost_usd")},
+    )
 
 
-def _tracker(ctx):
+def _tracker(ctx: StageContext) -> Tracker | None:
     if not ctx.config.tracking.enabled:
         return None
     from trainpipe.tracking.tracker import Tracker
@@ -119,7 +137,7 @@ def _tracker(ctx):
     return Tracker(ctx.store, ctx.config.tracking)
 
 
-def _parent_run(ctx, tracker, study, metric: str) -> str | None:
+def _parent_run(ctx: StageContext, tracker: Tracker | None, study: Any, metric: str) -> str | None:
     if tracker is None:
         return None
     from trainpipe.tracking.tracker import flatten
@@ -138,13 +156,14 @@ def _parent_run(ctx, tracker, study, metric: str) -> str | None:
     return parent
 
 
-def _best_params(config, best) -> dict:
+def _best_params(config: PipelineConfig, best: Any) -> dict:
     from trainpipe.tuning.space import decode, family_space
 
     return decode(family_space(config), dict(best.params))
 
 
-def _summary(study, best, name, storage_url, metric, direction, stopped_by, tuning, results) -> dict:
+def _summary(study: Any, best: Any, name: str, storage_url: str, metric: str, direction: str, stopped_by: str,
+             tuning: TuningConfig, results: list[dict]) -> dict:
     counts = studies.counts(study)
     finished = sum(counts.get(s, 0) for s in studies.FINISHED)
     cost = studies.total_cost(study)

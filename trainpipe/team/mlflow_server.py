@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 import urllib.error
@@ -19,7 +20,8 @@ from trainpipe.errors import ServiceError
 from trainpipe.team import processes
 
 
-def start(backend_uri: str, artifacts: Path, host: str, port: int, workers: int, log: Path, pgpass: Path):
+def start(backend_uri: str, artifacts: Path, host: str, port: int, workers: int, log: Path,
+          pgpass: Path) -> subprocess.Popen:
     artifacts.mkdir(parents=True, exist_ok=True)
     # MLflow's job runner (GenAI prompt optimisation, trace roll-ups) is a third Python process trainpipe never
     # uses: off, so the server starts sooner and holds less memory
@@ -39,7 +41,7 @@ def healthy(uri: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_ready(proc, uri: str, log: Path, timeout: float = 180.0) -> None:
+def wait_ready(proc: subprocess.Popen, uri: str, log: Path, timeout: float = 180.0) -> None:
     """The first start creates MLflow's tables in PostgreSQL (alembic migrations): allow it a while."""
     deadline = time.monotonic() + timeout
     while not healthy(uri):

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from trainpipe.errors import ServiceError
 from trainpipe.team import processes
@@ -161,20 +161,20 @@ def init_cluster(bindir: Path, data: Path, user: str | None) -> None:
         _chown(data / name, user)
 
 
-def start(bindir: Path, data: Path, sockets: Path, port: int, log: Path, user: str | None):
+def start(bindir: Path, data: Path, sockets: Path, port: int, log: Path, user: str | None) -> subprocess.Popen:
     args = [str(bindir / "postgres"), "-D", str(data), "-c", "listen_addresses=127.0.0.1", "-c", f"port={port}",
             "-c", f"unix_socket_directories={sockets}", "-c", "password_encryption=scram-sha-256"]
     return processes.spawn(args, log, env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"}, user=user)
 
 
-def admin(sockets: Path, port: int):
+def admin(sockets: Path, port: int) -> Any:
     import psycopg
 
     return psycopg.connect(host=str(sockets), port=port, user=SUPERUSER, dbname="postgres", autocommit=True,
                            connect_timeout=5)
 
 
-def wait_ready(proc, sockets: Path, port: int, log: Path, timeout: float = 60.0) -> None:
+def wait_ready(proc: subprocess.Popen, sockets: Path, port: int, log: Path, timeout: float = 60.0) -> None:
     import psycopg
 
     deadline = time.monotonic() + timeout
@@ -216,7 +216,7 @@ def scram_verifier(password: str, salt: bytes | None = None, iterations: int = 4
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
-def ensure_database(connection, name: str, password: str) -> None:
+def ensure_database(connection: Any, name: str, password: str) -> None:
     """A login role and a database of the same name that it owns; only that role may connect to it."""
     from psycopg import sql
 

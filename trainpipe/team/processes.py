@@ -79,7 +79,7 @@ def stop(rec: dict | None, first: signal.Signals, then: signal.Signals = signal.
          group: bool = False) -> bool:
     """Signal the recorded process (or its process group) and wait for it to go; escalate after `wait` s.
     Returns False when it was not running (nothing signalled)."""
-    if not alive(rec):
+    if rec is None or not alive(rec):
         return False
     pid = rec["pid"]
     send = (lambda sig: os.killpg(pid, sig)) if group else (lambda sig: os.kill(pid, sig))

@@ -14,6 +14,7 @@ YAML, run folder or log ever holds one. `down` stops only the processes recorded
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from trainpipe import files
 from trainpipe.errors import ServiceError
 from trainpipe.team import mlflow_server, postgres, processes
 
@@ -72,9 +74,7 @@ def read_state(folder: Path) -> dict:
 
 
 def _write_state(settings: TeamSettings, state: dict) -> None:
-    tmp = settings.state_file.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, settings.state_file)
+    files.write_text(settings.state_file, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
 
 def _pgpass_escape(value: str) -> str:
@@ -89,7 +89,8 @@ def _read_pgpass(path: Path) -> dict[str, str]:
     except OSError:
         return found
     for line in text.splitlines():
-        fields, current, escaped = [], "", False
+        fields: list[str] = []
+        current, escaped = "", False
         for char in line:
             if escaped:
                 current, escaped = current + char, False
@@ -152,14 +153,14 @@ def up(settings: TeamSettings, say: Callable[[str], None] = lambda _: None) -> d
     try:
         if not processes.alive(state.get("postgres")):
             state["postgres"] = _up_postgres(settings, say)
-            started.append(lambda rec=state["postgres"]: postgres.stop(rec))
+            started.append(functools.partial(postgres.stop, state["postgres"]))
         else:
             _ensure_roles(settings, state["postgres"]["port"])
         state["optuna_storage"] = database_url("optuna", state["postgres"]["port"])
         _write_state(settings, state)
         if not processes.alive(state.get("mlflow")):
             state["mlflow"] = _up_mlflow(settings, state["postgres"]["port"], say)
-            started.append(lambda rec=state["mlflow"]: mlflow_server.stop(rec))
+            started.append(functools.partial(mlflow_server.stop, state["mlflow"]))
         state["tracking_uri"] = f"http://{HOST}:{state['mlflow']['port']}"
         _write_state(settings, state)
     except BaseException:

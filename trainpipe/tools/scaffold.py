@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from typing import Any
 from pathlib import Path
 
 import pandas as pd
@@ -19,24 +20,6 @@ from trainpipe.data.schema import infer_schema, schema_to_yaml
 from trainpipe.errors import ConfigError, DataError
 
 NUMERIC_TEXT_SHARE = 0.95  # a text column is numbers-with-blanks when this share of values parses
-
-# What `init` writes per family (one place; `--model` offers these). Only what a first run needs beyond the
-# family's own defaults, and nothing its default search space covers: `trainpipe tune` on a generated config
-# then searches the whole space (a parameter set in model.params is fixed, and tune says so).
-# params: {name: (value, comment)}; estimator only for sklearn, by task kind.
-SCAFFOLD = {
-    "xgboost": {"params": {"n_estimators": (500, "most rounds: early stopping usually ends sooner")},
-                "early_stopping_rounds": (50, "rounds without a better validation loss")},
-    "lightgbm": {"params": {"n_estimators": (500, "most rounds: early stopping usually ends sooner")},
-                 "early_stopping_rounds": (50, "rounds without a better validation loss")},
-    "sklearn": {"estimator": {"regression": "sklearn.ensemble.HistGradientBoostingRegressor",
-                              "classification": "sklearn.ensemble.HistGradientBoostingClassifier"},
-                "params": {}, "early_stopping_rounds": None},  # an estimator stops by its own parameters
-    "torch_mlp": {"params": {"epochs": (30, "most epochs: early stopping usually ends sooner"),
-                             "hidden_dims": ([256, 128, 64], "width of each hidden layer")},
-                  "early_stopping_rounds": (5, "epochs without a better validation_loss")},
-}
-
 
 def infer_task(labels: pd.Series) -> str:
     values = labels.dropna()
@@ -123,39 +106,43 @@ def scaffold(directory: Path, data: str, target: str, task: str | None = None, m
             "rows": len(frame), "id_columns": ids, "coerced": sorted(coerce), "positive_class": positive}
 
 
-def _yaml_scalar(value) -> str:
+def _yaml_scalar(value: Any) -> str:
     import yaml
 
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 def model_lines(model: str, task: str) -> list[str]:
-    """The `model:` and `training:` sections for one family, from SCAFFOLD."""
+    """The `model:` and `training:` sections for one family, from its class's ScaffoldDefaults."""
     from trainpipe.models import get_family
 
-    spec = SCAFFOLD[model]
+    family = get_family(model)
+    spec = family.scaffold
+    if spec is None:
+        raise ConfigError(f"--model: trainpipe init has no defaults for {model} (its class sets no `scaffold`); "
+                          "write the model section by hand", key="model.type")
     lines = ["model:", f"  type: {model}"]
-    if "estimator" in spec:
-        lines.append(f"  estimator: {spec['estimator']['regression' if task == 'regression' else 'classification']}")
-    if spec["params"]:
+    if spec.estimator is not None:
+        lines.append(f"  estimator: {spec.estimator['regression' if task == 'regression' else 'classification']}")
+    if spec.params:
         lines.append("  params:")
-        lines += [f"    {name}: {_yaml_scalar(value)}   # {comment}" for name, (value, comment) in spec["params"].items()]
+        lines += [f"    {name}: {_yaml_scalar(value)}   # {comment}" for name, (value, comment) in spec.params.items()]
     else:
         lines.append("  params: {}")
-    searched = ", ".join(get_family(model).default_search_space(task))
+    searched = ", ".join(family.default_search_space(task))
     lines += ["  # Other parameters take the family's defaults (docs/configuration.md).",
               f"  # `trainpipe tune` searches {searched};",
               "  # a parameter set in params is fixed instead, and tune lists it.",
               "",
               "training:"]
-    if spec["early_stopping_rounds"] is None:
+    if spec.early_stopping_rounds is None:
         lines[-1] += " {}"
     else:
-        lines.append("  early_stopping_rounds: {}   # {}".format(*spec["early_stopping_rounds"]))
+        lines.append("  early_stopping_rounds: {}   # {}".format(*spec.early_stopping_rounds))
     return lines
 
 
-def render(name: str, task: str, data: str, target: str, ids: list[str], coerce: dict, positive, model: str) -> str:
+def render(name: str, task: str, data: str, target: str, ids: list[str], coerce: dict, positive: Any, model: str) -> str:
     lines = [
         f"# trainpipe pipeline for {data}, written by `trainpipe init`.",
         "# Run it:       trainpipe run pipeline.yaml",
@@ -247,7 +234,8 @@ def scaffold_ranking(directory: Path, data: str, user: str | None, item: str | N
             "positives": positives, "users": int(frame[user].nunique()), "items": int(frame[item].nunique())}
 
 
-def render_ranking(name, data, user, item, time, rating, threshold) -> str:
+def render_ranking(name: str, data: str, user: str, item: str, time: str | None, rating: str | None,
+                   threshold: float | None) -> str:
     q = _yaml_scalar
 
     lines = [

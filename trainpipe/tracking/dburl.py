@@ -8,13 +8,14 @@ psycopg2 is absent. A missing driver is one line naming the key and the extra, f
 from __future__ import annotations
 
 import importlib.util
+from typing import Any
 
 from trainpipe.errors import ConfigError, MissingDependency
 
 EXTRA = "pip install 'trainpipe[postgres]'"
 
 
-def _parse(url: str):
+def _parse(url: str) -> Any:
     from sqlalchemy.engine import make_url
 
     try:

@@ -7,18 +7,21 @@ corrupt the schema (shared/FACTS.md). Writes that hit `database is locked` are r
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
-from trainpipe.tracking.config import TrackingConfig
-from trainpipe.tracking.dburl import is_postgres, normalize, require_driver
 from trainpipe.errors import ConfigError
 from trainpipe.redaction import redact_url_credentials
 from trainpipe.store import Store
+from trainpipe.tracking.config import TrackingConfig
+from trainpipe.tracking.dburl import is_postgres, normalize, require_driver
+
+T = TypeVar("T")
 
 PARAMS_PER_BATCH = 100  # MLflow's log_batch limits
 METRICS_PER_BATCH = 1000
@@ -56,7 +59,7 @@ def _chunks(items: list, size: int) -> Iterable[list]:
         yield items[start:start + size]
 
 
-def _retry(fn, attempts: int = 5):
+def _retry(fn: Callable[[], T], attempts: int = 5) -> T:
     delay = 0.5
     for attempt in range(attempts):
         try:
@@ -66,6 +69,7 @@ def _retry(fn, attempts: int = 5):
                 raise
             time.sleep(delay)
             delay *= 2
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _template_path() -> Path:
@@ -171,7 +175,7 @@ class Tracker:
 
         items = [Param(k, v) for k, v in params.items()]
         for chunk in _chunks(items, PARAMS_PER_BATCH):
-            _retry(lambda c=chunk: self.client.log_batch(run_id, params=c))
+            _retry(functools.partial(self.client.log_batch, run_id, params=chunk))
 
     def log_metrics(self, run_id: str, values: dict[str, float], step: int = 0) -> None:
         """Final values (evaluate's metrics, train_seconds...) under their own names."""
@@ -189,19 +193,19 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        logged = {key: ({m.step for m in _retry(lambda k=key: self.client.get_metric_history(run_id, k))}
+        logged = {key: ({m.step for m in _retry(functools.partial(self.client.get_metric_history, run_id, key))}
                         if skip_logged else set()) for key in series}
         items = [Metric(key, float(v), now, first_step + step) for key, values in series.items()
                  for step, v in enumerate(values) if v == v and first_step + step not in logged[key]]
         for chunk in _chunks(items, METRICS_PER_BATCH):
-            _retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c))
+            _retry(functools.partial(self.client.log_batch, run_id, metrics=chunk))
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
         items = [RunTag(param_key(k), str(v)[:5000]) for k, v in tags.items()]
         for chunk in _chunks(items, PARAMS_PER_BATCH):
-            _retry(lambda c=chunk: self.client.log_batch(run_id, tags=c))
+            _retry(functools.partial(self.client.log_batch, run_id, tags=chunk))
 
     def log_artifacts(self, run_id: str, paths: list[Path], artifact_path: str) -> None:
         for path in paths:
@@ -228,7 +232,7 @@ def probe_server(uri: str, timeout: float = 10.0) -> None:
     from urllib.parse import urlsplit
 
     parts = urlsplit(uri)
-    shown = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+    shown = parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else "")).geturl()
     try:
         urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
     except urllib.error.HTTPError:

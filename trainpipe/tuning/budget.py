@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from trainpipe.errors import ModelError
 from trainpipe.tuning.objective import outcome
 from trainpipe.tuning.study import finished, total_cost
+
+if TYPE_CHECKING:
+    from trainpipe.tuning.config import TuningConfig
 
 MAX_CONSECUTIVE_FAILURES = 5
 
@@ -27,10 +31,10 @@ class Budget:
     failures: list[str] = field(default_factory=list)  # messages of this worker's consecutive failed trials
     ran: int = 0  # trials this worker finished
 
-    def remaining(self, study) -> int:
+    def remaining(self, study: Any) -> int:
         return max(self.n_trials - finished(study), 0)
 
-    def callback(self, study, trial) -> None:
+    def callback(self, study: Any, trial: Any) -> None:
         """After each trial: stop the study when a budget is spent; stop on repeated failures."""
         self.ran += 1
         if trial.state.name == "FAIL":
@@ -47,7 +51,7 @@ class Budget:
             self.stopped_by = "max_cost"
             study.stop()
 
-    def conclude(self, study) -> str:
+    def conclude(self, study: Any) -> str:
         """Why this worker stopped, once study.optimize has returned."""
         if self.stopped_by == "failures":
             raise ModelError(f"tuning: {MAX_CONSECUTIVE_FAILURES} trials in a row failed; the last: {self.failures[-1]}",
@@ -64,7 +68,7 @@ class Budget:
         return self.stopped_by
 
 
-def describe(stopped_by: str, tuning, spent_usd: float, finished_trials: int) -> str:
+def describe(stopped_by: str, tuning: TuningConfig, spent_usd: float, finished_trials: int) -> str:
     """The line the user reads: which budget ended the study."""
     if stopped_by == "n_trials":
         return f"reached tuning.n_trials: {finished_trials} of {tuning.n_trials} trials finished"

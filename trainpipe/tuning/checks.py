@@ -3,12 +3,14 @@ family's own parameter check, the sampler and the storage URL's driver."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from trainpipe.errors import ModelError
 from trainpipe.tuning.space import family_space
 from trainpipe.tuning.study import check_storage_url, make_sampler
 
 
-def check_space(config) -> None:
+def check_space(config: Any) -> None:
     """Every searched name must be a real parameter of the family, at both ends of its range: the family's own
     check runs on the lows (first choices) and on the highs (last choices). Errors name `tuning.space.<param>`.
     Also the sampler and the storage URL's driver, so that nothing fails after data was read."""
@@ -20,9 +22,9 @@ def check_space(config) -> None:
         sample = {}
         for name, spec in space.items():
             if spec.type == "categorical":
-                sample[name] = spec.choices[end]
+                sample[name] = (spec.choices or [None])[end]
             else:
-                value = spec.low if end == 0 else spec.high
+                value = spec.bounds[end]  # low, then high
                 sample[name] = int(value) if spec.type == "int" else float(value)
         try:
             family.check_config({**config.model.params, **sample}, config.model.estimator, config.task)

@@ -53,7 +53,7 @@ class CVConfig(BaseModel):
     group_column: str | None = Field(None, description="group: the column whose values define the groups.")
 
     @model_validator(mode="after")
-    def _group(self):
+    def _group(self) -> CVConfig:
         if self.strategy == "group" and not self.group_column:
             raise ValueError("group_column: strategy group needs the column that defines the groups")
         return self
@@ -69,7 +69,7 @@ class CostConfig(BaseModel):
     compute: str | None = Field(None, description="Which rate of usd_per_hour applies (when it is a mapping).")
 
     @model_validator(mode="after")
-    def _rate(self):
+    def _rate(self) -> CostConfig:
         if isinstance(self.usd_per_hour, dict) and (self.compute is None or self.compute not in self.usd_per_hour):
             raise ValueError(f"compute: name one of the compute types in usd_per_hour "
                              f"({', '.join(self.usd_per_hour) or 'none given'}), got {self.compute!r}")
@@ -79,7 +79,9 @@ class CostConfig(BaseModel):
 
     @property
     def rate(self) -> float:
-        return float(self.usd_per_hour[self.compute] if isinstance(self.usd_per_hour, dict) else self.usd_per_hour)
+        if isinstance(self.usd_per_hour, dict):
+            return float(self.usd_per_hour[self.compute]) if self.compute is not None else 0.0  # refused by _rate
+        return float(self.usd_per_hour)
 
 
 class TuningConfig(BaseModel):

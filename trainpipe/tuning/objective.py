@@ -8,17 +8,19 @@ at the last iteration; pruning decisions are the same as with a report every ite
 
 from __future__ import annotations
 
-import inspect
 import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from trainpipe.errors import ModelError
 from trainpipe.tuning.space import ParamSpec, suggest
+
+if TYPE_CHECKING:
+    from trainpipe.models.base import FitResult, ReportFn
 
 # Per-iteration values are named like the final metrics (`validation_<metric>`: models/gbdt.py maps the
 # boosters' names), so the metric itself is reported when a family computes it each iteration. Otherwise a
@@ -92,7 +94,7 @@ def decision_steps(pruner: dict, limit: int) -> list[int]:
 class Reporter:
     """A family's ReportFn that reports to the trial, asks the pruner, and enforces the per-trial time limit."""
 
-    def __init__(self, trial, settings: ObjectiveSettings, deadline: float | None):
+    def __init__(self, trial: Any, settings: ObjectiveSettings, deadline: float | None):
         self.trial, self.settings, self.deadline = trial, settings, deadline
         self.key: tuple[str, float] | None = None
         self.last: tuple[int, float] | None = None
@@ -133,20 +135,20 @@ class Reporter:
         return None if self.key is None else ("-" if self.key[1] < 0 else "") + self.key[0]
 
 
-def _fit(settings: ObjectiveSettings, params: dict, X, y, X_val, y_val, report):
+def _fit(settings: ObjectiveSettings, params: dict, X: np.ndarray, y: np.ndarray, X_val: np.ndarray,
+         y_val: np.ndarray, report: ReportFn | None) -> tuple[Any, FitResult]:
     from trainpipe.models import ModelConfig, build_family
     from trainpipe.models.base import FitContext
 
     model = build_family(ModelConfig(type=settings.family, params=params, estimator=settings.estimator),
                          settings.task, settings.n_classes, settings.seed, settings.threads)
-    extra = {}
-    if "context" in inspect.signature(model.fit).parameters:
-        extra["context"] = FitContext(categorical=settings.categorical, verbose=False)
-    result = model.fit(X, y, X_val, y_val, early_stopping_rounds=settings.early_stopping_rounds, report=report, **extra)
+    context = FitContext(categorical=settings.categorical, verbose=False)  # every family's fit takes one
+    result = model.fit(X, y, X_val, y_val, early_stopping_rounds=settings.early_stopping_rounds, report=report,
+                       context=context)
     return model, result
 
 
-def score(settings: ObjectiveSettings, model, X_val, y_val) -> list[float]:
+def score(settings: ObjectiveSettings, model: Any, X_val: np.ndarray, y_val: np.ndarray) -> list[float]:
     from trainpipe.evaluation.metrics import EvaluationConfig, compute_metrics, measure_latency
 
     metrics, _ = compute_metrics(settings.task, y_val, model, X_val, settings.n_classes, EvaluationConfig())
@@ -172,13 +174,13 @@ def cv_folds(settings: ObjectiveSettings, y: np.ndarray, groups: np.ndarray | No
     return list(splitter.split(np.zeros(len(y)), y, groups))
 
 
-def outcome(trial) -> dict:
+def outcome(trial: Any) -> dict:
     """What the objective recorded about a trial (one user attribute, so one storage write per trial):
     duration_s, cost_usd, and where known best_iteration, intermediate, stopped_by, error."""
     return dict(trial.user_attrs.get("trainpipe", {}))
 
 
-def make_objective(settings: ObjectiveSettings, data: TrialData):
+def make_objective(settings: ObjectiveSettings, data: TrialData) -> Callable[[Any], float | list[float]]:
     """The function Optuna calls per trial: returns the metric (and latency), or raises TrialPruned."""
     import optuna
     from threadpoolctl import threadpool_limits
@@ -188,7 +190,7 @@ def make_objective(settings: ObjectiveSettings, data: TrialData):
         X_all = np.concatenate([data.X_train, data.X_val])
         y_all = np.concatenate([data.y_train, data.y_val])
 
-    def objective(trial) -> float | list[float]:
+    def objective(trial: Any) -> float | list[float]:
         started = time.perf_counter()
         trial.set_user_attr("worker", worker)  # first: a dead worker's trial is recognised by it
         params = {**settings.base_params, **suggest(trial, settings.space)}
@@ -206,11 +208,12 @@ def make_objective(settings: ObjectiveSettings, data: TrialData):
             seconds = time.perf_counter() - started
             trial.set_user_attr("trainpipe", {"duration_s": round(seconds, 4),
                                               "cost_usd": seconds / 3600.0 * settings.usd_per_hour, **record})
-        if record.get("stopped_by"):
-            raise optuna.TrialPruned(record["stopped_by"])
+        if record.get("stopped_by") or values is None:
+            raise optuna.TrialPruned(record.get("stopped_by"))
         return values[0] if len(values) == 1 else values
 
-    def _run(trial, params: dict, deadline: float | None) -> tuple[list | None, dict]:
+    def _run(trial: Any, params: dict, deadline: float | None) -> tuple[list | None, dict]:
+        intermediate: str | None
         if settings.cv_folds:
             values, best, stopped = _cross_validate(trial, settings, params, X_all, y_all, data.folds, deadline)
             intermediate = f"cv_mean_{settings.metric}"
@@ -222,7 +225,7 @@ def make_objective(settings: ObjectiveSettings, data: TrialData):
             if best is None and result.iterations:
                 best = result.iterations - 1
             values = None if stopped else score(settings, model, data.X_val, data.y_val)
-        record = {"intermediate": intermediate, "stopped_by": stopped}
+        record: dict[str, Any] = {"intermediate": intermediate, "stopped_by": stopped}
         if best is not None:
             record["best_iteration"] = int(best)
         return values, {k: v for k, v in record.items() if v is not None}
@@ -230,7 +233,8 @@ def make_objective(settings: ObjectiveSettings, data: TrialData):
     return objective
 
 
-def _cross_validate(trial, settings: ObjectiveSettings, params: dict, X, y, folds, deadline):
+def _cross_validate(trial: Any, settings: ObjectiveSettings, params: dict, X: np.ndarray, y: np.ndarray,
+                    folds: list, deadline: float | None) -> tuple[list[float] | None, int | None, str | None]:
     """Mean of the fold scores; after each fold the running mean is the intermediate value (step = fold)."""
     scores, bests = [], []
     for step, (fit_rows, held_out) in enumerate(folds):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "intermediate_values")
 
 
-def save_plots(study, folder: Path, metric: str, seed: int = 0) -> tuple[list[str], dict[str, str]]:
+def save_plots(study: Any, folder: Path, metric: str, seed: int = 0) -> tuple[list[str], dict[str, str]]:
     """Write the four plots (the Pareto front too for two objectives); returns (files, skipped reasons)."""
     import matplotlib
 
@@ -41,7 +42,7 @@ def save_plots(study, folder: Path, metric: str, seed: int = 0) -> tuple[list[st
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 axes = make()
-            figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
+            figure: Any = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
             figure.set_size_inches(9, 5.5)
             figure.tight_layout()
             figure.savefig(folder / f"{name}.png", dpi=90)

@@ -4,27 +4,31 @@ ETA, as one live line on stderr (engine/progress.py LiveLine); nothing on a pipe
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any
 
 from trainpipe.engine.progress import LiveLine
 from trainpipe.tuning import study as studies
+
+if TYPE_CHECKING:
+    from trainpipe.tuning.config import TuningConfig
 
 
 class TrialProgress:
     """An Optuna callback for the stage's own worker. It reads the counts from the storage (one COUNT query and
     the best trial), at most ~5 times a second and only when the line is shown, so it costs nothing otherwise."""
 
-    def __init__(self, enabled: bool, study, tuning, metric: str):
+    def __init__(self, enabled: bool, study: Any, tuning: TuningConfig, metric: str):
         self.metric = metric
         self.deadline = time.monotonic() + tuning.timeout if tuning.timeout else None
         self.line = LiveLine(enabled, "tuning trial", tuning.n_trials)
         if self.line.due():
             self._draw(study)  # a resumed study starts at its finished count
 
-    def __call__(self, study, trial) -> None:
+    def __call__(self, study: Any, trial: Any) -> None:
         if self.line.due():
             self._draw(study)
 
-    def _draw(self, study) -> None:
+    def _draw(self, study: Any) -> None:
         parts = []
         best = best_trial(study)
         if best is not None:
@@ -37,7 +41,7 @@ class TrialProgress:
         self.line.close()
 
 
-def best_trial(study):
+def best_trial(study: Any) -> Any:
     """The best finished trial from the storage (one query), None before the first; multi-objective: None
     (a Pareto front has no single best)."""
     if len(study.directions) > 1:

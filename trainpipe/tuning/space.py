@@ -34,7 +34,7 @@ class ParamSpec(BaseModel):
                                         "this value or one of these values: {booster: dart}.")
 
     @model_validator(mode="after")
-    def _consistent(self):
+    def _consistent(self) -> ParamSpec:
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("choices: a categorical parameter needs a non-empty list of choices")
@@ -55,6 +55,12 @@ class ParamSpec(BaseModel):
             raise ValueError(f"low/high: an int parameter needs whole numbers (got {self.low:g}, {self.high:g})")
         return self
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of an int or float parameter (both set: the validator checked)."""
+        assert self.low is not None and self.high is not None, "int/float parameters have low and high"
+        return self.low, self.high
+
 
 def check_conditions(space: dict[str, ParamSpec]) -> list[str]:
     """`when` must name a categorical parameter of the space and values among its choices; no cycles."""
@@ -67,7 +73,7 @@ def check_conditions(space: dict[str, ParamSpec]) -> list[str]:
                 problems.append(f"tuning.space.{name}.when: {other!r} must be categorical to condition on it")
             else:
                 values = wanted if isinstance(wanted, list) else [wanted]
-                missing = [v for v in values if v not in space[other].choices]
+                missing = [v for v in values if v not in (space[other].choices or [])]
                 if missing:
                     problems.append(f"tuning.space.{name}.when: {missing[0]!r} is not one of {other}'s choices "
                                     f"{space[other].choices}")
@@ -101,15 +107,16 @@ def sampling_order(space: dict[str, ParamSpec]) -> list[str]:
     return order
 
 
-def _encoded(choices: list) -> tuple[list, dict]:
+def _encoded(choices: list | None) -> tuple[list, dict]:
     """Optuna stores only None/bool/int/float/str choices: other values (lists) travel as JSON text."""
+    choices = choices or []  # a categorical parameter always has choices (the validator checked)
     if all(c is None or isinstance(c, (bool, int, float, str)) for c in choices):
         return choices, {}
     codes = {json.dumps(c): c for c in choices}
     return list(codes), codes
 
 
-def suggest(trial, space: dict[str, ParamSpec]) -> dict[str, Any]:
+def suggest(trial: Any, space: dict[str, ParamSpec]) -> dict[str, Any]:
     """Sample one parameter set; conditional parameters whose condition does not hold are left out."""
     params: dict[str, Any] = {}
     for name in sampling_order(space):
@@ -121,9 +128,11 @@ def suggest(trial, space: dict[str, ParamSpec]) -> dict[str, Any]:
             value = trial.suggest_categorical(name, choices)
             params[name] = codes.get(value, value) if codes else value
         elif spec.type == "int":
-            params[name] = trial.suggest_int(name, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log)
+            low, high = spec.bounds
+            params[name] = trial.suggest_int(name, int(low), int(high), step=int(spec.step or 1), log=spec.log)
         else:
-            params[name] = trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log)
+            low, high = spec.bounds
+            params[name] = trial.suggest_float(name, low, high, step=spec.step, log=spec.log)
     return params
 
 
@@ -151,9 +160,11 @@ def grid(space: dict[str, ParamSpec]) -> dict[str, list]:
         if spec.type == "categorical":
             values[name] = _encoded(spec.choices)[0]
         elif spec.type == "int":
-            values[name] = list(range(int(spec.low), int(spec.high) + 1, int(spec.step or 1)))
+            low, high = spec.bounds
+            values[name] = list(range(int(low), int(high) + 1, int(spec.step or 1)))
         elif spec.step is not None:
-            values[name] = [float(v) for v in np.arange(spec.low, spec.high + spec.step / 2, spec.step)]
+            low, high = spec.bounds
+            values[name] = [float(v) for v in np.arange(low, high + spec.step / 2, spec.step)]
         else:
             raise ConfigError(f"tuning.space.{name}.step: the grid sampler needs a step for float parameters",
                               key=f"tuning.space.{name}")
@@ -174,18 +185,15 @@ def parse_space(raw: dict[str, dict]) -> dict[str, ParamSpec]:
     return out
 
 
-def family_space(config) -> dict[str, ParamSpec]:
+def family_space(config: Any) -> dict[str, ParamSpec]:
     """`tuning.space` if given, else the family's default, narrowed to what the chosen estimator accepts."""
     from trainpipe.models import get_family
 
     if config.tuning.space:
         return dict(config.tuning.space)
     family = get_family(config.model.type)
-    space = parse_space(family.default_search_space(config.task))
+    space = parse_space(family.default_search_space(config.task, config.model.estimator))
     space = {k: v for k, v in space.items() if k not in config.model.params}  # a fixed model.params value wins
-    if config.model.type == "sklearn" and config.model.estimator:
-        accepted = _estimator_params(config.model.estimator)
-        space = {k: v for k, v in space.items() if k in accepted}
     if not space:
         raise ConfigError(f"tuning.space: no default search space for {config.model.estimator or config.model.type} "
                           "(or model.params fixes all of it); list the parameters to search in tuning.space",
@@ -193,7 +201,7 @@ def family_space(config) -> dict[str, ParamSpec]:
     return space
 
 
-def fixed_params(config) -> dict[str, Any]:
+def fixed_params(config: Any) -> dict[str, Any]:
     """Parameters of the family's default space that `model.params` fixes, so tune does not search them
     (with an explicit `tuning.space` nothing is left out: the searched value wins)."""
     from trainpipe.models import get_family
@@ -202,9 +210,3 @@ def fixed_params(config) -> dict[str, Any]:
         return {}
     default = get_family(config.model.type).default_search_space(config.task)
     return {name: config.model.params[name] for name in default if name in config.model.params}
-
-
-def _estimator_params(path: str) -> set[str]:
-    from trainpipe.models.sklearn import import_estimator
-
-    return set(import_estimator(path)().get_params(deep=False))

@@ -19,9 +19,12 @@ import socket
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainpipe.errors import ConfigError, MissingDependency
+
+if TYPE_CHECKING:
+    from trainpipe.tuning.config import TuningConfig
 
 FINISHED = ("COMPLETE", "PRUNED")
 # What a process sees when another creates the same tables, version rows or study at the same moment: SQLite,
@@ -31,7 +34,7 @@ CREATION_RACES = ("already exists", "UNIQUE constraint failed", "duplicate key v
 CREATION_ATTEMPTS = 6
 
 
-def _quiet():
+def _quiet() -> Any:
     import optuna
     from optuna.exceptions import ExperimentalWarning
 
@@ -47,7 +50,7 @@ def redact(url: str) -> str:
     return redact_url_credentials(url)
 
 
-def study_name(config, features_identity: str) -> str:
+def study_name(config: Any, features_identity: str) -> str:
     """Same data, model and search settings → same study, whatever the budget; so a rerun continues it."""
     from trainpipe.hashing import canonical_hash
 
@@ -75,7 +78,7 @@ def check_storage_url(url: str) -> None:
     require_driver(url, "tuning.storage")
 
 
-def open_storage(url: str, tuning, created: bool = False):
+def open_storage(url: str, tuning: TuningConfig, created: bool = False) -> Any:
     """RDBStorage with heartbeats; an SQLite file gets a 30 s lock timeout and WAL journaling.
     `created`: the tables exist (a worker started after the study was created) and need no check.
     A creation race (see CREATION_RACES) is raised as it is, for `open_study` to retry."""
@@ -107,7 +110,7 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def is_creation_race(exc: BaseException) -> bool:
+def is_creation_race(exc: BaseException | None) -> bool:
     """Whether `exc` (or what caused it) is another process creating the same tables or study."""
     seen = 0
     while exc is not None and seen < 5:
@@ -117,7 +120,7 @@ def is_creation_race(exc: BaseException) -> bool:
     return False
 
 
-def creation_lock(url: str):
+def creation_lock(url: str) -> contextlib.AbstractContextManager:
     """A file lock next to a local SQLite database (`.<file>.lock`); nothing for a server: its callers retry."""
     if not url.startswith("sqlite:///"):
         return contextlib.nullcontext()
@@ -128,7 +131,8 @@ def creation_lock(url: str):
     return FileLock(str(path.with_name(f".{path.name}.lock")), timeout=120)
 
 
-def open_study(url: str, tuning, name: str, direction: str, attrs: dict | None = None):
+def open_study(url: str, tuning: TuningConfig, name: str, direction: str,
+               attrs: dict | None = None) -> tuple[Any, Any]:
     """(storage, study): Optuna's tables and the study created once, whoever else starts at the same moment.
     Call it inside `creation_lock(url)`; for a server the creation is retried on CREATION_RACES."""
     for attempt in range(CREATION_ATTEMPTS):
@@ -146,7 +150,7 @@ def open_study(url: str, tuning, name: str, direction: str, attrs: dict | None =
     raise AssertionError("unreachable")
 
 
-def _fewer_syncs(engine) -> None:
+def _fewer_syncs(engine: Any) -> None:
     """WAL with synchronous=NORMAL: a commit no longer waits for the disk (each trial makes ~20: parameters,
     reports, attributes). A killed process loses nothing; only a power cut can lose the last commits."""
     from sqlalchemy import event
@@ -169,7 +173,7 @@ def _prepare_sqlite(path: Path) -> None:
         connection.close()
 
 
-def make_sampler(tuning, space: dict, seed: int):
+def make_sampler(tuning: TuningConfig, space: dict, seed: int) -> Any:
     optuna = _quiet()
     kind = tuning.sampler
     if kind.type == "tpe":
@@ -191,7 +195,7 @@ def make_sampler(tuning, space: dict, seed: int):
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=kind.population_size)
 
 
-def make_pruner(tuning):
+def make_pruner(tuning: TuningConfig) -> Any:
     optuna = _quiet()
     p = tuning.pruner
     if p.type == "hyperband":
@@ -204,11 +208,11 @@ def make_pruner(tuning):
     return optuna.pruners.NopPruner()
 
 
-def directions(tuning, direction: str) -> list[str]:
+def directions(tuning: TuningConfig, direction: str) -> list[str]:
     return [direction, "minimize"] if tuning.latency_objective else [direction]
 
 
-def create_study(name: str, storage, tuning, direction: str, attrs: dict | None = None):
+def create_study(name: str, storage: Any, tuning: TuningConfig, direction: str, attrs: dict | None = None) -> Any:
     """Create the study (or load it when it exists) and set its attributes once; `open_study` calls it."""
     optuna = _quiet()
     study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
@@ -219,7 +223,7 @@ def create_study(name: str, storage, tuning, direction: str, attrs: dict | None 
     return study
 
 
-def load_study(name: str, storage, tuning, seed: int, space: dict):
+def load_study(name: str, storage: Any, tuning: TuningConfig, seed: int, space: dict) -> Any:
     optuna = _quiet()
     return optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(tuning, space, seed),
                              pruner=make_pruner(tuning))
@@ -235,7 +239,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _dead(trial, host: str, grace_period: float, now: datetime.datetime) -> bool:
+def _dead(trial: Any, host: str, grace_period: float, now: datetime.datetime) -> bool:
     worker = str(trial.user_attrs.get("worker", ""))
     if not worker:  # killed between Optuna's ask and the objective's first line: no heartbeat was ever written
         started = trial.datetime_start
@@ -244,7 +248,7 @@ def _dead(trial, host: str, grace_period: float, now: datetime.datetime) -> bool
     return trial_host == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
 
 
-def recover_dead_trials(study, grace_period: float, now: datetime.datetime | None = None) -> list[int]:
+def recover_dead_trials(study: Any, grace_period: float, now: datetime.datetime | None = None) -> list[int]:
     """Fail and retry RUNNING trials whose worker process on this host is gone, without waiting out the
     heartbeat grace period, and those killed before their first heartbeat (which Optuna never finds stale).
     Trials of live workers on other hosts are left to the heartbeat."""
@@ -262,14 +266,14 @@ def recover_dead_trials(study, grace_period: float, now: datetime.datetime | Non
     return recovered
 
 
-def _engine(study):
+def _engine(study: Any) -> Any:
     """The SQLAlchemy engine of an RDB storage (None for others). Counting through Optuna's API rebuilds every
     trial of the study (~13 ms per call at 20 trials, growing with the study): budgets check after each trial."""
     storage = getattr(study._storage, "_backend", study._storage)
     return getattr(storage, "engine", None)
 
 
-def counts(study) -> dict[str, int]:
+def counts(study: Any) -> dict[str, int]:
     """Trials by state name."""
     engine = _engine(study)
     if engine is not None:  # one COUNT query on Optuna's own tables
@@ -285,12 +289,12 @@ def counts(study) -> dict[str, int]:
     return out
 
 
-def finished(study) -> int:
+def finished(study: Any) -> int:
     c = counts(study)
     return sum(c.get(s, 0) for s in FINISHED)
 
 
-def best_trial(study, direction: str):
+def best_trial(study: Any, direction: str) -> Any:
     """Single objective: Optuna's best. Two objectives: the Pareto-optimal trial best on the metric."""
     from optuna.trial import TrialState
 
@@ -302,7 +306,7 @@ def best_trial(study, direction: str):
     return pick(study.best_trials, key=lambda t: t.values[0])
 
 
-def total_cost(study) -> float:
+def total_cost(study: Any) -> float:
     """USD spent by the study's trials (their `trainpipe.cost_usd` attribute)."""
     import json
 

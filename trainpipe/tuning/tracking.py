@@ -8,12 +8,13 @@ kept in the study's user attributes and a rerun reopens it.
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trainpipe.tracking.tracker import _retry, history_key, param_key
 
@@ -29,11 +30,11 @@ def metric_names(metric: str, latency: bool) -> list[str]:
     return [f"validation_{metric}"] + (["latency_p99_row_ms"] if latency else [])
 
 
-def _ms(moment) -> int | None:
+def _ms(moment: Any) -> int | None:
     return int(moment.timestamp() * 1000) if moment is not None else None
 
 
-def open_parent(tracker: Tracker, experiment: str, study, tags: dict[str, str]) -> str:
+def open_parent(tracker: Tracker, experiment: str, study: Any, tags: dict[str, str]) -> str:
     """The study's parent run: reopened when the study already has one, else created."""
     known = study.user_attrs.get(PARENT_ATTR)
     if known:
@@ -47,7 +48,7 @@ def open_parent(tracker: Tracker, experiment: str, study, tags: dict[str, str]) 
     return run_id
 
 
-def trial_record(trial, metric_names: list[str]) -> tuple[dict, dict, dict[str, list], dict]:
+def trial_record(trial: Any, metric_names: list[str]) -> tuple[dict, dict, dict[str, list], dict]:
     """(params, metrics, intermediate values by step, tags) of one finished trial: a pure function."""
     params = {k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in trial.params.items()}
     metrics = {}
@@ -80,7 +81,8 @@ class TrialLogger:
     def __init__(self, open_tracker: Callable[[], Tracker], experiment_id: str, parent_run_id: str, study_name: str,
                  metric_names: list[str]):
         # Opened on the logging thread: importing MLflow (~2 s) then overlaps the first trial.
-        self.open_tracker, self.tracker = open_tracker, None
+        self.open_tracker = open_tracker
+        self.tracker: Tracker | None = None
         self.experiment_id, self.parent = experiment_id, parent_run_id
         self.study_name, self.metric_names = study_name, metric_names
         self.error: BaseException | None = None
@@ -88,7 +90,7 @@ class TrialLogger:
         self._thread = threading.Thread(target=self._work, name="trainpipe-trial-tracking", daemon=True)
         self._thread.start()
 
-    def __call__(self, study, trial) -> None:
+    def __call__(self, study: Any, trial: Any) -> None:
         self._queue.put(trial)
 
     def _work(self) -> None:
@@ -99,9 +101,9 @@ class TrialLogger:
                 except BaseException as exc:  # raised by close() in the worker's thread
                     self.error = exc
 
-    def _log(self, trial) -> None:
-        self.tracker = self.tracker or self.open_tracker()
-        log_trial(self.tracker.client, self.experiment_id, self.parent, self.study_name, self.metric_names, trial)
+    def _log(self, trial: Any) -> None:
+        tracker = self.tracker = self.tracker or self.open_tracker()
+        log_trial(tracker.client, self.experiment_id, self.parent, self.study_name, self.metric_names, trial)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -110,7 +112,8 @@ class TrialLogger:
             raise self.error
 
 
-def log_trial(client, experiment_id: str, parent: str, study_name: str, metric_names: list[str], trial) -> None:
+def log_trial(client: Any, experiment_id: str, parent: str, study_name: str, metric_names: list[str],
+              trial: Any) -> None:
     """One finished trial as a nested run: create, one log_batch (per 1000 metrics), terminate."""
     from mlflow.entities import Metric, Param
 
@@ -118,17 +121,17 @@ def log_trial(client, experiment_id: str, parent: str, study_name: str, metric_n
     run = _retry(lambda: client.create_run(
         experiment_id, start_time=_ms(trial.datetime_start), run_name=f"trial {trial.number}",
         tags={"mlflow.parentRunId": parent, "optuna.study": study_name, **tags}))
-    end = _ms(trial.datetime_complete) or _ms(trial.datetime_start)
+    end = _ms(trial.datetime_complete) or _ms(trial.datetime_start) or 0
     items = [Metric(param_key(k), v, end, 0) for k, v in metrics.items()]
     items += [Metric(k, float(v), end, int(step)) for k, values in steps.items() for step, v in values]
     batch_params = [Param(param_key(k), v[:6000]) for k, v in params.items()]
     for start in range(0, max(len(items), 1), 1000):  # MLflow's log_batch limit
         chunk, first = items[start:start + 1000], batch_params if start == 0 else []
-        _retry(lambda c=chunk, p=first: client.log_batch(run.info.run_id, metrics=c, params=p))
+        _retry(functools.partial(client.log_batch, run.info.run_id, metrics=chunk, params=first))
     _retry(lambda: client.set_terminated(run.info.run_id, status=STATES.get(trial.state.name, "KILLED"), end_time=end))
 
 
-def backfill(tracker: Tracker, experiment_id: str, parent: str, study, metric_names: list[str]) -> int:
+def backfill(tracker: Tracker, experiment_id: str, parent: str, study: Any, metric_names: list[str]) -> int:
     """Log the finished trials that have no complete run: those a killed worker had not logged (or was killed
     while logging: that half-written run is deleted), and those failed by heartbeat after their worker died.
     Returns how many were logged."""
@@ -139,7 +142,7 @@ def backfill(tracker: Tracker, experiment_id: str, parent: str, study, metric_na
                                           max_results=1000, page_token=token)
         for run in page:
             if run.info.status == "RUNNING" and _abandoned(run):
-                _retry(lambda r=run: tracker.client.delete_run(r.info.run_id))
+                _retry(functools.partial(tracker.client.delete_run, run.info.run_id))
             elif "optuna.trial_number" in run.data.tags:
                 logged.add(int(run.data.tags["optuna.trial_number"]))
         token = page.token
@@ -151,7 +154,7 @@ def backfill(tracker: Tracker, experiment_id: str, parent: str, study, metric_na
     return len(missing)
 
 
-def _abandoned(run) -> bool:
+def _abandoned(run: Any) -> bool:
     """A trial run left RUNNING by a dead logger of this host. Another `trainpipe tune` on this host (a second
     `--join`) may be writing its run right now, so the worker's process must be gone too; a remote worker's run
     may be mid-write: it is left alone."""

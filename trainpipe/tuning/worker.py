@@ -17,11 +17,15 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from trainpipe.errors import ModelError, TrainpipeError
+
+if TYPE_CHECKING:
+    from trainpipe.tuning.objective import ObjectiveSettings, TrialData
+    from trainpipe.tuning.tracking import TrialLogger
 
 JOB_ENV = "TRAINPIPE_TUNING_JOB"  # the job with its real values, passed from the stage to its workers
 WORKER_ENTRY = "trainpipe.stages.tune"  # `python -m` this module runs `main` with the config assembly
@@ -44,7 +48,7 @@ class WorkerJob:
     store_root: str | None = None  # the run's store (`--store` may differ from the config's `store:`)
 
 
-def build_settings(config, job: WorkerJob, info: dict):
+def build_settings(config: Any, job: WorkerJob, info: dict) -> ObjectiveSettings:
     from trainpipe.tuning.objective import ObjectiveSettings
     from trainpipe.tuning.space import family_space
 
@@ -59,7 +63,7 @@ def build_settings(config, job: WorkerJob, info: dict):
         trial_timeout=tuning.trial_timeout, usd_per_hour=tuning.cost.rate)
 
 
-def load_data(job: WorkerJob, settings):
+def load_data(job: WorkerJob, settings: ObjectiveSettings) -> TrialData:
     from trainpipe.tuning.objective import TrialData, cv_folds
 
     folder = Path(job.features_dir)
@@ -72,7 +76,7 @@ def load_data(job: WorkerJob, settings):
     return data
 
 
-def run_worker(job: WorkerJob, index: int, storage=None, progress: bool = False, *, config) -> dict:
+def run_worker(job: WorkerJob, index: int, storage: Any = None, progress: bool = False, *, config: Any) -> dict:
     """Optimise the shared study until n_trials, timeout, max_cost or repeated failures end it.
     config: the pipeline config built from `job.config`; progress: a live line of the study's trials on a
     terminal (the stage's own worker, without --json)."""
@@ -93,7 +97,7 @@ def run_worker(job: WorkerJob, index: int, storage=None, progress: bool = False,
     logger = _trial_logger(config, job)
     shown = TrialProgress(progress, study, tuning, job.metric)
 
-    def recover(study, trial) -> None:  # another worker of this machine may have died meanwhile
+    def recover(study: Any, trial: Any) -> None:  # another worker of this machine may have died meanwhile
         recovered.extend(recover_dead_trials(study, tuning.grace_period))
 
     try:
@@ -108,8 +112,8 @@ def run_worker(job: WorkerJob, index: int, storage=None, progress: bool = False,
     return {"worker": index, "stopped_by": budget.conclude(study), "trials_run": budget.ran, "recovered": recovered}
 
 
-def _trial_logger(config, job: WorkerJob):
-    if not (config.tracking.enabled and job.parent_run_id):
+def _trial_logger(config: Any, job: WorkerJob) -> TrialLogger | None:
+    if not (config.tracking.enabled and job.parent_run_id and job.experiment_id):
         return None
     from trainpipe.store import Store
     from trainpipe.tracking.tracker import Tracker
@@ -121,7 +125,7 @@ def _trial_logger(config, job: WorkerJob):
                        names)
 
 
-def _die_with_parent():
+def _die_with_parent() -> Callable[[], Any] | None:
     """Linux: a preexec_fn making the kernel SIGKILL the worker when the process that started it dies. libc is
     loaded here, in the parent: the child runs only the prctl call (no imports: the stage has threads)."""
     if not sys.platform.startswith("linux"):

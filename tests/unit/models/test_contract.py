@@ -1,11 +1,14 @@
-"""The contract every registered model family must meet; a new family is tested by registering it."""
+"""The contract every registered model family must meet; a new family is tested by registering it.
+
+The checks are plain functions (`check_*`), so that a family registered at run time (a plugin:
+tests/unit/models/test_family_plugin.py) runs the same suite as trainpipe's own."""
 
 import numpy as np
 import pytest
 
 from trainpipe.evaluation.metrics import METRICS
 from trainpipe.models import FAMILIES, ModelConfig, build_family, get_family, load_family
-from trainpipe.models.base import ModelFamily
+from trainpipe.models.base import ModelFamily, ScaffoldDefaults
 
 TASKS = {"binary": 2, "multiclass": 3, "regression": 0}
 FAST = {"xgboost": {"n_estimators": 15}, "lightgbm": {"n_estimators": 15, "min_child_samples": 5}, "sklearn": {"max_iter": 15},
@@ -30,17 +33,16 @@ def make_data(task, n=300, seed=0):
     return X[:200], y[:200], X[200:], y[200:]
 
 
-@pytest.mark.parametrize("task", TASKS)
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_family_fits_predicts_reports_and_round_trips(family, task, tmp_path):
+# -- the suite ------------------------------------------------------------------------------------
+def check_fits_predicts_reports_and_round_trips(family: str, params: dict, task: str, folder) -> None:
     X, y, Xv, yv = make_data(task)
-    model = build_family(ModelConfig(type=family, params=FAST[family]), task, TASKS[task], seed=0, threads=1)
+    model = build_family(ModelConfig(type=family, params=params), task, TASKS[task], seed=0, threads=1)
     assert isinstance(model, ModelFamily)
     reports = []
     result = model.fit(X, y, Xv, yv, early_stopping_rounds=5,
                        report=lambda step, values: reports.append((step, values)) or False)
     assert result.iterations >= 1
-    if family != "sklearn" or task != "regression":
+    if get_family(family).iteration_param is not None or task != "regression":  # sklearn regression: one fit, no value
         assert reports and all(isinstance(v, float) for _, vals in reports for v in vals.values())
     # one naming for per-iteration and final metrics: validation_log_loss, never validation_logloss
     named = {k for k in result.history} | {k for _, vals in reports for k in vals}
@@ -51,34 +53,70 @@ def test_family_fits_predicts_reports_and_round_trips(family, task, tmp_path):
         proba = model.predict_proba(Xv)
         assert proba.shape == (len(Xv), TASKS[task]) and np.allclose(proba.sum(axis=1), 1.0)
         assert (pred == yv).mean() > 0.6
-    model.save(tmp_path / "m")
-    loaded = load_family(tmp_path / "m")
+    model.save(folder / "m")
+    loaded = load_family(folder / "m")
     assert np.array_equal(loaded.predict(Xv), pred)
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_report_returning_true_stops_training(family):
-    if family == "sklearn":
-        pytest.skip("a single-fit estimator has no iterations to stop")
+def check_report_returning_true_stops_training(family: str, params: dict) -> None:
     X, y, Xv, yv = make_data("binary")
-    model = build_family(ModelConfig(type=family, params=LONG[family]), "binary", 2, seed=0, threads=1)
+    model = build_family(ModelConfig(type=family, params=params), "binary", 2, seed=0, threads=1)
     result = model.fit(X, y, Xv, yv, report=lambda step, values: step >= 4)
     assert result.iterations <= 6
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_default_search_space_names_real_parameters(family):
+def check_default_search_space_names_real_parameters(family: str) -> None:
     space = get_family(family).default_search_space("binary")
     assert space and all(spec["type"] in ("int", "float", "categorical") for spec in space.values())
     get_family(family).check_config({k: (s.get("low") or 1) for k, s in space.items()}, None, "binary")
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_same_seed_gives_identical_predictions(family):
+def check_same_seed_gives_identical_predictions(family: str, params: dict) -> None:
     X, y, Xv, yv = make_data("binary")
     preds = []
     for _ in range(2):
-        model = build_family(ModelConfig(type=family, params=FAST[family]), "binary", 2, seed=7, threads=2)
+        model = build_family(ModelConfig(type=family, params=params), "binary", 2, seed=7, threads=2)
         model.fit(X, y, Xv, yv)
         preds.append(model.predict_proba(Xv))
     assert np.array_equal(preds[0], preds[1])
+
+
+def check_declares_what_the_rest_of_trainpipe_reads(family: str) -> None:
+    """iteration_param (tuning's retrain), requirements (packaging), scaffold (init), user code (the train key)."""
+    cls = get_family(family)
+    assert cls.name == family
+    if cls.iteration_param is not None:  # a real parameter of the family, taking an iteration count
+        cls.check_config({cls.iteration_param: 3}, None, "binary")
+    assert all(isinstance(r, str) or (isinstance(r, tuple) and all(isinstance(a, str) for a in r))
+               for r in cls.requirements)
+    assert cls.scaffold is None or isinstance(cls.scaffold, ScaffoldDefaults)
+    assert cls.user_code_hashes(None) == {}
+
+
+# -- trainpipe's own families -----------------------------------------------------------------------
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_fits_predicts_reports_and_round_trips(family, task, tmp_path):
+    check_fits_predicts_reports_and_round_trips(family, FAST[family], task, tmp_path)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_report_returning_true_stops_training(family):
+    if get_family(family).iteration_param is None:
+        pytest.skip("a single-fit estimator has no iterations to stop")
+    check_report_returning_true_stops_training(family, LONG[family])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_default_search_space_names_real_parameters(family):
+    check_default_search_space_names_real_parameters(family)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_same_seed_gives_identical_predictions(family):
+    check_same_seed_gives_identical_predictions(family, FAST[family])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_declares_what_the_rest_of_trainpipe_reads(family):
+    check_declares_what_the_rest_of_trainpipe_reads(family)

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from trainpipe.config import PipelineConfig
 from trainpipe.tools.config_docs import render_reference
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 REGENERATE = "python -m trainpipe.tools.config_docs > docs/configuration.md"
 
 
