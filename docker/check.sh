@@ -19,7 +19,7 @@ sh docker/install.sh trainpipe "$work/venv"
 rm -rf build
 
 mkdir -p "$work/pipeline"
-"$work/venv/bin/python" -c "from trainpipe.datasets import breast_cancer; \
+"$work/venv/bin/python" -c "from trainpipe.tools.datasets import breast_cancer; \
 breast_cancer().to_parquet('$work/pipeline/bc.parquet', index=False)"
 cat > "$work/pipeline/pipeline.yaml" <<YAML
 name: image-check

@@ -142,3 +142,33 @@ def test_a_broken_champion_fails_the_gate_with_the_commands_that_repair_it(
     assert cli_json("models", "promote", "bc", "2", *store_args)[0] == 0  # the repair the message names
     code, repaired = cli_json("run", str(base), "--set", "model.params.n_estimators=62")
     assert code == 0 and repaired["gate"]["champion"]["champion_version"] == "2", repaired
+
+
+def test_models_list_and_promote_through_the_cli_move_the_champion_by_compare_and_set(cli, cli_json, write_config,
+                                                                                      bc_config, store):
+    store_args = ("--store", str(store))
+    base = write_config(bc_config, "base.yaml")
+    assert cli_json("run", str(base))[0] == 0
+    code, second = cli_json("run", str(base), "--set", "model.params.n_estimators=61")  # a tie: v2 stays challenger
+    assert code == 0 and second["registered"]["aliases"] == ["challenger"], second
+
+    code, models = cli_json("models", "list", *store_args)  # every registered model (the lock's are hidden)
+    assert code == 0 and models["models"] == [{"name": "bc", "aliases": {"champion": "1", "challenger": "2"},
+                                               "latest": 2}], models
+    text = cli("models", "list", "bc", *store_args)
+    assert text.returncode == 0 and "Model bc" in text.stdout and "@champion" in text.stdout, text.stderr
+    rows = [line for line in text.stdout.splitlines() if "@" in line]  # newest version first: v2, then v1
+    assert len(rows) == 2 and "@challenger" in rows[0] and "@champion" in rows[1], text.stdout
+
+    code, moved = cli_json("models", "promote", "bc", "2", "--expect", "1", "--reason", "reviewed", *store_args)
+    assert code == 0 and (moved["alias"], moved["from"], moved["to"], moved["action"], moved["reason"]) == (
+        "champion", "1", "2", "promote", "reviewed"), moved
+    code, listed = cli_json("models", "list", "bc", *store_args)
+    assert [(v["version"], v["aliases"]) for v in listed["versions"]] == [("2", ["challenger", "champion"]), ("1", [])]
+
+    stale = cli("models", "promote", "bc", "1", "--expect", "1", *store_args)  # the champion moved meanwhile
+    assert stale.returncode == 2 and "Traceback" not in stale.stderr, stale.stderr
+    assert "@champion now points at version 2, not version 1" in stale.stderr and "nothing changed" in stale.stderr
+    code, history = cli_json("models", "history", "bc", *store_args)
+    assert [(e["from"], e["to"], e["action"]) for e in history["history"] if e["alias"] == "champion"] == [
+        (None, "1", "auto-promote"), ("1", "2", "promote")]  # the refused move left no entry

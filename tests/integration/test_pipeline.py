@@ -277,6 +277,8 @@ def test_a_resume_whose_tracking_fails_keeps_the_run_folder(flaky_config, store)
     (store / "runs" / run_id / "run.json").write_text(json.dumps(meta))
     (store / "mlflow.db").write_bytes(b"this is not a database")
     flag.unlink()
-    with pytest.raises(Exception):
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="file is not a database"):  # the store's own error, not another one
         run_pipeline(None, Store.locate(str(store)), resume=run_id)
     assert (store / "runs" / run_id / "features" / "manifest.json").exists()

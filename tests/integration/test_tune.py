@@ -53,7 +53,12 @@ def test_tune_then_train_with_the_best_params_tracked_and_registered(bc_config, 
     trained = json.loads(Path(summary["run_dir"], "train", "model", "family.json").read_text())["params"]
     for name, value in best["params"].items():
         assert trained[name] == value
-    assert best["params"] == {k: v for k, v in study.best_trial.params.items()} or family == "torch_mlp"
+    # the best trial's values as Optuna stored them; list choices (torch_mlp's hidden_dims) travel as JSON text
+    stored = study.best_trial.params
+    assert best["params"] == {k: json.loads(v) if isinstance(best["params"].get(k), list) else v
+                              for k, v in stored.items()}
+    if family == "torch_mlp":
+        assert isinstance(best["params"]["hidden_dims"], list) and isinstance(stored["hidden_dims"], str)
     if family == "lightgbm":  # train + validation: the best trial's round count, no early stopping
         assert trained["n_estimators"] == best["best_iteration"] + 1
     if family == "xgboost":  # plots cost seconds of matplotlib: checked once

@@ -35,7 +35,8 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: str = Field("xgboost", description=f"Model family: one of {sorted(FAMILIES)}; task ranking: "
+    type: str = Field("xgboost", description=f"Model family: one of {sorted(FAMILIES)}, or a family an installed "
+                      "plugin registers (entry-point group trainpipe.families, docs/architecture.md); task ranking: "
                       f"{', '.join(sorted(RANKING_FAMILIES))} (its default).")
     params: dict[str, Any] = Field(default_factory=dict, description="Family parameters (the library's own names).")
     estimator: str | None = Field(None, description="type sklearn: import path, e.g. sklearn.ensemble.RandomForestClassifier.")

@@ -26,10 +26,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from trainpipe import __version__
 from trainpipe.config import PipelineConfig, config_from_dict, config_hash, dump_config
 from trainpipe.errors import Preempted, RunError, TrainpipeError
-from trainpipe.hashing import canonical_hash
-from trainpipe.pipeline.run_folder import (changed_outputs, file_digests, file_hashes, file_sizes, link_tree,
-                                           lock_run, outputs_present, replace_dir, write_json)
-from trainpipe.pipeline.stages import RUNNERS, SPECS, STAGE_NAMES, StageSpec, active_stages
+from trainpipe.pipeline.cache import RunCache
+from trainpipe.pipeline.run_folder import (file_digests, file_sizes, lock_run, replace_dir, write_json)
+from trainpipe.pipeline.stages import RUNNERS, SPECS, STAGE_NAMES, active_stages
 from trainpipe.pipeline.tracking import RunTracking
 from trainpipe.redaction import redact_url_credentials, redacted_keys, scrub
 from trainpipe.stages.context import StageContext, read_manifest
@@ -60,6 +59,7 @@ class Run:
         self.dir = store.run_dir(run_id)
         self.tracking = RunTracking(store, config, meta.get("mlflow_run_id"))
         self.task = task_for(config)  # what differs between tasks, chosen once for the run
+        self.cache = RunCache(store, run_id, self.dir, config)
         self.created_here = False  # set by create(): only a brand-new run folder may be removed on failure
         self._lock: BaseFileLock | None = None
 
@@ -197,98 +197,17 @@ class Run:
         return scrub(text, self.config.credentials())
 
     # -- stages ------------------------------------------------------------------------------
-    def cache_key(self, spec: StageSpec) -> str:
-        upstream = {}
-        for name in spec.upstream:
-            if not SPECS[name].active(self.config):
-                continue  # an optional stage that is off (tune without tuning) is no input
-            manifest = read_manifest(self.dir / name)
-            if not manifest or manifest.get("status") not in ("completed", "reused"):
-                raise RunError(f"stage {spec.name} needs stage {name}, which has not completed in run {self.run_id}",
-                               key="stage")
-            upstream[name] = manifest["identity"]
-        doc = {"stage": spec.name, "version": __version__, "upstream": upstream,
-               "sections": {s: self.config.hashed_section(s) for s in spec.sections},  # no credential in a key
-               "user_code": spec.code(self.config), "files": file_hashes(spec.files(self.config)),
-               **spec.inputs(self.config)}
-        if not spec.reusable:
-            doc["nonce"] = secrets.token_hex(8)
-        return canonical_hash(doc)
-
-    def _cache_index(self, name: str, key: str) -> Path:
-        return self.store.cache_dir / "index" / name / f"{key}.json"
-
-    def _find_reusable(self, name: str, key: str, use_cache: bool) -> tuple[Path, str] | None:
-        """A finished stage folder with this key whose outputs are present at their sizes (content is checked
-        by _reuse, on the files actually reused)."""
-        own = self.dir / name
-        manifest = read_manifest(own)
-        if manifest and manifest.get("cache_key") == key and outputs_present(own, manifest):
-            return own, self.run_id
-        if not use_cache:
-            return None
-        try:
-            entry = json.loads(self._cache_index(name, key).read_text())
-            other = Path(entry["stage_dir"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        manifest = read_manifest(other)
-        if manifest and manifest.get("cache_key") == key and outputs_present(other, manifest):
-            return other, entry.get("run_id")
-        return None
-
-    def _reuse(self, name: str, key: str, source_dir: Path, source_run: str) -> tuple[dict | None, str | None]:
-        """(the reused stage's manifest, None), or (None, why it must be recomputed instead).
-
-        Another run's folder is hard-linked in first and the links are what get verified; a source that
-        changes or disappears meanwhile (a concurrent run replacing it) is a lost race, not an error.
-        """
-        final, started = self.dir / name, time.perf_counter()
-        whose = "this run's" if source_dir == final else f"run {source_run}'s"
-        if source_dir == final:
-            manifest = read_manifest(final) or {}
-            changed = changed_outputs(final, manifest)
-        else:
-            tmp = self.dir / f".{name}.tmp"
-            try:
-                link_tree(source_dir, tmp)
-            except OSError:
-                shutil.rmtree(tmp, ignore_errors=True)
-                return None, f"{whose} cached {name} changed while it was being reused"
-            manifest = read_manifest(tmp) or {}
-            changed = changed_outputs(tmp, manifest) if manifest and manifest.get("cache_key") == key else ["manifest.json"]
-            if changed is None or changed:
-                shutil.rmtree(tmp, ignore_errors=True)
-        if changed is None:
-            return None, f"{whose} cached {name} has no content hashes (written by an older trainpipe)"
-        if changed:
-            shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-            return None, f"{whose} cached {name} has files changed since they were written: {shown}"
-        if source_dir == final:
-            manifest = {k: v for k, v in manifest.items() if k != "recomputed_because"}  # said when it was computed
-            if manifest["status"] != "reused":
-                manifest = {**manifest, "status": "reused", "reused_from": self.run_id, "seconds": 0.0,
-                            "computed_seconds": manifest.get("seconds")}
-            return manifest, None
-        manifest.update(status="reused", reused_from=source_run, run_id=self.run_id,
-                        computed_seconds=manifest.get("computed_seconds", manifest.get("seconds")),
-                        seconds=round(time.perf_counter() - started, 3))
-        manifest.pop("recomputed_because", None)
-        write_json(tmp / "manifest.json", manifest)  # a new file: the source's manifest link is left alone
-        replace_dir(tmp, final)
-        return manifest, None
-
     def run_stage(self, name: str, memo: dict | None = None, use_cache: bool = True, on_event: Event | None = None,
                   resume_anyway: bool = False, progress: bool = False) -> dict:
         spec = SPECS[name]
         memo = {} if memo is None else memo
-        key = self.cache_key(spec)
+        key = self.cache.key(spec)
         final = self.dir / name
         emit = on_event or (lambda kind, payload: None)
-        found = self._find_reusable(name, key, use_cache)
+        found = self.cache.find_reusable(name, key, use_cache)
         recomputed_because = None
         if found is not None:
-            manifest, recomputed_because = self._reuse(name, key, *found)
+            manifest, recomputed_because = self.cache.reuse(name, key, *found)
             if manifest is not None:
                 self._record(name, manifest, final)
                 emit("stage_done", manifest)
@@ -337,7 +256,7 @@ class Run:
         write_json(tmp / "manifest.json", manifest)
         replace_dir(tmp, final)
         shutil.rmtree(self.dir / f"{name}.failed", ignore_errors=True)
-        index = self._cache_index(name, key)
+        index = self.cache.index(name, key)
         index.parent.mkdir(parents=True, exist_ok=True)
         # Runs computing the same stage at once each write this entry under a temporary name of their own;
         # the last rename wins and every version of it points at a complete stage folder.

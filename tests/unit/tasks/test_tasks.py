@@ -1,0 +1,39 @@
+"""The seam between tasks: one implementation per task, picked once from `config.task`, each with every
+method of the Task protocol."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from trainpipe.config import config_from_dict
+from trainpipe.tasks import task_for
+from trainpipe.tasks.base import Task
+from trainpipe.tasks.ranking import RankingTask
+from trainpipe.tasks.tabular import TabularTask
+
+TABULAR = {"task": "binary", "data": {"path": "d.csv", "target": "y"}, "evaluation": {"primary_metric": "log_loss"}}
+RANKING = {"task": "ranking", "data": {"path": "d.csv"}, "ranking": {"user": "u", "item": "i", "k": [20, 5]}}
+
+
+@pytest.mark.parametrize("doc, cls", [(TABULAR, TabularTask), ({**TABULAR, "task": "regression",
+                                                                  "evaluation": {}}, TabularTask),
+                                      (RANKING, RankingTask)])
+def test_the_task_is_picked_from_config_task(doc, cls):
+    assert type(task_for(config_from_dict(doc))) is cls
+
+
+@pytest.mark.parametrize("cls", [TabularTask, RankingTask])
+def test_each_task_implements_every_method_of_the_protocol_with_its_signature(cls):
+    wanted = {n: m for n, m in vars(Task).items() if inspect.isfunction(m) and not n.startswith("_")}
+    assert len(wanted) == 13
+    for name, method in wanted.items():
+        assert inspect.signature(getattr(cls, name)).parameters.keys() == inspect.signature(method).parameters.keys(), name
+
+
+def test_the_headline_metric_is_the_tasks():
+    assert task_for(config_from_dict(TABULAR)).primary_metric() == ("log_loss", "min")
+    assert task_for(config_from_dict({**TABULAR, "task": "regression", "evaluation": {}})).primary_metric() == \
+        ("rmse", "min")
+    assert task_for(config_from_dict(RANKING)).primary_metric() == ("recall_at_20", "max")  # the first cut-off
