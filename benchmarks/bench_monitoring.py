@@ -52,12 +52,10 @@ def table(rows: int, text_columns: int, seed: int = 0) -> pd.DataFrame:
 def bench_drift(rows: int, repeats: int) -> dict:
     from trainpipe.data.drift import DriftConfig, compare, summarize
 
-    out = {}
-    for name, text in (("numeric", 0), ("mixed", 4)):
-        frame, current = table(rows, text, 0), table(rows, text, 1)
+    def measure(frame: pd.DataFrame, current: pd.DataFrame) -> dict:
         numeric = frame.select_dtypes("number")
         summary = summarize(frame)
-        out[name] = {
+        row = {
             "summarize_s": timed(lambda: summarize(frame), repeats),
             "compare_s": timed(lambda: compare(current, summary, DriftConfig()), repeats),
             "describe_s": timed(lambda: frame.describe(include="all"), repeats),
@@ -66,10 +64,11 @@ def bench_drift(rows: int, repeats: int) -> dict:
             "summary_bytes": len(json.dumps(summary)),
             "status_on_same_distribution": compare(current, summary, DriftConfig()).status,
         }
-        row = out[name]
         row["summarize_vs_describe"] = row["summarize_s"] / row["describe_s"]
         row["summarize_vs_np_quantile"] = row["summarize_s"] / row["np_quantile_s"]
-    return out
+        return row
+
+    return {name: measure(table(rows, text, 0), table(rows, text, 1)) for name, text in (("numeric", 0), ("mixed", 4))}
 
 
 def workload(seconds_hint: float = 6.0) -> None:

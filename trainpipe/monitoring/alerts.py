@@ -25,15 +25,21 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trainpipe.monitoring.channels import (ChannelError, EmailChannel, EmailConfig, TerminalChannel, WebhookChannel,
-                                           WebhookConfig)
+from trainpipe.monitoring.channels import (
+    ChannelError,
+    EmailChannel,
+    EmailConfig,
+    TerminalChannel,
+    WebhookChannel,
+    WebhookConfig,
+)
 from trainpipe.monitoring.events import EVENT_KINDS, Event, EventKind, Severity, severity_rank
 from trainpipe.monitoring.throttle import STATE_FILE_NAME, Throttle
 from trainpipe.redaction import MIN_SCRUBBED_LENGTH, scrub
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AlertsConfig", "Alerter", "AlertOutcome", "Delivery", "STATE_FILE_NAME", "redact_event"]
+__all__ = ["STATE_FILE_NAME", "AlertOutcome", "Alerter", "AlertsConfig", "Delivery", "redact_event"]
 
 
 class AlertsConfig(BaseModel):

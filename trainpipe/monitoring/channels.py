@@ -137,8 +137,8 @@ def email_message(event: Event, sender: str, to: list[str], prefix: str, suppres
     lines = [event.summary, "", f"kind:     {event.kind}", f"severity: {event.severity}",
              f"run:      {event.run_id or '-'}", f"time:     {event.iso_time}"]
     if suppressed:
-        lines += ["", f"{suppressed} more alerts were held back by the rate limit (alerts.max_per_hour) since the "
-                      "last one sent."]
+        lines += ["", (f"{suppressed} more alerts were held back by the rate limit (alerts.max_per_hour) since "
+                       "the last one sent.")]
     if event.details:
         lines += ["", "details:", json.dumps(event.details, indent=2, default=str, ensure_ascii=False)]
     message.set_content("\n".join(lines) + "\n")

@@ -91,8 +91,8 @@ class BudgetConfig(BaseModel):
 def budget_problems(budget: BudgetConfig, cost: CostConfig) -> list[str]:
     """Cross-section checks, one line each naming the key (for PipelineConfig's cross-checks)."""
     if budget.max_cost is not None and not cost.effective_rates().charged:
-        return ["budget.max_cost: needs a price in cost.rates (machine_hour, cpu_core_hour or gpu_hour) or "
-                "cost.machine_type"]
+        return [("budget.max_cost: needs a price in cost.rates (machine_hour, cpu_core_hour or gpu_hour) or "
+                 "cost.machine_type")]
     return []
 
 

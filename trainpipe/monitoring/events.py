@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 Severity = Literal["info", "warning", "error"]
@@ -51,7 +51,7 @@ class Event:
 
     @property
     def iso_time(self) -> str:
-        return datetime.fromtimestamp(self.time, timezone.utc).isoformat(timespec="seconds")
+        return datetime.fromtimestamp(self.time, UTC).isoformat(timespec="seconds")
 
     def to_json(self) -> dict[str, Any]:
         return {"source": "trainpipe", "kind": self.kind, "severity": self.severity, "run_id": self.run_id,

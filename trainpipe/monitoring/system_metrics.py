@@ -59,7 +59,7 @@ def _monitor_class():
             if self.on_sample is not None:
                 try:
                     self.on_sample(dict(metrics))
-                except Exception:  # noqa: BLE001 -- a hook's bug must not stop the sampling or the run
+                except Exception:
                     log.warning("system metrics: the sample hook failed", exc_info=True)
             super().publish_metrics(metrics)
 

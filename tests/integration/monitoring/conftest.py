@@ -31,7 +31,7 @@ def http_sink():
     sink = HttpSink(url="")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 -- http.server's naming
+        def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             sink.requests.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})
             self.send_response(sink.status)
@@ -66,7 +66,7 @@ def certificates(tmp_path_factory) -> Certificates:
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     folder = tmp_path_factory.mktemp("tls")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "trainpipe test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
@@ -122,7 +122,7 @@ def smtp_sink(certificates):
     sink = SmtpSink(port=free_port())
 
     class Handler:
-        async def handle_DATA(self, server, session, envelope):  # noqa: N802 -- aiosmtpd's naming
+        async def handle_DATA(self, server, session, envelope):
             sink.envelopes.append(envelope)
             sink.messages.append(message_from_bytes(envelope.original_content, policy=policy.default))
             return "250 OK"

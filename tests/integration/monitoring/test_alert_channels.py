@@ -102,7 +102,7 @@ def test_a_server_without_starttls_is_refused_not_downgraded(tmp_path, certifica
     received = []
 
     class Handler:
-        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        async def handle_DATA(self, server, session, envelope):
             received.append(envelope)
             return "250 OK"
 

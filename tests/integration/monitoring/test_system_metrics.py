@@ -90,7 +90,7 @@ def test_health_checks_read_the_samples_as_they_are_taken(mlflow_store):
 
 
 def test_a_run_the_store_does_not_know_ends_the_sampler_quietly(mlflow_store):
-    uri, client, experiment = mlflow_store
+    uri, _, _ = mlflow_store
     sampler = start_system_metrics("0" * 32, uri, interval_s=0.2)
     deadline = time.monotonic() + 5
     while sampler.running and time.monotonic() < deadline:

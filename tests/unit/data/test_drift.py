@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from trainpipe.data.drift import (DriftConfig, check_summary, chi2_pvalue, compare, ks_pvalue, psi, summarize)
+from trainpipe.data.drift import DriftConfig, check_summary, chi2_pvalue, compare, ks_pvalue, psi, summarize
 from trainpipe.datasets import breast_cancer
 from trainpipe.errors import DataError
 

@@ -9,8 +9,18 @@ import time
 import pytest
 from pydantic import ValidationError
 
-from trainpipe.monitoring.cost import (BudgetChecker, BudgetConfig, CostConfig, Rates, ResourceMeter, Usage,
-                                       budget_problems, cost_metrics, estimate_cost, process_tree_cpu_seconds)
+from trainpipe.monitoring.cost import (
+    BudgetChecker,
+    BudgetConfig,
+    CostConfig,
+    Rates,
+    ResourceMeter,
+    Usage,
+    budget_problems,
+    cost_metrics,
+    estimate_cost,
+    process_tree_cpu_seconds,
+)
 
 
 def burn_cpu(seconds: float) -> None:
@@ -61,9 +71,9 @@ def test_the_meter_counts_cpu_time_of_this_process():
 
 def test_the_meter_counts_children_while_they_run_and_after_they_end():
     before = process_tree_cpu_seconds()
-    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + 0.6\n"
-                              "while time.process_time() < end: pass\nimport sys; sys.stdout.write('x'); "
-                              "sys.stdout.flush(); time.sleep(30)"], stdout=subprocess.PIPE)
+    code = ("import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end: pass\n"
+            "import sys; sys.stdout.write('x'); sys.stdout.flush(); time.sleep(30)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     try:
         assert child.stdout.read(1) == b"x"  # it has burnt its CPU and now sleeps, still running
         running = process_tree_cpu_seconds() - before
