@@ -94,17 +94,26 @@ def test_a_health_event_becomes_a_deduplicable_alert():
 
 
 def test_a_diverging_torch_fit_raises_health_events_through_the_engine_callbacks():
-    pytest.importorskip("torch")
-    from tests.unit.engine.test_loop import Net, bce, data
+    torch = pytest.importorskip("torch")
+    from trainpipe.engine.batches import TensorBatches
     from trainpipe.engine.config import EngineParams
     from trainpipe.engine.loop import Callback, Trainer
+
+    generator = torch.Generator().manual_seed(0)
+    X = torch.randn(300, 4, generator=generator)
+    y = (X[:, 0] + X[:, 1] > 0).float()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
+
+    def bce(out, target):
+        return torch.nn.functional.binary_cross_entropy_with_logits(out.squeeze(1), target)
 
     seen = []
     monitor = HealthMonitor(HealthConfig(stall_epochs=3), on_event=seen.append)
     callback = Callback(on_epoch_end=lambda epoch, values: bool(monitor.observe(epoch, values)) and False)
-    trainer = Trainer(Net(), bce, lambda out, y: {}, EngineParams(epochs=6, batch_size=32, lr=10.0, optimizer="sgd"),
-                      seed=3, threads=1, callbacks=[callback])
-    trainer.fit(*data())
+    trainer = Trainer(net, bce, lambda out, target: {}, seed=3, threads=1, callbacks=[callback],
+                      params=EngineParams(epochs=6, batch_size=32, lr=10.0, optimizer="sgd"))  # far too high a rate
+    trainer.fit(TensorBatches(X[:240], y[:240]), TensorBatches(X[240:], y[240:]))
     assert {e.check for e in seen} == {"gradient_explosion", "validation_regression", "loss_stall"}
     assert seen == monitor.events
 
