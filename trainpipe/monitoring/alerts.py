@@ -141,6 +141,10 @@ class Alerter:
             return AlertOutcome(False, f"{event.kind} is not in alerts.events")
         if severity_rank(event.severity) < severity_rank(c.min_severity):
             return AlertOutcome(False, f"{event.severity} is below alerts.min_severity {c.min_severity}")
+        targets = [ch for ch in self.channels
+                   if severity_rank(event.severity) >= severity_rank(ch.min_severity or c.min_severity)]
+        if not targets and self.terminal is None:  # not counted against the rate limit or the dedup window
+            return AlertOutcome(False, f"no channel takes {event.severity} alerts (min_severity)")
         admission = self.throttle.admit(event.identity, urgent=event.severity == "error")
         if not admission.send:
             log.debug("alerts: %s not sent: %s", event.identity, admission.reason)
@@ -149,8 +153,6 @@ class Alerter:
         deliveries = []
         if self.terminal is not None:
             deliveries.append(self._attempt(self.terminal, event, admission.suppressed))
-        targets = [ch for ch in self.channels
-                   if severity_rank(event.severity) >= severity_rank(ch.min_severity or c.min_severity)]
         deliveries += self._deliver_all(targets, event, admission.suppressed)
         return AlertOutcome(True, None, deliveries)
 

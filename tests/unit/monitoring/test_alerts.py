@@ -145,3 +145,12 @@ def test_a_store_that_cannot_be_written_falls_back_to_this_process(tmp_path, cap
     throttle = Throttle(blocker / "alerts-state.json", dedup_s=60, max_per_hour=5)
     assert throttle.admit("a").send and not throttle.admit("a").send
     assert "deduplicates its own alerts only" in caplog.text
+
+
+def test_an_event_no_channel_takes_does_not_use_up_the_dedup_window(tmp_path):
+    config = AlertsConfig.model_validate({"email": {"host": "h", "from": "a@x", "to": ["b@x"], "min_severity": "error"},
+                                          "max_per_hour": 1})
+    alerter = Alerter(config, tmp_path / "state.json")
+    outcome = alerter.send(events.gate_failed("r1", ["x"]))  # a warning; the only channel wants errors
+    assert not outcome.sent and outcome.reason == "no channel takes warning alerts (min_severity)"
+    assert not (tmp_path / "state.json").exists()
