@@ -22,7 +22,7 @@ def test_credential_like_names_are_secret(name):
 
 
 @pytest.mark.parametrize("name", ["passthrough", "compass", "path", "owner", "max_depth",
-                                  "keyword", "tenure_months"])
+                                  "keyword", "tenure_months", "password_env", "token_env"])
 def test_ordinary_names_are_not(name):
     assert not is_secret_name(name)
 
@@ -67,3 +67,9 @@ def test_scrub_removes_credential_values_from_free_text():
     assert "pw-from-env" in creds and "lit-pw" in creds and "alice" not in creds and "1" not in creds
     assert scrub("login failed for pw-from-env at postgresql://u:lit-pw@h/db", creds) == (
         f"login failed for {REDACTED} at postgresql://u:{REDACTED}@h/db")
+
+
+def test_a_key_naming_an_environment_variable_is_recorded_as_written():
+    doc = {"alerts": {"email": {"username_env": "SMTP_USER", "password_env": "SMTP_PASSWORD", "password": "hunter2"}}}
+    assert redact_config(doc, {}) == {"alerts": {"email": {"username_env": "SMTP_USER",
+                                                           "password_env": "SMTP_PASSWORD", "password": REDACTED}}}
