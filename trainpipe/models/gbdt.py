@@ -216,8 +216,9 @@ class XGBoostFamily:
             params["num_class"] = self.n_classes
         return params
 
-    def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None,
-            train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
+            early_stopping_rounds: int | None = None, report: ReportFn | None = None, train_metrics: bool = False,
+            context: FitContext | None = None) -> FitResult:
         """context: only `verbose` is used (per-round progress on a terminal)."""
         xgb = _import("xgboost", "xgboost-cpu")
         params = self._native_params()
@@ -332,8 +333,9 @@ class LightGBMFamily:
             params["num_class"] = self.n_classes
         return params
 
-    def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None,
-            train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
+            early_stopping_rounds: int | None = None, report: ReportFn | None = None, train_metrics: bool = False,
+            context: FitContext | None = None) -> FitResult:
         """context: only `verbose` is used (per-round progress on a terminal)."""
         lgb = _import("lightgbm", "lightgbm")
         params = self._native_params()

@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 
 from trainpipe.errors import ModelError
-from trainpipe.models.base import FitResult, PreprocessingNeeds, ReportFn, predict_from_proba, probabilities_from_binary
+from trainpipe.models.base import (
+    FitContext,
+    FitResult,
+    PreprocessingNeeds,
+    ReportFn,
+    predict_from_proba,
+    probabilities_from_binary,
+)
 
 DEFAULT_ESTIMATORS = {
     "binary": "sklearn.ensemble.HistGradientBoostingClassifier",
@@ -94,8 +101,10 @@ class SklearnFamily:
         except (TypeError, ValueError) as exc:
             raise ModelError(f"model.params: {est_cls.__name__} rejected the parameters: {exc}", key="model.params") from exc
 
-    def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None,
-            train_metrics: bool = False) -> FitResult:
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
+            early_stopping_rounds: int | None = None, report: ReportFn | None = None, train_metrics: bool = False,
+            context: FitContext | None = None) -> FitResult:
+        """One `estimator.fit`: no iterations to stop early or report progress on, so `context` is not used."""
         self.estimator = self._build()
         try:
             self.estimator.fit(X, y)

@@ -5,7 +5,7 @@ import pytest
 
 from trainpipe.evaluation.metrics import METRICS
 from trainpipe.models import FAMILIES, ModelConfig, build_family, get_family, load_family
-from trainpipe.models.base import ModelFamily
+from trainpipe.models.base import FitContext, ModelFamily
 
 TASKS = {"binary": 2, "multiclass": 3, "regression": 0}
 FAST = {"xgboost": {"n_estimators": 15}, "lightgbm": {"n_estimators": 15, "min_child_samples": 5}, "sklearn": {"max_iter": 15},
@@ -54,6 +54,16 @@ def test_family_fits_predicts_reports_and_round_trips(family, task, tmp_path):
     model.save(tmp_path / "m")
     loaded = load_family(tmp_path / "m")
     assert np.array_equal(loaded.predict(Xv), pred)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_fit_takes_the_train_stages_context(family, tmp_path):
+    """`context` is part of the protocol: the train stage passes it to every family without asking."""
+    X, y, Xv, yv = make_data("binary")
+    model = build_family(ModelConfig(type=family, params=FAST[family]), "binary", 2, seed=0, threads=1)
+    context = FitContext(checkpoint_dir=tmp_path / "ckpt", config_hash="h", verbose=True)
+    result = model.fit(X, y, Xv, yv, early_stopping_rounds=5, context=context)
+    assert result.iterations >= 1 and (model.predict(Xv) == yv).mean() > 0.6
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
