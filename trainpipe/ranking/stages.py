@@ -129,7 +129,8 @@ def train(ctx) -> dict:
         validation_relevant=m["validation"], exclude=m["exclude_validation"], ks=tuple(ranking.k),
         validation_users=val_users, batch_users=ranking.eval_batch_users)
     context = FitContext(checkpoint_dir=ctx.checkpoint_dir("train"), checkpoint=config.training.checkpoint,
-                         config_hash=ctx.cache_key, resume_anyway=ctx.resume_anyway, verbose=ctx.progress)
+                         config_hash=ctx.cache_key, resume_anyway=ctx.resume_anyway, verbose=ctx.progress,
+                         callbacks=config.training.callbacks)
     started = time.perf_counter()
     result = model.fit(payload, early_stopping_rounds=config.training.early_stopping_rounds, context=context)
     seconds = time.perf_counter() - started

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import time
@@ -27,16 +26,15 @@ def run(ctx) -> dict:
     plan = train_plan(ctx, data)  # the tune stage's best parameters, when it ran
     model = build_family(plan.model, config.task, n_classes, config.seed, threads)
 
-    extra = {}
-    if "context" in inspect.signature(model.fit).parameters:  # torch: embeddings, checkpoints, resume; all: progress
-        extra["context"] = FitContext(categorical=info.get("categorical_codes"), checkpoint_dir=ctx.checkpoint_dir("train"),
-                                      checkpoint=config.training.checkpoint, config_hash=ctx.cache_key,
-                                      resume_anyway=ctx.resume_anyway, verbose=ctx.progress,
-                                      on_epoch=ctx.tracking.live if ctx.tracking is not None else None)
+    context = FitContext(categorical=info.get("categorical_codes"), checkpoint_dir=ctx.checkpoint_dir("train"),
+                         checkpoint=config.training.checkpoint, config_hash=ctx.cache_key,
+                         resume_anyway=ctx.resume_anyway, verbose=ctx.progress,
+                         on_epoch=ctx.tracking.live if ctx.tracking is not None else None,
+                         callbacks=config.training.callbacks)
     started = time.perf_counter()
     result = model.fit(plan.X, plan.y, data["X_validation"], data["y_validation"],
                        early_stopping_rounds=plan.early_stopping_rounds,
-                       train_metrics=config.training.train_metrics, **extra)
+                       train_metrics=config.training.train_metrics, context=context)
     seconds = time.perf_counter() - started
     model.save(ctx.stage_dir / "model")
     (ctx.stage_dir / "history.json").write_text(json.dumps(result.history))

@@ -8,7 +8,6 @@ at the last iteration; pruning decisions are the same as with a report every ite
 
 from __future__ import annotations
 
-import inspect
 import os
 import socket
 import time
@@ -145,10 +144,9 @@ def _fit(settings: ObjectiveSettings, params: dict, X, y, X_val, y_val, report):
 
     model = build_family(ModelConfig(type=settings.family, params=params, estimator=settings.estimator),
                          settings.task, settings.n_classes, settings.seed, settings.threads)
-    extra = {}
-    if "context" in inspect.signature(model.fit).parameters:
-        extra["context"] = FitContext(categorical=settings.categorical, verbose=False)
-    result = model.fit(X, y, X_val, y_val, early_stopping_rounds=settings.early_stopping_rounds, report=report, **extra)
+    context = FitContext(categorical=settings.categorical, verbose=False)
+    result = model.fit(X, y, X_val, y_val, early_stopping_rounds=settings.early_stopping_rounds, report=report,
+                       context=context)
     return model, result
 
 
