@@ -98,3 +98,42 @@ class CheckpointConfig(BaseModel):
     every_steps: int | None = Field(default=None, ge=1, description="Also checkpoint every this many optimizer steps; null: epoch ends only.")
     every_epoch: bool = Field(default=True, description="Checkpoint at the end of every epoch.")
     keep_last: int = Field(default=2, ge=1, description="Newest checkpoints kept; the best one is kept in addition.")
+
+
+class DaskConfig(BaseModel):
+    """Config section `training.distributed.dask` (xgboost, lightgbm): train the booster on a Dask cluster."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cluster: str = Field("local", description="`local`: a dask.distributed LocalCluster started and stopped by the "
+                         "train stage; or the address of an existing scheduler, e.g. tcp://10.0.0.5:8786.")
+    n_workers: int = Field(2, ge=1, description="local: worker processes.")
+    threads_per_worker: int = Field(1, ge=1, description="local: threads per worker process.")
+    memory_limit: str | None = Field(None, description="local: memory limit per worker, e.g. 4GB; null: Dask's default.")
+
+
+class DistributedConfig(BaseModel):
+    """Config section `training.distributed`: scale the train (and tune) stage out on torchrun/DDP or Dask.
+
+    The pipeline around training stays one process; only training fans out (docs/distributed.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    nproc_per_node: int = Field(1, ge=1, description="torch families: processes per machine; > 1 launches "
+                                "torch.distributed.run (torchrun) with DistributedDataParallel.")
+    nnodes: int = Field(1, ge=1, description="torch families: machines taking part (multi-node needs rdzv_endpoint).")
+    node_rank: int = Field(0, ge=0, description="torch families: this machine's rank among nnodes.")
+    rdzv_endpoint: str | None = Field(None, description="torch families: host:port of the rendezvous (c10d) for "
+                                      "several machines; default: a free port on 127.0.0.1 (one machine).")
+    backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="torch.distributed backend: auto is nccl "
+                                                     "with CUDA, else gloo.")
+    dask: DaskConfig | None = Field(None, description="xgboost, lightgbm: train on a Dask cluster (pip install "
+                                    "'trainpipe[dask]'); null: in this process.")
+
+    @model_validator(mode="after")
+    def _multi_node_needs_rendezvous(self):
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError("rdzv_endpoint: several machines (nnodes > 1) need a rendezvous host:port")
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank: must be below nnodes ({self.nnodes})")
+        return self

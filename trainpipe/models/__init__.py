@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trainpipe.engine.callbacks import IMPORT_PATH
-from trainpipe.engine.config import CheckpointConfig
+from trainpipe.engine.config import CheckpointConfig, DistributedConfig
 from trainpipe.errors import MissingDependency, ModelError
 
 # name -> (module, class, the pip extra that provides its library)
@@ -48,6 +48,7 @@ class TrainingConfig(BaseModel):
     train_metrics: bool = Field(False, description="Also log per-iteration metrics on the training split (for "
                                 "loss curves); costs ~40% more xgboost time on large data.")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     callbacks: list[str] = Field(default_factory=list, description="torch families: import paths "
                                  "(`package.module:Class`) of training callbacks, each built without arguments in the "
                                  "training process; the loop calls their optional on_step_end(trainer), "
