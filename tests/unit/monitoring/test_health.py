@@ -97,7 +97,8 @@ def test_a_diverging_torch_fit_raises_health_events_through_the_engine_callbacks
     torch = pytest.importorskip("torch")
     from trainpipe.engine.batches import TensorBatches
     from trainpipe.engine.config import EngineParams
-    from trainpipe.engine.loop import Callback, Trainer
+    from trainpipe.engine.callbacks import EpochValues
+    from trainpipe.engine.loop import Trainer
 
     generator = torch.Generator().manual_seed(0)
     X = torch.randn(300, 4, generator=generator)
@@ -110,7 +111,7 @@ def test_a_diverging_torch_fit_raises_health_events_through_the_engine_callbacks
 
     seen = []
     monitor = HealthMonitor(HealthConfig(stall_epochs=3), on_event=seen.append)
-    callback = Callback(on_epoch_end=lambda epoch, values: bool(monitor.observe(epoch, values)) and False)
+    callback = EpochValues(monitor.observe, may_stop=False)
     trainer = Trainer(net, bce, lambda out, target: {}, seed=3, threads=1, callbacks=[callback],
                       params=EngineParams(epochs=6, batch_size=32, lr=10.0, optimizer="sgd"))  # far too high a rate
     trainer.fit(TensorBatches(X[:240], y[:240]), TensorBatches(X[240:], y[240:]))
