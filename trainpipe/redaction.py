@@ -43,8 +43,12 @@ NAME_KEYED_MAPS = (("data", "coerce"), ("schema", "columns"), ("gates", "min"), 
 
 
 def is_secret_name(name: str) -> bool:
-    """`db_password`, `DB_PASSWORD`, `apiKey`, `auth-token`, `pw` — not `passthrough` or `compass`."""
+    """`db_password`, `DB_PASSWORD`, `apiKey`, `auth-token`, `pw` — not `passthrough` or `compass`, and not
+    `password_env`: a key ending in `_env` holds the NAME of an environment variable (alerts.email.password_env),
+    which is no secret (its value, read by the code that needs it, never enters the config)."""
     words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name)).lower())
+    if len(words) > 1 and words[-1] == "env":
+        return False
     joined = "".join(words)
     return any(part in joined for part in _NAME_PARTS) or bool(_NAME_WORDS.intersection(words))
 

@@ -203,6 +203,10 @@ CONFIG_MISTAKES = {
         ["model.params.hidden_dims[1]", "greater than 0", "-3"], "model.params.hidden_dims[1]"),
     "torch_mlp_dropout_of_one": (lambda c: c.update(model={"type": "torch_mlp", "params": {"dropout": 1.0}}),
                                  ["model.params.dropout", "less than 1"], "model.params.dropout"),
+    "training_callback_that_is_not_an_import_path": (
+        lambda c: c["training"].update(callbacks=["my callbacks.py"]),
+        ["training.callbacks", "'my callbacks.py' is not an import path like mypackage.callbacks:MyCallback"],
+        "training.callbacks"),
     "store_is_a_file": (lambda c: c.update(store="pipeline.yaml"),  # the config file itself
                         ["store:", "pipeline.yaml", "is a file"], "store"),
     "orchestration_retries_negative": (lambda c: c.update(orchestration={"retries": -1}),

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from tests.e2e import step_hooks
 from trainpipe.config import config_from_dict
 from trainpipe.pipeline.run import run_pipeline
 from trainpipe.store import Store
@@ -144,12 +145,12 @@ def test_ctrl_c_during_torch_training_exits_130_marks_the_run_killed_and_resume_
     doc = {"name": "churn-mlp", "task": "binary", "store": str(store),
            "data": {"path": str(data_dir / "churn.csv"), "target": "churn", "id_column": "customer_id"},
            "model": {"type": "torch_mlp", "params": {"epochs": 2, "hidden_dims": [8], "batch_size": 128}},
-           "training": {"threads": 1, "checkpoint": {"every_steps": 5}}}
+           "training": {"threads": 1, "checkpoint": {"every_steps": 5}, "callbacks": [step_hooks.REFERENCE]}}
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(doc))
     step_file = tmp_path / "step"
-    env = {**os.environ, "TRAINPIPE_TEST_STEP_FILE": str(step_file), "TRAINPIPE_TEST_PAUSE_AT_STEP": "12"}
-    proc = subprocess.Popen([sys.executable, "-m", "trainpipe", "run", str(path), "--run-id", "mlp"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "trainpipe", "run", str(path), "--run-id", "mlp"],
+                            env=step_hooks.env(step_file, 12),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (step_file.exists() and step_file.read_text() == "12"):
@@ -162,7 +163,7 @@ def test_ctrl_c_during_torch_training_exits_130_marks_the_run_killed_and_resume_
     assert (store / "runs" / "mlp" / "checkpoints" / "train").is_dir()  # checkpoints survive the kill
 
     resumed = subprocess.run([sys.executable, "-m", "trainpipe", "run", "--resume", "mlp", "--store", str(store)],
-                             capture_output=True, text=True, timeout=240, check=False)
+                             capture_output=True, text=True, timeout=240, check=False, env=step_hooks.env())
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr  # training continued from the checkpoint written before Ctrl-C
     assert json.loads((store / "runs" / "mlp" / "run.json").read_text())["status"] == "completed"

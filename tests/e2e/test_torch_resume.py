@@ -1,13 +1,13 @@
 """Kill a real `trainpipe run` mid-training (SIGKILL, SIGTERM) and resume: the result must be bit-identical.
 
-The env hooks only announce steps and pause at one; the test then signals the paused process, so
-kill points are exact and the computation is the one an unhook'd run does.
+The victim run's config names a training callback (tests/e2e/step_hooks.py, through `training.callbacks`) that
+announces steps and pauses at one; the test then signals the paused process, so kill points are exact. The
+reference run has no callback: the weights match, so the callback changed nothing that is computed.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -20,17 +20,21 @@ import yaml
 
 torch = pytest.importorskip("torch")
 
+from tests.e2e import step_hooks
 from trainpipe.engine.checkpoint import CheckpointStore
 
 STEPS = 99  # 3 epochs × ceil(2100 train rows / 64)
 
 
-def make_config(data_dir: Path, store: Path) -> dict:
-    return {"name": "churn-mlp", "task": "binary", "store": str(store),
+def make_config(data_dir: Path, store: Path, callbacks: tuple[str, ...] = ()) -> dict:
+    config = {"name": "churn-mlp", "task": "binary", "store": str(store),
             "data": {"path": str(data_dir / "churn.csv"), "target": "churn", "id_column": "customer_id"},
             "model": {"type": "torch_mlp", "params": {"epochs": 3, "hidden_dims": [16], "batch_size": 64, "dropout": 0.1,
                                                       "lr": 0.01, "schedule": "cosine", "warmup_steps": 5}},
             "training": {"early_stopping_rounds": 2, "threads": 1, "checkpoint": {"every_steps": 7, "keep_last": 2}}}
+    if callbacks:
+        config["training"]["callbacks"] = list(callbacks)
+    return config
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +49,17 @@ def reference(tmp_path_factory, data_dir):
     return run, proc  # tests check its exit code last, after what they compare with it
 
 
-def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "trainpipe", *args], capture_output=True, text=True, timeout=240, check=False,
-                          env={**os.environ, **(env or {})})
+def _cli(*args):
+    """`trainpipe ...` to the end, with the step hook importable but not pausing."""
+    return subprocess.run([sys.executable, "-m", "trainpipe", *args], capture_output=True, text=True, timeout=240,
+                          check=False, env=step_hooks.env())
 
 
 def _paused(args: list[str], step_file: Path, step: int) -> subprocess.Popen:
     """Start `trainpipe ...` that pauses after optimizer step `step`; return once it is there."""
     step_file.unlink(missing_ok=True)
-    env = {**os.environ, "TRAINPIPE_TEST_STEP_FILE": str(step_file), "TRAINPIPE_TEST_PAUSE_AT_STEP": str(step)}
-    proc = subprocess.Popen([sys.executable, "-m", "trainpipe", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "trainpipe", *args], env=step_hooks.env(step_file, step),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if step_file.exists() and step_file.read_text() == str(step):
@@ -99,7 +103,7 @@ def assert_checkpoints_pruned(run: Path, keep_last: int = 2) -> None:
     store = CheckpointStore(run / "checkpoints" / "train", "any")
     steps = store.steps()
     newest = CheckpointStore.read(store.path(steps[-1]))
-    best = newest["best_step"]
+    best = newest["stopping"]["best_step"]
     assert best in steps, "the best checkpoint was deleted"
     assert set(steps) == set(steps[-keep_last:]) | {best}, f"kept {steps}, best {best}"
 
@@ -107,7 +111,7 @@ def assert_checkpoints_pruned(run: Path, keep_last: int = 2) -> None:
 def test_sigkill_and_sigterm_at_random_steps_then_resume_is_bit_identical(tmp_path, data_dir, reference):
     """One run interrupted four times (SIGKILL and SIGTERM alternating, seeded random steps), then finished."""
     config = tmp_path / "pipeline.yaml"
-    config.write_text(yaml.safe_dump(make_config(data_dir, tmp_path / "store")))
+    config.write_text(yaml.safe_dump(make_config(data_dir, tmp_path / "store", callbacks=(step_hooks.REFERENCE,))))
     step_file, run = tmp_path / "step", tmp_path / "store" / "runs" / "victim"
     args = ["run", str(config), "--run-id", "victim"]
     live_seen = False
@@ -130,7 +134,7 @@ def test_sigkill_and_sigterm_at_random_steps_then_resume_is_bit_identical(tmp_pa
             meta = json.loads((run / "run.json").read_text())
             assert meta["status"] == "killed" and meta["resumable"] is True
             state = CheckpointStore.read(CheckpointStore(run / "checkpoints" / "train", "any").path(step))
-            assert state["global_step"] == step  # loadable, and at exactly the preempted step
+            assert state["step"] == state["loop"]["step"] == step  # loadable, and at exactly the preempted step
         args = ["run", "--resume", "victim", "--store", str(tmp_path / "store")]
     final = _cli(*args)
     assert "resuming from" in final.stderr

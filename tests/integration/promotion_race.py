@@ -68,10 +68,14 @@ def _work(uri: str, store: str, name: str, seed: int, moves: int) -> dict:
     versions = [str(v["version"]) for v in registry.versions(name)]
     rng = random.Random(seed)
     made, refused = [], 0
-    for i in range(moves):
+    # Every worker makes exactly `moves` moves, retrying a refused compare-and-set (another worker moved the
+    # champion between its read and its move): the total is known, so a lost or duplicated move shows.
+    for attempt in range(moves * 50):
+        if len(made) == moves:
+            break
         current = registry.alias_version(name, "champion")
         target = rng.choice([v for v in versions if v != current])
-        reason = f"worker {seed} move {i}"
+        reason = f"worker {seed} move {len(made)} attempt {attempt}"
         try:
             registry.promote(name, target, expected=current, reason=reason)
             made.append(reason)

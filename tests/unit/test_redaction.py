@@ -22,7 +22,7 @@ def test_credential_like_names_are_secret(name):
 
 
 @pytest.mark.parametrize("name", ["passthrough", "compass", "path", "owner", "max_depth",
-                                  "keyword", "tenure_months"])
+                                  "keyword", "tenure_months", "password_env", "token_env"])
 def test_ordinary_names_are_not(name):
     assert not is_secret_name(name)
 
@@ -82,3 +82,9 @@ def test_the_recorded_view_hides_secret_keys_at_any_depth_and_url_passwords_on_a
     assert shown["bypass"] == "keep" and shown["max_depth"] == 6
     assert shown["empty"] == {"password": None, "token": ""}  # nothing to hide
     assert doc["tracking"]["password"] == "hunter2"  # a copy: the run's config is untouched
+
+
+def test_a_key_naming_an_environment_variable_is_recorded_as_written():
+    doc = {"alerts": {"email": {"username_env": "SMTP_USER", "password_env": "SMTP_PASSWORD", "password": "hunter2"}}}
+    assert redact_config(doc, {}) == {"alerts": {"email": {"username_env": "SMTP_USER",
+                                                           "password_env": "SMTP_PASSWORD", "password": REDACTED}}}

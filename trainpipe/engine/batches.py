@@ -1,13 +1,60 @@
-"""Batches as index-selects on tensors held in memory: one randperm per epoch, no per-row Python.
+"""Batch sources (tensors in memory, or Parquet row groups streamed) and the cursor that resumes them.
 
-A per-row Dataset + DataLoader spends most of an epoch in Python (~68k rows/s here against ~173k
-for slicing tensors, docs/FACTS), so the loop only ever sees whole-batch tensors.
+Batches are index-selects on tensors: one randperm per epoch, no per-row Python. A per-row Dataset +
+DataLoader spends most of an epoch in Python (~68k rows/s here against ~173k for slicing tensors,
+docs/FACTS), so the loop only ever sees whole-batch tensors.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from os import PathLike
+from typing import Any, Protocol
+
 import numpy as np
 import torch
+
+from trainpipe.engine.state import AttributeState
+
+Batch = tuple[torch.Tensor, ...]  # (features..., target): one tensor per model input, the target last
+
+
+class BatchSource(Protocol):
+    """Rows the loop trains on. A source holds no position: where training is lives in an `EpochCursor`,
+    and the epoch's order is a pure function of (seed, epoch), so any source resumes by regenerating it."""
+
+    rows: int
+
+    def permutation(self, seed: int, epoch: int) -> torch.Tensor: ...
+
+    def windows(self, seed: int, epoch: int, order: torch.Tensor, start: int, window: int) -> Iterator[Batch]: ...
+
+    def sequential(self, batch_size: int) -> Iterator[Batch]: ...
+
+    def to(self, device: torch.device) -> BatchSource: ...
+
+
+class EpochCursor(AttributeState):
+    """The loader position a checkpoint holds: the epoch, the rows of it already trained on, and its order
+    (a row permutation, or a row-group order for Parquet). Both batch sources resume through it."""
+
+    STATE = ("epoch", "pos", "order")
+
+    def __init__(self) -> None:
+        self.epoch, self.pos = 0, 0
+        self.order: torch.Tensor | None = None
+
+    def batches(self, source: BatchSource, seed: int, window: int) -> Iterator[Batch]:
+        """This epoch's remaining windows of `window` rows, from the saved position."""
+        if self.order is None:
+            self.order = source.permutation(seed, self.epoch)
+        return source.windows(seed, self.epoch, self.order, self.pos, window)
+
+    def advance(self, rows: int) -> None:
+        self.pos += rows
+
+    def next_epoch(self) -> None:
+        self.epoch, self.pos, self.order = self.epoch + 1, 0, None
 
 
 def as_tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
@@ -21,7 +68,7 @@ def as_tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
 class TensorBatches:
     """Aligned tensors (features..., target) sliced into batches of rows."""
 
-    def __init__(self, *tensors: torch.Tensor):
+    def __init__(self, *tensors: torch.Tensor) -> None:
         self.tensors = tensors
         self.rows = int(tensors[0].shape[0])
         if any(int(t.shape[0]) != self.rows for t in tensors):
@@ -32,15 +79,15 @@ class TensorBatches:
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         return torch.randperm(self.rows, generator=generator)
 
-    def take(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def take(self, index: torch.Tensor) -> Batch:
         return tuple(t.index_select(0, index.to(t.device)) for t in self.tensors)
 
-    def windows(self, seed: int, epoch: int, order: torch.Tensor, start: int, window: int):
+    def windows(self, seed: int, epoch: int, order: torch.Tensor, start: int, window: int) -> Iterator[Batch]:
         """The epoch's batches of `window` rows in `order`, from row position `start` (a resume point)."""
         for pos in range(start, self.rows, window):
             yield self.take(order[pos:pos + window])
 
-    def sequential(self, batch_size: int):
+    def sequential(self, batch_size: int) -> Iterator[Batch]:
         """Contiguous slices (views, no copy) for evaluation and prediction."""
         for start in range(0, self.rows, batch_size):
             yield tuple(t[start:start + batch_size] for t in self.tensors)
@@ -54,18 +101,20 @@ class ParquetBatches:
 
     Each epoch visits the row groups in a seeded random order and shuffles within a buffer of about
     `buffer_rows` rows, so memory is one buffer, not the table. The order is a pure function of
-    (seed, epoch), so a resumed epoch regenerates it and skips the windows already trained on.
+    (seed, epoch), so a resumed epoch regenerates it and skips the windows already trained on: its resume
+    state is the `EpochCursor` the Trainer checkpoints, like `TensorBatches`'.
     `groups` are the tensors to build per batch: (column names, dtype), the target last.
     """
 
-    def __init__(self, path, groups: list[tuple[list[str], torch.dtype]], buffer_rows: int = 65536):
+    def __init__(self, path: str | PathLike[str], groups: list[tuple[list[str], torch.dtype]],
+                 buffer_rows: int = 65536) -> None:
         import pyarrow.parquet as pq
 
         self.path, self.groups, self.buffer_rows = path, groups, buffer_rows
         meta = pq.ParquetFile(path).metadata
         self.rows, self.row_groups = meta.num_rows, meta.num_row_groups
 
-    def _read(self, file, group: int) -> tuple[torch.Tensor, ...]:
+    def _read(self, file: Any, group: int) -> Batch:
         """One row group as (feature matrices..., target vector)."""
         table = file.read_row_group(group, columns=[c for cols, _ in self.groups for c in cols])
         *features, (target, target_dtype) = self.groups
@@ -77,12 +126,12 @@ class ParquetBatches:
         """The epoch's row-group order (what a checkpoint stores as the batch order)."""
         return torch.randperm(self.row_groups, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
-    def windows(self, seed: int, epoch: int, order: torch.Tensor, start: int, window: int):
+    def windows(self, seed: int, epoch: int, order: torch.Tensor, start: int, window: int) -> Iterator[Batch]:
         import pyarrow.parquet as pq
 
         file = pq.ParquetFile(self.path)
         shuffle = torch.Generator().manual_seed((seed * 100_003 + epoch) * 7 + 1)
-        pending: list[tuple[torch.Tensor, ...]] = []
+        pending: list[Batch] = []
         pos = 0
         groups = [int(g) for g in order]
         for i, group in enumerate(groups):
@@ -99,7 +148,7 @@ class ParquetBatches:
                 pos += len(buffer[-1][first:first + window])
             pending = [tuple(t[usable:] for t in buffer)] if usable < len(buffer[-1]) else []
 
-    def sequential(self, batch_size: int):
+    def sequential(self, batch_size: int) -> Iterator[Batch]:
         import pyarrow.parquet as pq
 
         file = pq.ParquetFile(self.path)

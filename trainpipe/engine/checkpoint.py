@@ -1,5 +1,6 @@
 """Full training state written atomically with a checksum; the newest valid one is resumed.
 
+What is in a checkpoint is the Trainer's `state_dict()` (engine/loop.py); this module only stores it.
 File layout: 8-byte magic, 32-byte SHA-256 of the payload, then a `torch.save` payload that
 `torch.load(weights_only=True)` can read (tensors, numbers, strings, lists, dicts only), so a
 checkpoint can never execute code. Written to a temp file of the writer's own, fsynced, renamed: a kill leaves either
@@ -13,12 +14,11 @@ import hashlib
 import io
 import logging
 import os
-import random
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 
 from trainpipe.errors import RunError
@@ -30,30 +30,6 @@ NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
 
 class CheckpointMismatch(RunError):
     """The folder holds checkpoints written under another config or code version."""
-
-
-def rng_state() -> dict:
-    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    state = {"python": _listify(random.getstate()), "torch": torch.get_rng_state(),
-             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached": float(cached)}}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _listify(value):
-    return [_listify(v) for v in value] if isinstance(value, tuple) else value
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -70,7 +46,7 @@ def _fsync_dir(directory: Path) -> None:
 class CheckpointStore:
     """One folder of `ckpt-<step>.pt` files for one training run; keeps the last N plus the best."""
 
-    def __init__(self, directory: Path, config_hash: str, keep_last: int = 2):
+    def __init__(self, directory: Path, config_hash: str, keep_last: int = 2) -> None:
         self.dir, self.config_hash, self.keep_last = Path(directory), config_hash, keep_last
         self.dir.mkdir(parents=True, exist_ok=True)
         # Half-written files of a writer killed mid-save (SIGKILL). The folder is one run's, and one process
@@ -84,7 +60,7 @@ class CheckpointStore:
     def steps(self) -> list[int]:
         return sorted(int(m.group(1)) for p in self.dir.iterdir() if (m := NAME.match(p.name)))
 
-    def save(self, state: dict, step: int, best_step: int | None) -> Path:
+    def save(self, state: dict[str, Any], step: int, best_step: int | None) -> Path:
         buffer = io.BytesIO()
         torch.save({**state, "config_hash": self.config_hash, "step": step}, buffer)
         payload = buffer.getvalue()
@@ -113,7 +89,7 @@ class CheckpointStore:
                 self.path(step).unlink(missing_ok=True)
 
     @staticmethod
-    def read(path: Path) -> dict:
+    def read(path: Path) -> dict[str, Any]:
         """Load and verify one file; ValueError when it is truncated or corrupted."""
         blob = path.read_bytes()
         if len(blob) < 40 or blob[:8] != MAGIC:
@@ -123,7 +99,7 @@ class CheckpointStore:
             raise ValueError("checksum mismatch (truncated or corrupted)")
         return torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
 
-    def latest(self, resume_anyway: bool = False) -> dict | None:
+    def latest(self, resume_anyway: bool = False) -> dict[str, Any] | None:
         """The newest valid checkpoint, skipping broken ones with a warning; refuses another config's."""
         for step in reversed(self.steps()):
             path = self.path(step)

@@ -10,6 +10,7 @@ to keep) and lives in `training.checkpoint`, shared by every torch family. `pars
 from __future__ import annotations
 
 import importlib.util
+from types import ModuleType
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -47,7 +48,7 @@ def check_torch(family: str) -> None:
         raise _no_torch(family)
 
 
-def import_torch(family: str):
+def import_torch(family: str) -> ModuleType:
     try:
         import torch
     except ImportError as exc:
@@ -60,30 +61,30 @@ class EngineParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    epochs: int = Field(20, ge=1, description="Passes over the training rows.")
-    batch_size: int = Field(512, ge=1, description="Rows per micro-batch (one forward/backward).")
-    grad_accumulation: int = Field(1, ge=1, description="Micro-batches per optimizer step (effective batch = batch_size × this).")
-    optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="adamw, adam, or sgd with momentum.")
-    lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
-    weight_decay: float = Field(0.0, ge=0, description="L2 penalty (decoupled for adamw).")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    epochs: int = Field(default=20, ge=1, description="Passes over the training rows.")
+    batch_size: int = Field(default=512, ge=1, description="Rows per micro-batch (one forward/backward).")
+    grad_accumulation: int = Field(default=1, ge=1, description="Micro-batches per optimizer step (effective batch = batch_size × this).")
+    optimizer: Literal["adamw", "adam", "sgd"] = Field(default="adamw", description="adamw, adam, or sgd with momentum.")
+    lr: float = Field(default=1e-3, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(default=0.0, ge=0, description="L2 penalty (decoupled for adamw).")
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum.")
     schedule: Literal["none", "cosine", "onecycle", "step", "plateau"] = Field(
-        "none", description="LR schedule: cosine (to 0 over all steps), onecycle, step (× gamma every step_epochs), "
-                            "plateau (× gamma when the monitored metric stalls for step_epochs).")
-    warmup_steps: int = Field(0, ge=0, description="Linear warmup from 0 over this many optimizer steps (none, cosine, step).")
-    step_epochs: int = Field(10, ge=1, description="step: epochs between LR drops; plateau: patience in epochs.")
-    gamma: float = Field(0.1, gt=0, le=1, description="LR factor for step and plateau.")
-    clip_grad_norm: float | None = Field(None, gt=0, description="Clip the global gradient norm to this; null: no clipping.")
-    amp: Literal["none", "bf16", "fp16"] = Field("none", description="Autocast: bf16 (CPU or CUDA), fp16 (CUDA, with GradScaler).")
-    compile: bool = Field(False, description="torch.compile the model (pays off only on long runs).")
-    monitor: str = Field("validation_loss", description="History key early stopping, plateau and the best checkpoint follow.")
-    mode: Literal["min", "max"] = Field("min", description="Whether a lower or higher monitored value is better.")
-    max_bad_batches: int = Field(0, ge=0, description="Skip up to this many NaN/Inf-loss batches before stopping the run.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu.")
-    max_oom_retries: int = Field(4, ge=0, description="CUDA out-of-memory: halve the micro-batch (doubling accumulation) at most this often.")
+        default="none", description="LR schedule: cosine (to 0 over all steps), onecycle, step (× gamma every step_epochs), "
+                "plateau (× gamma when the monitored metric stalls for step_epochs).")
+    warmup_steps: int = Field(default=0, ge=0, description="Linear warmup from 0 over this many optimizer steps (none, cosine, step).")
+    step_epochs: int = Field(default=10, ge=1, description="step: epochs between LR drops; plateau: patience in epochs.")
+    gamma: float = Field(default=0.1, gt=0, le=1, description="LR factor for step and plateau.")
+    clip_grad_norm: float | None = Field(default=None, gt=0, description="Clip the global gradient norm to this; null: no clipping.")
+    amp: Literal["none", "bf16", "fp16"] = Field(default="none", description="Autocast: bf16 (CPU or CUDA), fp16 (CUDA, with GradScaler).")
+    compile: bool = Field(default=False, description="torch.compile the model (pays off only on long runs).")
+    monitor: str = Field(default="validation_loss", description="History key early stopping, plateau and the best checkpoint follow.")
+    mode: Literal["min", "max"] = Field(default="min", description="Whether a lower or higher monitored value is better.")
+    max_bad_batches: int = Field(default=0, ge=0, description="Skip up to this many NaN/Inf-loss batches before stopping the run.")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: cuda when available, else cpu.")
+    max_oom_retries: int = Field(default=4, ge=0, description="CUDA out-of-memory: halve the micro-batch (doubling accumulation) at most this often.")
 
     @model_validator(mode="after")
-    def _warmup_fits_schedule(self):
+    def _warmup_fits_schedule(self) -> EngineParams:
         if self.warmup_steps and self.schedule in ("onecycle", "plateau"):
             raise ValueError(f"warmup_steps: not combinable with schedule {self.schedule} (onecycle warms up itself)")
         return self
@@ -94,6 +95,45 @@ class CheckpointConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    every_steps: int | None = Field(None, ge=1, description="Also checkpoint every this many optimizer steps; null: epoch ends only.")
-    every_epoch: bool = Field(True, description="Checkpoint at the end of every epoch.")
-    keep_last: int = Field(2, ge=1, description="Newest checkpoints kept; the best one is kept in addition.")
+    every_steps: int | None = Field(default=None, ge=1, description="Also checkpoint every this many optimizer steps; null: epoch ends only.")
+    every_epoch: bool = Field(default=True, description="Checkpoint at the end of every epoch.")
+    keep_last: int = Field(default=2, ge=1, description="Newest checkpoints kept; the best one is kept in addition.")
+
+
+class DaskConfig(BaseModel):
+    """Config section `training.distributed.dask` (xgboost, lightgbm): train the booster on a Dask cluster."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cluster: str = Field("local", description="`local`: a dask.distributed LocalCluster started and stopped by the "
+                         "train stage; or the address of an existing scheduler, e.g. tcp://10.0.0.5:8786.")
+    n_workers: int = Field(2, ge=1, description="local: worker processes.")
+    threads_per_worker: int = Field(1, ge=1, description="local: threads per worker process.")
+    memory_limit: str | None = Field(None, description="local: memory limit per worker, e.g. 4GB; null: Dask's default.")
+
+
+class DistributedConfig(BaseModel):
+    """Config section `training.distributed`: scale the train (and tune) stage out on torchrun/DDP or Dask.
+
+    The pipeline around training stays one process; only training fans out (docs/distributed.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    nproc_per_node: int = Field(1, ge=1, description="torch families: processes per machine; > 1 launches "
+                                "torch.distributed.run (torchrun) with DistributedDataParallel.")
+    nnodes: int = Field(1, ge=1, description="torch families: machines taking part (multi-node needs rdzv_endpoint).")
+    node_rank: int = Field(0, ge=0, description="torch families: this machine's rank among nnodes.")
+    rdzv_endpoint: str | None = Field(None, description="torch families: host:port of the rendezvous (c10d) for "
+                                      "several machines; default: a free port on 127.0.0.1 (one machine).")
+    backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="torch.distributed backend: auto is nccl "
+                                                     "with CUDA, else gloo.")
+    dask: DaskConfig | None = Field(None, description="xgboost, lightgbm: train on a Dask cluster (pip install "
+                                    "'trainpipe[dask]'); null: in this process.")
+
+    @model_validator(mode="after")
+    def _multi_node_needs_rendezvous(self):
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError("rdzv_endpoint: several machines (nnodes > 1) need a rendezvous host:port")
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank: must be below nnodes ({self.nnodes})")
+        return self

@@ -1,33 +1,41 @@
 """The one training loop: windows of rows → optimizer steps, epoch-end validation, checkpoints.
 
-Everything that decides the next weights (epoch, row position, batch order, RNG states, optimizer,
-scheduler, scaler, early-stopping state, running sums) is in `state()`, so a run resumed from any
-checkpoint computes exactly what the uninterrupted run would have. Checkpoints are taken only at
-optimizer-step boundaries, where no gradient is pending.
+Everything that decides the next weights is a stateful piece the Trainer owns, listed once in `_parts()`:
+module, optimizer, scheduler, GradScaler, the RNG bundle, the data cursor (epoch, row position, batch
+order), early stopping (best value, epoch, weights) and the loop's counters (step, running sums, history,
+bad batches, OOM back-off). `state_dict()` is that list's state, so a run resumed from any checkpoint computes
+exactly what the uninterrupted run would have. Checkpoints are taken only at optimizer-step boundaries, where
+no gradient is pending.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import signal
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
 
 import torch
 
-from trainpipe.engine.batches import TensorBatches
-from trainpipe.engine.checkpoint import CheckpointStore, rng_state, set_rng_state
+from trainpipe.engine.batches import Batch, BatchSource, EpochCursor
+from trainpipe.engine.callbacks import hooks
+from trainpipe.engine.checkpoint import CheckpointMismatch, CheckpointStore
 from trainpipe.engine.config import CheckpointConfig, EngineParams
 from trainpipe.engine.progress import Progress
 from trainpipe.engine.schedules import build_optimizer, build_scheduler
+from trainpipe.engine.state import AttributeState, RngBundle, Stateful
+from trainpipe.engine.stopping import EarlyStopping
 from trainpipe.errors import ModelError, Preempted
 
-# Test hooks (env): announce each optimizer step in a file, and pause at one step until a signal
-# arrives. They only observe and wait; they never change what is computed.
-STEP_FILE, PAUSE_AT = "TRAINPIPE_TEST_STEP_FILE", "TRAINPIPE_TEST_PAUSE_AT_STEP"
+# Checkpoint layout: 2 = {part name: that part's state_dict()}; 1 = the flat dict written before parts
+# had state_dicts (trainpipe 0.1.0 until this change), read through `_from_format_1`.
+FORMAT = 2
+LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
+MetricsFn = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 
 
 class TrainingDiverged(ModelError):
@@ -43,83 +51,100 @@ class LoopResult:
     resumed_from: str | None = None
 
 
-@dataclass
-class Callback:
-    """Hooks the loop calls; return True from `on_epoch_end` to stop (pruning)."""
+class LoopCounters(AttributeState):
+    """The loop's own running values: optimizer steps, this epoch's sums, the history, bad batches, OOM back-off."""
 
-    on_step_end: Callable[[int], None] | None = None
-    on_epoch_end: Callable[[int, dict[str, float]], bool] | None = None
+    STATE = ("step", "sums", "history", "bad_batches", "micro", "accum", "stopped")
 
+    def __init__(self, micro: int, accum: int) -> None:
+        self.step = 0
+        self.sums = self.zero_sums()
+        self.history: dict[str, list[float]] = {}
+        self.bad_batches = 0
+        self.micro, self.accum = micro, accum  # micro-batch rows and accumulation; OOM halves/doubles them
+        self.stopped = False
 
-@dataclass
-class _State:
-    epoch: int = 0
-    pos: int = 0  # rows of this epoch already trained on
-    step: int = 0  # optimizer steps so far
-    perm: torch.Tensor | None = None
-    sums: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "rows": 0.0, "norm": 0.0, "steps": 0.0})
-    history: dict[str, list[float]] = field(default_factory=dict)
-    best: float | None = None
-    best_epoch: int | None = None
-    best_step: int | None = None
-    bad_epochs: int = 0
-    bad_batches: int = 0
-    best_weights: dict | None = None
-    micro: int = 0
-    accum: int = 1
-    stopped: bool = False
+    @staticmethod
+    def zero_sums() -> dict[str, float]:
+        return {"loss": 0.0, "rows": 0.0, "norm": 0.0, "steps": 0.0}
 
 
 class Trainer:
-    def __init__(self, module: torch.nn.Module, loss_fn, metrics_fn, params: EngineParams, *, seed: int, threads: int,
-                 patience: int | None = None, store: CheckpointStore | None = None,
+    """Trains `module` on a `BatchSource` with EngineParams; checkpoints to `store`; calls `callbacks`' hooks."""
+
+    def __init__(self, module: torch.nn.Module, loss_fn: LossFn, metrics_fn: MetricsFn | None, params: EngineParams, *,
+                 seed: int, threads: int, patience: int | None = None, store: CheckpointStore | None = None,
                  checkpoint: CheckpointConfig | None = None, resume_anyway: bool = False,
-                 callbacks: list[Callback] | None = None, verbose: bool = False,
-                 evaluator: Callable[[], dict[str, float]] | None = None):
+                 callbacks: Sequence[object] | None = None, verbose: bool = False,
+                 evaluator: Callable[[], dict[str, float]] | None = None) -> None:
         self.module, self.loss_fn, self.metrics_fn, self.p = module, loss_fn, metrics_fn, params
         # evaluator: the epoch-end validation values in place of `evaluate(val)` (ranking: Recall@K over all items)
         self.evaluator = evaluator
-        self.seed, self.threads, self.patience = seed, threads, patience
+        self.seed, self.threads = seed, threads
         self.store, self.ckpt, self.resume_anyway = store, checkpoint or CheckpointConfig(), resume_anyway
-        self.callbacks, self.progress = callbacks or [], Progress(verbose, params.epochs)
+        self.callbacks, self.progress = list(callbacks or ()), Progress(verbose, params.epochs)
         self.device = torch.device("cuda" if params.device == "cuda" or (params.device == "auto" and torch.cuda.is_available())
                                    else "cpu")
-        self.s = _State(micro=params.batch_size, accum=params.grad_accumulation)
+        self.cursor = EpochCursor()
+        self.stopping = EarlyStopping(params.mode, patience)
+        self.counters = LoopCounters(micro=params.batch_size, accum=params.grad_accumulation)
+        self.rng = RngBundle()
         # Batch norm cannot train on one row: such a micro-batch joins the previous one, a 1-row window is skipped.
         self.min_rows = 2 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()) else 1
-        self.term = False
+        self.preempt_requested = False  # SIGTERM arrived: finish the step, checkpoint, stop
         self.last_checkpoint: str | None = None
 
-    # -- state ------------------------------------------------------------------------------
-    def state(self) -> dict:
-        s = self.s
-        return {"module": self.module.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict() if self.sched else None, "scaler": self.scaler.state_dict(),
-                "rng": rng_state(), "epoch": s.epoch, "pos": s.pos, "global_step": s.step, "perm": s.perm,
-                "sums": dict(s.sums), "history": s.history, "best": s.best, "best_epoch": s.best_epoch,
-                "best_step": s.best_step, "bad_epochs": s.bad_epochs, "bad_batches": s.bad_batches,
-                "best_weights": s.best_weights, "micro": s.micro, "accum": s.accum, "stopped": s.stopped}
+    # -- what callbacks read --------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self.cursor.epoch
 
-    def load_state(self, st: dict) -> None:
-        self.module.load_state_dict(st["module"])
-        self.opt.load_state_dict(st["optimizer"])
-        if self.sched and st["scheduler"] is not None:
-            self.sched.load_state_dict(st["scheduler"])
-        self.scaler.load_state_dict(st["scaler"])
-        set_rng_state(st["rng"])
-        s = self.s
-        s.epoch, s.pos, s.step, s.perm, s.sums = st["epoch"], st["pos"], st["global_step"], st["perm"], dict(st["sums"])
-        s.history = {k: list(v) for k, v in st["history"].items()}
-        s.best, s.best_epoch, s.best_step, s.bad_epochs = st["best"], st["best_epoch"], st["best_step"], st["bad_epochs"]
-        s.bad_batches, s.best_weights, s.micro, s.accum, s.stopped = (st["bad_batches"], st["best_weights"], st["micro"],
-                                                                      st["accum"], st["stopped"])
+    @property
+    def step(self) -> int:
+        return self.counters.step
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        return self.counters.history
+
+    # -- state ------------------------------------------------------------------------------
+    def _parts(self) -> dict[str, Stateful]:
+        """Every stateful piece, by the name its state has in a checkpoint: the one list of what is saved."""
+        parts: dict[str, Stateful] = {
+            "module": self.module, "optimizer": self.opt, "scaler": self.scaler, "rng": self.rng,
+            "cursor": self.cursor, "stopping": self.stopping, "loop": self.counters}
+        if self.sched is not None:
+            parts["scheduler"] = self.sched
+        return parts
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, **{name: part.state_dict() for name, part in self._parts().items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore every piece (after `fit` built the optimizer); a format-1 checkpoint is read as well."""
+        state = _from_format_1(state) if "format" not in state else state
+        source = state.get("path", "the checkpoint")
+        if state["format"] != FORMAT:
+            raise CheckpointMismatch(f"{source} has checkpoint format {state['format']}; this trainpipe reads formats "
+                                     f"1 and {FORMAT}: delete that folder to start training over", key="resume")
+        for name, part in self._parts().items():
+            try:
+                part.load_state_dict(state[name])
+            except (KeyError, RuntimeError, ValueError) as exc:  # shapes or parts differ (--resume-anyway)
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise CheckpointMismatch(f"{source} does not fit this model ({name}: {first}); delete that folder "
+                                         "to start training over", key="resume") from exc
 
     def save(self) -> None:
-        if self.store is not None:
-            self.last_checkpoint = str(self.store.save(self.state(), self.s.step, self.s.best_step))
+        if self.store is None:
+            return
+        path = self.store.save(self.state_dict(), self.counters.step, self.stopping.best_step)
+        self.last_checkpoint = str(path)
+        for hook in hooks(self.callbacks, "on_checkpoint"):
+            hook(self, path)
 
     # -- the loop ---------------------------------------------------------------------------
-    def fit(self, train: TensorBatches, val: TensorBatches) -> LoopResult:
+    def fit(self, train: BatchSource, val: BatchSource | None) -> LoopResult:
         previous = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
         torch.set_num_threads(self.threads)
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -133,62 +158,56 @@ class Trainer:
             torch.set_num_threads(previous[0])
             torch.use_deterministic_algorithms(previous[1])
 
-    def _install_sigterm(self):
+    def _install_sigterm(self) -> Any:
         if threading.current_thread() is not threading.main_thread():
             return None
 
-        def on_term(signum, frame):
-            self.term = True  # finish the current step, checkpoint, then stop
+        def on_term(signum: int, frame: FrameType | None) -> None:
+            self.preempt_requested = True  # finish the current step, checkpoint, then stop
 
         return signal.signal(signal.SIGTERM, on_term)
 
-    def _fit(self, train: TensorBatches, val: TensorBatches) -> LoopResult:
-        p, s = self.p, self.s
+    def _fit(self, train: BatchSource, val: BatchSource | None) -> LoopResult:
+        p, c, cursor = self.p, self.counters, self.cursor
         self.module.to(self.device)
         window = p.batch_size * p.grad_accumulation
-        steps_per_epoch = math.ceil(train.rows / window)
         self.opt = build_optimizer(self.module, p, self.device)
-        self.sched = build_scheduler(self.opt, p, steps_per_epoch)
+        self.sched = build_scheduler(self.opt, p, math.ceil(train.rows / window))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=p.amp == "fp16")
         self.step_module = torch.compile(self.module) if p.compile else self.module
         resumed = self.store.latest(self.resume_anyway) if self.store is not None else None
         if resumed is not None:
-            self.load_state(resumed)
+            self.load_state_dict(resumed)
             self.last_checkpoint = resumed["path"]
-            self._say(f"resuming from {resumed['path']} (epoch {s.epoch + 1}, step {s.step})")
-        pause_at = int(os.environ.get(PAUSE_AT, "0") or 0)
-        while s.epoch < p.epochs and not s.stopped:
-            if s.perm is None:
-                s.perm = train.permutation(self.seed, s.epoch)
-            started, rows_at_start = time.perf_counter(), s.pos
-            self.progress.start_epoch(s.epoch, train.rows, s.pos)
+            self._say(f"resuming from {resumed['path']} (epoch {cursor.epoch + 1}, step {c.step})")
+        step_hooks = hooks(self.callbacks, "on_step_end")
+        while cursor.epoch < p.epochs and not c.stopped:
+            started, rows_at_start = time.perf_counter(), cursor.pos
+            self.progress.start_epoch(cursor.epoch, train.rows, cursor.pos)
             self.module.train()
-            for batch in train.windows(self.seed, s.epoch, s.perm, s.pos, window):
+            for batch in cursor.batches(train, self.seed, window):
                 batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
                 self._train_window(batch)
-                s.pos += len(batch[-1])
-                s.step += 1
-                self.progress.advance(s.pos, s.sums["loss"] / max(s.sums["rows"], 1))
+                cursor.advance(len(batch[-1]))
+                c.step += 1
+                self.progress.advance(cursor.pos, c.sums["loss"] / max(c.sums["rows"], 1))
                 if self.sched is not None and p.schedule != "plateau":
                     self.sched.step()
-                if self.ckpt.every_steps and s.step % self.ckpt.every_steps == 0:
+                if self.ckpt.every_steps and c.step % self.ckpt.every_steps == 0:
                     self.save()
-                self._announce(s.step, pause_at)
-                if self.term:
+                for hook in step_hooks:
+                    hook(self)
+                if self.preempt_requested:
                     self._preempt()
-                for cb in self.callbacks:
-                    if cb.on_step_end:
-                        cb.on_step_end(s.step)
-            self._end_epoch(val, (s.pos - rows_at_start) / max(time.perf_counter() - started, 1e-9))
-        if self.patience and s.best_weights is not None:
-            self.module.load_state_dict(s.best_weights)  # predict with the best epoch's weights
+            self._end_epoch(val, (cursor.pos - rows_at_start) / max(time.perf_counter() - started, 1e-9))
+        self.stopping.restore_best(self.module)  # predict with the best epoch's weights
         self.module.eval()
-        return LoopResult(s.history, s.epoch, s.best_epoch, s.stopped and s.epoch < p.epochs,
+        return LoopResult(c.history, cursor.epoch, self.stopping.best_epoch, c.stopped and cursor.epoch < p.epochs,
                           resumed["path"] if resumed is not None else None)
 
-    def _train_window(self, batch: tuple[torch.Tensor, ...]) -> None:
+    def _train_window(self, batch: Batch) -> None:
         """One optimizer step over `batch`; on CUDA OOM halve the micro-batch, double accumulation, redo."""
-        s, p = self.s, self.p
+        c, p = self.counters, self.p
         for attempt in range(p.max_oom_retries + 1):
             try:
                 self._forward_backward(batch)
@@ -197,22 +216,22 @@ class Trainer:
                 self.opt.zero_grad(set_to_none=True)
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
-                if attempt == p.max_oom_retries or s.micro == 1:
-                    raise ModelError(f"model.params.batch_size: out of memory even at micro-batch {s.micro} "
-                                     f"(accumulation {s.accum}); lower batch_size", key="model.params.batch_size")
-                s.micro, s.accum = max(1, s.micro // 2), s.accum * 2
-                self._say(f"out of memory: micro-batch now {s.micro}, accumulation {s.accum} (same effective batch)")
+                if attempt == p.max_oom_retries or c.micro == 1:
+                    raise ModelError(f"model.params.batch_size: out of memory even at micro-batch {c.micro} "
+                                     f"(accumulation {c.accum}); lower batch_size", key="model.params.batch_size")
+                c.micro, c.accum = max(1, c.micro // 2), c.accum * 2
+                self._say(f"out of memory: micro-batch now {c.micro}, accumulation {c.accum} (same effective batch)")
 
-    def _forward_backward(self, batch: tuple[torch.Tensor, ...]) -> None:
-        s, p = self.s, self.p
+    def _forward_backward(self, batch: Batch) -> None:
+        c, p, epoch = self.counters, self.p, self.cursor.epoch
         loss_sum, rows_done = 0.0, 0
         amp = p.amp != "none"
         dtype = torch.bfloat16 if p.amp == "bf16" else torch.float16
         total = len(batch[-1])
         if total < self.min_rows:
-            self._say(f"skipping a {total}-row batch at epoch {s.epoch + 1} (batch norm needs at least 2 rows)")
+            self._say(f"skipping a {total}-row batch at epoch {epoch + 1} (batch norm needs at least 2 rows)")
             return
-        starts = list(range(0, total, s.micro))
+        starts = list(range(0, total, c.micro))
         if len(starts) > 1 and total - starts[-1] < self.min_rows:
             starts.pop()
         for start, end in zip(starts, starts[1:] + [total]):
@@ -222,13 +241,13 @@ class Trainer:
                 loss = self.loss_fn(self.step_module(*features), target)
             value = float(loss.item())
             if not math.isfinite(value):
-                s.bad_batches += 1
-                if s.bad_batches > p.max_bad_batches:
+                c.bad_batches += 1
+                if c.bad_batches > p.max_bad_batches:
                     raise TrainingDiverged(
-                        f"model: loss became {value} at epoch {s.epoch + 1} step {s.step + 1}; last good checkpoint: "
+                        f"model: loss became {value} at epoch {epoch + 1} step {c.step + 1}; last good checkpoint: "
                         f"{self.last_checkpoint or 'none'} (lower model.params.lr, set clip_grad_norm, or allow "
                         "max_bad_batches)", key="model.params.lr")
-                self._say(f"skipping a batch with loss {value} at epoch {s.epoch + 1} step {s.step + 1}")
+                self._say(f"skipping a batch with loss {value} at epoch {epoch + 1} step {c.step + 1}")
                 continue
             self.scaler.scale(loss * (rows / total)).backward()
             loss_sum, rows_done = loss_sum + value * rows, rows_done + rows
@@ -239,48 +258,45 @@ class Trainer:
                     else torch.nn.utils.get_total_norm(grads))
             self.scaler.step(self.opt)
             self.scaler.update()
-            s.sums["norm"] += float(norm)
+            c.sums["norm"] += float(norm)
         self.opt.zero_grad(set_to_none=True)
-        s.sums["loss"] += loss_sum
-        s.sums["rows"] += rows_done
-        s.sums["steps"] += 1
+        c.sums["loss"] += loss_sum
+        c.sums["rows"] += rows_done
+        c.sums["steps"] += 1
 
-    def _end_epoch(self, val: TensorBatches, rows_per_s: float) -> None:
-        s, p = self.s, self.p
-        values = {"train_loss": s.sums["loss"] / max(s.sums["rows"], 1),
-                  "train_grad_norm": s.sums["norm"] / max(s.sums["steps"], 1),
+    def _end_epoch(self, val: BatchSource | None, rows_per_s: float) -> None:
+        c, p = self.counters, self.p
+        values = {"train_loss": c.sums["loss"] / max(c.sums["rows"], 1),
+                  "train_grad_norm": c.sums["norm"] / max(c.sums["steps"], 1),
                   "lr": float(self.opt.param_groups[0]["lr"])}
         measured = self.evaluator() if self.evaluator is not None else self.evaluate(val)
         values.update({f"validation_{k}": v for k, v in measured.items()})
         if p.monitor not in values:
             raise ModelError(f"model.params.monitor: {p.monitor!r} is not one of {sorted(values)}", key="model.params.monitor")
         for key, value in values.items():
-            s.history.setdefault(key, []).append(float(value))
+            c.history.setdefault(key, []).append(float(value))
         current = values[p.monitor]
-        improved = s.best is None or (current < s.best if p.mode == "min" else current > s.best)
-        if improved:
-            s.best, s.best_epoch, s.bad_epochs = current, s.epoch, 0
-            if self.patience:
-                s.best_weights = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
-        else:
-            s.bad_epochs += 1
-        if self.sched is not None and p.schedule == "plateau":
+        improved = self.stopping.update(current, self.cursor.epoch, self.module)
+        if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):  # schedule: plateau
             self.sched.step(current)
-        stop = bool(self.patience and s.bad_epochs >= self.patience)
-        for cb in self.callbacks:
-            if cb.on_epoch_end and cb.on_epoch_end(s.epoch, values):
+        stop = self.stopping.should_stop
+        for hook in hooks(self.callbacks, "on_epoch_end"):
+            if hook(self, values):
                 stop = True
-        self.progress.end_epoch(f"epoch {s.epoch + 1}/{p.epochs}  " + "  ".join(f"{k} {v:.5g}" for k, v in values.items())
-                  + f"  {rows_per_s:,.0f} rows/s")
-        s.epoch, s.pos, s.perm, s.stopped = s.epoch + 1, 0, None, stop
-        s.sums = {"loss": 0.0, "rows": 0.0, "norm": 0.0, "steps": 0.0}
+        self.progress.end_epoch(f"epoch {self.cursor.epoch + 1}/{p.epochs}  "
+                                + "  ".join(f"{k} {v:.5g}" for k, v in values.items()) + f"  {rows_per_s:,.0f} rows/s")
+        self.cursor.next_epoch()
+        c.stopped, c.sums = stop, c.zero_sums()
         if self.ckpt.every_epoch and self.store is not None:
             if improved:
-                s.best_step = s.step
+                self.stopping.best_step = c.step
             self.save()
 
     @torch.no_grad()
-    def evaluate(self, data: TensorBatches, batch_size: int = 65536) -> dict[str, float]:
+    def evaluate(self, data: BatchSource | None, batch_size: int = 65536) -> dict[str, float]:
+        """Validation loss and `metrics_fn` over `data`, in eval mode (no dropout; no RNG drawn)."""
+        if data is None or self.metrics_fn is None:
+            raise ValueError("evaluate needs validation batches and a metrics function (or pass an evaluator)")
         self.module.eval()
         outputs, targets = [], []
         for batch in data.sequential(batch_size):
@@ -291,23 +307,28 @@ class Trainer:
         out, y = torch.cat(outputs), torch.cat(targets)
         return {"loss": float(self.loss_fn(out, y)), **self.metrics_fn(out, y)}
 
-    # -- signals, test hooks, messages ----------------------------------------------------------
+    # -- signals, messages ------------------------------------------------------------------
     def _preempt(self) -> None:
         if self.store is None:
             raise Preempted("training stopped by SIGTERM (no checkpoint folder: nothing to resume)", key="train")
-        if self.last_checkpoint != str(self.store.path(self.s.step)):
+        if self.last_checkpoint != str(self.store.path(self.counters.step)):
             self.save()
-        raise Preempted(f"training preempted by SIGTERM at epoch {self.s.epoch + 1} step {self.s.step}; "
+        raise Preempted(f"training preempted by SIGTERM at epoch {self.cursor.epoch + 1} step {self.counters.step}; "
                         f"checkpoint {self.last_checkpoint}", key="train")
-
-    def _announce(self, step: int, pause_at: int) -> None:
-        path = os.environ.get(STEP_FILE)
-        if not path:
-            return
-        with open(path, "w") as handle:
-            handle.write(str(step))
-        while step == pause_at and not self.term:
-            time.sleep(0.02)
 
     def _say(self, line: str) -> None:
         self.progress.say(line)
+
+
+def _from_format_1(old: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of the flat format 1 in format 2's layout (same values, grouped by the piece that owns them)."""
+    new: dict[str, Any] = {
+        "format": FORMAT, "module": old["module"], "optimizer": old["optimizer"], "scaler": old["scaler"],
+        "rng": old["rng"], "cursor": {"epoch": old["epoch"], "pos": old["pos"], "order": old["perm"]},
+        "stopping": {k: old[k] for k in EarlyStopping.STATE},
+        "loop": {**{k: old[k] for k in LoopCounters.STATE if k != "step"}, "step": old["global_step"]}}
+    if old.get("scheduler") is not None:
+        new["scheduler"] = old["scheduler"]
+    if "path" in old:
+        new["path"] = old["path"]
+    return new

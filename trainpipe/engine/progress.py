@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as Bar
+    from rich.progress import TaskID
 
 REFRESH_S = 0.2  # at most ~5 updates a second: a per-round or per-batch call then costs a clock read
 
@@ -15,9 +20,10 @@ REFRESH_S = 0.2  # at most ~5 updates a second: a per-round or per-batch call th
 class Progress:
     """Per-step updates are throttled (~5 per second) so the bar costs nothing measurable per batch."""
 
-    def __init__(self, enabled: bool, epochs: int):
+    def __init__(self, enabled: bool, epochs: int) -> None:
         self.enabled, self.epochs = enabled, epochs
-        self.bar = self.task = None
+        self.bar: Bar | None = None
+        self.task: TaskID | None = None
         self._last = 0.0
         if enabled and sys.stderr.isatty():
             from rich.console import Console
@@ -37,14 +43,14 @@ class Progress:
 
     def advance(self, pos: int, loss: float) -> None:
         now = time.perf_counter()
-        if self.bar is None or now - self._last < REFRESH_S:
+        if self.bar is None or self.task is None or now - self._last < REFRESH_S:
             return
         self._last = now
         speed = (pos - self._rows_at_start) / max(now - self._started, 1e-9)
         self.bar.update(self.task, completed=pos, loss=loss, speed=speed)
 
     def end_epoch(self, line: str) -> None:
-        if self.bar is not None:
+        if self.bar is not None and self.task is not None:
             self.bar.remove_task(self.task)
             self.bar.stop()
         self.say(line)
@@ -69,8 +75,9 @@ class LiveLine:
     summary line. Disabled, or with stderr not a terminal (a log file), it does nothing: the hundreds of rounds
     of a booster are not worth a line each. `total` None: no bar or ETA (e.g. a time budget)."""
 
-    def __init__(self, enabled: bool, label: str, total: int | None):
-        self.bar = self.task = None
+    def __init__(self, enabled: bool, label: str, total: int | None) -> None:
+        self.bar: Bar | None = None
+        self.task: TaskID | None = None
         self._last = 0.0
         if enabled and sys.stderr.isatty():
             from rich.console import Console
@@ -95,7 +102,7 @@ class LiveLine:
         return self.bar is not None and time.perf_counter() - self._last >= REFRESH_S
 
     def update(self, done: int, text: str) -> None:
-        if self.bar is not None:
+        if self.bar is not None and self.task is not None:
             self._last = time.perf_counter()
             self.bar.update(self.task, completed=done, text=text)
 

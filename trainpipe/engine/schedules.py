@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from trainpipe.engine.config import EngineParams
 
@@ -18,7 +20,7 @@ def build_optimizer(module: torch.nn.Module, p: EngineParams, device: torch.devi
     return cls(params, lr=p.lr, weight_decay=p.weight_decay, fused=True)
 
 
-def lr_factor(p: EngineParams, steps_per_epoch: int):
+def lr_factor(p: EngineParams, steps_per_epoch: int) -> Callable[[int], float]:
     """Multiplier of the peak LR after `step` optimizer steps: warmup ramp × cosine or step decay."""
     total = max(p.epochs * steps_per_epoch, 1)
 
@@ -33,7 +35,8 @@ def lr_factor(p: EngineParams, steps_per_epoch: int):
     return factor
 
 
-def build_scheduler(opt: torch.optim.Optimizer, p: EngineParams, steps_per_epoch: int):
+def build_scheduler(opt: torch.optim.Optimizer, p: EngineParams,
+                    steps_per_epoch: int) -> LRScheduler | ReduceLROnPlateau | None:
     """Stepped once per optimizer step, except plateau (once per epoch with the monitored value)."""
     if p.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.lr, total_steps=max(p.epochs * steps_per_epoch, 1))

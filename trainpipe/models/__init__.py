@@ -11,9 +11,10 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from trainpipe.engine.config import CheckpointConfig
+from trainpipe.engine.callbacks import IMPORT_PATH
+from trainpipe.engine.config import CheckpointConfig, DistributedConfig
 from trainpipe.errors import MissingDependency, ModelError
 
 # name -> (module, class, the pip extra that provides its library)
@@ -53,6 +54,20 @@ class TrainingConfig(BaseModel):
     train_metrics: bool = Field(False, description="Also log per-iteration metrics on the training split (for "
                                 "loss curves); costs ~40% more xgboost time on large data.")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    callbacks: list[str] = Field(default_factory=list, description="torch families: import paths "
+                                 "(`package.module:Class`) of training callbacks, each built without arguments in the "
+                                 "training process; the loop calls their optional on_step_end(trainer), "
+                                 "on_epoch_end(trainer, values) (true: stop) and on_checkpoint(trainer, path) "
+                                 "(docs/operations.md, Callbacks).")
+
+    @field_validator("callbacks")
+    @classmethod
+    def _import_paths(cls, paths: list[str]) -> list[str]:
+        bad = [p for p in paths if not IMPORT_PATH.match(p)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an import path like mypackage.callbacks:MyCallback")
+        return paths
 
 
 ENTRY_POINT_GROUP = "trainpipe.families"  # an installed plugin distribution: `name = "package.module:Class"`

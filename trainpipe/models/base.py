@@ -10,11 +10,14 @@ which user code its cache key covers.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
+
+from trainpipe.engine.config import CheckpointConfig
 
 # Called once per iteration (boosting round, epoch, CV fold) with that iteration's values, e.g.
 # {"validation_log_loss": 0.31}, named as trainpipe names the final metrics (gbdt.METRIC_NAMES maps the
@@ -45,16 +48,19 @@ class ScaffoldDefaults:
 
 @dataclass
 class FitContext:
-    """What the train stage knows beyond the matrices; passed only to families whose fit takes `context`."""
+    """What the train stage knows beyond the matrices, passed to every family's `fit`; each uses what applies
+    (torch: all of it, through trainpipe.engine.fit; boosters: `verbose`; sklearn: nothing)."""
 
-    categorical: dict | None = None  # {"columns": [matrix index], "names": [...], "cardinalities": [...]}
+    categorical: dict[str, Any] | None = None  # {"columns": [matrix index], "names": [...], "cardinalities": [...]}
     checkpoint_dir: Path | None = None  # persistent across crashes of the stage (unlike its temp folder)
-    checkpoint: Any = None  # trainpipe.engine.config.CheckpointConfig
+    checkpoint: CheckpointConfig | None = None  # training.checkpoint
     config_hash: str = ""  # checkpoints written under another hash are refused...
     resume_anyway: bool = False  # ...unless this is set (--resume-anyway)
     verbose: bool = False  # progress on stderr (torch: bar and epoch lines; boosters: a round bar on a terminal)
     # torch families: each epoch's values as it ends (step = epoch): MLflow shows the curves while training runs.
     on_epoch: Callable[[int, dict[str, float]], None] | None = None
+    # torch families: `training.callbacks`, import paths of callback classes (trainpipe/engine/callbacks.py)
+    callbacks: Sequence[str] = ()
 
 
 @dataclass
@@ -84,7 +90,7 @@ class ModelFamily(Protocol):
             early_stopping_rounds: int | None = None, report: ReportFn | None = None,
             train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
         """train_metrics: also evaluate the training split every iteration (costly on large data); context: what
-        the train stage knows beyond the matrices (None outside a run: tuning trials, tests)."""
+        the train stage knows beyond the matrices (None means FitContext(): no checkpoints, no progress)."""
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Regression values, or class codes for classification."""
@@ -95,7 +101,7 @@ class ModelFamily(Protocol):
     def save(self, directory: Path) -> None: ...
 
     @classmethod
-    def load(cls, directory: Path) -> "ModelFamily": ...
+    def load(cls, directory: Path) -> ModelFamily: ...
 
     @classmethod
     def default_search_space(cls, task: str, estimator: str | None = None) -> dict[str, dict]:

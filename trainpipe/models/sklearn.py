@@ -103,6 +103,7 @@ class SklearnFamily:
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
             early_stopping_rounds: int | None = None, report: ReportFn | None = None,
             train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
+        """One `estimator.fit`: no iterations to stop early or report progress on, so `context` is not used."""
         self.estimator = self._build()
         try:
             self.estimator.fit(X, y)

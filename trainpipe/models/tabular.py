@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import functools
 import json
-import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, PositiveInt
 
 from trainpipe.engine.config import EngineParams, check_torch, import_torch, parse_params
+from trainpipe.errors import ModelError
 from trainpipe.models.base import (
     FitContext,
     FitResult,
@@ -25,6 +26,9 @@ from trainpipe.models.base import (
     predict_from_proba,
     probabilities_from_binary,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 
 class TorchMLPParams(EngineParams):
@@ -45,18 +49,22 @@ class TorchMLPParams(EngineParams):
 _torch = functools.partial(import_torch, "torch_mlp")
 
 
-def build_module(n_numeric: int, cardinalities: list[int], emb_dims: list[int], p: TorchMLPParams, out_dim: int):
-    torch = _torch()
-    nn = torch.nn
-    acts = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+def build_module(n_numeric: int, cardinalities: list[int], emb_dims: list[int], p: TorchMLPParams,
+                 out_dim: int) -> torch.nn.Module:
+    _torch()  # one line naming the extra when torch is missing
+    import torch
+    from torch import nn
+
+    acts: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
     from trainpipe.engine.layers import PackedDropout
 
     class TabularMLP(nn.Module):
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
             # index 0 of every table is "unknown or missing" (code -1 shifted by one)
             self.embeddings = nn.ModuleList(nn.Embedding(c + 1, d) for c, d in zip(cardinalities, emb_dims))
-            layers, width = [], n_numeric + sum(emb_dims)
+            layers: list[nn.Module] = []
+            width = n_numeric + sum(emb_dims)
             for hidden in p.hidden_dims:
                 layers.append(nn.Linear(width, hidden))
                 if p.norm != "none":
@@ -68,7 +76,7 @@ def build_module(n_numeric: int, cardinalities: list[int], emb_dims: list[int], 
             layers.append(nn.Linear(width, out_dim))
             self.net = nn.Sequential(*layers)
 
-        def forward(self, x_num, x_cat):
+        def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
             if not len(self.embeddings):
                 return self.net(x_num)
             parts = [x_num] + [emb(x_cat[:, i]) for i, emb in enumerate(self.embeddings)]
@@ -88,11 +96,11 @@ class TorchMLPFamily:
     PARAMS = TorchMLPParams
 
     def __init__(self, task: str, params: dict[str, Any], n_classes: int, seed: int, threads: int,
-                 estimator: str | None = None):
+                 estimator: str | None = None) -> None:
         self.task, self.n_classes, self.seed, self.threads = task, n_classes, seed, threads
         self.params = parse_params(TorchMLPParams, params, self.name)
-        self.module = None
-        self.layout: dict = {}  # numeric/categorical matrix columns, cardinalities, embedding widths, target scaling
+        self.module: torch.nn.Module | None = None
+        self.layout: dict[str, Any] = {}  # numeric/categorical matrix columns, cardinalities, embedding widths, target scaling
         self.best_iteration: int | None = None
 
     @classmethod
@@ -101,7 +109,7 @@ class TorchMLPFamily:
         parse_params(TorchMLPParams, params, cls.name)
 
     # -- data layout ---------------------------------------------------------------------------
-    def _plan(self, n_features: int, y: np.ndarray, categorical: dict | None) -> None:
+    def _plan(self, n_features: int, y: np.ndarray, categorical: dict[str, Any] | None) -> None:
         cat_cols = list((categorical or {}).get("columns", []))
         cards = [int(c) for c in (categorical or {}).get("cardinalities", [])]
         names = list((categorical or {}).get("names", [str(c) for c in cat_cols]))
@@ -112,7 +120,7 @@ class TorchMLPFamily:
         self.layout = {"n_features": n_features, "numeric": [i for i in range(n_features) if i not in set(cat_cols)],
                        "categorical": cat_cols, "cardinalities": cards, "embedding_dims": dims, "y_scale": scale}
 
-    def _inputs(self, X: np.ndarray):
+    def _inputs(self, X: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         from trainpipe.engine.batches import as_tensor
 
         torch = _torch()
@@ -123,7 +131,7 @@ class TorchMLPFamily:
         codes = np.clip(codes, 0, np.asarray(lay["cardinalities"], dtype=np.int64)) if lay["categorical"] else codes
         return x_num, as_tensor(codes.reshape(len(X), len(lay["categorical"])), torch.int64)
 
-    def _target(self, y: np.ndarray):
+    def _target(self, y: np.ndarray) -> torch.Tensor:
         from trainpipe.engine.batches import as_tensor
 
         torch = _torch()
@@ -135,48 +143,30 @@ class TorchMLPFamily:
     def _out_dim(self) -> int:
         return self.n_classes if self.task == "multiclass" else 1
 
-    def _build(self):
+    def _build(self) -> torch.nn.Module:
         lay = self.layout
         return build_module(len(lay["numeric"]), lay["cardinalities"], lay["embedding_dims"], self.params, self._out_dim())
 
     # -- training ------------------------------------------------------------------------------
-    def fit(self, X, y, X_val, y_val, *, early_stopping_rounds=None, report: ReportFn | None = None,
-            train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
-        torch = _torch()
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
+            early_stopping_rounds: int | None = None, report: ReportFn | None = None, train_metrics: bool = False,
+            context: FitContext | None = None) -> FitResult:
+        """train_metrics is not used: the loop's epoch history has train_loss already."""
         from trainpipe.engine.batches import TensorBatches
-        from trainpipe.engine.checkpoint import CheckpointStore
-        from trainpipe.engine.loop import Callback, Trainer
+        from trainpipe.engine.fit import fit_torch
 
         context = context or FitContext()
-        random.seed(self.seed)
-        np.random.seed(self.seed % 2**32)
-        torch.manual_seed(self.seed)
         self._plan(X.shape[1], y, context.categorical)
-        self.module = self._build()
-        store = None
-        if context.checkpoint_dir is not None:
-            keep = context.checkpoint.keep_last if context.checkpoint is not None else 2
-            store = CheckpointStore(context.checkpoint_dir, context.config_hash, keep)
-        callbacks = [Callback(on_epoch_end=lambda epoch, values: bool(report(epoch, values)))] if report else []
-        if context.on_epoch is not None:
-            def live(epoch: int, values: dict) -> bool:
-                context.on_epoch(epoch, values)
-                return False  # never asks to stop
-
-            callbacks.insert(0, Callback(on_epoch_end=live))
-        trainer = Trainer(self.module, self._loss_fn(), self._metrics_fn(), self.params, seed=self.seed,
-                          threads=self.threads, patience=early_stopping_rounds, store=store,
-                          checkpoint=context.checkpoint, resume_anyway=context.resume_anyway,
-                          callbacks=callbacks, verbose=context.verbose)
         train = TensorBatches(*self._inputs(X), self._target(y))
         val = TensorBatches(*self._inputs(X_val), self._target(y_val))
-        result = trainer.fit(train, val)
-        self.module = trainer.module.to("cpu").eval()
-        self.best_iteration = result.best_epoch if early_stopping_rounds else None
-        return FitResult(history=result.history, best_iteration=self.best_iteration, iterations=result.epochs,
-                         stopped_early=result.stopped_early)
+        self.module, run = fit_torch(self._build, self._loss_fn(), self._metrics_fn(), self.params, train, val,
+                                     seed=self.seed, threads=self.threads, options=context,
+                                     patience=early_stopping_rounds, report=report)
+        self.best_iteration = run.best_epoch
+        return FitResult(history=run.history, best_iteration=run.best_epoch, iterations=run.epochs,
+                         stopped_early=run.stopped_early)
 
-    def _loss_fn(self):
+    def _loss_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         torch = _torch()
         F = torch.nn.functional
         if self.task == "binary":
@@ -185,7 +175,7 @@ class TorchMLPFamily:
             return lambda out, y: F.cross_entropy(out.float(), y)
         return lambda out, y: F.mse_loss(out.squeeze(1).float(), y)
 
-    def _metrics_fn(self):
+    def _metrics_fn(self) -> Callable[[torch.Tensor, torch.Tensor], dict[str, float]]:
         std = self.layout["y_scale"][1]
         if self.task == "binary":
             return lambda out, y: {"accuracy": float(((out.squeeze(1) > 0).float() == y).float().mean())}
@@ -194,13 +184,19 @@ class TorchMLPFamily:
         return lambda out, y: {"rmse": float(((out.squeeze(1) - y) ** 2).mean().sqrt()) * std}
 
     # -- prediction ----------------------------------------------------------------------------
-    def _raw(self, X) -> np.ndarray:
+    def _fitted(self) -> torch.nn.Module:
+        if self.module is None:
+            raise ModelError("model: torch_mlp has no weights yet; fit or load it first", key="model")
+        return self.module
+
+    def _raw(self, X: np.ndarray) -> np.ndarray:
         torch = _torch()
+        module = self._fitted()
         x_num, x_cat = self._inputs(X)
         outs = []
         with torch.inference_mode():
             for start in range(0, len(x_num), 65536):
-                outs.append(self.module(x_num[start:start + 65536], x_cat[start:start + 65536]).float())
+                outs.append(module(x_num[start:start + 65536], x_cat[start:start + 65536]).float())
         out = torch.cat(outs) if outs else torch.zeros((0, self._out_dim()))
         if self.task == "multiclass":
             return torch.softmax(out, dim=1).double().numpy()
@@ -209,17 +205,17 @@ class TorchMLPFamily:
         mean, std = self.layout["y_scale"]
         return out.squeeze(1).double().numpy() * std + mean
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         raw = self._raw(X)
         return probabilities_from_binary(raw) if self.task == "binary" else raw
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         return self._raw(X) if self.task == "regression" else predict_from_proba(self.predict_proba(X))
 
     def save(self, directory: Path) -> None:
         torch = _torch()
         directory.mkdir(parents=True, exist_ok=True)
-        torch.save(self.module.state_dict(), directory / "model.pt")
+        torch.save(self._fitted().state_dict(), directory / "model.pt")
         meta = {"family": self.name, "task": self.task, "n_classes": self.n_classes, "seed": self.seed,
                 "threads": self.threads, "params": self.params.model_dump(), "layout": self.layout,
                 "best_iteration": self.best_iteration}

@@ -12,17 +12,20 @@ from __future__ import annotations
 import functools
 import json
 import math
-import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 from pydantic import Field, PositiveInt
 
 from trainpipe.engine.config import EngineParams, check_torch, import_torch, parse_params
 from trainpipe.errors import ModelError
-from trainpipe.models.base import FitContext, FitResult, PreprocessingNeeds
+from trainpipe.models.base import FitContext, FitResult, PreprocessingNeeds, ReportFn
+
+if TYPE_CHECKING:
+    import torch
 
 
 class TwoTowerParams(EngineParams):
@@ -31,7 +34,9 @@ class TwoTowerParams(EngineParams):
     epochs: int = Field(10, ge=1, description="Passes over the training interactions.")
     batch_size: int = Field(256, ge=2, description="Interactions per batch; the other rows' items are the negatives.")
     lr: float = Field(1e-2, gt=0, description="Peak learning rate.")
-    monitor: str | None = Field(None, description="Early-stopping metric; default validation_recall_at_<first ranking.k>.")
+    # None until fit knows ranking.k (fit passes the loop a copy with it filled in)
+    monitor: str | None = Field(None, description="Early-stopping metric; "  # type: ignore[assignment]
+                                "default validation_recall_at_<first ranking.k>.")
     mode: Literal["min", "max"] = Field("max", description="Recall: higher is better.")
     embedding_dim: int = Field(64, ge=2, description="Width of the normalised user and item vectors.")
     id_dim: int = Field(64, ge=1, description="Width of the user/item id embeddings.")
@@ -73,26 +78,29 @@ class RankingData:
     batch_users: int = 1024
 
 
-def build_module(layout: dict, p: TwoTowerParams):
-    torch = _torch()
-    nn, F = torch.nn, torch.nn.functional
+def build_module(layout: dict[str, Any], p: TwoTowerParams) -> torch.nn.Module:
+    _torch()  # one line naming the extra when torch is missing
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
 
     class Tower(nn.Module):
-        def __init__(self, n_ids: int, n_num: int, cards: list[int]):
+        def __init__(self, n_ids: int, n_num: int, cards: list[int]) -> None:
             super().__init__()
             self.ids = nn.Embedding(n_ids + 1, p.id_dim)  # row 0: unknown id
             nn.init.normal_(self.ids.weight, std=0.1)
             with torch.no_grad():
                 self.ids.weight[0].zero_()
             self.cats = nn.ModuleList(nn.Embedding(c + 1, p.categorical_dim) for c in cards)
-            layers, width = [], p.id_dim + n_num + p.categorical_dim * len(cards)
+            layers: list[nn.Module] = []
+            width = p.id_dim + n_num + p.categorical_dim * len(cards)
             for hidden in p.hidden_dims:
                 layers += [nn.Linear(width, hidden), nn.ReLU()] + ([nn.Dropout(p.dropout)] if p.dropout else [])
                 width = hidden
             layers.append(nn.Linear(width, p.embedding_dim))
             self.net = nn.Sequential(*layers)
 
-        def forward(self, ids, num, cat):
+        def forward(self, ids: torch.Tensor, num: torch.Tensor | None, cat: torch.Tensor) -> torch.Tensor:
             parts = [self.ids(ids)]
             if num is not None and num.shape[1]:
                 parts.append(num)
@@ -100,7 +108,14 @@ def build_module(layout: dict, p: TwoTowerParams):
             return F.normalize(self.net(torch.cat(parts, dim=1)).float(), dim=-1)
 
     class TwoTower(nn.Module):
-        def __init__(self):
+        user_num: torch.Tensor  # buffers, registered below
+        user_cat: torch.Tensor
+        item_num: torch.Tensor
+        item_cat: torch.Tensor
+        log_q: torch.Tensor
+        log_scale: torch.Tensor
+
+        def __init__(self) -> None:
             super().__init__()
             lay = layout
             self.n_items = lay["n_items"]
@@ -118,19 +133,20 @@ def build_module(layout: dict, p: TwoTowerParams):
             else:
                 self.register_buffer("log_scale", log_scale)
 
-        def scale(self):
+        def scale(self) -> torch.Tensor:
             return self.log_scale.exp().clamp(max=100.0)
 
-        def user_vectors(self, users, num=None, cat=None):
+        def user_vectors(self, users: torch.Tensor, num: torch.Tensor | None = None,
+                         cat: torch.Tensor | None = None) -> torch.Tensor:
             rows = users + 1
             return self.user_tower(rows, self.user_num[rows] if num is None else num,
                                    self.user_cat[rows] if cat is None else cat)
 
-        def item_vectors(self, items):
+        def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
             rows = items + 1
             return self.item_tower(rows, self.item_num[rows], self.item_cat[rows])
 
-        def forward(self, users, items):
+        def forward(self, users: torch.Tensor, items: torch.Tensor) -> dict[str, torch.Tensor]:
             out = {"u": self.user_vectors(users), "v": self.item_vectors(items), "items": items}
             if p.random_negatives and self.training:
                 negatives = torch.randint(self.n_items, (p.random_negatives,), device=items.device)
@@ -150,11 +166,12 @@ class TwoTowerFamily:
     PARAMS = TwoTowerParams
 
     def __init__(self, task: str, params: dict[str, Any], n_classes: int = 0, seed: int = 0, threads: int = 1,
-                 estimator: str | None = None):
+                 estimator: str | None = None) -> None:
         self.task, self.seed, self.threads = task, seed, threads
         self.params = parse_params(TwoTowerParams, params, self.name)
-        self.module = None
-        self.layout: dict = {}
+        # The TwoTower module of build_module (fit or load); Any: its class exists only once torch is imported.
+        self.module: Any = None
+        self.layout: dict[str, Any] = {}
         self.best_iteration: int | None = None
 
     @classmethod
@@ -166,15 +183,16 @@ class TwoTowerFamily:
         parse_params(TwoTowerParams, params, cls.name)
 
     # -- training ------------------------------------------------------------------------------
-    def _loss_fn(self):
+    def _loss_fn(self) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]:
         from trainpipe.models.ranking_losses import LOSSES
 
-        p, loss = self.params, LOSSES[self.params.loss]
+        p = self.params
+        loss = cast("Callable[..., torch.Tensor]", LOSSES[p.loss])  # the losses' signatures differ in extras
         uniform = -math.log(self.layout["n_items"])
 
-        def fn(out, weight):
+        def fn(out: dict[str, torch.Tensor], weight: torch.Tensor) -> torch.Tensor:
             module = self.module
-            extra = {}
+            extra: dict[str, Any] = {}
             if p.loss == "softmax" and p.logq_correction:
                 extra["log_q"] = module.log_q[out["items"]]
                 if "v_neg" in out:
@@ -186,7 +204,7 @@ class TwoTowerFamily:
 
         return fn
 
-    def _evaluator(self, data: RankingData):
+    def _evaluator(self, data: RankingData) -> Callable[[], dict[str, float]]:
         """Validation metrics over the whole catalogue for the loop's epoch end (no RNG is touched)."""
         torch = _torch()
         from trainpipe.evaluation.ranking_metrics import evaluate
@@ -202,41 +220,36 @@ class TwoTowerFamily:
 
         return run
 
-    def fit(self, data: RankingData, *, early_stopping_rounds: int | None = None, report=None,
-            context: FitContext | None = None, **_) -> FitResult:
-        torch = _torch()
+    def fit(self, data: RankingData, *, early_stopping_rounds: int | None = None, report: ReportFn | None = None,
+            context: FitContext | None = None, **_: Any) -> FitResult:
+        """Early stopping and `report` follow validation Recall@K at the first of `data.ks` by default."""
+        _torch()
+        import torch
+
         from trainpipe.engine.batches import TensorBatches, as_tensor
-        from trainpipe.engine.checkpoint import CheckpointStore
-        from trainpipe.engine.loop import Callback, Trainer
+        from trainpipe.engine.fit import fit_torch
 
         context = context or FitContext()
-        random.seed(self.seed)
-        np.random.seed(self.seed % 2**32)
-        torch.manual_seed(self.seed)
         self.layout = {"n_users": data.n_users, "n_items": data.n_items,
                        "user_numeric": 0 if data.user_num is None else int(data.user_num.shape[1]),
                        "item_numeric": 0 if data.item_num is None else int(data.item_num.shape[1]),
                        "user_cards": list(data.user_cards or []), "item_cards": list(data.item_cards or [])}
-        self.module = build_module(self.layout, self.params)
-        self._load_side(data)
+
+        def build() -> torch.nn.Module:
+            self.module = build_module(self.layout, self.params)
+            self._load_side(data)
+            return self.module
+
         monitor = self.params.monitor or f"validation_recall_at_{data.ks[0]}"
         params = self.params.model_copy(update={"monitor": monitor})
-        store = None
-        if context.checkpoint_dir is not None:
-            keep = context.checkpoint.keep_last if context.checkpoint is not None else 2
-            store = CheckpointStore(context.checkpoint_dir, context.config_hash, keep)
-        callbacks = [Callback(on_epoch_end=lambda epoch, values: bool(report(epoch, values)))] if report else []
-        trainer = Trainer(self.module, self._loss_fn(), None, params, seed=self.seed, threads=self.threads,
-                          patience=early_stopping_rounds, store=store, checkpoint=context.checkpoint,
-                          resume_anyway=context.resume_anyway, callbacks=callbacks, verbose=context.verbose,
-                          evaluator=self._evaluator(data))
         train = TensorBatches(as_tensor(data.user, torch.int64), as_tensor(data.item, torch.int64),
                               as_tensor(data.weight, torch.float32))
-        result = trainer.fit(train, None)
-        self.module = trainer.module.to("cpu").eval()
-        self.best_iteration = result.best_epoch if early_stopping_rounds else None
-        return FitResult(history=result.history, best_iteration=self.best_iteration, iterations=result.epochs,
-                         stopped_early=result.stopped_early)
+        self.module, run = fit_torch(build, self._loss_fn(), None, params, train, None, seed=self.seed,
+                                     threads=self.threads, options=context, patience=early_stopping_rounds,
+                                     report=report, evaluator=self._evaluator(data))
+        self.best_iteration = run.best_epoch
+        return FitResult(history=run.history, best_iteration=run.best_epoch, iterations=run.epochs,
+                         stopped_early=run.stopped_early)
 
     def _load_side(self, data: RankingData) -> None:
         """Copy side features and the log sampling probabilities into the module's buffers."""
@@ -260,7 +273,7 @@ class TwoTowerFamily:
             m.log_q.copy_(torch.from_numpy(np.log(q).astype(np.float32)))
 
     # -- vectors (evaluation and serving) -------------------------------------------------------
-    def _all_vectors(self, batch: int = 65536):
+    def _all_vectors(self, batch: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
         torch = _torch()
         device = next(self.module.parameters()).device
         users = torch.arange(self.layout["n_users"], device=device)
@@ -277,7 +290,7 @@ class TwoTowerFamily:
             U, V = self._all_vectors()
         return U.numpy(), V.numpy()
 
-    def predict(self, X):
+    def predict(self, X: np.ndarray) -> np.ndarray:
         raise ModelError("model.type: two_tower ranks items; use `trainpipe recommend`", key="model.type")
 
     predict_proba = predict
@@ -315,6 +328,6 @@ class TwoTowerFamily:
         }
 
 
-def torch_full(like, value: float):
+def torch_full(like: torch.Tensor, value: float) -> torch.Tensor:
     torch = _torch()
     return torch.full(like.shape, value, dtype=torch.float32, device=like.device)

@@ -36,8 +36,8 @@ tags and config artifact, the tuning job file) and in the messages it records (r
 console errors, `--json`); the run itself uses the real values. A value counts as secret when it comes from an
 environment variable (`${oc.env:VAR}`, or a `${key}` reference to one), sits under a key named like a
 credential (password, passwd, pwd, pass, secret, token, api_key, credential, private_key, access_key — in any
-case, with any separator; except column, metric and parameter names such as `data.coerce.token_count`), or is
-the password of a URL (`postgresql://user:PASSWORD@host/db`). An environment value is recorded as its
+case, with any separator; except column, metric and parameter names such as `data.coerce.token_count`, and
+keys ending in `_env`, which name an environment variable rather than hold a value), or is the password of a URL (`postgresql://user:PASSWORD@host/db`). An environment value is recorded as its
 expression (`tracking.tags.db: ${oc.env:DB_PASSWORD}`), so `--resume` and `stage --run` read it from the
 environment again; any other secret is recorded as `<redacted>`, and resuming from such a run folder asks for
 the pipeline file (`trainpipe run pipeline.yaml --resume RUN_ID`). Put credentials in the environment.

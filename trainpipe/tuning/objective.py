@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from trainpipe.errors import ModelError
+from trainpipe.monitoring.cost import Rates, ResourceMeter, estimate_cost
 from trainpipe.tuning.space import ParamSpec, suggest
 
 if TYPE_CHECKING:
@@ -49,7 +50,12 @@ class ObjectiveSettings:
     cv_folds: int | None = None
     cv_strategy: str = "kfold"
     trial_timeout: float | None = None
-    usd_per_hour: float = 0.0
+    usd_per_hour: float = 0.0  # tuning.cost: one worker's hourly price
+
+    @property
+    def rates(self) -> Rates:
+        """`tuning.cost.usd_per_hour` is a flat price per worker-hour: the machine_hour rate of monitoring.cost."""
+        return Rates(machine_hour=self.usd_per_hour)
 
 
 @dataclass
@@ -176,7 +182,7 @@ def cv_folds(settings: ObjectiveSettings, y: np.ndarray, groups: np.ndarray | No
 
 def outcome(trial: Any) -> dict:
     """What the objective recorded about a trial (one user attribute, so one storage write per trial):
-    duration_s, cost_usd, and where known best_iteration, intermediate, stopped_by, error."""
+    duration_s, cpu_s, cost_usd, and where known best_iteration, intermediate, stopped_by, error."""
     return dict(trial.user_attrs.get("trainpipe", {}))
 
 
@@ -192,6 +198,7 @@ def make_objective(settings: ObjectiveSettings, data: TrialData) -> Callable[[An
 
     def objective(trial: Any) -> float | list[float]:
         started = time.perf_counter()
+        meter = ResourceMeter()  # wall and CPU time of this trial: the same cost code as a whole run's
         trial.set_user_attr("worker", worker)  # first: a dead worker's trial is recognised by it
         params = {**settings.base_params, **suggest(trial, settings.space)}
         deadline = started + settings.trial_timeout if settings.trial_timeout else None
@@ -205,9 +212,9 @@ def make_objective(settings: ObjectiveSettings, data: TrialData) -> Callable[[An
             record["error"] = exc.message
             raise
         finally:
-            seconds = time.perf_counter() - started
-            trial.set_user_attr("trainpipe", {"duration_s": round(seconds, 4),
-                                              "cost_usd": seconds / 3600.0 * settings.usd_per_hour, **record})
+            usage = meter.usage()
+            trial.set_user_attr("trainpipe", {"duration_s": round(usage.wall_s, 4), "cpu_s": round(usage.cpu_s, 3),
+                                              "cost_usd": estimate_cost(usage, settings.rates), **record})
         if record.get("stopped_by") or values is None:
             raise optuna.TrialPruned(record.get("stopped_by"))
         return values[0] if len(values) == 1 else values

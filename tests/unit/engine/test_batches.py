@@ -9,9 +9,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from trainpipe.engine.batches import ParquetBatches, TensorBatches
+from trainpipe.engine.callbacks import Callback
 from trainpipe.engine.checkpoint import CheckpointStore
 from trainpipe.engine.config import CheckpointConfig, EngineParams
-from trainpipe.engine.loop import Callback, Trainer
+from trainpipe.engine.loop import Trainer
 
 
 @pytest.fixture
@@ -64,11 +65,10 @@ def test_training_from_parquet_resumes_bit_identically(parquet, tmp_path):
     class Stop(Exception):
         pass
 
-    def stop_at(n):
-        def hook(step):
-            if step == n:
+    class StopAt(Callback):
+        def on_step_end(self, trainer):
+            if trainer.step == 22:
                 raise Stop
-        return Callback(on_step_end=hook)
 
     params = EngineParams(epochs=2, batch_size=64, lr=0.05)
     val = TensorBatches(torch.zeros(10, 2), torch.zeros(10, 1, dtype=torch.int64), torch.zeros(10))
@@ -77,10 +77,14 @@ def test_training_from_parquet_resumes_bit_identically(parquet, tmp_path):
     store = CheckpointStore(tmp_path / "ckpt", "h")
     with pytest.raises(Stop):
         Trainer(IdsFree(), bce, lambda o, y: {}, params, seed=1, threads=1, store=store,
-                checkpoint=CheckpointConfig(every_steps=4), callbacks=[stop_at(22)]).fit(source(parquet), val)
+                checkpoint=CheckpointConfig(every_steps=4), callbacks=[StopAt()]).fit(source(parquet), val)
+    # the Parquet position is the Trainer's cursor state: epoch 2 (16 windows of ≤ 64 rows in epoch 1), 4 windows in
+    saved = store.latest()["cursor"]
+    assert (saved["epoch"], saved["pos"]) == (1, 4 * 64)
+    assert torch.equal(saved["order"], source(parquet).permutation(1, 1))  # the epoch's row-group order
     resumed = Trainer(IdsFree(), bce, lambda o, y: {}, params, seed=1, threads=1, store=store,
                       checkpoint=CheckpointConfig(every_steps=4))
     resumed.fit(source(parquet), val)
     assert all(torch.equal(a, b) for a, b in zip(straight.module.state_dict().values(),
                                                   resumed.module.state_dict().values()))
-    assert resumed.s.history == straight.s.history
+    assert resumed.history == straight.history

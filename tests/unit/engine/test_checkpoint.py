@@ -8,11 +8,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from trainpipe.engine.checkpoint import CheckpointMismatch, CheckpointStore, rng_state, set_rng_state
+from trainpipe.engine.checkpoint import CheckpointMismatch, CheckpointStore
+from trainpipe.engine.state import RngBundle
 
 
 def state(step: int) -> dict:
-    return {"weights": torch.full((3,), float(step)), "rng": rng_state(), "history": {"loss": [0.5, 0.25]}}
+    return {"weights": torch.full((3,), float(step)), "rng": RngBundle().state_dict(), "history": {"loss": [0.5, 0.25]}}
 
 
 def test_round_trip_restores_values_and_rng(tmp_path):
@@ -21,7 +22,7 @@ def test_round_trip_restores_values_and_rng(tmp_path):
     expected = torch.rand(5)
     loaded = store.latest()
     assert loaded["step"] == 4 and torch.equal(loaded["weights"], torch.full((3,), 4.0))
-    set_rng_state(loaded["rng"])  # the RNG state captured before `expected` was drawn
+    RngBundle().load_state_dict(loaded["rng"])  # the RNG state captured before `expected` was drawn
     assert torch.equal(torch.rand(5), expected)
 
 

@@ -8,9 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from trainpipe.engine.batches import TensorBatches, as_tensor
+from trainpipe.engine.callbacks import Callback
 from trainpipe.engine.checkpoint import CheckpointStore
 from trainpipe.engine.config import CheckpointConfig, EngineParams
-from trainpipe.engine.loop import Callback, Trainer, TrainingDiverged
+from trainpipe.engine.loop import Trainer, TrainingDiverged
 
 
 class Killed(Exception):
@@ -58,30 +59,32 @@ def test_resume_after_interruption_at_any_step_is_bit_identical(tmp_path, overri
     straight = trainer(params, patience=2)
     straight.fit(train, val)
 
-    def die_at(step):
-        def on_step(s):
-            if s == step:
+    class DieAt(Callback):
+        def __init__(self, step):
+            self.at = step
+
+        def on_step_end(self, trainer):
+            if trainer.step == self.at:
                 raise Killed
-        return Callback(on_step_end=on_step)
 
     store = CheckpointStore(tmp_path, "h", keep_last=2)
     for kill in (5, 13):  # mid-epoch, then again after resuming
         with pytest.raises(Killed):
-            trainer(params, store, every=3, callbacks=[die_at(kill)], patience=2).fit(train, val)
+            trainer(params, store, every=3, callbacks=[DieAt(kill)], patience=2).fit(train, val)
     resumed = trainer(params, store, every=3, patience=2)
     result = resumed.fit(train, val)
     assert result.resumed_from is not None
     for (name, a), b in zip(straight.module.state_dict().items(), resumed.module.state_dict().values()):
         assert torch.equal(a, b), name
-    assert resumed.s.history == straight.s.history
+    assert resumed.history == straight.history
 
 
 def test_out_of_memory_halves_micro_batch_keeping_the_effective_batch():
     train, val = data()
     t = trainer(EngineParams(epochs=1, batch_size=64, grad_accumulation=1), module=Net(fail_above=16))
     t.fit(train, val)
-    assert (t.s.micro, t.s.accum) == (16, 4)
-    assert t.s.step == 4  # 240 rows / effective batch 64: as many optimizer steps as without OOM
+    assert (t.counters.micro, t.counters.accum) == (16, 4)
+    assert t.step == 4  # 240 rows / effective batch 64: as many optimizer steps as without OOM
 
 
 def test_out_of_memory_gives_up_after_the_retry_limit():
@@ -114,7 +117,7 @@ def test_nan_batches_can_be_skipped_up_to_a_limit():
     t = Trainer(Net(), nan_after({3, 5}), lambda o, y: {}, EngineParams(epochs=1, batch_size=32, max_bad_batches=2),
                 seed=0, threads=1)
     t.fit(train, val)
-    assert t.s.bad_batches == 2 and all(np.isfinite(v) for v in t.s.history["train_loss"])
+    assert t.counters.bad_batches == 2 and all(np.isfinite(v) for v in t.history["train_loss"])
 
 
 def test_as_tensor_copies_read_only_column_major_arrays():
@@ -148,4 +151,39 @@ def test_batch_norm_never_trains_on_a_single_row(rows, batch_size, accumulation)
     t = trainer(EngineParams(epochs=2, batch_size=batch_size, grad_accumulation=accumulation), module=module)
     t.fit(TensorBatches(X[:rows], y[:rows]), val)
     assert module.smallest >= 2
-    assert all(np.isfinite(v) for v in t.s.history["train_loss"])
+    assert all(np.isfinite(v) for v in t.history["train_loss"])
+
+
+class Snapshots(Callback):
+    """The weights at the end of every epoch, by epoch."""
+
+    def __init__(self):
+        self.weights = {}
+
+    def on_epoch_end(self, trainer, values):
+        self.weights[trainer.epoch] = {k: v.clone() for k, v in trainer.module.state_dict().items()}
+
+
+def test_early_stopping_stops_at_its_patience_and_restores_the_best_epoch():
+    scripted = iter([1.0, 0.8, 0.9, 0.95, 0.85, 0.5, 0.4])  # best at epoch 1; epochs 2, 3, 4 no better
+
+    train, val = data()
+    snapshots = Snapshots()
+    t = Trainer(Net(), bce, None, EngineParams(epochs=7, batch_size=32), seed=0, threads=1, patience=3,
+                callbacks=[snapshots], evaluator=lambda: {"loss": next(scripted)})
+    result = t.fit(train, val)
+    assert (result.epochs, result.best_epoch, result.stopped_early) == (5, 1, True)
+    assert t.history["validation_loss"] == [1.0, 0.8, 0.9, 0.95, 0.85]
+    assert all(torch.equal(v, snapshots.weights[1][k]) for k, v in t.module.state_dict().items())
+    assert not all(torch.equal(v, snapshots.weights[4][k]) for k, v in t.module.state_dict().items())
+
+
+def test_without_patience_every_epoch_runs_and_the_last_weights_stay():
+    scripted = iter([1.0, 0.8, 0.9, 0.95])
+    train, val = data()
+    snapshots = Snapshots()
+    t = Trainer(Net(), bce, None, EngineParams(epochs=4, batch_size=32, mode="min"), seed=0, threads=1,
+                callbacks=[snapshots], evaluator=lambda: {"loss": next(scripted)})
+    result = t.fit(train, val)
+    assert (result.epochs, result.best_epoch, result.stopped_early) == (4, 1, False)
+    assert all(torch.equal(v, snapshots.weights[3][k]) for k, v in t.module.state_dict().items())

@@ -8,7 +8,7 @@ import pytest
 
 from trainpipe.evaluation.metrics import METRICS
 from trainpipe.models import FAMILIES, ModelConfig, build_family, get_family, load_family
-from trainpipe.models.base import ModelFamily, ScaffoldDefaults
+from trainpipe.models.base import FitContext, ModelFamily, ScaffoldDefaults
 
 TASKS = {"binary": 2, "multiclass": 3, "regression": 0}
 FAST = {"xgboost": {"n_estimators": 15}, "lightgbm": {"n_estimators": 15, "min_child_samples": 5}, "sklearn": {"max_iter": 15},
@@ -58,6 +58,15 @@ def check_fits_predicts_reports_and_round_trips(family: str, params: dict, task:
     assert np.array_equal(loaded.predict(Xv), pred)
 
 
+def check_fit_takes_the_train_stages_context(family: str, params: dict, folder) -> None:
+    """`context` is part of the protocol: the train stage passes it to every family without asking."""
+    X, y, Xv, yv = make_data("binary")
+    model = build_family(ModelConfig(type=family, params=params), "binary", 2, seed=0, threads=1)
+    context = FitContext(checkpoint_dir=folder / "ckpt", config_hash="h", verbose=True)
+    result = model.fit(X, y, Xv, yv, early_stopping_rounds=5, context=context)
+    assert result.iterations >= 1 and (model.predict(Xv) == yv).mean() > 0.6
+
+
 def check_report_returning_true_stops_training(family: str, params: dict) -> None:
     X, y, Xv, yv = make_data("binary")
     model = build_family(ModelConfig(type=family, params=params), "binary", 2, seed=0, threads=1)
@@ -105,6 +114,11 @@ def test_report_returning_true_stops_training(family):
     if get_family(family).iteration_param is None:
         pytest.skip("a single-fit estimator has no iterations to stop")
     check_report_returning_true_stops_training(family, LONG[family])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_fit_takes_the_train_stages_context(family, tmp_path):
+    check_fit_takes_the_train_stages_context(family, FAST[family], tmp_path)
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

@@ -1,8 +1,12 @@
-"""torch_mlp's parameters: nonsense sizes and rates are config errors naming the key, before any data is read."""
+"""torch_mlp: nonsense params are config errors naming the key; bf16, torch.compile and early stopping through real fits."""
 
+from typing import ClassVar
+
+import numpy as np
 import pytest
 
 from trainpipe.errors import ModelError
+from trainpipe.models.base import FitContext
 from trainpipe.models.tabular import TorchMLPFamily
 
 
@@ -24,3 +28,76 @@ def test_invalid_params_name_the_key(params, key):
 
 def test_an_empty_hidden_dims_is_a_linear_model_and_allowed():
     TorchMLPFamily.check_config({"hidden_dims": []}, None, "binary")
+
+
+torch = pytest.importorskip("torch")
+
+
+# -- training paths the docs promise: bf16 autocast, torch.compile, early stopping at its patience -------------
+def separable(n: int = 600, noise: float = 0.0, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int64)
+    flip = rng.random(n) < noise
+    y[flip] = 1 - y[flip]
+    cut = n * 2 // 3
+    return X[:cut], y[:cut], X[cut:], y[cut:]
+
+
+class RecordTraining:
+    """Callback (by import path, as `training.callbacks` names one): the dtype of the first Linear layer's output
+    in training and in evaluation, and the class of the module the steps ran through."""
+
+    dtypes: ClassVar[set] = set()
+    step_module: ClassVar[str] = ""
+
+    def __init__(self):
+        self.hooked = False
+
+    def on_step_end(self, trainer):
+        RecordTraining.step_module = type(trainer.step_module).__name__
+        if not self.hooked:
+            first = next(m for m in trainer.module.modules() if isinstance(m, torch.nn.Linear))
+            first.register_forward_hook(lambda m, args, out: RecordTraining.dtypes.add((m.training, out.dtype)))
+            self.hooked = True
+
+
+RECORD = f"{__name__}:RecordTraining"
+
+
+def fit(params: dict, data, **kwargs) -> tuple[TorchMLPFamily, object]:
+    model = TorchMLPFamily("binary", {"hidden_dims": [16], "batch_size": 64, "lr": 0.02, **params}, 2, seed=0, threads=1)
+    return model, model.fit(*data, **kwargs)
+
+
+def test_bf16_autocast_trains_in_bfloat16_and_predicts_well():
+    RecordTraining.dtypes = set()
+    data = separable()
+    model, _ = fit({"epochs": 8, "amp": "bf16"}, data, context=FitContext(callbacks=[RECORD]))
+    assert (True, torch.bfloat16) in RecordTraining.dtypes  # the training forward ran under autocast
+    assert (False, torch.float32) in RecordTraining.dtypes  # validation did not
+    assert (model.predict(data[2]) == data[3]).mean() > 0.9
+    plain, _ = fit({"epochs": 8}, data)
+    assert not np.array_equal(model.predict_proba(data[2]), plain.predict_proba(data[2]))  # bf16 changed the math
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_predicts_and_round_trips(tmp_path):
+    data = separable()
+    model, result = fit({"epochs": 3, "compile": True}, data, context=FitContext(callbacks=[RECORD]))
+    assert RecordTraining.step_module == "OptimizedModule"  # the steps ran through the compiled module
+    assert result.iterations == 3 and (model.predict(data[2]) == data[3]).mean() > 0.85
+    model.save(tmp_path / "m")  # the plain module's weights: no `_orig_mod.` prefix, loadable without compiling
+    assert np.array_equal(TorchMLPFamily.load(tmp_path / "m").predict_proba(data[2]), model.predict_proba(data[2]))
+
+
+def test_early_stopping_stops_at_its_patience_with_the_best_epochs_weights():
+    data = separable(n=300, noise=0.3)  # noisy labels and a wide net: validation loss turns up early
+    model, result = fit({"epochs": 200, "hidden_dims": [64, 64], "lr": 0.05, "dropout": 0.0, "batch_size": 32}, data,
+                        early_stopping_rounds=4)
+    losses = result.history["validation_loss"]
+    assert result.stopped_early and result.iterations == result.best_iteration + 4 + 1 < 200
+    assert len(losses) == result.iterations and int(np.argmin(losses)) == result.best_iteration
+    p = np.clip(model.predict_proba(data[2])[:, 1], 1e-7, 1 - 1e-7)
+    final_loss = -np.mean(data[3] * np.log(p) + (1 - data[3]) * np.log(1 - p))
+    assert final_loss == pytest.approx(losses[result.best_iteration], abs=1e-5)  # predicts as at its best epoch

@@ -49,8 +49,9 @@ def test_resume_after_a_crash_is_bit_exact(tmp_path, monkeypatch):
     with pytest.raises(Crash):
         TwoTowerFamily("ranking", PARAMS, seed=3, threads=1).fit(data, early_stopping_rounds=5, report=crash,
                                                                  context=context)
-    loaded_steps, load_state = [], Trainer.load_state
-    monkeypatch.setattr(Trainer, "load_state", lambda self, st: (loaded_steps.append(st["global_step"]), load_state(self, st))[1])
+    loaded_steps, load_state_dict = [], Trainer.load_state_dict
+    monkeypatch.setattr(Trainer, "load_state_dict",
+                        lambda self, st: (loaded_steps.append(st["step"]), load_state_dict(self, st))[1])
     resumed = TwoTowerFamily("ranking", PARAMS, seed=3, threads=1)
     resumed.fit(data, early_stopping_rounds=5, context=context)
     want, got = reference.module.state_dict(), resumed.module.state_dict()

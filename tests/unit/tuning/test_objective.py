@@ -105,3 +105,22 @@ def test_trials_of_dead_local_workers_are_failed_and_retried_with_their_params(m
     assert study.trials[3].params == {"x": 0.5} and study.trials[3].system_attrs["failed_trial"] == 0
     later = datetime.datetime.now() + datetime.timedelta(seconds=31)
     assert studies.recover_dead_trials(study, grace_period=30, now=later) == [1]
+
+
+def test_a_trial_records_its_wall_and_cpu_time_and_costs_them_with_the_shared_cost_code():
+    import numpy as np
+
+    from trainpipe.tuning.objective import ObjectiveSettings, TrialData, make_objective
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5))
+    y = (X[:, 0] + rng.normal(scale=0.5, size=400) > 0).astype(int)
+    settings = ObjectiveSettings(task="binary", family="sklearn", base_params={"max_iter": 50}, estimator=None,
+                                 space={}, metric="roc_auc", direction="maximize", latency_objective=False, seed=0,
+                                 threads=1, early_stopping_rounds=None, n_classes=2, categorical=None,
+                                 pruner={**PRUNER, "type": "none"}, usd_per_hour=3.6)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(make_objective(settings, TrialData(X[:300], y[:300], X[300:], y[300:])), n_trials=1)
+    record = study.trials[0].user_attrs["trainpipe"]
+    assert record["duration_s"] > 0 and record["cpu_s"] > 0
+    assert record["cost_usd"] == pytest.approx(record["duration_s"] / 1000, rel=1e-3)  # $3.60/h = $0.001/s

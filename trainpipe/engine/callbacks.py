@@ -1,0 +1,90 @@
+"""Training callbacks: small objects whose optional hooks the loop calls (Lightning's idea, three hooks).
+
+A callback is any object with some of these methods; subclassing `Callback` is optional:
+
+- `on_step_end(trainer)`: after each optimizer step (and the step's checkpoint, if one was due);
+- `on_epoch_end(trainer, values) -> bool | None`: after validation, with the epoch's history values; a true
+  return asks the loop to stop after this epoch (pruning);
+- `on_checkpoint(trainer, path)`: after a checkpoint file was written.
+
+`trainer` exposes `epoch` (0-based; during `on_epoch_end` the epoch that just ended), `step` (optimizer steps so
+far), `history`, `module`, `last_checkpoint` and `preempt_requested` (SIGTERM arrived). Hooks observe; they
+must not change the weights or draw from the global random generators, or a resumed run is no longer
+bit-identical to an uninterrupted one.
+
+Users name theirs in `training.callbacks` as import paths (`package.module:Class`), constructed without
+arguments in the training process; `load_callbacks` does that with one-line errors naming the key.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainpipe.errors import ConfigError
+
+if TYPE_CHECKING:
+    from trainpipe.engine.loop import Trainer
+
+HOOKS = ("on_step_end", "on_epoch_end", "on_checkpoint")
+IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*[:.][A-Za-z_]\w*$")
+
+
+class Callback:
+    """The hooks with their signatures, doing nothing: subclass and override the ones you need."""
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        """After an optimizer step."""
+
+    def on_epoch_end(self, trainer: Trainer, values: dict[str, float]) -> bool | None:
+        """After validation; return True to stop training after this epoch."""
+        return None
+
+    def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
+        """After a checkpoint file was written."""
+
+
+class EpochValues(Callback):
+    """A plain function of (epoch, values) as an epoch-end hook: pruning (`report`, may stop) or live logging."""
+
+    def __init__(self, fn: Callable[[int, dict[str, float]], object], may_stop: bool) -> None:
+        self.fn, self.may_stop = fn, may_stop
+
+    def on_epoch_end(self, trainer: Trainer, values: dict[str, float]) -> bool:
+        answer = self.fn(trainer.epoch, values)
+        return bool(answer) and self.may_stop
+
+
+def hooks(callbacks: Sequence[object], name: str) -> list[Callable[..., object]]:
+    """The bound `name` methods of the callbacks that have one, in order."""
+    found = (getattr(cb, name, None) for cb in callbacks)
+    return [hook for hook in found if callable(hook)]
+
+
+def load_callbacks(paths: Sequence[str], key: str = "training.callbacks") -> list[object]:
+    """Import and construct each `package.module:Class` (or `package.module.Class`); one line per mistake."""
+    loaded = []
+    for i, path in enumerate(paths):
+        where = f"{key}[{i}]"
+        if not IMPORT_PATH.match(path):
+            raise ConfigError(f"{where}: {path!r} is not an import path like mypackage.callbacks:MyCallback", key=where)
+        module_name, _, name = path.rpartition(":") if ":" in path else path.rpartition(".")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(f"{where}: cannot import module {module_name!r} ({exc}); is it on PYTHONPATH?",
+                              key=where) from exc
+        cls = getattr(module, name, None)
+        if cls is None:
+            raise ConfigError(f"{where}: module {module_name!r} has no attribute {name!r}", key=where)
+        try:
+            callback = cls()
+        except Exception as exc:
+            raise ConfigError(f"{where}: {path} could not be constructed without arguments: {exc}", key=where) from exc
+        if not any(callable(getattr(callback, hook, None)) for hook in HOOKS):
+            raise ConfigError(f"{where}: {path} has none of the callback methods {', '.join(HOOKS)}", key=where)
+        loaded.append(callback)
+    return loaded
