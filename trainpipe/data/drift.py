@@ -66,7 +66,7 @@ class DriftConfig(BaseModel):
     ignore: list[str] = Field(default_factory=list, description="Columns never compared (ids, timestamps).")
 
     @model_validator(mode="after")
-    def _order(self):
+    def _order(self) -> DriftConfig:
         if self.psi_fail < self.psi_warn:
             raise ValueError(f"psi_fail: must be at least psi_warn ({self.psi_warn:g}), got {self.psi_fail:g}")
         return self
@@ -200,7 +200,7 @@ class DriftReport:
             compared = sum(r.status != "skipped" for r in self.rows)
             return f"drift: none found in {compared} columns compared with the champion's data"
         by_status = {s: [r for r in self.rows if r.status == s] for s in ("fail", "warn")}
-        parts = [f"{r.column} ({r.statistic.upper()} {r.value:.3g} ≥ {r.threshold_key} {r.threshold:g})"
+        parts = [f"{r.column} ({(r.statistic or '').upper()} {r.value:.3g} ≥ {r.threshold_key} {r.threshold:g})"
                  for r in by_status["fail"] + by_status["warn"]]
         counts = ", ".join(f"{len(v)} {'failed' if s == 'fail' else 'warned'}" for s, v in by_status.items() if v)
         return f"drift: {counts}: {'; '.join(parts[:5])}{' ...' if len(parts) > 5 else ''}"
@@ -289,7 +289,7 @@ def compare(frame: pd.DataFrame, reference: dict[str, Any], config: DriftConfig)
     skipped: list[DriftRow] = []
     measured: list[dict[str, Any]] = []
     for name, ref in reference["columns"].items():
-        role = "label" if name == label else "feature"
+        role: Literal["feature", "label"] = "label" if name == label else "feature"
         if name in config.ignore:
             continue
         if name not in frame.columns:
@@ -315,5 +315,5 @@ def compare(frame: pd.DataFrame, reference: dict[str, Any], config: DriftConfig)
     order = {"fail": 0, "warn": 1, "ok": 2}
     flagged = [r.column for r in sorted(rows, key=lambda r: (order[r.status], -(r.value or 0)))
                if r.status in ("fail", "warn")]
-    status = "fail" if any(r.status == "fail" for r in rows) else "warn" if flagged else "ok"
+    status: Literal["ok", "warn", "fail"] = "fail" if any(r.status == "fail" for r in rows) else "warn" if flagged else "ok"
     return DriftReport(rows + skipped, status, config.mode, alpha, int(reference.get("rows", 0)), len(frame), flagged)

@@ -22,12 +22,27 @@ import importlib
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from trainpipe.errors import ConfigError
 
-if TYPE_CHECKING:
-    from trainpipe.engine.loop import Trainer
+
+class Trainer(Protocol):
+    """What a hook may read of the loop (engine/loop.py's Trainer), declared here so that this module, which the
+    loop imports, does not import the loop back."""
+
+    module: Any
+    last_checkpoint: str | None
+    preempt_requested: bool
+
+    @property
+    def epoch(self) -> int: ...
+
+    @property
+    def step(self) -> int: ...
+
+    @property
+    def history(self) -> dict[str, list[float]]: ...
 
 HOOKS = ("on_step_end", "on_epoch_end", "on_checkpoint")
 IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*[:.][A-Za-z_]\w*$")

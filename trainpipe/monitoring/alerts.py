@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,7 +49,7 @@ class AlertsConfig(BaseModel):
 
     enabled: bool = Field(True, description="Send alerts to the configured channels (false: keep the channels, "
                           "send nothing).")
-    events: list[EventKind] = Field(default_factory=lambda: list(EVENT_KINDS), description="Which events alert: "
+    events: list[EventKind] = Field(default_factory=lambda: cast("list[EventKind]", list(EVENT_KINDS)), description="Which events alert: "
                                     "run_failed, run_finished, gate_failed, champion_changed, health, drift, "
                                     "budget_exceeded.")
     min_severity: Severity = Field("info", description="Send only events this severe or worse: info, warning, error.")

@@ -23,9 +23,9 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from email.message import EmailMessage
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from trainpipe.monitoring.events import Event, Severity
 
@@ -66,7 +66,7 @@ class WebhookConfig(BaseModel):
     @field_validator("url_env")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _env_name(value, "url_env")
+        return cast(str, _env_name(value, "url_env"))
 
 
 class EmailConfig(BaseModel):
@@ -90,11 +90,11 @@ class EmailConfig(BaseModel):
 
     @field_validator("username_env", "password_env")
     @classmethod
-    def _names(cls, value: str | None, info) -> str | None:
-        return _env_name(value, info.field_name)
+    def _names(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _env_name(value, info.field_name or "")
 
     @model_validator(mode="after")
-    def _credentials(self):
+    def _credentials(self) -> EmailConfig:
         if (self.username_env is None) != (self.password_env is None):
             raise ValueError("username_env and password_env: give both or neither")
         if self.username_env and not self.starttls:

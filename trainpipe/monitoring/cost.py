@@ -54,7 +54,7 @@ class CostConfig(BaseModel):
                                      "${oc.env:MACHINE_TYPE}); its price is the machine_hour rate.")
 
     @model_validator(mode="after")
-    def _consistent(self):
+    def _consistent(self) -> CostConfig:
         if self.spot and self.spot_rates is None:
             raise ValueError("spot_rates: spot: true needs the spot rates (e.g. spot_rates: {gpu_hour: 0.9})")
         if self.machine_type is not None:
@@ -179,7 +179,8 @@ class BudgetChecker:
         self.budget, self.rates, self.check_every_s = budget, rates, check_every_s
         self.meter = meter or ResourceMeter()
         self.prior = prior or Usage()
-        self._cpu_at_check, self._next_check, self._stop = 0.0, 0.0, None
+        self._cpu_at_check, self._next_check = 0.0, 0.0
+        self._stop: BudgetStop | None = None
 
     @property
     def active(self) -> bool:

@@ -30,7 +30,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -188,7 +188,7 @@ class HealthMonitor:
         """One aggregated sample of MLflow's system metrics (names without the `system/` prefix)."""
         if not self.config.enabled:
             return []
-        c, found = self.config, []
+        c, found = self.config, cast("list[HealthEvent]", [])
         with self._lock:
             for key, value in sample.items():
                 gpu = _GPU_UTIL.match(key)

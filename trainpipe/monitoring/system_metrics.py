@@ -45,7 +45,7 @@ class SystemMetricsSampler:
             self._monitor = None
 
 
-def _monitor_class():
+def _monitor_class() -> type:
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
     class HookedMonitor(SystemMetricsMonitor):

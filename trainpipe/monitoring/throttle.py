@@ -98,6 +98,8 @@ class Throttle:
             lock.release()
 
     def _read(self) -> dict[str, Any]:
+        if self.state_file is None:  # only called when the throttle keeps its state in a file
+            return _empty()
         try:
             doc = json.loads(self.state_file.read_text())
         except FileNotFoundError:
