@@ -21,6 +21,7 @@ from trainpipe.errors import DataError
 
 if TYPE_CHECKING:
     from trainpipe.config import PipelineConfig
+    from trainpipe.monitoring.events import Event
     from trainpipe.store import Store
     from trainpipe.tasks.base import Task
 
@@ -98,6 +99,9 @@ def read_manifest(stage_dir: Path) -> dict | None:
         return None
 
 
+EVENTS_FILE = "events.jsonl"  # in the run folder: every event of the run, in order
+
+
 @dataclass
 class StageContext:
     """What a stage may touch: its own output folder, upstream folders, the config, shared memory."""
@@ -113,6 +117,15 @@ class StageContext:
     resume_anyway: bool = False  # --resume-anyway: load such checkpoints all the same
     tracking: RunTrackingView | None = None  # the run's MLflow worker: register waits on it for the MLflow run id
     progress: bool = False  # live progress on stderr (the CLI without --json): rounds, trials, epochs
+    on_event: Callable[[Event], None] | None = None  # the run's alert delivery (pipeline/run.py), when configured
+
+    def emit(self, event: Event) -> None:
+        """A health, drift or budget event: one JSON line in <run>/events.jsonl (the report and `runs watch`
+        read it back), then to the run's alert channels."""
+        with (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8") as out:  # one short line: appends stay whole
+            out.write(json.dumps(event.to_json(), default=str) + "\n")
+        if self.on_event is not None:
+            self.on_event(event)
 
     def upstream(self, stage: str) -> Path:
         return self.run_dir / stage
