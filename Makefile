@@ -27,7 +27,7 @@ run: setup
 # tests/unit/test_architecture.py checks the import rules
 test: setup
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: setup
 	$(BIN)/python benchmarks/bench_skeleton.py

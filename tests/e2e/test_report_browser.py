@@ -13,13 +13,13 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import subprocess
 import time
 
 import pytest
 
 from trainpipe.reports.build import write_comparison, write_report
 from trainpipe.pipeline.runs import compare_runs
+from trainpipe.team.apt import apt_install
 
 pytestmark = pytest.mark.e2e
 
@@ -55,14 +55,9 @@ def _install() -> str | None:
     """apt-get install the browser; None when done, else why it could not be."""
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         return "needs root and apt-get to install them"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", *PACKAGES]
-    for attempt in range(2):
-        proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
-        if proc.returncode == 0:
-            return None
-        if attempt == 0:  # stale package lists: refresh once and retry
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True, env=env, timeout=600)
+    proc = apt_install(list(PACKAGES))  # one apt-get at a time, whoever else installs (team/apt.py)
+    if proc.returncode == 0:
+        return None
     lines = (proc.stderr or proc.stdout).strip().splitlines()
     return f"apt-get install {' '.join(PACKAGES)} failed: {lines[-1] if lines else proc.returncode}"
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from trainpipe.errors import ServiceError
 from trainpipe.team import processes
+from trainpipe.team.apt import apt_install
 
 SUPERUSER = "postgres"
 SOCKET_NAME_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
@@ -67,14 +68,8 @@ def install(say: Callable[[str], None]) -> Path:
         snippet.write_text("# trainpipe team up: the package creates no default cluster on 5432\n"
                            "create_main_cluster = false\n")
     before = _online_clusters()
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    apt = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold",
-           "postgresql"]
     say("installing PostgreSQL (apt-get install postgresql)")
-    result = subprocess.run(apt, capture_output=True, text=True, env=env)
-    if result.returncode != 0:  # no package lists yet on a fresh machine
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True, env=env)
-        result = subprocess.run(apt, capture_output=True, text=True, env=env)
+    result = apt_install(["postgresql"], ("--no-install-recommends", "-o", "Dpkg::Options::=--force-confold"))
     if result.returncode != 0:
         last = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
         raise ServiceError(f"apt-get install postgresql failed: {last}", key="postgres")
