@@ -107,6 +107,7 @@ def dask_client(config: DaskConfig) -> Iterator[Any]:
         finally:
             cluster.close()
         return
+    _probe(config.cluster)
     try:
         client = client_class(config.cluster, timeout=CONNECT_TIMEOUT_S)
     except (OSError, ValueError, TypeError) as exc:  # refused, timed out (an OSError), or not an address
@@ -118,6 +119,21 @@ def dask_client(config: DaskConfig) -> Iterator[Any]:
             raise ConfigError(f"{KEY}.cluster: the Dask scheduler at {config.cluster!r} has no workers",
                               key=f"{KEY}.cluster")
         yield client
+
+
+def _probe(address: str) -> None:
+    """A refused TCP connection at once, instead of the Client's retries until its timeout (plain tcp only)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if "://" in address and not address.startswith(("tcp://", "tls://")):
+        return  # ucx, inproc...: the Client's own connect says what is wrong
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        socket.create_connection((parts.hostname or "", parts.port or 0), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConfigError(f"{KEY}.cluster: no Dask scheduler answers at {address!r} ({exc.strerror or exc})",
+                          key=f"{KEY}.cluster") from exc
 
 
 def _workers(client: Any) -> list[str]:
