@@ -92,20 +92,53 @@ def _client_class(distributed: Any) -> Any:
 
 
 @contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGTERM/SIGINT arriving while a LocalCluster starts are held, then sent again once it has started.
+
+    A start interrupted half-way leaves a cluster no one holds, which distributed's exit hook then fails to
+    close (a traceback after the CLI's one line); a started one is closed by dask_client's `finally`. Only
+    Python-level handlers (the CLI's) are swapped: an ignored signal stays ignored, a default one still kills
+    (the workers then exit with their parent)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    swapped = {signum: handler for signum, handler in previous.items() if callable(handler)}
+    for signum in swapped:
+        signal.signal(signum, lambda received, _frame: held.append(received))
+    try:
+        yield
+    finally:
+        for signum, handler in swapped.items():
+            signal.signal(signum, handler)
+        if held:
+            signal.raise_signal(held[0])  # the CLI's handler raises Interrupted here, inside dask_client's try
+
+
+@contextlib.contextmanager
 def dask_client(config: DaskConfig) -> Iterator[Any]:
     """A Client on a LocalCluster started here (`local`) or on the scheduler at `config.cluster`; closed after."""
     distributed = _import_dask("distributed")
     client_class = _client_class(distributed)
     if config.cluster == "local":
-        # Loopback only, no dashboard; Dask's own log lines would print over the CLI's.
-        cluster = distributed.LocalCluster(n_workers=config.n_workers, threads_per_worker=config.threads_per_worker,
-                                           memory_limit=config.memory_limit or "auto", processes=True,
-                                           host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+        cluster = None
         try:
+            with _signals_held():
+                # Loopback only, no dashboard; Dask's own log lines (a worker's lost heartbeat while the cluster
+                # closes on a signal...) would print over the CLI's: its failures reach this process as exceptions.
+                cluster = distributed.LocalCluster(
+                    n_workers=config.n_workers, threads_per_worker=config.threads_per_worker,
+                    memory_limit=config.memory_limit or "auto", processes=True, host="127.0.0.1",
+                    dashboard_address=None, silence_logs=logging.CRITICAL)
             with client_class(cluster) as client:
                 yield client
         finally:
-            cluster.close()
+            if cluster is not None:
+                cluster.close()
         return
     _probe(config.cluster)
     try:
