@@ -19,12 +19,12 @@ from sklearn.metrics import roc_auc_score
 
 pytest.importorskip("distributed", reason="the Dask extra (trainpipe[dask]) is not installed")
 
-from trainpipe.engine.config import DaskConfig, DistributedConfig  # noqa: E402
-from trainpipe.errors import ConfigError  # noqa: E402
-from trainpipe.models import load_family  # noqa: E402
-from trainpipe.models.base import FitContext  # noqa: E402
-from trainpipe.models.gbdt import LightGBMFamily, XGBoostFamily  # noqa: E402
-from trainpipe.models.gbdt_dask import dask_client  # noqa: E402
+from trainpipe.engine.config import DaskConfig, DistributedConfig
+from trainpipe.errors import ConfigError
+from trainpipe.models import load_family
+from trainpipe.models.base import FitContext
+from trainpipe.models.gbdt import LightGBMFamily, XGBoostFamily
+from trainpipe.models.gbdt_dask import dask_client
 
 # Distributed histograms see the same rows but LightGBM finds its bins per rank from that rank's rows, so its
 # trees may differ a little from one process (xgboost's quantile sketch is exact at this size: equal here).
@@ -111,15 +111,14 @@ def test_lightgbm_on_dask_trains_the_same_model_whatever_the_process_hash_seed(s
     digests = []
     for seed in ("1", "3"):
         proc = subprocess.run([sys.executable, "-c", SAME_MODEL, scheduler], capture_output=True, text=True,
-                              timeout=120, env={**os.environ, "PYTHONHASHSEED": seed})
+                              timeout=120, env={**os.environ, "PYTHONHASHSEED": seed}, check=False)
         assert proc.returncode == 0, proc.stderr[-3000:]
         digests.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert digests[0] == digests[1]
 
 
 def test_a_scheduler_address_where_nothing_listens_is_one_config_error_naming_the_key():
-    with pytest.raises(ConfigError) as caught:
-        with dask_client(DaskConfig(cluster="tcp://127.0.0.1:9")):
-            pass
+    with pytest.raises(ConfigError) as caught, dask_client(DaskConfig(cluster="tcp://127.0.0.1:9")):
+        pass
     assert caught.value.key == "training.distributed.dask.cluster"
     assert "tcp://127.0.0.1:9" in str(caught.value) and "\n" not in str(caught.value)

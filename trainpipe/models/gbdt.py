@@ -237,8 +237,13 @@ class XGBoostFamily:
         if (dask := _dask(context, report)) is not None:
             from trainpipe.models import gbdt_dask
 
-            return gbdt_dask.fit_xgboost(self, X, y, X_val, y_val, early_stopping_rounds=early_stopping_rounds,
-                                         train_metrics=train_metrics, config=dask)
+            rounds = int(self.params["n_estimators"])
+            self.booster, rounds_log = gbdt_dask.fit_xgboost(self._native_params(), rounds, X, y, X_val, y_val,
+                                                             early_stopping_rounds=early_stopping_rounds,
+                                                             train_metrics=train_metrics, config=dask)
+            self.booster.set_param({"nthread": self.threads})  # evaluate and predict run here, in one process
+            self.best_iteration = getattr(self.booster, "best_iteration", None) if early_stopping_rounds else None
+            return _fit_result(rounds_log, self.best_iteration, rounds)
         xgb = _import("xgboost", "xgboost-cpu")
         params = self._native_params()
         dtrain = xgb.DMatrix(X, label=y, nthread=self.threads)
@@ -367,8 +372,13 @@ class LightGBMFamily:
         if (dask := _dask(context, report)) is not None:
             from trainpipe.models import gbdt_dask
 
-            return gbdt_dask.fit_lightgbm(self, X, y, X_val, y_val, early_stopping_rounds=early_stopping_rounds,
-                                          config=dask)
+            rounds = int(self.params["n_estimators"])
+            self.booster, rounds_log = gbdt_dask.fit_lightgbm(self._native_params(), rounds, self.task, X, y, X_val,
+                                                              y_val, early_stopping_rounds=early_stopping_rounds,
+                                                              config=dask)
+            best = self.booster.best_iteration - 1 if early_stopping_rounds and self.booster.best_iteration else None
+            self.best_iteration = best
+            return _fit_result(rounds_log, best, rounds)
         lgb = _import("lightgbm", "lightgbm")
         params = self._native_params()
         train = lgb.Dataset(X, label=y, free_raw_data=True)

@@ -35,7 +35,6 @@ import numpy as np
 
 from trainpipe.engine.config import DaskConfig
 from trainpipe.errors import ConfigError, MissingDependency, ModelError
-from trainpipe.models.base import FitResult
 
 EXTRA = "trainpipe[dask]"
 KEY = "training.distributed.dask"
@@ -50,15 +49,14 @@ def dask_problems(model_type: str, training: Any) -> list[str]:
     if training.distributed.dask is None:
         return []
     if model_type not in DASK_FAMILIES:
-        return [f"{KEY}: only {' and '.join(DASK_FAMILIES)} train on Dask; model.type is {model_type!r} "
-                "(torch families scale out with training.distributed.nproc_per_node)"]
+        return [(f"{KEY}: only {' and '.join(DASK_FAMILIES)} train on Dask; model.type is {model_type!r} "
+                 "(torch families scale out with training.distributed.nproc_per_node)")]
     missing = [name for name in ("dask", "distributed") if importlib.util.find_spec(name) is None]
     if missing:
-        return [f"{KEY}: training on Dask needs {' and '.join(missing)}, not installed here; "
-                f"pip install '{EXTRA}'"]
+        return [f"{KEY}: training on Dask needs {' and '.join(missing)}, not installed here; pip install '{EXTRA}'"]
     if model_type == "lightgbm" and training.train_metrics:
-        return ["training.train_metrics: LightGBM on Dask scores each worker's own training rows only, not the "
-                "whole split; set it to false (validation metrics are the whole split's)"]
+        return [("training.train_metrics: LightGBM on Dask scores each worker's own training rows only, not the "
+                 "whole split; set it to false (validation metrics are the whole split's)")]
     return []
 
 
@@ -80,7 +78,7 @@ def _client_class(distributed: Any) -> Any:
     order that changes from run to run changes the model. In the order of the parts, rank i holds chunk i
     (scatter_rows places chunk i on the i-th worker) and the same config, data and seed give the same model."""
 
-    class OrderedClient(distributed.Client):  # type: ignore[misc, name-defined]
+    class OrderedClient(distributed.Client):
         def who_has(self, futures: Any = None, **kwargs: Any) -> Any:
             found = super().who_has(futures, **kwargs)
             if futures is None:
@@ -195,16 +193,15 @@ def copies_on_every_worker(client: Any, array: np.ndarray, copies: int) -> Any:
     return da.concatenate([one] * copies)
 
 
-def fit_xgboost(model: Any, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
-                early_stopping_rounds: int | None, train_metrics: bool, config: DaskConfig) -> FitResult:
-    """xgboost.dask: quantile sketches merged over the workers, histograms and metrics all-reduced."""
-    from trainpipe.models.gbdt import _fit_result
-
+def fit_xgboost(params: dict[str, Any], rounds: int, X: np.ndarray, y: np.ndarray, X_val: np.ndarray,
+                y_val: np.ndarray, *, early_stopping_rounds: int | None, train_metrics: bool,
+                config: DaskConfig) -> tuple[Any, dict]:
+    """xgboost.dask: quantile sketches merged over the workers, histograms and metrics all-reduced.
+    `params`: the family's native parameters. Returns the Booster and its per-round evaluation log."""
     dxgb = _import_dask("xgboost.dask")
     import xgboost as xgb
 
-    params = {k: v for k, v in model._native_params().items() if k != "nthread"}  # each worker: its own threads
-    rounds = int(model.params["n_estimators"])
+    params = {k: v for k, v in params.items() if k != "nthread"}  # each worker uses its own threads
     callbacks = ([xgb.callback.EarlyStopping(rounds=early_stopping_rounds, data_name="validation", save_best=True)]
                  if early_stopping_rounds else None)
     with dask_client(config) as client:
@@ -219,25 +216,20 @@ def fit_xgboost(model: Any, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_v
         except xgb.core.XGBoostError as exc:
             raise ModelError(f"model.params: xgboost rejected the parameters: {str(exc).splitlines()[0]}",
                              key="model.params") from exc
-    model.booster = out["booster"]
-    model.booster.set_param({"nthread": model.threads})  # evaluate and predict run here, in one process
-    model.best_iteration = getattr(model.booster, "best_iteration", None) if early_stopping_rounds else None
-    return _fit_result(out["history"], model.best_iteration, rounds)
+    return out["booster"], out["history"]
 
 
-def fit_lightgbm(model: Any, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
-                 early_stopping_rounds: int | None, config: DaskConfig) -> FitResult:
+def fit_lightgbm(params: dict[str, Any], rounds: int, task: str, X: np.ndarray, y: np.ndarray, X_val: np.ndarray,
+                 y_val: np.ndarray, *, early_stopping_rounds: int | None, config: DaskConfig) -> tuple[Any, dict]:
     """lightgbm.dask, data-parallel over the workers' row chunks; every worker scores the whole validation split
-    (see the module docstring), so early stopping ends every worker at the same round."""
-    from trainpipe.models.gbdt import _fit_result
-
+    (see the module docstring), so early stopping ends every worker at the same round. `params`: the family's
+    native parameters. Returns the Booster and its per-round evaluation log."""
     lgb_dask = _import_dask("lightgbm.dask")
     import lightgbm as lgb
 
     # num_threads: lightgbm.dask gives each worker its own; num_class: the classifier counts the labels itself.
-    params = {k: v for k, v in model._native_params().items() if k not in ("num_threads", "num_class")}
-    rounds = int(model.params["n_estimators"])
-    estimator_class = lgb_dask.DaskLGBMRegressor if model.task == "regression" else lgb_dask.DaskLGBMClassifier
+    params = {k: v for k, v in params.items() if k not in ("num_threads", "num_class")}
+    estimator_class = lgb_dask.DaskLGBMRegressor if task == "regression" else lgb_dask.DaskLGBMClassifier
     callbacks = ([lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False)]
                  if early_stopping_rounds else None)
     with dask_client(config) as client:
@@ -253,7 +245,4 @@ def fit_lightgbm(model: Any, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_
         except lgb.basic.LightGBMError as exc:
             raise ModelError(f"model.params: lightgbm rejected the parameters: {str(exc).splitlines()[0]}",
                              key="model.params") from exc
-        model.booster = estimator.booster_
-    best = model.booster.best_iteration - 1 if early_stopping_rounds and model.booster.best_iteration else None
-    model.best_iteration = best
-    return _fit_result(estimator.evals_result_, best, rounds)
+    return estimator.booster_, estimator.evals_result_
