@@ -167,15 +167,16 @@ def _probe(address: str) -> None:
                           key=f"{KEY}.cluster") from exc
 
 
-def _workers(client: Any) -> list[str]:
-    return sorted(client.scheduler_info()["workers"])
+def _workers(client: Any, rows: int) -> list[str]:
+    """The workers that get a chunk of `rows` rows: all of them, or as many as there are rows."""
+    return sorted(client.scheduler_info()["workers"])[:max(1, rows)]
 
 
 def scatter_rows(client: Any, array: np.ndarray, workers: list[str]) -> Any:
     """`array` as a Dask array of one row chunk per worker, chunk i sent to workers[i] (not into the graph)."""
     import dask.array as da
 
-    bounds = np.linspace(0, len(array), min(len(workers), max(1, len(array))) + 1).astype(int)
+    bounds = np.linspace(0, len(array), len(workers) + 1).astype(int)
     pieces = []
     for worker, start, stop in zip(workers, bounds[:-1], bounds[1:]):
         chunk = np.ascontiguousarray(array[start:stop])
@@ -205,7 +206,7 @@ def fit_xgboost(params: dict[str, Any], rounds: int, X: np.ndarray, y: np.ndarra
     callbacks = ([xgb.callback.EarlyStopping(rounds=early_stopping_rounds, data_name="validation", save_best=True)]
                  if early_stopping_rounds else None)
     with dask_client(config) as client:
-        workers = _workers(client)
+        workers = _workers(client, len(X))
         dtrain = dxgb.DaskQuantileDMatrix(client, scatter_rows(client, X, workers), scatter_rows(client, y, workers))
         dval = dxgb.DaskQuantileDMatrix(client, scatter_rows(client, X_val, workers),
                                         scatter_rows(client, y_val, workers), ref=dtrain)
@@ -233,7 +234,7 @@ def fit_lightgbm(params: dict[str, Any], rounds: int, task: str, X: np.ndarray, 
     callbacks = ([lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False)]
                  if early_stopping_rounds else None)
     with dask_client(config) as client:
-        workers = _workers(client)
+        workers = _workers(client, len(X))
         estimator = estimator_class(client=client, n_estimators=rounds, **params)
         try:
             with warnings.catch_warnings():  # n_jobs: lightgbm.dask sets each worker's threads itself, as we want
