@@ -5,7 +5,9 @@ Both sides go through trainpipe's own family (`XGBoostFamily.fit`), the second w
 `training.distributed.dask` pointing at a LocalCluster started once beforehand, so the figures are:
 
     cluster_start_s   LocalCluster(n_workers, threads_per_worker=1) up and answering (paid once per train stage)
-    one_process_s     fit in this process with n_workers threads
+    one_process_s     fit in this process with n_workers threads (the same cores as the cluster)
+    one_process_one_thread_s  the same with one thread: on a crowded CPU, OpenMP's synchronised threads can
+                      lose more to waiting than they gain, which makes the figures above hard to read
     dask_s            fit on the cluster: rows scattered to the workers, DaskQuantileDMatrix, train, booster back
     speedup           one_process_s / dask_s (> 1: Dask faster), and the same with the cluster start included
 
@@ -71,6 +73,7 @@ def measure(quick: bool) -> dict:
     warm_up = make_data(2_000, seed=1), {**params, "n_estimators": 2}  # imports and first-call costs, untimed
     fit_seconds(*warm_up, workers, None)
     one_s, one_auc = fit_seconds(data, params, workers, None)
+    one_thread_s, _ = fit_seconds(data, params, 1, None)  # shows what OpenMP threads cost on a crowded CPU
     began = time.perf_counter()
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address=None, silence_logs=50)
@@ -84,7 +87,8 @@ def measure(quick: bool) -> dict:
     return {
         "rows": rows, "features": FEATURES, "rounds": rounds, "workers": workers, "threads_one_process": workers,
         "cpu_count": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
-        "cluster_start_s": round(start_s, 2), "one_process_s": round(one_s, 2), "dask_s": round(dask_s, 2),
+        "cluster_start_s": round(start_s, 2), "one_process_s": round(one_s, 2),
+        "one_process_one_thread_s": round(one_thread_s, 2), "dask_s": round(dask_s, 2),
         "speedup": round(one_s / dask_s, 3), "speedup_with_cluster_start": round(one_s / (dask_s + start_s), 3),
         "validation_auc": {"one_process": round(one_auc, 5), "dask": round(dask_auc, 5)},
         "note": "same cores on both sides; Dask's gain is memory and more machines, not speed on one machine",
@@ -100,6 +104,7 @@ def main() -> None:
           f"{result['workers']} workers vs {result['threads_one_process']} threads (load {result['load_average_before'][0]:.1f})")
     print(f"  cluster start   {result['cluster_start_s']:8.2f} s")
     print(f"  one process     {result['one_process_s']:8.2f} s   AUC {result['validation_auc']['one_process']}")
+    print(f"  one process, 1 thread {result['one_process_one_thread_s']:8.2f} s")
     print(f"  dask            {result['dask_s']:8.2f} s   AUC {result['validation_auc']['dask']}")
     print(f"  speed-up (one process / dask) {result['speedup']:.2f}x, with the cluster start "
           f"{result['speedup_with_cluster_start']:.2f}x")
