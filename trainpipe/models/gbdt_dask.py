@@ -168,8 +168,12 @@ def _probe(address: str) -> None:
 
 
 def _workers(client: Any, rows: int) -> list[str]:
-    """The workers that get a chunk of `rows` rows: all of them, or as many as there are rows."""
-    return sorted(client.scheduler_info()["workers"])[:max(1, rows)]
+    """The workers that get a chunk of `rows` rows (all of them, or as many as there are rows), in the order
+    xgboost.dask ranks them (by its task id, which is made of the worker's name and address): chunk i on rank i,
+    whatever ports the workers got, so the order of the all-reduced sums does not change between runs."""
+    workers = client.scheduler_info()["workers"]
+    ranked = sorted(workers, key=lambda address: f"[xgboost.dask-{workers[address].get('name')}]:{address}")
+    return ranked[:max(1, rows)]
 
 
 def scatter_rows(client: Any, array: np.ndarray, workers: list[str]) -> Any:
