@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, pinned: a looser requirement with no torch installed pulls a multi-GB CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
 	# constraints.txt pins every other package to a tested set (Airflow's own constraints URL is out of reach)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,cpu,airflow,postgres]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,cpu,airflow,postgres,dask]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -37,7 +37,7 @@ lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet --upgrade pip
 	.venv-lock/bin/pip install --quiet torch==2.13.0
-	.venv-lock/bin/pip install --quiet '.[dev,cpu,airflow]'
+	.venv-lock/bin/pip install --quiet '.[dev,cpu,airflow,dask]'
 	.venv-lock/bin/pip check
 	{ echo "# pip freeze of a working environment, written by make lock (torch is pinned in the Makefile)"; \
 	  .venv-lock/bin/pip freeze --exclude-editable | grep -v -i -E '^(torch|trainpipe|nvidia-|triton)[=@ ]'; } > constraints.txt

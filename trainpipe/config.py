@@ -25,6 +25,7 @@ from trainpipe.evaluation.metrics import METRICS, EvaluationConfig, primary_metr
 from trainpipe.hashing import canonical_hash
 from trainpipe.models import (RANKING_FAMILIES, ModelConfig, TrainingConfig, family_names, is_family,
                               is_ranking_family)
+from trainpipe.models.gbdt_dask import dask_problems
 from trainpipe.orchestration.config import OrchestrationConfig
 from trainpipe.ranking.config import RankingConfig, config_problems as ranking_problems
 from trainpipe.redaction import NAME_KEYED_MAPS, credential_values, env_sources, redact_config
@@ -84,6 +85,9 @@ class PipelineConfig(BaseModel):
             raise ValueError(f"model.type: {self.model.type} cannot do task {self.task}; task ranking takes "
                              f"{', '.join(sorted(RANKING_FAMILIES))}, other tasks any other family"
                              + ("" if "model" in self.model_fields_set else " (set model.type)"))
+        problems = dask_problems(self.model.type, self.training)  # which families train on Dask, and the extra
+        if problems:
+            raise ValueError(problems[0])
         if self.task == "ranking" or self.ranking is not None:
             problems = ranking_problems(self) if self.task == "ranking" else [
                 f"ranking: only used by task ranking (task is {self.task}); remove the section"]

@@ -207,6 +207,20 @@ CONFIG_MISTAKES = {
         lambda c: c["training"].update(callbacks=["my callbacks.py"]),
         ["training.callbacks", "'my callbacks.py' is not an import path like mypackage.callbacks:MyCallback"],
         "training.callbacks"),
+    "dask_for_a_torch_family": (
+        lambda c: c.update(model={"type": "torch_mlp"}, training={"distributed": {"dask": {"cluster": "local"}}}),
+        ["training.distributed.dask", "only xgboost and lightgbm train on Dask", "'torch_mlp'"],
+        "training.distributed.dask"),
+    "dask_cluster_that_is_not_an_address": (
+        lambda c: c["training"].update(distributed={"dask": {"cluster": "my-laptop"}}),
+        ["training.distributed.dask", "cluster", "'my-laptop'"], "training.distributed.dask"),
+    "dask_worker_count_for_an_existing_cluster": (
+        lambda c: c["training"].update(distributed={"dask": {"cluster": "tcp://10.0.0.5:8786", "n_workers": 4}}),
+        ["training.distributed.dask", "n_workers", "only for cluster `local`"], "training.distributed.dask"),
+    "lightgbm_train_metrics_on_dask": (
+        lambda c: (c.update(model={"type": "lightgbm"}),
+                   c["training"].update(train_metrics=True, distributed={"dask": {"cluster": "local"}})),
+        ["training.train_metrics", "LightGBM on Dask"], "training.train_metrics"),
     "store_is_a_file": (lambda c: c.update(store="pipeline.yaml"),  # the config file itself
                         ["store:", "pipeline.yaml", "is a file"], "store"),
     "orchestration_retries_negative": (lambda c: c.update(orchestration={"retries": -1}),
@@ -229,6 +243,18 @@ def test_config_mistake_names_the_key_and_starts_no_run(case, bc_config, write_c
     path = _bad_config(case, bc_config, write_config)
     proc = cli("run", str(path), cwd=path.parent)
     assert_one_error_line(proc, *CONFIG_MISTAKES[case][1])
+    assert_no_run_started(store)
+
+
+def test_dask_config_without_the_dask_extra_names_the_extra_and_starts_no_run(bc_config, write_config, store):
+    """`dask`/`distributed` made unimportable in the CLI's process (as on a machine without trainpipe[dask])."""
+    bc_config["training"]["distributed"] = {"dask": {"cluster": "local"}}
+    path = write_config(bc_config)
+    without_dask = ("import sys; sys.modules['dask'] = sys.modules['distributed'] = None; "
+                    "from trainpipe.cli import main; sys.argv = ['trainpipe', *sys.argv[1:]]; main()")
+    proc = subprocess.run([sys.executable, "-c", without_dask, "run", str(path)], capture_output=True, text=True,
+                          cwd=path.parent, env={**os.environ, "COLUMNS": "200"}, timeout=120, check=False)
+    assert_one_error_line(proc, "training.distributed.dask", "pip install 'trainpipe[dask]'")
     assert_no_run_started(store)
 
 

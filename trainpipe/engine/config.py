@@ -10,6 +10,7 @@ to keep) and lives in `training.checkpoint`, shared by every torch family. `pars
 from __future__ import annotations
 
 import importlib.util
+import re
 from types import ModuleType
 from typing import Literal, TypeVar
 
@@ -100,8 +101,15 @@ class CheckpointConfig(BaseModel):
     keep_last: int = Field(default=2, ge=1, description="Newest checkpoints kept; the best one is kept in addition.")
 
 
+# What `cluster` may be: `local`, or a scheduler address as dask.distributed takes it (tcp://10.0.0.5:8786,
+# tls://..., host:port). Checked here so a typo is a config error before any data is read, not a timeout later.
+SCHEDULER_ADDRESS = re.compile(r"^(?:[a-z][a-z0-9+]*://)?\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}$")
+MEMORY = re.compile(r"^(?:auto|\d+(?:\.\d+)?\s*(?:[kKmMgGtT]i?)?[bB]?)$")
+
+
 class DaskConfig(BaseModel):
-    """Config section `training.distributed.dask` (xgboost, lightgbm): train the booster on a Dask cluster."""
+    """Config section `training.distributed.dask` (xgboost, lightgbm): train the booster on a Dask cluster
+    (models/gbdt_dask.py); `n_workers`, `threads_per_worker` and `memory_limit` describe the `local` cluster."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -109,7 +117,21 @@ class DaskConfig(BaseModel):
                          "train stage; or the address of an existing scheduler, e.g. tcp://10.0.0.5:8786.")
     n_workers: int = Field(2, ge=1, description="local: worker processes.")
     threads_per_worker: int = Field(1, ge=1, description="local: threads per worker process.")
-    memory_limit: str | None = Field(None, description="local: memory limit per worker, e.g. 4GB; null: Dask's default.")
+    memory_limit: str | None = Field(None, description="local: memory limit per worker, e.g. 4GB; null: Dask's default "
+                                     "(the machine's memory shared by the workers).")
+
+    @model_validator(mode="after")
+    def _cluster(self) -> DaskConfig:
+        if self.cluster != "local":
+            if not SCHEDULER_ADDRESS.match(self.cluster):
+                raise ValueError(f"cluster: expected `local` or a scheduler address like tcp://10.0.0.5:8786, "
+                                 f"got {self.cluster!r}")
+            local_only = sorted(self.model_fields_set & {"n_workers", "threads_per_worker", "memory_limit"})
+            if local_only:
+                raise ValueError(f"{local_only[0]}: only for cluster `local`; an existing cluster has its own workers")
+        if self.memory_limit is not None and not MEMORY.match(self.memory_limit.strip()):
+            raise ValueError(f"memory_limit: expected a size like 4GB or 512MiB, got {self.memory_limit!r}")
+        return self
 
 
 class DistributedConfig(BaseModel):

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from trainpipe.engine.config import CheckpointConfig
+from trainpipe.engine.config import CheckpointConfig, DistributedConfig
 
 # Called once per iteration (boosting round, epoch, CV fold) with that iteration's values, e.g.
 # {"validation_log_loss": 0.31}, named as trainpipe names the final metrics (gbdt.METRIC_NAMES maps the
@@ -49,7 +49,7 @@ class ScaffoldDefaults:
 @dataclass
 class FitContext:
     """What the train stage knows beyond the matrices, passed to every family's `fit`; each uses what applies
-    (torch: all of it, through trainpipe.engine.fit; boosters: `verbose`; sklearn: nothing)."""
+    (torch: all of it, through trainpipe.engine.fit; boosters: `verbose`, `distributed.dask`; sklearn: nothing)."""
 
     categorical: dict[str, Any] | None = None  # {"columns": [matrix index], "names": [...], "cardinalities": [...]}
     checkpoint_dir: Path | None = None  # persistent across crashes of the stage (unlike its temp folder)
@@ -61,6 +61,8 @@ class FitContext:
     on_epoch: Callable[[int, dict[str, float]], None] | None = None
     # torch families: `training.callbacks`, import paths of callback classes (trainpipe/engine/callbacks.py)
     callbacks: Sequence[str] = ()
+    # `training.distributed`: xgboost/lightgbm train on Dask when its `dask` is set (models/gbdt_dask.py)
+    distributed: DistributedConfig | None = None
 
 
 @dataclass

@@ -167,6 +167,15 @@ def _on_round(report: ReportFn | None, progress: RoundProgress | None) -> Report
     return on_round
 
 
+def _dask(context: FitContext | None, report: ReportFn | None) -> Any:
+    """`training.distributed.dask` when this fit goes to a Dask cluster (models/gbdt_dask.py), else None."""
+    dask = context.distributed.dask if context is not None and context.distributed is not None else None
+    if dask is not None and report is not None:  # tuning trials fit in one process (they pass no context)
+        raise ModelError("training.distributed.dask: per-round reports (tuning's pruning) need a one-process fit",
+                         key="training.distributed.dask")
+    return dask
+
+
 def _proba(task: str, raw: Any) -> np.ndarray:
     return probabilities_from_binary(raw) if task == "binary" else np.asarray(raw, dtype=np.float64)
 
@@ -224,7 +233,17 @@ class XGBoostFamily:
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
             early_stopping_rounds: int | None = None, report: ReportFn | None = None,
             train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
-        """context: only `verbose` is used (per-round progress on a terminal)."""
+        """context: `verbose` (per-round progress on a terminal) and `distributed.dask` (train on a Dask cluster)."""
+        if (dask := _dask(context, report)) is not None:
+            from trainpipe.models import gbdt_dask
+
+            rounds = int(self.params["n_estimators"])
+            self.booster, rounds_log = gbdt_dask.fit_xgboost(self._native_params(), rounds, X, y, X_val, y_val,
+                                                             early_stopping_rounds=early_stopping_rounds,
+                                                             train_metrics=train_metrics, config=dask)
+            self.booster.set_param({"nthread": self.threads})  # evaluate and predict run here, in one process
+            self.best_iteration = getattr(self.booster, "best_iteration", None) if early_stopping_rounds else None
+            return _fit_result(rounds_log, self.best_iteration, rounds)
         xgb = _import("xgboost", "xgboost-cpu")
         params = self._native_params()
         dtrain = xgb.DMatrix(X, label=y, nthread=self.threads)
@@ -349,7 +368,17 @@ class LightGBMFamily:
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
             early_stopping_rounds: int | None = None, report: ReportFn | None = None,
             train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
-        """context: only `verbose` is used (per-round progress on a terminal)."""
+        """context: `verbose` (per-round progress on a terminal) and `distributed.dask` (train on a Dask cluster)."""
+        if (dask := _dask(context, report)) is not None:
+            from trainpipe.models import gbdt_dask
+
+            rounds = int(self.params["n_estimators"])
+            self.booster, rounds_log = gbdt_dask.fit_lightgbm(self._native_params(), rounds, self.task, X, y, X_val,
+                                                              y_val, early_stopping_rounds=early_stopping_rounds,
+                                                              config=dask)
+            best = self.booster.best_iteration - 1 if early_stopping_rounds and self.booster.best_iteration else None
+            self.best_iteration = best
+            return _fit_result(rounds_log, best, rounds)
         lgb = _import("lightgbm", "lightgbm")
         params = self._native_params()
         train = lgb.Dataset(X, label=y, free_raw_data=True)

@@ -67,7 +67,7 @@ def run(ctx: StageContext) -> StageResult:
     context = FitContext(checkpoint_dir=ctx.checkpoint_dir("train"), checkpoint=config.training.checkpoint,
                          config_hash=ctx.cache_key, resume_anyway=ctx.resume_anyway, verbose=ctx.progress,
                          on_epoch=ctx.tracking.live if ctx.tracking is not None else None,
-                         callbacks=config.training.callbacks)
+                         callbacks=config.training.callbacks, distributed=config.training.distributed)
     fitted = ctx.task.fit(ctx, model, chosen.fit, context)
     result, seconds = fitted.result, fitted.seconds
     model.save(ctx.stage_dir / "model")
