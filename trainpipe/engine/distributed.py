@@ -1,0 +1,188 @@
+"""Every distributed concern of the torch loop in one object: the torchrun environment, the process group, the
+DistributedDataParallel wrapper, the rows each rank trains on, and the few values ranks must agree on.
+
+The loop calls it in a handful of places and never asks `if distributed`: with world size 1 (no torchrun
+environment) every method is a no-op that returns its input, so one process computes exactly what it did
+before this object existed.
+
+Rules every rank follows, so no rank ever waits for a collective another rank skips (the hang of DDP jobs):
+- The global window of rows (batch_size × grad_accumulation) and the order of rows are the one process's, for
+  any world size: each rank takes a contiguous part of every window (`shard`), the first `rows mod world`
+  ranks one row more. A rank whose part is too small (0 rows, or 1 row under batch norm) runs the window's
+  first rows with weight 0: it joins the gradient all-reduce and adds nothing.
+- Each micro-batch's loss is weighted by its share of the global window × world size; DDP averages over the
+  ranks, so the step's gradient is the global window's mean, as in one process (up to summation order).
+- Every optimizer step ends with one small all-reduce (`sum`) of the step's loss, rows, non-finite count,
+  out-of-memory count and SIGTERM flag: skipping a non-finite step, the OOM back-off and preemption are decided
+  from the same numbers on every rank.
+- Epoch-end values (validation on rank 0 over all validation rows) and the stop decision (early stopping,
+  callbacks) are rank 0's, broadcast to every rank.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+
+import torch
+
+from trainpipe.engine.state import seed_everything
+
+Backend = Literal["auto", "gloo", "nccl"]
+
+
+class Distributed:
+    """This process's place in a torchrun job (rank, world size, local rank) and its process group."""
+
+    def __init__(self, rank: int = 0, world_size: int = 1, local_rank: int = 0, local_world_size: int = 1) -> None:
+        self.rank, self.world_size = rank, world_size
+        self.local_rank, self.local_world_size = local_rank, local_world_size
+        self._started_here = False  # destroy only a process group this object created
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Distributed:
+        """The torchrun environment (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE); none of it: one process."""
+        world = int(environ.get("WORLD_SIZE", "1") or 1)
+        if world <= 1:
+            return cls()
+        return cls(int(environ["RANK"]), world, int(environ.get("LOCAL_RANK", "0")),
+                   int(environ.get("LOCAL_WORLD_SIZE", str(world))))
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one that logs, checkpoints, evaluates and returns the model."""
+        return self.rank == 0
+
+    def __repr__(self) -> str:
+        return f"Distributed(rank={self.rank}, world_size={self.world_size}, local_rank={self.local_rank})"
+
+    # -- process group ------------------------------------------------------------------------
+    def start(self, backend: Backend, device: torch.device) -> None:
+        """Join the process group (env:// rendezvous that torchrun set up); a no-op for one process or when the
+        caller's code already joined one."""
+        import torch.distributed as dist
+
+        if not self.enabled or dist.is_initialized():
+            return
+        chosen = resolve_backend(backend, device)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=chosen, rank=self.rank, world_size=self.world_size)
+        self._started_here = True
+
+    def stop(self) -> None:
+        if self._started_here:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            self._started_here = False
+
+    def device(self, requested: str) -> torch.device:
+        """`model.params.device` for this rank: CUDA device `LOCAL_RANK` with several processes per machine."""
+        cuda = requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
+        if not cuda:
+            return torch.device("cpu")
+        return torch.device("cuda", self.local_rank) if self.enabled else torch.device("cuda")
+
+    def threads(self, threads: int) -> int:
+        """CPU threads per rank: the machine's share, so N processes do not oversubscribe its cores."""
+        return max(1, threads // self.local_world_size) if self.enabled else threads
+
+    def seed(self, seed: int, offset: int = 0) -> None:
+        """Rank 0 keeps the one process's random stream; every other rank gets its own (dropout masks, random
+        negatives), after the module was built from the shared seed. `offset`: a resume point's step."""
+        if self.enabled and self.rank:
+            seed_everything(seed + 1_000_003 * self.rank + offset)
+
+    # -- the model ----------------------------------------------------------------------------
+    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        """DistributedDataParallel around `module` (its parameters, already on the rank's device). Buffers are not
+        broadcast each forward: they are equal on every rank at the start and only rank 0's are ever used
+        (validation, checkpoints); batch-norm statistics are per rank (docs/distributed.md)."""
+        if not self.enabled:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [module_device(module)] if module_device(module).type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
+
+    def no_sync(self, wrapped: torch.nn.Module, sync: bool) -> contextlib.AbstractContextManager[Any]:
+        """Accumulate a micro-batch's gradient locally (`sync` False) or all-reduce it with this backward."""
+        if sync or not self.enabled:
+            return contextlib.nullcontext()
+        return wrapped.no_sync()  # type: ignore[operator]  # DistributedDataParallel (wrap)
+
+    # -- rows -----------------------------------------------------------------------------------
+    def shard(self, batch: tuple[torch.Tensor, ...], min_rows: int) -> tuple[tuple[torch.Tensor, ...], bool]:
+        """This rank's contiguous part of a global window, and whether its rows count (False: a weight-0
+        stand-in of the window's first `min_rows` rows, for a part too small to train on)."""
+        if not self.enabled:
+            return batch, True
+        part = tuple(t.tensor_split(self.world_size)[self.rank] for t in batch)
+        if len(part[-1]) >= min_rows:
+            return part, True
+        return tuple(t[:min_rows] for t in batch), False
+
+    def loss_weight(self, rows: int, window_rows: int) -> float:
+        """A micro-batch's weight in its step: its share of the global window, × world size against DDP's mean."""
+        return rows * self.world_size / window_rows
+
+    # -- agreement ------------------------------------------------------------------------------
+    def sum(self, values: list[float]) -> list[float]:
+        """Element-wise sum over ranks (float64; counts stay exact); one process: `values` as they are."""
+        if not self.enabled:
+            return values
+        import torch.distributed as dist
+
+        device = torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+        tensor = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(tensor)
+        return tensor.cpu().tolist()
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's `value` on every rank (pickled: small values only)."""
+        if not self.enabled:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's `value`, in rank order, on every rank (pickled: small values only)."""
+        if not self.enabled:
+            return [value]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, value)
+        return out
+
+
+def resolve_backend(backend: Backend, device: torch.device) -> str:
+    """`auto`: nccl when training on CUDA, gloo otherwise (CPU)."""
+    if backend == "auto":
+        return "nccl" if device.type == "cuda" else "gloo"
+    return backend
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    first = next(iter(module.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def window_shares(rows: int, world_size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each rank's part of a `rows`-row window: what `shard` gives rank 0, 1, ... in turn."""
+    base, extra = divmod(rows, world_size)
+    start = 0
+    for rank in range(world_size):
+        end = start + base + (1 if rank < extra else 0)
+        yield start, end
+        start = end
