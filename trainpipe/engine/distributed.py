@@ -15,13 +15,18 @@ Rules every rank follows, so no rank ever waits for a collective another rank sk
 - Every optimizer step ends with one small all-reduce (`sum`) of the step's loss, rows, non-finite count,
   out-of-memory count and SIGTERM flag: skipping a non-finite step, the OOM back-off and preemption are decided
   from the same numbers on every rank.
-- Epoch-end values (validation on rank 0 over all validation rows) and the stop decision (early stopping,
-  callbacks) are rank 0's, broadcast to every rank.
+- Epoch-end values (validation on rank 0 over all validation rows, so exactly one process's numbers; the
+  other ranks wait at the broadcast) and the stop decision (early stopping, callbacks, pruning) are rank 0's,
+  broadcast to every rank.
+- Before the first step rank 0 says whether it trains at all (`go`): a rank 0 that ends without training (its
+  stage reused from the cache, an error before the fit) releases the other ranks instead of leaving them
+  waiting in the process group.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
@@ -33,6 +38,10 @@ from trainpipe.engine.state import seed_everything
 Backend = Literal["auto", "gloo", "nccl"]
 
 
+class NothingToTrain(Exception):
+    """On a rank other than 0: rank 0 ended its job without training (cache reuse, an error before its fit)."""
+
+
 class Distributed:
     """This process's place in a torchrun job (rank, world size, local rank) and its process group."""
 
@@ -40,6 +49,7 @@ class Distributed:
         self.rank, self.world_size = rank, world_size
         self.local_rank, self.local_world_size = local_rank, local_world_size
         self._started_here = False  # destroy only a process group this object created
+        self.announced = False  # rank 0 said whether it trains (`go`)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Distributed:
@@ -83,6 +93,28 @@ class Distributed:
             dist.destroy_process_group()
             self._started_here = False
 
+    @contextlib.contextmanager
+    def session(self, backend: Backend, device: torch.device) -> Iterator[None]:
+        """The process group for the length of a fit (kept when the caller had started one)."""
+        self.start(backend, device)
+        try:
+            yield
+        finally:
+            self.stop()
+
+    def go(self, train: bool) -> bool:
+        """Rank 0's word on whether this job trains; every rank returns it. Called once by rank 0 (True from the fit,
+        False by a stage that ends without one) and once by every other rank before its first step."""
+        self.announced = True
+        return bool(self.broadcast(train))
+
+    def release_waiting(self, backend: Backend = "auto", device: str = "auto") -> None:
+        """Rank 0 ending without a fit: tell the ranks waiting in `go` that there is nothing to train. `device`:
+        `model.params.device`, so that `auto` picks the backend the other ranks picked."""
+        if self.enabled and self.is_main and not self.announced:
+            with self.session(backend, self.device(device)):
+                self.go(False)
+
     def device(self, requested: str) -> torch.device:
         """`model.params.device` for this rank: CUDA device `LOCAL_RANK` with several processes per machine."""
         cuda = requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
@@ -102,15 +134,15 @@ class Distributed:
 
     # -- the model ----------------------------------------------------------------------------
     def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
-        """DistributedDataParallel around `module` (its parameters, already on the rank's device). Buffers are not
-        broadcast each forward: they are equal on every rank at the start and only rank 0's are ever used
-        (validation, checkpoints); batch-norm statistics are per rank (docs/distributed.md)."""
+        """DistributedDataParallel around `module` (its parameters, already on the rank's device). Buffers are
+        synced once at the start, not at every forward: only rank 0's are ever used (validation, checkpoints), so
+        batch-norm running statistics are rank 0's rows' (docs/distributed.md)."""
         if not self.enabled:
             return module
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [module_device(module)] if module_device(module).type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
+        return DistributedDataParallel(module, device_ids=device_ids, forward_sync_buffers=False)
 
     def no_sync(self, wrapped: torch.nn.Module, sync: bool) -> contextlib.AbstractContextManager[Any]:
         """Accumulate a micro-batch's gradient locally (`sync` False) or all-reduce it with this backward."""
@@ -164,6 +196,12 @@ class Distributed:
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, value)
         return out
+
+
+@functools.cache
+def this_process() -> Distributed:
+    """This process's place in a torchrun job, read once from its environment (which is the process's own)."""
+    return Distributed.from_env()
 
 
 def resolve_backend(backend: Backend, device: torch.device) -> str:

@@ -373,8 +373,18 @@ class Trainer:
         """The checkpoint to resume: rank 0 chooses it (skipping broken files), every rank reads that file."""
         if self.store is None:
             return None
-        state = self.store.latest(self.resume_anyway) if self.dist.is_main else None
-        path = self.dist.broadcast(state["path"] if state is not None else None)
+        state, refused = None, None
+        if self.dist.is_main:
+            try:
+                state = self.store.latest(self.resume_anyway)
+            except CheckpointMismatch as exc:  # every rank must hear of it, or the others wait at the broadcast
+                refused = exc
+        path, message = self.dist.broadcast((state["path"] if state is not None else None,
+                                             refused.message if refused is not None else None))
+        if refused is not None:
+            raise refused
+        if message is not None:
+            raise CheckpointMismatch(message, key="resume")
         if state is None and path is not None:
             state = {**CheckpointStore.read(Path(path)), "path": path}
         return state
