@@ -47,19 +47,23 @@ class Outcome:
     error_type: str = ""
     exit_code: int = 0
     key: str | None = None
+    path: Path | None = None  # the status file (an unexpected error's traceback is in it)
 
 
 def status_path(folder: Path, rank: int) -> Path:
     return folder / f"rank-{rank}.json"
 
 
-def write_status(folder: Path, rank: int, outcome: str, error: BaseException | None = None) -> None:
-    """The rank's last word, written whole (a rename), read by `launch` after torchrun returns."""
+def write_status(folder: Path, rank: int, outcome: str, error: BaseException | None = None,
+                 trace: str | None = None) -> None:
+    """The rank's last word, written whole (a rename), read by `launch` after torchrun returns; `trace`: the
+    traceback of an unexpected error, kept in the file rather than shown."""
     doc: dict[str, Any] = {"rank": rank, "outcome": outcome}
     if error is not None:
-        doc.update(message=getattr(error, "message", None) or f"{type(error).__name__}: {error}",
+        first = (str(error).strip().splitlines() or [""])[0]
+        doc.update(message=getattr(error, "message", None) or f"{type(error).__name__}: {first}",
                    error_type=type(error).__name__, exit_code=getattr(error, "exit_code", 1),
-                   key=getattr(error, "key", None))
+                   key=getattr(error, "key", None), traceback=trace)
     target = status_path(folder, rank)
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc))
@@ -72,7 +76,7 @@ def read_status(folder: Path, rank: int) -> Outcome | None:
     except (OSError, ValueError):
         return None
     return Outcome(rank, doc["outcome"], doc.get("message", ""), doc.get("error_type", ""), doc.get("exit_code", 0),
-                   doc.get("key"))
+                   doc.get("key"), status_path(folder, rank))
 
 
 def torchrun_command(config: DistributedConfig, run_id: str, log_dir: Path, module: str, args: list[str]) -> list[str]:
@@ -173,7 +177,8 @@ def _as_error(status: Outcome) -> TrainpipeError:
         return cls(status.message, key=status.key)
     if status.exit_code == 2:  # a TrainpipeError subclass defined elsewhere (TrainingDiverged, CheckpointMismatch)
         return RunError(status.message, key=status.key)
-    return RankDied(f"train: training process rank {status.rank} failed: {status.message}", key="train")
+    return RankDied(f"train: training process rank {status.rank} failed: {status.message} (traceback in "
+                    f"{status.path})", key="train")
 
 
 def _root_cause(log_file: Path, silent: list[int]) -> tuple[int, int | None]:

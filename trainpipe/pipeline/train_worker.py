@@ -2,7 +2,7 @@
 
 Two ways in, one body (`train_rank`: the train stage's own `plan` and `fit`, so the same engine loop, with DDP
 inside trainpipe.engine.fit):
-- `python -m trainpipe.pipeline.train_worker --store S --run-id ID --out DIR --cache-key K`: what the train stage
+- `python -m trainpipe.pipeline.train_worker --store S --run-id ID --out DIR --status DIR --cache-key K`: what the train stage
   starts under torchrun when `training.distributed.nproc_per_node > 1`. Rank 0 writes the model folder and
   fitted.json into DIR (the stage's folder); every rank ends by writing its status (engine/launch.py), from
   which the stage says in one line how the job ended.
@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 from trainpipe.config import PipelineConfig
@@ -74,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", required=True)
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--status", required=True, type=Path)
     parser.add_argument("--cache-key", default="")
     parser.add_argument("--resume-anyway", action="store_true")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     rank = this_process().rank
-    statuses = args.out / "ranks"
+    statuses = args.status
     try:
         ctx = rank_context(Store(Path(args.store)), args.run_id, args.out, args.cache_key,
                            resume_anyway=args.resume_anyway, progress=args.progress)
@@ -94,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         write_status(statuses, rank, "error", exc)
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
-    except BaseException as exc:  # a bug: its traceback goes to the job's log, its line to the stage
-        write_status(statuses, rank, "error", exc)
-        raise
+    except Exception as exc:  # a bug, or a collective that failed because another rank died: its traceback goes
+        # to this rank's status (the stage names the file), not to the console
+        write_status(statuses, rank, "error", exc, traceback.format_exc())
+        return 1
     write_status(statuses, rank, "done")
     return 0
 

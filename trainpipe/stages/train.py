@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -111,17 +110,17 @@ def launch_fit(ctx: StageContext) -> Fitted:
 
     distributed = ctx.config.training.distributed
     checkpoints = ctx.checkpoint_dir("train")
-    args = ["--store", str(ctx.store.root), "--run-id", ctx.run_id, "--out", str(ctx.stage_dir), "--cache-key",
-            ctx.cache_key] + (["--resume-anyway"] if ctx.resume_anyway else []) + (["--progress"] if ctx.progress else [])
+    statuses = checkpoints / "ranks"  # outside the stage's folder: a failed stage's reasons stay readable
+    args = ["--store", str(ctx.store.root), "--run-id", ctx.run_id, "--out", str(ctx.stage_dir), "--status",
+            str(statuses), "--cache-key", ctx.cache_key] + (["--resume-anyway"] if ctx.resume_anyway else []) + (["--progress"] if ctx.progress else [])
     world = distributed.nproc_per_node * distributed.nnodes
     command = torchrun_command(distributed, ctx.run_id, checkpoints / "torchrun", WORKER, args)
     # Each rank's progress goes to the console through torchrun (rank 0's lines); the epochs reach MLflow with
     # the stage's history when it ends, from this process, which owns the MLflow run.
-    launch(command, ctx.stage_dir / "ranks", checkpoints / "torchrun.log", world)
+    launch(command, statuses, checkpoints / "torchrun.log", world)
     handed = ctx.stage_dir / "fitted.json"
     doc = json.loads(handed.read_text())
     handed.unlink()
-    shutil.rmtree(ctx.stage_dir / "ranks")
     return Fitted(FitResult(**doc["result"]), doc["seconds"], doc["metrics"], doc["summary"])
 
 
