@@ -25,6 +25,7 @@ Rules every rank follows, so no rank ever waits for a collective another rank sk
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
@@ -74,8 +75,10 @@ class Distributed:
 
     # -- process group ------------------------------------------------------------------------
     def start(self, backend: Backend, device: torch.device) -> None:
-        """Join the process group (env:// rendezvous that torchrun set up); a no-op for one process or when the
-        caller's code already joined one."""
+        """Join the process group (the env:// rendezvous torchrun set up), once per process: a no-op for one
+        process, when this process joined already, or when the caller's own code did. It is left at process
+        exit (atexit): re-creating a gloo group in the same process fails to connect, and tuning fits
+        several trials in one job."""
         import torch.distributed as dist
 
         if not self.enabled or dist.is_initialized():
@@ -85,22 +88,15 @@ class Distributed:
             torch.cuda.set_device(device)
         dist.init_process_group(backend=chosen, rank=self.rank, world_size=self.world_size)
         self._started_here = True
+        atexit.register(self.stop)
 
     def stop(self) -> None:
         if self._started_here:
             import torch.distributed as dist
 
-            dist.destroy_process_group()
+            if dist.is_initialized():
+                dist.destroy_process_group()
             self._started_here = False
-
-    @contextlib.contextmanager
-    def session(self, backend: Backend, device: torch.device) -> Iterator[None]:
-        """The process group for the length of a fit (kept when the caller had started one)."""
-        self.start(backend, device)
-        try:
-            yield
-        finally:
-            self.stop()
 
     def go(self, train: bool) -> bool:
         """Rank 0's word on whether this job trains; every rank returns it. Called once by rank 0 (True from the fit,
@@ -112,8 +108,8 @@ class Distributed:
         """Rank 0 ending without a fit: tell the ranks waiting in `go` that there is nothing to train. `device`:
         `model.params.device`, so that `auto` picks the backend the other ranks picked."""
         if self.enabled and self.is_main and not self.announced:
-            with self.session(backend, self.device(device)):
-                self.go(False)
+            self.start(backend, self.device(device))
+            self.go(False)
 
     def device(self, requested: str) -> torch.device:
         """`model.params.device` for this rank: CUDA device `LOCAL_RANK` with several processes per machine."""

@@ -90,14 +90,14 @@ def fit_torch(build: Callable[[], torch.nn.Module], loss_fn: LossFn, metrics_fn:
     seed_everything(seed)
     module = build()  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     dist.seed(seed)  # ranks other than 0: their own dropout masks and random negatives
-    with dist.session(options.backend, dist.device(params.device)):
-        if not dist.go(True):  # rank 0 ended without training: nothing for this rank to do
-            raise NothingToTrain("rank 0 trains nothing in this job")
-        trainer = Trainer(module, loss_fn, metrics_fn, params, seed=seed, threads=dist.threads(threads),
-                          patience=patience, store=checkpoint_store(options), checkpoint=options.checkpoint,
-                          resume_anyway=options.resume_anyway, callbacks=callbacks if dist.is_main else [],
-                          verbose=options.verbose and dist.is_main, evaluator=evaluator, dist=dist)
-        result = trainer.fit(train, val)
+    dist.start(options.backend, dist.device(params.device))  # kept for the process's life (engine/distributed.py)
+    if not dist.go(True):  # rank 0 ended without training: nothing for this rank to do
+        raise NothingToTrain("rank 0 trains nothing in this job")
+    trainer = Trainer(module, loss_fn, metrics_fn, params, seed=seed, threads=dist.threads(threads), patience=patience,
+                      store=checkpoint_store(options), checkpoint=options.checkpoint,
+                      resume_anyway=options.resume_anyway, callbacks=callbacks if dist.is_main else [],
+                      verbose=options.verbose and dist.is_main, evaluator=evaluator, dist=dist)
+    result = trainer.fit(train, val)
     if not patience:
         result.best_epoch = None
     return trainer.module.to("cpu").eval(), result

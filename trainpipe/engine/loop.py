@@ -170,6 +170,9 @@ class Trainer:
         try:
             return self._fit(train.to(self.device), val.to(self.device) if val is not None else None)  # moved once
         finally:
+            # Drop the DDP wrapper now, while its process group exists: one freed after the group is destroyed
+            # (kept alive by a traceback) can block the process in its destructor.
+            self.wrapped = self.step_module = self.module
             self.progress.close()
             if old_handler is not None:
                 signal.signal(signal.SIGTERM, old_handler)
