@@ -406,46 +406,7 @@ def _missing_run(store: Store, run_id: str, name: str, config: PipelineConfig | 
 def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig | None = None,
                   use_cache: bool = True, on_event: Event | None = None, resume_anyway: bool = False,
                   progress: bool = False) -> dict:
-    """One stage of a run in this process: what an orchestrator task calls.
-
-    Under a torchrun the user started (docs/distributed.md), rank 0 is the stage and ranks other than 0 only
-    train with it (pipeline/train_worker.py)."""
-    rank = _torchrun_rank()
-    if rank:
-        from trainpipe.pipeline.train_worker import run_rank
-
-        return run_rank(store, run_id, name, config, resume_anyway)
-    if rank == 0 and name == "train":  # rank 0 of a torchrun job: whatever happens, no rank is left waiting
-        try:
-            return _run_one_stage(store, run_id, name, config, use_cache, on_event, resume_anyway, progress)
-        finally:
-            _release_other_ranks(store, run_id, config)
-    return _run_one_stage(store, run_id, name, config, use_cache, on_event, resume_anyway, progress)
-
-
-def _release_other_ranks(store: Store, run_id: str, config: PipelineConfig | None) -> None:
-    """Rank 0 ending its train stage without a fit (reused from the cache, failed before training): the other
-    ranks wait for its word in the process group; tell them there is nothing to train."""
-    from trainpipe.engine.distributed import this_process
-
-    if config is None:
-        with contextlib.suppress(Exception):  # an unreadable run has raised its own error already
-            run_dir = store.run_dir(run_id)
-            config = Run._recorded_config(run_dir, json.loads((run_dir / "run.json").read_text()))
-    backend = config.training.distributed.backend if config is not None else "auto"
-    device = str(config.model.params.get("device", "auto")) if config is not None else "auto"
-    this_process().release_waiting(backend, device)  # type: ignore[arg-type]  # a device name from model.params
-
-
-def _torchrun_rank() -> int | None:
-    """This process's rank when torchrun started it with several processes (WORLD_SIZE > 1), else None."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
-        return None
-    return int(os.environ.get("RANK", "0"))
-
-
-def _run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig | None, use_cache: bool,
-                   on_event: Event | None, resume_anyway: bool, progress: bool) -> dict:
+    """One stage of a run in this process: what an orchestrator task calls."""
     if name not in SPECS:
         import difflib
 

@@ -6,8 +6,9 @@ inside trainpipe.engine.fit):
   starts under torchrun when `training.distributed.nproc_per_node > 1`. Rank 0 writes the model folder and
   fitted.json into DIR (the stage's folder); every rank ends by writing its status (engine/launch.py), from
   which the stage says in one line how the job ended.
-- `run_rank`: a rank other than 0 of a torchrun job the user started around `trainpipe stage train --run ID`
-  (pipeline/run.py `run_one_stage`); rank 0 of that job is the stage itself and fits in place.
+- `run_stage`, what `trainpipe stage` calls: outside torchrun, or with one process, `run_one_stage`. Under a
+  torchrun the user started around `trainpipe stage train --run ID`, rank 0 is the stage itself (it fits in
+  place, DDP from the environment) and ranks other than 0 go to `run_rank`.
 
 A rank reads the run's recorded config (config.yaml, environment values read again) and the features from the
 run folder: on several machines the store must be a shared folder. Only rank 0 writes anything.
@@ -16,15 +17,18 @@ run folder: on several machines the store must be a shared folder. Only rank 0 w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from trainpipe.config import PipelineConfig
 from trainpipe.errors import Preempted, TrainpipeError
-from trainpipe.pipeline.run import Run
+from trainpipe.pipeline.run import Run, run_one_stage
 from trainpipe.stages import train
 from trainpipe.stages.context import StageContext
 from trainpipe.store import Store
@@ -65,6 +69,42 @@ def run_rank(store: Store, run_id: str, name: str, config: PipelineConfig | None
         except NothingToTrain:
             return {"run_id": run_id, "stage": name, "status": "released", "rank": rank}
     return {"run_id": run_id, "stage": name, "status": "trained", "rank": rank}
+
+
+def run_stage(store: Store, run_id: str, name: str, config: PipelineConfig | None = None, use_cache: bool = True,
+              on_event: Callable[[str, dict], None] | None = None, resume_anyway: bool = False,
+              progress: bool = False) -> dict:
+    """`trainpipe stage NAME --run ID`, in one process or as one rank of a torchrun job."""
+    rank = torchrun_rank()
+    if rank:
+        return run_rank(store, run_id, name, config, resume_anyway)
+    if rank is None or name != "train":
+        return run_one_stage(store, run_id, name, config, use_cache, on_event, resume_anyway, progress)
+    try:  # rank 0 of a torchrun job: whatever happens, no other rank is left waiting for it
+        return run_one_stage(store, run_id, name, config, use_cache, on_event, resume_anyway, progress)
+    finally:
+        _release_other_ranks(store, run_id, config)
+
+
+def torchrun_rank() -> int | None:
+    """This process's rank when torchrun started it with several processes (WORLD_SIZE > 1), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None
+    return int(os.environ.get("RANK", "0"))
+
+
+def _release_other_ranks(store: Store, run_id: str, config: PipelineConfig | None) -> None:
+    """Rank 0 ending its train stage without a fit (reused from the cache, failed before training): the other
+    ranks wait for its word in the process group; tell them there is nothing to train."""
+    from trainpipe.engine.distributed import this_process
+
+    if config is None:
+        with contextlib.suppress(Exception):  # an unreadable run has raised its own error already
+            run_dir = store.run_dir(run_id)
+            config = Run._recorded_config(run_dir, json.loads((run_dir / "run.json").read_text()))
+    backend = config.training.distributed.backend if config is not None else "auto"
+    device = str(config.model.params.get("device", "auto")) if config is not None else "auto"
+    this_process().release_waiting(backend, device)
 
 
 def main(argv: list[str] | None = None) -> int:
