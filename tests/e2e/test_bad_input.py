@@ -207,6 +207,9 @@ CONFIG_MISTAKES = {
         lambda c: c["training"].update(callbacks=["my callbacks.py"]),
         ["training.callbacks", "'my callbacks.py' is not an import path like mypackage.callbacks:MyCallback"],
         "training.callbacks"),
+    "torchrun_processes_for_a_booster": (
+        lambda c: c.update(model={"type": "xgboost"}, training={"distributed": {"nproc_per_node": 2}}),
+        ["training.distributed.nproc_per_node", "xgboost trains in one process"], "training.distributed.nproc_per_node"),
     "store_is_a_file": (lambda c: c.update(store="pipeline.yaml"),  # the config file itself
                         ["store:", "pipeline.yaml", "is a file"], "store"),
     "orchestration_retries_negative": (lambda c: c.update(orchestration={"retries": -1}),

@@ -81,21 +81,24 @@ def fit(ctx: StageContext, chosen: TrainPlan, on_epoch: Callable[[int, dict[str,
     return model, ctx.task.fit(ctx, model, chosen.fit, context)
 
 
-def launches_torchrun(config: Any) -> bool:
-    """Whether this stage starts torchrun: several processes asked for, a family that trains under it, and this
-    process not already one of a torchrun job's ranks."""
-    wanted = config.training.distributed.nproc_per_node > 1
-    if not wanted or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-        return False
-    if not trains_under_torchrun(get_family(config.model.type)):
+def check_distributed(config: Any) -> None:
+    """`training.distributed` for torchrun, before any data is read (pipeline preflight) and again here."""
+    distributed = config.training.distributed
+    if distributed.nproc_per_node > 1 and not trains_under_torchrun(get_family(config.model.type)):
         raise ConfigError(f"training.distributed.nproc_per_node: {config.model.type} trains in one process; torchrun "
                           "is for the torch families (torch_mlp, two_tower); set it to 1",
                           key="training.distributed.nproc_per_node")
-    if config.training.distributed.node_rank != 0:
+    if distributed.nproc_per_node > 1 and distributed.node_rank != 0:
         raise ConfigError("training.distributed.node_rank: the machine that runs the train stage is node 0; on the "
                           "other machines start torchrun yourself (docs/distributed.md)",
                           key="training.distributed.node_rank")
-    return True
+
+
+def launches_torchrun(config: Any) -> bool:
+    """Whether this stage starts torchrun: several processes asked for (a family that trains under it) and this
+    process not already one of a torchrun job's ranks."""
+    check_distributed(config)
+    return config.training.distributed.nproc_per_node > 1 and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1
 
 
 def fitted_document(fitted: Fitted) -> dict[str, Any]:
