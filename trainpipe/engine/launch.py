@@ -13,6 +13,7 @@ and when one rank fails it stops the others. What trainpipe adds is the part tor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -115,8 +116,9 @@ def launch(command: list[str], status_dir: Path, log_file: Path, world_size: int
             code = proc.wait()
         finally:
             restore()
-            if proc.poll() is None:  # we are leaving on an error of our own: torchrun must not outlive us
-                proc.kill()
+            if proc.poll() is None:  # leaving on an error of our own: neither torchrun nor a rank may outlive us
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # its own session: torchrun and the ranks it started
                 proc.wait()
     return _outcome(status_dir, world_size, code, log_file, signalled=bool(fired))
 
