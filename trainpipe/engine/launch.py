@@ -117,10 +117,27 @@ def launch(command: list[str], status_dir: Path, log_file: Path, world_size: int
         finally:
             restore()
             if proc.poll() is None:  # leaving on an error of our own: neither torchrun nor a rank may outlive us
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)  # its own session: torchrun and the ranks it started
-                proc.wait()
+                _stop(proc)
     return _outcome(status_dir, world_size, code, log_file, signalled=bool(fired))
+
+
+def _stop(proc: subprocess.Popen[str], grace: float = 60.0) -> None:
+    """SIGTERM to torchrun (it stops its ranks, each in a session of its own); after `grace` seconds, SIGKILL to
+    the ranks and to torchrun."""
+    import psutil
+
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+    proc.kill()
+    proc.wait()
 
 
 def _forward_signals(proc: subprocess.Popen[str]) -> tuple[Callable[[], None], list[int]]:
