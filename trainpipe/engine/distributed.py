@@ -29,12 +29,15 @@ import atexit
 import contextlib
 import functools
 import os
+import sys
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from trainpipe.engine.state import seed_everything
+from trainpipe.engine.checkpoint import CheckpointMismatch, CheckpointStore
+from trainpipe.engine.state import RngBundle, seed_everything
 
 Backend = Literal["auto", "gloo", "nccl"]
 
@@ -160,6 +163,39 @@ class Distributed:
     def loss_weight(self, rows: int, window_rows: int) -> float:
         """A micro-batch's weight in its step: its share of the global window, × world size against DDP's mean."""
         return rows * self.world_size / window_rows
+
+    # -- resume -------------------------------------------------------------------------------
+    def latest_checkpoint(self, store: CheckpointStore, resume_anyway: bool) -> dict[str, Any] | None:
+        """The checkpoint to resume: rank 0 chooses it (skipping broken files), every rank reads that file. A
+        refusal (another config's checkpoint) reaches every rank, or the others would wait at the broadcast."""
+        state, refused = None, None
+        if self.is_main:
+            try:
+                state = store.latest(resume_anyway)
+            except CheckpointMismatch as exc:
+                refused = exc
+        path, message = self.broadcast((state["path"] if state is not None else None,
+                                        refused.message if refused is not None else None))
+        if refused is not None:
+            raise refused
+        if message is not None:
+            raise CheckpointMismatch(message, key="resume")
+        if state is None and path is not None:
+            state = {**CheckpointStore.read(Path(path)), "path": path}
+        return state
+
+    def restore_generators(self, state: dict[str, Any], rng: RngBundle, seed: int, step: int) -> None:
+        """Each rank's own random generators when the world size is the one that wrote the checkpoint; otherwise
+        rank 0 continues with the saved ones, other ranks start fresh streams, and the run says it is not exact."""
+        ranks = state.get("ranks") or {"world_size": 1}
+        if ranks["world_size"] == self.world_size:
+            if self.enabled:
+                rng.load_state_dict(ranks["rng"][self.rank])
+            return
+        self.seed(seed, offset=step)
+        if self.is_main:
+            print(f"warning: resuming a checkpoint written by {ranks['world_size']} training process(es) with "
+                  f"{self.world_size}: the result is not bit-identical to an uninterrupted run", file=sys.stderr)
 
     # -- agreement ------------------------------------------------------------------------------
     def sum(self, values: list[float]) -> list[float]:

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import math
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -373,37 +371,10 @@ class Trainer:
 
     # -- resume ----------------------------------------------------------------------------
     def _latest(self) -> dict[str, Any] | None:
-        """The checkpoint to resume: rank 0 chooses it (skipping broken files), every rank reads that file."""
-        if self.store is None:
-            return None
-        state, refused = None, None
-        if self.dist.is_main:
-            try:
-                state = self.store.latest(self.resume_anyway)
-            except CheckpointMismatch as exc:  # every rank must hear of it, or the others wait at the broadcast
-                refused = exc
-        path, message = self.dist.broadcast((state["path"] if state is not None else None,
-                                             refused.message if refused is not None else None))
-        if refused is not None:
-            raise refused
-        if message is not None:
-            raise CheckpointMismatch(message, key="resume")
-        if state is None and path is not None:
-            state = {**CheckpointStore.read(Path(path)), "path": path}
-        return state
+        return self.dist.latest_checkpoint(self.store, self.resume_anyway) if self.store is not None else None
 
     def _restore_ranks(self, state: dict[str, Any]) -> None:
-        """Each rank's own random generators when the world size is the one that wrote the checkpoint; otherwise
-        rank 0 continues with the saved ones, other ranks start fresh streams, and the run says it is not exact."""
-        ranks = state.get("ranks") or {"world_size": 1}
-        if ranks["world_size"] == self.dist.world_size:
-            if self.dist.enabled:
-                self.rng.load_state_dict(ranks["rng"][self.dist.rank])
-            return
-        self.dist.seed(self.seed, offset=self.counters.step)
-        if self.dist.is_main:
-            print(f"warning: resuming a checkpoint written by {ranks['world_size']} training process(es) with "
-                  f"{self.dist.world_size}: the result is not bit-identical to an uninterrupted run", file=sys.stderr)
+        self.dist.restore_generators(state, self.rng, self.seed, self.counters.step)
 
     # -- signals, messages ------------------------------------------------------------------
     def _preempt(self) -> None:
