@@ -1,8 +1,8 @@
 """The train stage on a real torchrun: 2 CPU processes (gloo, one thread each) against one process.
 
-A run is prepared up to `features` in this process (the runs share those stages through the cache); `trainpipe stage train` then runs as a real subprocess that
-starts `python -m torch.distributed.run` (training.distributed.nproc_per_node: 2). The victim run's config names
-the pausing callback of tests/e2e/step_hooks.py; under torchrun callbacks run on rank 0, so rank 0 pauses at a
+A run is prepared up to `features` in this process (the runs share those stages through the cache);
+`trainpipe stage train` then runs as a real subprocess that starts `python -m torch.distributed.run`
+(training.distributed.nproc_per_node: 2). The victim run's config names the pausing callback of tests/e2e/step_hooks.py; under torchrun callbacks run on rank 0, so rank 0 pauses at a
 step while rank 1 waits for it in the next step's all-reduce, and the test signals or kills at exact points.
 
 Tolerance, 2 processes against 1 with the same global batch (64 rows): the windows and their row order are
@@ -30,6 +30,8 @@ from tests.e2e import step_hooks
 from trainpipe.config import load_config
 from trainpipe.pipeline.run import run_one_stage
 from trainpipe.store import Store
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 STEPS_PER_EPOCH = 33  # ceil(2100 train rows / 64); the last window has 52 rows: 26 per rank
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from trainpipe.engine.config import DistributedConfig
 from trainpipe import errors
+from trainpipe.engine.config import DistributedConfig
 from trainpipe.errors import Preempted, RunError, TrainpipeError
 
 CONSOLE_PREFIX = "[default0]:"  # torchrun --tee: lines of local rank 0 ("default" is the role name)
@@ -207,7 +207,7 @@ def _root_cause(log_file: Path, silent: list[int]) -> tuple[int, int | None]:
     except OSError:
         return silent[0], None
     part = text.split("Root Cause", 1)[-1]
-    found = re.search(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", part, re.S)
+    found = re.search(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", part, re.DOTALL)
     if found and int(found.group(1)) in silent:
         return int(found.group(1)), int(found.group(2))
     return silent[0], None

@@ -2,10 +2,10 @@
 
 Two ways in, one body (`train_rank`: the train stage's own `plan` and `fit`, so the same engine loop, with DDP
 inside trainpipe.engine.fit):
-- `python -m trainpipe.pipeline.train_worker --store S --run-id ID --out DIR --status DIR --cache-key K`: what the train stage
-  starts under torchrun when `training.distributed.nproc_per_node > 1`. Rank 0 writes the model folder and
-  fitted.json into DIR (the stage's folder); every rank ends by writing its status (engine/launch.py), from
-  which the stage says in one line how the job ended.
+- `python -m trainpipe.pipeline.train_worker --store S --run-id ID --out DIR --status DIR --cache-key K`: what
+  the train stage starts under torchrun when `training.distributed.nproc_per_node > 1`. Rank 0 writes the model
+  folder and fitted.json into DIR (the stage's folder); every rank ends by writing its status
+  (engine/launch.py), from which the stage says in one line how the job ended.
 - `run_stage`, what `trainpipe stage` calls: outside torchrun, or with one process, `run_one_stage`. Under a
   torchrun the user started around `trainpipe stage train --run ID`, rank 0 is the stage itself (it fits in
   place, DDP from the environment) and ranks other than 0 go to `run_rank`.
@@ -136,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         write_status(statuses, rank, "error", exc)
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
-    except Exception as exc:  # a bug, or a collective that failed because another rank died: its traceback goes
-        # to this rank's status (the stage names the file), not to the console
+    # A bug, or a collective that failed because another rank died; its traceback goes to this
+    # rank's status file (the stage's one line names it), not to the console
+    except Exception as exc:  # noqa: BLE001
         write_status(statuses, rank, "error", exc, traceback.format_exc())
         return 1
     write_status(statuses, rank, "done")

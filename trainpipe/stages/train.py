@@ -115,7 +115,8 @@ def launch_fit(ctx: StageContext) -> Fitted:
     checkpoints = ctx.checkpoint_dir("train")
     statuses = checkpoints / "ranks"  # outside the stage's folder: a failed stage's reasons stay readable
     args = ["--store", str(ctx.store.root), "--run-id", ctx.run_id, "--out", str(ctx.stage_dir), "--status",
-            str(statuses), "--cache-key", ctx.cache_key] + (["--resume-anyway"] if ctx.resume_anyway else []) + (["--progress"] if ctx.progress else [])
+            str(statuses), "--cache-key", ctx.cache_key]
+    args += (["--resume-anyway"] if ctx.resume_anyway else []) + (["--progress"] if ctx.progress else [])
     world = distributed.nproc_per_node * distributed.nnodes
     command = torchrun_command(distributed, ctx.run_id, checkpoints / "torchrun", WORKER, args)
     # Each rank's progress goes to the console through torchrun (rank 0's lines); the epochs reach MLflow with

@@ -37,7 +37,7 @@ def build() -> torch.nn.Module:
 def fit(loss_fn, report=None):
     train, val = data()
     params = EngineParams(epochs=3, batch_size=32, lr=0.01, device="cpu")
-    metrics = lambda out, y: {"accuracy": float(((out.squeeze(1) > 0).float() == y).float().mean())}  # noqa: E731
+    metrics = lambda out, y: {"accuracy": float(((out.squeeze(1) > 0).float() == y).float().mean())}
     return fit_torch(build, loss_fn, metrics, params, train, val, seed=1, threads=1, options=FitContext(backend="gloo"),
                      patience=None, report=report)
 

@@ -209,5 +209,6 @@ def test_resuming_a_checkpoint_of_another_world_size_continues_and_warns_it_is_n
     result = trainer(params, store, every=2).fit(train, val)
     assert result.resumed_from is not None and result.epochs == 2
     warning = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
-    assert warning == ["warning: resuming a checkpoint written by 2 training process(es) with 1: the result is not "
-                       "bit-identical to an uninterrupted run"]
+    expected = ("warning: resuming a checkpoint written by 2 training process(es) with 1: the result is not "
+                "bit-identical to an uninterrupted run")
+    assert warning == [expected]
