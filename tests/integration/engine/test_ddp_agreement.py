@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("torch")
+psutil = pytest.importorskip("psutil")
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +26,18 @@ def cases(tmp_path_factory) -> dict[str, dict[int, dict]]:
     out = tmp_path_factory.mktemp("ddp") / "cases.jsonl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
            "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                           "--max-restarts=0", str(Path(__file__).with_name("ddp_cases.py")), str(out)],
-                          capture_output=True, text=True, timeout=240, env=env, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr  # a hang would end in the timeout instead
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                             "--max-restarts=0", str(Path(__file__).with_name("ddp_cases.py")), str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        output, _ = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:  # a hang: the ranks live in sessions of their own, end them too
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
+        proc.kill()
+        output, _ = proc.communicate()
+        raise AssertionError(f"the job hung:\n{output[-3000:]}") from None
+    assert proc.returncode == 0, output
     found: dict[str, dict[int, dict]] = {}
     for line in out.read_text().splitlines():
         doc = json.loads(line)
