@@ -221,6 +221,9 @@ CONFIG_MISTAKES = {
         lambda c: (c.update(model={"type": "lightgbm"}),
                    c["training"].update(train_metrics=True, distributed={"dask": {"cluster": "local"}})),
         ["training.train_metrics", "LightGBM on Dask"], "training.train_metrics"),
+    "torchrun_processes_for_a_booster": (
+        lambda c: c.update(model={"type": "xgboost"}, training={"distributed": {"nproc_per_node": 2}}),
+        ["training.distributed.nproc_per_node", "xgboost trains in one process"], "training.distributed.nproc_per_node"),
     "store_is_a_file": (lambda c: c.update(store="pipeline.yaml"),  # the config file itself
                         ["store:", "pipeline.yaml", "is a file"], "store"),
     "orchestration_retries_negative": (lambda c: c.update(orchestration={"retries": -1}),

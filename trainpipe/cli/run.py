@@ -46,7 +46,9 @@ def run(
 
 def stage(
     name: str = typer.Argument(..., help="ingest, validate, split, features, train, evaluate, gate or register."),
-    run_ref: str = typer.Option(..., "--run", help="Run id (created with --config when new)."),
+    # --run-id: the same, for `torchrun ... -m trainpipe stage train --run-id ID`: torchrun's own parser takes
+    # `--run` for an abbreviation of its `--run-path` (docs/distributed.md)
+    run_ref: str = typer.Option(..., "--run", "--run-id", help="Run id (created with --config when new)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Pipeline YAML; needed when the run is new."),
     set_: Optional[list[str]] = SetOpt,
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not reuse results of earlier runs."),
@@ -61,10 +63,10 @@ def stage(
 
     def body(console: Console) -> dict:
         from trainpipe.config import load_config
-        from trainpipe.pipeline.run import run_one_stage
+        from trainpipe.pipeline.train_worker import run_stage  # run_one_stage, or one rank of a torchrun job
 
         cfg = load_config(config, set_ or []) if config is not None else None
-        return run_one_stage(_store(cfg, store), run_ref, name, cfg, use_cache=not no_cache,
+        return run_stage(_store(cfg, store), run_ref, name, cfg, use_cache=not no_cache,
                              on_event=_progress(console), resume_anyway=resume_anyway,
                              progress=not as_json)
 

@@ -144,7 +144,8 @@ class DistributedConfig(BaseModel):
     nproc_per_node: int = Field(1, ge=1, description="torch families: processes per machine; > 1 launches "
                                 "torch.distributed.run (torchrun) with DistributedDataParallel.")
     nnodes: int = Field(1, ge=1, description="torch families: machines taking part (multi-node needs rdzv_endpoint).")
-    node_rank: int = Field(0, ge=0, description="torch families: this machine's rank among nnodes.")
+    node_rank: int = Field(0, ge=0, description="torch families: this machine's rank among nnodes; the machine that "
+                           "runs the train stage is 0, the others start torchrun themselves (docs/distributed.md).")
     rdzv_endpoint: str | None = Field(None, description="torch families: host:port of the rendezvous (c10d) for "
                                       "several machines; default: a free port on 127.0.0.1 (one machine).")
     backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="torch.distributed backend: auto is nccl "

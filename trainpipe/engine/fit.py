@@ -2,8 +2,10 @@
 
 A family supplies what is its own (how to build the module, the loss, the metrics, its batches) and gets the
 trained module back on the CPU in eval mode; everything around the loop is decided here once. This is also
-the one place where running under torchrun will plug in (issue 12): a distributed object made here from the
-environment and handed to the Trainer, so neither family changes.
+the one place where running under torchrun plugs in: the process's `Distributed` (engine/distributed.py, read
+from the torchrun environment) starts the process group, gives the rank its threads and random stream, and
+is handed to the Trainer, so neither family knows whether it trains in one process or several. Under
+torchrun, callbacks (live MLflow epochs, Optuna's report, `training.callbacks`) run on rank 0 only.
 
 The engine does not import `trainpipe.models`: what it reads from the family's `FitContext` is the
 `FitOptions` protocol below, which that dataclass satisfies.
@@ -21,6 +23,7 @@ from trainpipe.engine.batches import BatchSource
 from trainpipe.engine.callbacks import EpochValues, load_callbacks
 from trainpipe.engine.checkpoint import CheckpointStore
 from trainpipe.engine.config import CheckpointConfig, EngineParams
+from trainpipe.engine.distributed import Backend, NothingToTrain, this_process
 from trainpipe.engine.loop import LoopResult, LossFn, MetricsFn, Trainer
 from trainpipe.engine.state import seed_everything
 
@@ -48,6 +51,9 @@ class FitOptions(Protocol):
 
     @property
     def callbacks(self) -> Sequence[str]: ...
+
+    @property
+    def backend(self) -> Backend: ...
 
 
 def checkpoint_store(options: FitOptions) -> CheckpointStore | None:
@@ -79,13 +85,18 @@ def fit_torch(build: Callable[[], torch.nn.Module], loss_fn: LossFn, metrics_fn:
     result's best_epoch is None). Returns the trained module (CPU, eval mode; with patience, the best
     epoch's weights) and the loop's result.
     """
+    dist = this_process()  # one process unless torchrun started this one
     callbacks = assemble_callbacks(options, report)  # user classes imported before any work is done
     seed_everything(seed)
-    module = build()
-    trainer = Trainer(module, loss_fn, metrics_fn, params, seed=seed, threads=threads, patience=patience,
+    module = build()  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+    dist.seed(seed)  # ranks other than 0: their own dropout masks and random negatives
+    dist.start(options.backend, dist.device(params.device))  # kept for the process's life (engine/distributed.py)
+    if not dist.go(True):  # rank 0 ended without training: nothing for this rank to do
+        raise NothingToTrain("rank 0 trains nothing in this job")
+    trainer = Trainer(module, loss_fn, metrics_fn, params, seed=seed, threads=dist.threads(threads), patience=patience,
                       store=checkpoint_store(options), checkpoint=options.checkpoint,
-                      resume_anyway=options.resume_anyway, callbacks=callbacks, verbose=options.verbose,
-                      evaluator=evaluator)
+                      resume_anyway=options.resume_anyway, callbacks=callbacks if dist.is_main else [],
+                      verbose=options.verbose and dist.is_main, evaluator=evaluator, dist=dist)
     result = trainer.fit(train, val)
     if not patience:
         result.best_epoch = None

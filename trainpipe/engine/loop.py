@@ -6,6 +6,10 @@ order), early stopping (best value, epoch, weights) and the loop's counters (ste
 bad batches, OOM back-off). `state_dict()` is that list's state, so a run resumed from any checkpoint computes
 exactly what the uninterrupted run would have. Checkpoints are taken only at optimizer-step boundaries, where
 no gradient is pending.
+
+Under torchrun the Trainer gets a `Distributed` (engine/distributed.py) and calls it at the few points where ranks
+must meet: the wrapped module, each window's rows, the step's agreement, the epoch end, checkpoints and resume.
+With one process those calls return their input, so the single-process loop is unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from trainpipe.engine.batches import Batch, BatchSource, EpochCursor
 from trainpipe.engine.callbacks import hooks
 from trainpipe.engine.checkpoint import CheckpointMismatch, CheckpointStore
 from trainpipe.engine.config import CheckpointConfig, EngineParams
+from trainpipe.engine.distributed import Distributed
 from trainpipe.engine.progress import Progress
 from trainpipe.engine.schedules import build_optimizer, build_scheduler
 from trainpipe.engine.state import AttributeState, RngBundle, Stateful
@@ -76,15 +81,16 @@ class Trainer:
                  seed: int, threads: int, patience: int | None = None, store: CheckpointStore | None = None,
                  checkpoint: CheckpointConfig | None = None, resume_anyway: bool = False,
                  callbacks: Sequence[object] | None = None, verbose: bool = False,
-                 evaluator: Callable[[], dict[str, float]] | None = None) -> None:
+                 evaluator: Callable[[], dict[str, float]] | None = None, dist: Distributed | None = None) -> None:
         self.module, self.loss_fn, self.metrics_fn, self.p = module, loss_fn, metrics_fn, params
+        # torchrun: every rank holds the same state; rank 0 alone writes checkpoints, evaluates and reports.
+        self.dist = dist or Distributed()
         # evaluator: the epoch-end validation values in place of `evaluate(val)` (ranking: Recall@K over all items)
         self.evaluator = evaluator
         self.seed, self.threads = seed, threads
         self.store, self.ckpt, self.resume_anyway = store, checkpoint or CheckpointConfig(), resume_anyway
         self.callbacks, self.progress = list(callbacks or ()), Progress(verbose, params.epochs)
-        self.device = torch.device("cuda" if params.device == "cuda" or (params.device == "auto" and torch.cuda.is_available())
-                                   else "cpu")
+        self.device = self.dist.device(params.device)
         self.cursor = EpochCursor()
         self.stopping = EarlyStopping(params.mode, patience)
         self.counters = LoopCounters(micro=params.batch_size, accum=params.grad_accumulation)
@@ -92,7 +98,9 @@ class Trainer:
         # Batch norm cannot train on one row: such a micro-batch joins the previous one, a 1-row window is skipped.
         self.min_rows = 2 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()) else 1
         self.preempt_requested = False  # SIGTERM arrived: finish the step, checkpoint, stop
+        self.preempt_agreed = False  # several processes: some rank's SIGTERM, as the step's all-reduce reported it
         self.last_checkpoint: str | None = None
+        self.saved_step: int | None = None
 
     # -- what callbacks read --------------------------------------------------------------------
     @property
@@ -136,9 +144,17 @@ class Trainer:
                                          "to start training over", key="resume") from exc
 
     def save(self) -> None:
+        """Every rank calls this at the same steps (it gathers each rank's random generators); rank 0 writes."""
         if self.store is None:
             return
-        path = self.store.save(self.state_dict(), self.counters.step, self.stopping.best_step)
+        generators = self.dist.gather(self.rng.state_dict())
+        self.saved_step = self.counters.step
+        if not self.dist.is_main:
+            return
+        state = self.state_dict()
+        if self.dist.enabled:  # a resume with the same world size restores each rank's own generators
+            state["ranks"] = {"world_size": self.dist.world_size, "rng": generators}
+        path = self.store.save(state, self.counters.step, self.stopping.best_step)
         self.last_checkpoint = str(path)
         for hook in hooks(self.callbacks, "on_checkpoint"):
             hook(self, path)
@@ -152,6 +168,9 @@ class Trainer:
         try:
             return self._fit(train.to(self.device), val.to(self.device) if val is not None else None)  # moved once
         finally:
+            # Drop the DDP wrapper now, while its process group exists: one freed after the group is destroyed
+            # (kept alive by a traceback) can block the process in its destructor.
+            self.wrapped = self.step_module = self.module
             self.progress.close()
             if old_handler is not None:
                 signal.signal(signal.SIGTERM, old_handler)
@@ -174,11 +193,13 @@ class Trainer:
         self.opt = build_optimizer(self.module, p, self.device)
         self.sched = build_scheduler(self.opt, p, math.ceil(train.rows / window))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=p.amp == "fp16")
-        self.step_module = torch.compile(self.module) if p.compile else self.module
-        resumed = self.store.latest(self.resume_anyway) if self.store is not None else None
+        self.wrapped = self.dist.wrap(self.module)  # DDP under torchrun: all-reduces gradients in backward
+        self.step_module = torch.compile(self.wrapped) if p.compile else self.wrapped
+        resumed = self._latest()
         if resumed is not None:
             self.load_state_dict(resumed)
-            self.last_checkpoint = resumed["path"]
+            self._restore_ranks(resumed)
+            self.last_checkpoint, self.saved_step = resumed["path"], c.step
             self._say(f"resuming from {resumed['path']} (epoch {cursor.epoch + 1}, step {c.step})")
         step_hooks = hooks(self.callbacks, "on_step_end")
         while cursor.epoch < p.epochs and not c.stopped:
@@ -197,7 +218,8 @@ class Trainer:
                     self.save()
                 for hook in step_hooks:
                     hook(self)
-                if self.preempt_requested:
+                # one process: a SIGTERM during this step's hooks counts; several: the step's agreed flag
+                if self.preempt_agreed if self.dist.enabled else self.preempt_requested:
                     self._preempt()
             self._end_epoch(val, (cursor.pos - rows_at_start) / max(time.perf_counter() - started, 1e-9))
         self.stopping.restore_best(self.module)  # predict with the best epoch's weights
@@ -206,51 +228,41 @@ class Trainer:
                           resumed["path"] if resumed is not None else None)
 
     def _train_window(self, batch: Batch) -> None:
-        """One optimizer step over `batch`; on CUDA OOM halve the micro-batch, double accumulation, redo."""
-        c, p = self.counters, self.p
-        for attempt in range(p.max_oom_retries + 1):
-            try:
-                self._forward_backward(batch)
-                return
-            except torch.OutOfMemoryError:
-                self.opt.zero_grad(set_to_none=True)
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                if attempt == p.max_oom_retries or c.micro == 1:
-                    raise ModelError(f"model.params.batch_size: out of memory even at micro-batch {c.micro} "
-                                     f"(accumulation {c.accum}); lower batch_size", key="model.params.batch_size")
-                c.micro, c.accum = max(1, c.micro // 2), c.accum * 2
-                self._say(f"out of memory: micro-batch now {c.micro}, accumulation {c.accum} (same effective batch)")
+        """One optimizer step over the global window `batch` (each rank: its share); ranks agree, then step.
 
-    def _forward_backward(self, batch: Batch) -> None:
-        c, p, epoch = self.counters, self.p, self.cursor.epoch
-        loss_sum, rows_done = 0.0, 0
-        amp = p.amp != "none"
-        dtype = torch.bfloat16 if p.amp == "bf16" else torch.float16
+        The step is skipped on every rank when any micro-batch of any rank had a non-finite loss; on (CUDA) out of
+        memory every rank halves its micro-batch and doubles accumulation, then redoes the window."""
+        c, p = self.counters, self.p
         total = len(batch[-1])
-        if total < self.min_rows:
-            self._say(f"skipping a {total}-row batch at epoch {epoch + 1} (batch norm needs at least 2 rows)")
+        if total < self.min_rows:  # every rank sees the same window: all skip it
+            self._say(f"skipping a {total}-row batch at epoch {self.cursor.epoch + 1} (batch norm needs at least 2 rows)")
             return
-        starts = list(range(0, total, c.micro))
-        if len(starts) > 1 and total - starts[-1] < self.min_rows:
-            starts.pop()
-        for start, end in zip(starts, starts[1:] + [total]):
-            *features, target = (t[start:end] for t in batch)
-            rows = len(target)
-            with torch.autocast(self.device.type, dtype=dtype, enabled=amp):
-                loss = self.loss_fn(self.step_module(*features), target)
-            value = float(loss.item())
-            if not math.isfinite(value):
-                c.bad_batches += 1
-                if c.bad_batches > p.max_bad_batches:
-                    raise TrainingDiverged(
-                        f"model: loss became {value} at epoch {epoch + 1} step {c.step + 1}; last good checkpoint: "
-                        f"{self.last_checkpoint or 'none'} (lower model.params.lr, set clip_grad_norm, or allow "
-                        "max_bad_batches)", key="model.params.lr")
-                self._say(f"skipping a batch with loss {value} at epoch {epoch + 1} step {c.step + 1}")
-                continue
-            self.scaler.scale(loss * (rows / total)).backward()
-            loss_sum, rows_done = loss_sum + value * rows, rows_done + rows
+        local, counted = self.dist.shard(batch, self.min_rows)
+        for attempt in range(p.max_oom_retries + 1):
+            loss_sum, rows, bad, oom, first_bad = self._forward_backward(local, counted, total)
+            loss_sum, rows, bad, oom, preempt = self.dist.sum([loss_sum, rows, bad, oom, float(self.preempt_requested)])
+            self.preempt_agreed = preempt > 0
+            if not oom:
+                break
+            self.opt.zero_grad(set_to_none=True)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if attempt == p.max_oom_retries or c.micro == 1:
+                raise ModelError(f"model.params.batch_size: out of memory even at micro-batch {c.micro} "
+                                 f"(accumulation {c.accum}); lower batch_size", key="model.params.batch_size")
+            c.micro, c.accum = max(1, c.micro // 2), c.accum * 2
+            self._say(f"out of memory: micro-batch now {c.micro}, accumulation {c.accum} (same effective batch)")
+        if bad:
+            self.opt.zero_grad(set_to_none=True)
+            c.bad_batches += 1
+            value = first_bad if first_bad is not None else "non-finite (on another rank)"
+            where = f"at epoch {self.cursor.epoch + 1} step {c.step + 1}"
+            if c.bad_batches > p.max_bad_batches:
+                raise TrainingDiverged(
+                    f"model: loss became {value} {where}; last good checkpoint: {self.last_checkpoint or 'none'} "
+                    "(lower model.params.lr, set clip_grad_norm, or allow max_bad_batches)", key="model.params.lr")
+            self._say(f"skipping a batch with loss {value} {where}")
+            return
         self.scaler.unscale_(self.opt)
         grads = [q.grad for q in self.module.parameters() if q.grad is not None]
         if grads:
@@ -261,16 +273,65 @@ class Trainer:
             c.sums["norm"] += float(norm)
         self.opt.zero_grad(set_to_none=True)
         c.sums["loss"] += loss_sum
-        c.sums["rows"] += rows_done
+        c.sums["rows"] += rows
         c.sums["steps"] += 1
+
+    def _forward_backward(self, local: Batch, counted: bool, total: int) -> tuple[float, float, float, float, float | None]:
+        """Forward and backward of this rank's rows in micro-batches; gradients are all-reduced (DDP) in the last
+        backward only. Returns (loss × rows, rows, non-finite micro-batches, 1.0 on out of memory, first
+        non-finite value). Out of memory: this rank still joins the all-reduce with a weight-0 row, so no rank
+        waits for it; an OOM inside that all-reduce itself is not recoverable and fails the run."""
+        c, p = self.counters, self.p
+        amp = p.amp != "none"
+        dtype = torch.bfloat16 if p.amp == "bf16" else torch.float16
+        size = len(local[-1])
+        starts = list(range(0, size, c.micro))
+        if len(starts) > 1 and size - starts[-1] < self.min_rows:
+            starts.pop()
+        loss_sum, rows_done, bad, first_bad = 0.0, 0.0, 0.0, None
+        spans = list(zip(starts, starts[1:] + [size]))
+        for i, (start, end) in enumerate(spans):
+            last = i == len(spans) - 1
+            *features, target = (t[start:end] for t in local)
+            rows = len(target)
+            try:
+                with self.dist.no_sync(self.wrapped, sync=last):
+                    with torch.autocast(self.device.type, dtype=dtype, enabled=amp):
+                        loss = self.loss_fn(self.step_module(*features), target)
+                    weight = self.dist.loss_weight(rows, total) if counted else 0.0
+                    self.scaler.scale(loss * weight).backward()
+            except torch.OutOfMemoryError:
+                self._join_after_oom(local, last)
+                return 0.0, 0.0, 0.0, 1.0, None
+            value = float(loss.item())
+            if not math.isfinite(value):  # its gradient is non-finite too: the step will be skipped
+                bad += 1
+                first_bad = value if first_bad is None else first_bad
+            elif counted:
+                loss_sum, rows_done = loss_sum + value * rows, rows_done + rows
+        return loss_sum, rows_done, bad, 0.0, first_bad
+
+    def _join_after_oom(self, local: Batch, failed_last: bool) -> None:
+        """After this rank ran out of memory: drop its gradient and, with other ranks waiting in the last
+        backward's all-reduce, take part in it with `min_rows` rows of weight 0."""
+        self.opt.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if not self.dist.enabled:
+            return
+        *features, target = (t[:self.min_rows] for t in local)
+        loss = self.loss_fn(self.step_module(*features), target)
+        (loss * 0.0).backward()
 
     def _end_epoch(self, val: BatchSource | None, rows_per_s: float) -> None:
         c, p = self.counters, self.p
         values = {"train_loss": c.sums["loss"] / max(c.sums["rows"], 1),
                   "train_grad_norm": c.sums["norm"] / max(c.sums["steps"], 1),
                   "lr": float(self.opt.param_groups[0]["lr"])}
-        measured = self.evaluator() if self.evaluator is not None else self.evaluate(val)
-        values.update({f"validation_{k}": v for k, v in measured.items()})
+        if self.dist.is_main:  # rank 0 validates over all validation rows, exactly what one process computes
+            measured = self.evaluator() if self.evaluator is not None else self.evaluate(val)
+            values.update({f"validation_{k}": v for k, v in measured.items()})
+        values = self.dist.broadcast(values)  # every rank decides from rank 0's numbers
         if p.monitor not in values:
             raise ModelError(f"model.params.monitor: {p.monitor!r} is not one of {sorted(values)}", key="model.params.monitor")
         for key, value in values.items():
@@ -280,9 +341,10 @@ class Trainer:
         if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):  # schedule: plateau
             self.sched.step(current)
         stop = self.stopping.should_stop
-        for hook in hooks(self.callbacks, "on_epoch_end"):
+        for hook in hooks(self.callbacks, "on_epoch_end"):  # callbacks run on rank 0 only (engine/fit.py)
             if hook(self, values):
                 stop = True
+        stop = self.dist.broadcast(stop)
         self.progress.end_epoch(f"epoch {self.cursor.epoch + 1}/{p.epochs}  "
                                 + "  ".join(f"{k} {v:.5g}" for k, v in values.items()) + f"  {rows_per_s:,.0f} rows/s")
         self.cursor.next_epoch()
@@ -307,11 +369,18 @@ class Trainer:
         out, y = torch.cat(outputs), torch.cat(targets)
         return {"loss": float(self.loss_fn(out, y)), **self.metrics_fn(out, y)}
 
+    # -- resume ----------------------------------------------------------------------------
+    def _latest(self) -> dict[str, Any] | None:
+        return self.dist.latest_checkpoint(self.store, self.resume_anyway) if self.store is not None else None
+
+    def _restore_ranks(self, state: dict[str, Any]) -> None:
+        self.dist.restore_generators(state, self.rng, self.seed, self.counters.step)
+
     # -- signals, messages ------------------------------------------------------------------
     def _preempt(self) -> None:
         if self.store is None:
             raise Preempted("training stopped by SIGTERM (no checkpoint folder: nothing to resume)", key="train")
-        if self.last_checkpoint != str(self.store.path(self.counters.step)):
+        if self.saved_step != self.counters.step:
             self.save()
         raise Preempted(f"training preempted by SIGTERM at epoch {self.cursor.epoch + 1} step {self.counters.step}; "
                         f"checkpoint {self.last_checkpoint}", key="train")

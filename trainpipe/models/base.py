@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -63,6 +63,8 @@ class FitContext:
     callbacks: Sequence[str] = ()
     # `training.distributed`: xgboost/lightgbm train on Dask when its `dask` is set (models/gbdt_dask.py)
     distributed: DistributedConfig | None = None
+    # torch families: `training.distributed.backend`, the process group's backend when torchrun runs the fit
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
 
 
 @dataclass
@@ -118,6 +120,13 @@ class ModelFamily(Protocol):
     def user_code_hashes(cls, estimator: str | None) -> dict[str, str]:
         """{import path: source hash} of user code the family imports (an estimator outside site-packages), so
         that editing it invalidates cached training results; {} for none."""
+
+
+def trains_under_torchrun(family: type) -> bool:
+    """Whether a family's `fit` can run in every rank of a torchrun job (DDP through trainpipe.engine.fit): the
+    optional class attribute `torchrun = True`, which the torch families set. It is not part of the protocol, so
+    a family that does not declare it (boosters, sklearn, plugins) simply trains in one process."""
+    return getattr(family, "torchrun", False) is True
 
 
 def probabilities_from_binary(p: np.ndarray) -> np.ndarray:

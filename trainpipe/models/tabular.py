@@ -89,6 +89,7 @@ class TorchMLPFamily:
     name = "torch_mlp"
     needs = PreprocessingNeeds(tree_model=False, handles_missing=False, categorical_codes=True)
     iteration_param = "epochs"
+    torchrun = True  # fit runs in every rank of a torchrun job (DDP in trainpipe.engine.fit)
     requirements = ("torch",)
     scaffold = ScaffoldDefaults(params={"epochs": (30, "most epochs: early stopping usually ends sooner"),
                                         "hidden_dims": ([256, 128, 64], "width of each hidden layer")},

@@ -161,6 +161,7 @@ class TwoTowerFamily:
     tasks = ("ranking",)
     needs = PreprocessingNeeds(tree_model=False, handles_missing=False)
     iteration_param = "epochs"
+    torchrun = True  # fit runs in every rank of a torchrun job (DDP in trainpipe.engine.fit)
     requirements = ("torch",)
     scaffold = None  # `trainpipe init --task ranking` writes its own pipeline (tools/scaffold.py)
     PARAMS = TwoTowerParams

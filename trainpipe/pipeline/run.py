@@ -336,8 +336,10 @@ def _ends_on_error(run: Run, again: str) -> Iterator[None]:
 def preflight(config: PipelineConfig) -> None:
     """Checks that need no data: the model family and its parameters, before a run folder exists."""
     from trainpipe.models import get_family
+    from trainpipe.stages.train import check_distributed
 
     get_family(config.model.type).check_config(dict(config.model.params), config.model.estimator, config.task)
+    check_distributed(config)  # torchrun only for the torch families
     if config.tuning.enabled:
         from trainpipe.tuning.checks import check_space
 

@@ -4,19 +4,29 @@ Without a tune stage, `model` is fitted as configured. After one, this stage tak
 (`plan`): the best parameters over `model.params`, fitted on train, or on train + validation when
 `tuning.retrain_on` says so; then no held-out rows are left to stop on, so the iteration count is the best
 trial's (boosting rounds or epochs: the family's `iteration_param`) and early stopping is off.
+
+With `training.distributed.nproc_per_node > 1` and a family that trains under torchrun (the torch families), the
+fit itself runs in torchrun's processes (`python -m trainpipe.pipeline.train_worker`, the same `fit` below in
+every rank, DDP inside the engine) and this stage reads back what rank 0 wrote: the model folder and the fit's
+result. Under a torchrun the user started (`torchrun ... trainpipe stage train --run ID`) this process is rank 0
+and fits in place (docs/distributed.md).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from trainpipe.errors import ConfigError
 from trainpipe.models import ModelConfig, build_family, get_family
-from trainpipe.models.base import FitContext
+from trainpipe.models.base import FitContext, FitResult, trains_under_torchrun
 from trainpipe.stages.context import StageContext, StageResult, StageSpec
-from trainpipe.tasks.base import FitPlan
+from trainpipe.tasks.base import FitPlan, Fitted
+
+WORKER = "trainpipe.pipeline.train_worker"  # the module torchrun runs in every rank
 
 
 def line(s: dict) -> str:
@@ -59,18 +69,74 @@ def plan(ctx: StageContext) -> TrainPlan:
                      tuned)
 
 
-def run(ctx: StageContext) -> StageResult:
+def fit(ctx: StageContext, chosen: TrainPlan, on_epoch: Callable[[int, dict[str, float]], None] | None) -> tuple[Any, Fitted]:
+    """Build the family and fit it through the run's task: what this process, or every torchrun rank, does."""
     config = ctx.config
-    chosen = plan(ctx)  # the tune stage's best parameters, when it ran
     threads = config.training.threads or os.cpu_count() or 1
     model = build_family(chosen.model, config.task, ctx.task.n_classes(ctx), config.seed, threads)
     context = FitContext(checkpoint_dir=ctx.checkpoint_dir("train"), checkpoint=config.training.checkpoint,
                          config_hash=ctx.cache_key, resume_anyway=ctx.resume_anyway, verbose=ctx.progress,
-                         on_epoch=ctx.tracking.live if ctx.tracking is not None else None,
-                         callbacks=config.training.callbacks, distributed=config.training.distributed)
-    fitted = ctx.task.fit(ctx, model, chosen.fit, context)
+                         on_epoch=on_epoch, callbacks=config.training.callbacks,
+                         backend=config.training.distributed.backend, distributed=config.training.distributed)
+    return model, ctx.task.fit(ctx, model, chosen.fit, context)
+
+
+def check_distributed(config: Any) -> None:
+    """`training.distributed` for torchrun, before any data is read (pipeline preflight) and again here."""
+    distributed = config.training.distributed
+    if distributed.nproc_per_node > 1 and not trains_under_torchrun(get_family(config.model.type)):
+        raise ConfigError(f"training.distributed.nproc_per_node: {config.model.type} trains in one process; torchrun "
+                          "is for the torch families (torch_mlp, two_tower); set it to 1",
+                          key="training.distributed.nproc_per_node")
+    if distributed.nproc_per_node > 1 and distributed.node_rank != 0:
+        raise ConfigError("training.distributed.node_rank: the machine that runs the train stage is node 0; on the "
+                          "other machines start torchrun yourself (docs/distributed.md)",
+                          key="training.distributed.node_rank")
+
+
+def launches_torchrun(config: Any) -> bool:
+    """Whether this stage starts torchrun: several processes asked for (a family that trains under it) and this
+    process not already one of a torchrun job's ranks."""
+    check_distributed(config)
+    return config.training.distributed.nproc_per_node > 1 and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1
+
+
+def fitted_document(fitted: Fitted) -> dict[str, Any]:
+    """What rank 0 hands back to the stage next to the model folder (fitted.json)."""
+    return {"result": asdict(fitted.result), "seconds": fitted.seconds, "metrics": fitted.metrics,
+            "summary": fitted.summary}
+
+
+def launch_fit(ctx: StageContext) -> Fitted:
+    """The fit on `nproc_per_node` torchrun processes; rank 0 saves the model into this stage's folder."""
+    from trainpipe.engine.launch import launch, torchrun_command
+
+    distributed = ctx.config.training.distributed
+    checkpoints = ctx.checkpoint_dir("train")
+    statuses = checkpoints / "ranks"  # outside the stage's folder: a failed stage's reasons stay readable
+    args = ["--store", str(ctx.store.root), "--run-id", ctx.run_id, "--out", str(ctx.stage_dir), "--status",
+            str(statuses), "--cache-key", ctx.cache_key]
+    args += (["--resume-anyway"] if ctx.resume_anyway else []) + (["--progress"] if ctx.progress else [])
+    world = distributed.nproc_per_node * distributed.nnodes
+    command = torchrun_command(distributed, ctx.run_id, checkpoints / "torchrun", WORKER, args)
+    # Each rank's progress goes to the console through torchrun (rank 0's lines); the epochs reach MLflow with
+    # the stage's history when it ends, from this process, which owns the MLflow run.
+    launch(command, statuses, checkpoints / "torchrun.log", world)
+    handed = ctx.stage_dir / "fitted.json"
+    doc = json.loads(handed.read_text())
+    handed.unlink()
+    return Fitted(FitResult(**doc["result"]), doc["seconds"], doc["metrics"], doc["summary"])
+
+
+def run(ctx: StageContext) -> StageResult:
+    config = ctx.config
+    chosen = plan(ctx)  # the tune stage's best parameters, when it ran
+    if launches_torchrun(config):
+        fitted = launch_fit(ctx)
+    else:
+        model, fitted = fit(ctx, chosen, ctx.tracking.live if ctx.tracking is not None else None)
+        model.save(ctx.stage_dir / "model")
     result, seconds = fitted.result, fitted.seconds
-    model.save(ctx.stage_dir / "model")
     (ctx.stage_dir / "history.json").write_text(json.dumps(result.history))
     metrics = {"train_seconds": seconds, "iterations": float(result.iterations), **fitted.metrics}
     if result.best_iteration is not None:

@@ -187,3 +187,28 @@ def test_without_patience_every_epoch_runs_and_the_last_weights_stay():
     result = t.fit(train, val)
     assert (result.epochs, result.best_epoch, result.stopped_early) == (4, 1, False)
     assert all(torch.equal(v, snapshots.weights[3][k]) for k, v in t.module.state_dict().items())
+
+
+def test_resuming_a_checkpoint_of_another_world_size_continues_and_warns_it_is_not_bit_identical(tmp_path, capsys):
+    params = EngineParams(epochs=2, batch_size=32, lr=0.05)
+    train, val = data()
+    store = CheckpointStore(tmp_path, "h")
+
+    class DieAt(Callback):
+        def on_step_end(self, trainer):
+            if trainer.step == 4:
+                raise Killed
+
+    with pytest.raises(Killed):
+        trainer(params, store, every=2, callbacks=[DieAt()]).fit(train, val)
+    latest = store.latest()
+    # what rank 0 of a 2-process job writes: the state plus each rank's generators
+    state = {k: v for k, v in latest.items() if k != "path"}
+    state["ranks"] = {"world_size": 2, "rng": [state["rng"], state["rng"]]}
+    store.save(state, 4, None)
+    result = trainer(params, store, every=2).fit(train, val)
+    assert result.resumed_from is not None and result.epochs == 2
+    warning = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    expected = ("warning: resuming a checkpoint written by 2 training process(es) with 1: the result is not "
+                "bit-identical to an uninterrupted run")
+    assert warning == [expected]
