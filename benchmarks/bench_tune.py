@@ -1,19 +1,29 @@
-"""Tuning benchmark: does TPE + hyperband pruning find good parameters in less compute, and what does
-trainpipe's tuning machinery (RDB storage with heartbeats, MLflow trial runs, budgets) cost per trial?
+"""Tuning benchmark: do trainpipe's default sampler and pruner reach random search's best in less compute, and
+what does trainpipe's tuning machinery (RDB storage with heartbeats, MLflow trial runs, budgets) cost per trial?
 
-Measured in one run, on xgboost with its default search space, validation log loss (lower is better):
+Measured in one run, on xgboost (≤ --rounds rounds, early stopping 30, 1 thread) with its default search space,
+validation log loss (lower is better), on three tables: a fixed generated binary one (make_data), and two real
+ones that scikit-learn ships in its wheel (breast_cancer: 569 × 30 binary; digits: 1797 × 64, 10 classes).
 
-- quality vs compute, on a fixed generated table (make_data) and scikit-learn's bundled breast-cancer set:
-  TPE (multivariate) + hyperband pruning against random search without pruning, the same trial budget,
-  3 seeds each. Compute = the sum of the trials' own wall times. Reports the best-so-far curve, the share
-  of random's total compute that TPE+hyperband needs to reach random's final best (target ≤ 50%) and the
-  share of TPE+hyperband trials pruned (target ≥ 30%);
-- per-trial overhead: `run_worker` (what `trainpipe tune` runs: SQLite storage with heartbeats, per-trial
-  attributes, MLflow nested runs, budget callbacks) against a bare in-memory `study.optimize` with the same
-  objective, sampler and parameters (target ≤ 10%), alternating repeats.
+- efficiency: per table and seed, each arm runs a study of the same number of trials (--trials) on the same
+  objective, built as the tune stage builds it (worker.build_settings, study.make_sampler/make_pruner):
+    trainpipe  trainpipe's defaults (TuningConfig(): sampler and pruner as a user gets them)
+    random     random search, no pruning (the baseline)
+    previous   the defaults before this benchmark's issue: TPE with 10 start-up trials + hyperband from round 1
+  Compute is counted in boosting rounds trained (the headline: independent of the machine's load) and in the
+  trials' own wall seconds. Reported: the compute the trainpipe arm spends until its best reaches random
+  search's final best, as a share of random search's total (target ≤ 50%), and the share of its trials pruned.
+  Both arms use the same seeds, so TPE's random start-up trials are the same parameter sets random search
+  draws first (common random numbers); a reach through such a shared trial is marked `shared`.
+- overhead: `run_worker` (what `trainpipe tune` runs: SQLite storage with heartbeats, per-trial attributes,
+  MLflow nested runs, budget callbacks) against a bare in-memory `study.optimize` with the same objective,
+  sampler, pruner and seed, alternating repeats, median (target ≤ 10% for trials of ≥ 0.5 s).
 
-Usage: .venv/bin/python benchmarks/bench_tune.py [--trials 30] [--rows 8000] [--overhead-trials 10] [--repeats 6]
-(~5 min on 2 cores)
+The rounds figures are deterministic (1 thread, fixed seeds): a rerun gives the same numbers, so each study runs
+once; wall seconds vary with the load, which is sampled while the benchmark runs and reported.
+
+Usage: .venv/bin/python benchmarks/bench_tune.py [--trials 30] [--rounds 300] [--datasets generated,...]
+       [--seeds 0,1,2] [--overhead-trials 10] [--repeats 6] [--overhead-only]
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import argparse
 import json
 import os
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -29,15 +40,19 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from trainpipe.models.gbdt import XGBoostFamily
+from trainpipe.config import config_from_dict
 from trainpipe.tuning import objective as objective_module
-from trainpipe.tuning.config import TuningConfig
-from trainpipe.tuning.objective import ObjectiveSettings, TrialData, make_objective
-from trainpipe.tuning.space import parse_space
+from trainpipe.tuning.objective import TrialData, make_objective
 from trainpipe.tuning.study import make_pruner, make_sampler
+from trainpipe.tuning.worker import WorkerJob, build_settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_tune.json"
 FIT_SECONDS = [0.0]  # time inside model.fit, summed over one optimize call (both sides use the same objective)
+ARMS = {"trainpipe": {},  # trainpipe's defaults
+        "random": {"sampler": {"type": "random"}, "pruner": {"type": "none"}},
+        "previous": {"sampler": {"type": "tpe", "n_startup_trials": 10},
+                     "pruner": {"type": "hyperband", "min_resource": 1, "reduction_factor": 3}}}
+EARLY_STOPPING = 30
 
 
 def _timed_fit(fit):
@@ -51,10 +66,6 @@ def _timed_fit(fit):
 
 
 objective_module._fit = _timed_fit(objective_module._fit)
-SEEDS = (0, 1, 2)
-METHODS = {"tpe_hyperband": {"sampler": {"type": "tpe"}, "pruner": {"type": "hyperband"}},  # trainpipe's defaults
-           "random": {"sampler": {"type": "random"}, "pruner": {"type": "none"}},
-           "tpe": {"sampler": {"type": "tpe"}, "pruner": {"type": "none"}}}  # diagnostic: TPE alone, no pruning
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -70,84 +81,126 @@ def make_data(rows: int, seed: int = 0) -> TrialData:
     return TrialData(X[:cut], y[:cut], X[cut:], y[cut:])
 
 
-def bundled_data() -> TrialData:
-    from sklearn.datasets import load_breast_cancer
+def bundled(name: str) -> TrialData:
+    """A table scikit-learn ships in its wheel (nothing is downloaded), split 70/30 stratified."""
+    from sklearn import datasets
     from sklearn.model_selection import train_test_split
 
-    X, y = load_breast_cancer(return_X_y=True)
+    X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
     X_train, X_val, y_train, y_val = train_test_split(X.astype(np.float32), y, test_size=0.3, random_state=0,
                                                       stratify=y)
     return TrialData(X_train, y_train, X_val, y_val)
 
 
-def settings(method: str, seed: int, rounds: int) -> tuple[ObjectiveSettings, TuningConfig]:
-    tuning = TuningConfig(**METHODS[method])
-    return ObjectiveSettings(
-        task="binary", family="xgboost", base_params={"n_estimators": rounds}, estimator=None,
-        space=parse_space(XGBoostFamily.default_search_space("binary")), metric="log_loss", direction="minimize",
-        latency_objective=False, seed=seed, threads=1, early_stopping_rounds=30, n_classes=2, categorical=None,
-        pruner=tuning.pruner.model_dump()), tuning
+def tables(rows: int) -> dict:
+    """name -> (data, task, number of classes, description)"""
+    return {"generated": (lambda: make_data(rows), "binary", 2, f"generated {rows} × 20, binary"),
+            "breast_cancer": (lambda: bundled("breast_cancer"), "binary", 2, "breast_cancer 569 × 30, binary"),
+            "digits": (lambda: bundled("digits"), "multiclass", 10, "digits 1797 × 64, 10 classes")}
 
 
-def run_study(data: TrialData, method: str, seed: int, trials: int, rounds: int) -> dict:
-    objective_settings, tuning = settings(method, seed, rounds)
-    study = optuna.create_study(direction="minimize", pruner=make_pruner(tuning), study_name=f"{method}-{seed}",
-                                sampler=make_sampler(tuning, objective_settings.space, seed))  # named: hyperband
-    # assigns brackets by a hash of study name and trial number, so an unnamed study would not repeat
-    study.optimize(make_objective(objective_settings, data), n_trials=trials)
-    compute, best, curve = 0.0, float("inf"), []
+def pipeline_config(task: str, rounds: int, tuning: dict, store: str = "unused", n_trials: int = 30):
+    return config_from_dict({
+        "name": "bench", "task": task, "seed": 0, "store": store, "data": {"path": "x", "target": "y"},
+        "model": {"type": "xgboost", "params": {"n_estimators": rounds}},
+        "training": {"early_stopping_rounds": EARLY_STOPPING, "threads": 1},
+        "evaluation": {"primary_metric": "log_loss"},
+        "tuning": {"enabled": True, "n_trials": n_trials, "plots": False, **tuning}})
+
+
+def arm_settings(arm: str, task: str, n_classes: int, rounds: int, seed: int):
+    """The objective's settings, sampler and pruner of one arm, made as the tune stage's worker makes them."""
+    config = pipeline_config(task, rounds, ARMS[arm])
+    job = WorkerJob(config={}, features_dir="", groups_file=None, study_name="", storage="", metric="log_loss",
+                    direction="minimize", threads=1)
+    settings = build_settings(config, job, {"labels": {"classes": list(range(n_classes))}})
+    settings = type(settings)(**{**settings.__dict__, "seed": seed})
+    return settings, make_sampler(config.tuning, settings.space, seed), make_pruner(settings.pruner)
+
+
+def run_study(data: TrialData, task: str, n_classes: int, arm: str, seed: int, trials: int, rounds: int) -> dict:
+    settings, sampler, pruner = arm_settings(arm, task, n_classes, rounds, seed)
+    # named: hyperband assigns brackets by a hash of the study name and trial number
+    study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner, study_name=f"{arm}-{seed}")
+    study.optimize(make_objective(settings, data), n_trials=trials)
+    out = {"rounds": [], "seconds": [], "state": [], "value": [], "params": []}
     for trial in study.trials:
-        compute += trial.user_attrs["trainpipe"]["duration_s"]
-        if trial.state.name == "COMPLETE":
-            best = min(best, trial.value)
-        curve.append((round(compute, 4), best))
-    pruned = sum(t.state.name == "PRUNED" for t in study.trials)
-    return {"curve": curve, "final_best": best, "compute_s": compute, "pruned_share": pruned / len(study.trials)}
+        record = trial.user_attrs["trainpipe"]
+        out["rounds"].append(int(record["iterations"]))
+        out["seconds"].append(float(record["duration_s"]))
+        out["state"].append(trial.state.name)
+        out["value"].append(trial.value if trial.state.name == "COMPLETE" else None)
+        out["params"].append(trial.params)
+    out["pruner"] = settings.pruner
+    return out
 
 
-def compute_to_reach(curve: list, target: float) -> float | None:
-    return next((c for c, best in curve if best <= target), None)
+def reach(run: dict, target: float, unit: str) -> tuple[float | None, int | None]:
+    """(compute spent until the best complete value is ≤ target, the trial that got there)."""
+    spent = 0.0
+    for number, (cost, value) in enumerate(zip(run[unit], run["value"])):
+        spent += cost
+        if value is not None and value <= target:
+            return spent, number
+    return None, None
 
 
-def compare(name: str, data: TrialData, trials: int, rounds: int) -> dict:
-    runs = {m: [run_study(data, m, seed, trials, rounds) for seed in SEEDS] for m in METHODS}
-    summary = {"dataset": name, "trials_per_study": trials, "rows_train": len(data.y_train),
-               "best_log_loss": {m: [r["final_best"] for r in rs] for m, rs in runs.items()},
-               "compute_s": {m: [round(r["compute_s"], 2) for r in rs] for m, rs in runs.items()},
-               "pruned_share": {m: [round(r["pruned_share"], 3) for r in rs] for m, rs in runs.items()},
-               "curves": {m: [r["curve"] for r in rs] for m, rs in runs.items()}}
-    print(f"\n{name}: {trials} trials per study, seeds {SEEDS}; best validation log loss vs compute seconds")
-    for m, rs in runs.items():
-        for seed, r in zip(SEEDS, rs):
-            points = r["curve"][:: max(1, len(r["curve"]) // 6)] + [r["curve"][-1]]
-            print(f"  {m:<14} seed {seed}: " + "  ".join(f"{c:6.1f}s→{b:.4f}" for c, b in points))
-    for m in (m for m in METHODS if m != "random"):
-        shares = []
-        for mine, rnd in zip(runs[m], runs["random"]):
-            reached = compute_to_reach(mine["curve"], rnd["final_best"])
-            shares.append(None if reached is None else round(reached / rnd["compute_s"], 3))
-        summary[f"{m}_compute_share_to_reach_random_best"] = shares
-        summary[f"{m}_total_compute_share"] = [round(a["compute_s"] / b["compute_s"], 3)
-                                               for a, b in zip(runs[m], runs["random"])]
-        print(f"  {m}: compute to reach random's final best, share of random's compute: "
-              + ", ".join("not reached" if s is None else f"{s:.0%}" for s in shares)
-              + (" (target ≤ 50%)" if m == "tpe_hyperband" else "")
-              + "; its own total compute " + ", ".join(f"{x:.0%}" for x in summary[f"{m}_total_compute_share"])
-              + "; final best minus random's " + ", ".join(f"{a['final_best'] - b['final_best']:+.4f}"
-                                                          for a, b in zip(runs[m], runs["random"])))
-    print("  pruned share of TPE+hyperband trials: "
-          + ", ".join(f"{p:.0%}" for p in summary["pruned_share"]["tpe_hyperband"]) + " (target ≥ 30%)")
-    return summary
+def compare(name: str, data: TrialData, task: str, n_classes: int, arms: list[str], seeds: list[int], trials: int,
+            rounds: int) -> dict:
+    rows, runs = [], {}
+    for seed in seeds:
+        runs[seed] = {arm: run_study(data, task, n_classes, arm, seed, trials, rounds) for arm in arms}
+        base = runs[seed]["random"]
+        target = min(v for v in base["value"] if v is not None)
+        row = {"seed": seed, "random_best": target, "random_rounds": sum(base["rounds"]),
+               "random_seconds": round(sum(base["seconds"]), 2)}
+        for arm in (a for a in arms if a != "random"):
+            mine = runs[seed][arm]
+            rounds_at, number = reach(mine, target, "rounds")
+            seconds_at, _ = reach(mine, target, "seconds")
+            shared = number is not None and mine["params"][number] in base["params"]
+            row[arm] = {
+                "best": min(v for v in mine["value"] if v is not None),
+                "rounds_share_to_reach": None if rounds_at is None else round(rounds_at / row["random_rounds"], 3),
+                "seconds_share_to_reach": None if seconds_at is None else round(seconds_at / row["random_seconds"], 3),
+                "reached_at_trial": number, "reached_through_shared_startup_trial": shared,
+                "total_rounds_share": round(sum(mine["rounds"]) / row["random_rounds"], 3),
+                "pruned_share": round(mine["state"].count("PRUNED") / len(mine["state"]), 3)}
+        rows.append(row)
+        print(f"  {name} seed {seed}: random best {target:.4f} in {row['random_rounds']} rounds "
+              f"({row['random_seconds']:.0f}s); " + "; ".join(_line(arm, row[arm]) for arm in arms if arm != "random"),
+              flush=True)
+    return {"table": name, "trials_per_study": trials, "rows_train": len(data.y_train),
+            "rows_validation": len(data.y_val), "pruner": {arm: runs[seeds[0]][arm]["pruner"] for arm in arms},
+            "studies": rows, "trials": {str(seed): runs[seed] for seed in seeds}}
+
+
+def _line(arm: str, r: dict) -> str:
+    share = r["rounds_share_to_reach"]
+    reached = "not reached" if share is None else (f"reached at {share:.0%} of random's rounds "
+                                                  f"({r['seconds_share_to_reach']:.0%} of its seconds)"
+                                                  + (", shared start-up trial" if r["reached_through_shared_startup_trial"]
+                                                     else ""))
+    return f"{arm} best {r['best']:.4f} {reached}, {r['pruned_share']:.0%} pruned"
+
+
+def verdicts(results: dict, arm: str) -> dict:
+    studies = [(table, row) for table, res in results.items() for row in res["studies"]]
+    met = [(t, r["seed"]) for t, r in studies
+           if r[arm]["rounds_share_to_reach"] is not None and r[arm]["rounds_share_to_reach"] <= 0.5]
+    shared = [(t, r["seed"]) for t, r in studies if (t, r["seed"]) in met and r[arm]["reached_through_shared_startup_trial"]]
+    return {"met": len(met), "of": len(studies), "met_studies": met, "met_through_shared_startup_trial": shared,
+            "met_generated_and_breast_cancer": sum(t in ("generated", "breast_cancer") for t, _ in met)}
 
 
 def overhead(data: TrialData, trials: int, rounds: int, repeats: int) -> dict:
-    """Wall time of trainpipe's worker (storage, heartbeats, MLflow, callbacks) vs a bare in-memory optimize."""
-    from trainpipe.config import config_from_dict
+    """Wall time of trainpipe's worker (storage, heartbeats, MLflow, callbacks) vs a bare in-memory optimize, both
+    with trainpipe's default sampler and pruner."""
     from trainpipe.store import Store
     from trainpipe.tracking.tracker import Tracker
     from trainpipe.tuning.study import create_study, open_storage
     from trainpipe.tuning.tracking import open_parent
-    from trainpipe.tuning.worker import WorkerJob, run_worker
+    from trainpipe.tuning.worker import run_worker
 
     times: dict[str, list[float]] = {"bare": [], "trainpipe": []}
     fits: dict[str, list[float]] = {"bare": [], "trainpipe": []}
@@ -157,11 +210,7 @@ def overhead(data: TrialData, trials: int, rounds: int, repeats: int) -> dict:
                             ("X_validation", data.X_val), ("y_validation", data.y_val)):
             np.save(folder / f"{name}.npy", array)
         (folder / "features.json").write_text(json.dumps({"labels": {"classes": [0, 1]}}))
-        config = config_from_dict({
-            "name": "bench", "task": "binary", "seed": 0, "store": str(folder / "store"),
-            "data": {"path": "x", "target": "y"}, "model": {"type": "xgboost", "params": {"n_estimators": rounds}},
-            "training": {"early_stopping_rounds": 30, "threads": 1}, "evaluation": {"primary_metric": "log_loss"},
-            "tuning": {"enabled": True, "n_trials": trials, "pruner": {"type": "none"}, "plots": False}})
+        config = pipeline_config("binary", rounds, {}, store=str(folder / "store"), n_trials=trials)
         url = f"sqlite:///{folder}/store/optuna.db"
         store = Store.locate(config.store)
         storage = open_storage(url, config.tuning)
@@ -171,8 +220,7 @@ def overhead(data: TrialData, trials: int, rounds: int, repeats: int) -> dict:
         job = WorkerJob(config=config.to_dict(), features_dir=str(folder), groups_file=None, study_name="bench",
                         storage=url, metric="log_loss", direction="minimize", threads=1, parent_run_id=parent,
                         experiment_id=tracker.experiment_id("bench"))
-        objective_settings, _ = settings("random", 0, rounds)
-        objective_settings = ObjectiveSettings(**{**objective_settings.__dict__, "pruner": config.tuning.pruner.model_dump()})
+        settings, _, _ = arm_settings("trainpipe", "binary", 2, rounds, 0)
         order = ("bare", "trainpipe") if repeat % 2 == 0 else ("trainpipe", "bare")
         for kind in order:
             FIT_SECONDS[0] = 0.0
@@ -180,8 +228,9 @@ def overhead(data: TrialData, trials: int, rounds: int, repeats: int) -> dict:
             if kind == "trainpipe":
                 run_worker(job, 0, storage, config=config)
             else:
-                bare = optuna.create_study(direction="minimize", sampler=make_sampler(config.tuning, objective_settings.space, 0))
-                bare.optimize(make_objective(objective_settings, data), n_trials=trials)
+                bare = optuna.create_study(direction="minimize", sampler=make_sampler(config.tuning, settings.space, 0),
+                                           pruner=make_pruner(settings.pruner))
+                bare.optimize(make_objective(settings, data), n_trials=trials)
             times[kind].append(time.perf_counter() - started)
             fits[kind].append(FIT_SECONDS[0])
     per_trial = {k: [v / trials * 1e3 for v in vs] for k, vs in times.items()}
@@ -190,14 +239,36 @@ def overhead(data: TrialData, trials: int, rounds: int, repeats: int) -> dict:
     extra = float(np.median(outside["trainpipe"])) - float(np.median(outside["bare"]))
     result = {"trials": trials, "repeats": repeats, "per_trial_ms": per_trial, "outside_fit_ms_per_trial": outside,
               "per_trial_ms_bare": bare, "per_trial_ms_trainpipe": tp, "overhead_wall": tp / bare - 1,
-              "extra_ms_per_trial_outside_fit": extra, "overhead_outside_fit": extra / bare}
-    print(f"\noverhead, {trials} trials × {repeats} interleaved repeats (TPE, no pruning, same parameters in both):")
+              "extra_ms_per_trial_outside_fit": extra, "overhead_outside_fit": extra / bare,
+              "pruner": settings.pruner}
+    print(f"\noverhead, {trials} trials × {repeats} interleaved repeats (trainpipe's default sampler and pruner in both):")
     print(f"  wall per trial (median): bare {bare:.0f} ms, trainpipe {tp:.0f} ms → {result['overhead_wall']:+.1%} "
-          f"(target ≤ +10%; per repeat bare {[round(v) for v in per_trial['bare']]}, trainpipe "
+          f"(target ≤ +10% for trials ≥ 0.5 s; per repeat bare {[round(v) for v in per_trial['bare']]}, trainpipe "
           f"{[round(v) for v in per_trial['trainpipe']]})")
     print(f"  outside model fitting (storage, tracking, sampling, scoring): +{extra:.0f} ms per trial = "
           f"{result['overhead_outside_fit']:+.1%} of a bare trial (fitting time varies most on a shared machine)")
     return result
+
+
+class LoadSampler:
+    """The 1-minute load average every 15 s while the benchmark runs (the machine may be shared)."""
+
+    def __init__(self):
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.samples.append(os.getloadavg()[0])
+            self._stop.wait(15)
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        return {"median": round(float(np.median(self.samples)), 2), "min": round(min(self.samples), 2),
+                "max": round(max(self.samples), 2), "samples": len(self.samples)}
 
 
 def main() -> None:
@@ -205,29 +276,43 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--rows", type=int, default=8000)
     parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--datasets", default="generated,breast_cancer,digits")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--overhead-trials", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=6)
-    parser.add_argument("--overhead-only", action="store_true", help="Only the overhead part, for quick checks; "
-                        "writes no results file.")
+    parser.add_argument("--overhead-only", action="store_true", help="Only the overhead part; writes no results file.")
     args = parser.parse_args()
-    started = time.perf_counter()
-    out = {"optuna": optuna.__version__, "cpu_count": os.cpu_count(), "load_average_start": os.getloadavg(),
-           "seeds": list(SEEDS), "metric": "validation log_loss (minimize)", "model": f"xgboost ≤{args.rounds} rounds, "
-           "early stopping 30, 1 thread, default search space"}
-    generated = make_data(args.rows)
+    started, load = time.perf_counter(), LoadSampler()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    arms = ["random"] + [a for a in args.arms.split(",") if a != "random"]
+    full = (not args.overhead_only and args.datasets == parser.get_default("datasets")
+            and args.seeds == parser.get_default("seeds") and args.arms == parser.get_default("arms"))
+    out = {"optuna": optuna.__version__, "cpu_count": os.cpu_count(), "seeds": seeds, "arms": ARMS,
+           "metric": "validation log_loss (minimize)", "compute": "boosting rounds trained (headline); trial seconds",
+           "model": f"xgboost ≤{args.rounds} rounds, early stopping {EARLY_STOPPING}, 1 thread, default search space",
+           "results": {}}
+    catalogue = tables(args.rows)
     if not args.overhead_only:
-        out["generated"] = compare(f"generated ({args.rows} rows × 20)", generated, args.trials, args.rounds)
-        out["breast_cancer"] = compare("breast_cancer (sklearn bundled)", bundled_data(), args.trials, args.rounds)
-    out["overhead"] = overhead(generated, args.overhead_trials, args.rounds, args.repeats)
-    out["load_average_end"] = os.getloadavg()
+        for name in args.datasets.split(","):
+            make, task, n_classes, label = catalogue[name]
+            print(f"\n{label}: {args.trials} trials per study, seeds {seeds}", flush=True)
+            out["results"][name] = compare(name, make(), task, n_classes, arms, seeds, args.trials, args.rounds)
+        for arm in (a for a in arms if a != "random"):
+            out[f"verdict_{arm}"] = v = verdicts(out["results"], arm)
+            print(f"\n{arm}: reached random search's best in ≤ 50% of its rounds in {v['met']} of {v['of']} studies "
+                  f"({v['met_generated_and_breast_cancer']} of the generated and breast_cancer ones; "
+                  f"{len(v['met_through_shared_startup_trial'])} through a shared start-up trial)")
+    out["overhead"] = overhead(make_data(args.rows), args.overhead_trials, args.rounds, args.repeats)
+    out["load_average_1min"] = load.stop()
     out["wall_s"] = time.perf_counter() - started
-    where = "not written (--overhead-only: results come from full runs only)"
-    if not args.overhead_only:
+    where = "not written (only full runs with the default tables, seeds and arms write results)"
+    if full:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(out, indent=2, default=str))
         where = f"wrote {RESULTS}"
-    print(f"\n{where}; {out['wall_s']:.0f}s (load average {out['load_average_start']} → "
-          f"{out['load_average_end']}: the machine is shared, timings are noisy)")
+    print(f"\n{where}; {out['wall_s']:.0f}s, load average (1 min) median {out['load_average_1min']['median']} "
+          f"(min {out['load_average_1min']['min']}, max {out['load_average_1min']['max']}) on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

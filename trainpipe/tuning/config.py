@@ -22,7 +22,8 @@ class SamplerConfig(BaseModel):
         "tpe", description="tpe (default), random, cmaes (needs `pip install cmaes`), grid (every combination; int, "
                            "categorical and stepped float parameters) or nsga2 (two objectives).")
     multivariate: bool = Field(True, description="tpe: model parameters jointly (better on correlated parameters).")
-    n_startup_trials: int = Field(10, ge=0, description="tpe: random trials before the model takes over.")
+    n_startup_trials: int | None = Field(None, ge=0, description="tpe/cmaes: random trials before the model takes "
+                                         "over; default one more than the searched parameters, 5 to 10.")
     population_size: int = Field(50, ge=2, description="nsga2: individuals per generation.")
 
 
@@ -31,15 +32,19 @@ class PrunerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: Literal["hyperband", "successive_halving", "median", "none"] = Field(
-        "hyperband", description="hyperband (default), successive_halving, median or none.")
+    type: Literal["median", "hyperband", "successive_halving", "none"] = Field(
+        "median", description="median (default: stop a trial whose best value so far is worse than the median of "
+                              "finished trials at the same step), hyperband, successive_halving or none.")
     min_resource: int = Field(1, ge=1, description="hyperband/successive_halving: iterations before the first rung.")
     reduction_factor: int = Field(3, ge=2, description="hyperband/successive_halving: 1/factor of trials go on "
                                   "at each rung.")
-    n_startup_trials: int = Field(5, ge=0, description="median: trials that are never pruned.")
-    n_warmup_steps: int = Field(0, ge=0, description="median: iterations before a trial may be pruned.")
-    interval_steps: int = Field(1, ge=1, description="median: iterations between pruning checks. Each check writes "
-                                "to the storage (~2–5 ms on SQLite): raise it for boosters with many rounds.")
+    n_startup_trials: int = Field(5, ge=0, description="median: trials that complete before any is pruned.")
+    n_warmup_steps: int | None = Field(None, ge=0, description="median: iterations before a trial may be pruned; "
+                                       "default a sixth of a trial's iterations (model.params n_estimators or "
+                                       "epochs, or tuning.cv.folds).")
+    interval_steps: int | None = Field(None, ge=1, description="median: iterations between pruning checks; default "
+                                       "a sixth of a trial's iterations, so about 6 checks per trial. Each check "
+                                       "writes to the storage (~2–5 ms on SQLite).")
 
 
 class CVConfig(BaseModel):

@@ -222,17 +222,20 @@ def make_objective(settings: ObjectiveSettings, data: TrialData) -> Callable[[An
     def _run(trial: Any, params: dict, deadline: float | None) -> tuple[list | None, dict]:
         intermediate: str | None
         if settings.cv_folds:
-            values, best, stopped = _cross_validate(trial, settings, params, X_all, y_all, data.folds, deadline)
+            values, best, stopped, iterations = _cross_validate(trial, settings, params, X_all, y_all, data.folds,
+                                                                deadline)
             intermediate = f"cv_mean_{settings.metric}"
         else:
             reporter = Reporter(trial, settings, deadline)
             model, result = _fit(settings, params, data.X_train, data.y_train, data.X_val, data.y_val, reporter)
             intermediate = reporter.finish()
-            stopped, best = reporter.stopped, result.best_iteration
+            stopped, best, iterations = reporter.stopped, result.best_iteration, result.iterations
             if best is None and result.iterations:
                 best = result.iterations - 1
             values = None if stopped else score(settings, model, data.X_val, data.y_val)
-        record: dict[str, Any] = {"intermediate": intermediate, "stopped_by": stopped}
+        # iterations: what the trial trained (boosting rounds, epochs; summed over CV folds), its compute in the
+        # family's own unit, whatever the machine's load
+        record: dict[str, Any] = {"intermediate": intermediate, "stopped_by": stopped, "iterations": int(iterations) or None}
         if best is not None:
             record["best_iteration"] = int(best)
         return values, {k: v for k, v in record.items() if v is not None}
@@ -243,9 +246,10 @@ def make_objective(settings: ObjectiveSettings, data: TrialData) -> Callable[[An
 def _cross_validate(trial: Any, settings: ObjectiveSettings, params: dict, X: np.ndarray, y: np.ndarray,
                     folds: list, deadline: float | None) -> tuple[list[float] | None, int | None, str | None]:
     """Mean of the fold scores; after each fold the running mean is the intermediate value (step = fold)."""
-    scores, bests = [], []
+    scores, bests, iterations = [], [], 0
     for step, (fit_rows, held_out) in enumerate(folds):
         model, result = _fit(settings, params, X[fit_rows], y[fit_rows], X[held_out], y[held_out], None)
+        iterations += result.iterations
         scores.append(score(settings, model, X[held_out], y[held_out]))
         if result.best_iteration is not None:
             bests.append(result.best_iteration)
@@ -254,8 +258,8 @@ def _cross_validate(trial: Any, settings: ObjectiveSettings, params: dict, X: np
             continue  # multi-objective studies cannot report intermediate values
         trial.report(mean[0], step)
         if deadline is not None and time.perf_counter() > deadline and step < len(folds) - 1:
-            return None, None, "trial_timeout"
+            return None, None, "trial_timeout", iterations
         if settings.pruner["type"] != "none" and trial.should_prune():
-            return None, None, "pruned"
+            return None, None, "pruned", iterations
     best = round(float(np.mean(bests))) if bests else None
-    return mean, best, None
+    return mean, best, None, iterations

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainpipe.errors import ConfigError, MissingDependency
+from trainpipe.tuning.schedule import startup_trials
 
 if TYPE_CHECKING:
     from trainpipe.tuning.config import TuningConfig
@@ -176,9 +177,9 @@ def _prepare_sqlite(path: Path) -> None:
 def make_sampler(tuning: TuningConfig, space: dict, seed: int) -> Any:
     optuna = _quiet()
     kind = tuning.sampler
+    startup = startup_trials(kind.n_startup_trials, space)
     if kind.type == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=kind.multivariate,
-                                          n_startup_trials=kind.n_startup_trials)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=kind.multivariate, n_startup_trials=startup)
     if kind.type == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind.type == "cmaes":
@@ -187,7 +188,7 @@ def make_sampler(tuning: TuningConfig, space: dict, seed: int) -> Any:
         if importlib.util.find_spec("cmaes") is None:
             raise MissingDependency("tuning.sampler.type: cmaes needs the cmaes package; pip install cmaes",
                                     key="tuning.sampler.type")
-        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=kind.n_startup_trials)
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
     if kind.type == "grid":
         from trainpipe.tuning.space import grid
 
@@ -195,16 +196,19 @@ def make_sampler(tuning: TuningConfig, space: dict, seed: int) -> Any:
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=kind.population_size)
 
 
-def make_pruner(tuning: TuningConfig) -> Any:
+def make_pruner(pruner: dict[str, Any]) -> Any:
+    """`pruner`: `tuning.pruner` with its defaults sized to the trial (schedule.pruner_settings)."""
     optuna = _quiet()
-    p = tuning.pruner
-    if p.type == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, reduction_factor=p.reduction_factor)
-    if p.type == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource, reduction_factor=p.reduction_factor)
-    if p.type == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps,
-                                           interval_steps=p.interval_steps)
+    if pruner["type"] == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=pruner["min_resource"],
+                                              reduction_factor=pruner["reduction_factor"])
+    if pruner["type"] == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=pruner["min_resource"],
+                                                      reduction_factor=pruner["reduction_factor"])
+    if pruner["type"] == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=pruner["n_startup_trials"],
+                                           n_warmup_steps=pruner["n_warmup_steps"],
+                                           interval_steps=pruner["interval_steps"])
     return optuna.pruners.NopPruner()
 
 
@@ -223,10 +227,10 @@ def create_study(name: str, storage: Any, tuning: TuningConfig, direction: str, 
     return study
 
 
-def load_study(name: str, storage: Any, tuning: TuningConfig, seed: int, space: dict) -> Any:
+def load_study(name: str, storage: Any, tuning: TuningConfig, seed: int, space: dict, pruner: dict[str, Any]) -> Any:
     optuna = _quiet()
     return optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(tuning, space, seed),
-                             pruner=make_pruner(tuning))
+                             pruner=make_pruner(pruner))
 
 
 def _alive(pid: int) -> bool:

@@ -50,16 +50,18 @@ class WorkerJob:
 
 def build_settings(config: Any, job: WorkerJob, info: dict) -> ObjectiveSettings:
     from trainpipe.tuning.objective import ObjectiveSettings
+    from trainpipe.tuning.schedule import iteration_budget, pruner_settings
     from trainpipe.tuning.space import family_space
 
     tuning = config.tuning
+    budget = iteration_budget(config.model.type, config.model.params, tuning.cv.folds)
     return ObjectiveSettings(
         task=config.task, family=config.model.type, base_params=dict(config.model.params),
         estimator=config.model.estimator, space=family_space(config), metric=job.metric, direction=job.direction,
         latency_objective=tuning.latency_objective, seed=config.seed, threads=job.threads,
         early_stopping_rounds=config.training.early_stopping_rounds,
         n_classes=len(info["labels"]["classes"] or []), categorical=info.get("categorical_codes"),
-        pruner=tuning.pruner.model_dump(), cv_folds=tuning.cv.folds, cv_strategy=tuning.cv.strategy,
+        pruner=pruner_settings(tuning.pruner, budget), cv_folds=tuning.cv.folds, cv_strategy=tuning.cv.strategy,
         trial_timeout=tuning.trial_timeout, usd_per_hour=tuning.cost.rate)
 
 
@@ -91,7 +93,7 @@ def run_worker(job: WorkerJob, index: int, storage: Any = None, progress: bool =
     data = load_data(job, settings)
     storage = storage or open_storage(job.storage, tuning, created=True)
     seed = (config.seed if tuning.seed is None else tuning.seed) + index
-    study = load_study(job.study_name, storage, tuning, seed, settings.space)
+    study = load_study(job.study_name, storage, tuning, seed, settings.space, settings.pruner)
     recovered = recover_dead_trials(study, tuning.grace_period)
     budget = Budget(tuning.n_trials, tuning.timeout, tuning.max_cost)
     logger = _trial_logger(config, job)
