@@ -244,7 +244,7 @@ def make_objective(settings: ObjectiveSettings, data: TrialData) -> Callable[[An
 
 
 def _cross_validate(trial: Any, settings: ObjectiveSettings, params: dict, X: np.ndarray, y: np.ndarray,
-                    folds: list, deadline: float | None) -> tuple[list[float] | None, int | None, str | None]:
+                    folds: list, deadline: float | None) -> tuple[list[float] | None, int | None, str | None, int]:
     """Mean of the fold scores; after each fold the running mean is the intermediate value (step = fold)."""
     scores, bests, iterations = [], [], 0
     for step, (fit_rows, held_out) in enumerate(folds):

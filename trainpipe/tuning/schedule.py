@@ -11,6 +11,11 @@ pruned the slow learners that end best, and comparing trials at equal learning-r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainpipe.tuning.config import PrunerConfig
+
 CHECKS_PER_TRIAL = 6  # the median pruner's auto warm-up and interval are each 1/6 of a trial's iterations
 STARTUP_TRIALS = (5, 10)  # bounds of the sampler's auto random start-up: one trial more than the searched parameters
 
@@ -45,7 +50,7 @@ def iteration_budget(family: str, params: dict, cv_folds: int | None = None) -> 
     return None
 
 
-def pruner_settings(pruner, budget: int | None) -> dict:
+def pruner_settings(pruner: PrunerConfig, budget: int | None) -> dict[str, Any]:
     """The pruner config as the plain dict the objective and `make_pruner` use, with the median pruner's
     unset warm-up and interval sized to `budget` (a sixth each, at least 1 step apart)."""
     settings = pruner.model_dump()
