@@ -65,6 +65,11 @@ class DriftConfig(BaseModel):
     min_rows: int = Field(50, ge=1, description="Columns with fewer non-empty rows on either side are skipped.")
     ignore: list[str] = Field(default_factory=list, description="Columns never compared (ids, timestamps).")
 
+    @property
+    def enabled(self) -> bool:
+        """Whether the drift stage runs (mode gate or warn)."""
+        return self.mode != "off"
+
     @model_validator(mode="after")
     def _order(self) -> DriftConfig:
         if self.psi_fail < self.psi_warn:

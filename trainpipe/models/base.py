@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from trainpipe.engine.config import CheckpointConfig
+from trainpipe.monitoring.cost import BudgetStop
 
 # Called once per iteration (boosting round, epoch, CV fold) with that iteration's values, e.g.
 # {"validation_log_loss": 0.31}, named as trainpipe names the final metrics (gbdt.METRIC_NAMES maps the
@@ -61,6 +62,9 @@ class FitContext:
     on_epoch: Callable[[int, dict[str, float]], None] | None = None
     # torch families: `training.callbacks`, import paths of callback classes (trainpipe/engine/callbacks.py)
     callbacks: Sequence[str] = ()
+    # The run's `budget` (BudgetChecker.poll): torch checks it after every step (checkpoint, then stop), the
+    # boosters after every round; None outside a run or without a budget.
+    budget: Callable[[], BudgetStop | None] | None = None
 
 
 @dataclass

@@ -13,8 +13,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from trainpipe.errors import BudgetExceeded
 from trainpipe.models import ModelConfig, build_family, get_family
 from trainpipe.models.base import FitContext
+from trainpipe.monitoring.events import budget_exceeded
 from trainpipe.stages.context import StageContext, StageResult, StageSpec
 from trainpipe.tasks.base import FitPlan
 
@@ -67,8 +69,13 @@ def run(ctx: StageContext) -> StageResult:
     context = FitContext(checkpoint_dir=ctx.checkpoint_dir("train"), checkpoint=config.training.checkpoint,
                          config_hash=ctx.cache_key, resume_anyway=ctx.resume_anyway, verbose=ctx.progress,
                          on_epoch=ctx.tracking.live if ctx.tracking is not None else None,
-                         callbacks=config.training.callbacks)
-    fitted = ctx.task.fit(ctx, model, chosen.fit, context)
+                         callbacks=config.training.callbacks,
+                         budget=ctx.budget.poll if ctx.budget is not None else None)
+    try:
+        fitted = ctx.task.fit(ctx, model, chosen.fit, context)
+    except BudgetExceeded as exc:
+        ctx.emit(budget_exceeded(ctx.run_id, exc.key or "budget", exc.message))
+        raise
     result, seconds = fitted.result, fitted.seconds
     model.save(ctx.stage_dir / "model")
     (ctx.stage_dir / "history.json").write_text(json.dumps(result.history))
