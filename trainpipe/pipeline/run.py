@@ -442,6 +442,16 @@ def _missing_run(store: Store, run_id: str, name: str, config: PipelineConfig | 
             f"stage {name}: run {run_id!r} does not exist yet; start it with {start}")
 
 
+def _recorded_failure(run: Run, name: str) -> TrainpipeError | None:
+    """A stage of this run that failed in an earlier process, as the error the run ended with: the stage that
+    runs after it (the report) says so, and the run stays failed."""
+    failed = next((s for s, state in run.meta["stages"].items() if state.get("status") == "failed" and s != name),
+                  None)
+    if failed is None:
+        return None
+    return RunError(run.meta["stages"][failed].get("error") or f"stage {failed} failed", key="stage")
+
+
 def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig | None = None,
                   use_cache: bool = True, on_event: Event | None = None, resume_anyway: bool = False,
                   progress: bool = False) -> dict:
@@ -469,10 +479,12 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
             run.tracking.reopen()
         run.meta["status"] = "running"
     try:
+        earlier = _recorded_failure(run, name)  # e.g. the gate of this run failed in an earlier process (Airflow)
         with _ends_on_error(run, f"trainpipe stage {name} --run {run.run_id}"):
-            run.run_stage(name, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway, progress=progress)
-        if name == STAGE_NAMES[-1]:
-            run.finish("completed")
+            run.run_stage(name, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway, progress=progress,
+                          failure=earlier)
+        if name == active_stages(run.config)[-1]:
+            run.finish("completed" if earlier is None else "failed", earlier)
         else:
             run.log_cost()
             run.tracking.close()  # this process ends here: its MLflow calls must land first
