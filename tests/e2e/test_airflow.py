@@ -28,7 +28,7 @@ from trainpipe.orchestration.trigger import run_id_for
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-STAGES = ["ingest", "validate", "drift", "split", "features", "train", "evaluate", "gate", "register", "report"]
+STAGES = ["ingest", "validate", "split", "features", "train", "evaluate", "drift", "gate", "register", "report"]
 DAG_RUN_TIMEOUT = 600
 
 
@@ -213,8 +213,8 @@ def test_list_import_errors_passes_generated_dags_and_reports_a_missing_yaml_in_
     assert sorted(dags) == ["bc_on_data", "bc_tuned", "bc_weekly"]
     assert dags["bc_weekly"]["order"] == ["start", *STAGES] and dags["bc_weekly"]["catchup"] is False
     assert dags["bc_weekly"]["cron"] == "0 0 * * 0"  # @weekly
-    assert dags["bc_tuned"]["order"] == ["start", "ingest", "validate", "drift", "split", "features", "tune", "train",
-                                         "evaluate", "gate", "register", "report"]
+    assert dags["bc_tuned"]["order"] == ["start", "ingest", "validate", "split", "features", "tune", "train",
+                                         "evaluate", "drift", "gate", "register", "report"]
     assert dags["bc_tuned"]["cron"] == "0 3 * * 1"
     assert dags["bc_on_data"]["timetable"] == "AssetTriggeredTimetable"
     assert dags["bc_on_data"]["asset"] == (tmp_path / "on_data" / "bc.parquet").as_uri()

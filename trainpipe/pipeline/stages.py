@@ -11,7 +11,7 @@ from trainpipe.stages.context import StageContext, StageResult, StageSpec
 if TYPE_CHECKING:
     from trainpipe.config import PipelineConfig
 
-MODULES = (ingest, validate, drift, split, features, tune, train, evaluate, gate, register, report)
+MODULES = (ingest, validate, split, features, tune, train, evaluate, drift, gate, register, report)
 STAGES: tuple[StageSpec, ...] = tuple(module.SPEC for module in MODULES)
 STAGE_NAMES = tuple(s.name for s in STAGES)
 SPECS = {s.name: s for s in STAGES}

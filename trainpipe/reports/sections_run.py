@@ -16,7 +16,7 @@ from trainpipe.redaction import NAME_KEYED_MAPS, redact_config, redact_url_crede
 from trainpipe.reports.tracked import Tracked
 from trainpipe.reports.view import Figure, Limits, Section, Table
 
-STAGE_ORDER = ("ingest", "validate", "drift", "split", "features", "tune", "train", "evaluate", "gate", "register",
+STAGE_ORDER = ("ingest", "validate", "split", "features", "tune", "train", "evaluate", "drift", "gate", "register",
                "report")
 
 

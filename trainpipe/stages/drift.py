@@ -8,7 +8,8 @@ sends a drift event when a column warns or fails, and never stops the run itself
 gate stage turns a failed column into a failed check (exit 3, the column named).
 
 A stage of its own rather than a part of validate because its result depends on the registry (which version is
-champion now), not only on the data: validate stays reusable from the cache, this stage is never reused.
+champion now), not only on the data: validate stays reusable from the cache, this stage is never reused. Tables
+larger than `drift.max_rows` are compared on a seeded sample of that many rows (the reference likewise).
 No champion, no registry, a champion registered before references were saved, or a task that does not measure
 drift: skipped, with the reason in the stage line and the report.
 """
@@ -29,8 +30,10 @@ def line(s: dict) -> str:
     return str(s.get("note") or s.get("status"))
 
 
-SPEC = StageSpec("drift", sections=("drift", "data", "task", "features"), upstream=("ingest", "validate"), line=line,
-                 reusable=False, enabled_by="drift.enabled")
+# After evaluate, just before the gate that may act on it: it needs the registry, like the gate, so this run's
+# MLflow worker has finished its work (and its MLflow import) by then instead of holding up the data stages.
+SPEC = StageSpec("drift", sections=("drift", "data", "task", "features", "seed"), upstream=("ingest", "validate"),
+                 line=line, reusable=False, enabled_by="drift.enabled")
 
 
 def champion_reference(ctx: StageContext) -> tuple[dict[str, Any] | None, str, str | None]:
@@ -60,7 +63,7 @@ def champion_reference(ctx: StageContext) -> tuple[dict[str, Any] | None, str, s
 
 
 def run(ctx: StageContext) -> StageResult:
-    from trainpipe.data.drift import compare
+    from trainpipe.data.drift import compare, sample_rows
     from trainpipe.monitoring.events import drift_detected
 
     config = ctx.config
@@ -73,7 +76,7 @@ def run(ctx: StageContext) -> StageResult:
     if reference is None or table is None:
         record["note"] = against
     else:
-        found = compare(table.frame, reference, config.drift)
+        found = compare(sample_rows(table.frame, config.drift.max_rows, config.seed), reference, config.drift)
         record.update(found.to_json(), note=f"{found.line()} (against {against})")
         metrics = {"drift_columns_flagged": float(len(found.flagged)),
                    "drift_max_psi": max((r.psi for r in found.rows if r.psi is not None), default=0.0)}

@@ -56,7 +56,7 @@ def test_after_a_failed_gate_the_report_runs_then_the_run_ends_with_the_gate_fai
     with pytest.raises(GateFailed) as raised:
         run(tmp_path)
     assert raised.value.exit_code == 3
-    assert [n for n, _ in ran][-3:] == ["evaluate", "gate", "report"] and ran[-1] == ("report", "GateFailed")
+    assert [n for n, _ in ran][-4:] == ["evaluate", "drift", "gate", "report"] and ran[-1] == ("report", "GateFailed")
     recorded = meta(tmp_path)
     assert recorded["status"] == "failed" and "gates.min.test_roc_auc" in recorded["error"]
     assert recorded["stages"]["gate"]["status"] == "failed" and recorded["stages"]["report"]["status"] == "completed"

@@ -11,12 +11,12 @@ from trainpipe.pipeline.stages import MODULES, RUNNERS, SPECS, STAGE_NAMES, acti
 TABLE = {  # name: (sections, upstream, reusable, enabled_by)
     "ingest": (("data",), (), True, None),
     "validate": (("data", "schema", "task", "ranking"), ("ingest",), True, None),
-    "drift": (("drift", "data", "task", "features"), ("ingest", "validate"), False, "drift.enabled"),
     "split": (("split", "seed", "task", "data.target", "ranking"), ("ingest", "validate"), True, None),
     "features": (("features", "data", "task", "model.type", "ranking"), ("ingest", "split"), True, None),
     "tune": (("tuning", "model", "training", "seed", "task", "evaluation"), ("features",), True, "tuning.enabled"),
     "train": (("model", "training", "seed", "task", "ranking"), ("features", "tune"), True, None),
     "evaluate": (("evaluation", "task", "ranking"), ("features", "train"), True, None),
+    "drift": (("drift", "data", "task", "features", "seed"), ("ingest", "validate"), False, "drift.enabled"),
     "gate": (("gates", "evaluation", "registry", "task", "ranking", "drift"),
              ("ingest", "drift", "split", "features", "evaluate"), False, None),
     "register": (("registry", "evaluation", "task", "ranking"),
