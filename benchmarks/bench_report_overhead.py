@@ -100,7 +100,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
     repeats = args.repeats or (1 if args.quick else 3)
-    sizes = {"gbdt": 50_000, "torch": 20_000} if args.quick else {"gbdt": 1_000_000, "torch": 200_000}
+    sizes = {"gbdt": 20_000, "torch": 10_000} if args.quick else {"gbdt": 1_000_000, "torch": 200_000}
     results: dict = {"quick": args.quick, "repeats": repeats, "target": TARGET, "load": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         for kind, rows in sizes.items():
