@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from trainpipe.data.drift import DriftConfig
 from trainpipe.data.features import FeaturesConfig
 from trainpipe.data.io import DataConfig
 from trainpipe.data.schema import SchemaConfig
@@ -23,6 +24,7 @@ from trainpipe.errors import ConfigError
 from trainpipe.evaluation.gates import GatesConfig, config_problems
 from trainpipe.evaluation.metrics import METRICS, EvaluationConfig, primary_metric
 from trainpipe.hashing import canonical_hash
+from trainpipe.monitoring.cost import BudgetConfig, CostConfig, budget_problems
 from trainpipe.models import (RANKING_FAMILIES, ModelConfig, TrainingConfig, family_names, is_family,
                               is_ranking_family)
 from trainpipe.models.gbdt_dask import dask_problems
@@ -30,6 +32,7 @@ from trainpipe.orchestration.config import OrchestrationConfig
 from trainpipe.ranking.config import RankingConfig, config_problems as ranking_problems
 from trainpipe.redaction import NAME_KEYED_MAPS, credential_values, env_sources, redact_config
 from trainpipe.registry.client import RegistryConfig
+from trainpipe.reports.config import ReportConfig
 from trainpipe.tracking.config import TrackingConfig
 from trainpipe.tuning.config import TuningConfig, tuning_problems
 from trainpipe.yamlfile import describe_yaml_error, load_yaml
@@ -57,6 +60,10 @@ class PipelineConfig(BaseModel):
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
     ranking: RankingConfig | None = Field(None, description="task ranking: interaction columns, splits, K, baselines.")
 
     # Where the values came from (set by config_from_dict): key paths of values read from environment
@@ -88,6 +95,8 @@ class PipelineConfig(BaseModel):
         problems = dask_problems(self.model.type, self.training)  # which families train on Dask, and the extra
         if problems:
             raise ValueError(problems[0])
+        if budget_problems(self.budget, self.cost):
+            raise ValueError(budget_problems(self.budget, self.cost)[0])
         if self.task == "ranking" or self.ranking is not None:
             problems = ranking_problems(self) if self.task == "ranking" else [
                 f"ranking: only used by task ranking (task is {self.task}); remove the section"]

@@ -58,6 +58,11 @@ class Preempted(TrainpipeError):
     exit_code = 143
 
 
+class BudgetExceeded(TrainpipeError):
+    """`budget.max_cost` or `budget.max_minutes` was reached: training stopped after a checkpoint (torch) or
+    between two boosting rounds; `--resume` continues from that checkpoint with a new allowance."""
+
+
 class GateFailed(TrainpipeError):
     """The model did not earn its place (thresholds, slices or the champion); nothing was registered."""
 

@@ -28,7 +28,7 @@ from trainpipe.orchestration.trigger import run_id_for
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-STAGES = ["ingest", "validate", "split", "features", "train", "evaluate", "gate", "register"]
+STAGES = ["ingest", "validate", "split", "features", "train", "evaluate", "drift", "gate", "register", "report"]
 DAG_RUN_TIMEOUT = 600
 
 
@@ -214,7 +214,7 @@ def test_list_import_errors_passes_generated_dags_and_reports_a_missing_yaml_in_
     assert dags["bc_weekly"]["order"] == ["start", *STAGES] and dags["bc_weekly"]["catchup"] is False
     assert dags["bc_weekly"]["cron"] == "0 0 * * 0"  # @weekly
     assert dags["bc_tuned"]["order"] == ["start", "ingest", "validate", "split", "features", "tune", "train",
-                                         "evaluate", "gate", "register"]
+                                         "evaluate", "drift", "gate", "register", "report"]
     assert dags["bc_tuned"]["cron"] == "0 3 * * 1"
     assert dags["bc_on_data"]["timetable"] == "AssetTriggeredTimetable"
     assert dags["bc_on_data"]["asset"] == (tmp_path / "on_data" / "bc.parquet").as_uri()
@@ -252,7 +252,12 @@ def test_a_gate_failure_skips_register_without_failing_the_dag_run_and_registers
     run = dag_runs["rejected"]
     assert run.returncode == 0 and run.state == "success", run.output[-3000:]
     states = {t: s for t, (s, _) in run.tasks.items()}
-    assert states == {**dict.fromkeys(["start", *STAGES[:-2]], "success"), "gate": "skipped", "register": "skipped"}
+    # the report runs after the skipped gate (trigger rule none_failed) and says why the model was blocked
+    assert states == {**dict.fromkeys(["start", *STAGES[:-3]], "success"), "gate": "skipped", "register": "skipped",
+                      "report": "success"}
+    meta = json.loads((run.store / "runs" / run.run_id / "run.json").read_text())
+    assert meta["status"] == "failed" and "gate failed" in meta["error"]
+    assert "test_roc_auc" in (run.store / "runs" / run.run_id / "report" / "report.html").read_text()
     assert run.tasks["gate"][1] == 1  # a rejection is a decision, never retried
     assert "error: gate failed:" in run.output and "test_roc_auc" in run.output
     assert registered_versions(run.store) == []

@@ -232,6 +232,10 @@ CONFIG_MISTAKES = {
     # nothing listens on port 9: one line at once, not MLflow's minutes of retries then an internal error
     "tracking_server_that_does_not_answer": (lambda c: c.update(tracking={"uri": "http://127.0.0.1:9"}),
                                              ["tracking.uri", "http://127.0.0.1:9", "does not answer"], "tracking.uri"),
+    "budget_max_cost_without_a_price": (lambda c: c.update(budget={"max_cost": 5}),
+                                        ["budget.max_cost", "needs a price in cost.rates"], "budget.max_cost"),
+    "drift_psi_fail_below_psi_warn": (lambda c: c.update(drift={"psi_warn": 0.3, "psi_fail": 0.2}),
+                                      ["drift", "psi_fail: must be at least psi_warn (0.3)"], "drift"),
 }
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 
-STAGES = ["ingest", "validate", "split", "features", "train", "evaluate", "gate", "register"]
+STAGES = ["ingest", "validate", "split", "features", "train", "evaluate", "drift", "gate", "register", "report"]
 
 
 def test_run_json_reports_status_stages_metrics_and_artifacts(cli_json, write_config, bc_config):

@@ -31,8 +31,9 @@ def statuses(summary: dict) -> dict:
     return {s["name"]: s["status"] for s in summary["stages"]}
 
 
-# gate and register depend on the registry, not only on the run folder: they never come from the cache.
-REGISTRY_STAGES = {"gate": "completed", "register": "completed"}
+# drift, gate and register depend on the registry, not only on the run folder, and report on the whole run
+# folder: they never come from the cache.
+REGISTRY_STAGES = {"drift": "completed", "gate": "completed", "register": "completed", "report": "completed"}
 
 
 def data_statuses(summary: dict) -> set:

@@ -42,7 +42,8 @@ def test_binary_run_has_every_section_with_its_data(report_runs):
     header = facts(s["header"])
     assert header["status"] == "completed" and header["task"] == "binary" and header["model family"] == "xgboost"
     assert header["gate"] == "passed" and header["registered"].startswith("bc version 1 (aliases now: @")
-    assert header["cost"] == "not measured" and "MLflow run start to end" in header["duration"]
+    assert header["cost"].startswith("no price set (cost.rates) (") and "CPU-seconds" in header["cost"]
+    assert "MLflow run start to end" in header["duration"]
     assert header["primary metric"].startswith("roc_auc: validation 0.9")
 
     data = s["data"]
@@ -50,7 +51,7 @@ def test_binary_run_has_every_section_with_its_data(report_runs):
     assert sum(int(r[1].replace(",", "")) for r in rows) == 569 == int(facts(data)["rows"])
     assert table(data, "Label balance").columns == ["split", "benign", "malignant"]
     assert len(table(data, "Per-column statistics").rows) == 31
-    assert "drift against the champion: not measured" in data.notes
+    assert "drift against the champion: skipped: no champion of 'bc' yet: nothing to compare with" in data.notes
 
     training = s["training"]
     assert facts(training)["monitored"] == "validation_log_loss"
@@ -96,6 +97,26 @@ def test_a_failed_gate_report_shows_the_reasons_and_what_was_not_registered(repo
     assert ["✗", "test_log_loss", "gates.max.test_log_loss"] in [row[:3] for row in checks]
     assert any(n.startswith("champion v1: roc_auc") for n in s["header"].notes)
     assert s["evaluation"].figures and s["slices"].tables  # evaluate ran; the gate's evidence has the slices
+    drift = table(s["data"], "Drift against the champion v1 (ok")  # same data as the champion's: nothing moved
+    assert len(drift.rows) == 31 and {row[3] for row in drift.rows} == {"ok"}
+    assert "Drift: PSI per column (largest first)" in figure_titles(s["data"])
+
+
+def test_the_report_stage_runs_after_a_failed_gate_and_the_run_still_fails(report_runs):
+    from mlflow.tracking import MlflowClient
+
+    run_dir = report_runs.get("gate_failed")
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "failed" and "gates.max.test_log_loss" in meta["error"]
+    assert meta["stages"]["gate"]["status"] == "failed" and meta["stages"]["report"]["status"] == "completed"
+    page = (run_dir / "report" / "report.html").read_text()
+    assert "gates.max.test_log_loss" in page and "status failed" in page  # the blocked model's report says why
+    client = MlflowClient(meta["tracking_uri"])
+    assert [a.path for a in client.list_artifacts(meta["mlflow_run_id"], "report")] == ["report/report.html"]
+    logged = client.get_run(meta["mlflow_run_id"])
+    assert logged.info.status == "FAILED"
+    assert {"duration_s", "cpu_s", "gpu_s", "cost_usd"} <= set(logged.data.metrics)  # cost on every run
+    assert logged.data.metrics["duration_s"] == pytest.approx(meta["usage"]["wall_s"], abs=1e-3)
 
 
 def test_a_run_that_failed_validation_still_reports_and_says_why_each_part_is_missing(report_runs):

@@ -96,17 +96,28 @@ def runs_table(rows: list[dict]) -> Table:
 
     metrics = {r.get("primary_metric") for r in rows} - {None}
     metric = metrics.pop() if len(metrics) == 1 else None
-    table = Table(title=f"Runs · {metric}" if metric else "Runs", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("run", "experiment", "status", "model") + (() if metric else ("metric",)):
+    experiments = {r["experiment"] for r in rows}
+    experiment = experiments.pop() if len(experiments) == 1 else None  # then named in the title: room for cost
+    title = " · ".join(["Runs"] + ([f"experiment {experiment}"] if experiment else []) + ([metric] if metric else []))
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("run",) + (() if experiment else ("experiment",)) + ("status", "model") + (() if metric else ("metric",)):
         table.add_column(name, no_wrap=name != "experiment", overflow="fold", min_width=10 if name == "experiment" else None)
     table.add_column("validation", justify="right", no_wrap=True)
     table.add_column("test", justify="right", no_wrap=True)
+    table.add_column("cost", justify="right", no_wrap=True)
     for r in rows:
-        cells = [r["run_id"] or r["mlflow_run_id"][:12], r["experiment"], r["status"].lower(), r.get("model") or "—"]
+        cells = [r["run_id"] or r["mlflow_run_id"][:12], *([] if experiment else [r["experiment"]]), r["status"].lower(),
+                 r.get("model") or "—"]
         if metric is None:
             cells.append(r.get("primary_metric") or "—")
-        table.add_row(*cells, _fmt(r.get("validation")), _fmt(r.get("test")))
+        table.add_row(*cells, _fmt(r.get("validation")), _fmt(r.get("test")), _cost(r.get("cost_usd")))
     return table
+
+
+def _cost(usd: float | None) -> str:
+    if usd is None:
+        return "—"
+    return f"${usd:.6f}" if usd < 0.01 else f"${usd:.4f}" if usd < 100 else f"${usd:,.0f}"
 
 
 def compare_tables(doc: dict) -> list[Table]:
@@ -123,4 +134,11 @@ def compare_tables(doc: dict) -> list[Table]:
         metrics.add_column(r["label"], justify="right")
     for name, values in doc["metrics"].items():
         metrics.add_row(name, *(_fmt(v) for v in values))
-    return [params, metrics]
+    cost = Table(title="Cost (USD per point: cost_usd / (100 × the primary test metric))")
+    cost.add_column("")
+    for r in runs:
+        cost.add_column(r["label"], justify="right")
+    cost.add_row("cost", *(_cost(r.get("cost_usd")) for r in runs))
+    cost.add_row("per point of " + ("/".join(sorted({str(r.get("primary_metric")) for r in runs}))),
+                 *("—" if r.get("cost_per_point") is None else f"${r['cost_per_point']:.6f}" for r in runs))
+    return [params, metrics, cost]

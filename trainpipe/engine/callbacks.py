@@ -24,7 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from trainpipe.errors import ConfigError
+from trainpipe.errors import BudgetExceeded, ConfigError
+from trainpipe.monitoring.cost import BudgetStop
 
 
 class Trainer(Protocol):
@@ -43,6 +44,8 @@ class Trainer(Protocol):
 
     @property
     def history(self) -> dict[str, list[float]]: ...
+
+    def save(self) -> None: ...
 
 HOOKS = ("on_step_end", "on_epoch_end", "on_checkpoint")
 IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*[:.][A-Za-z_]\w*$")
@@ -71,6 +74,24 @@ class EpochValues(Callback):
     def on_epoch_end(self, trainer: Trainer, values: dict[str, float]) -> bool:
         answer = self.fn(trainer.epoch, values)
         return bool(answer) and self.may_stop
+
+
+class BudgetStopper(Callback):
+    """Stops training when the run's `budget` is spent: a checkpoint at this step boundary first (nothing is
+    lost), then BudgetExceeded with one line naming the budget key. `poll` is BudgetChecker.poll (µs a call)."""
+
+    def __init__(self, poll: Callable[[], BudgetStop | None]) -> None:
+        self.poll = poll
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        stop = self.poll()
+        if stop is None:
+            return
+        trainer.save()  # a no-op without a checkpoint folder (tuning trials, tests)
+        where = (f"after a checkpoint ({trainer.last_checkpoint}); `--resume` continues from it"
+                 if trainer.last_checkpoint else "(no checkpoint folder: nothing to resume)")
+        raise BudgetExceeded(f"{stop.message}: training stopped at epoch {trainer.epoch + 1} step {trainer.step} "
+                             f"{where}", key=stop.key)
 
 
 def hooks(callbacks: Sequence[object], name: str) -> list[Callable[..., object]]:

@@ -20,12 +20,13 @@ from typing import Protocol
 import torch
 
 from trainpipe.engine.batches import BatchSource
-from trainpipe.engine.callbacks import EpochValues, load_callbacks
+from trainpipe.engine.callbacks import BudgetStopper, EpochValues, load_callbacks
 from trainpipe.engine.checkpoint import CheckpointStore
 from trainpipe.engine.config import CheckpointConfig, EngineParams
 from trainpipe.engine.distributed import Backend, NothingToTrain, this_process
 from trainpipe.engine.loop import LoopResult, LossFn, MetricsFn, Trainer
 from trainpipe.engine.state import seed_everything
+from trainpipe.monitoring.cost import BudgetStop
 
 
 class FitOptions(Protocol):
@@ -55,6 +56,9 @@ class FitOptions(Protocol):
     @property
     def backend(self) -> Backend: ...
 
+    @property
+    def budget(self) -> Callable[[], BudgetStop | None] | None: ...
+
 
 def checkpoint_store(options: FitOptions) -> CheckpointStore | None:
     """The run's persistent checkpoint folder, if the caller has one (tuning trials and tests may not)."""
@@ -65,8 +69,9 @@ def checkpoint_store(options: FitOptions) -> CheckpointStore | None:
 
 
 def assemble_callbacks(options: FitOptions, report: Callable[[int, dict[str, float]], bool] | None) -> list[object]:
-    """Live epochs to MLflow first (never stops), then pruning (`report` may stop), then the user's callbacks."""
-    callbacks: list[object] = []
+    """Live epochs to MLflow first (never stops), then pruning (`report` may stop), then the user's callbacks;
+    the run's budget, when it has one, after every step."""
+    callbacks: list[object] = [BudgetStopper(options.budget)] if options.budget is not None else []
     if options.on_epoch is not None:
         callbacks.append(EpochValues(options.on_epoch, may_stop=False))
     if report is not None:

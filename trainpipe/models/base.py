@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from trainpipe.engine.config import CheckpointConfig, DistributedConfig
+from trainpipe.monitoring.cost import BudgetStop
 
 # Called once per iteration (boosting round, epoch, CV fold) with that iteration's values, e.g.
 # {"validation_log_loss": 0.31}, named as trainpipe names the final metrics (gbdt.METRIC_NAMES maps the
@@ -65,6 +66,9 @@ class FitContext:
     distributed: DistributedConfig | None = None
     # torch families: `training.distributed.backend`, the process group's backend when torchrun runs the fit
     backend: Literal["auto", "gloo", "nccl"] = "auto"
+    # The run's `budget` (BudgetChecker.poll): torch checks it after every step (checkpoint, then stop), the
+    # boosters after every round; None outside a run or without a budget.
+    budget: Callable[[], BudgetStop | None] | None = None
 
 
 @dataclass

@@ -7,12 +7,15 @@ us pass NaN and float32 matrices without copies.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainpipe.errors import MissingDependency, ModelError
+from trainpipe.errors import BudgetExceeded, MissingDependency, ModelError
+if TYPE_CHECKING:
+    from trainpipe.monitoring.cost import BudgetStop
 from trainpipe.models.base import (
     FitContext,
     FitResult,
@@ -154,14 +157,19 @@ class RoundProgress:
         self.line.close()
 
 
-def _on_round(report: ReportFn | None, progress: RoundProgress | None) -> ReportFn | None:
-    """One per-round function for the boosters' callbacks: progress, then the tuner's report (True: stop)."""
-    if report is None and progress is None:
+def _on_round(report: ReportFn | None, progress: RoundProgress | None,
+              budget: Callable[[], BudgetStop | None] | None = None) -> ReportFn | None:
+    """One per-round function for the boosters' callbacks: progress, then the tuner's report (True: stop), then
+    the run's budget (raises BudgetExceeded between two rounds)."""
+    if report is None and progress is None and budget is None:
         return None
 
     def on_round(round_: int, values: dict[str, float]) -> bool:
         if progress is not None:
             progress(round_, values)
+        if budget is not None and (stop := budget()) is not None:
+            raise BudgetExceeded(f"{stop.message}: training stopped after boosting round {round_ + 1} (boosters "
+                                 "keep no checkpoint: a resume trains again)", key=stop.key)
         return bool(report(round_, values)) if report is not None else False
 
     return on_round
@@ -251,7 +259,7 @@ class XGBoostFamily:
         log: dict = {}
         rounds = int(self.params["n_estimators"])
         progress = RoundProgress(True, self.name, rounds) if context is not None and context.verbose else None
-        on_round = _on_round(report, progress)
+        on_round = _on_round(report, progress, context.budget if context is not None else None)
         callbacks = [] if on_round is None else [_XGBReporter(xgb, on_round)]
         if early_stopping_rounds:
             callbacks.append(xgb.callback.EarlyStopping(rounds=early_stopping_rounds, data_name="validation",
@@ -386,7 +394,7 @@ class LightGBMFamily:
         log: dict = {}
         rounds = int(self.params["n_estimators"])
         progress = RoundProgress(True, self.name, rounds) if context is not None and context.verbose else None
-        on_round = _on_round(report, progress)
+        on_round = _on_round(report, progress, context.budget if context is not None else None)
         callbacks = [lgb.record_evaluation(log)]
         if early_stopping_rounds:
             callbacks.append(lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False))

@@ -142,6 +142,17 @@ def process_tree_cpu_seconds() -> float:
     return total
 
 
+def gpus_in_use() -> int:
+    """GPUs this process has initialised (CUDA through torch), without importing torch when nothing did."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    try:
+        return int(torch.cuda.device_count()) if torch is not None and torch.cuda.is_initialized() else 0
+    except Exception:  # a torch build without CUDA support
+        return 0
+
+
 class ResourceMeter:
     """Measures from its creation: `usage()` is what was used since then.
 

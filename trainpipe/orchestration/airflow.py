@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from trainpipe.config import PipelineConfig, load_config
 from trainpipe.errors import ConfigError, MissingDependency
 from trainpipe.orchestration.trigger import set_args
-from trainpipe.pipeline.stages import active_stages
+from trainpipe.pipeline.stages import SPECS, active_stages
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG, Asset
@@ -132,6 +132,8 @@ def build_dag(config_path: str | Path, *, dag_id: str | None = None, schedule: s
                 bash_command=f"{trainpipe} stage {name} --run {RUN_ID} --config {yaml_arg}{OVERRIDES}",
                 skip_on_exit_code=GATE_FAILED_EXIT if name == "gate" else None,
                 do_xcom_push=False,  # only the run id passes between tasks
+                # the report also runs after a failed gate (gate and register skipped), not after a failure
+                trigger_rule="none_failed" if SPECS[name].runs_after_failure else "all_success",
             )
             previous >> task
             previous = task

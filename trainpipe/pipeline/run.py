@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from trainpipe import __version__
 from trainpipe.config import PipelineConfig, config_from_dict, config_hash, dump_config
 from trainpipe.errors import Preempted, RunError, TrainpipeError
+from trainpipe.monitoring.cost import BudgetChecker, ResourceMeter, Usage, cost_metrics, gpus_in_use
 from trainpipe.pipeline.cache import RunCache
 from trainpipe.pipeline.run_folder import (file_digests, file_sizes, lock_run, replace_dir, write_json)
 from trainpipe.pipeline.stages import RUNNERS, SPECS, STAGE_NAMES, active_stages
@@ -62,6 +63,12 @@ class Run:
         self.cache = RunCache(store, run_id, self.dir, config)
         self.created_here = False  # set by create(): only a brand-new run folder may be removed on failure
         self._lock: BaseFileLock | None = None
+        # What this process uses for the run (every attempt adds its own: resume, one `trainpipe stage` each)
+        self.meter = ResourceMeter()
+        self.earlier_usage = Usage(**meta.get("usage", {}))
+        # The budget is per attempt: a run stopped by it resumes from its checkpoint with a new allowance.
+        checker = BudgetChecker(config.budget, config.cost.effective_rates(), meter=self.meter)
+        self.budget = checker if checker.active else None
 
     # -- creation and loading -------------------------------------------------------------
     @classmethod
@@ -176,6 +183,7 @@ class Run:
         if error is not None:
             self.meta["error"] = self._scrub(getattr(error, "message", None) or f"{type(error).__name__}: {error}")
         try:
+            self.log_cost()
             self.tracking.finish(status, self.meta.get("error"))
         except BaseException:
             self._drop_if_untracked()
@@ -186,6 +194,24 @@ class Run:
             if self.dir.exists():
                 self._sync_tracking_ids()
                 self.save_meta()
+
+    def usage(self) -> Usage:
+        """Every attempt's usage so far: earlier processes (run.json) and this one."""
+        self.meter.gpus = gpus_in_use()
+        return self.earlier_usage + self.meter.usage()
+
+    def _note_usage(self) -> dict[str, float]:
+        """Record the usage so far in run.json (the report reads it) and return the run's cost metrics."""
+        usage = self.usage()
+        self.meta["usage"] = {"wall_s": round(usage.wall_s, 3), "cpu_s": round(usage.cpu_s, 3),
+                              "gpu_s": round(usage.gpu_s, 3)}
+        metrics = cost_metrics(usage, self.config.cost.effective_rates())
+        self.meta["cost_usd"] = metrics["cost_usd"]
+        return metrics
+
+    def log_cost(self) -> None:
+        """duration_s, cpu_s, gpu_s and cost_usd of the run so far, to MLflow (the latest value is the run's)."""
+        self.tracking.metrics(self._note_usage())
 
     def _sync_tracking_ids(self) -> None:
         if self.tracking.mlflow_run_id:
@@ -198,7 +224,7 @@ class Run:
 
     # -- stages ------------------------------------------------------------------------------
     def run_stage(self, name: str, memo: dict | None = None, use_cache: bool = True, on_event: Event | None = None,
-                  resume_anyway: bool = False, progress: bool = False) -> dict:
+                  resume_anyway: bool = False, progress: bool = False, failure: BaseException | None = None) -> dict:
         spec = SPECS[name]
         memo = {} if memo is None else memo
         key = self.cache.key(spec)
@@ -218,7 +244,7 @@ class Run:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         ctx = StageContext(self.run_id, self.dir, tmp, self.config, self.store, self.task, memo, key, resume_anyway,
-                           tracking=self.tracking, progress=progress)
+                           tracking=self.tracking, progress=progress, budget=self.budget, failure=failure)
         started = time.perf_counter()
         try:
             result = RUNNERS[name](ctx)
@@ -273,6 +299,7 @@ class Run:
         if manifest.get("recomputed_because"):
             entry["recomputed_because"] = manifest["recomputed_because"]
         self.meta["stages"][name] = entry
+        self._note_usage()
         self.save_meta()
         self.tracking.stage(name, stage_dir, manifest)
 
@@ -385,9 +412,21 @@ def _run_stages(run: Run, *, resume: bool, until: str | None, use_cache: bool, o
     names = active_stages(run.config)
     names = names if until is None else names[: names.index(until) + 1]
     with _ends_on_error(run, f"trainpipe run --resume {run.run_id}"):
-        for name in names:
-            run.run_stage(name, memo, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway,
-                          progress=progress)
+        failure: Exception | None = None
+        for i, name in enumerate(names):
+            if failure is not None and not isinstance(failure, SPECS[name].runs_after_failure):
+                continue
+            try:
+                run.run_stage(name, memo, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway,
+                              progress=progress, failure=failure)
+            except Exception as exc:  # a signal (KeyboardInterrupt) ends the run at once
+                if failure is not None:
+                    raise failure from exc  # a stage that runs after a failure failed too: the first one ends the run
+                if not any(isinstance(exc, SPECS[later].runs_after_failure) for later in names[i + 1:]):
+                    raise
+                failure = exc  # e.g. GateFailed: the report still runs, then the run ends with it
+        if failure is not None:
+            raise failure
     run.finish("completed")
     return run.summary()
 
@@ -403,6 +442,16 @@ def _missing_run(store: Store, run_id: str, name: str, config: PipelineConfig | 
     return (f"stage {name} needs stage {before[-1]}, which has not completed: run {run_id!r} does not exist yet; "
             f"start it with {start}, then run {', '.join(before[1:])}" if len(before) > 1 else
             f"stage {name}: run {run_id!r} does not exist yet; start it with {start}")
+
+
+def _recorded_failure(run: Run, name: str) -> TrainpipeError | None:
+    """A stage of this run that failed in an earlier process, as the error the run ended with: the stage that
+    runs after it (the report) says so, and the run stays failed."""
+    failed = next((s for s, state in run.meta["stages"].items() if state.get("status") == "failed" and s != name),
+                  None)
+    if failed is None:
+        return None
+    return RunError(run.meta["stages"][failed].get("error") or f"stage {failed} failed", key="stage")
 
 
 def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig | None = None,
@@ -432,11 +481,14 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
             run.tracking.reopen()
         run.meta["status"] = "running"
     try:
+        earlier = _recorded_failure(run, name)  # e.g. the gate of this run failed in an earlier process (Airflow)
         with _ends_on_error(run, f"trainpipe stage {name} --run {run.run_id}"):
-            run.run_stage(name, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway, progress=progress)
-        if name == STAGE_NAMES[-1]:
-            run.finish("completed")
+            run.run_stage(name, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway, progress=progress,
+                          failure=earlier)
+        if name == active_stages(run.config)[-1]:
+            run.finish("completed" if earlier is None else "failed", earlier)
         else:
+            run.log_cost()
             run.tracking.close()  # this process ends here: its MLflow calls must land first
             run._sync_tracking()
             run.save_meta()

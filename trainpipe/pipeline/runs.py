@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from trainpipe.errors import RunError
-from trainpipe.evaluation.metrics import PRIMARY
+from trainpipe.evaluation.metrics import LOWER_IS_BETTER, PRIMARY
 from trainpipe.tracking.tracker import HISTORY_PREFIX
 
 RUN_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # trainpipe run ids and MLflow's hex run ids
@@ -43,8 +43,18 @@ def _row(run: Any, experiments: dict) -> dict:
         "status": run.info.status, "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.info.start_time / 1000)),
         "model": tags.get("model.type"), "task": task, "primary_metric": primary,
         "validation": metrics.get(f"validation_{primary}"), "test": metrics.get(f"test_{primary}"),
+        "cost_usd": metrics.get("cost_usd"), "duration_s": metrics.get("duration_s"), "cpu_s": metrics.get("cpu_s"),
         "error": tags.get("trainpipe.error"),
     }
+
+
+def cost_per_point(cost: float | None, metric: str | None, value: float | None) -> float | None:
+    """USD per point (0.01) of a higher-is-better metric on a 0..1 scale (AUC, F1, recall@K): what one point
+    of the headline metric cost. None where that means nothing: no cost or value, an error metric (RMSE, log
+    loss: lower is better), a value outside (0, 1]."""
+    if cost is None or value is None or metric is None or metric.split("_at_")[0] in LOWER_IS_BETTER:
+        return None
+    return cost / (value * 100) if 0 < value <= 1 else None
 
 
 def list_runs(uri: str, experiment: str | None = None, limit: int = 20) -> list[dict]:
@@ -88,7 +98,11 @@ def compare_runs(uri: str, refs: list[str]) -> dict:
     metric_names = sorted({n for r in runs for n in r.data.metrics if not n.startswith(HISTORY_PREFIX)},
                           key=lambda n: (not n.startswith(("validation_", "test_")), n))
     metrics = {name: [r.data.metrics.get(name) for r in runs] for name in metric_names}
+    rows = [_row(r, experiments) for r in runs]
     return {"runs": [{"label": label, "run_id": r.data.tags.get("trainpipe.run_id"), "mlflow_run_id": r.info.run_id,
                       "status": r.info.status, "task": r.data.tags.get("task"), "model": r.data.tags.get("model.type"),
-                      "run_dir": r.data.tags.get("trainpipe.run_dir")} for label, r in zip(labels, runs)],
+                      "run_dir": r.data.tags.get("trainpipe.run_dir"), "primary_metric": row["primary_metric"],
+                      "cost_usd": row["cost_usd"],
+                      "cost_per_point": cost_per_point(row["cost_usd"], row["primary_metric"], row["test"])}
+                     for label, r, row in zip(labels, runs, rows)],
             "params_that_differ": differ, "metrics": metrics}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from trainpipe.stages import evaluate, features, gate, ingest, register, split, train, tune, validate
+from trainpipe.stages import (drift, evaluate, features, gate, ingest, register, report, split, train, tune,
+                              validate)
 from trainpipe.stages.context import StageContext, StageResult, StageSpec
 
 if TYPE_CHECKING:
     from trainpipe.config import PipelineConfig
 
-MODULES = (ingest, validate, split, features, tune, train, evaluate, gate, register)
+MODULES = (ingest, validate, split, features, tune, train, evaluate, drift, gate, register, report)
 STAGES: tuple[StageSpec, ...] = tuple(module.SPEC for module in MODULES)
 STAGE_NAMES = tuple(s.name for s in STAGES)
 SPECS = {s.name: s for s in STAGES}

@@ -165,6 +165,10 @@ class RunTracking:
     def stage(self, name: str, stage_dir: Path, manifest: dict) -> None:
         self._submit(self._log_stage, name, stage_dir, manifest)
 
+    def metrics(self, values: dict[str, float]) -> None:
+        """Run-level metrics (the run's cost), queued like every other call."""
+        self._submit(lambda: self._open().log_metrics(self._run_id(), values) if self.mlflow_run_id else None)
+
     def evidence(self, name: str, files: list[Path]) -> None:
         """What a failed stage left behind (e.g. the validation report), logged under `<stage>.failed`."""
         self._submit(lambda: self._open().log_artifacts(self._run_id(), files, f"{name}.failed"))

@@ -44,15 +44,19 @@ def make_sections(folder: RunFolder, tracked: Tracked, limits: Limits, strict: b
 
 
 def write_report(run_dir: Path, out: Path | None = None, *, tracking: bool = True, tracking_uri: str | None = None,
-                 tracked: Tracked | None = None, limits: Limits = Limits(), strict: bool = False) -> dict:
+                 tracked: Tracked | None = None, limits: Limits = Limits(), strict: bool = False,
+                 status: str | None = None, error: str | None = None) -> dict:
     """Write the run's report (default `<run folder>/report.html`); returns where, its size and what it holds.
 
     What MLflow knows (environment tags, current aliases, start and end) is read from it, unless `tracked`
     is given (the report stage inside a run can pass `tracked.this_process()`: no MLflow round trip) or
     tracking=False (then the lineage section says the git commit and library versions were not read).
+    status/error: how the run is ending, for the report stage (run.json still says "running" then).
     """
     started = time.perf_counter()
     folder = RunFolder.open(Path(run_dir))
+    if status is not None:
+        folder.meta.update(status=status, **({"error": error} if error else {}))
     if tracked is None:
         tracked = lookup(folder, tracking_uri) if tracking else Tracked(reason="MLflow was not read for this report")
     sections, problems = make_sections(folder, tracked, limits, strict)

@@ -11,11 +11,13 @@ from datetime import datetime
 
 from trainpipe.reports import figures as fig
 from trainpipe.reports.folder import RunFolder
+from trainpipe.reports.sections_drift import drift_part
 from trainpipe.redaction import NAME_KEYED_MAPS, redact_config, redact_url_credentials
 from trainpipe.reports.tracked import Tracked
 from trainpipe.reports.view import Figure, Limits, Section, Table
 
-STAGE_ORDER = ("ingest", "validate", "split", "features", "tune", "train", "evaluate", "gate", "register")
+STAGE_ORDER = ("ingest", "validate", "split", "features", "tune", "train", "evaluate", "drift", "gate", "register",
+               "report")
 
 
 def seconds_text(seconds: float | None) -> str:
@@ -95,11 +97,19 @@ def registration(folder: RunFolder, tracked: Tracked) -> str:
 
 
 def cost_text(folder: RunFolder) -> str:
+    """The run's measured usage and its estimated cost (run.json, updated after every stage)."""
+    usage = folder.meta.get("usage")
     study = folder.json("tune", "study.json")
     rate = folder.setting("tuning.cost.usd_per_hour", 0)
-    if study is not None and rate:
-        return f"tuning trials ${study.get('cost_usd', 0):.4f}; the rest of the run: not measured"
-    return "not measured"
+    tuning = f"; tuning trials ${study.get('cost_usd', 0):.4f}" if study is not None and rate else ""
+    if not usage:
+        return f"not measured (run.json records no usage: a run from before cost was measured){tuning}"
+    used = (f"{seconds_text(usage.get('wall_s'))} wall, {usage.get('cpu_s', 0):,.1f} CPU-seconds, "
+            f"{usage.get('gpu_s', 0):,.1f} GPU-seconds")
+    rates = folder.setting("cost.rates", {}) or {}
+    priced = any(v for v in rates.values()) or folder.setting("cost.machine_type")
+    price = f"${folder.meta.get('cost_usd', 0):.4f}" if priced else "no price set (cost.rates)"
+    return f"{price} ({used}, up to the last stage){tuning}"
 
 
 def header(folder: RunFolder, tracked: Tracked) -> Section:
@@ -221,7 +231,10 @@ def data(folder: RunFolder, limits: Limits) -> Section:
             section.tables.append(findings)
         else:
             section.notes.append("validation: every check passed, no warnings")
-    section.notes.append("drift against the champion: not measured")
+    tables, figures, notes = drift_part(folder)
+    section.tables += tables
+    section.figures += figures
+    section.notes += notes
     return section
 
 

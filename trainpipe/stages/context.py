@@ -21,6 +21,7 @@ from trainpipe.errors import DataError
 
 if TYPE_CHECKING:
     from trainpipe.config import PipelineConfig
+    from trainpipe.monitoring.cost import BudgetChecker
     from trainpipe.monitoring.events import Event
     from trainpipe.store import Store
     from trainpipe.tasks.base import Task
@@ -61,6 +62,9 @@ class StageSpec:
     files: Callable[[PipelineConfig], list[str]] = no_files  # files the config names: editing one invalidates
     code: Callable[[PipelineConfig], dict[str, str]] = no_code  # source hashes of user modules the stage imports
     inputs: Callable[[PipelineConfig], dict[str, Any]] = nothing_else  # e.g. ingest: size and mtime of the sources
+    # Failures of an earlier stage after which this stage still runs (the report after a failed gate); the run
+    # then ends with that failure all the same (the gate's exit code 3).
+    runs_after_failure: tuple[type[BaseException], ...] = ()
 
     def active(self, config: PipelineConfig) -> bool:
         return self.enabled_by is None or bool(operator.attrgetter(self.enabled_by)(config))
@@ -118,6 +122,8 @@ class StageContext:
     tracking: RunTrackingView | None = None  # the run's MLflow worker: register waits on it for the MLflow run id
     progress: bool = False  # live progress on stderr (the CLI without --json): rounds, trials, epochs
     on_event: Callable[[Event], None] | None = None  # the run's alert delivery (pipeline/run.py), when configured
+    budget: BudgetChecker | None = None  # the run's `budget` (pipeline/run.py): training polls it
+    failure: BaseException | None = None  # an earlier stage's failure this stage runs after (spec.runs_after_failure)
 
     def emit(self, event: Event) -> None:
         """A health, drift or budget event: one JSON line in <run>/events.jsonl (the report and `runs watch`

@@ -22,6 +22,7 @@ from trainpipe.errors import GateFailed, RegistryError
 from trainpipe.evaluation import gates as g
 from trainpipe.registry.client import Registry, model_name, registry_enabled
 from trainpipe.stages.context import StageContext, StageResult, StageSpec
+from trainpipe.stages.drift import gate_checks as drift_checks
 
 
 def line(s: dict) -> str:
@@ -30,8 +31,8 @@ def line(s: dict) -> str:
 
 
 # Never reused from the cache: the decision depends on the registry (the champion), not only on the run folder.
-SPEC = StageSpec("gate", sections=("gates", "evaluation", "registry", "task", "ranking"),
-                 upstream=("ingest", "split", "features", "evaluate"), line=line, reusable=False)
+SPEC = StageSpec("gate", sections=("gates", "evaluation", "registry", "task", "ranking", "drift"),
+                 upstream=("ingest", "drift", "split", "features", "evaluate"), line=line, reusable=False)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -41,7 +42,7 @@ def run(ctx: StageContext) -> StageResult:
     config, gates, task = ctx.config, ctx.config.gates, ctx.task
     metrics = ctx.manifest("evaluate")["metrics"]
     count, unit = task.test_size(ctx)
-    checks = g.size_checks(count, gates.min_test_rows, unit) + g.threshold_checks(metrics, gates)
+    checks = g.size_checks(count, gates.min_test_rows, unit) + g.threshold_checks(metrics, gates) + drift_checks(ctx)
     decision: dict = {"checks": checks, "slices": [], "champion": None, "champion_version": None}
     checks.extend(task.slice_checks(ctx, decision))
 

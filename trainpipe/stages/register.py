@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from trainpipe.errors import RegistryError, RunError
 from trainpipe.registry.client import SHA_TAG, Registry, model_name, registry_enabled
 from trainpipe.registry.model_card import render_card
 from trainpipe.stages.context import StageContext, StageResult, StageSpec
+from trainpipe.stages.drift import REFERENCE_FILE
 from trainpipe.stages.gate import idle_tracking, registered_version
 
 if TYPE_CHECKING:
@@ -93,6 +95,7 @@ def run(ctx: StageContext) -> StageResult:
             if done is not None:
                 return complete_registration(ctx, *done, decision)
         package = ctx.task.package(ctx, ctx.stage_dir / "model")
+        package = replace(package, sha=save_drift_reference(ctx, ctx.stage_dir / "model") or package.sha)
         lineage = lineage_tags(ctx, decision, package.sha)
         name = model_name(ctx.config)
         card = render_card(name=name, config=ctx.config, split=ctx.read_json("split", "split.json"),
@@ -100,6 +103,23 @@ def run(ctx: StageContext) -> StageResult:
         (ctx.stage_dir / "model_card.md").write_text(card)
         return finish_registration(ctx, name, package.sha, lineage, card, decision,
                                    interval_seconds=package.interval_seconds)
+
+
+def save_drift_reference(ctx: StageContext, package: Path) -> str | None:
+    """The summary of the rows the model was trained on, inside the package (so the package checksum covers it):
+    later runs measure their drift against it while this version is champion. Returns the new checksum, or None
+    when the task keeps no reference."""
+    from trainpipe.data.drift import sample_rows, summarize
+    from trainpipe.registry.packaging import tree_sha256
+
+    table = ctx.task.drift_table(ctx, "train")
+    if table is None:
+        return None
+    config = ctx.config
+    summary = summarize(sample_rows(table.frame, config.drift.max_rows, config.seed), table.label,
+                        table.label_kind, table.categorical, config.drift.max_categories)  # type: ignore[arg-type]
+    (package / REFERENCE_FILE).write_text(json.dumps(summary, separators=(",", ":")))
+    return tree_sha256(package)
 
 
 def finish_registration(ctx: StageContext, name: str, sha: str, lineage: dict, card: str, decision: dict, *,

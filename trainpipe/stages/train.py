@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from trainpipe.errors import ConfigError
+from trainpipe.errors import BudgetExceeded, ConfigError
 from trainpipe.models import ModelConfig, build_family, get_family
 from trainpipe.models.base import FitContext, FitResult, trains_under_torchrun
+from trainpipe.monitoring.events import budget_exceeded
 from trainpipe.stages.context import StageContext, StageResult, StageSpec
 from trainpipe.tasks.base import FitPlan, Fitted
 
@@ -77,8 +78,13 @@ def fit(ctx: StageContext, chosen: TrainPlan, on_epoch: Callable[[int, dict[str,
     context = FitContext(checkpoint_dir=ctx.checkpoint_dir("train"), checkpoint=config.training.checkpoint,
                          config_hash=ctx.cache_key, resume_anyway=ctx.resume_anyway, verbose=ctx.progress,
                          on_epoch=on_epoch, callbacks=config.training.callbacks,
-                         backend=config.training.distributed.backend, distributed=config.training.distributed)
-    return model, ctx.task.fit(ctx, model, chosen.fit, context)
+                         backend=config.training.distributed.backend, distributed=config.training.distributed,
+                         budget=ctx.budget.poll if ctx.budget is not None else None)
+    try:
+        return model, ctx.task.fit(ctx, model, chosen.fit, context)
+    except BudgetExceeded as exc:
+        ctx.emit(budget_exceeded(ctx.run_id, exc.key or "budget", exc.message))
+        raise
 
 
 def check_distributed(config: Any) -> None:

@@ -115,6 +115,17 @@ class Package:
     interval_seconds: float
 
 
+@dataclass
+class DriftTable:
+    """What drift is measured on (trainpipe/data/drift.py): a table of raw columns, which one is the label and
+    how it is compared (categorical for classification), and numeric columns that are really codes."""
+
+    frame: pd.DataFrame
+    label: str | None
+    label_kind: str | None  # "categorical" | "numeric"
+    categorical: list[str] = field(default_factory=list)
+
+
 class Task(Protocol):
     name: ClassVar[str]  # "tabular" or "ranking"
     config: PipelineConfig
@@ -162,3 +173,10 @@ class Task(Protocol):
     def package(self, run: RunView, target: Path) -> Package:
         """Write the packaged model (an MLflow pyfunc folder) at `target`."""
         ...
+
+    def drift_table(self, run: RunView, split: str | None) -> DriftTable | None:
+        """The rows drift compares (split None: the whole ingested table; "train": what the model was trained
+        on, summarised at register); None when this task does not measure drift, with `drift_skipped` saying why."""
+        ...
+
+    drift_skipped: ClassVar[str | None]

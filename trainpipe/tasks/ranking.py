@@ -35,6 +35,8 @@ HELD_OUT = ("validation", "test")
 
 class RankingTask:
     name: ClassVar[str] = "ranking"
+    drift_skipped: ClassVar[str | None] = ("not measured for task ranking yet (interactions have no per-column "
+                                           "reference summary)")
 
     def __init__(self, config: PipelineConfig):
         assert config.ranking is not None, "task ranking has a ranking section (checked when the config loads)"
@@ -239,8 +241,13 @@ class RankingTask:
         cis = _cis(run.upstream("evaluate") / "test_per_user.npz", per_user_names(ranking), config.seed)
         return Package(sha=sha, card_metrics=card_metrics, cis=cis, interval_seconds=round(time.perf_counter() - began, 3))
 
+    def drift_table(self, run: RunView, split: str | None) -> None:
+        return None
+
 
 # -- what several stages read ----------------------------------------------------------------------
+
+
 def load_split(run: RunView) -> tuple[Interactions, dict[str, np.ndarray]]:
     data = Interactions.load(run.upstream("validate"))
     with np.load(run.upstream("split") / "split.npz") as parts:

@@ -23,8 +23,8 @@ from trainpipe.data.schema import label_checks, load_schema, validate_frame
 from trainpipe.data.split import SPLITS
 from trainpipe.errors import ConfigError, DataError
 from trainpipe.evaluation.metrics import primary_metric
-from trainpipe.tasks.base import (ChampionScores, Evaluation, FitPlan, Fitted, Package, RunView, SplitParts,
-                                  TaskOutput, Validation)
+from trainpipe.tasks.base import (ChampionScores, DriftTable, Evaluation, FitPlan, Fitted, Package, RunView,
+                                  SplitParts, TaskOutput, Validation)
 
 if TYPE_CHECKING:
     from trainpipe.config import PipelineConfig
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 class TabularTask:
     name: ClassVar[str] = "tabular"
+    drift_skipped: ClassVar[str | None] = None
 
     def __init__(self, config: PipelineConfig):
         assert config.data.target is not None, "a tabular task has a label column (checked when the config loads)"
@@ -255,6 +256,16 @@ class TabularTask:
                          threshold=config.evaluation.threshold)
         seconds = round(time.perf_counter() - began, 3)  # in the stage summary: benchmarks/bench_skeleton.py reports it
         return Package(sha=sha, card_metrics=metrics, cis=cis, interval_seconds=seconds)
+
+    def drift_table(self, run: RunView, split: str | None) -> DriftTable | None:
+        """The raw columns (without the id column and dropped columns) and the label."""
+        config = self.config
+        frame = run.table() if split is None else run.raw_rows(split)
+        skip = {config.data.id_column, *config.features.drop}
+        columns = [c for c in frame.columns if c not in skip]
+        coded = config.features.categorical.columns
+        return DriftTable(frame[columns], self.target, "numeric" if config.task == "regression" else "categorical",
+                          [] if coded == "auto" else [c for c in coded if c in columns])
 
 
 def champion_scores(path: Path, frame: pd.DataFrame, task: str, classes: list | None) -> tuple[np.ndarray | None,

@@ -103,3 +103,28 @@ def test_user_callbacks_from_the_fit_context_see_every_hook_and_can_stop(user_mo
     assert [c[1:] for c in calls if c[0] == "checkpoint"] == [(2, "ckpt-000000002.pt")] * 2 + [(4, "ckpt-000000004.pt")] * 2
     assert CheckpointStore(tmp_path / "ckpt", "h").steps() == [2, 4]
     assert not module.training  # handed back in eval mode
+
+
+def test_a_spent_budget_stops_torch_training_after_a_checkpoint_with_the_budget_key(tmp_path):
+    from trainpipe.errors import BudgetExceeded
+    from trainpipe.monitoring.cost import BudgetStop, Usage
+
+    polls = []
+
+    def budget():  # BudgetChecker.poll's answer: spent from the 3rd optimizer step on
+        polls.append(1)
+        return BudgetStop("budget.max_minutes", "budget.max_minutes 1 reached after 1.0 minutes ($0.0000 spent)",
+                          Usage(60.0), 0.0) if len(polls) >= 3 else None
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(100, 3, generator=g)
+    y = (X[:, 0] > 0).float()
+    context = FitContext(checkpoint_dir=tmp_path / "ckpt", config_hash="h", budget=budget)
+    with pytest.raises(BudgetExceeded) as stopped:
+        fit_torch(lambda: torch.nn.Linear(3, 1), lambda out, t: torch.nn.functional.binary_cross_entropy_with_logits(
+            out.squeeze(1), t), lambda out, t: {}, EngineParams(epochs=5, batch_size=20), TensorBatches(X, y),
+            TensorBatches(X[:20], y[:20]), seed=0, threads=1, options=context, patience=None)
+    assert stopped.value.key == "budget.max_minutes" and "\n" not in stopped.value.message
+    assert "training stopped at epoch 1 step 3 after a checkpoint" in stopped.value.message
+    latest = CheckpointStore(tmp_path / "ckpt", "h", 2).latest()
+    assert latest is not None and latest["loop"]["step"] == 3  # nothing trained is lost: resume continues here

@@ -39,3 +39,25 @@ def test_round_progress_keeps_the_best_value_in_the_metrics_direction():
     for round_, value in enumerate([0.8, 0.9, 0.85]):
         auc(round_, {"train_roc_auc": 1.0, "validation_roc_auc": value})
     assert auc.best == (0.9, 1)
+
+
+@pytest.mark.parametrize("family", ["xgboost", "lightgbm"])
+def test_a_spent_budget_stops_a_booster_between_two_rounds(family):
+    from trainpipe.errors import BudgetExceeded
+    from trainpipe.models.base import FitContext
+    from trainpipe.monitoring.cost import BudgetStop, Usage
+
+    rounds = []
+
+    def budget():
+        rounds.append(1)
+        return BudgetStop("budget.max_cost", "budget.max_cost $1 reached: $1.0000 spent", Usage(1.0), 1.0) \
+            if len(rounds) == 4 else None
+
+    X, y, Xv, yv = make_data("binary")
+    model = build_family(ModelConfig(type=family, params={"n_estimators": 50}), "binary", 2, 0, 1)
+    with pytest.raises(BudgetExceeded) as stopped:
+        model.fit(X, y, Xv, yv, context=FitContext(budget=budget))
+    assert stopped.value.key == "budget.max_cost"
+    assert stopped.value.message.endswith("training stopped after boosting round 4 (boosters keep no checkpoint: a "
+                                          "resume trains again)")

@@ -16,10 +16,12 @@ TABLE = {  # name: (sections, upstream, reusable, enabled_by)
     "tune": (("tuning", "model", "training", "seed", "task", "evaluation"), ("features",), True, "tuning.enabled"),
     "train": (("model", "training", "seed", "task", "ranking"), ("features", "tune"), True, None),
     "evaluate": (("evaluation", "task", "ranking"), ("features", "train"), True, None),
-    "gate": (("gates", "evaluation", "registry", "task", "ranking"), ("ingest", "split", "features", "evaluate"),
-             False, None),
+    "drift": (("drift", "data", "task", "features", "seed"), ("ingest", "validate"), False, "drift.enabled"),
+    "gate": (("gates", "evaluation", "registry", "task", "ranking", "drift"),
+             ("ingest", "drift", "split", "features", "evaluate"), False, None),
     "register": (("registry", "evaluation", "task", "ranking"),
                  ("ingest", "split", "features", "train", "evaluate", "gate"), False, None),
+    "report": (("report",), (), False, "report.enabled"),
 }
 
 
@@ -33,6 +35,18 @@ def test_the_table_comes_from_the_stage_modules_in_pipeline_order():
 def test_each_spec_covers_what_the_docs_say(name):
     spec = SPECS[name]
     assert (spec.sections, spec.upstream, spec.reusable, spec.enabled_by) == TABLE[name]
+
+
+def test_only_the_report_runs_after_a_failed_gate_and_drift_and_report_can_be_switched_off():
+    from trainpipe.errors import GateFailed, ValidationFailed
+
+    assert [n for n in STAGE_NAMES if SPECS[n].runs_after_failure] == ["report"]
+    assert issubclass(GateFailed, SPECS["report"].runs_after_failure) and \
+        not issubclass(ValidationFailed, SPECS["report"].runs_after_failure)
+    base = {"task": "binary", "data": {"path": "d.csv", "target": "y"}}
+    assert {"drift", "report"} <= set(active_stages(config_from_dict(base)))
+    off = active_stages(config_from_dict({**base, "drift": {"mode": "off"}, "report": {"enabled": False}}))
+    assert "drift" not in off and "report" not in off
 
 
 def test_tune_runs_only_when_tuning_is_on_and_stage_lines_read_from_the_summary():

@@ -1,0 +1,118 @@
+"""What the report stage and the run monitoring add to a run's wall time (issue 13: at most 3%).
+
+Two pipelines, each run in-process with every stage recomputed (`use_cache=False`), alternately with
+monitoring ON (the defaults: drift stage against a champion, report stage, cost metering, budget polling with a
+budget far from reached) and OFF (`drift.mode: off`, `report.enabled: false`, no budget), R times each in the
+same process and store, after one warm-up run that registers the champion the ON runs compare against:
+
+    gbdt   1,000,000 rows x 32 numeric features, binary, xgboost hist, 200 rounds, depth 6 (bench_report's run)
+    torch  200,000 rows x 32, binary, torch_mlp, 3 epochs, batch 1024
+
+Printed: the median wall time of each side and their ratio (ON / OFF), and, measured separately in the same
+process, the drift reference summary register writes on every run (it cannot be switched off, so it is in both
+sides): its seconds as a share of the OFF run. Cost metering (getrusage + psutil after each stage) is also in
+both sides; the budget's per-step poll is in ON only. Overhead = ratio - 1 (+ the reference share).
+
+Usage: .venv/bin/python benchmarks/bench_report_overhead.py [--quick] [--repeats R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "bench_report_overhead.json"
+TARGET = 0.03
+THREADS = 2
+
+
+def config(kind: str, data: Path, store: Path, on: bool):
+    from trainpipe.config import config_from_dict
+
+    model = ({"type": "xgboost", "params": {"n_estimators": 200, "max_depth": 6, "learning_rate": 0.3,
+                                            "tree_method": "hist"}} if kind == "gbdt" else
+             {"type": "torch_mlp", "params": {"epochs": 3, "batch_size": 1024, "hidden_dims": [64, 32]}})
+    doc = {"name": f"bench-overhead-{kind}", "task": "binary", "seed": 0, "store": str(store),
+           "data": {"path": str(data), "target": "label"},
+           "split": {"strategy": "random", "validation": 0.15, "test": 0.15, "seed": 0},
+           "model": model, "training": {"early_stopping_rounds": None, "threads": THREADS},
+           "gates": {"champion": {"bootstrap_resamples": 0}}}
+    if on:
+        doc["budget"] = {"max_minutes": 10_000}  # polled every step/round, never reached
+    else:
+        doc["drift"] = {"mode": "off"}
+        doc["report"] = {"enabled": False}
+    return config_from_dict(doc)
+
+
+def run_once(kind: str, data: Path, store: Path, on: bool) -> float:
+    from trainpipe.pipeline.run import run_pipeline
+    from trainpipe.store import Store
+
+    cfg = config(kind, data, store, on)
+    started = time.perf_counter()
+    run_pipeline(cfg, Store.locate(cfg.store), use_cache=False)
+    return time.perf_counter() - started
+
+
+def reference_seconds(data: Path) -> float:
+    """register's drift reference: summarize the train split (70% of the rows), sampled to drift.max_rows."""
+    import pandas as pd
+
+    from trainpipe.data.drift import DriftConfig, sample_rows, summarize
+
+    frame = pd.read_parquet(data)
+    train = frame.iloc[: int(len(frame) * 0.7)]
+    started = time.perf_counter()
+    summarize(sample_rows(train, DriftConfig().max_rows), "label", "categorical")
+    return time.perf_counter() - started
+
+
+def measure(kind: str, rows: int, repeats: int, folder: Path) -> dict:
+    from trainpipe.tools.datasets import numeric_binary
+
+    data = folder / f"{kind}.parquet"
+    numeric_binary(rows=rows).to_parquet(data, index=False)
+    store = folder / f"store-{kind}"
+    run_once(kind, data, store, on=True)  # warm-up: imports, the packed plotly.js, v1 becomes the champion
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    for i in range(repeats):
+        for side in (("off", "on") if i % 2 == 0 else ("on", "off")):  # alternate: drift in the machine's load
+            times[side].append(run_once(kind, data, store, on=side == "on"))
+    on, off = statistics.median(times["on"]), statistics.median(times["off"])
+    reference = statistics.median(reference_seconds(data) for _ in range(3))
+    return {"rows": rows, "on_s": times["on"], "off_s": times["off"], "median_on_s": on, "median_off_s": off,
+            "ratio": on / off, "reference_summary_s": reference, "reference_share": reference / off,
+            "overhead": on / off - 1 + reference / off}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="small tables: checks that the benchmark runs")
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+    repeats = args.repeats or (1 if args.quick else 3)
+    sizes = {"gbdt": 20_000, "torch": 10_000} if args.quick else {"gbdt": 1_000_000, "torch": 200_000}
+    results: dict = {"quick": args.quick, "repeats": repeats, "target": TARGET, "load": os.getloadavg()}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, rows in sizes.items():
+            results[kind] = measure(kind, rows, repeats, Path(tmp))
+            r = results[kind]
+            print(f"{kind:5s} {rows:>9,} rows  off {r['median_off_s']:7.2f} s  on {r['median_on_s']:7.2f} s  "
+                  f"ratio on/off {r['ratio']:.4f}  + drift reference {r['reference_summary_s']:.3f} s "
+                  f"({r['reference_share']:.2%})  overhead {r['overhead']:+.2%}  "
+                  f"{'PASS' if r['overhead'] <= TARGET else 'MISS'} (target {TARGET:.0%})", flush=True)
+    results["load_after"] = os.getloadavg()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")  # "quick": true marks a run that only checked it works
+
+
+if __name__ == "__main__":
+    main()
