@@ -84,6 +84,12 @@ class PipelineConfig(BaseModel):
             raise ValueError(f"model.type: {self.model.type} cannot do task {self.task}; task ranking takes "
                              f"{', '.join(sorted(RANKING_FAMILIES))}, other tasks any other family"
                              + ("" if "model" in self.model_fields_set else " (set model.type)"))
+        if self.data.streaming == "on":  # what needs the table in memory (tasks/streamed.py)
+            from trainpipe.tasks.streamed import config_problems as streaming_problems
+
+            streaming = streaming_problems(self)
+            if streaming:
+                raise ValueError(streaming[0])
         if self.task == "ranking" or self.ranking is not None:
             problems = ranking_problems(self) if self.task == "ranking" else [
                 f"ranking: only used by task ranking (task is {self.task}); remove the section"]

@@ -290,6 +290,15 @@ class XGBoostFamily:
             "reg_lambda": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},
         }
 
+    def fit_stream(self, train: Any, val: Any, *, early_stopping_rounds: int | None = None,
+                   report: ReportFn | None = None, train_metrics: bool = False,
+                   context: FitContext | None = None) -> FitResult:
+        """Matrices larger than memory (data.streaming): xgboost's external memory, models/gbdt_stream.py."""
+        from trainpipe.models.gbdt_stream import fit_xgboost_stream
+
+        return fit_xgboost_stream(self, train, val, early_stopping_rounds=early_stopping_rounds, report=report,
+                                  train_metrics=train_metrics, context=context)
+
 
 def _xgb_callback_base(xgb: Any) -> Any:
     return xgb.callback.TrainingCallback
