@@ -19,11 +19,12 @@ from trainpipe.data.features import FeaturesConfig
 from trainpipe.data.io import DataConfig
 from trainpipe.data.schema import SchemaConfig
 from trainpipe.data.split import SplitConfig
+from trainpipe.data.stream_read import streaming_blockers
 from trainpipe.errors import ConfigError
 from trainpipe.evaluation.gates import GatesConfig, config_problems
 from trainpipe.evaluation.metrics import METRICS, EvaluationConfig, primary_metric
 from trainpipe.hashing import canonical_hash
-from trainpipe.models import (RANKING_FAMILIES, ModelConfig, TrainingConfig, family_names, is_family,
+from trainpipe.models import (RANKING_FAMILIES, ModelConfig, TrainingConfig, can_stream, family_names, is_family,
                               is_ranking_family)
 from trainpipe.orchestration.config import OrchestrationConfig
 from trainpipe.ranking.config import RankingConfig, config_problems as ranking_problems
@@ -84,10 +85,9 @@ class PipelineConfig(BaseModel):
             raise ValueError(f"model.type: {self.model.type} cannot do task {self.task}; task ranking takes "
                              f"{', '.join(sorted(RANKING_FAMILIES))}, other tasks any other family"
                              + ("" if "model" in self.model_fields_set else " (set model.type)"))
-        if self.data.streaming == "on":  # what needs the table in memory (tasks/streamed.py)
-            from trainpipe.tasks.streamed import config_problems as streaming_problems
-
-            streaming = streaming_problems(self)
+        if self.data.streaming == "on":  # what needs the table in memory (docs/distributed.md)
+            streaming = streaming_blockers(self.task, can_stream(self.model.type), self.model.type,
+                                           self.tuning.enabled, self.split.strategy)
             if streaming:
                 raise ValueError(streaming[0])
         if self.task == "ranking" or self.ranking is not None:

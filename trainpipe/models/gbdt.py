@@ -226,9 +226,14 @@ class XGBoostFamily:
             train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
         """context: only `verbose` is used (per-round progress on a terminal)."""
         xgb = _import("xgboost", "xgboost-cpu")
-        params = self._native_params()
         dtrain = xgb.DMatrix(X, label=y, nthread=self.threads)
         dval = xgb.DMatrix(X_val, label=y_val, nthread=self.threads)
+        return self._fit_matrices(xgb, dtrain, dval, early_stopping_rounds, report, train_metrics, context)
+
+    def _fit_matrices(self, xgb: Any, dtrain: Any, dval: Any, early_stopping_rounds: int | None,
+                      report: ReportFn | None, train_metrics: bool, context: FitContext | None) -> FitResult:
+        """Boost on xgboost matrices: in-memory DMatrix (fit) or external-memory pages (fit_stream)."""
+        params = self._native_params()
         log: dict = {}
         rounds = int(self.params["n_estimators"])
         progress = RoundProgress(True, self.name, rounds) if context is not None and context.verbose else None
@@ -293,11 +298,13 @@ class XGBoostFamily:
     def fit_stream(self, train: Any, val: Any, *, early_stopping_rounds: int | None = None,
                    report: ReportFn | None = None, train_metrics: bool = False,
                    context: FitContext | None = None) -> FitResult:
-        """Matrices larger than memory (data.streaming): xgboost's external memory, models/gbdt_stream.py."""
-        from trainpipe.models.gbdt_stream import fit_xgboost_stream
+        """Matrices larger than memory (data.streaming): xgboost's external-memory pages built from the features'
+        Parquet row groups (models/gbdt_stream.py), then the same boosting as `fit`."""
+        from trainpipe.models.gbdt_stream import external_memory
 
-        return fit_xgboost_stream(self, train, val, early_stopping_rounds=early_stopping_rounds, report=report,
-                                  train_metrics=train_metrics, context=context)
+        xgb = _import("xgboost", "xgboost-cpu")
+        with external_memory(xgb, train, val, self._native_params(), self.threads, context) as (dtrain, dval):
+            return self._fit_matrices(xgb, dtrain, dval, early_stopping_rounds, report, train_metrics, context)
 
 
 def _xgb_callback_base(xgb: Any) -> Any:

@@ -3,21 +3,22 @@
 `ExtMemQuantileDMatrix` reads the iterator once to sketch the quantiles and writes the quantised pages to a cache
 folder on disk; each boosting round then streams those pages (xgboost's own external-memory design), so memory is
 about one page plus the model, not the matrix. The validation matrix shares the training quantiles (`ref`).
-Training is otherwise the in-memory `XGBoostFamily.fit`: same parameters, callbacks, early stopping, metric names.
+Boosting itself is `XGBoostFamily._fit_matrices`, the in-memory fit's: same parameters, callbacks, early stopping.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainpipe.errors import ModelError
-from trainpipe.models.base import FitContext, FitResult, ReportFn
+from trainpipe.models.base import FitContext
 
 if TYPE_CHECKING:
     from trainpipe.data.stream_features import MatrixFile
-    from trainpipe.models.gbdt import XGBoostFamily
 
 
 def parquet_iter(xgb: Any, matrix: MatrixFile, cache_prefix: str) -> Any:
@@ -43,42 +44,22 @@ def parquet_iter(xgb: Any, matrix: MatrixFile, cache_prefix: str) -> Any:
     return ParquetMatrixIter()
 
 
-def fit_xgboost_stream(model: XGBoostFamily, train: MatrixFile, val: MatrixFile, *,
-                       early_stopping_rounds: int | None, report: ReportFn | None, train_metrics: bool,
-                       context: FitContext | None) -> FitResult:
-    from trainpipe.models.gbdt import RoundProgress, _fit_result, _import, _on_round, _XGBReporter
-
-    xgb = _import("xgboost", "xgboost-cpu")
-    params = model._native_params()
+@contextmanager
+def external_memory(xgb: Any, train: MatrixFile, val: MatrixFile, params: dict[str, Any], threads: int,
+                    context: FitContext | None) -> Iterator[tuple[Any, Any]]:
+    """(train, validation) external-memory matrices; their page cache lives in a temporary folder next to the run's
+    checkpoints (or the system's temporary folder) and is removed afterwards."""
     if params.get("tree_method", "hist") != "hist":
         raise ModelError("model.params.tree_method: streamed data trains with tree_method hist (xgboost's external "
                          "memory); remove it or set data.streaming: off", key="model.params.tree_method")
-    rounds = int(model.params["n_estimators"])
     where = context.checkpoint_dir.parent if context is not None and context.checkpoint_dir is not None else None
     if where is not None:
         where.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="xgb-pages-", dir=where) as cache:
         max_bin = params.get("max_bin")
         dtrain = xgb.ExtMemQuantileDMatrix(parquet_iter(xgb, train, str(Path(cache) / "train")), max_bin=max_bin,
-                                           nthread=model.threads)
+                                           nthread=threads)
         dval = xgb.ExtMemQuantileDMatrix(parquet_iter(xgb, val, str(Path(cache) / "validation")), ref=dtrain,
-                                         max_bin=max_bin, nthread=model.threads)
-        log: dict = {}
-        progress = RoundProgress(True, model.name, rounds) if context is not None and context.verbose else None
-        on_round = _on_round(report, progress)
-        callbacks = [] if on_round is None else [_XGBReporter(xgb, on_round)]
-        if early_stopping_rounds:
-            callbacks.append(xgb.callback.EarlyStopping(rounds=early_stopping_rounds, data_name="validation",
-                                                        save_best=True))
-        try:
-            model.booster = xgb.train(params, dtrain, num_boost_round=rounds,
-                                      evals=([(dtrain, "train")] if train_metrics else []) + [(dval, "validation")],
-                                      evals_result=log, verbose_eval=False, callbacks=callbacks)
-        except xgb.core.XGBoostError as exc:
-            raise ModelError(f"model.params: xgboost rejected the parameters: {str(exc).splitlines()[0]}",
-                             key="model.params") from exc
-        finally:
-            if progress is not None:
-                progress.close()
-    model.best_iteration = getattr(model.booster, "best_iteration", None) if early_stopping_rounds else None
-    return _fit_result(log, model.best_iteration, rounds)
+                                         max_bin=max_bin, nthread=threads)
+        yield dtrain, dval
+        del dtrain, dval  # xgboost's page files are closed before the folder goes

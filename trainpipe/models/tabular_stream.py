@@ -17,11 +17,10 @@ from trainpipe.models.base import FitContext, FitResult, ReportFn
 
 if TYPE_CHECKING:
     from trainpipe.data.stream_features import MatrixFile
-    from trainpipe.models.tabular import TorchMLPFamily
 
 
-def mlp_batches(model: TorchMLPFamily, matrix: MatrixFile) -> Any:
-    """A `ParquetBatches` over `matrix` giving (numeric float32, codes int64, target) per batch."""
+def mlp_batches(model: Any, matrix: MatrixFile) -> Any:
+    """`model`: the TorchMLPFamily being fitted (planned: its layout is set). A `ParquetBatches` over `matrix` giving (numeric float32, codes int64, target) per batch."""
     import torch
 
     from trainpipe.data.stream_features import LABEL
@@ -45,7 +44,7 @@ def mlp_batches(model: TorchMLPFamily, matrix: MatrixFile) -> Any:
     return MLPParquetBatches(matrix.path, groups)
 
 
-def fit_mlp_stream(model: TorchMLPFamily, train: MatrixFile, val: MatrixFile, *, early_stopping_rounds: int | None,
+def fit_mlp_stream(model: Any, train: MatrixFile, val: MatrixFile, *, early_stopping_rounds: int | None,
                    report: ReportFn | None, context: FitContext | None) -> FitResult:
     from trainpipe.engine.fit import fit_torch
 

@@ -33,10 +33,9 @@ if TYPE_CHECKING:
 
 def blockers(config: PipelineConfig) -> list[str]:
     """What in the config needs the table in memory (data.streaming: on refuses them; auto then stays in memory)."""
-    from trainpipe.models import get_family
+    from trainpipe.models import can_stream
 
-    family = get_family(config.model.type)
-    return streaming_blockers(config.task, hasattr(family, "fit_stream"), config.model.type, config.tuning.enabled,
+    return streaming_blockers(config.task, can_stream(config.model.type), config.model.type, config.tuning.enabled,
                               config.split.strategy)
 
 
@@ -321,10 +320,3 @@ def _small_split_warnings(sizes: dict[str, int], counts: dict[str, pd.Series] | 
                 warnings.append(f"split.{name}: class(es) {shown} have fewer than {MIN_CLASS_ROWS} rows in the "
                                 f"{name} split; metrics for them (recall, AUC) rest on a handful of rows")
     return warnings
-
-
-def config_problems(config: PipelineConfig) -> list[str]:
-    """`data.streaming: on` with something that needs the table in memory: refused when the config loads."""
-    if config.data.streaming != "on":
-        return []
-    return blockers(config)
