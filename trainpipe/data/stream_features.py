@@ -43,7 +43,7 @@ class MatrixFile:
         """(float32 matrix, labels) per row group, in file order."""
         import pyarrow.parquet as pq
 
-        file = pq.ParquetFile(self.path)
+        file = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20)  # local file: no whole-group buffers
         for group in range(file.metadata.num_row_groups):
             table = file.read_row_group(group)
             X = np.empty((table.num_rows, self.n_features), dtype=np.float32)
