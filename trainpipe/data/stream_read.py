@@ -37,6 +37,14 @@ def _open(path: str) -> Any:
     return pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
 
 
+def _metadata(path: str) -> Any:
+    try:
+        return _open(path).metadata
+    except Exception as exc:  # pyarrow's ArrowInvalid for a corrupt file, OSError for an unreadable one
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"data.path: cannot read parquet file {path}: {detail}", key="data.path") from exc
+
+
 class ParquetSource:
     """The Parquet files `data.path` names, read in batches; rows numbered in sorted file order."""
 
@@ -47,11 +55,7 @@ class ParquetSource:
             if _format_of(path, config.format) != "parquet":
                 raise DataError(f"data.streaming: streaming reads Parquet files and {path} is CSV; convert it to "
                                 "Parquet or set data.streaming: off", key="data.streaming")
-        try:
-            metas = [_open(path).metadata for path in self.files]
-        except Exception as exc:  # pyarrow's ArrowInvalid for a corrupt file
-            raise DataError(f"data.path: cannot read Parquet metadata: {str(exc).splitlines()[0]}",
-                            key="data.path") from exc
+        metas = [_metadata(path) for path in self.files]
         self.schema = metas[0].schema.to_arrow_schema()
         for path, meta in zip(self.files[1:], metas[1:]):
             other = meta.schema.to_arrow_schema()

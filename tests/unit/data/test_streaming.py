@@ -136,3 +136,12 @@ def test_auto_streams_only_a_table_too_large_for_available_memory(churn, monkeyp
     kept = decide(config, ["data.streaming: model.type lightgbm needs the table in memory"])
     assert not kept.stream and kept.warn and "lightgbm" in kept.reason
     assert not decide(config.model_copy(update={"streaming": "off"}), []).stream
+
+
+def test_auto_reading_the_metadata_of_a_corrupt_file_names_the_file(tmp_path):
+    from trainpipe.errors import DataError
+
+    path = tmp_path / "x.parquet"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(DataError, match=r"^data.path: cannot read parquet file .*x\.parquet: "):
+        decide(DataConfig(path=str(path), target="churn"), [])
