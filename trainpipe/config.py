@@ -20,12 +20,13 @@ from trainpipe.data.features import FeaturesConfig
 from trainpipe.data.io import DataConfig
 from trainpipe.data.schema import SchemaConfig
 from trainpipe.data.split import SplitConfig
+from trainpipe.data.stream_read import streaming_blockers
 from trainpipe.errors import ConfigError
 from trainpipe.evaluation.gates import GatesConfig, config_problems
 from trainpipe.evaluation.metrics import METRICS, EvaluationConfig, primary_metric
 from trainpipe.hashing import canonical_hash
 from trainpipe.monitoring.cost import BudgetConfig, CostConfig, budget_problems
-from trainpipe.models import (RANKING_FAMILIES, ModelConfig, TrainingConfig, family_names, is_family,
+from trainpipe.models import (RANKING_FAMILIES, ModelConfig, TrainingConfig, can_stream, family_names, is_family,
                               is_ranking_family)
 from trainpipe.models.gbdt_dask import dask_problems
 from trainpipe.orchestration.config import OrchestrationConfig
@@ -97,6 +98,11 @@ class PipelineConfig(BaseModel):
             raise ValueError(problems[0])
         if budget_problems(self.budget, self.cost):
             raise ValueError(budget_problems(self.budget, self.cost)[0])
+        if self.data.streaming == "on":  # what needs the table in memory (docs/distributed.md)
+            streaming = streaming_blockers(self.task, can_stream(self.model.type), self.model.type,
+                                           self.tuning.enabled, self.split.strategy)
+            if streaming:
+                raise ValueError(streaming[0])
         if self.task == "ranking" or self.ranking is not None:
             problems = ranking_problems(self) if self.task == "ranking" else [
                 f"ranking: only used by task ranking (task is {self.task}); remove the section"]

@@ -52,6 +52,8 @@ def bad_data(tmp_path_factory) -> Path:
     nulls = bc.copy()
     nulls.loc[[0, 1, 2], "mean_radius"] = np.nan
     nulls.to_parquet(folder / "null_radius.parquet", index=False)
+    nulls.loc[[300], "mean_radius"] = np.nan  # 4 nulls in 2 row groups
+    nulls.to_parquet(folder / "null_radius_groups.parquet", index=False, row_group_size=100)
 
     null_labels = bc.copy()
     null_labels["diagnosis"] = null_labels["diagnosis"].astype(object)
@@ -229,6 +231,13 @@ CONFIG_MISTAKES = {
     "orchestration_retries_negative": (lambda c: c.update(orchestration={"retries": -1}),
                                        ["orchestration.retries", "greater than or equal to 0", "-1"],
                                        "orchestration.retries"),
+    # data.streaming: on with what needs the whole table in memory (docs/distributed.md)
+    "streaming_with_a_family_that_needs_memory": (
+        lambda c: (c["data"].update(streaming="on"), c.update(model={"type": "lightgbm"})),
+        ["data.streaming", "model.type lightgbm needs the table in memory"], "data.streaming"),
+    "streaming_with_a_time_split": (
+        lambda c: (c["data"].update(streaming="on"), c.update(split={"strategy": "time", "time_column": "mean_area"})),
+        ["split.strategy", "time needs the whole table", "data.streaming: off"], "split.strategy"),
     # nothing listens on port 9: one line at once, not MLflow's minutes of retries then an internal error
     "tracking_server_that_does_not_answer": (lambda c: c.update(tracking={"uri": "http://127.0.0.1:9"}),
                                              ["tracking.uri", "http://127.0.0.1:9", "does not answer"], "tracking.uri"),
@@ -355,6 +364,12 @@ DATA_MISTAKES = {
                                           ["'mean_texture'", "1e+308", "data.infinite"]),
     "schema_file_names_a_column_twice": (lambda c, d: c.update(schema={"path": str(d / "dup_schema.yaml")}), "validate",
                                          ["schema.path", "duplicate key 'mean_radius'", "line 4"]),
+    "streaming_a_csv_file": (lambda c, d: _data(c, d / "ragged.csv", "label", streaming="on"), "ingest",
+                             ["data.streaming", "ragged.csv", "Parquet"]),
+    "streamed_nulls_in_non_nullable_column": (  # validate's checks summed over row groups of 100 rows
+        lambda c, d: (_data(c, d / "null_radius_groups.parquet", streaming="on", stream_batch_rows=1000),
+                      _schema(c, mean_radius={"dtype": "float", "nullable": False})),
+        "validate", ["'mean_radius'", "4 null value(s)"]),
     "split_leaves_class_absent_from_validation": (
         lambda c, d: (_data(c, d / "rare_class.csv", "label"),
                       c.update(task="multiclass", seed=RARE_CLASS_SEED, schema={"min_class_count": 1},
@@ -425,7 +440,7 @@ def test_out_of_range_value_without_strict_only_warns_and_the_run_succeeds(bc_co
 # --------------------------------------------------------------------------------------------------
 # --json and --debug
 # --------------------------------------------------------------------------------------------------
-JSON_CONFIG_CASES = ["unknown_key_suggests_model", "seed_not_an_integer", "unknown_model_type_suggests_xgboost",
+JSON_CONFIG_CASES = ["unknown_key_suggests_model", "streaming_with_a_family_that_needs_memory", "seed_not_an_integer", "unknown_model_type_suggests_xgboost",
                      "sklearn_path_to_a_class_that_is_not_an_estimator"]
 
 

@@ -43,6 +43,14 @@ class DataConfig(BaseModel):
     infinite: InfinitePolicy = Field("error", description="Numeric values that are ±inf or beyond float32's range "
                                      "(e.g. 1e308): error names the column; missing treats them as missing values "
                                      "(in training and in predict).")
+    streaming: Literal["auto", "on", "off"] = Field(
+        "auto", description="Data larger than memory (docs/distributed.md): on streams Parquet row groups through "
+        "every stage; auto streams when the table's in-memory size exceeds 30% of available memory and the model "
+        "can stream (xgboost, torch_mlp); off always loads the table whole.")
+    stream_batch_rows: int = Field(65_536, ge=1_000, description="Streaming: rows read per batch and per row group "
+                                   "of the features matrices.")
+    stream_fit_rows: int = Field(200_000, ge=1_000, description="Streaming: training rows sampled (seeded) to fit "
+                                 "the preprocessing (imputation, scaling, category encoders).")
 
 
 def expand_paths(path: str) -> list[str]:

@@ -173,17 +173,20 @@ def _describe_failures(cases: pd.DataFrame) -> list[dict]:
             issues.append({"column": str(group["failure_case"].iloc[0]), "check": "required",
                            "message": f"required column {group['failure_case'].iloc[0]!r} is missing"})
             continue
-        if check == "not_nullable":
-            msg = f"column {column!r}: {len(group)} null value(s) in a non-nullable column"
-        elif check.startswith("dtype "):
-            msg = f"column {column!r}: expected {check}"
-        elif check == "field_uniqueness":
-            msg = f"column {column!r}: {len(group)} duplicated value(s) in a unique column, e.g. {examples[:3]}"
-        else:
-            msg = f"column {column!r}: {len(group)} value(s) fail {check}, e.g. {examples[:3]}"
         issues.append({"column": column, "check": check, "count": int(len(group)), "examples": [str(e) for e in examples],
-                       "message": msg})
+                       "message": failure_message(column, check, len(group), examples)})
     return issues
+
+
+def failure_message(column: str, check: str, count: int, examples: list) -> str:
+    """One failed check of one column in one line (a streamed table sums the counts of its batches first)."""
+    if check == "not_nullable":
+        return f"column {column!r}: {count} null value(s) in a non-nullable column"
+    if check.startswith("dtype "):
+        return f"column {column!r}: expected {check}"
+    if check == "field_uniqueness":
+        return f"column {column!r}: {count} duplicated value(s) in a unique column, e.g. {examples[:3]}"
+    return f"column {column!r}: {count} value(s) fail {check}, e.g. {examples[:3]}"
 
 
 def _describe_warning(text: str) -> dict:
@@ -226,13 +229,20 @@ def validate_frame(frame: pd.DataFrame, columns: dict[str, ColumnSpec], config: 
 
 def label_checks(labels: pd.Series, task: str, config: SchemaConfig, target_key: str) -> list[dict]:
     """No null labels; classification needs ≥ 2 classes with `min_class_count` rows each."""
+    counts = labels.dropna().value_counts() if task in ("binary", "multiclass") else None
+    return label_problems(str(labels.name), labels.dtype, int(labels.isna().sum()), counts, task, config, target_key)
+
+
+def label_problems(name: str, dtype: Any, nulls: int, counts: pd.Series | None, task: str, config: SchemaConfig,
+                   target_key: str) -> list[dict]:
+    """`label_checks` from the label's null count and class counts (a streamed table sums them batch by batch)."""
     problems = []
-    nulls = int(labels.isna().sum())
+    labels = pd.Series([], dtype=dtype, name=name)  # names and the dtype in the messages
     if nulls:
         problems.append({"column": labels.name, "check": "label_not_null",
                          "message": f"{target_key}: {nulls} row(s) have a null label in column {labels.name!r}"})
     if task in ("binary", "multiclass"):
-        counts = labels.dropna().value_counts()
+        assert counts is not None, "classification labels come with their class counts (most frequent first)"
         if len(counts) < 2:
             only = [str(v) for v in counts.index[:1]]
             problems.append({"column": labels.name, "check": "label_classes",

@@ -111,6 +111,16 @@ def compute_metrics(task: str, y: np.ndarray, model: Any, X: np.ndarray, n_class
     return multiclass_metrics(y, proba, n_classes)
 
 
+def metrics_from_scores(task: str, y: np.ndarray, scores: np.ndarray, n_classes: int,
+                        config: EvaluationConfig) -> tuple[dict, dict]:
+    """`compute_metrics` from scores already predicted (regression values or probabilities), e.g. batch by batch."""
+    if task == "regression":
+        return regression_metrics(y, scores)
+    if task == "binary":
+        return binary_metrics(y, scores, config.threshold, config.curve_points)
+    return multiclass_metrics(y, scores, n_classes)
+
+
 def measure_latency(model: Any, X: np.ndarray, task: str, batch_rows: int, batches: int) -> dict[str, float]:
     """p99 prediction time per batch and per row, timed on whole batches (a Python call per row would
     measure the interpreter, not the model). Times the model on the preprocessed matrix."""

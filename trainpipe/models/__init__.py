@@ -139,6 +139,11 @@ def family_names() -> list[str]:
     return sorted({*ALL_FAMILIES, *_plugins()})
 
 
+def can_stream(name: str) -> bool:
+    """Whether the family trains from matrices larger than memory (a `fit_stream` method: data.streaming)."""
+    return hasattr(get_family(name), "fit_stream")
+
+
 def get_family(name: str) -> Any:
     """The family class `model.type: NAME` means, imported now (its library with it)."""
     entry = _entry(name)

@@ -253,9 +253,14 @@ class XGBoostFamily:
             self.best_iteration = getattr(self.booster, "best_iteration", None) if early_stopping_rounds else None
             return _fit_result(rounds_log, self.best_iteration, rounds)
         xgb = _import("xgboost", "xgboost-cpu")
-        params = self._native_params()
         dtrain = xgb.DMatrix(X, label=y, nthread=self.threads)
         dval = xgb.DMatrix(X_val, label=y_val, nthread=self.threads)
+        return self._fit_matrices(xgb, dtrain, dval, early_stopping_rounds, report, train_metrics, context)
+
+    def _fit_matrices(self, xgb: Any, dtrain: Any, dval: Any, early_stopping_rounds: int | None,
+                      report: ReportFn | None, train_metrics: bool, context: FitContext | None) -> FitResult:
+        """Boost on xgboost matrices: in-memory DMatrix (fit) or external-memory pages (fit_stream)."""
+        params = self._native_params()
         log: dict = {}
         rounds = int(self.params["n_estimators"])
         progress = RoundProgress(True, self.name, rounds) if context is not None and context.verbose else None
@@ -316,6 +321,17 @@ class XGBoostFamily:
             "colsample_bytree": {"type": "float", "low": 0.5, "high": 1.0},
             "reg_lambda": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},
         }
+
+    def fit_stream(self, train: Any, val: Any, *, early_stopping_rounds: int | None = None,
+                   report: ReportFn | None = None, train_metrics: bool = False,
+                   context: FitContext | None = None) -> FitResult:
+        """Matrices larger than memory (data.streaming): xgboost's external-memory pages built from the features'
+        Parquet row groups (models/gbdt_stream.py), then the same boosting as `fit`."""
+        from trainpipe.models.gbdt_stream import external_memory
+
+        xgb = _import("xgboost", "xgboost-cpu")
+        with external_memory(xgb, train, val, self._native_params(), self.threads, context) as (dtrain, dval):
+            return self._fit_matrices(xgb, dtrain, dval, early_stopping_rounds, report, train_metrics, context)
 
 
 def _xgb_callback_base(xgb: Any) -> Any:

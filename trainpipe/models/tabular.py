@@ -167,6 +167,15 @@ class TorchMLPFamily:
         return FitResult(history=run.history, best_iteration=run.best_epoch, iterations=run.epochs,
                          stopped_early=run.stopped_early)
 
+    def fit_stream(self, train: Any, val: Any, *, early_stopping_rounds: int | None = None,
+                   report: ReportFn | None = None, train_metrics: bool = False,
+                   context: FitContext | None = None) -> FitResult:
+        """Matrices larger than memory (data.streaming): batches from Parquet row groups, models/tabular_stream.py."""
+        from trainpipe.models.tabular_stream import fit_mlp_stream
+
+        return fit_mlp_stream(self, train, val, early_stopping_rounds=early_stopping_rounds, report=report,
+                              context=context)
+
     def _loss_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         torch = _torch()
         F = torch.nn.functional

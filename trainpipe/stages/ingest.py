@@ -7,6 +7,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from trainpipe.data.io import column_statistics, file_stats, fingerprint, read_table
+from trainpipe.data.stream_read import Decision, decide
 from trainpipe.errors import DataError
 from trainpipe.redaction import redact_url_credentials
 from trainpipe.stages.context import StageContext, StageResult, StageSpec
@@ -35,6 +36,11 @@ SPEC = StageSpec("ingest", sections=("data",), upstream=(), line=line, inputs=so
 
 
 def run(ctx: StageContext) -> StageResult:
+    decision = streaming_decision(ctx.config)
+    if decision.stream:  # a table larger than memory: stages/ingest_stream.py, never loaded whole
+        from trainpipe.stages.ingest_stream import run_streamed
+
+        return run_streamed(ctx, decision)
     frame, files = read_table(ctx.config.data)
     if len(frame) == 0:
         raise DataError(f"data.path: the dataset is empty (0 rows in {', '.join(files[:3])})", key="data.path")
@@ -53,5 +59,15 @@ def run(ctx: StageContext) -> StageResult:
         outputs={"stats": "stats.json", "source": "source.json", "files_stats": source["files_stats"]},
         metrics={"data_rows": float(len(frame)), "data_columns": float(frame.shape[1])},
         artifacts=["stats.json", "source.json"],
-        summary={"rows": len(frame), "columns": frame.shape[1], "files": len(files), "fingerprint": digest},
+        summary={"rows": len(frame), "columns": frame.shape[1], "files": len(files), "fingerprint": digest,
+                 **({"warning_messages": [decision.reason]} if decision.warn else {})},
     )
+
+
+def streaming_decision(config: PipelineConfig) -> Decision:
+    """data.streaming: off costs nothing; auto looks at the Parquet metadata and the memory available now."""
+    if config.data.streaming == "off":
+        return Decision(False, "data.streaming: off")
+    from trainpipe.tasks.streamed import blockers
+
+    return decide(config.data, blockers(config))

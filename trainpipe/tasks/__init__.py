@@ -16,6 +16,10 @@ def task_for(config: PipelineConfig) -> Task:
         from trainpipe.tasks.ranking import RankingTask
 
         return RankingTask(config)
+    if config.data.streaming != "off":  # streams when ingest decided so (data.streaming), else TabularTask's path
+        from trainpipe.tasks.streamed import StreamedTabularTask
+
+        return StreamedTabularTask(config)
     from trainpipe.tasks.tabular import TabularTask
 
     return TabularTask(config)

@@ -209,7 +209,7 @@ class TabularTask:
         config, slices = self.config, self.config.gates.slices
         if not (slices.columns or slices.numeric):
             return []
-        test = run.raw_rows("test")
+        test = self.slice_rows(run, [*slices.columns, *slices.numeric])
         missing = [c for c in [*slices.columns, *slices.numeric] if c not in test.columns]
         if missing:
             raise ConfigError(f"gates.slices: column {missing[0]!r} is not in the data", key="gates.slices")
@@ -220,6 +220,10 @@ class TabularTask:
                                       config.evaluation.threshold)
         decision["slices"] = rows
         return checks
+
+    def slice_rows(self, run: RunView, columns: list[str]) -> pd.DataFrame:
+        """The raw test rows the gate's slices are cut from (a streamed table reads only `columns`)."""
+        return run.raw_rows("test")
 
     def champion_scores(self, run: RunView, package: Path, metric: str) -> tuple[ChampionScores | None, str | None]:
         """The champion scored by its own packaged pyfunc (its own preprocessing) on this run's raw test rows."""
@@ -234,13 +238,17 @@ class TabularTask:
                               challenger=np.load(run.upstream("evaluate") / "test_scores.npy"), champion=old), None
 
     # -- register --------------------------------------------------------------------------------
+    def package_inputs(self, run: RunView) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """register: a frame with the input columns' dtypes, and test rows for the package's input example."""
+        return run.table(), run.raw_rows("test")
+
     def package(self, run: RunView, target: Path) -> Package:
         from trainpipe.evaluation.bootstrap import metric_cis
         from trainpipe.registry.packaging import build_package, input_kind
 
         config = self.config
         info = run.read_json("features", "features.json")
-        frame, test = run.table(), run.raw_rows("test")
+        frame, test = self.package_inputs(run)
         columns = info["input_columns"]
         meta = {"task": config.task, "classes": info["labels"]["classes"], "threshold": config.evaluation.threshold,
                 "input_columns": columns, "inputs": [{"name": c, "kind": input_kind(frame[c])} for c in columns],
@@ -281,6 +289,12 @@ def champion_scores(path: Path, frame: pd.DataFrame, task: str, classes: list | 
             model = mlflow.pyfunc.load_model(str(path))
     except Exception as exc:  # intact files that this environment cannot load (e.g. a missing library)
         return None, f"the champion cannot be loaded: {str(exc).strip().splitlines()[0][:300]}"
+    return score_with_champion(model, frame, task, classes)
+
+
+def score_with_champion(model: Any, frame: pd.DataFrame, task: str, classes: list | None) -> tuple[np.ndarray | None,
+                                                                                                  str | None]:
+    """A loaded champion pyfunc's scores on raw rows (a streamed table calls it per batch)."""
     wanted_inputs = model.metadata.get_input_schema().input_names()
     missing = [c for c in wanted_inputs if c not in frame.columns]
     if missing:

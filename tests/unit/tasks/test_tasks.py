@@ -11,20 +11,24 @@ from trainpipe.config import config_from_dict
 from trainpipe.tasks import task_for
 from trainpipe.tasks.base import Task
 from trainpipe.tasks.ranking import RankingTask
+from trainpipe.tasks.streamed import StreamedTabularTask
 from trainpipe.tasks.tabular import TabularTask
 
 TABULAR = {"task": "binary", "data": {"path": "d.csv", "target": "y"}, "evaluation": {"primary_metric": "log_loss"}}
 RANKING = {"task": "ranking", "data": {"path": "d.csv"}, "ranking": {"user": "u", "item": "i", "k": [20, 5]}}
 
 
-@pytest.mark.parametrize("doc, cls", [(TABULAR, TabularTask), ({**TABULAR, "task": "regression",
-                                                                  "evaluation": {}}, TabularTask),
-                                      (RANKING, RankingTask)])
+OFF = {**TABULAR, "data": {**TABULAR["data"], "streaming": "off"}}
+
+
+# data.streaming auto (the default) or on: the tabular task that streams when ingest decided so (tasks/streamed.py)
+@pytest.mark.parametrize("doc, cls", [(OFF, TabularTask), ({**OFF, "task": "regression", "evaluation": {}}, TabularTask),
+                                      (TABULAR, StreamedTabularTask), (RANKING, RankingTask)])
 def test_the_task_is_picked_from_config_task(doc, cls):
     assert type(task_for(config_from_dict(doc))) is cls
 
 
-@pytest.mark.parametrize("cls", [TabularTask, RankingTask])
+@pytest.mark.parametrize("cls", [TabularTask, StreamedTabularTask, RankingTask])
 def test_each_task_implements_every_method_of_the_protocol_with_its_signature(cls):
     wanted = {n: m for n, m in vars(Task).items() if inspect.isfunction(m) and not n.startswith("_")}
     assert len(wanted) == 14
