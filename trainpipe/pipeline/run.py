@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from trainpipe import __version__
 from trainpipe.config import PipelineConfig, config_from_dict, config_hash, dump_config
 from trainpipe.errors import Preempted, RunError, TrainpipeError
+from trainpipe.pipeline.alerting import RunAlerts, check_alerts
 from trainpipe.pipeline.cache import RunCache
 from trainpipe.pipeline.run_folder import (file_digests, file_sizes, lock_run, replace_dir, write_json)
 from trainpipe.pipeline.stages import RUNNERS, SPECS, STAGE_NAMES, active_stages
@@ -60,6 +61,7 @@ class Run:
         self.tracking = RunTracking(store, config, meta.get("mlflow_run_id"))
         self.task = task_for(config)  # what differs between tasks, chosen once for the run
         self.cache = RunCache(store, run_id, self.dir, config)
+        self.alerts = RunAlerts(config, store, run_id, self.dir)  # the `alerts` section: how stages' events go out
         self.created_here = False  # set by create(): only a brand-new run folder may be removed on failure
         self._lock: BaseFileLock | None = None
 
@@ -186,6 +188,7 @@ class Run:
             if self.dir.exists():
                 self._sync_tracking_ids()
                 self.save_meta()
+            self.alerts.ended(self.meta, error)  # never raises: a channel that fails is logged once
 
     def _sync_tracking_ids(self) -> None:
         if self.tracking.mlflow_run_id:
@@ -214,11 +217,14 @@ class Run:
                 return manifest
 
         emit("stage_start", {"stage": name})
+        self.meta["current_stage"] = {"name": name, "started_at": time.time()}  # for `runs watch`
+        self.save_meta()
         tmp = self.dir / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         ctx = StageContext(self.run_id, self.dir, tmp, self.config, self.store, self.task, memo, key, resume_anyway,
-                           tracking=self.tracking, progress=progress)
+                           tracking=self.tracking, progress=progress,
+                           on_event=self.alerts.send if self.alerts.active else None)
         started = time.perf_counter()
         try:
             result = RUNNERS[name](ctx)
@@ -235,6 +241,7 @@ class Run:
                 if any(tmp.iterdir()):
                     os.replace(tmp, failed)  # evidence (e.g. the validation report), never an output
             shutil.rmtree(tmp, ignore_errors=True)
+            self.meta.pop("current_stage", None)
             self.meta["stages"][name] = {"status": "killed" if killed else "failed",
                                          "error": self._scrub(getattr(exc, "message", str(exc)) or type(exc).__name__)}
             self.save_meta()
@@ -273,6 +280,7 @@ class Run:
         if manifest.get("recomputed_because"):
             entry["recomputed_because"] = manifest["recomputed_because"]
         self.meta["stages"][name] = entry
+        self.meta.pop("current_stage", None)
         self.save_meta()
         self.tracking.stage(name, stage_dir, manifest)
 
@@ -338,6 +346,7 @@ def preflight(config: PipelineConfig) -> None:
     from trainpipe.models import get_family
 
     get_family(config.model.type).check_config(dict(config.model.params), config.model.estimator, config.task)
+    check_alerts(config)  # a channel whose URL or credentials are not in the environment could never alert
     if config.tuning.enabled:
         from trainpipe.tuning.checks import check_space
 

@@ -19,9 +19,16 @@ from trainpipe.store import Store
 
 if TYPE_CHECKING:
     from trainpipe.config import PipelineConfig
+    from trainpipe.monitoring.events import Event
     from trainpipe.tracking.tracker import Tracker
 
 STATUS = {"completed": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
+
+
+def event_name(event: Event) -> str:
+    """How an event is named in MLflow: its kind, a health event's check after it (`health.loss_stall`)."""
+    check = event.details.get("check") if event.kind == "health" else None
+    return f"{event.kind}.{check}" if check else event.kind
 
 
 class RunTracking:
@@ -159,6 +166,22 @@ class RunTracking:
         def send() -> None:
             if self.mlflow_run_id:
                 self._open().log_history(self.mlflow_run_id, series, step)
+
+        self._submit(send)
+
+    def event(self, event: Event) -> None:
+        """An event of the run (health, drift, budget, gate, champion) on its MLflow run: the tag
+        `trainpipe.event.<name>` holds the latest one's summary, the metric `events/<name>` is 1 at the epoch or
+        round where it happened (0 for the others), so the UI lists and plots them per kind."""
+        name = event_name(event)
+        epoch = event.details.get("epoch")
+        step = int(epoch) if isinstance(epoch, int) else 0
+
+        def send() -> None:
+            if self.mlflow_run_id:
+                tracker = self._open()
+                tracker.set_tags(self.mlflow_run_id, {f"trainpipe.event.{name}": event.summary[:5000]})
+                tracker.log_metrics(self.mlflow_run_id, {f"events/{name}": 1.0}, step=step)
 
         self._submit(send)
 
