@@ -18,7 +18,7 @@ from typing import Protocol
 import torch
 
 from trainpipe.engine.batches import BatchSource
-from trainpipe.engine.callbacks import EpochValues, load_callbacks
+from trainpipe.engine.callbacks import EpochValues, WatchFactory, Watched, WatchSpec, load_callbacks
 from trainpipe.engine.checkpoint import CheckpointStore
 from trainpipe.engine.config import CheckpointConfig, EngineParams
 from trainpipe.engine.loop import LoopResult, LossFn, MetricsFn, Trainer
@@ -49,6 +49,9 @@ class FitOptions(Protocol):
     @property
     def callbacks(self) -> Sequence[str]: ...
 
+    @property
+    def watch(self) -> WatchFactory | None: ...
+
 
 def checkpoint_store(options: FitOptions) -> CheckpointStore | None:
     """The run's persistent checkpoint folder, if the caller has one (tuning trials and tests may not)."""
@@ -58,11 +61,15 @@ def checkpoint_store(options: FitOptions) -> CheckpointStore | None:
     return CheckpointStore(options.checkpoint_dir, options.config_hash, keep)
 
 
-def assemble_callbacks(options: FitOptions, report: Callable[[int, dict[str, float]], bool] | None) -> list[object]:
-    """Live epochs to MLflow first (never stops), then pruning (`report` may stop), then the user's callbacks."""
+def assemble_callbacks(options: FitOptions, report: Callable[[int, dict[str, float]], bool] | None,
+                       params: EngineParams | None = None) -> list[object]:
+    """Live epochs to MLflow first (never stops), the watcher (health checks: the epoch's values and throughput),
+    then pruning (`report` may stop), then the user's callbacks."""
     callbacks: list[object] = []
     if options.on_epoch is not None:
         callbacks.append(EpochValues(options.on_epoch, may_stop=False))
+    if options.watch is not None and params is not None:
+        callbacks.append(Watched(options.watch(WatchSpec(monitor=params.monitor, mode=params.mode))))
     if report is not None:
         callbacks.append(EpochValues(report, may_stop=True))
     return callbacks + load_callbacks(options.callbacks)
@@ -79,7 +86,7 @@ def fit_torch(build: Callable[[], torch.nn.Module], loss_fn: LossFn, metrics_fn:
     result's best_epoch is None). Returns the trained module (CPU, eval mode; with patience, the best
     epoch's weights) and the loop's result.
     """
-    callbacks = assemble_callbacks(options, report)  # user classes imported before any work is done
+    callbacks = assemble_callbacks(options, report, params)  # user classes imported before any work is done
     seed_everything(seed)
     module = build()
     trainer = Trainer(module, loss_fn, metrics_fn, params, seed=seed, threads=threads, patience=patience,

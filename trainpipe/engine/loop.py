@@ -93,6 +93,7 @@ class Trainer:
         self.min_rows = 2 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()) else 1
         self.preempt_requested = False  # SIGTERM arrived: finish the step, checkpoint, stop
         self.last_checkpoint: str | None = None
+        self._rows_per_s: float | None = None  # the last epoch's training throughput, for callbacks
 
     # -- what callbacks read --------------------------------------------------------------------
     @property
@@ -106,6 +107,10 @@ class Trainer:
     @property
     def history(self) -> dict[str, list[float]]:
         return self.counters.history
+
+    @property
+    def rows_per_s(self) -> float | None:
+        return self._rows_per_s
 
     # -- state ------------------------------------------------------------------------------
     def _parts(self) -> dict[str, Stateful]:
@@ -280,6 +285,7 @@ class Trainer:
         if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):  # schedule: plateau
             self.sched.step(current)
         stop = self.stopping.should_stop
+        self._rows_per_s = rows_per_s
         for hook in hooks(self.callbacks, "on_epoch_end"):
             if hook(self, values):
                 stop = True

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from trainpipe.engine.callbacks import WatchFactory
 from trainpipe.engine.config import CheckpointConfig
 
 # Called once per iteration (boosting round, epoch, CV fold) with that iteration's values, e.g.
@@ -61,6 +62,9 @@ class FitContext:
     on_epoch: Callable[[int, dict[str, float]], None] | None = None
     # torch families: `training.callbacks`, import paths of callback classes (trainpipe/engine/callbacks.py)
     callbacks: Sequence[str] = ()
+    # every iterating family (torch epochs, boosting rounds): makes the watcher of this fit (the health checks)
+    # from what the family knows (monitored value and direction, loss key, epochs or rounds); None: no watcher
+    watch: WatchFactory | None = None
 
 
 @dataclass

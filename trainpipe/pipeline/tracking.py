@@ -13,6 +13,7 @@ import json
 import queue
 import threading
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from trainpipe.store import Store
@@ -184,6 +185,33 @@ class RunTracking:
                 tracker.log_metrics(self.mlflow_run_id, {f"events/{name}": 1.0}, step=step)
 
         self._submit(send)
+
+    def sample_system(self, interval_s: float, on_sample: Callable[[Mapping[str, float]], Any]) -> Callable[[], None]:
+        """Start MLflow's system-metrics sampler on this run once the worker gets there (after the calls queued
+        before it, in the thread that imported MLflow: the stage never waits); returns what stops it."""
+        state: dict[str, Any] = {"sampler": None, "stopped": False}
+        lock = threading.Lock()
+
+        def start() -> None:
+            from trainpipe.monitoring.system_metrics import start_system_metrics
+
+            if not self.mlflow_run_id or not self.uri:
+                return
+            sampler = start_system_metrics(self.mlflow_run_id, self.uri, interval_s=interval_s, on_sample=on_sample)
+            with lock:
+                if not state["stopped"]:
+                    state["sampler"], sampler = sampler, None
+            if sampler is not None:  # the stage ended before the worker came to this
+                sampler.stop()
+
+        def stop() -> None:
+            with lock:
+                state["stopped"], sampler, state["sampler"] = True, state["sampler"], None
+            if sampler is not None:
+                sampler.stop()  # flushes the samples it holds
+
+        self._submit(start)
+        return stop
 
     def stage(self, name: str, stage_dir: Path, manifest: dict) -> None:
         self._submit(self._log_stage, name, stage_dir, manifest)

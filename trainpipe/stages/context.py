@@ -12,6 +12,7 @@ import json
 import operator
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
@@ -92,6 +93,8 @@ class RunTrackingView(Protocol):
     def live(self, epoch: int, values: dict[str, float]) -> None: ...
 
     def event(self, event: Event) -> None: ...
+
+    def sample_system(self, interval_s: float, on_sample: Callable[[Mapping[str, float]], Any]) -> Callable[[], None]: ...
 
 
 def read_manifest(stage_dir: Path) -> dict | None:

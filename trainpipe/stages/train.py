@@ -16,6 +16,7 @@ from typing import Any
 from trainpipe.models import ModelConfig, build_family, get_family
 from trainpipe.models.base import FitContext
 from trainpipe.stages.context import StageContext, StageResult, StageSpec
+from trainpipe.stages.watching import StageWatch
 from trainpipe.tasks.base import FitPlan
 
 
@@ -64,11 +65,13 @@ def run(ctx: StageContext) -> StageResult:
     chosen = plan(ctx)  # the tune stage's best parameters, when it ran
     threads = config.training.threads or os.cpu_count() or 1
     model = build_family(chosen.model, config.task, ctx.task.n_classes(ctx), config.seed, threads)
+    watch = StageWatch(ctx, "train")  # health checks per epoch/round, live.json, system metrics
     context = FitContext(checkpoint_dir=ctx.checkpoint_dir("train"), checkpoint=config.training.checkpoint,
                          config_hash=ctx.cache_key, resume_anyway=ctx.resume_anyway, verbose=ctx.progress,
                          on_epoch=ctx.tracking.live if ctx.tracking is not None else None,
-                         callbacks=config.training.callbacks)
-    fitted = ctx.task.fit(ctx, model, chosen.fit, context)
+                         callbacks=config.training.callbacks, watch=watch.fit_watch())
+    with watch.sampling():
+        fitted = ctx.task.fit(ctx, model, chosen.fit, context)
     result, seconds = fitted.result, fitted.seconds
     model.save(ctx.stage_dir / "model")
     (ctx.stage_dir / "history.json").write_text(json.dumps(result.history))
