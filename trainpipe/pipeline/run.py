@@ -175,6 +175,7 @@ class Run:
 
     def finish(self, status: str, error: TrainpipeError | BaseException | None = None) -> None:
         self.meta["status"] = status
+        self.meta["exit_code"] = exit_code_of(error)  # what `trainpipe run` exits with; `runs watch` too
         if error is not None:
             self.meta["error"] = self._scrub(getattr(error, "message", None) or f"{type(error).__name__}: {error}")
         try:
@@ -315,6 +316,16 @@ class Run:
                 "stages": stages, "metrics": metrics, "artifacts": artifacts}
 
 
+def exit_code_of(error: BaseException | None) -> int:
+    """The CLI's exit code for how a run ended: 0, a TrainpipeError's own (2, gate 3, preempted 143), a signal's
+    (130/143), 1 for a bug."""
+    if error is None:
+        return 0
+    if isinstance(error, (TrainpipeError, KeyboardInterrupt)):
+        return int(getattr(error, "exit_code", 130))
+    return 1
+
+
 def _preempted(run: Run, exc: Preempted, again: str) -> None:
     """SIGTERM after a checkpoint: killed but resumable (MLflow KILLED, run.json says how to continue)."""
     exc.message = exc.lines[0] = f"{exc.message}; continue with `{again}`"
@@ -386,6 +397,7 @@ def _run_stages(run: Run, *, resume: bool, until: str | None, use_cache: bool, o
         run.meta["status"] = "running"
         run.meta.pop("error", None)
         run.meta.pop("resumable", None)
+        run.meta.pop("exit_code", None)
     if on_event:
         on_event("run_start", {"run_id": run.run_id, "run_dir": str(run.dir), "resumed": bool(resume)})
     memo: dict = {}
