@@ -10,6 +10,7 @@ cannot be delivered is logged once by the Alerter and the run goes on.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ from trainpipe.store import Store
 if TYPE_CHECKING:
     from trainpipe.config import PipelineConfig
     from trainpipe.monitoring.events import Event
+
+log = logging.getLogger(__name__)
 
 
 def check_alerts(config: PipelineConfig) -> None:
@@ -57,7 +60,14 @@ class RunAlerts:
             self._alerter.send(event)
 
     def ended(self, meta: dict[str, Any], error: BaseException | None) -> None:
-        """The run is over (run.json `meta` is final): record and alert how it ended."""
+        """The run is over (run.json `meta` is final): record and alert how it ended. Never raises: it runs while
+        the run's own error is on its way to the user."""
+        try:
+            self._ended(meta, error)
+        except Exception:  # noqa: BLE001 -- e.g. a full disk under events.jsonl: the run's outcome stands
+            log.warning("alerts: could not record how run %s ended", self.run_id, exc_info=True)
+
+    def _ended(self, meta: dict[str, Any], error: BaseException | None) -> None:
         status = meta.get("status")
         if status == "completed":
             event = events.run_finished(self.run_id, completed_line(self.run_dir, meta),
