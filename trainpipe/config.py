@@ -29,6 +29,9 @@ from trainpipe.monitoring.cost import BudgetConfig, CostConfig, budget_problems
 from trainpipe.models import (RANKING_FAMILIES, ModelConfig, TrainingConfig, can_stream, family_names, is_family,
                               is_ranking_family)
 from trainpipe.models.gbdt_dask import dask_problems
+from trainpipe.monitoring.alerts import AlertsConfig
+from trainpipe.monitoring.health import HealthConfig
+from trainpipe.monitoring.system_metrics import SystemMetricsConfig
 from trainpipe.orchestration.config import OrchestrationConfig
 from trainpipe.ranking.config import RankingConfig, config_problems as ranking_problems
 from trainpipe.redaction import NAME_KEYED_MAPS, credential_values, env_sources, redact_config
@@ -66,6 +69,9 @@ class PipelineConfig(BaseModel):
     cost: CostConfig = Field(default_factory=CostConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     ranking: RankingConfig | None = Field(None, description="task ranking: interaction columns, splits, K, baselines.")
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    system_metrics: SystemMetricsConfig = Field(default_factory=SystemMetricsConfig)
 
     # Where the values came from (set by config_from_dict): key paths of values read from environment
     # variables, with their `${oc.env:...}` expression, and the folder relative paths resolved against.

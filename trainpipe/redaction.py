@@ -39,7 +39,8 @@ Path = tuple  # a key path into the config dict: ("tracking", "tags", "db"), lis
 # is not a credential.
 NAME_KEYED_MAPS = (("data", "coerce"), ("schema", "columns"), ("gates", "min"), ("gates", "max"),
                    ("gates", "slices", "numeric"), ("tuning", "space"), ("tuning", "space", "*", "when"),
-                   ("tuning", "cost", "usd_per_hour"), ("model", "params", "embedding_dims"))
+                   ("tuning", "cost", "usd_per_hour"), ("model", "params", "embedding_dims"),
+                   ("alerts", "webhooks"))
 
 
 def is_secret_name(name: str) -> bool:

@@ -238,6 +238,15 @@ CONFIG_MISTAKES = {
     "streaming_with_a_time_split": (
         lambda c: (c["data"].update(streaming="on"), c.update(split={"strategy": "time", "time_column": "mean_area"})),
         ["split.strategy", "time needs the whole table", "data.streaming: off"], "split.strategy"),
+    "alert_webhook_whose_url_variable_is_not_set": (
+        lambda c: c.update(alerts={"webhooks": {"team": {"url_env": "TRAINPIPE_TEST_UNSET_WEBHOOK_URL"}}}),
+        ["alerts.webhooks.team.url_env", "TRAINPIPE_TEST_UNSET_WEBHOOK_URL", "is not set"],
+        "alerts.webhooks.team.url_env"),
+    "alert_webhook_url_written_where_its_variable_name_goes": (
+        lambda c: c.update(alerts={"webhooks": {"team": {"url_env": "https://hooks.example.test/T0/B0"}}}),
+        ["alerts.webhooks.team.url_env", "NAME of an environment variable"], "alerts.webhooks.team.url_env"),
+    "health_throughput_share_above_one": (lambda c: c.update(health={"throughput_drop": 2}),
+                                          ["health.throughput_drop", "less than 1"], "health.throughput_drop"),
     # nothing listens on port 9: one line at once, not MLflow's minutes of retries then an internal error
     "tracking_server_that_does_not_answer": (lambda c: c.update(tracking={"uri": "http://127.0.0.1:9"}),
                                              ["tracking.uri", "http://127.0.0.1:9", "does not answer"], "tracking.uri"),

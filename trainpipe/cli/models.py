@@ -3,13 +3,43 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 
 from trainpipe.cli.common import (DebugOpt, JsonOpt, StoreOpt, TrackingUriOpt, _execute, _reachable,
                                   _registry, _store)
+
+if TYPE_CHECKING:
+    from trainpipe.config import PipelineConfig
+
+AlertConfigOpt = typer.Option(None, "--config", help="Pipeline YAML whose `alerts` section announces the "
+                              "champion change (webhook, e-mail).")
+
+
+def _alert_config(path: Optional[Path]) -> PipelineConfig | None:
+    """The pipeline config named by --config, read before anything moves (a broken file changes nothing)."""
+    if path is None:
+        return None
+    from trainpipe.config import load_config
+    from trainpipe.pipeline.alerting import check_alerts
+
+    cfg = load_config(path)
+    check_alerts(cfg)
+    return cfg
+
+
+def _alerted(move: dict, name: str, by: str, cfg: PipelineConfig | None, store: Optional[str]) -> dict:
+    """The alias move, announced as champion_changed through the config's alert channels (never fails the move)."""
+    if cfg is not None:
+        from trainpipe.monitoring import events
+        from trainpipe.pipeline.alerting import send_alert
+
+        event = events.champion_changed(name, "champion", move.get("from"), move["to"], by=by)
+        move = {**move, "alerted": send_alert(cfg, _store(cfg, store), event)}
+    return move
+
 
 models_app = typer.Typer(help="Registered models: versions, aliases, promotion, rollback, history.", no_args_is_help=True)
 
@@ -82,6 +112,7 @@ def models_promote(
     expect: Optional[str] = typer.Option(None, "--expect", help="Only if the champion is still this version "
                                          "(default: the champion read when the command starts; 'none' for no champion)."),
     reason: str = typer.Option("manual promotion", "--reason", help="Recorded in the audit log."),
+    config: Optional[Path] = AlertConfigOpt,
     store: Optional[str] = StoreOpt,
     tracking_uri: Optional[str] = TrackingUriOpt,
     as_json: bool = JsonOpt,
@@ -94,9 +125,11 @@ def models_promote(
         version_number("VERSION", version)
         if expect is not None and expect != "none":
             version_number("--expect", expect)
+        cfg = _alert_config(config)
         registry = _registry(store, tracking_uri)
         expected = registry.alias_version(name, "champion") if expect is None else (None if expect == "none" else expect)
-        return registry.promote(name, version, expected=expected, reason=reason)
+        return _alerted(registry.promote(name, version, expected=expected, reason=reason), name, "models promote",
+                        cfg, store)
 
     _execute(body, as_json, debug, render=lambda c, d: rr.moved_line(c, d, name))
 
@@ -114,6 +147,7 @@ def version_number(option: str, value: str) -> None:
 def models_rollback(
     name: str = typer.Argument(..., help="Registered model."),
     reason: str = typer.Option("rollback", "--reason", help="Recorded in the audit log."),
+    config: Optional[Path] = AlertConfigOpt,
     store: Optional[str] = StoreOpt,
     tracking_uri: Optional[str] = TrackingUriOpt,
     as_json: bool = JsonOpt,
@@ -123,7 +157,8 @@ def models_rollback(
     from trainpipe.cli import render_registry as rr
 
     def body(console: Console) -> dict:
-        return _registry(store, tracking_uri).rollback(name, reason)
+        cfg = _alert_config(config)
+        return _alerted(_registry(store, tracking_uri).rollback(name, reason), name, "models rollback", cfg, store)
 
     _execute(body, as_json, debug, render=lambda c, d: rr.moved_line(c, d, name))
 

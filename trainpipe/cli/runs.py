@@ -1,4 +1,5 @@
-"""`trainpipe runs list|compare` (read back from MLflow) and `trainpipe ui` (the MLflow UI on the store)."""
+"""`trainpipe runs list|compare` (read back from MLflow), `runs watch` (a run in progress, from the store) and
+`trainpipe ui` (the MLflow UI on the store)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,38 @@ def runs_compare(
             console.print(table)
 
     _execute(body, as_json, debug, render=render)
+
+
+@runs_app.command("watch")
+def runs_watch(
+    run_id: str = typer.Argument(..., help="The trainpipe run id."),
+    interval: float = typer.Option(2.0, "--interval", help="Seconds between looks at the store."),
+    store: Optional[str] = StoreOpt,
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the store's)."),
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Follow a run from any terminal: stage, epoch/round, metrics, rows/s, resources, health events; ends with
+    the run, exiting with the run's own exit code (0 completed, 2 error, 3 gate failed, 130/143 killed)."""
+
+    def body(console: Console) -> dict:
+        from trainpipe.errors import ConfigError
+        from trainpipe.pipeline.watch import MetricsReader, watch
+
+        if not 0.1 <= interval <= 3600:
+            raise ConfigError(f"--interval: expected 0.1 to 3600 seconds, got {interval:g}", key="--interval")
+        target = _store(None, store)
+        reader = MetricsReader(_reachable(tracking_uri) or target.tracking_uri)
+        if as_json:  # scripts: no live view, one final document
+            return watch(target, run_id, reader, interval)
+        from rich.live import Live
+
+        from trainpipe.cli.render_watch import view
+
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            return watch(target, run_id, reader, interval, on_snapshot=lambda doc: live.update(view(doc)))
+
+    _execute(body, as_json, debug, ok_exit=lambda d: int(d.get("exit_code", 0)))
 
 
 def ui(

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from trainpipe.errors import BudgetExceeded, ConfigError
 from trainpipe.monitoring.cost import BudgetStop
@@ -46,6 +47,10 @@ class Trainer(Protocol):
     def history(self) -> dict[str, list[float]]: ...
 
     def save(self) -> None: ...
+
+    @property
+    def rows_per_s(self) -> float | None:
+        """Training rows per second of the epoch that just ended (None before the first)."""
 
 HOOKS = ("on_step_end", "on_epoch_end", "on_checkpoint")
 IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*[:.][A-Za-z_]\w*$")
@@ -92,6 +97,39 @@ class BudgetStopper(Callback):
                  if trainer.last_checkpoint else "(no checkpoint folder: nothing to resume)")
         raise BudgetExceeded(f"{stop.message}: training stopped at epoch {trainer.epoch + 1} step {trainer.step} "
                              f"{where}", key=stop.key)
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    """What a per-iteration watcher (the health checks) must know of a fit: the value early stopping follows and
+    its direction, the training loss and gradient-norm keys, and whether iterations are epochs or rounds."""
+
+    monitor: str
+    mode: Literal["min", "max"] = "min"
+    loss: str = "train_loss"
+    grad_norm: str = "train_grad_norm"
+    unit: Literal["epoch", "round"] = "epoch"
+
+
+class IterationWatch(Protocol):
+    """Sees every epoch or boosting round: its values and the training throughput (monitoring.health's
+    HealthMonitor is one). It observes only: it cannot stop training."""
+
+    def observe(self, epoch: int, values: Mapping[str, float], rows_per_s: float | None = None) -> object: ...
+
+
+# Made by the caller for one fit from what only the fit knows (WatchSpec); None: nothing watches.
+WatchFactory = Callable[[WatchSpec], IterationWatch]
+
+
+class Watched(Callback):
+    """An IterationWatch as an epoch-end hook of the torch loop: the epoch's values and its rows per second."""
+
+    def __init__(self, watch: IterationWatch) -> None:
+        self.watch = watch
+
+    def on_epoch_end(self, trainer: Trainer, values: dict[str, float]) -> None:
+        self.watch.observe(trainer.epoch, values, trainer.rows_per_s)
 
 
 def hooks(callbacks: Sequence[object], name: str) -> list[Callable[..., object]]:

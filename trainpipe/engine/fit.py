@@ -20,7 +20,7 @@ from typing import Protocol
 import torch
 
 from trainpipe.engine.batches import BatchSource
-from trainpipe.engine.callbacks import BudgetStopper, EpochValues, load_callbacks
+from trainpipe.engine.callbacks import BudgetStopper, EpochValues, WatchFactory, Watched, WatchSpec, load_callbacks
 from trainpipe.engine.checkpoint import CheckpointStore
 from trainpipe.engine.config import CheckpointConfig, EngineParams
 from trainpipe.engine.distributed import Backend, NothingToTrain, this_process
@@ -59,6 +59,9 @@ class FitOptions(Protocol):
     @property
     def budget(self) -> Callable[[], BudgetStop | None] | None: ...
 
+    @property
+    def watch(self) -> WatchFactory | None: ...
+
 
 def checkpoint_store(options: FitOptions) -> CheckpointStore | None:
     """The run's persistent checkpoint folder, if the caller has one (tuning trials and tests may not)."""
@@ -68,12 +71,16 @@ def checkpoint_store(options: FitOptions) -> CheckpointStore | None:
     return CheckpointStore(options.checkpoint_dir, options.config_hash, keep)
 
 
-def assemble_callbacks(options: FitOptions, report: Callable[[int, dict[str, float]], bool] | None) -> list[object]:
-    """Live epochs to MLflow first (never stops), then pruning (`report` may stop), then the user's callbacks;
-    the run's budget, when it has one, after every step."""
+def assemble_callbacks(options: FitOptions, report: Callable[[int, dict[str, float]], bool] | None,
+                       params: EngineParams | None = None) -> list[object]:
+    """The run's budget, when it has one, after every step; live epochs to MLflow (never stops), the watcher
+    (health checks: the epoch's values and throughput), then pruning (`report` may stop), then the user's
+    callbacks."""
     callbacks: list[object] = [BudgetStopper(options.budget)] if options.budget is not None else []
     if options.on_epoch is not None:
         callbacks.append(EpochValues(options.on_epoch, may_stop=False))
+    if options.watch is not None and params is not None:
+        callbacks.append(Watched(options.watch(WatchSpec(monitor=params.monitor, mode=params.mode))))
     if report is not None:
         callbacks.append(EpochValues(report, may_stop=True))
     return callbacks + load_callbacks(options.callbacks)
@@ -91,7 +98,7 @@ def fit_torch(build: Callable[[], torch.nn.Module], loss_fn: LossFn, metrics_fn:
     epoch's weights) and the loop's result.
     """
     dist = this_process()  # one process unless torchrun started this one
-    callbacks = assemble_callbacks(options, report)  # user classes imported before any work is done
+    callbacks = assemble_callbacks(options, report, params)  # user classes imported before any work is done
     seed_everything(seed)
     module = build()  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     dist.seed(seed)  # ranks other than 0: their own dropout masks and random negatives

@@ -101,6 +101,7 @@ class Trainer:
         self.preempt_agreed = False  # several processes: some rank's SIGTERM, as the step's all-reduce reported it
         self.last_checkpoint: str | None = None
         self.saved_step: int | None = None
+        self._rows_per_s: float | None = None  # the last epoch's training throughput, for callbacks
 
     # -- what callbacks read --------------------------------------------------------------------
     @property
@@ -114,6 +115,10 @@ class Trainer:
     @property
     def history(self) -> dict[str, list[float]]:
         return self.counters.history
+
+    @property
+    def rows_per_s(self) -> float | None:
+        return self._rows_per_s
 
     # -- state ------------------------------------------------------------------------------
     def _parts(self) -> dict[str, Stateful]:
@@ -341,6 +346,7 @@ class Trainer:
         if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):  # schedule: plateau
             self.sched.step(current)
         stop = self.stopping.should_stop
+        self._rows_per_s = rows_per_s
         for hook in hooks(self.callbacks, "on_epoch_end"):  # callbacks run on rank 0 only (engine/fit.py)
             if hook(self, values):
                 stop = True

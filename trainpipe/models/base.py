@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from trainpipe.engine.callbacks import WatchFactory
 from trainpipe.engine.config import CheckpointConfig, DistributedConfig
 from trainpipe.monitoring.cost import BudgetStop
 
@@ -69,6 +70,9 @@ class FitContext:
     # The run's `budget` (BudgetChecker.poll): torch checks it after every step (checkpoint, then stop), the
     # boosters after every round; None outside a run or without a budget.
     budget: Callable[[], BudgetStop | None] | None = None
+    # every iterating family (torch epochs, boosting rounds): makes the watcher of this fit (the health checks)
+    # from what the family knows (monitored value and direction, loss key, epochs or rounds); None: no watcher
+    watch: WatchFactory | None = None
 
 
 @dataclass

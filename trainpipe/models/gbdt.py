@@ -7,13 +7,16 @@ us pass NaN and float32 matrices without copies.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from trainpipe.engine.callbacks import IterationWatch, WatchSpec
 from trainpipe.errors import BudgetExceeded, MissingDependency, ModelError
+
 if TYPE_CHECKING:
     from trainpipe.monitoring.cost import BudgetStop
 from trainpipe.models.base import (
@@ -157,16 +160,54 @@ class RoundProgress:
         self.line.close()
 
 
-def _on_round(report: ReportFn | None, progress: RoundProgress | None,
+THROUGHPUT_WINDOW_S = 1.0  # rows/s of the boosters over at least this long: one round of a small model is noise
+
+
+class RoundWatch:
+    """The fit's watcher (health checks) fed per boosting round with the round's values, and with the rows per
+    second (training rows × rounds over their seconds: building the trees and evaluating the watched sets)
+    whenever THROUGHPUT_WINDOW_S has passed; rounds of milliseconds measured one by one differ 50-fold from
+    scheduling noise alone, which would make the throughput check cry wolf."""
+
+    def __init__(self, watch: IterationWatch, rows: int):
+        self.watch, self.rows = watch, rows
+        self._since, self._rounds = time.perf_counter(), 0
+
+    def __call__(self, round_: int, values: dict[str, float]) -> None:
+        self._rounds += 1
+        elapsed = time.perf_counter() - self._since
+        speed = None
+        if elapsed >= THROUGHPUT_WINDOW_S:
+            speed = self.rows * self._rounds / elapsed
+        self.watch.observe(round_, values, speed)
+        if speed is not None:
+            self._since, self._rounds = time.perf_counter(), 0  # the watcher's own time is not the booster's
+
+
+def round_watch(context: FitContext | None, metric: str | list[str], train_metrics: bool, rows: int) -> RoundWatch | None:
+    """The per-round watcher a fit's context asks for, told what the booster stops on (a list: the first)."""
+    if context is None or context.watch is None:
+        return None
+    name = metric if isinstance(metric, str) else metric[0]
+    monitor = metric_key("validation", name)
+    higher = monitor.removeprefix("validation_") in HIGHER_IS_BETTER
+    loss = metric_key("train", name) if train_metrics and not higher else monitor  # a loss to stall on
+    return RoundWatch(context.watch(WatchSpec(monitor=monitor, mode="max" if higher else "min", loss=loss,
+                                              grad_norm="", unit="round")), rows)
+
+
+def _on_round(report: ReportFn | None, progress: RoundProgress | None, watch: RoundWatch | None = None,
               budget: Callable[[], BudgetStop | None] | None = None) -> ReportFn | None:
-    """One per-round function for the boosters' callbacks: progress, then the tuner's report (True: stop), then
-    the run's budget (raises BudgetExceeded between two rounds)."""
-    if report is None and progress is None and budget is None:
+    """One per-round function for the boosters' callbacks: progress, the watcher, then the tuner's report (True:
+    stop), then the run's budget (raises BudgetExceeded between two rounds)."""
+    if report is None and progress is None and watch is None and budget is None:
         return None
 
     def on_round(round_: int, values: dict[str, float]) -> bool:
         if progress is not None:
             progress(round_, values)
+        if watch is not None:
+            watch(round_, values)
         if budget is not None and (stop := budget()) is not None:
             raise BudgetExceeded(f"{stop.message}: training stopped after boosting round {round_ + 1} (boosters "
                                  "keep no checkpoint: a resume trains again)", key=stop.key)
@@ -241,7 +282,8 @@ class XGBoostFamily:
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
             early_stopping_rounds: int | None = None, report: ReportFn | None = None,
             train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
-        """context: `verbose` (per-round progress on a terminal) and `distributed.dask` (train on a Dask cluster)."""
+        """context: `verbose` (per-round progress on a terminal), `watch` (the health checks, per round), `budget`
+        and `distributed.dask` (train on a Dask cluster)."""
         if (dask := _dask(context, report)) is not None:
             from trainpipe.models import gbdt_dask
 
@@ -264,7 +306,9 @@ class XGBoostFamily:
         log: dict = {}
         rounds = int(self.params["n_estimators"])
         progress = RoundProgress(True, self.name, rounds) if context is not None and context.verbose else None
-        on_round = _on_round(report, progress, context.budget if context is not None else None)
+        stops_on = params["eval_metric"] if isinstance(params["eval_metric"], str) else params["eval_metric"][-1]
+        watch = round_watch(context, stops_on, train_metrics, int(dtrain.num_row()))  # xgboost stops on the last metric
+        on_round = _on_round(report, progress, watch, context.budget if context is not None else None)
         callbacks = [] if on_round is None else [_XGBReporter(xgb, on_round)]
         if early_stopping_rounds:
             callbacks.append(xgb.callback.EarlyStopping(rounds=early_stopping_rounds, data_name="validation",
@@ -392,7 +436,8 @@ class LightGBMFamily:
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *,
             early_stopping_rounds: int | None = None, report: ReportFn | None = None,
             train_metrics: bool = False, context: FitContext | None = None) -> FitResult:
-        """context: `verbose` (per-round progress on a terminal) and `distributed.dask` (train on a Dask cluster)."""
+        """context: `verbose` (per-round progress on a terminal), `watch` (the health checks, per round), `budget`
+        and `distributed.dask` (train on a Dask cluster)."""
         if (dask := _dask(context, report)) is not None:
             from trainpipe.models import gbdt_dask
 
@@ -410,7 +455,8 @@ class LightGBMFamily:
         log: dict = {}
         rounds = int(self.params["n_estimators"])
         progress = RoundProgress(True, self.name, rounds) if context is not None and context.verbose else None
-        on_round = _on_round(report, progress, context.budget if context is not None else None)
+        watch = round_watch(context, params["metric"], train_metrics, len(y))
+        on_round = _on_round(report, progress, watch, context.budget if context is not None else None)
         callbacks = [lgb.record_evaluation(log)]
         if early_stopping_rounds:
             callbacks.append(lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False))

@@ -4,7 +4,8 @@ An event says what happened (`kind`), how bad it is (`severity`), to which run, 
 structured `details` for the webhook/e-mail body. `key` identifies "the same alert" for deduplication: the
 throttle drops an event whose (kind, key) was sent within the dedup window. The constructors below choose keys
 so that repeats of one problem collapse (the same health check of the same run) while distinct facts do not
-(moving an alias to version 7, then back to 6, are two alerts).
+(moving an alias to version 7, then back to 6, are two alerts; so are making version 6 the first champion and
+rolling back to it later).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def champion_changed(model: str, alias: str, old_version: str | int | None, new_
     """by: what moved it (`register`, `models promote`, `models rollback`)."""
     before = f"version {old_version}" if old_version is not None else "no version"
     return Event("champion_changed", "info", f"{model}@{alias}: {before} -> version {new_version} ({by})", run_id,
-                 key=f"{model}@{alias}->{new_version}",
+                 key=f"{model}@{alias}:{old_version}->{new_version}",  # 6→7 and 7→6 are two facts; so is ∅→6
                  details={"model": model, "alias": alias, "old_version": old_version,
                           "new_version": new_version, "by": by})
 

@@ -27,6 +27,7 @@ from trainpipe import __version__
 from trainpipe.config import PipelineConfig, config_from_dict, config_hash, dump_config
 from trainpipe.errors import Preempted, RunError, TrainpipeError
 from trainpipe.monitoring.cost import BudgetChecker, ResourceMeter, Usage, cost_metrics, gpus_in_use
+from trainpipe.pipeline.alerting import RunAlerts, check_alerts
 from trainpipe.pipeline.cache import RunCache
 from trainpipe.pipeline.run_folder import (file_digests, file_sizes, lock_run, replace_dir, write_json)
 from trainpipe.pipeline.stages import RUNNERS, SPECS, STAGE_NAMES, active_stages
@@ -61,6 +62,7 @@ class Run:
         self.tracking = RunTracking(store, config, meta.get("mlflow_run_id"))
         self.task = task_for(config)  # what differs between tasks, chosen once for the run
         self.cache = RunCache(store, run_id, self.dir, config)
+        self.alerts = RunAlerts(config, store, run_id, self.dir)  # the `alerts` section: how stages' events go out
         self.created_here = False  # set by create(): only a brand-new run folder may be removed on failure
         self._lock: BaseFileLock | None = None
         # What this process uses for the run (every attempt adds its own: resume, one `trainpipe stage` each)
@@ -180,6 +182,7 @@ class Run:
 
     def finish(self, status: str, error: TrainpipeError | BaseException | None = None) -> None:
         self.meta["status"] = status
+        self.meta["exit_code"] = exit_code_of(error)  # what `trainpipe run` exits with; `runs watch` too
         if error is not None:
             self.meta["error"] = self._scrub(getattr(error, "message", None) or f"{type(error).__name__}: {error}")
         try:
@@ -194,6 +197,7 @@ class Run:
             if self.dir.exists():
                 self._sync_tracking_ids()
                 self.save_meta()
+            self.alerts.ended(self.meta, error)  # never raises: a channel that fails is logged once
 
     def usage(self) -> Usage:
         """Every attempt's usage so far: earlier processes (run.json) and this one."""
@@ -240,11 +244,14 @@ class Run:
                 return manifest
 
         emit("stage_start", {"stage": name})
+        self.meta["current_stage"] = {"name": name, "started_at": time.time()}  # for `runs watch`
+        self.save_meta()
         tmp = self.dir / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         ctx = StageContext(self.run_id, self.dir, tmp, self.config, self.store, self.task, memo, key, resume_anyway,
-                           tracking=self.tracking, progress=progress, budget=self.budget, failure=failure)
+                           tracking=self.tracking, progress=progress, budget=self.budget, failure=failure,
+                           on_event=self.alerts.send if self.alerts.active else None)
         started = time.perf_counter()
         try:
             result = RUNNERS[name](ctx)
@@ -261,6 +268,7 @@ class Run:
                 if any(tmp.iterdir()):
                     os.replace(tmp, failed)  # evidence (e.g. the validation report), never an output
             shutil.rmtree(tmp, ignore_errors=True)
+            self.meta.pop("current_stage", None)
             self.meta["stages"][name] = {"status": "killed" if killed else "failed",
                                          "error": self._scrub(getattr(exc, "message", str(exc)) or type(exc).__name__)}
             self.save_meta()
@@ -300,6 +308,7 @@ class Run:
             entry["recomputed_because"] = manifest["recomputed_because"]
         self.meta["stages"][name] = entry
         self._note_usage()
+        self.meta.pop("current_stage", None)
         self.save_meta()
         self.tracking.stage(name, stage_dir, manifest)
 
@@ -332,6 +341,16 @@ class Run:
                 "config_hash": self.meta["config_hash"], "store": str(self.store.root), "run_dir": str(self.dir),
                 "mlflow_run_id": self.meta.get("mlflow_run_id"), "tracking_uri": self.meta.get("tracking_uri"),
                 "stages": stages, "metrics": metrics, "artifacts": artifacts}
+
+
+def exit_code_of(error: BaseException | None) -> int:
+    """The CLI's exit code for how a run ended: 0, a TrainpipeError's own (2, gate 3, preempted 143), a signal's
+    (130/143), 1 for a bug."""
+    if error is None:
+        return 0
+    if isinstance(error, (TrainpipeError, KeyboardInterrupt)):
+        return int(getattr(error, "exit_code", 130))
+    return 1
 
 
 def _preempted(run: Run, exc: Preempted, again: str) -> None:
@@ -367,6 +386,7 @@ def preflight(config: PipelineConfig) -> None:
 
     get_family(config.model.type).check_config(dict(config.model.params), config.model.estimator, config.task)
     check_distributed(config)  # torchrun only for the torch families
+    check_alerts(config)  # a channel whose URL or credentials are not in the environment could never alert
     if config.tuning.enabled:
         from trainpipe.tuning.checks import check_space
 
@@ -406,6 +426,7 @@ def _run_stages(run: Run, *, resume: bool, until: str | None, use_cache: bool, o
         run.meta["status"] = "running"
         run.meta.pop("error", None)
         run.meta.pop("resumable", None)
+        run.meta.pop("exit_code", None)
     if on_event:
         on_event("run_start", {"run_id": run.run_id, "run_dir": str(run.dir), "resumed": bool(resume)})
     memo: dict = {}

@@ -13,15 +13,23 @@ import json
 import queue
 import threading
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from trainpipe.store import Store
 
 if TYPE_CHECKING:
     from trainpipe.config import PipelineConfig
+    from trainpipe.monitoring.events import Event
     from trainpipe.tracking.tracker import Tracker
 
 STATUS = {"completed": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
+
+
+def event_name(event: Event) -> str:
+    """How an event is named in MLflow: its kind, a health event's check after it (`health.loss_stall`)."""
+    check = event.details.get("check") if event.kind == "health" else None
+    return f"{event.kind}.{check}" if check else event.kind
 
 
 class RunTracking:
@@ -161,6 +169,49 @@ class RunTracking:
                 self._open().log_history(self.mlflow_run_id, series, step)
 
         self._submit(send)
+
+    def event(self, event: Event) -> None:
+        """An event of the run (health, drift, budget, gate, champion) on its MLflow run: the tag
+        `trainpipe.event.<name>` holds the latest one's summary, the metric `events/<name>` is 1 at the epoch or
+        round where it happened (0 for the others), so the UI lists and plots them per kind."""
+        name = event_name(event)
+        epoch = event.details.get("epoch")
+        step = int(epoch) if isinstance(epoch, int) else 0
+
+        def send() -> None:
+            if self.mlflow_run_id:
+                tracker = self._open()
+                tracker.set_tags(self.mlflow_run_id, {f"trainpipe.event.{name}": event.summary[:5000]})
+                tracker.log_metrics(self.mlflow_run_id, {f"events/{name}": 1.0}, step=step)
+
+        self._submit(send)
+
+    def sample_system(self, interval_s: float, on_sample: Callable[[Mapping[str, float]], Any]) -> Callable[[], None]:
+        """Start MLflow's system-metrics sampler on this run once the worker gets there (after the calls queued
+        before it, in the thread that imported MLflow: the stage never waits); returns what stops it."""
+        state: dict[str, Any] = {"sampler": None, "stopped": False}
+        lock = threading.Lock()
+
+        def start() -> None:
+            from trainpipe.monitoring.system_metrics import start_system_metrics
+
+            if not self.mlflow_run_id or not self.uri:
+                return
+            sampler = start_system_metrics(self.mlflow_run_id, self.uri, interval_s=interval_s, on_sample=on_sample)
+            with lock:
+                if not state["stopped"]:
+                    state["sampler"], sampler = sampler, None
+            if sampler is not None:  # the stage ended before the worker came to this
+                sampler.stop()
+
+        def stop() -> None:
+            with lock:
+                state["stopped"], sampler, state["sampler"] = True, state["sampler"], None
+            if sampler is not None:
+                sampler.stop()  # flushes the samples it holds
+
+        self._submit(start)
+        return stop
 
     def stage(self, name: str, stage_dir: Path, manifest: dict) -> None:
         self._submit(self._log_stage, name, stage_dir, manifest)

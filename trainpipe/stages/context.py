@@ -12,6 +12,7 @@ import json
 import operator
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
@@ -95,6 +96,10 @@ class RunTrackingView(Protocol):
 
     def live(self, epoch: int, values: dict[str, float]) -> None: ...
 
+    def event(self, event: Event) -> None: ...
+
+    def sample_system(self, interval_s: float, on_sample: Callable[[Mapping[str, float]], Any]) -> Callable[[], None]: ...
+
 
 def read_manifest(stage_dir: Path) -> dict | None:
     try:
@@ -104,6 +109,13 @@ def read_manifest(stage_dir: Path) -> dict | None:
 
 
 EVENTS_FILE = "events.jsonl"  # in the run folder: every event of the run, in order
+
+
+def record_event(run_dir: Path, event: Event) -> None:
+    """Append one event to <run>/events.jsonl; one short line per write, so concurrent appends stay whole
+    (the sampler thread's resource warnings, the stage's own events)."""
+    with (run_dir / EVENTS_FILE).open("a", encoding="utf-8") as out:
+        out.write(json.dumps(event.to_json(), default=str) + "\n")
 
 
 @dataclass
@@ -126,10 +138,11 @@ class StageContext:
     failure: BaseException | None = None  # an earlier stage's failure this stage runs after (spec.runs_after_failure)
 
     def emit(self, event: Event) -> None:
-        """A health, drift or budget event: one JSON line in <run>/events.jsonl (the report and `runs watch`
-        read it back), then to the run's alert channels."""
-        with (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8") as out:  # one short line: appends stay whole
-            out.write(json.dumps(event.to_json(), default=str) + "\n")
+        """A health, drift, budget, gate or champion event: one JSON line in <run>/events.jsonl (the report and
+        `runs watch` read it back), to MLflow (a tag and a metric per kind), then to the run's alert channels."""
+        record_event(self.run_dir, event)
+        if self.tracking is not None:
+            self.tracking.event(event)
         if self.on_event is not None:
             self.on_event(event)
 

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from trainpipe.errors import GateFailed, RegistryError
+from trainpipe.monitoring import events
 from trainpipe.evaluation import gates as g
 from trainpipe.registry.client import Registry, model_name, registry_enabled
 from trainpipe.stages.context import StageContext, StageResult, StageSpec
@@ -168,6 +169,8 @@ def decide(ctx: StageContext, decision: dict, checks: list[dict]) -> StageResult
     (ctx.stage_dir / "decision.json").write_text(json.dumps(decision, indent=2, default=str))
     failed = [c for c in checks if not c["passed"]]
     if failed:
+        ctx.emit(events.gate_failed(ctx.run_id, [f"{c['reason']} [{c['key']}]" for c in failed],
+                                    {"checks": len(checks), "champion_version": decision.get("champion_version")}))
         more = f" (+{len(failed) - 1} more failed check(s))" if len(failed) > 1 else ""
         raise GateFailed(f"gate failed: {failed[0]['reason']} [{failed[0]['key']}]{more}; nothing was registered",
                          key=failed[0]["key"], decision=decision)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainpipe.errors import RegistryError, RunError
+from trainpipe.monitoring import events
 from trainpipe.registry.client import SHA_TAG, Registry, model_name, registry_enabled
 from trainpipe.registry.model_card import render_card
 from trainpipe.stages.context import StageContext, StageResult, StageSpec
@@ -208,6 +209,7 @@ def settle_aliases(ctx: StageContext, registry: Registry, name: str, version: st
         else:
             try:
                 registry.promote(name, version, expected=expected, action="auto-promote", reason=why, run=ctx.run_id)
+                ctx.emit(events.champion_changed(name, "champion", expected, version, by="register", run_id=ctx.run_id))
             except RegistryError as exc:  # another pipeline moved the champion since our gate: leave it
                 promote = False
                 notes.append(f"not promoted: {exc.message}")

@@ -25,6 +25,7 @@ from trainpipe.models import ModelConfig, build_family, get_family
 from trainpipe.models.base import FitContext, FitResult, trains_under_torchrun
 from trainpipe.monitoring.events import budget_exceeded
 from trainpipe.stages.context import StageContext, StageResult, StageSpec
+from trainpipe.stages.watching import StageWatch
 from trainpipe.tasks.base import FitPlan, Fitted
 
 WORKER = "trainpipe.pipeline.train_worker"  # the module torchrun runs in every rank
@@ -75,13 +76,15 @@ def fit(ctx: StageContext, chosen: TrainPlan, on_epoch: Callable[[int, dict[str,
     config = ctx.config
     threads = config.training.threads or os.cpu_count() or 1
     model = build_family(chosen.model, config.task, ctx.task.n_classes(ctx), config.seed, threads)
+    watch = StageWatch(ctx, "train")  # health checks per epoch/round, live.json, system metrics
     context = FitContext(checkpoint_dir=ctx.checkpoint_dir("train"), checkpoint=config.training.checkpoint,
                          config_hash=ctx.cache_key, resume_anyway=ctx.resume_anyway, verbose=ctx.progress,
                          on_epoch=on_epoch, callbacks=config.training.callbacks,
                          backend=config.training.distributed.backend, distributed=config.training.distributed,
-                         budget=ctx.budget.poll if ctx.budget is not None else None)
+                         budget=ctx.budget.poll if ctx.budget is not None else None, watch=watch.fit_watch())
     try:
-        return model, ctx.task.fit(ctx, model, chosen.fit, context)
+        with watch.sampling():
+            return model, ctx.task.fit(ctx, model, chosen.fit, context)
     except BudgetExceeded as exc:
         ctx.emit(budget_exceeded(ctx.run_id, exc.key or "budget", exc.message))
         raise

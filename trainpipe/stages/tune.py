@@ -17,6 +17,7 @@ from trainpipe.errors import ModelError
 from trainpipe.evaluation.metrics import LOWER_IS_BETTER, primary_metric
 from trainpipe.hashing import canonical_hash
 from trainpipe.stages.context import StageContext, StageResult, StageSpec, number
+from trainpipe.stages.watching import StageWatch
 from trainpipe.tuning import budget as budgets
 from trainpipe.tuning import study as studies
 from trainpipe.tuning.objective import outcome
@@ -77,14 +78,15 @@ def run(ctx: StageContext) -> StageResult:
                     store_root=str(ctx.store.root))
     job_file = ctx.stage_dir / "job.json"
     write_job(job, job_file, config.recorded_dict())
-    others = start_workers(job_file, tuning.workers - 1, ctx.stage_dir, job)
-    try:
-        mine = run_worker(job, 0, storage, progress=ctx.progress, config=config)
-    except BaseException:
-        for proc, _ in others:
-            proc.kill()
-        raise
-    results = [mine] + wait_workers(others)
+    with StageWatch(ctx, "tune").sampling():  # CPU/memory/GPU of the study into the run's system metrics
+        others = start_workers(job_file, tuning.workers - 1, ctx.stage_dir, job)
+        try:
+            mine = run_worker(job, 0, storage, progress=ctx.progress, config=config)
+        except BaseException:
+            for proc, _ in others:
+                proc.kill()
+            raise
+        results = [mine] + wait_workers(others)
 
     import optuna
 

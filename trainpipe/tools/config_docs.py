@@ -68,6 +68,14 @@ whose environment values now resolve differently is refused.
 """
 
 INTROS = {
+    "alerts": "Where a run's events go (docs/monitoring.md, Alerts): run finished or failed, gate failed, champion "
+              "changed (also `models promote/rollback --config`), health, drift, budget. URLs and credentials come "
+              "only from environment variables, checked before the run starts; a channel that fails is logged "
+              "once and never fails the run.",
+    "health": "Training health checks after every torch epoch and boosting round, and on resource samples "
+              "(docs/monitoring.md, Training health events); each compares the run with itself.",
+    "system_metrics": "CPU, memory, disk, network and GPU use sampled by MLflow into the run's `system/...` "
+                      "metrics while train and tune run (docs/monitoring.md, Resource usage).",
     "ranking": "Task ranking only (docs/ranking.md): the interaction columns, cleaning, the leak-free split, the "
                "cut-offs K and the baselines. Required when `task: ranking`; refused otherwise.",
     "data": "Where the table is and which column is the label; `ingest` reads it once: a file, a glob, a "

@@ -128,3 +128,37 @@ def test_a_spent_budget_stops_torch_training_after_a_checkpoint_with_the_budget_
     assert "training stopped at epoch 1 step 3 after a checkpoint" in stopped.value.message
     latest = CheckpointStore(tmp_path / "ckpt", "h", 2).latest()
     assert latest is not None and latest["loop"]["step"] == 3  # nothing trained is lost: resume continues here
+
+
+class Recording:
+    """An IterationWatch that keeps what it is told."""
+
+    def __init__(self, spec):
+        self.spec, self.seen = spec, []
+
+    def observe(self, epoch, values, rows_per_s=None):
+        self.seen.append((epoch, dict(values), rows_per_s))
+
+
+def test_the_fit_contexts_watcher_sees_each_epochs_values_gradient_norm_and_throughput():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(100, 3, generator=g)
+    y = (X[:, 0] > 0).float()
+    made = []
+
+    def factory(spec):
+        made.append(Recording(spec))
+        return made[-1]
+
+    params = EngineParams(epochs=3, batch_size=40, monitor="validation_loss", mode="min")
+    fit_torch(lambda: torch.nn.Linear(3, 1),
+              lambda out, t: torch.nn.functional.binary_cross_entropy_with_logits(out.squeeze(1), t),
+              lambda out, t: {}, params, TensorBatches(X[:80], y[:80]), TensorBatches(X[80:], y[80:]),
+              seed=0, threads=1, options=FitContext(watch=factory), patience=None)
+    (watch,) = made
+    assert (watch.spec.monitor, watch.spec.mode, watch.spec.loss, watch.spec.grad_norm, watch.spec.unit) == (
+        "validation_loss", "min", "train_loss", "train_grad_norm", "epoch")
+    assert [epoch for epoch, _, _ in watch.seen] == [0, 1, 2]
+    for _, values, rows_per_s in watch.seen:
+        assert {"train_loss", "train_grad_norm", "validation_loss"} <= set(values) and values["train_grad_norm"] > 0
+        assert rows_per_s is not None and rows_per_s > 0  # 80 rows over the epoch's measured seconds

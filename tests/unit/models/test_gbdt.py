@@ -61,3 +61,43 @@ def test_a_spent_budget_stops_a_booster_between_two_rounds(family):
     assert stopped.value.key == "budget.max_cost"
     assert stopped.value.message.endswith("training stopped after boosting round 4 (boosters keep no checkpoint: a "
                                           "resume trains again)")
+
+
+@pytest.mark.parametrize("family", ["xgboost", "lightgbm"])
+def test_a_boosters_rounds_reach_the_fit_contexts_watcher_with_throughput_per_window(family, monkeypatch):
+    metric = "validation_log_loss"  # both libraries' default binary metric, under trainpipe's name
+    pytest.importorskip(family)
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+
+    from trainpipe.models import gbdt
+    from trainpipe.models.base import FitContext
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X.astype(np.float32)
+    made = []
+
+    class Recording:
+        def __init__(self, spec):
+            self.spec, self.seen = spec, []
+
+        def observe(self, round_, values, rows_per_s=None):
+            self.seen.append((round_, dict(values), rows_per_s))
+
+    def factory(spec):
+        made.append(Recording(spec))
+        return made[-1]
+
+    monkeypatch.setattr(gbdt, "THROUGHPUT_WINDOW_S", 0.0)  # every round closes a window: a rate each round
+    model = build_family(ModelConfig(type=family, params={"n_estimators": 5}), "binary", 2, 0, 1)
+    model.fit(X[:400], y[:400], X[400:], y[400:], train_metrics=True, context=FitContext(watch=factory))
+    (watch,) = made
+    assert (watch.spec.monitor, watch.spec.mode, watch.spec.loss, watch.spec.unit) == (
+        metric, "min", "train_log_loss", "round")
+    assert [r for r, _, _ in watch.seen] == [0, 1, 2, 3, 4]
+    assert all({"train_log_loss", metric} <= set(v) and speed > 0 for _, v, speed in watch.seen)
+
+    monkeypatch.setattr(gbdt, "THROUGHPUT_WINDOW_S", 3600.0)  # no window closes in a short fit: no rate at all
+    made.clear()
+    model.fit(X[:400], y[:400], X[400:], y[400:], context=FitContext(watch=factory))
+    assert made[0].spec.loss == metric and all(speed is None for _, _, speed in made[0].seen)

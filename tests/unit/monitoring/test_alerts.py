@@ -67,6 +67,8 @@ def test_moving_an_alias_there_and_back_are_two_alerts_not_duplicates():
     there = events.champion_changed("m", "champion", 6, 7, by="models promote")
     back = events.champion_changed("m", "champion", 7, 6, by="models rollback")
     assert there.identity != back.identity
+    first = events.champion_changed("m", "champion", None, 6, by="register")  # the first champion, rolled back to later
+    assert first.identity not in (there.identity, back.identity)
 
 
 def test_slack_payload_escapes_markup_and_caps_the_fields():
