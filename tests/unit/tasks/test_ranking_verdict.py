@@ -1,0 +1,35 @@
+"""Task ranking's evaluate verdict on its baselines: which ones beat the model, per held-out split."""
+
+from trainpipe.cli.render import ranking_table
+from trainpipe.tasks.ranking import beaten_by, beaten_messages
+
+
+def results(model_val, model_test, **baselines):
+    out = {"model": {"validation": {"recall_at_10": model_val}, "test": {"recall_at_10": model_test}}}
+    for name, (val, test) in baselines.items():
+        out[name] = {"validation": {"recall_at_10": val}, "test": {"recall_at_10": test}}
+    return out
+
+
+def test_baselines_above_the_model_are_listed_per_split_best_first():
+    r = results(0.10, 0.06, popularity=(0.11, 0.043), svd=(0.12, 0.079), random=(0.001, 0.001))
+    beaten = beaten_by(r, "recall_at_10", ["popularity", "random", "svd"])
+    assert [row["baseline"] for row in beaten["validation"]] == ["svd", "popularity"]
+    assert [row["baseline"] for row in beaten["test"]] == ["svd"]
+    assert beaten["test"][0] == {"baseline": "svd", "baseline_value": 0.079, "model_value": 0.06}
+    messages = beaten_messages(beaten, "recall_at_10")
+    assert messages[0].startswith("svd beats the model on validation recall_at_10: 0.1200 vs 0.1000")
+    assert len(messages) == 3
+
+
+def test_a_model_that_wins_or_ties_is_not_reported_as_beaten():
+    beaten = beaten_by(results(0.12, 0.08, svd=(0.12, 0.079)), "recall_at_10", ["svd"])
+    assert beaten == {"validation": [], "test": []} and beaten_messages(beaten, "recall_at_10") == []
+
+
+def test_the_metrics_table_says_under_it_when_a_baseline_wins_on_validation():
+    metrics = {"validation": {"recall_at_10": 0.1}, "test": {"recall_at_10": 0.06},
+               "baselines": {"svd": {"validation": {"recall_at_10": 0.12}, "test": {"recall_at_10": 0.079}}},
+               "beaten_by": {"validation": [{"baseline": "svd", "baseline_value": 0.12, "model_value": 0.1}], "test": []}}
+    assert "svd beat(s) the model on validation" in ranking_table(metrics).caption
+    assert ranking_table({**metrics, "beaten_by": {"validation": [], "test": []}}).caption is None
