@@ -217,14 +217,14 @@ class TwoTowerFamily:
     def _evaluator(self, data: RankingData) -> Callable[[], dict[str, float]]:
         """Validation metrics over the whole catalogue for the loop's epoch end (no RNG is touched)."""
         torch = _torch()
-        from trainpipe.evaluation.ranking_metrics import evaluate
+        from trainpipe.evaluation.ranking_metrics import DotScorer, evaluate
 
         def run() -> dict[str, float]:
             self.module.eval()
             with torch.no_grad():
                 U, V = self._all_vectors()
             self.module.train()
-            summary, _ = evaluate(lambda users: U[torch.from_numpy(users)] @ V.T, data.validation_relevant, data.exclude,
+            summary, _ = evaluate(DotScorer(U, V), data.validation_relevant, data.exclude,
                                   list(data.ks), np.ones(data.n_items), data.batch_users, users=data.validation_users)
             return {k: v for k, v in summary.items() if not k.startswith(("coverage", "popularity", "users"))}
 

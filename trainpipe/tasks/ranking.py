@@ -295,9 +295,10 @@ def _model_scorer(model_dir: Path) -> Any:
 
     from trainpipe.models import load_family
 
+    from trainpipe.evaluation.ranking_metrics import DotScorer
+
     U, V = load_family(model_dir).vectors()
-    U_t, V_t = torch.from_numpy(U), torch.from_numpy(V)
-    return lambda users: U_t[torch.from_numpy(users)] @ V_t.T
+    return DotScorer(torch.from_numpy(U), torch.from_numpy(V))
 
 
 def lifts(model: dict, popularity: dict, ks: list[int]) -> dict[str, float | None]:
