@@ -49,6 +49,9 @@ class TwoTowerParams(EngineParams):
     weight_decay: float = Field(0.01, ge=0, description="Decoupled weight decay (AdamW) of every weight, id "
                                 "embeddings included: regularises ids with few interactions (measured better on "
                                 "sparse real ratings; 0.1 was far worse).")
+    sparse_embeddings: bool = Field(True, description="Sparse gradients for the user/item id embeddings, updated "
+                                    "lazily (only the batch's rows) by Adam/AdamW: a step's cost follows the batch, "
+                                    "not the number of ids (engine/sparse_adam.py). Ignored with optimizer sgd.")
     categorical_dim: int = Field(16, ge=1, description="Width of each categorical feature's embedding.")
     hidden_dims: list[PositiveInt] = Field(default_factory=list, description="Hidden layers of each tower's MLP (empty: one "
                                    "linear layer over [id embedding, features]).")
@@ -96,7 +99,7 @@ def build_module(layout: dict[str, Any], p: TwoTowerParams) -> torch.nn.Module:
     class Tower(nn.Module):
         def __init__(self, n_ids: int, n_num: int, cards: list[int]) -> None:
             super().__init__()
-            self.ids = nn.Embedding(n_ids + 1, p.id_dim)  # row 0: unknown id
+            self.ids = nn.Embedding(n_ids + 1, p.id_dim, sparse=p.sparse_embeddings and p.optimizer != "sgd")  # row 0: unknown id
             nn.init.normal_(self.ids.weight, std=0.1)
             with torch.no_grad():
                 self.ids.weight[0].zero_()
