@@ -17,7 +17,7 @@ NDCG@10 of two_tower (defaults), PureSVD and most-popular, each seed and the mea
 measured in the same run, the epochs trained and whether the gate passed, and writes
 benchmarks/results/bench_ranking_quality.json. Target: two_tower's mean test Recall@10 >= PureSVD's.
 
-Usage: .venv/bin/python benchmarks/bench_ranking_quality.py [--seeds 42,43,44] [--shapes all,positive]
+Usage: .venv/bin/python benchmarks/bench_ranking_quality.py [--quick] [--seeds 42,43,44] [--shapes all,positive] [--threads N]
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ TRAINPIPE = Path(sys.executable).with_name("trainpipe")
 SCORERS = {"two_tower": None, "svd": "svd", "popularity": "popularity"}
 METRICS = ("recall_at_10", "ndcg_at_10")
 SHAPES = {"all": [], "positive": ["--rating", "rating", "--positive-threshold", "4"]}
+THREADS: int | None = None  # --threads: training.threads of every run (default: trainpipe's, all cores)
 
 
 def cli(*args: str, env: dict) -> tuple[int, dict]:
@@ -54,7 +55,9 @@ def one_run(pipeline: Path, seed: int, workdir: Path, env: dict) -> dict:
     JSON document holds the decision, not the metrics)."""
     store, run_id = workdir / f"store-{seed}", f"seed{seed}"
     began = time.perf_counter()
-    code, doc = cli("run", str(pipeline), "--set", f"seed={seed}", "--store", str(store), "--run-id", run_id, env=env)
+    threads = ["--set", f"training.threads={THREADS}"] if THREADS else []
+    code, doc = cli("run", str(pipeline), "--set", f"seed={seed}", *threads, "--store", str(store), "--run-id", run_id,
+                    env=env)
     seconds = time.perf_counter() - began
     if code not in (0, 3):
         raise SystemExit(f"trainpipe run failed (exit {code}): {doc}")
@@ -111,13 +114,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="42,43,44")
     parser.add_argument("--shapes", default="all,positive")
+    parser.add_argument("--threads", type=int, default=None, help="training.threads (a busy machine: 1 avoids "
+                        "oversubscribed OpenMP threads; results do not depend on it beyond float rounding)")
+    parser.add_argument("--quick", action="store_true", help="one seed, one shape: check that the script runs")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    global THREADS
+    THREADS = args.threads
+    if args.quick:
+        args.seeds, args.shapes = "42", "all"
+        if args.out == RESULTS:
+            args.out = RESULTS.with_name("bench_ranking_quality.quick.json")
     from trainpipe.tools.datasets import movielens_100k
 
     seeds = [int(s) for s in args.seeds.split(",")]
     env = {**os.environ, "TRAINPIPE_HOME": ""}
-    doc: dict = {"benchmark": "bench_ranking_quality", "data": "MovieLens 100K (recbole 1.2.1 wheel, "
+    doc: dict = {"benchmark": "bench_ranking_quality", "load_average_start": os.getloadavg()[0], "threads": THREADS, "data": "MovieLens 100K (recbole 1.2.1 wheel, "
                  "recbole/dataset_example/ml-100k/ml-100k.inter)", "seeds": seeds, "machine": {
                  "cpus": os.cpu_count(), "python": platform.python_version()}, "shapes": {}}
     began = time.perf_counter()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -71,7 +73,7 @@ def movielens_100k() -> pd.DataFrame:
     from trainpipe.errors import MissingDependency
 
     try:
-        path = metadata.distribution("recbole").locate_file(MOVIELENS_100K_FILE)
+        path: Path | None = Path(str(metadata.distribution("recbole").locate_file(MOVIELENS_100K_FILE)))
     except metadata.PackageNotFoundError:
         path = None
     if path is None or not path.exists():
