@@ -129,6 +129,7 @@ def fit(data, parts: dict, m: dict, params: dict, val_users: np.ndarray) -> tupl
 
 
 def main() -> None:
+    global THREADS
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--items", type=int, default=10_000)
@@ -149,7 +150,6 @@ def main() -> None:
         args.scale_items, args.scale_users, args.reference_users = 20_000, 512, 64
         if args.out == RESULTS:
             args.out = RESULTS.with_name("bench_ranking.quick.json")
-    global THREADS
     THREADS = args.threads
     torch.set_num_threads(THREADS)
     began = time.perf_counter()

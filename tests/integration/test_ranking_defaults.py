@@ -18,7 +18,7 @@ from trainpipe.errors import MissingDependency
 from trainpipe.models.two_tower import RankingData, TwoTowerFamily
 from trainpipe.evaluation import baselines
 from trainpipe.data.interactions import prepare
-from trainpipe.evaluation.ranking_metrics import evaluate, interaction_matrix
+from trainpipe.evaluation.ranking_metrics import DotScorer, evaluate, interaction_matrix
 from trainpipe.tools.scaffold import scaffold_ranking
 from trainpipe.data.ranking_split import make_split
 
@@ -54,13 +54,13 @@ def scores(config, frame) -> dict[str, dict[str, float]]:
     seen = (m["train"] + m["validation"]).tocsr()
     exclude = {"validation": m["train"], "test": seen}
     train = parts["train"]
-    model = TwoTowerFamily("ranking", dict(config.model.params), 0, config.seed, threads=2)
+    model = TwoTowerFamily("ranking", dict(config.model.params), 0, config.seed, threads=1)
     model.fit(RankingData(user=data.user[train], item=data.item[train], weight=data.weight[train],
                           n_users=data.n_users, n_items=data.n_items, validation_relevant=m["validation"],
                           exclude=m["train"], ks=tuple(ranking.k)),
               early_stopping_rounds=config.training.early_stopping_rounds)
     U, V = (torch.from_numpy(x) for x in model.vectors())
-    scorers = {"two_tower": lambda users: U[torch.from_numpy(users)] @ V.T}
+    scorers = {"two_tower": DotScorer(U, V)}
     scorers.update({name: baselines.build(name, m["train"], ranking, config.seed) for name in ("svd", "popularity")})
     popularity = np.asarray(m["train"].sum(axis=0)).ravel()
     return {name: {split: evaluate(fn, m[split], exclude[split], [10], popularity)[0]["recall_at_10"]

@@ -33,3 +33,17 @@ def test_the_metrics_table_says_under_it_when_a_baseline_wins_on_validation():
                "beaten_by": {"validation": [{"baseline": "svd", "baseline_value": 0.12, "model_value": 0.1}], "test": []}}
     assert "svd beat(s) the model on validation" in ranking_table(metrics).caption
     assert ranking_table({**metrics, "beaten_by": {"validation": [], "test": []}}).caption is None
+
+
+def test_the_gate_asks_the_ranking_task_for_the_baseline_check_only_when_beat_baselines_is_on():
+    from trainpipe.config import config_from_dict
+    from trainpipe.tasks import task_for
+
+    metrics = {"test_recall_at_10": 0.06, "test_svd_recall_at_10": 0.079, "test_popularity_recall_at_10": 0.043,
+               "test_random_recall_at_10": 0.001}
+    doc = {"task": "ranking", "data": {"path": "d.csv"}, "ranking": {"user": "u", "item": "i"}}
+    (check,) = task_for(config_from_dict({**doc, "gates": {"beat_baselines": True}})).baseline_checks(metrics)
+    assert not check["passed"] and check["limit"] == 0.079 and "best baseline svd" in check["reason"]
+    assert task_for(config_from_dict(doc)).baseline_checks(metrics) == []  # off unless asked for
+    tabular = {"task": "binary", "data": {"path": "d.csv", "target": "y"}}
+    assert task_for(config_from_dict(tabular)).baseline_checks(metrics) == []
