@@ -66,18 +66,20 @@ class LazySparseAdamW(torch.optim.AdamW):
         step = float(state["step"])
         beta1, beta2 = group["betas"]
         lr, eps, decay = group["lr"], group["eps"], group["weight_decay"]
-        current = param[rows]
+        # rows are unique (coalesced): gather, update, scatter back with index_copy_ (index_put_ is several times
+        # slower under torch.use_deterministic_algorithms, which the loop turns on)
+        current = param.index_select(0, rows)
         if self.l2:
             values = values + self.l2 * current
-        exp_avg = state["exp_avg"][rows].mul_(beta1).add_(values, alpha=1 - beta1)
-        exp_avg_sq = state["exp_avg_sq"][rows].mul_(beta2).addcmul_(values, values, value=1 - beta2)
-        state["exp_avg"][rows] = exp_avg
-        state["exp_avg_sq"][rows] = exp_avg_sq
+        exp_avg = state["exp_avg"].index_select(0, rows).mul_(beta1).add_(values, alpha=1 - beta1)
+        exp_avg_sq = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(values, values, value=1 - beta2)
+        state["exp_avg"].index_copy_(0, rows, exp_avg)
+        state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
         bias1, bias2 = 1 - beta1 ** step, 1 - beta2 ** step
-        update = (exp_avg / bias1) / ((exp_avg_sq / bias2).sqrt_().add_(eps))
+        update = (exp_avg / bias1).div_((exp_avg_sq / bias2).sqrt_().add_(eps))
         if decay:  # decoupled (AdamW): shrink the touched rows
-            current = current * (1 - lr * decay)
-        param[rows] = current - lr * update
+            current.mul_(1 - lr * decay)
+        param.index_copy_(0, rows, current.sub_(update, alpha=lr))
 
 
 def has_sparse_gradients(module: torch.nn.Module) -> bool:
