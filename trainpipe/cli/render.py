@@ -54,6 +54,10 @@ def ranking_table(metrics: dict) -> Table:
         table.add_row(name, _fmt(metrics["validation"].get(name)), _fmt(value),
                       *(_fmt(baselines[b]["test"].get(name)) for b in baselines),
                       _fmt(lift.get(f"lift_{name}")) if lift.get(f"lift_{name}") is not None else "")
+    beaten = (metrics.get("beaten_by") or {}).get("validation") or []
+    if beaten:  # the model loses to a baseline where it was tuned: say so under the table
+        table.caption = (f"[yellow]{', '.join(row['baseline'] for row in beaten)} beat(s) the model on validation "
+                         "(docs/ranking.md: Defaults on real data)[/]")
     return table
 
 

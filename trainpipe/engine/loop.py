@@ -271,8 +271,7 @@ class Trainer:
         self.scaler.unscale_(self.opt)
         grads = [q.grad for q in self.module.parameters() if q.grad is not None]
         if grads:
-            norm = (torch.nn.utils.clip_grad_norm_(self.module.parameters(), p.clip_grad_norm) if p.clip_grad_norm
-                    else torch.nn.utils.get_total_norm(grads))
+            norm = grad_norm(grads, p.clip_grad_norm)
             self.scaler.step(self.opt)
             self.scaler.update()
             c.sums["norm"] += float(norm)
@@ -393,6 +392,18 @@ class Trainer:
 
     def _say(self, line: str) -> None:
         self.progress.say(line)
+
+
+def grad_norm(grads: list[torch.Tensor], clip: float | None) -> torch.Tensor:
+    """The global gradient norm, gradients scaled down to `clip` when above it. Sparse gradients (id embeddings,
+    engine/sparse_adam.py) count by their values: torch's get_total_norm/clip_grad_norm_ refuse them."""
+    parts = [g.coalesce().values() if g.is_sparse else g for g in grads]
+    norm = torch.nn.utils.get_total_norm(parts)
+    if clip:
+        factor = torch.clamp(clip / (norm + 1e-6), max=1.0)
+        for g in grads:
+            g.mul_(factor)
+    return norm
 
 
 def _from_format_1(old: dict[str, Any]) -> dict[str, Any]:

@@ -9,11 +9,15 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from trainpipe.engine.config import EngineParams
+from trainpipe.engine.sparse_adam import LazySparseAdamW, has_sparse_gradients
 
 
 def build_optimizer(module: torch.nn.Module, p: EngineParams, device: torch.device) -> torch.optim.Optimizer:
     # Fused kernels: ~1.25× faster Adam steps on this CPU (docs/FACTS), same math.
     params = [q for q in module.parameters() if q.requires_grad]
+    if p.optimizer != "sgd" and has_sparse_gradients(module):  # id embeddings: only the batch's rows move
+        return LazySparseAdamW(params, lr=p.lr, weight_decay=p.weight_decay, decoupled=p.optimizer == "adamw",
+                               fused=True)
     if p.optimizer == "sgd":
         return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay, fused=True)
     cls = torch.optim.AdamW if p.optimizer == "adamw" else torch.optim.Adam

@@ -13,15 +13,16 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from trainpipe.evaluation.ranking_metrics import ScoreFn
+from trainpipe.evaluation.ranking_metrics import DotScorer, ScoreFn
 
 if TYPE_CHECKING:
     from trainpipe.ranking.config import RankingConfig
 
 
-def popularity_scorer(train: sp.csr_matrix) -> ScoreFn:
+def popularity_scorer(train: sp.csr_matrix) -> DotScorer:
+    """Training counts as a rank-1 product (1 per user × count per item): the same scores for every user."""
     counts = torch.from_numpy(np.asarray(train.sum(axis=0)).ravel().astype(np.float32))
-    return lambda users: counts.expand(len(users), -1).clone()
+    return DotScorer(torch.ones((train.shape[0], 1)), counts[:, None])
 
 
 def random_scorer(n_items: int, seed: int) -> ScoreFn:
@@ -42,14 +43,10 @@ def svd_factors(train: sp.csr_matrix, factors: int, seed: int) -> np.ndarray:
     return np.ascontiguousarray(vt.T.astype(np.float32))
 
 
-def svd_scorer(train: sp.csr_matrix, factors: int, seed: int) -> ScoreFn:
+def svd_scorer(train: sp.csr_matrix, factors: int, seed: int) -> DotScorer:
+    """x_u V Vᵀ as user vectors x_u V (every user's, computed once) against the item factors V."""
     V = svd_factors(train, factors, seed)
-    V_t = torch.from_numpy(V)
-
-    def score(users: np.ndarray) -> torch.Tensor:
-        user_vectors = torch.from_numpy(np.asarray(train[users] @ V, dtype=np.float32))
-        return user_vectors @ V_t.T
-    return score
+    return DotScorer(torch.from_numpy(np.asarray(train @ V, dtype=np.float32)), torch.from_numpy(V))
 
 
 def build(name: str, train: sp.csr_matrix, config: RankingConfig, seed: int) -> ScoreFn:

@@ -73,6 +73,10 @@ class GatesConfig(BaseModel):
                                   "latency_p99_row_ms: 0.05}.")
     slices: SliceGates = Field(default_factory=SliceGates)
     champion: ChampionGate = Field(default_factory=ChampionGate)
+    beat_baselines: bool = Field(False, description="task ranking: fail the gate unless the model's test primary "
+                                 "metric is at least the best baseline's (ranking.baselines, same test users). A "
+                                 "retrieval model that loses to PureSVD or most-popular is not worth serving; "
+                                 "`trainpipe init --task ranking` turns it on.")
 
 
 def known_metrics(task: str) -> list[str]:
@@ -88,6 +92,8 @@ def config_problems(task: str, gates: GatesConfig, primary: str) -> list[str]:
                 close = difflib.get_close_matches(name, names, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problems.append(f"gates.{bound}.{name}: not a {task} metric{hint}; choose one of {', '.join(names)}")
+    if gates.beat_baselines:
+        problems.append(f"gates.beat_baselines: only task ranking scores baselines (task is {task}); remove it")
     sliced = bool(gates.slices.columns or gates.slices.numeric)
     for key, metric, used in (("slices.metric", gates.slices.metric or primary, sliced),
                               ("champion.metric", gates.champion.metric or primary, gates.champion.enabled)):
@@ -129,6 +135,23 @@ def threshold_checks(metrics: dict[str, float], gates: GatesConfig) -> list[dict
             out.append(_check(name, key, value, limit, ok, f"{name} {value:.4g} {op if ok else ('<' if bound == 'min' else '>')} "
                               f"{limit:g}"))
     return out
+
+
+def baseline_checks(metrics: dict[str, float], metric: str, baselines: list[str], split: str = "test") -> list[dict]:
+    """The model's `metric` on `split` is at least every baseline's (flat names `<split>_<metric>` and
+    `<split>_<baseline>_<metric>`, as ranking's evaluate writes them); a tie passes."""
+    model = metrics.get(f"{split}_{metric}")
+    scored = {b: metrics[f"{split}_{b}_{metric}"] for b in baselines if metrics.get(f"{split}_{b}_{metric}") is not None}
+    if model is None or not scored:
+        return [_check("beat baselines", "gates.beat_baselines", model, None, False,
+                       f"{split}_{metric} of the model or of the baselines ({', '.join(baselines) or 'none'}) was not "
+                       "measured")]
+    best = max(scored, key=lambda b: scored[b])
+    ok = model >= scored[best]
+    return [_check("beat baselines", "gates.beat_baselines", model, scored[best], ok,
+                   f"{split} {metric} {model:.4g} {'>=' if ok else '<'} best baseline {best} {scored[best]:.4g}"
+                   + ("" if ok else f": the model loses to {best}; see docs/ranking.md (Defaults on real data) "
+                                    "for what to tune, or set gates.beat_baselines: false"))]
 
 
 def slice_masks(frame: pd.DataFrame, slices: SliceGates) -> list[tuple[str, np.ndarray]]:

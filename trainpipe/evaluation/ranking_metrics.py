@@ -1,9 +1,11 @@
 """Exact top-K ranking metrics over the whole catalogue, streamed in batches of users.
 
-A batch of users is scored against every item with one matrix product, the items each user saw
-before are set to -inf, and `torch.topk` keeps K per user: memory is batch × items, never users ×
-items. Hits are found by binary search of (row, item) keys in the sorted relevant set, so no step
-loops over users in Python.
+A block of users is scored against every item with one matrix product (into one reused buffer), the
+items each user saw before are set to -inf through the CSR's flat positions, and `torch.topk` keeps K
+per user, ties at the cut resolved exactly (lower item code first): memory is block × items, never
+users × items. Hits are found by binary search of (row, item) keys in the sorted relevant set, so no
+step loops over users in Python. evaluation/ranking_reference.py is the same definition written the
+plain way (a stable sort of each user's full row); tests hold the two to identical results.
 
 Definitions (per user with at least one relevant item, then averaged over those users):
 Recall@K = relevant items in the top K / relevant items; HitRate@K = 1 if any is; NDCG@K = DCG of
@@ -24,6 +26,18 @@ import torch
 ScoreFn = Callable[[np.ndarray], torch.Tensor]  # user codes (b,) -> float32 scores (b, n_items)
 
 
+class DotScorer:
+    """Scores that are a product of user and item vectors, `U[users] @ Vᵀ` (the model, PureSVD, most-popular as
+    a rank-1 product): `top_k` has it write each block into one reused buffer. A fresh (users × items) tensor per
+    block costs a page fault per 4 KiB of it (a 256 × 100k block is 100 MB), which the top-K itself does not."""
+
+    def __init__(self, U: torch.Tensor, V: torch.Tensor) -> None:
+        self.U, self.V = U.float().contiguous(), V.float().contiguous()
+
+    def __call__(self, users: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.mm(self.U[torch.from_numpy(np.asarray(users, dtype=np.int64))], self.V.T, out=out)
+
+
 def interaction_matrix(user: np.ndarray, item: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
     """Binary users × items CSR (repeated pairs count once), indices sorted within rows."""
     m = sp.csr_matrix((np.ones(len(user), dtype=np.float32), (user, item)), shape=(n_users, n_items))
@@ -34,31 +48,73 @@ def interaction_matrix(user: np.ndarray, item: np.ndarray, n_users: int, n_items
 
 
 def mask_seen(scores: torch.Tensor, seen: sp.csr_matrix | None) -> None:
-    """Set each row's seen items to -inf in place; `seen` has one row per score row."""
+    """Set each row's seen items to -inf in place (one scatter through the CSR's flat positions); `seen` has one
+    row per score row."""
     if seen is None or seen.nnz == 0:
         return
-    rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
-    scores[torch.from_numpy(rows), torch.from_numpy(seen.indices.astype(np.int64))] = float("-inf")
+    n_items = scores.shape[1]
+    rows = np.repeat(np.arange(seen.shape[0], dtype=np.int64) * n_items, np.diff(seen.indptr))
+    flat = torch.from_numpy(rows + seen.indices.astype(np.int64))
+    if scores.is_contiguous():
+        scores.view(-1).index_fill_(0, flat, float("-inf"))
+    else:
+        scores.index_put_((flat // n_items, flat % n_items), torch.tensor(float("-inf")))
+
+
+def block_top_k(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of each row: item codes (-1 for -inf scores) and scores, best first, ties by lower item code.
+
+    `torch.topk` keeps k + 1; a row whose k-th and (k+1)-th scores are equal has a tie at the cut, where which
+    of the tied items topk kept is unspecified: those rows (rare with learned scores, common with counts) are
+    redone exactly: every item above the k-th score, then the lowest codes among those equal to it. The k kept
+    are then ordered by (score descending, code ascending), the order a stable sort of the row gives."""
+    b, n = scores.shape
+    kk = min(k, n)
+    top = torch.topk(scores, min(kk + 1, n), dim=1)
+    values, index = top.values[:, :kk], top.indices[:, :kk]
+    if kk < n:
+        cut = top.values[:, kk - 1]
+        tied = torch.nonzero((cut == top.values[:, kk]) & torch.isfinite(cut)).flatten()
+        if len(tied):
+            rows, threshold = scores[tied], cut[tied, None]
+            above = rows > threshold
+            needed = kk - above.sum(dim=1, keepdim=True)
+            equal = rows == threshold
+            chosen = above | (equal & (torch.cumsum(equal, dim=1) <= needed))
+            codes = torch.nonzero(chosen)[:, 1].view(len(tied), kk)  # row-major: kk per row, codes ascending
+            index[tied] = codes
+            values[tied] = torch.gather(rows, 1, codes)
+    values_np, index_np = values.numpy().copy(), index.numpy().astype(np.int64)
+    order = np.lexsort((index_np, -values_np), axis=1)  # score descending, then code ascending
+    values_np = np.take_along_axis(values_np, order, axis=1)
+    index_np = np.take_along_axis(index_np, order, axis=1)
+    index_np[~np.isfinite(values_np)] = -1
+    return index_np, values_np
 
 
 def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None,
           batch_users: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k item codes (-1 where fewer than k unseen items exist) and scores, per user, best first.
+    """Top-k item codes (-1 where fewer than k unseen items exist) and scores, per user, best first (ties: lower
+    item code first).
 
-    `exclude` is indexed by user code (rows = all users)."""
+    Blocks of `batch_users` users: scores (a reused buffer for a `DotScorer`), the block's seen items masked,
+    `block_top_k`. `exclude` is indexed by user code (rows = all users)."""
     n = len(users)
     items = np.full((n, k), -1, dtype=np.int64)
     scores_out = np.full((n, k), -np.inf, dtype=np.float32)
+    buffer: torch.Tensor | None = None
     for start in range(0, n, batch_users):
         batch = users[start:start + batch_users]
-        scores = score_fn(batch).float()
+        if isinstance(score_fn, DotScorer):
+            if buffer is None:
+                buffer = torch.empty((min(batch_users, n), score_fn.V.shape[0]), dtype=torch.float32)
+            scores = score_fn(batch, out=buffer[:len(batch)])
+        else:
+            scores = score_fn(batch).float().contiguous()
         mask_seen(scores, exclude[batch] if exclude is not None else None)
-        kk = min(k, scores.shape[1])
-        top = torch.topk(scores, kk, dim=1)
-        values, index = top.values.numpy(), top.indices.numpy()
-        index[~np.isfinite(values)] = -1
-        items[start:start + len(batch), :kk] = index
-        scores_out[start:start + len(batch), :kk] = values
+        index, values = block_top_k(scores, k)
+        items[start:start + len(batch), :index.shape[1]] = index
+        scores_out[start:start + len(batch), :index.shape[1]] = values
     return items, scores_out
 
 

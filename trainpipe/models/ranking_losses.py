@@ -43,19 +43,29 @@ def _weighted_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.T
 def sampled_softmax(u: Tensor, v: Tensor, items: Tensor, scale: Any, weight: Tensor | None = None,
                     log_q: Tensor | None = None, v_neg: Tensor | None = None, neg_items: Tensor | None = None,
                     neg_log_q: Tensor | None = None) -> Tensor:
-    """Cross-entropy of the positive against in-batch (and extra) negatives; `log_q` per batch item."""
-    sims, valid, target = _logits(u, v, items, v_neg, neg_items)
-    logits = sims.float() * scale
-    if log_q is not None:
-        if v_neg is None:
-            correction = log_q
-        else:
+    """Cross-entropy of the positive against in-batch (and extra) negatives; `log_q` per batch item.
+
+    One fused product builds the logits: the scale goes on the (b, d) user side and the log-Q correction is
+    addmm's bias, and the other rows' copies of a row's own positive are masked in place, so the only
+    (b × b)-sized passes are the product, one comparison, the mask and the softmax (issue 16: the scale,
+    the subtraction and the copied masks were a third of a training step)."""
+    b = len(items)
+    candidates, codes, correction = v, items, log_q
+    if v_neg is not None:
+        assert neg_items is not None, "extra negatives come with their item codes"
+        candidates, codes = torch.cat([v, v_neg]), torch.cat([items, neg_items])
+        if log_q is not None:
             assert neg_log_q is not None, "extra negatives come with their sampling probabilities"
             correction = torch.cat([log_q, neg_log_q])
-        logits = logits - correction[None, :]
-    valid = valid.clone()
-    valid[target, target] = True  # keep the positive's own logit
-    logits = logits.masked_fill(~valid, float("-inf"))
+    user_side = u.float() * scale
+    if correction is None:
+        logits = user_side @ candidates.float().T
+    else:
+        logits = torch.addmm(-correction.float()[None, :], user_side, candidates.float().T)
+    target = torch.arange(b, device=u.device)
+    duplicate = codes[None, :] == items[:, None]  # another row's positive that is this row's positive too
+    duplicate[target, target] = False  # keep the positive's own logit
+    logits = logits.float().masked_fill_(duplicate, float("-inf"))
     return _weighted_mean(F.cross_entropy(logits, target, reduction="none"), weight)
 
 

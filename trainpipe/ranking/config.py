@@ -156,6 +156,9 @@ def config_problems(pipeline: Any) -> list[str]:
     if champion_metric and champion_metric not in per_user:
         problems.append(f"gates.champion.metric: {champion_metric!r} is not a ranking metric; choose one of "
                         f"{', '.join(per_user)}")
+    if pipeline.gates.beat_baselines and not ranking.baselines:
+        problems.append("gates.beat_baselines: needs at least one baseline in ranking.baselines (e.g. [popularity, "
+                        "svd])")
     if "popularity" not in ranking.baselines and any("_lift_" in n for n in [*pipeline.gates.min, *pipeline.gates.max]):
         problems.append("gates: a lift gate needs the popularity baseline in ranking.baselines")
     return problems

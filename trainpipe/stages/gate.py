@@ -43,7 +43,8 @@ def run(ctx: StageContext) -> StageResult:
     config, gates, task = ctx.config, ctx.config.gates, ctx.task
     metrics = ctx.manifest("evaluate")["metrics"]
     count, unit = task.test_size(ctx)
-    checks = g.size_checks(count, gates.min_test_rows, unit) + g.threshold_checks(metrics, gates) + drift_checks(ctx)
+    checks = (g.size_checks(count, gates.min_test_rows, unit) + g.threshold_checks(metrics, gates)
+              + task.baseline_checks(metrics) + drift_checks(ctx))
     decision: dict = {"checks": checks, "slices": [], "champion": None, "champion_version": None}
     checks.extend(task.slice_checks(ctx, decision))
 

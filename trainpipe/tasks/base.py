@@ -166,6 +166,10 @@ class Task(Protocol):
         """The gate's per-slice checks (gates.slices); fills decision["slices"]."""
         ...
 
+    def baseline_checks(self, metrics: dict[str, float]) -> list[dict]:
+        """The gate's checks against the task's own baselines (gates.beat_baselines); evaluate's flat metrics in."""
+        ...
+
     def champion_scores(self, run: RunView, package: Path, metric: str) -> tuple[ChampionScores | None, str | None]:
         """This run's test scores next to the champion's on the same rows, or (None, why it cannot compare)."""
         ...

@@ -176,9 +176,12 @@ class RankingTask:
         np.savez(run.stage_dir / "test_per_user.npz", users=users,
                  **per_user_test["model"])  # type: ignore[arg-type]  # numpy types **kwds as allow_pickle
         name, direction = self.primary_metric()
+        metrics["beaten_by"] = beaten_by(results, name, list(ranking.baselines))
         summary = {"primary_metric": name, "direction": direction, "validation": results["model"]["validation"][name],
                    "test": results["model"]["test"][name]}
         summary.update({f"test_{b}": results[b]["test"][name] for b in ranking.baselines})
+        summary["beaten_by"] = {split: [row["baseline"] for row in rows] for split, rows in metrics["beaten_by"].items()}
+        summary["warning_messages"] = beaten_messages(metrics["beaten_by"], name)  # printed under the stage line
         if "lift" in metrics:
             summary["test_lift"] = metrics["lift"]["test"].get(f"lift_{name}")
         summary["line"] = (f"{name}: validation {summary['validation']:.4f} · test {summary['test']:.4f}"
@@ -190,6 +193,14 @@ class RankingTask:
     def test_size(self, run: RunView) -> tuple[int, str]:
         with np.load(run.upstream("evaluate") / "test_per_user.npz") as f:
             return len(f["users"]), "test users"
+
+    def baseline_checks(self, metrics: dict[str, float]) -> list[dict]:
+        """gates.beat_baselines: the model's test primary metric is at least the best baseline's."""
+        from trainpipe.evaluation.gates import baseline_checks
+
+        if not self.config.gates.beat_baselines:
+            return []
+        return baseline_checks(metrics, self.primary_metric()[0], list(self.ranking.baselines))
 
     def slice_checks(self, run: RunView, decision: dict) -> list[dict]:
         return []  # gates.slices is refused for task ranking when the config loads
@@ -284,15 +295,34 @@ def _model_scorer(model_dir: Path) -> Any:
 
     from trainpipe.models import load_family
 
+    from trainpipe.evaluation.ranking_metrics import DotScorer
+
     U, V = load_family(model_dir).vectors()
-    U_t, V_t = torch.from_numpy(U), torch.from_numpy(V)
-    return lambda users: U_t[torch.from_numpy(users)] @ V_t.T
+    return DotScorer(torch.from_numpy(U), torch.from_numpy(V))
 
 
 def lifts(model: dict, popularity: dict, ks: list[int]) -> dict[str, float | None]:
     """model / popularity for the per-user metrics (None when popularity scores 0)."""
     names = [f"{m}_at_{k}" for k in ks for m in LIFTED] + ["mrr"]
     return {f"lift_{n}": (model[n] / popularity[n] if popularity.get(n) else None) for n in names}
+
+
+def beaten_by(results: dict[str, dict], metric: str, baselines: list[str]) -> dict[str, list[dict]]:
+    """Per held-out split, the baselines whose `metric` is above the model's (best first): a neural model
+    that loses to PureSVD or most-popular on validation should be said out loud, not left in a table."""
+    out = {}
+    for split in HELD_OUT:
+        model = results["model"][split][metric]
+        above = [{"baseline": b, "baseline_value": results[b][split][metric], "model_value": model}
+                 for b in baselines if results[b][split][metric] > model]
+        out[split] = sorted(above, key=lambda row: -row["baseline_value"])
+    return out
+
+
+def beaten_messages(beaten: dict[str, list[dict]], metric: str) -> list[str]:
+    return [f"{row['baseline']} beats the model on {split} {metric}: {row['baseline_value']:.4f} vs "
+            f"{row['model_value']:.4f} (docs/ranking.md: Defaults on real data)"
+            for split in HELD_OUT for row in beaten[split]]
 
 
 def champion_per_user(path: Path, data: Interactions, m: dict, users: np.ndarray, ks: list[int]) -> dict[str, np.ndarray]:

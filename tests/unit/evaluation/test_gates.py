@@ -138,3 +138,26 @@ def test_too_few_test_rows_fail_the_gate_naming_the_key():
     assert g.size_checks(20, 20, "test users")[0]["passed"]
     assert g.size_checks(4, 0, "test rows") == []  # 0 turns the check off
     assert g.GatesConfig().min_test_rows == 20
+
+
+def test_beat_baselines_fails_naming_the_best_baseline_and_passes_on_a_tie():
+    metrics = {"test_recall_at_10": 0.060, "test_svd_recall_at_10": 0.079, "test_popularity_recall_at_10": 0.043,
+               "validation_recall_at_10": 0.2}
+    (check,) = g.baseline_checks(metrics, "recall_at_10", ["popularity", "svd"])
+    assert not check["passed"] and check["key"] == "gates.beat_baselines"
+    assert check["value"] == 0.060 and check["limit"] == 0.079
+    assert "test recall_at_10 0.06 < best baseline svd 0.079" in check["reason"]
+    (check,) = g.baseline_checks({**metrics, "test_recall_at_10": 0.079}, "recall_at_10", ["popularity", "svd"])
+    assert check["passed"]  # a tie passes
+    (check,) = g.baseline_checks(metrics, "recall_at_10", ["popularity"])  # only the baselines asked for count
+    assert check["passed"] and check["limit"] == 0.043
+    (check,) = g.baseline_checks(metrics, "ndcg_at_10", ["svd"])  # nothing measured: fails, says so
+    assert not check["passed"] and "was not measured" in check["reason"]
+
+
+def test_beat_baselines_is_refused_for_tabular_tasks(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"task": "binary", "data": {"path": str(tmp_path / "x.csv"), "target": "y"},
+                          "gates": {"beat_baselines": True}})
+    assert "gates.beat_baselines: only task ranking scores baselines" in err.value.message
+    assert g.GatesConfig().beat_baselines is False

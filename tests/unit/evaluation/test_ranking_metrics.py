@@ -1,4 +1,5 @@
-"""Ranking metrics against a hand-computed example; streamed top-K equals a dense reference."""
+"""Ranking metrics against a hand-computed example; the fast streamed top-K and metrics equal the plain NumPy
+reference (evaluation/ranking_reference.py) on small data full of ties and seen items."""
 
 import math
 
@@ -7,7 +8,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from trainpipe.evaluation.ranking_metrics import evaluate, interaction_matrix, per_user_metrics, top_k
+from trainpipe.evaluation.ranking_metrics import (DotScorer, block_top_k, evaluate, interaction_matrix, per_user_metrics,
+                                                  top_k)
+from trainpipe.evaluation.ranking_reference import reference_per_user, reference_top_k
 
 
 def test_hand_computed_example():
@@ -55,3 +58,46 @@ def test_fewer_unseen_items_than_k_are_marked():
     exclude = interaction_matrix(np.array([0, 0]), np.array([0, 1]), 1, 3)
     got, _ = top_k(lambda u: torch.zeros((len(u), 3)), np.array([0]), 3, exclude)
     assert got.tolist() == [[2, -1, -1]]
+
+
+def tied_factors(n_users: int, n_items: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Small-integer vectors: every score is exact in float32 whatever the summation order, and ties abound."""
+    rng = np.random.default_rng(seed)
+    return (torch.from_numpy(rng.integers(-1, 2, (n_users, 3)).astype(np.float32)),
+            torch.from_numpy(rng.integers(-1, 2, (n_items, 3)).astype(np.float32)))
+
+
+@pytest.mark.parametrize("batch_users, k", [(1, 5), (16, 5), (64, 12), (64, 60)])
+def test_fast_top_k_equals_the_numpy_reference_with_ties_and_seen_items(batch_users, k):
+    U, V = tied_factors(40, 50, seed=batch_users + k)
+    exclude = sp.random(40, 50, density=0.4, random_state=k, format="csr")
+    exclude.data[:] = 1
+    users = np.random.default_rng(0).permutation(40)[:33]
+    want = reference_top_k(DotScorer(U, V), users, k, exclude)
+    got, got_scores = top_k(DotScorer(U, V), users, k, exclude, batch_users)
+    assert np.array_equal(got, want)  # same items, same order: ties broken by the lower item code
+    assert (got[:, -1] == -1).any() if k == 60 else (got >= 0).all()  # k = 60 > 50 items: the tail is -1
+    dense = (U @ V.T).numpy()
+    assert np.array_equal(got_scores[got >= 0], dense[np.repeat(users, k).reshape(-1, k)[got >= 0], got[got >= 0]])
+
+
+def test_a_row_tied_at_the_cut_keeps_the_lowest_item_codes():
+    scores = torch.tensor([[0.5, 1.0, 1.0, 1.0, 2.0, 1.0], [3.0, 2.0, 1.0, 0.0, -1.0, -2.0]])
+    items, values = block_top_k(scores.clone(), 3)
+    assert items.tolist() == [[4, 1, 2], [0, 1, 2]]
+    assert values.tolist() == [[2.0, 1.0, 1.0], [3.0, 2.0, 1.0]]
+
+
+def test_fast_metrics_equal_the_reference_definitions():
+    U, V = tied_factors(60, 30, seed=3)
+    rng = np.random.default_rng(1)
+    relevant = interaction_matrix(rng.integers(0, 60, 90), rng.integers(0, 30, 90), 60, 30)
+    seen = interaction_matrix(rng.integers(0, 60, 200), rng.integers(0, 30, 200), 60, 30)
+    seen = (seen - seen.multiply(relevant)).tocsr()  # a relevant item is never among the excluded ones
+    seen.eliminate_zeros()
+    summary, per_user = evaluate(DotScorer(U, V), relevant, seen, [1, 5, 10], np.ones(30), batch_users=7)
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    want = reference_per_user(reference_top_k(DotScorer(U, V), users, 10, seen), relevant[users], [1, 5, 10])
+    assert set(want) == set(per_user)
+    for name, values in want.items():
+        assert np.allclose(per_user[name], values, rtol=0, atol=1e-12), name

@@ -29,6 +29,8 @@ def test_a_minimal_ranking_config_loads_with_defaults():
     ({"gates": {"min": {"test_lift_recall_at_11": 2}}},
      "gates.min.test_lift_recall_at_11: not a ranking metric (did you mean 'test_lift_recall_at_10'?)"),
     ({"evaluation": {"primary_metric": "roc_auc"}}, "evaluation.primary_metric: 'roc_auc' is not a ranking metric"),
+    ({"ranking": {"user": "u", "item": "i", "baselines": []}, "gates": {"beat_baselines": True}},
+     "gates.beat_baselines: needs at least one baseline in ranking.baselines"),
 ])
 def test_mistakes_are_one_line_naming_the_key(change, message):
     with pytest.raises(ConfigError) as exc:

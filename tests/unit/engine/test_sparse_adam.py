@@ -1,0 +1,63 @@
+"""Lazy Adam(W) for sparse-gradient id embeddings: the touched rows get exactly AdamW's update, untouched rows
+do not move, dense parameters are AdamW's own, and the loop's gradient norm and clipping accept sparse grads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainpipe.engine.config import EngineParams
+from trainpipe.engine.loop import grad_norm
+from trainpipe.engine.schedules import build_optimizer
+from trainpipe.engine.sparse_adam import LazySparseAdamW
+
+
+def pair(sparse: bool, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Embedding(6, 3, sparse=sparse), torch.nn.Linear(3, 1))
+
+
+def train(module: torch.nn.Module, opt: torch.optim.Optimizer, batches: list[list[int]]) -> None:
+    for ids in batches:
+        opt.zero_grad(set_to_none=True)
+        module(torch.tensor(ids)).pow(2).sum().backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("decoupled", [True, False])
+def test_rows_touched_every_step_match_dense_adam_exactly(decoupled):
+    batches = [[0, 1, 2, 3, 4, 5, 5]] * 4  # every row in every batch: lazy and dense Adam agree
+    dense, sparse = pair(False), pair(True)
+    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    train(dense, cls(dense.parameters(), lr=0.05, weight_decay=0.1), batches)
+    train(sparse, LazySparseAdamW(sparse.parameters(), lr=0.05, weight_decay=0.1, decoupled=decoupled), batches)
+    for a, b in zip(dense.parameters(), sparse.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), (a, b)
+
+
+def test_rows_no_batch_touched_keep_their_value_and_the_state_round_trips():
+    module = pair(True)
+    before = module[0].weight.detach().clone()
+    opt = LazySparseAdamW(module.parameters(), lr=0.1, weight_decay=0.5)
+    train(module, opt, [[0, 1], [1, 2]])
+    after = module[0].weight.detach()
+    assert torch.equal(after[3:], before[3:]) and not torch.equal(after[:3], before[:3])
+    again = LazySparseAdamW(pair(True).parameters(), lr=0.1, weight_decay=0.5)
+    again.load_state_dict(opt.state_dict())
+    assert float(again.state_dict()["state"][0]["step"]) == 2.0  # the embedding's steps: checkpoints resume them
+
+
+def test_the_engine_picks_the_lazy_optimizer_only_for_sparse_embeddings_and_adam():
+    assert isinstance(build_optimizer(pair(True), EngineParams(), torch.device("cpu")), LazySparseAdamW)
+    assert type(build_optimizer(pair(False), EngineParams(), torch.device("cpu"))) is torch.optim.AdamW
+    assert type(build_optimizer(pair(False), EngineParams(optimizer="sgd"), torch.device("cpu"))) is torch.optim.SGD
+
+
+def test_gradient_norm_and_clipping_count_sparse_gradients_by_their_values():
+    sparse, dense = pair(True), pair(False)
+    for module in (sparse, dense):
+        module(torch.tensor([1, 2, 2])).sum().backward()
+    norm = grad_norm([q.grad for q in sparse.parameters()], None)
+    assert torch.allclose(norm, torch.nn.utils.get_total_norm([q.grad for q in dense.parameters()]))
+    grad_norm([q.grad for q in sparse.parameters()], 0.1)
+    assert torch.allclose(grad_norm([q.grad for q in sparse.parameters()], None), torch.tensor(0.1), atol=1e-5)
