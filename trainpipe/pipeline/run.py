@@ -27,6 +27,7 @@ from trainpipe import __version__
 from trainpipe.config import PipelineConfig, config_from_dict, config_hash, dump_config
 from trainpipe.errors import Preempted, RunError, TrainpipeError
 from trainpipe.pipeline.cache import RunCache
+from trainpipe.pipeline.liveness import RunOwnership, describe, judge
 from trainpipe.pipeline.run_folder import (file_digests, file_sizes, lock_run, replace_dir, write_json)
 from trainpipe.pipeline.stages import RUNNERS, SPECS, STAGE_NAMES, active_stages
 from trainpipe.pipeline.tracking import RunTracking
@@ -62,6 +63,7 @@ class Run:
         self.cache = RunCache(store, run_id, self.dir, config)
         self.created_here = False  # set by create(): only a brand-new run folder may be removed on failure
         self._lock: BaseFileLock | None = None
+        self.ownership = RunOwnership(self.dir / "run.json", self.tracking.heartbeat)
 
     # -- creation and loading -------------------------------------------------------------
     @classmethod
@@ -86,6 +88,7 @@ class Run:
             shutil.rmtree(run_dir, ignore_errors=True)  # e.g. an unreachable tracking server
             raise
         run.created_here = True
+        run.claim()
         run.save_meta()
         run.tracking.start(run_id, run_dir, meta["config_hash"])
         return run
@@ -99,13 +102,14 @@ class Run:
                            "or --config)", key="run")
         if not meta_path.exists():
             raise RunError(not_a_run(run_id, run_dir), key="run")
-        lock = lock_run(run_dir, run_id)
+        lock = _lock_or_say_who(run_dir, run_id)
         try:
             try:
                 meta = json.loads(meta_path.read_text())
             except (OSError, ValueError) as exc:
                 raise RunError(f"run {run_id!r}: cannot read {meta_path}: {exc}; the run folder is damaged (start a "
                                "new run)", key="run") from None
+            _refuse_if_alive(run_id, meta)  # a process on another machine sharing the store (no common lock)
             if config is None:
                 config = cls._recorded_config(run_dir, meta)
             elif config_hash(config) != meta["config_hash"]:
@@ -119,11 +123,23 @@ class Run:
             lock.release()
             raise
         run._lock = lock
+        run.claim()
         return run
+
+    def claim(self) -> None:
+        """Record this process as the run's owner and keep its heartbeat (pipeline/liveness.py). A run whose
+        owner died without cleanup (SIGKILL, power loss) keeps a note of it."""
+        verdict = judge(self.meta)
+        if verdict.dead:
+            self.meta["recovered"] = {"owner": self.meta.get("owner"), "reason": verdict.reason,
+                                      "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self.ownership.claim(self.meta)
+        self.tracking.claimed(self.meta["owner"])
 
     def release(self) -> None:
         """Let another process work on this run (its lock, taken by create/open)."""
         if self._lock is not None:
+            self.ownership.release(self.meta)
             self._lock.release()
             self._lock = None
 
@@ -152,7 +168,7 @@ class Run:
         return config
 
     def save_meta(self) -> None:
-        write_json(self.dir / "run.json", self.meta)
+        self.ownership.save(self.meta)
 
     # -- tracking ----------------------------------------------------------------------------
     def _sync_tracking(self) -> None:
@@ -214,6 +230,9 @@ class Run:
                 return manifest
 
         emit("stage_start", {"stage": name})
+        if self.meta.get("owner"):  # what a process found dead was doing (`runs gc` names the stage)
+            self.meta["owner"]["stage"] = name
+            self.save_meta()
         tmp = self.dir / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -305,6 +324,28 @@ class Run:
                 "config_hash": self.meta["config_hash"], "store": str(self.store.root), "run_dir": str(self.dir),
                 "mlflow_run_id": self.meta.get("mlflow_run_id"), "tracking_uri": self.meta.get("tracking_uri"),
                 "stages": stages, "metrics": metrics, "artifacts": artifacts}
+
+
+def _lock_or_say_who(run_dir: Path, run_id: str) -> BaseFileLock:
+    """The run's lock, or one line naming the process that holds it (from run.json's owner, when recorded)."""
+    try:
+        return lock_run(run_dir, run_id)
+    except RunError as exc:
+        try:
+            owner = json.loads((run_dir / "run.json").read_text()).get("owner")
+        except (OSError, ValueError):
+            owner = None
+        if not owner:
+            raise
+        raise RunError(f"run {run_id} is still running in {describe(owner)}; wait for it to end, or stop it "
+                       f"(kill {owner.get('pid')}); two processes never write one run folder", key="run") from exc
+
+
+def _refuse_if_alive(run_id: str, meta: dict) -> None:
+    verdict = judge(meta)
+    if verdict.state == "alive":
+        raise RunError(f"run {run_id} is still running in {verdict.reason}; wait for it to end, or stop that "
+                       "process (`trainpipe runs gc` marks it killed once its heartbeat is stale)", key="run")
 
 
 def _preempted(run: Run, exc: Preempted, again: str) -> None:
