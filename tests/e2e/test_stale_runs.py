@@ -104,24 +104,24 @@ def test_resume_of_a_run_whose_process_is_alive_is_refused_in_one_line(pipeline,
     finally:
         held.send_signal(signal.SIGKILL)
         held.communicate()
-    assert run_cli_json("runs", "gc", "--store", str(store))[1]["marked"] == 1
-    code, resumed = run_cli_json("run", "--resume", "alive", "--store", str(store))
-    assert code == 0 and resumed["status"] == "completed"
+    assert run_cli_json("runs", "gc", "--store", str(store))[1]["marked"] == 1  # dead now: marked
 
 
 def test_a_run_owned_by_a_live_process_on_another_machine_is_refused_and_a_stale_one_recovered(pipeline, store):
     """A store shared by two machines: the run lock (flock) is per machine, the heartbeat is not."""
-    code, doc = run_cli_json("run", str(pipeline), "--run-id", "remote")
-    assert code == 0
+    code, doc = run_cli_json("stage", "ingest", "--run", "remote", "--config", str(pipeline))
+    assert code == 0, doc
     path = store / "runs" / "remote" / "run.json"
     meta = json.loads(path.read_text())
-    meta["status"] = "running"
+    assert meta["status"] == "running" and "owner" not in meta  # between two orchestrated stages: idle, not dead
+    assert run_cli_json("runs", "gc", "--store", str(store))[1]["marked"] == 0
     meta["owner"] = {"pid": 4242, "host": "another-machine", "boot_id": "x", "process_started": 1.0,
                      "since": time.time() - 5, "heartbeat_at": time.time() - 2, "stage": "evaluate"}
     path.write_text(json.dumps(meta))
-    proc = run_cli("run", "--resume", "remote", "--store", str(store))
-    assert proc.returncode == 2 and "still running in process 4242 on another-machine" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    for args in (("run", "--resume", "remote"), ("stage", "validate", "--run", "remote")):
+        proc = run_cli(*args, "--store", str(store))
+        assert proc.returncode == 2 and "still running in process 4242 on another-machine" in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
 
     meta["owner"]["heartbeat_at"] = time.time() - 600  # that machine stopped beating ten minutes ago
     path.write_text(json.dumps(meta))
@@ -130,6 +130,7 @@ def test_a_run_owned_by_a_live_process_on_another_machine_is_refused_and_a_stale
     assert run_meta(store, "remote")["status"] == "killed"
 
 
+@pytest.mark.reliability  # a tune and a resume: minutes on a busy machine
 def test_the_pipeline_run_of_a_killed_tune_is_marked_killed_and_resumes(bc_config, tmp_path, store):
     bc_config["model"]["params"]["n_estimators"] = 10
     bc_config["tuning"] = {"n_trials": 3, "plots": False, "heartbeat_interval": 1, "grace_period": 2,

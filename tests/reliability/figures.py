@@ -1,6 +1,7 @@
-"""The reliability suite's figures: every test adds what it injected and what came of it, and the session prints
-them at its end (and writes them to $RELIABILITY_FIGURES when set). `make reliability` runs the whole suite
-(marker `reliability`); `make test` runs only the unmarked, quick part of it."""
+"""The reliability suite's figures: every test adds what it injected and what came of it (fixture `figures`), and
+the session prints them at its end (and writes them to $RELIABILITY_FIGURES when set). `make reliability` runs
+every test marked `reliability`; `make test` deselects them and runs the quick, unmarked part. tests/conftest.py
+imports these fixtures and the hook, so tests anywhere under tests/ report into the same table."""
 
 from __future__ import annotations
 
