@@ -78,6 +78,7 @@ def kill_and_resume(reference: dict, run_id: str, stage: str, after: float, via_
             "via": "runs gc" if via_gc else "resume", "recovered": True}
 
 
+@pytest.mark.timeout(900)
 def test_one_kill_inside_a_seeded_stage_resumes_to_identical_metrics(reference, seed, figures):
     (stage, after), = random.Random(seed).sample(plan(seed, KILLS, reference["seconds"]), 1)
     record = kill_and_resume(reference, "quick", stage, after, via_gc=True)

@@ -16,7 +16,7 @@ import yaml
 from tests.conftest import run_cli, run_cli_json
 from tests.reliability.faults import assert_store_consistent, leftovers, mlflow_runs, run_meta
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def one_line(proc: subprocess.CompletedProcess, *names: str) -> str:
