@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import run_cli, run_cli_json
-from tests.reliability.faults import (assert_store_consistent, hold_in, kill_inside, leftovers, mlflow_runs,
+from tests.reliability.faults import (assert_store_consistent, hold_in, leftovers, mlflow_runs,
                                       run_meta)
 
 # real pipelines in subprocesses: seconds each on a quiet machine, minutes on one loaded 10x over

@@ -6,9 +6,7 @@ checkpoint: tests/unit/engine/test_checkpoint.py, on real checkpoint files.)"""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
