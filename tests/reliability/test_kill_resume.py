@@ -12,6 +12,7 @@ it. Odd kills are resumed straight away (`--resume` recognises the dead process)
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from tests.conftest import run_cli_json
 from tests.reliability.faults import assert_store_consistent, kill_inside, leftovers, mlflow_runs, run_meta
 
 STAGES = ("ingest", "validate", "split", "features", "tune", "train", "evaluate", "gate", "register")
-KILLS = 20
+KILLS = int(os.environ.get("RELIABILITY_KILLS", "20"))  # fewer for a quick look at the whole suite
 
 
 def pipeline(data_dir: Path, store: Path) -> dict:
