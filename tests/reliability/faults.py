@@ -59,12 +59,16 @@ def run_meta(store: Path, run_id: str) -> dict:
 
 
 def mlflow_runs(store: Path, run_id: str | None = None) -> list:
+    """The MLflow runs of the store: all of them, or the pipeline run of `run_id` (not its study's runs)."""
     from mlflow.tracking import MlflowClient
+
+    from trainpipe.pipeline.recovery import is_pipeline_run
 
     client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     experiments = [e.experiment_id for e in client.search_experiments()]
     where = f"tags.`trainpipe.run_id` = '{run_id}'" if run_id else ""
-    return client.search_runs(experiments, where, max_results=1000) if experiments else []
+    found = client.search_runs(experiments, where, max_results=1000) if experiments else []
+    return [r for r in found if is_pipeline_run(r)] if run_id else found
 
 
 def leftovers(store: Path) -> list[str]:

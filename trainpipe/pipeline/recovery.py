@@ -96,7 +96,13 @@ def _mlflow_ids(tracker: Any, run_id: str, meta: dict) -> list[str]:
     if not experiments:
         return []
     found = tracker.client.search_runs(experiments, f"tags.`trainpipe.run_id` = '{run_id}'")
-    return [r.info.run_id for r in found]
+    return [r.info.run_id for r in found if is_pipeline_run(r)]
+
+
+def is_pipeline_run(run: Any) -> bool:
+    """The MLflow run of a trainpipe run, not a tuning study's parent run or a trial (which carry its id too)."""
+    tags = run.data.tags
+    return "trainpipe.stage" not in tags and "mlflow.parentRunId" not in tags
 
 
 def _mark_run(store: Store, run_id: str, run_dir: Path, reason: str, dry_run: bool,
@@ -151,8 +157,8 @@ def _sweep_mlflow(store: Store, tracking_uri: str | None, handled: set[str], sta
     out = []
     for run in tracker.client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=1000):
         run_id = run.data.tags.get("trainpipe.run_id")
-        if not run_id or run_id in handled or not is_run_id(run_id):
-            continue  # a study's parent run (kept by Optuna's heartbeat), or a run handled above
+        if not run_id or run_id in handled or not is_run_id(run_id) or not is_pipeline_run(run):
+            continue  # a study's parent run (reopened and finished by the next tune), or a run handled above
         meta_path = store.runs_dir / run_id / "run.json"
         local = None
         if meta_path.is_file() and run.data.tags.get("trainpipe.run_dir") == str(store.runs_dir / run_id):

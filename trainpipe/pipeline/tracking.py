@@ -188,7 +188,8 @@ class RunTracking:
     def _adopt(self, run_id: str, run_dir: Path, config_hash: str) -> None:
         tracker = self._open()
         experiment = tracker.experiment_id(self.config.tracking.experiment or self.config.name)
-        found = tracker.client.search_runs([experiment], f"tags.`trainpipe.run_id` = '{run_id}'", max_results=1)
+        found = [r for r in tracker.client.search_runs([experiment], f"tags.`trainpipe.run_id` = '{run_id}'")
+                 if "trainpipe.stage" not in r.data.tags]  # not the tune stage's study run, which carries the id too
         if not found:
             self._start(run_id, run_dir, config_hash)
             return
