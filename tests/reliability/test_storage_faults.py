@@ -163,4 +163,6 @@ def test_disk_full_during_a_stage_is_one_line_and_the_resume_completes_once_ther
     finally:
         subprocess.run(["umount", str(disk)], check=True)
     figures["storage faults"] = {**figures.get("storage faults", {}),
-                                 "disk full": [line, f"failed stage {failed or meta['status']}; resume completed"]}
+                                 "disk full": [line, (f"stage {failed[0]} failed" if failed else
+                                                      "run.json could not be updated on the full disk (dead run)")
+                                               + "; --resume completed once there was room"]}
