@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test bench clean lock
+.PHONY: setup run test reliability bench clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ run: setup
 test: setup
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# The long reliability suite (docs/operations.md): 20 seeded kills across every stage, concurrency rounds, storage
+# faults, fuzzing; its figures are printed at the end and written to reliability-figures.json.
+# RELIABILITY_SEED=N picks other kill points.
+reliability: setup
+	RELIABILITY_FIGURES=reliability-figures.json $(BIN)/python -m pytest -m reliability tests
 
 bench: setup
 	$(BIN)/python benchmarks/bench_skeleton.py

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.reliability.figures import figures, pytest_terminal_summary, seed  # noqa: F401  (the suite's figures)
 from trainpipe.tools.datasets import breast_cancer, synthetic_churn
 
 REPO = Path(__file__).resolve().parents[1]

@@ -221,8 +221,9 @@ def parse_override(item: str) -> tuple[str, Any]:
         value = load_yaml(raw) if raw != "" else ""
     except yaml.YAMLError as exc:
         if YAML_STRUCTURE & set(raw) or ": " in raw or raw.rstrip().endswith(":"):
+            shown = key.strip() if key.strip().isprintable() else "KEY"  # the error stays one line
             raise ConfigError(f"--set {item!r}: the value is not valid YAML{describe_yaml_error(exc)}; quote it "
-                              f"to pass text: --set '{key}=\"...\"'", key=key.strip()) from exc
+                              f"to pass text: --set '{shown}=\"...\"'", key=key.strip()) from exc
         value = raw
     return key.strip(), value
 
@@ -263,7 +264,7 @@ def _resolve_paths(doc: dict, base: Path) -> None:
         doc["data"]["path"] = fix(doc["data"]["path"])
     if isinstance(doc.get("schema"), dict) and doc["schema"].get("path"):
         doc["schema"]["path"] = fix(doc["schema"]["path"])
-    if doc.get("store"):
+    if doc.get("store") and isinstance(doc["store"], str):  # anything else is the model's to refuse, naming `store`
         doc["store"] = fix(os.path.expanduser(doc["store"]))
     for table in ("user_features", "item_features"):
         ranking = doc.get("ranking")

@@ -82,3 +82,38 @@ class RegistryError(TrainpipeError):
 
 class ServiceError(TrainpipeError):
     """A team service (PostgreSQL, the MLflow tracking server) cannot be installed, started, reached or stopped."""
+
+
+class StorageError(TrainpipeError):
+    """The store cannot be written or read: the disk is full, it is read-only, or a database file is damaged."""
+
+
+# errno values that mean "the storage, not trainpipe": ENOSPC, EDQUOT, EFBIG (a file size limit), EROFS, EIO
+_STORAGE_ERRNOS = {28: "no space left on the device", 122: "disk quota exceeded", 27: "file too large (a file size "
+                   "limit was reached)", 30: "the file system is read-only", 5: "input/output error"}
+# what SQLite (through sqlite3, SQLAlchemy or MLflow) says for the same problems
+_SQLITE_MESSAGES = {"database or disk is full": "no space left on the device",
+                    "attempt to write a readonly database": "the file system is read-only",
+                    "database disk image is malformed": "the database file is damaged (a corrupted page)",
+                    "file is not a database": "the database file is damaged (not SQLite)",
+                    "disk i/o error": "input/output error"}
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """One line for an error that the storage caused (full, read-only, damaged), else None. Walks the
+    exception's causes: MLflow wraps SQLAlchemy, which wraps sqlite3."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _STORAGE_ERRNOS:
+            where = current.filename or "the store"
+            return f"cannot write {where}: {_STORAGE_ERRNOS[current.errno]}"
+        text = str(current).lower()
+        for needle, meaning in _SQLITE_MESSAGES.items():
+            if needle in text:
+                database = next((w.strip("'\"(),") for w in str(current).split() if w.strip("'\"(),").endswith(".db")),
+                                "the MLflow database")
+                return f"{database}: {meaning}"
+        current = current.__cause__ or current.__context__
+    return None

@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.reliability.figures import FIGURES
 from trainpipe.data.split import random_split
 from trainpipe.tools.datasets import breast_cancer, synthetic_churn
 
@@ -128,6 +129,8 @@ def assert_one_error_line(proc, *names: str) -> str:
     assert len(errors) == 1, shown
     for name in names:
         assert name in errors[0], f"{name!r} is not named in: {errors[0]}"
+    tally = FIGURES["bad inputs"]  # the reliability suite's figures: every case that gave its one line
+    tally["one-line errors"] = tally.get("one-line errors", 0) + 1
     return errors[0]
 
 
@@ -250,6 +253,21 @@ CONFIG_MISTAKES = {
         ["alerts.webhooks.team.url_env", "NAME of an environment variable"], "alerts.webhooks.team.url_env"),
     "health_throughput_share_above_one": (lambda c: c.update(health={"throughput_drop": 2}),
                                           ["health.throughput_drop", "less than 1"], "health.throughput_drop"),
+    # found by fuzzing (tests/unit/test_config_fuzz.py): a store that is not text was a TypeError traceback
+    "store_is_not_text": (lambda c: c.update(store=True), ["store", "string"], "store"),
+    "store_is_a_list": (lambda c: c.update(store=["a", "b"]), ["store"], "store"),
+    "data_section_is_a_list": (lambda c: c.update(data=["x.csv"]), ["data"], "data"),
+    "model_params_is_a_list": (lambda c: c["model"].update(params=[1, 2]), ["model.params"], "model.params"),
+    "task_unknown": (lambda c: c.update(task="clustering"), ["task", "'clustering'"], "task"),
+    "env_variable_that_is_not_set": (lambda c: c["data"].update(target="${oc.env:TRAINPIPE_NO_SUCH_VARIABLE}"),
+                                     ["data.target", "TRAINPIPE_NO_SUCH_VARIABLE"], "data.target"),
+    "reference_to_a_key_that_does_not_exist": (lambda c: c.update(name="${nosuch.key}"), ["name", "nosuch"], "name"),
+    "split_fractions_above_one": (lambda c: c.update(split={"validation": 0.6, "test": 0.6}), ["split"], "split"),
+    "tuning_trials_zero": (lambda c: c.update(tuning={"enabled": True, "n_trials": 0}), ["tuning.n_trials"],
+                           "tuning.n_trials"),
+    "tuning_grace_not_longer_than_heartbeat": (
+        lambda c: c.update(tuning={"enabled": True, "heartbeat_interval": 10, "grace_period": 5}),
+        ["tuning.grace_period"], "tuning.grace_period"),
     # nothing listens on port 9: one line at once, not MLflow's minutes of retries then an internal error
     "tracking_server_that_does_not_answer": (lambda c: c.update(tracking={"uri": "http://127.0.0.1:9"}),
                                              ["tracking.uri", "http://127.0.0.1:9", "does not answer"], "tracking.uri"),
@@ -689,6 +707,12 @@ CLI_MISTAKES = {
                                                ["'half'", "no run.json", "not a trainpipe run"]),
     "resume_a_run_folder_without_run_json": (lambda r, work: ["run", "--resume", "half"],
                                              ["'half'", "no run.json", "not a trainpipe run"]),
+    "runs_gc_stale_after_zero": (lambda r, work: ["runs", "gc", "--stale-after", "0"], ["--stale-after", "got 0"]),
+    "runs_gc_unreachable_tracking_server": (lambda r, work: ["runs", "gc", "--tracking-uri", r["server"]],
+                                            ["--tracking-uri", "cannot reach"]),
+    "set_key_with_a_newline_and_broken_yaml": (lambda r, work: ["run", str(r["config"]), "--set", "a\nb=[1,"],
+                                               ["--set", "not valid YAML"]),
+    "set_without_equals": (lambda r, work: ["run", str(r["config"]), "--set", "model.type"], ["--set", "key.path=value"]),
 }
 
 

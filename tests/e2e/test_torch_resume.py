@@ -108,14 +108,16 @@ def assert_checkpoints_pruned(run: Path, keep_last: int = 2) -> None:
     assert set(steps) == set(steps[-keep_last:]) | {best}, f"kept {steps}, best {best}"
 
 
-def test_sigkill_and_sigterm_at_random_steps_then_resume_is_bit_identical(tmp_path, data_dir, reference):
-    """One run interrupted four times (SIGKILL and SIGTERM alternating, seeded random steps), then finished."""
+# make test: two interruptions (one SIGKILL, one SIGTERM); make reliability: four
+@pytest.mark.parametrize("kills", [2, pytest.param(4, marks=pytest.mark.reliability)])
+def test_sigkill_and_sigterm_at_random_steps_then_resume_is_bit_identical(kills, tmp_path, data_dir, reference):
+    """One run interrupted `kills` times (SIGKILL and SIGTERM alternating, seeded random steps), then finished."""
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump(make_config(data_dir, tmp_path / "store", callbacks=(step_hooks.REFERENCE,))))
     step_file, run = tmp_path / "step", tmp_path / "store" / "runs" / "victim"
     args = ["run", str(config), "--run-id", "victim"]
     live_seen = False
-    for n, step in enumerate(_kill_points(seed=11, n=4)):
+    for n, step in enumerate(_kill_points(seed=11, n=kills)):
         proc = _paused(args, step_file, step)
         if step > STEPS // 3 and not live_seen:  # in epoch 2 or 3: epoch 1 is in MLflow while training runs
             deadline = time.monotonic() + 30  # the tracking thread may still be busy with earlier stages

@@ -114,7 +114,8 @@ def test_a_killed_tune_resumes_the_same_study_without_repeating_finished_trials(
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # 20 processes, ~60 s per repetition on a loaded 2-core machine
-def test_four_tunes_started_at_once_on_a_fresh_store_all_succeed(tmp_path, data_dir):
+@pytest.mark.parametrize("repetitions", [1, pytest.param(5, marks=pytest.mark.reliability)])  # make test: one
+def test_four_tunes_started_at_once_on_a_fresh_store_all_succeed(repetitions, tmp_path, data_dir):
     """Optuna's tables, the study and its MLflow parent run are created once, under a lock, whoever starts
     first: before, most of the processes failed on `table ... already exists` (issue 10, item 3). `--join`
     stops each after its tune stage: everything a tune does at start-up, without four trainings and
@@ -123,7 +124,7 @@ def test_four_tunes_started_at_once_on_a_fresh_store_all_succeed(tmp_path, data_
 
     frame = pd.read_parquet(data_dir / "bc.parquet")
     failures = []
-    for repetition in range(5):
+    for repetition in range(repetitions):
         store = tmp_path / f"store{repetition}"
         paths = []
         for i in range(4):

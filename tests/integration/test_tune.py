@@ -124,14 +124,15 @@ def _open_the_study(url: str, barrier, results) -> None:
 
 
 @pytest.mark.slow
-def test_open_study_without_the_lock_retries_the_creation_race(tmp_path):
+@pytest.mark.parametrize("repetitions", [1, pytest.param(3, marks=pytest.mark.reliability)])  # make test: one
+def test_open_study_without_the_lock_retries_the_creation_race(repetitions, tmp_path):
     """A database server gets no file lock: four processes creating the tables and one study of a fresh database
     at once must all succeed by retrying on `already exists` / UNIQUE errors (the same race on SQLite)."""
     import multiprocessing
 
     spawn = multiprocessing.get_context("spawn")
     outcomes = []
-    for repetition in range(3):
+    for repetition in range(repetitions):
         url = f"sqlite:///{tmp_path / f'fresh{repetition}.db'}"
         barrier, results = spawn.Barrier(4), spawn.Queue()
         procs = [spawn.Process(target=_open_the_study, args=(url, barrier, results)) for _ in range(4)]
@@ -141,4 +142,4 @@ def test_open_study_without_the_lock_retries_the_creation_race(tmp_path):
         for proc in procs:
             proc.join()
         assert optuna.get_all_study_names(url) == ["raced"]
-    assert outcomes == ["ok"] * 12
+    assert outcomes == ["ok"] * 4 * repetitions

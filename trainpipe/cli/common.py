@@ -126,12 +126,22 @@ def _execute(fn: Callable[[Console], dict | None], as_json: bool, debug: bool,
             if not as_json:
                 err_console.print(f"[red]interrupted:[/] {escape(message)}", soft_wrap=True)
         except Exception as exc:  # a bug, not a user error: say so, keep the traceback one flag away
+            from trainpipe.errors import StorageError, storage_problem
+
+            problem = storage_problem(exc)  # disk full, read-only store, damaged database: the user's to fix
             if debug:
                 raise
-            doc, code = {"error": hide(f"internal error: {type(exc).__name__}: {exc}"), "key": None}, 1
-            if not as_json:
-                err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(hide(str(exc)))} (rerun with --debug for the traceback)",
-                                  soft_wrap=True)
+            if problem is not None:
+                storage = StorageError(hide(f"{problem}; free space or repair the store, then run the command "
+                                            "again (a run continues with --resume)"), key="store")
+                doc, code = storage.to_json(), storage.exit_code
+                if not as_json:
+                    err_console.print(f"[red]error:[/] {escape(storage.message)}", soft_wrap=True)
+            else:
+                doc, code = {"error": hide(f"internal error: {type(exc).__name__}: {exc}"), "key": None}, 1
+                if not as_json:
+                    err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(hide(str(exc)))} (rerun "
+                                      "with --debug for the traceback)", soft_wrap=True)
     if as_json and doc is not None:
         sys.stdout.write(json.dumps(doc, default=str) + "\n")
         sys.stdout.flush()

@@ -110,7 +110,8 @@ def runs_table(rows: list[dict]) -> Table:
     table.add_column("test", justify="right", no_wrap=True)
     table.add_column("cost", justify="right", no_wrap=True)
     for r in rows:
-        cells = [r["run_id"] or r["mlflow_run_id"][:12], *([] if experiment else [r["experiment"]]), r["status"].lower(),
+        status = "[red]dead[/] (runs gc)" if r.get("liveness") == "dead" else r["status"].lower()
+        cells = [r["run_id"] or r["mlflow_run_id"][:12], *([] if experiment else [r["experiment"]]), status,
                  r.get("model") or "—"]
         if metric is None:
             cells.append(r.get("primary_metric") or "—")
@@ -146,3 +147,18 @@ def compare_tables(doc: dict) -> list[Table]:
     cost.add_row("per point of " + ("/".join(sorted({str(r.get("primary_metric")) for r in runs}))),
                  *("—" if r.get("cost_per_point") is None else f"${r['cost_per_point']:.6f}" for r in runs))
     return [params, metrics, cost]
+
+
+def gc_report(console: Console, doc: dict) -> None:
+    """`runs gc`: one line per run marked (or that would be), then the count."""
+    verb = "would mark" if doc["dry_run"] else "marked"
+    for r in doc["runs"]:
+        if r["action"] == "skipped":
+            console.print(f"[dim]skipped[/] {r['run_id']}: {r['detail']}")
+            continue
+        extra = f"; removed {', '.join(r['removed'])}" if r.get("removed") else ""
+        mlflow = f"; MLflow {', '.join(i[:12] for i in r['mlflow_killed'])} KILLED" if r.get("mlflow_killed") else ""
+        console.print(f"{verb} [bold]{r['run_id']}[/] killed: {r['reason']}{mlflow}{extra}")
+    for r in doc["mlflow"]:
+        console.print(f"{r['action']} {r['run_id']} ({r['mlflow_run_id'][:12]}): {r['reason']}")
+    console.print(f"{doc['marked']} run(s) {verb}" + (" (dry run: nothing changed)" if doc["dry_run"] else ""))

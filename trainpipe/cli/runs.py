@@ -104,6 +104,35 @@ def runs_watch(
     _execute(body, as_json, debug, ok_exit=lambda d: int(d.get("exit_code", 0)))
 
 
+def runs_gc(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be marked; change nothing."),
+    stale_after: float = typer.Option(90.0, "--stale-after", help="Seconds without a heartbeat after which a run of "
+                                      "another machine counts as dead (runs of this machine are checked exactly)."),
+    store: Optional[str] = StoreOpt,
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Also sweep this MLflow server's "
+                                               "RUNNING runs (default: the store's)."),
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Mark runs whose process died (SIGKILL, power loss) killed: run folder and MLflow; safe to repeat."""
+    from trainpipe.cli.render import gc_report
+
+    def body(console: Console) -> dict:
+        from trainpipe.errors import ConfigError
+        from trainpipe.pipeline.recovery import collect_garbage
+
+        if not stale_after > 0:
+            raise ConfigError(f"--stale-after: must be more than 0 seconds (got {stale_after})", key="--stale-after")
+        return collect_garbage(_store(None, store), dry_run=dry_run, stale_after=stale_after,
+                               tracking_uri=_reachable(tracking_uri))
+
+    _execute(body, as_json, debug, render=gc_report)
+
+
+runs_app.command("gc")(runs_gc)
+runs_app.command("repair", help="The same as `runs gc`.")(runs_gc)
+
+
 def ui(
     store: Optional[str] = StoreOpt,
     port: int = typer.Option(5000, "--port", help="Port on 127.0.0.1."),

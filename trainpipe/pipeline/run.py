@@ -29,6 +29,7 @@ from trainpipe.errors import Preempted, RunError, TrainpipeError
 from trainpipe.monitoring.cost import BudgetChecker, ResourceMeter, Usage, cost_metrics, gpus_in_use
 from trainpipe.pipeline.alerting import RunAlerts, check_alerts
 from trainpipe.pipeline.cache import RunCache
+from trainpipe.pipeline.liveness import RunOwnership, describe, judge
 from trainpipe.pipeline.run_folder import (file_digests, file_sizes, lock_run, replace_dir, write_json)
 from trainpipe.pipeline.stages import RUNNERS, SPECS, STAGE_NAMES, active_stages
 from trainpipe.pipeline.tracking import RunTracking
@@ -71,6 +72,7 @@ class Run:
         # The budget is per attempt: a run stopped by it resumes from its checkpoint with a new allowance.
         checker = BudgetChecker(config.budget, config.cost.effective_rates(), meter=self.meter)
         self.budget = checker if checker.active else None
+        self.ownership = RunOwnership(self.dir / "run.json", self.tracking.heartbeat)
 
     # -- creation and loading -------------------------------------------------------------
     @classmethod
@@ -95,6 +97,7 @@ class Run:
             shutil.rmtree(run_dir, ignore_errors=True)  # e.g. an unreachable tracking server
             raise
         run.created_here = True
+        run.claim()
         run.save_meta()
         run.tracking.start(run_id, run_dir, meta["config_hash"])
         return run
@@ -108,13 +111,14 @@ class Run:
                            "or --config)", key="run")
         if not meta_path.exists():
             raise RunError(not_a_run(run_id, run_dir), key="run")
-        lock = lock_run(run_dir, run_id)
+        lock = _lock_or_say_who(run_dir, run_id)
         try:
             try:
                 meta = json.loads(meta_path.read_text())
             except (OSError, ValueError) as exc:
                 raise RunError(f"run {run_id!r}: cannot read {meta_path}: {exc}; the run folder is damaged (start a "
                                "new run)", key="run") from None
+            _refuse_if_alive(run_id, meta)  # a process on another machine sharing the store (no common lock)
             if config is None:
                 config = cls._recorded_config(run_dir, meta)
             elif config_hash(config) != meta["config_hash"]:
@@ -128,11 +132,23 @@ class Run:
             lock.release()
             raise
         run._lock = lock
+        run.claim()
         return run
+
+    def claim(self) -> None:
+        """Record this process as the run's owner and keep its heartbeat (pipeline/liveness.py). A run whose
+        owner died without cleanup (SIGKILL, power loss) keeps a note of it."""
+        verdict = judge(self.meta)
+        if verdict.dead:
+            self.meta["recovered"] = {"owner": self.meta.get("owner"), "reason": verdict.reason,
+                                      "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self.ownership.claim(self.meta)
+        self.tracking.claimed(self.meta["owner"])
 
     def release(self) -> None:
         """Let another process work on this run (its lock, taken by create/open)."""
         if self._lock is not None:
+            self.ownership.release(self.meta)
             self._lock.release()
             self._lock = None
 
@@ -161,7 +177,7 @@ class Run:
         return config
 
     def save_meta(self) -> None:
-        write_json(self.dir / "run.json", self.meta)
+        self.ownership.save(self.meta)
 
     # -- tracking ----------------------------------------------------------------------------
     def _sync_tracking(self) -> None:
@@ -245,6 +261,8 @@ class Run:
 
         emit("stage_start", {"stage": name})
         self.meta["current_stage"] = {"name": name, "started_at": time.time()}  # for `runs watch`
+        if self.meta.get("owner"):  # what a process found dead was doing (`runs gc` names the stage)
+            self.meta["owner"]["stage"] = name
         self.save_meta()
         tmp = self.dir / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -351,6 +369,28 @@ def exit_code_of(error: BaseException | None) -> int:
     if isinstance(error, (TrainpipeError, KeyboardInterrupt)):
         return int(getattr(error, "exit_code", 130))
     return 1
+
+
+def _lock_or_say_who(run_dir: Path, run_id: str) -> BaseFileLock:
+    """The run's lock, or one line naming the process that holds it (from run.json's owner, when recorded)."""
+    try:
+        return lock_run(run_dir, run_id)
+    except RunError as exc:
+        try:
+            owner = json.loads((run_dir / "run.json").read_text()).get("owner")
+        except (OSError, ValueError):
+            owner = None
+        if not owner:
+            raise
+        raise RunError(f"run {run_id} is still running in {describe(owner)}; wait for it to end, or stop it "
+                       f"(kill {owner.get('pid')}); two processes never write one run folder", key="run") from exc
+
+
+def _refuse_if_alive(run_id: str, meta: dict) -> None:
+    verdict = judge(meta)
+    if verdict.state == "alive":
+        raise RunError(f"run {run_id} is still running in {verdict.reason}; wait for it to end, or stop that "
+                       "process (`trainpipe runs gc` marks it killed once its heartbeat is stale)", key="run")
 
 
 def _preempted(run: Run, exc: Preempted, again: str) -> None:

@@ -33,6 +33,28 @@ def _client(uri: str) -> tuple[Any, dict[str, str]]:
                        key="--tracking-uri") from None
 
 
+def liveness(run: Any) -> str | None:
+    """For a RUNNING MLflow run: `alive`, `dead` or `idle` (pipeline/liveness.py), from its run folder when that
+    is on this machine (exact), else from its heartbeat tag. None for a run that ended."""
+    import json
+    from pathlib import Path
+
+    from trainpipe.pipeline.liveness import judge, judge_tags
+
+    if run.info.status != "RUNNING":
+        return None
+    run_dir = run.data.tags.get("trainpipe.run_dir")
+    meta_path = Path(run_dir) / "run.json" if run_dir else None
+    if meta_path is not None and meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            meta = None
+        if meta is not None and meta.get("status") == "running":
+            return judge(meta).state
+    return judge_tags(run.data.tags).state
+
+
 def _row(run: Any, experiments: dict) -> dict:
     tags, metrics = run.data.tags, run.data.metrics
     task = tags.get("task")
@@ -40,7 +62,7 @@ def _row(run: Any, experiments: dict) -> dict:
     return {
         "run_id": tags.get("trainpipe.run_id"), "mlflow_run_id": run.info.run_id,
         "experiment": experiments.get(run.info.experiment_id, run.info.experiment_id),
-        "status": run.info.status, "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.info.start_time / 1000)),
+        "status": run.info.status, "liveness": liveness(run), "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.info.start_time / 1000)),
         "model": tags.get("model.type"), "task": task, "primary_metric": primary,
         "validation": metrics.get(f"validation_{primary}"), "test": metrics.get(f"test_{primary}"),
         "cost_usd": metrics.get("cost_usd"), "duration_s": metrics.get("duration_s"), "cpu_s": metrics.get("cpu_s"),

@@ -43,20 +43,25 @@ class RunTracking:
         self._error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._submitting = threading.Lock()  # the heartbeat thread submits too
+        self.owner: dict | None = None  # this process's claim on the run (pipeline/liveness.py), tagged in MLflow
         if self.enabled and config.tracking.uri:
             self._open()  # a server or database named by the user: fail now, before any work
 
     # -- the worker ------------------------------------------------------------------------
-    def _submit(self, fn: Callable, *args: Any) -> None:
+    def _submit(self, fn: Callable, *args: Any, start: bool = True) -> None:
         if not self.enabled:
             return
-        if self._thread is None:
-            import pyarrow.parquet  # noqa: F401  shared with the stages: import once, before the thread
-            import scipy  # noqa: F401
+        with self._submitting:
+            if self._thread is None:
+                if not start:
+                    return
+                import pyarrow.parquet  # noqa: F401  shared with the stages: import once, before the thread
+                import scipy  # noqa: F401
 
-            self._thread = threading.Thread(target=self._work, name="trainpipe-tracking", daemon=True)
-            self._thread.start()
-        self._queue.put((fn, args))
+                self._thread = threading.Thread(target=self._work, name="trainpipe-tracking", daemon=True)
+                self._thread.start()
+            self._queue.put((fn, args))
 
     def _work(self) -> None:
         while True:
@@ -81,10 +86,14 @@ class RunTracking:
 
     def close(self) -> None:
         """Wait for every queued call; raise the first error."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        with self._submitting:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                if self.owner is not None:  # this process stops working on the run: no heartbeat to judge
+                    self._queue.put((self._tag_owner, (None,)))
+                self._queue.put(None)
+        if thread is not None:
+            thread.join()
         self.check()
 
     # -- MLflow calls (run on the worker) ---------------------------------------------------
@@ -107,7 +116,7 @@ class RunTracking:
         tags = {"trainpipe.run_id": run_id, "trainpipe.config_hash": config_hash, "trainpipe.run_dir": str(run_dir),
                 "task": config.task, "model.type": config.model.type,
                 "trainpipe.primary_metric": primary_metric(config.task, config.evaluation)[0],
-                **environment_tags(), **git_info(Path.cwd()), **recorded["tracking"]["tags"]}
+                **environment_tags(), **git_info(Path.cwd()), **recorded["tracking"]["tags"], **self._owner_tags()}
         mlflow_id = tracker.start_run(config.tracking.experiment or config.name, config.tracking.run_name or run_id, tags)
         self._started = True
         try:
@@ -145,6 +154,41 @@ class RunTracking:
         if self.mlflow_run_id:
             self._submit(lambda: self._open().reopen(self._run_id()))
 
+    # -- liveness (pipeline/liveness.py) -------------------------------------------------------
+    def _owner_tags(self, owner: dict | None = None) -> dict[str, str]:
+        from trainpipe.pipeline.liveness import HEARTBEAT_TAG, OWNER_TAG
+
+        owner = self.owner if owner is None else owner
+        if not owner:
+            return {OWNER_TAG: "null"}
+        who = {k: owner.get(k) for k in ("pid", "host", "boot_id", "process_started", "since")}
+        return {OWNER_TAG: json.dumps(who), HEARTBEAT_TAG: str(owner.get("heartbeat_at"))}
+
+    def _tag_owner(self, owner: dict | None) -> None:
+        if self.mlflow_run_id:
+            from trainpipe.pipeline.liveness import OWNER_TAG
+
+            self._open().set_tags(self.mlflow_run_id, self._owner_tags(owner) if owner else {OWNER_TAG: "null"})
+
+    def claimed(self, owner: dict) -> None:
+        """This process works on the run now: its owner record goes to MLflow too (once the run exists there)."""
+        self.owner = owner
+        if self.mlflow_run_id:
+            self._submit(self._tag_owner, owner)
+
+    def heartbeat(self, at: float) -> None:
+        """The heartbeat thread's beat, queued behind the run's other calls; never starts the worker (a closed
+        tracking stays closed)."""
+        if self.owner is None:
+            return
+        from trainpipe.pipeline.liveness import HEARTBEAT_TAG
+
+        def send() -> None:
+            if self.mlflow_run_id:
+                self._open().set_tags(self.mlflow_run_id, {HEARTBEAT_TAG: str(at)})
+
+        self._submit(send, start=False)
+
     def adopt(self, run_id: str, run_dir: Path, config_hash: str) -> None:
         """Resume a run killed before its MLflow id reached run.json: find that MLflow run by tag, else start one."""
         self._submit(self._adopt, run_id, run_dir, config_hash)
@@ -152,12 +196,14 @@ class RunTracking:
     def _adopt(self, run_id: str, run_dir: Path, config_hash: str) -> None:
         tracker = self._open()
         experiment = tracker.experiment_id(self.config.tracking.experiment or self.config.name)
-        found = tracker.client.search_runs([experiment], f"tags.`trainpipe.run_id` = '{run_id}'", max_results=1)
+        found = [r for r in tracker.client.search_runs([experiment], f"tags.`trainpipe.run_id` = '{run_id}'")
+                 if "trainpipe.stage" not in r.data.tags]  # not the tune stage's study run, which carries the id too
         if not found:
             self._start(run_id, run_dir, config_hash)
             return
         self.mlflow_run_id, self._started = found[0].info.run_id, True
         tracker.reopen(self.mlflow_run_id)
+        self._tag_owner(self.owner)
 
     def live(self, step: int, values: dict[str, float]) -> None:
         """One iteration's values, queued as they happen (one log_batch each), under the history keys the

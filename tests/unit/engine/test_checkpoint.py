@@ -62,3 +62,38 @@ def test_no_temp_files_left_behind(tmp_path):
     store = CheckpointStore(tmp_path, "h1")
     store.save(state(1), 1, best_step=None)
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt-000000001.pt"]
+
+
+class _Planted:
+    """A pickled object that would run code when unpickled (what a tampered checkpoint carries)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_a_checkpoint_carrying_code_is_never_unpickled_even_with_a_valid_checksum(tmp_path, caplog):
+    """Security regression: checkpoints are read with weights_only=True, so a file whose checksum was recomputed by
+    whoever planted an object in it is refused (and set aside), and the object's code never runs."""
+    import hashlib
+    import io
+
+    from trainpipe.engine.checkpoint import MAGIC
+
+    store = CheckpointStore(tmp_path, "h1")
+    store.save(state(1), 1, best_step=None)
+    marker = tmp_path / "pwned"
+    buffer = io.BytesIO()
+    torch.save({**state(2), "config_hash": "h1", "step": 2, "evil": _Planted(str(marker))}, buffer)
+    payload = buffer.getvalue()
+    store.path(2).write_bytes(MAGIC + hashlib.sha256(payload).digest() + payload)
+    with pytest.raises(Exception, match="Weights only load failed|Unsupported global"):
+        CheckpointStore.read(store.path(2))
+    with caplog.at_level(logging.WARNING):
+        loaded = store.latest()
+    assert loaded["step"] == 1 and not marker.exists()
+    assert store.steps() == [1]
