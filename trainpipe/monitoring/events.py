@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
+EVENTS_FILE = "events.jsonl"  # in the run folder: every event of the run, one JSON line each, in order
+
 Severity = Literal["info", "warning", "error"]
 EventKind = Literal["run_failed", "run_finished", "gate_failed", "champion_changed", "health", "drift",
                     "budget_exceeded"]

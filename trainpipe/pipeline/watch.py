@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trainpipe.errors import RunError
-from trainpipe.stages.context import EVENTS_FILE
+from trainpipe.monitoring.events import EVENTS_FILE
 from trainpipe.stages.watching import LIVE_FILE
 from trainpipe.store import Store
 

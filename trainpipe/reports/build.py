@@ -23,7 +23,7 @@ SECTIONS = (
     ("slices", "Slice metrics", lambda f, t, lim: model_sections.slices(f)),
     ("importance", "Feature importance", lambda f, t, lim: model_sections.importance(f, lim)),
     ("tuning", "Tuning", lambda f, t, lim: model_sections.tuning(f)),
-    ("monitoring", "Training health and resources", lambda f, t, lim: run_sections.monitoring(f)),
+    ("monitoring", "Training health and resources", lambda f, t, lim: run_sections.monitoring(f, t)),
     ("lineage", "Lineage and environment", lambda f, t, lim: run_sections.lineage(f, t)),
 )
 

@@ -238,10 +238,51 @@ def data(folder: RunFolder, limits: Limits) -> Section:
     return section
 
 
-def monitoring(folder: RunFolder) -> Section:
-    """Health events and resource usage: the run folder has none of them yet."""
-    return Section("monitoring", "Training health and resources",
-                   notes=["training health events: not measured", "resource usage (CPU, memory, GPU): not measured"])
+SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+SYSTEM_FIGURES = {  # MLflow system-metric names (monitoring/system_metrics.py) -> one figure each
+    "CPU utilisation (%)": ("system/cpu_utilization_percentage",),
+    "Memory (MB)": ("system/system_memory_usage_megabytes",),
+    "GPU utilisation (%)": ("system/gpu_0_utilization_percentage",),
+    "GPU memory (MB)": ("system/gpu_0_memory_usage_megabytes",),
+}
+
+
+def _events_table(events: list[dict[str, Any]]) -> Table:
+    rows = [[e.get("time", ""), e.get("kind", ""), e.get("severity", ""), e.get("summary", "")]
+            for e in events]
+    worst = min((SEVERITY_ORDER.get(str(e.get("severity")), 9) for e in events), default=9)
+    note = None if worst > 2 else "warnings or worse: see docs/monitoring.md for what each check means"
+    return Table("Events (health checks, drift, budget, gate, champion, run end)", ["time", "kind", "severity",
+                                                                                   "summary"], rows, note=note)
+
+
+def monitoring(folder: RunFolder, tracked: Tracked) -> Section:
+    """The run's events (events.jsonl: health checks per epoch/round, drift, budget...), what it used (run.json's
+    usage) and MLflow's system metrics sampled while train and tune ran."""
+    section = Section("monitoring", "Training health and resources")
+    events = folder.events()
+    if events:
+        section.tables.append(_events_table(events))
+        health = [e for e in events if e.get("kind") == "health"]
+        section.facts.append(("health events", f"{len(health)}" + (
+            f" ({', '.join(sorted({str(e.get('details', {}).get('check', '?')) for e in health}))})" if health else "")))
+    else:
+        section.notes.append("no events were recorded for this run (no health warnings, drift or budget stops)")
+    usage = folder.meta.get("usage") or {}
+    if usage:
+        section.facts += [("wall time", seconds_text(usage.get("wall_s"))),
+                          ("CPU time", seconds_text(usage.get("cpu_s"))),
+                          ("GPU time", seconds_text(usage.get("gpu_s")) if usage.get("gpu_s") else "none used")]
+    else:
+        section.notes.append("resource usage: not recorded in run.json")
+    for title, names in SYSTEM_FIGURES.items():
+        series = {name.removeprefix("system/"): tracked.system[name] for name in names if name in tracked.system}
+        if series:
+            section.figures.append(Figure(title, fig.lines(series, "sample", title)))
+    if not tracked.system:
+        section.notes.append("system metrics (CPU, memory, GPU over time): "
+                             + (tracked.reason or "none logged (system_metrics.enabled: false, or a short run)"))
+    return section
 
 
 # -- lineage and environment -------------------------------------------------------------------------

@@ -11,6 +11,10 @@ from trainpipe.reports.folder import RunFolder
 from trainpipe.redaction import redact_url_credentials
 
 
+SYSTEM_PREFIX = "system/"
+MAX_SYSTEM_SERIES = 12  # CPU, memory, disk, network and a few GPU series
+
+
 @dataclass
 class Tracked:
     reason: str | None = None  # why nothing could be read (then every other field is empty)
@@ -20,6 +24,8 @@ class Tracked:
     tags: dict[str, str] = field(default_factory=dict)
     aliases: list[str] | None = None  # the registered version's aliases today
     source: str = "logged to MLflow when the run started"  # where the tags come from
+    # MLflow's system metrics of the run (`system/...`, monitoring/system_metrics.py): name -> (steps, values)
+    system: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
 
 
 def lookup(folder: RunFolder, tracking_uri: str | None = None) -> Tracked:
@@ -42,6 +48,9 @@ def lookup(folder: RunFolder, tracking_uri: str | None = None) -> Tracked:
         run = client.get_run(run_id)
         found = Tracked(status=run.info.status, start_ms=run.info.start_time, end_ms=run.info.end_time,
                         tags=dict(run.data.tags))
+        for name in sorted(n for n in run.data.metrics if n.startswith(SYSTEM_PREFIX))[:MAX_SYSTEM_SERIES]:
+            history = sorted(client.get_metric_history(run_id, name), key=lambda m: (m.step, m.timestamp))
+            found.system[name] = ([m.step for m in history], [m.value for m in history])
         registered = folder.json("register", "registered.json") or {}
         if registered.get("registry") == "mlflow" and registered.get("version"):
             found.aliases = sorted(client.get_model_version(registered["name"], str(registered["version"])).aliases)

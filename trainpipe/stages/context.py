@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from trainpipe.errors import DataError
+from trainpipe.monitoring.events import EVENTS_FILE
 
 if TYPE_CHECKING:
     from trainpipe.config import PipelineConfig
@@ -108,7 +109,6 @@ def read_manifest(stage_dir: Path) -> dict | None:
         return None
 
 
-EVENTS_FILE = "events.jsonl"  # in the run folder: every event of the run, in order
 
 
 def record_event(run_dir: Path, event: Event) -> None:
