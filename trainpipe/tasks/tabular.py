@@ -170,7 +170,7 @@ class TabularTask:
     def evaluate(self, run: RunView) -> Evaluation:
         """Metrics on validation and test, curves and confusion matrices, test scores (for the gate: slices and the
         champion score the same rows without predicting again) and latency."""
-        from trainpipe.evaluation.metrics import compute_metrics, measure_latency
+        from trainpipe.evaluation.metrics import measure_latency, metrics_from_scores, model_scores
         from trainpipe.models import load_family
 
         config = self.config
@@ -178,15 +178,15 @@ class TabularTask:
         labels = run.read_json("features", "features.json")["labels"]
         n_classes = len(labels["classes"] or [])
         data = run.arrays("features", ["X_validation", "y_validation", "X_test", "y_test"])
-        metrics, details = {}, {}
-        for split in ("validation", "test"):
-            metrics[split], details[split] = compute_metrics(config.task, data[f"y_{split}"], model,
-                                                             data[f"X_{split}"], n_classes, config.evaluation)
+        metrics, details, scores = {}, {}, {}
+        for split in ("validation", "test"):  # each split predicted once; the test scores are saved for the gate
+            scores[split] = model_scores(config.task, model, data[f"X_{split}"])
+            metrics[split], details[split] = metrics_from_scores(config.task, data[f"y_{split}"], scores[split],
+                                                                 n_classes, config.evaluation)
         name, direction = self.primary_metric()
         (run.stage_dir / "details.json").write_text(json.dumps({"classes": labels["classes"], **details}, indent=2))
         X_test = data["X_test"]
-        np.save(run.stage_dir / "test_scores.npy", model.predict(X_test) if config.task == "regression"
-                else model.predict_proba(X_test))
+        np.save(run.stage_dir / "test_scores.npy", scores["test"])
         latency = measure_latency(model, X_test, config.task, config.evaluation.latency_batch_rows,
                                   config.evaluation.latency_batches)
         (run.stage_dir / "latency.json").write_text(json.dumps(latency, indent=2))

@@ -39,3 +39,17 @@ def test_round_progress_keeps_the_best_value_in_the_metrics_direction():
     for round_, value in enumerate([0.8, 0.9, 0.85]):
         auc(round_, {"train_roc_auc": 1.0, "validation_roc_auc": value})
     assert auc.best == (0.9, 1)
+
+
+@pytest.mark.parametrize("family", ["xgboost", "lightgbm"])
+def test_validation_is_evaluated_per_round_only_when_something_reads_it(family):
+    X, y, Xv, yv = make_data("binary")
+    params = {"n_estimators": 6, **({"min_child_samples": 5} if family == "lightgbm" else {})}
+    unwatched = build_family(ModelConfig(type=family, params=params), "binary", 2, 0, 1).fit(X, y, Xv, yv)
+    assert unwatched.history == {} and unwatched.iterations == 6 and not unwatched.stopped_early
+    stopping = build_family(ModelConfig(type=family, params=params), "binary", 2, 0, 1).fit(
+        X, y, Xv, yv, early_stopping_rounds=3)
+    assert len(stopping.history["validation_log_loss"]) == stopping.iterations
+    curves = build_family(ModelConfig(type=family, params=params), "binary", 2, 0, 1).fit(X, y, Xv, yv,
+                                                                                         train_metrics=True)
+    assert sorted(curves.history) == ["train_log_loss", "validation_log_loss"]
