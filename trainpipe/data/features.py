@@ -29,7 +29,9 @@ class CategoricalFeatures(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     columns: Literal["auto"] | list[str] = Field("auto", description="auto: every string/category/bool column.")
-    encoding: Literal["auto", "onehot", "ordinal"] = Field("auto", description="auto: ordinal for tree models, else onehot.")
+    encoding: Literal["auto", "onehot", "ordinal", "native"] = Field(
+        "auto", description="auto: native for xgboost/lightgbm (category codes the booster splits on as categories), "
+        "ordinal (codes split on as numbers) for other tree models, else onehot.")
     max_categories: int = Field(50, ge=2, description="Rarer categories beyond this many are grouped as infrequent.")
     min_frequency: int | None = Field(None, ge=1, description="Categories seen fewer times are grouped as infrequent.")
 
@@ -102,8 +104,10 @@ def select_columns(frame: pd.DataFrame, config: FeaturesConfig, exclude: list[st
 
 
 def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree_model: bool, handles_missing: bool,
-                       categorical_codes: bool = False) -> tuple[Any, dict[str, Any]]:
-    """categorical_codes: `auto` encoding gives integer codes with -1 for unknown or missing (for embeddings)."""
+                       categorical_codes: bool = False, native_categoricals: bool = False) -> tuple[Any, dict[str, Any]]:
+    """categorical_codes: `auto` encoding gives integer codes with -1 for unknown or missing (for embeddings).
+    native_categoricals: the family splits code columns as categories (`auto` gives `native`: the same codes as
+    ordinal, NaN for unknown or missing, which the family declares categorical to its library)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -121,7 +125,10 @@ def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree
         scale = "none" if tree_model else "standard"
     encoding = config.categorical.encoding
     if encoding == "auto":
-        encoding = "ordinal" if (tree_model or categorical_codes) else "onehot"
+        encoding = "native" if native_categoricals else "ordinal" if (tree_model or categorical_codes) else "onehot"
+    if encoding == "native" and not native_categoricals:
+        raise ConfigError("features.categorical.encoding: native needs a model family that splits on categories "
+                          "itself (xgboost, lightgbm); use ordinal or onehot", key="features.categorical.encoding")
 
     def numeric_steps() -> list:  # fresh instances per use: numbers and datetime parts are fitted apart
         steps = []

@@ -34,6 +34,9 @@ class PreprocessingNeeds:
     # `auto` categories become integer codes (unknown/missing: -1) for learned embeddings; the features
     # stage records which matrix columns they are and their cardinalities (FitContext.categorical).
     categorical_codes: bool = False
+    # The library splits integer-coded columns as categories (xgboost enable_categorical, LightGBM
+    # categorical_feature): `auto` encoding is then `native`, and FitContext.categorical says which columns.
+    native_categoricals: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,8 @@ class FitContext:
     """What the train stage knows beyond the matrices, passed to every family's `fit`; each uses what applies
     (torch: all of it, through trainpipe.engine.fit; boosters: `verbose`; sklearn: nothing)."""
 
-    categorical: dict[str, Any] | None = None  # {"columns": [matrix index], "names": [...], "cardinalities": [...]}
+    # {"columns": [matrix index], "names": [...], "cardinalities": [...], "native": bool (encoding native)}
+    categorical: dict[str, Any] | None = None
     checkpoint_dir: Path | None = None  # persistent across crashes of the stage (unlike its temp folder)
     checkpoint: CheckpointConfig | None = None  # training.checkpoint
     config_hash: str = ""  # checkpoints written under another hash are refused...

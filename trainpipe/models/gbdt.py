@@ -23,7 +23,13 @@ from trainpipe.models.base import (
     probabilities_from_binary,
 )
 
-TREE_NEEDS = PreprocessingNeeds(tree_model=True, handles_missing=True)
+TREE_NEEDS = PreprocessingNeeds(tree_model=True, handles_missing=True, native_categoricals=True)
+
+
+def native_columns(context: FitContext | None) -> list[int]:
+    """Matrix columns that hold category codes to split on as categories (features.categorical.encoding native)."""
+    categorical = context.categorical if context is not None else None
+    return list(categorical["columns"]) if categorical and categorical.get("native") else []
 
 
 def _import(name: str, extra: str) -> Any:
@@ -236,14 +242,18 @@ class XGBoostFamily:
         """context: only `verbose` is used (per-round progress on a terminal)."""
         xgb = _import("xgboost", "xgboost-cpu")
         params = self._native_params()
-        dtrain = xgb.DMatrix(X, label=y, nthread=self.threads)
+        columns = native_columns(context)
+        # The booster keeps the feature types in its saved model: predict needs nothing more (inplace_predict).
+        types = {"feature_types": ["c" if i in columns else "q" for i in range(X.shape[1])],
+                 "enable_categorical": True} if columns else {}
+        dtrain = xgb.DMatrix(X, label=y, nthread=self.threads, **types)
         log: dict = {}
         rounds = int(self.params["n_estimators"])
         progress = RoundProgress(True, self.name, rounds) if context is not None and context.verbose else None
         on_round = _on_round(report, progress)
         evals = [(dtrain, "train")] if train_metrics else []
         if watch_validation(early_stopping_rounds, on_round, train_metrics):
-            evals.append((xgb.DMatrix(X_val, label=y_val, nthread=self.threads), "validation"))
+            evals.append((xgb.DMatrix(X_val, label=y_val, nthread=self.threads, **types), "validation"))
         callbacks = [] if on_round is None else [_XGBReporter(xgb, on_round)]
         if early_stopping_rounds:
             callbacks.append(xgb.callback.EarlyStopping(rounds=early_stopping_rounds, data_name="validation",
@@ -363,7 +373,8 @@ class LightGBMFamily:
         """context: only `verbose` is used (per-round progress on a terminal)."""
         lgb = _import("lightgbm", "lightgbm")
         params = self._native_params()
-        train = lgb.Dataset(X, label=y, free_raw_data=True)
+        # The saved model records the categorical columns: predict needs nothing more.
+        train = lgb.Dataset(X, label=y, free_raw_data=True, categorical_feature=native_columns(context) or "auto")
         log: dict = {}
         rounds = int(self.params["n_estimators"])
         progress = RoundProgress(True, self.name, rounds) if context is not None and context.verbose else None

@@ -120,7 +120,7 @@ class TabularTask:
         roles = select_columns(frame, config.features, exclude)
         needs = get_family(config.model.type).needs
         preprocessor, resolved = build_preprocessor(roles, config.features, needs.tree_model, needs.handles_missing,
-                                                    needs.categorical_codes)
+                                                    needs.categorical_codes, needs.native_categoricals)
         preprocessor.fit(frame.iloc[parts["train"]])  # fitted on training rows only
 
         # One transform of the whole table, then numpy row gathers: cheaper than three DataFrame slices.
@@ -133,13 +133,15 @@ class TabularTask:
         names = [str(n) for n in preprocessor.get_feature_names_out()]
         info = {"roles": roles, "resolved": resolved, "feature_names": names, "labels": coding.state_dict(),
                 "input_columns": roles["numeric"] + roles["categorical"] + roles["passthrough"] + roles["datetime"]}
-        if needs.categorical_codes and resolved["encoding"] == "ordinal" and roles["categorical"]:
-            # Which matrix columns hold codes, and how many codes each has (from train: the encoder's fit).
+        native = resolved["encoding"] == "native"
+        if roles["categorical"] and (native or (needs.categorical_codes and resolved["encoding"] == "ordinal")):
+            # Which matrix columns hold codes, and how many codes each has (from train: the encoder's fit); NaN
+            # (native: unknown or missing) is not a code.
             first = len(roles["numeric"])
             columns = list(range(first, first + len(roles["categorical"])))
             train_codes = X[parts["train"]][:, columns]
-            info["categorical_codes"] = {"columns": columns, "names": roles["categorical"],
-                                         "cardinalities": [int(max(train_codes[:, i].max(initial=-1), -1)) + 1
+            info["categorical_codes"] = {"columns": columns, "names": roles["categorical"], "native": native,
+                                         "cardinalities": [int(max(np.nanmax(train_codes[:, i], initial=-1), -1)) + 1
                                                            for i in range(len(columns))]}
         (run.stage_dir / "features.json").write_text(json.dumps(info, indent=2, default=str))
         return TaskOutput(
