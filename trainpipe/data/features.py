@@ -30,8 +30,9 @@ class CategoricalFeatures(BaseModel):
 
     columns: Literal["auto"] | list[str] = Field("auto", description="auto: every string/category/bool column.")
     encoding: Literal["auto", "onehot", "ordinal", "native"] = Field(
-        "auto", description="auto: native for xgboost/lightgbm (category codes the booster splits on as categories), "
-        "ordinal (codes split on as numbers) for other tree models, else onehot.")
+        "auto", description="auto: native for xgboost (category codes it splits on as sets of categories), ordinal "
+        "(codes split on as numbers) for lightgbm and other tree models (native measured no better there), else "
+        "onehot. native: xgboost and lightgbm only.")
     max_categories: int = Field(50, ge=2, description="Rarer categories beyond this many are grouped as infrequent.")
     min_frequency: int | None = Field(None, ge=1, description="Categories seen fewer times are grouped as infrequent.")
 
@@ -104,10 +105,11 @@ def select_columns(frame: pd.DataFrame, config: FeaturesConfig, exclude: list[st
 
 
 def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree_model: bool, handles_missing: bool,
-                       categorical_codes: bool = False, native_categoricals: bool = False) -> tuple[Any, dict[str, Any]]:
+                       categorical_codes: bool = False, native_categoricals: str = "no") -> tuple[Any, dict[str, Any]]:
     """categorical_codes: `auto` encoding gives integer codes with -1 for unknown or missing (for embeddings).
-    native_categoricals: the family splits code columns as categories (`auto` gives `native`: the same codes as
-    ordinal, NaN for unknown or missing, which the family declares categorical to its library)."""
+    native_categoricals (PreprocessingNeeds): "available" or "default" when the family can split code columns as
+    categories; `native` is the same codes as ordinal (NaN for unknown or missing), which the family declares
+    categorical to its library; "default" makes `auto` choose it."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -125,8 +127,9 @@ def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree
         scale = "none" if tree_model else "standard"
     encoding = config.categorical.encoding
     if encoding == "auto":
-        encoding = "native" if native_categoricals else "ordinal" if (tree_model or categorical_codes) else "onehot"
-    if encoding == "native" and not native_categoricals:
+        encoding = ("native" if native_categoricals == "default" else "ordinal" if (tree_model or categorical_codes)
+                    else "onehot")
+    if encoding == "native" and native_categoricals == "no":
         raise ConfigError("features.categorical.encoding: native needs a model family that splits on categories "
                           "itself (xgboost, lightgbm); use ordinal or onehot", key="features.categorical.encoding")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -34,9 +34,11 @@ class PreprocessingNeeds:
     # `auto` categories become integer codes (unknown/missing: -1) for learned embeddings; the features
     # stage records which matrix columns they are and their cardinalities (FitContext.categorical).
     categorical_codes: bool = False
-    # The library splits integer-coded columns as categories (xgboost enable_categorical, LightGBM
-    # categorical_feature): `auto` encoding is then `native`, and FitContext.categorical says which columns.
-    native_categoricals: bool = False
+    # Whether the library can split integer-coded columns as categories (xgboost enable_categorical, LightGBM
+    # categorical_feature; FitContext.categorical says which columns): "no"; "available" (on request:
+    # features.categorical.encoding native); "default" (`auto` encoding gives native). Which one is the default is
+    # measured per family (benchmarks/bench_categoricals.py), not assumed.
+    native_categoricals: Literal["no", "available", "default"] = "no"
 
 
 @dataclass(frozen=True)

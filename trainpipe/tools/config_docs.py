@@ -162,7 +162,7 @@ def _families() -> list[str]:
         cls = getattr(importlib.import_module(module), cls_name)
         tree, nan = cls.needs.tree_model, cls.needs.handles_missing
         codes = getattr(cls.needs, "categorical_codes", False)
-        native = getattr(cls.needs, "native_categoricals", False)
+        native = getattr(cls.needs, "native_categoricals", "no") == "default"
         defaults = (f"`{json.dumps(cls.DEFAULTS)}`" if hasattr(cls, "DEFAULTS") else
                     f"table `model.params` ({name}) below" if hasattr(cls, "PARAMS") else "the estimator's own")
         install = f"`pip install {extra!r}`" if extra else "included"

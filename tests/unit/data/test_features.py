@@ -44,8 +44,11 @@ def test_native_categoricals_are_the_tree_codes_and_only_for_families_that_split
     data = frame()
     roles = select_columns(data, FeaturesConfig(), exclude=["y", "id"])
     pre, resolved = build_preprocessor(roles, FeaturesConfig(), tree_model=True, handles_missing=True,
-                                       native_categoricals=True)
+                                       native_categoricals="default")
     assert resolved["encoding"] == "native"
+    _, on_request = build_preprocessor(roles, FeaturesConfig(), tree_model=True, handles_missing=True,
+                                       native_categoricals="available")
+    assert on_request["encoding"] == "ordinal"
     ordinal, _ = build_preprocessor(roles, FeaturesConfig(), tree_model=True, handles_missing=True)
     np.testing.assert_array_equal(transform(pre.fit(data), data), transform(ordinal.fit(data), data))
     native = FeaturesConfig(categorical={"encoding": "native"})
