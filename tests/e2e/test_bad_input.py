@@ -322,6 +322,10 @@ DATA_MISTAKES = {
                                           ["'mean_texture'", "1e+308", "data.infinite"]),
     "schema_file_names_a_column_twice": (lambda c, d: c.update(schema={"path": str(d / "dup_schema.yaml")}), "validate",
                                          ["schema.path", "duplicate key 'mean_radius'", "line 4"]),
+    "native_categoricals_for_a_family_without_them": (
+        lambda c, d: c.update(model={"type": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression"},
+                              features={"categorical": {"encoding": "native"}}),
+        "features", ["features.categorical.encoding", "native", "xgboost, lightgbm"]),
     "split_leaves_class_absent_from_validation": (
         lambda c, d: (_data(c, d / "rare_class.csv", "label"),
                       c.update(task="multiclass", seed=RARE_CLASS_SEED, schema={"min_class_count": 1},
