@@ -10,8 +10,9 @@ costs little over what a user would write by hand. The target measured here:
 Both sides run as fresh subprocesses (wall clock includes interpreter start and imports), R times in
 alternating order; the medians are compared. The stage table lists every stage of the run, gate and
 register included, and the seconds register spent on the model card's bootstrap intervals (seven metrics
-on 150k test rows at the default size). Usage:
-.venv/bin/python benchmarks/bench_skeleton.py [--rows N] [--repeats R] [--out FILE]
+on 150k test rows at the default size). Both sides get the same
+validation rows and the same early stopping (EARLY_STOPPING, trainpipe's `training.early_stopping_rounds`). Usage:
+.venv/bin/python benchmarks/bench_skeleton.py [--rows N] [--repeats R] [--out FILE] [--quick]
 """
 
 from __future__ import annotations
@@ -30,25 +31,32 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_skeleton.json"
 TARGET = 1.25
 SEED, ROUNDS, DEPTH, ETA, THREADS, VAL, TEST = 0, 200, 6, 0.3, 2, 0.15, 0.15
+EARLY_STOPPING = None  # training.early_stopping_rounds of trainpipe's config; the plain script does the same
 
 # The hand-written baseline. It reproduces trainpipe.data.split.random_split exactly (one seeded
-# permutation cut train | validation | test, each part sorted); the validation rows are simply unused.
+# permutation cut train | validation | test, each part sorted) and does what trainpipe's config asks of the
+# validation rows: with early stopping, it watches them every round and stops the same way; without, a user's
+# script has no reason to evaluate them per round (neither does trainpipe), so they are left unused.
 PLAIN = """
 import sys, numpy as np, pandas as pd, xgboost as xgb
 from sklearn.metrics import roc_auc_score
 path = sys.argv[1]
 seed, rounds, depth, threads = (int(a) for a in sys.argv[2:6])
 eta, val, test = (float(a) for a in sys.argv[6:9])
+stopping = None if sys.argv[9] == "none" else int(sys.argv[9])
 frame = pd.read_parquet(path)
 X, y = frame.drop(columns="label").to_numpy(np.float32), frame["label"].to_numpy()
 n = len(frame); order = np.random.default_rng(seed).permutation(n)
 n_test, n_val = max(1, round(n * test)), max(1, round(n * val))
-train, test_rows = np.sort(order[: n - n_val - n_test]), np.sort(order[n - n_test:])
+train = np.sort(order[: n - n_val - n_test])
+val_rows, test_rows = np.sort(order[n - n_val - n_test: n - n_test]), np.sort(order[n - n_test:])
 dtrain = xgb.DMatrix(X[train], label=y[train], nthread=threads)
 dtest = xgb.DMatrix(X[test_rows], label=y[test_rows], nthread=threads)
+evals = [(xgb.DMatrix(X[val_rows], label=y[val_rows], nthread=threads), "validation")] if stopping else []
 params = {"objective": "binary:logistic", "eval_metric": "logloss", "max_depth": depth, "eta": eta,
           "tree_method": "hist", "seed": seed, "nthread": threads}
-booster = xgb.train(params, dtrain, num_boost_round=rounds)
+callbacks = [xgb.callback.EarlyStopping(rounds=stopping, data_name="validation", save_best=True)] if stopping else []
+booster = xgb.train(params, dtrain, num_boost_round=rounds, evals=evals, callbacks=callbacks, verbose_eval=False)
 print(roc_auc_score(y[test_rows], booster.predict(dtest)))
 """
 
@@ -88,7 +96,7 @@ def write_config(folder: Path, data: Path, store: Path) -> Path:
         "split": {"strategy": "random", "validation": VAL, "test": TEST, "seed": SEED},
         "model": {"type": "xgboost", "params": {"n_estimators": ROUNDS, "max_depth": DEPTH,
                                                   "learning_rate": ETA, "tree_method": "hist"}},
-        "training": {"early_stopping_rounds": None, "threads": THREADS},
+        "training": {"early_stopping_rounds": EARLY_STOPPING, "threads": THREADS},
     }, indent=2))
     return config
 
@@ -104,7 +112,7 @@ def run_trainpipe(folder: Path, data: Path, i: int) -> dict:
 
 
 def run_plain(folder: Path, data: Path, i: int) -> dict:
-    args = [str(a) for a in (data, SEED, ROUNDS, DEPTH, THREADS, ETA, VAL, TEST)]
+    args = [str(a) for a in (data, SEED, ROUNDS, DEPTH, THREADS, ETA, VAL, TEST, EARLY_STOPPING or "none")]
     wall, rss, cpu, stdout = timed([sys.executable, "-c", PLAIN, *args], folder)
     return {"wall": wall, "cpu": cpu, "rss_mib": rss, "auc": float(stdout.strip().splitlines()[-1])}
 
@@ -152,7 +160,8 @@ def report(res: dict) -> None:
         print(f"  {name:20}{seconds if seconds is not None else float('nan'):>8.2f}")
         if name == "register" and tp.get("median_run_register_intervals_s") is not None:
             print(f"  {'  of which intervals':20}{tp['median_run_register_intervals_s']:>8.2f}  (model-card bootstrap CIs)")
-    print(f"  {'outside stages':20}{tp['median_run_outside_stages_s']:>8.2f}  (start-up, imports, config, MLflow logging)")
+    print(f"  {'outside stages':20}{tp['median_run_outside_stages_s']:>8.2f}  (start-up, imports, config, MLflow logging, "
+          "interpreter exit)")
     print(f"AUC agrees to 3 decimals: {'yes' if res['auc_agree_3dp'] else 'NO'}")
     print(f"target: trainpipe <= {TARGET}x plain -> {res['ratio']:.3f}x: {res['verdict']}")
 
@@ -163,7 +172,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON result file (default: the committed "
                         "one; write elsewhere for runs off the documented size or on a busy machine)")
+    parser.add_argument("--quick", action="store_true", help="20,000 rows, one repeat, results to a temporary file: "
+                        "checks that the benchmark runs, measures nothing worth keeping")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.repeats = 20_000, 1
+        if args.out == RESULTS:
+            args.out = Path(tempfile.gettempdir()) / "bench_skeleton_quick.json"
+    if args.repeats < 3 and not args.quick:
+        parser.error("--repeats: at least 3 (the figures are medians of alternating repeats)")
     sys.path.insert(0, str(ROOT))
     from trainpipe.tools.datasets import numeric_binary
 

@@ -400,6 +400,10 @@ DATA_MISTAKES = {
         lambda c, d: (_data(c, d / "null_radius_groups.parquet", streaming="on", stream_batch_rows=1000),
                       _schema(c, mean_radius={"dtype": "float", "nullable": False})),
         "validate", ["'mean_radius'", "4 null value(s)"]),
+    "native_categoricals_for_a_family_without_them": (
+        lambda c, d: c.update(model={"type": "sklearn", "estimator": "sklearn.linear_model.LogisticRegression"},
+                              features={"categorical": {"encoding": "native"}}),
+        "features", ["features.categorical.encoding", "native", "xgboost, lightgbm"]),
     "split_leaves_class_absent_from_validation": (
         lambda c, d: (_data(c, d / "rare_class.csv", "label"),
                       c.update(task="multiclass", seed=RARE_CLASS_SEED, schema={"min_class_count": 1},

@@ -104,3 +104,24 @@ def test_every_family_packages_preprocessing_and_model_that_reproduce_evaluate(f
         test_rows = split["test"]
     evaluated = np.load(Path(summary["run_dir"]) / "evaluate" / "test_scores.npy")
     np.testing.assert_allclose(out[["proba_No", "proba_Yes"]].to_numpy()[test_rows], evaluated, rtol=1e-5, atol=1e-7)
+
+
+def test_xgboost_splits_categories_natively_and_the_package_encodes_them_the_same_way(churn_config, data_dir, store,
+                                                                                     tmp_path):
+    config = config_from_dict({**churn_config, "model": {"type": "xgboost", "params": {"n_estimators": 20}},
+                               "tracking": {"enabled": False}})
+    run = run_pipeline(config, Store.locate(config.store))
+    import json
+
+    import numpy as np
+    import xgboost as xgb
+
+    codes = json.loads((Path(run["run_dir"]) / "features" / "features.json").read_text())["categorical_codes"]
+    booster = xgb.Booster(model_file=str(Path(run["run_dir"]) / "train" / "model" / "model.ubj"))
+    assert codes["native"] and [booster.feature_types[i] for i in codes["columns"]] == ["c"] * len(codes["columns"])
+    predict_file(run["run_id"], str(data_dir / "churn.csv"), str(tmp_path / "p.parquet"), Store.locate(str(store)))
+    out = pd.read_parquet(tmp_path / "p.parquet")
+    with np.load(Path(run["run_dir"]) / "split" / "split.npz") as split:
+        test_rows = split["test"]
+    evaluated = np.load(Path(run["run_dir"]) / "evaluate" / "test_scores.npy")
+    np.testing.assert_allclose(out[["proba_No", "proba_Yes"]].to_numpy()[test_rows], evaluated, rtol=1e-6)

@@ -29,7 +29,10 @@ class CategoricalFeatures(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     columns: Literal["auto"] | list[str] = Field("auto", description="auto: every string/category/bool column.")
-    encoding: Literal["auto", "onehot", "ordinal"] = Field("auto", description="auto: ordinal for tree models, else onehot.")
+    encoding: Literal["auto", "onehot", "ordinal", "native"] = Field(
+        "auto", description="auto: native for xgboost (category codes it splits on as sets of categories), ordinal "
+        "(codes split on as numbers) for lightgbm and other tree models (native measured no better there), else "
+        "onehot. native: xgboost and lightgbm only.")
     max_categories: int = Field(50, ge=2, description="Rarer categories beyond this many are grouped as infrequent.")
     min_frequency: int | None = Field(None, ge=1, description="Categories seen fewer times are grouped as infrequent.")
 
@@ -102,8 +105,11 @@ def select_columns(frame: pd.DataFrame, config: FeaturesConfig, exclude: list[st
 
 
 def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree_model: bool, handles_missing: bool,
-                       categorical_codes: bool = False) -> tuple[Any, dict[str, Any]]:
-    """categorical_codes: `auto` encoding gives integer codes with -1 for unknown or missing (for embeddings)."""
+                       categorical_codes: bool = False, native_categoricals: str = "no") -> tuple[Any, dict[str, Any]]:
+    """categorical_codes: `auto` encoding gives integer codes with -1 for unknown or missing (for embeddings).
+    native_categoricals (PreprocessingNeeds): "available" or "default" when the family can split code columns as
+    categories; `native` is the same codes as ordinal (NaN for unknown or missing), which the family declares
+    categorical to its library; "default" makes `auto` choose it."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -121,7 +127,11 @@ def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree
         scale = "none" if tree_model else "standard"
     encoding = config.categorical.encoding
     if encoding == "auto":
-        encoding = "ordinal" if (tree_model or categorical_codes) else "onehot"
+        encoding = ("native" if native_categoricals == "default" else "ordinal" if (tree_model or categorical_codes)
+                    else "onehot")
+    if encoding == "native" and native_categoricals == "no":
+        raise ConfigError("features.categorical.encoding: native needs a model family that splits on categories "
+                          "itself (xgboost, lightgbm); use ordinal or onehot", key="features.categorical.encoding")
 
     def numeric_steps() -> list:  # fresh instances per use: numbers and datetime parts are fitted apart
         steps = []
@@ -165,7 +175,26 @@ def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree
                              verbose_feature_names_out=False), resolved
 
 
+def passthrough_columns(preprocessor: Any) -> list[str] | None:
+    """The input columns, in output order, when every part of a fitted ColumnTransformer passes its columns through
+    unchanged (all-numeric data for a tree model); else None. Read from the parts as built (fitting replaces
+    "passthrough" with an identity FunctionTransformer)."""
+    if not hasattr(preprocessor, "transformers_") or getattr(preprocessor, "remainder", None) != "drop":
+        return None
+    columns: list[str] = []
+    for _, step, selected in preprocessor.transformers:
+        if not (isinstance(step, str) and step == "passthrough"):
+            return None
+        columns.extend(selected)
+    return columns
+
+
 def transform(preprocessor: Any, frame: pd.DataFrame) -> np.ndarray:
+    columns = passthrough_columns(preprocessor)
+    if columns is not None:
+        # The same matrix as preprocessor.transform, in one float32 copy instead of ColumnTransformer's per-part
+        # copies and hstack (~7x less CPU on 1M x 32).
+        return np.ascontiguousarray(frame[columns].to_numpy(dtype=np.float32, na_value=np.nan))
     out = preprocessor.transform(frame)
     return np.ascontiguousarray(out, dtype=np.float32)
 

@@ -101,14 +101,24 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> tuple[dict, dict]:
     return out, {}
 
 
+def model_scores(task: str, model: Any, X: np.ndarray) -> np.ndarray:
+    """What the metrics score: predictions for regression, class probabilities otherwise (evaluate saves these
+    as test_scores.npy, so the test rows are predicted once)."""
+    return model.predict(X) if task == "regression" else model.predict_proba(X)
+
+
+def metrics_from_scores(task: str, y: np.ndarray, scores: np.ndarray, n_classes: int,
+                        config: EvaluationConfig) -> tuple[dict, dict]:
+    if task == "regression":
+        return regression_metrics(y, scores)
+    if task == "binary":
+        return binary_metrics(y, scores, config.threshold, config.curve_points)
+    return multiclass_metrics(y, scores, n_classes)
+
+
 def compute_metrics(task: str, y: np.ndarray, model: Any, X: np.ndarray, n_classes: int,
                     config: EvaluationConfig) -> tuple[dict, dict]:
-    if task == "regression":
-        return regression_metrics(y, model.predict(X))
-    proba = model.predict_proba(X)
-    if task == "binary":
-        return binary_metrics(y, proba, config.threshold, config.curve_points)
-    return multiclass_metrics(y, proba, n_classes)
+    return metrics_from_scores(task, y, model_scores(task, model, X), n_classes, config)
 
 
 def metrics_from_scores(task: str, y: np.ndarray, scores: np.ndarray, n_classes: int,

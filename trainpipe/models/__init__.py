@@ -52,7 +52,9 @@ class TrainingConfig(BaseModel):
                                               "validation improvement (boosters); null trains every round.")
     threads: int | None = Field(None, ge=1, description="CPU threads for training; default: all cores.")
     train_metrics: bool = Field(False, description="Also log per-iteration metrics on the training split (for "
-                                "loss curves); costs ~40% more xgboost time on large data.")
+                                "loss curves); costs ~40% more xgboost time on large data. Boosters evaluate the "
+                                "validation split every round only for early stopping, tuning, the progress line or "
+                                "this key.")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     callbacks: list[str] = Field(default_factory=list, description="torch families: import paths "

@@ -36,6 +36,11 @@ class PreprocessingNeeds:
     # `auto` categories become integer codes (unknown/missing: -1) for learned embeddings; the features
     # stage records which matrix columns they are and their cardinalities (FitContext.categorical).
     categorical_codes: bool = False
+    # Whether the library can split integer-coded columns as categories (xgboost enable_categorical, LightGBM
+    # categorical_feature; FitContext.categorical says which columns): "no"; "available" (on request:
+    # features.categorical.encoding native); "default" (`auto` encoding gives native). Which one is the default is
+    # measured per family (benchmarks/bench_categoricals.py), not assumed.
+    native_categoricals: Literal["no", "available", "default"] = "no"
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ class FitContext:
     """What the train stage knows beyond the matrices, passed to every family's `fit`; each uses what applies
     (torch: all of it, through trainpipe.engine.fit; boosters: `verbose`, `distributed.dask`; sklearn: nothing)."""
 
-    categorical: dict[str, Any] | None = None  # {"columns": [matrix index], "names": [...], "cardinalities": [...]}
+    # {"columns": [matrix index], "names": [...], "cardinalities": [...], "native": bool (encoding native)}
+    categorical: dict[str, Any] | None = None
     checkpoint_dir: Path | None = None  # persistent across crashes of the stage (unlike its temp folder)
     checkpoint: CheckpointConfig | None = None  # training.checkpoint
     config_hash: str = ""  # checkpoints written under another hash are refused...

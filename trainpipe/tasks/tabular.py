@@ -121,7 +121,7 @@ class TabularTask:
         roles = select_columns(frame, config.features, exclude)
         needs = get_family(config.model.type).needs
         preprocessor, resolved = build_preprocessor(roles, config.features, needs.tree_model, needs.handles_missing,
-                                                    needs.categorical_codes)
+                                                    needs.categorical_codes, needs.native_categoricals)
         preprocessor.fit(frame.iloc[parts["train"]])  # fitted on training rows only
 
         # One transform of the whole table, then numpy row gathers: cheaper than three DataFrame slices.
@@ -134,13 +134,15 @@ class TabularTask:
         names = [str(n) for n in preprocessor.get_feature_names_out()]
         info = {"roles": roles, "resolved": resolved, "feature_names": names, "labels": coding.state_dict(),
                 "input_columns": roles["numeric"] + roles["categorical"] + roles["passthrough"] + roles["datetime"]}
-        if needs.categorical_codes and resolved["encoding"] == "ordinal" and roles["categorical"]:
-            # Which matrix columns hold codes, and how many codes each has (from train: the encoder's fit).
+        native = resolved["encoding"] == "native"
+        if roles["categorical"] and (native or (needs.categorical_codes and resolved["encoding"] == "ordinal")):
+            # Which matrix columns hold codes, and how many codes each has (from train: the encoder's fit); NaN
+            # (native: unknown or missing) is not a code.
             first = len(roles["numeric"])
             columns = list(range(first, first + len(roles["categorical"])))
             train_codes = X[parts["train"]][:, columns]
-            info["categorical_codes"] = {"columns": columns, "names": roles["categorical"],
-                                         "cardinalities": [int(max(train_codes[:, i].max(initial=-1), -1)) + 1
+            info["categorical_codes"] = {"columns": columns, "names": roles["categorical"], "native": native,
+                                         "cardinalities": [int(max(np.nanmax(train_codes[:, i], initial=-1), -1)) + 1
                                                            for i in range(len(columns))]}
         (run.stage_dir / "features.json").write_text(json.dumps(info, indent=2, default=str))
         return TaskOutput(
@@ -171,7 +173,7 @@ class TabularTask:
     def evaluate(self, run: RunView) -> Evaluation:
         """Metrics on validation and test, curves and confusion matrices, test scores (for the gate: slices and the
         champion score the same rows without predicting again) and latency."""
-        from trainpipe.evaluation.metrics import compute_metrics, measure_latency
+        from trainpipe.evaluation.metrics import measure_latency, metrics_from_scores, model_scores
         from trainpipe.models import load_family
 
         config = self.config
@@ -179,15 +181,15 @@ class TabularTask:
         labels = run.read_json("features", "features.json")["labels"]
         n_classes = len(labels["classes"] or [])
         data = run.arrays("features", ["X_validation", "y_validation", "X_test", "y_test"])
-        metrics, details = {}, {}
-        for split in ("validation", "test"):
-            metrics[split], details[split] = compute_metrics(config.task, data[f"y_{split}"], model,
-                                                             data[f"X_{split}"], n_classes, config.evaluation)
+        metrics, details, scores = {}, {}, {}
+        for split in ("validation", "test"):  # each split predicted once; the test scores are saved for the gate
+            scores[split] = model_scores(config.task, model, data[f"X_{split}"])
+            metrics[split], details[split] = metrics_from_scores(config.task, data[f"y_{split}"], scores[split],
+                                                                 n_classes, config.evaluation)
         name, direction = self.primary_metric()
         (run.stage_dir / "details.json").write_text(json.dumps({"classes": labels["classes"], **details}, indent=2))
         X_test = data["X_test"]
-        np.save(run.stage_dir / "test_scores.npy", model.predict(X_test) if config.task == "regression"
-                else model.predict_proba(X_test))
+        np.save(run.stage_dir / "test_scores.npy", scores["test"])
         latency = measure_latency(model, X_test, config.task, config.evaluation.latency_batch_rows,
                                   config.evaluation.latency_batches)
         (run.stage_dir / "latency.json").write_text(json.dumps(latency, indent=2))

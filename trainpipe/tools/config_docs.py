@@ -170,10 +170,12 @@ def _families() -> list[str]:
         cls = getattr(importlib.import_module(module), cls_name)
         tree, nan = cls.needs.tree_model, cls.needs.handles_missing
         codes = getattr(cls.needs, "categorical_codes", False)
+        native = getattr(cls.needs, "native_categoricals", "no") == "default"
         defaults = (f"`{json.dumps(cls.DEFAULTS)}`" if hasattr(cls, "DEFAULTS") else
                     f"table `model.params` ({name}) below" if hasattr(cls, "PARAMS") else "the estimator's own")
         install = f"`pip install {extra!r}`" if extra else "included"
-        cats = "ordinal codes → embeddings" if codes else "ordinal" if tree else "onehot"
+        cats = ("native (codes split as categories)" if native else "ordinal codes → embeddings" if codes
+                else "ordinal" if tree else "onehot")
         rows.append(f"| `{name}` | {install} | {defaults} | impute {'none' if nan else 'median'}, "
                     f"scale {'none' if tree else 'standard'}, {cats} categories |")
     rows.append("")

@@ -2,8 +2,11 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from trainpipe.data.features import FeaturesConfig, LabelCoding, build_preprocessor, select_columns, transform
+from trainpipe.data.features import (FeaturesConfig, LabelCoding, build_preprocessor, passthrough_columns,
+                                     select_columns, transform)
+from trainpipe.errors import ConfigError
 
 
 def frame():
@@ -36,6 +39,35 @@ def test_tree_models_keep_nan_and_use_ordinal_codes():
     assert resolved == {"impute": "none", "scale": "none", "encoding": "ordinal"}
     out = transform(pre.fit(data), data)
     assert out.shape == (5, 3) and np.isnan(out[2, 0]) and np.isnan(out[2, 1])
+
+
+def test_native_categoricals_are_the_tree_codes_and_only_for_families_that_split_on_categories():
+    data = frame()
+    roles = select_columns(data, FeaturesConfig(), exclude=["y", "id"])
+    pre, resolved = build_preprocessor(roles, FeaturesConfig(), tree_model=True, handles_missing=True,
+                                       native_categoricals="default")
+    assert resolved["encoding"] == "native"
+    _, on_request = build_preprocessor(roles, FeaturesConfig(), tree_model=True, handles_missing=True,
+                                       native_categoricals="available")
+    assert on_request["encoding"] == "ordinal"
+    ordinal, _ = build_preprocessor(roles, FeaturesConfig(), tree_model=True, handles_missing=True)
+    np.testing.assert_array_equal(transform(pre.fit(data), data), transform(ordinal.fit(data), data))
+    native = FeaturesConfig(categorical={"encoding": "native"})
+    with pytest.raises(ConfigError, match="features.categorical.encoding: native needs"):
+        build_preprocessor(roles, native, tree_model=True, handles_missing=True)
+
+
+def test_all_numeric_tree_features_skip_the_transformer_and_give_the_same_matrix():
+    data = pd.DataFrame({"a": [1.5, np.nan, 3.0], "b": np.array([4, 5, 6], dtype=np.int64), "y": [0, 1, 0]})
+    roles = select_columns(data, FeaturesConfig(), exclude=["y"])
+    pre, _ = build_preprocessor(roles, FeaturesConfig(), tree_model=True, handles_missing=True)
+    pre.fit(data)
+    assert passthrough_columns(pre) == ["a", "b"]
+    fast = transform(pre, data)
+    np.testing.assert_array_equal(fast, np.ascontiguousarray(pre.transform(data), dtype=np.float32))
+    assert fast.dtype == np.float32 and fast.flags["C_CONTIGUOUS"]
+    scaled, _ = build_preprocessor(roles, FeaturesConfig(), tree_model=False, handles_missing=False)
+    assert passthrough_columns(scaled.fit(data)) is None
 
 
 def test_embedding_models_get_scaled_numbers_and_codes_with_minus_one_for_unknown_or_missing():

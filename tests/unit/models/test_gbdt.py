@@ -101,3 +101,33 @@ def test_a_boosters_rounds_reach_the_fit_contexts_watcher_with_throughput_per_wi
     made.clear()
     model.fit(X[:400], y[:400], X[400:], y[400:], context=FitContext(watch=factory))
     assert made[0].spec.loss == metric and all(speed is None for _, _, speed in made[0].seen)
+
+
+@pytest.mark.parametrize("family", ["xgboost", "lightgbm"])
+def test_validation_is_evaluated_per_round_only_when_something_reads_it(family):
+    X, y, Xv, yv = make_data("binary")
+    params = {"n_estimators": 6, **({"min_child_samples": 5} if family == "lightgbm" else {})}
+    unwatched = build_family(ModelConfig(type=family, params=params), "binary", 2, 0, 1).fit(X, y, Xv, yv)
+    assert unwatched.history == {} and unwatched.iterations == 6 and not unwatched.stopped_early
+    stopping = build_family(ModelConfig(type=family, params=params), "binary", 2, 0, 1).fit(
+        X, y, Xv, yv, early_stopping_rounds=3)
+    assert len(stopping.history["validation_log_loss"]) == stopping.iterations
+    curves = build_family(ModelConfig(type=family, params=params), "binary", 2, 0, 1).fit(X, y, Xv, yv,
+                                                                                         train_metrics=True)
+    assert sorted(curves.history) == ["train_log_loss", "validation_log_loss"]
+
+
+def test_lightgbm_declares_the_native_code_columns_categorical_in_its_saved_model(tmp_path):
+    import lightgbm as lgb
+    import numpy as np
+
+    from trainpipe.models.base import FitContext
+
+    rng = np.random.default_rng(0)
+    X = np.c_[rng.normal(size=400), rng.integers(0, 6, 400)].astype(np.float32)
+    y = ((X[:, 1] % 2 == 0) ^ (X[:, 0] > 0)).astype(np.int64)
+    model = build_family(ModelConfig(type="lightgbm", params={"n_estimators": 5, "min_child_samples": 5}),
+                         "binary", 2, 0, 1)
+    model.fit(X, y, X[:50], y[:50], context=FitContext(categorical={"columns": [1], "native": True}))
+    model.save(tmp_path)
+    assert lgb.Booster(model_file=str(tmp_path / "model.txt")).params.get("categorical_feature") == [1]
