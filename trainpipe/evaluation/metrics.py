@@ -109,6 +109,8 @@ def model_scores(task: str, model: Any, X: np.ndarray) -> np.ndarray:
 
 def metrics_from_scores(task: str, y: np.ndarray, scores: np.ndarray, n_classes: int,
                         config: EvaluationConfig) -> tuple[dict, dict]:
+    """The metrics of scores already predicted (regression values or probabilities): evaluate's one prediction
+    of the test rows, or a streamed split's scores gathered batch by batch."""
     if task == "regression":
         return regression_metrics(y, scores)
     if task == "binary":
@@ -119,16 +121,6 @@ def metrics_from_scores(task: str, y: np.ndarray, scores: np.ndarray, n_classes:
 def compute_metrics(task: str, y: np.ndarray, model: Any, X: np.ndarray, n_classes: int,
                     config: EvaluationConfig) -> tuple[dict, dict]:
     return metrics_from_scores(task, y, model_scores(task, model, X), n_classes, config)
-
-
-def metrics_from_scores(task: str, y: np.ndarray, scores: np.ndarray, n_classes: int,
-                        config: EvaluationConfig) -> tuple[dict, dict]:
-    """`compute_metrics` from scores already predicted (regression values or probabilities), e.g. batch by batch."""
-    if task == "regression":
-        return regression_metrics(y, scores)
-    if task == "binary":
-        return binary_metrics(y, scores, config.threshold, config.curve_points)
-    return multiclass_metrics(y, scores, n_classes)
 
 
 def measure_latency(model: Any, X: np.ndarray, task: str, batch_rows: int, batches: int) -> dict[str, float]:

@@ -311,7 +311,7 @@ class XGBoostFamily:
                                                              train_metrics=train_metrics, config=dask)
             self.booster.set_param({"nthread": self.threads})  # evaluate and predict run here, in one process
             self.best_iteration = getattr(self.booster, "best_iteration", None) if early_stopping_rounds else None
-            return _fit_result(rounds_log, self.best_iteration, rounds)
+            return _fit_result(rounds_log, self.best_iteration, self.booster.num_boosted_rounds(), rounds)
         xgb = _import("xgboost", "xgboost-cpu")
         columns = native_columns(context)
         # The booster keeps the feature types in its saved model: predict needs nothing more (inplace_predict).
@@ -474,7 +474,7 @@ class LightGBMFamily:
                                                               config=dask)
             best = self.booster.best_iteration - 1 if early_stopping_rounds and self.booster.best_iteration else None
             self.best_iteration = best
-            return _fit_result(rounds_log, best, rounds)
+            return _fit_result(rounds_log, best, self.booster.current_iteration(), rounds)
         lgb = _import("lightgbm", "lightgbm")
         params = self._native_params()
         # The saved model records the categorical columns: predict needs nothing more.
