@@ -23,7 +23,7 @@ def test_init_run_recommend_and_champion_gate(cli, cli_json, tmp_path, store):
 
     code, run = cli_json("run", pipeline)
     assert code == 0, run
-    assert [s["status"] for s in run["stages"]] == ["completed"] * 8
+    assert {s["status"] for s in run["stages"]} == {"completed"} and len(run["stages"]) >= 8
     assert run["registered"]["version"] == "1" and "champion" in run["registered"]["aliases"]
     code, again = cli_json("stage", "register", "--run", run["run_id"], "--store", str(store))  # idempotent per run
     assert code == 0 and again["registered"]["version"] == "1" and again["registered"]["already_registered"], again

@@ -130,9 +130,11 @@ def test_reports_open_in_chromium_with_every_section_and_every_plot_drawn(browse
     for kind in ("binary", "regression", "tuned", "gate_failed"):
         pages[kind] = check_page(browser, written(report_runs.get(kind), tmp_path / f"{kind}.html"), RUN_SECTIONS,
                                  plots=True)
-    assert pages["binary"]["plots"] == 8 and pages["regression"]["plots"] >= 5
+    # 8 plots of the run itself; the monitoring section adds MLflow's system-metric plots when the sampler logged
+    # any (a long enough run), and a second run adds its drift chart (the first run is its champion)
+    assert pages["binary"]["plots"] >= 8 and pages["regression"]["plots"] >= 5
     assert pages["tuned"]["images"] == 1 and "tuning" not in pages["tuned"]["missing"]
-    assert pages["gate_failed"]["missing"] == ["tuning"] and pages["gate_failed"]["plots"] == 8
+    assert pages["gate_failed"]["missing"] == ["tuning"] and pages["gate_failed"]["plots"] >= 9
 
     failed = check_page(browser, written(report_runs.get("validate_failed"), tmp_path / "validate.html"),
                         RUN_SECTIONS, plots=False)

@@ -27,7 +27,9 @@ def test_a_spent_time_budget_stops_training_with_one_line_and_a_budget_event(bc_
     run_dir = Path(bc_config["store"]) / "runs" / "over"
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["status"] == "failed" and meta["stages"]["train"]["status"] == "failed"
-    (event,) = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["kind"] == "run_failed"  # the run's end, after the budget's own event
+    (event,) = [e for e in events if e["kind"] == "budget_exceeded"]
     assert event["kind"] == "budget_exceeded" and event["details"]["budget_key"] == "budget.max_minutes"
     metrics = MlflowClient(meta["tracking_uri"]).get_run(meta["mlflow_run_id"]).data.metrics
     assert metrics["duration_s"] > 0 and metrics["cost_usd"] == 0.0 and {"cpu_s", "gpu_s"} <= set(metrics)
