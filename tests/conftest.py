@@ -11,6 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+# One thread per training process unless a test says otherwise: `make test` runs two pytest workers on a
+# two-core machine, and every process taking every core (trainpipe's default, engine/config.py default_threads)
+# made them thrash; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from tests.reliability.figures import figures, pytest_terminal_summary, seed  # noqa: F401  (the suite's figures)
 from trainpipe.tools.datasets import breast_cancer, synthetic_churn
 

@@ -10,6 +10,7 @@ to keep) and lives in `training.checkpoint`, shared by every torch family. `pars
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from types import ModuleType
 from typing import Literal, TypeVar
@@ -160,3 +161,13 @@ class DistributedConfig(BaseModel):
         if self.node_rank >= self.nnodes:
             raise ValueError(f"node_rank: must be below nnodes ({self.nnodes})")
         return self
+
+
+def default_threads(processes: int = 1) -> int:
+    """Threads when `training.threads` is unset: OMP_NUM_THREADS when it is set (how containers, schedulers and
+    CI give a process its share of a machine; several processes each using every core thrash), else every core;
+    shared between `processes` working at once (tune workers)."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    total = int(given) if given.isdigit() and int(given) > 0 else (os.cpu_count() or 1)
+    return max(1, total // max(1, processes))
+

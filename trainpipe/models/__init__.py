@@ -50,7 +50,7 @@ class TrainingConfig(BaseModel):
 
     early_stopping_rounds: int | None = Field(50, ge=1, description="Stop after this many rounds without "
                                               "validation improvement (boosters); null trains every round.")
-    threads: int | None = Field(None, ge=1, description="CPU threads for training; default: all cores.")
+    threads: int | None = Field(None, ge=1, description="CPU threads for training; default: OMP_NUM_THREADS when set, else all cores.")
     train_metrics: bool = Field(False, description="Also log per-iteration metrics on the training split (for "
                                 "loss curves); costs ~40% more xgboost time on large data. Boosters evaluate the "
                                 "validation split every round only for early stopping, tuning, the progress line or "

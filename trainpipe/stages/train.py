@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from trainpipe.engine.config import default_threads
 from trainpipe.errors import BudgetExceeded, ConfigError
 from trainpipe.models import ModelConfig, build_family, get_family
 from trainpipe.models.base import FitContext, FitResult, trains_under_torchrun
@@ -74,7 +75,7 @@ def plan(ctx: StageContext) -> TrainPlan:
 def fit(ctx: StageContext, chosen: TrainPlan, on_epoch: Callable[[int, dict[str, float]], None] | None) -> tuple[Any, Fitted]:
     """Build the family and fit it through the run's task: what this process, or every torchrun rank, does."""
     config = ctx.config
-    threads = config.training.threads or os.cpu_count() or 1
+    threads = config.training.threads or default_threads()
     model = build_family(chosen.model, config.task, ctx.task.n_classes(ctx), config.seed, threads)
     watch = StageWatch(ctx, "train")  # health checks per epoch/round, live.json, system metrics
     context = FitContext(checkpoint_dir=ctx.checkpoint_dir("train"), checkpoint=config.training.checkpoint,

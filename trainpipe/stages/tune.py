@@ -8,11 +8,11 @@ it. The stage's identity is the best parameters: an unchanged result lets train 
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from trainpipe.engine.config import default_threads
 from trainpipe.errors import ModelError
 from trainpipe.evaluation.metrics import LOWER_IS_BETTER, primary_metric
 from trainpipe.hashing import canonical_hash
@@ -70,7 +70,7 @@ def run(ctx: StageContext) -> StageResult:
         np.save(groups_file, np.concatenate([r[column].astype(str).to_numpy() for r in rows]).astype(object),
                 allow_pickle=True)
 
-    threads = config.training.threads or max(1, (os.cpu_count() or 1) // tuning.workers)
+    threads = config.training.threads or default_threads(tuning.workers)
     job = WorkerJob(config=config.to_dict(), features_dir=str(ctx.upstream("features")),
                     groups_file=str(groups_file) if groups_file else None, study_name=name, storage=storage_url,
                     metric=metric, direction=direction, threads=threads, parent_run_id=parent,
