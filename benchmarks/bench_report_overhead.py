@@ -1,8 +1,9 @@
 """What the report stage and the run monitoring add to a run's wall time (issue 13: at most 3%).
 
 Two pipelines, each run in-process with every stage recomputed (`use_cache=False`), alternately with
-monitoring ON (the defaults: drift stage against a champion, report stage, cost metering, budget polling with a
-budget far from reached) and OFF (`drift.mode: off`, `report.enabled: false`, no budget), R times each in the
+monitoring ON (the defaults: drift stage against a champion, report stage, health checks per epoch/round, MLflow's
+system-metrics sampler, cost metering, budget polling with a budget far from reached) and OFF (`drift.mode: off`,
+`report.enabled: false`, `health.enabled: false`, `system_metrics.enabled: false`, no budget), R times each in the
 same process and store, after one warm-up run that registers the champion the ON runs compare against:
 
     gbdt   1,000,000 rows x 32 numeric features, binary, xgboost hist, 200 rounds, depth 6 (bench_report's run)
@@ -48,6 +49,8 @@ def config(kind: str, data: Path, store: Path, on: bool):
     else:
         doc["drift"] = {"mode": "off"}
         doc["report"] = {"enabled": False}
+        doc["health"] = {"enabled": False}  # the per-epoch/round checks
+        doc["system_metrics"] = {"enabled": False}  # MLflow's sampler during train
     return config_from_dict(doc)
 
 
