@@ -30,6 +30,7 @@ def test_run_prints_a_human_summary_with_the_mlflow_ui_command(cli, write_config
         assert text in proc.stdout
 
 
+@pytest.mark.reliability  # ~1 min; `make test` covers stages in separate processes through the Airflow DAG runs
 def test_stage_by_stage_in_separate_processes_equals_one_run(cli_json, write_config, bc_config, store):
     config = str(write_config(bc_config))
     code, whole = cli_json("run", config, "--no-cache")
