@@ -250,7 +250,9 @@ def _interpolate(doc: dict, source: str) -> dict:
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
         detail = str(exc).splitlines()[0]
-        raise ConfigError(f"{source}: {key + ': ' if key else ''}{detail}", key=key) from exc
+        # a key may hold a line break (YAML allows any text as a key): escaped, so the error stays one line
+        shown = key if not key or key.isprintable() else repr(key)[1:-1]
+        raise ConfigError(f"{source}: {shown + ': ' if shown else ''}{detail}", key=key) from exc
 
 
 def _resolve_paths(doc: dict, base: Path) -> None:

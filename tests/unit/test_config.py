@@ -205,3 +205,15 @@ def test_every_example_reloads_from_its_run_folder_config_with_the_same_hash(exa
     config = load_config(Path(__file__).resolve().parents[2] / "examples" / example / "pipeline.yaml")
     again = config_from_dict(yaml.safe_load(dump_config(config)), base=tmp_path)
     assert config_hash(again) == config_hash(config) and again.to_dict() == config.to_dict()
+
+
+def test_a_bad_interpolation_under_a_key_with_a_line_break_is_still_one_line(tmp_path):
+    """Found by hypothesis (tests/unit/test_config_fuzz.py): the key was printed raw, so the error had two lines."""
+    from trainpipe.config import load_config
+    from trainpipe.errors import ConfigError
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text('name: x\ntask: binary\ndata: {path: a.csv, target: y}\nregistry:\n  "a\\nb": "${"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, [])
+    assert "\n" not in raised.value.message and "registry.a\\nb: no viable alternative" in raised.value.message
