@@ -183,7 +183,10 @@ def test_tune_shows_trials_and_rounds_live_on_a_terminal_and_nothing_of_it_with_
     code, out, terminal = run_on_a_terminal("tune", config, "--trials", "2")
     assert code == 0, out + terminal
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal)
-    assert re.search(r"tuning trial .* [0-2]/2 ", plain) and "best roc_auc" in plain  # trials done, best so far
+    assert re.search(r"tuning trial .* [0-2]/2 ", plain)  # trials done, live
+    # best so far: on the live line when a refresh (4 per second) falls after the first trial; on an idle machine
+    # two trials can end before that, and the summary then carries it
+    assert "best roc_auc" in plain or "best roc_auc" in out
     assert re.search(r"xgboost round .* \d+/40 .*validation_log_loss", plain) and "eta" in plain  # train's rounds
     assert "tuning trial" not in out and "round" not in out  # stdout keeps only the summary
 
