@@ -11,6 +11,7 @@ both ranks trained the same parameters and that the pruned trial ended on rank 1
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -21,8 +22,9 @@ import pytest
 import yaml
 
 pytest.importorskip("torch")
+psutil = pytest.importorskip("psutil")
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 EPOCHS = 3
 RATES = [0.000001, 0.05, 0.000002, 0.000003]
@@ -77,3 +79,29 @@ def test_ddp_trials_train_the_same_parameters_on_both_ranks_and_a_pruned_trial_e
     assert all(records[1][n]["iterations"] < EPOCHS for n in pruned)  # stopped on rank 1 too, where rank 0 did
     assert not list(Path(doc["run_dir"], "tune").glob("worker-[1-9]*"))  # one worker, as asked
     print(f"ddp tune: {len(RATES)} trials, {len(pruned)} pruned, {elapsed:.1f} s")
+
+
+def in_a_trial(store: Path) -> bool:
+    """Rank 0 of worker 0 announced a trial (its record, in the tune stage's folder while the stage runs)."""
+    return any(store.glob("runs/*/.tune.tmp/ranks/worker-0.rank-0.jsonl"))
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("signum, code", [(signal.SIGKILL, -9), (signal.SIGTERM, 143)])
+def test_killing_tune_mid_ddp_trial_leaves_no_torchrun_or_rank_behind(signum, code, data_dir, store, write_config):
+    config = ddp_tune_config(data_dir, store)
+    config["model"]["params"]["epochs"] = 500  # a trial far longer than the test: the signal lands inside it
+    config["tuning"].update(pruner={"type": "none"})
+    proc = subprocess.Popen([sys.executable, "-m", "trainpipe", "tune", str(write_config(config))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not in_a_trial(store):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.2)
+    time.sleep(1.0)  # inside the first epochs: ranks in their all-reduces
+    family = psutil.Process(proc.pid).children(recursive=True)
+    assert len([p for p in family if "trainpipe.stages.tune" in " ".join(p.cmdline())]) >= 3  # torchrun + 2 ranks
+    proc.send_signal(signum)
+    assert proc.wait(timeout=60) == code
+    gone, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive, [" ".join(p.cmdline()) for p in alive]
