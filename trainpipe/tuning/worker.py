@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -186,14 +187,28 @@ def wait_workers(started: list[tuple[subprocess.Popen, Path]]) -> list[dict]:
         if code == 0 and result_file.exists():
             results.append(json.loads(result_file.read_text()))
         else:
-            lines = [line.removeprefix(CONSOLE_PREFIX) for line in log.read_text(errors="replace").splitlines()
-                     if line.strip()]
-            said = [line for line in lines if line.startswith("error:")][-1:] or lines[-1:]  # a rank's own word
-            errors.append(f"{log.stem} exited {code}: {said[0] if said else 'no output'}")
+            errors.append(f"{log.stem} exited {code}: {_last_word(log)}")
     if errors:
         raise ModelError(f"tuning: {errors[0]}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
                          key="tuning.workers")
     return results
+
+
+def _last_word(log: Path) -> str:
+    """Why a worker ended: its `error:` line (rank 0's, in a DDP-trial worker), else the rank torchrun names as the
+    root cause of a failed job (a rank killed or crashed), else the log's last line."""
+    text = log.read_text(errors="replace")
+    lines = [line.removeprefix(CONSOLE_PREFIX) for line in text.splitlines() if line.strip()]
+    said = [line for line in lines if line.startswith("error:")]
+    if said:
+        return said[-1]
+    cause = re.search(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", text, re.DOTALL)
+    if cause:
+        rank, code = int(cause.group(1)), int(cause.group(2))
+        signals = {int(s): s.name for s in signal.Signals}
+        how = f"was killed by {signals.get(-code, -code)}" if code < 0 else f"exited with code {code}"
+        return f"trial process rank {rank} {how} (log {log})"
+    return lines[-1] if lines else "no output"
 
 
 def write_job(job: WorkerJob, path: Path, recorded_config: dict) -> None:
