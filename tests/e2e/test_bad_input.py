@@ -232,6 +232,9 @@ CONFIG_MISTAKES = {
     "torchrun_processes_for_a_booster": (
         lambda c: c.update(model={"type": "xgboost"}, training={"distributed": {"nproc_per_node": 2}}),
         ["training.distributed.nproc_per_node", "xgboost trains in one process"], "training.distributed.nproc_per_node"),
+    "ddp_trials_for_a_booster": (
+        lambda c: c.update(tuning={"enabled": True, "trial_world_size": 2}),
+        ["tuning.trial_world_size", "xgboost trains in one process"], "tuning.trial_world_size"),
     "store_is_a_file": (lambda c: c.update(store="pipeline.yaml"),  # the config file itself
                         ["store:", "pipeline.yaml", "is a file"], "store"),
     "orchestration_retries_negative": (lambda c: c.update(orchestration={"retries": -1}),

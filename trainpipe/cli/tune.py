@@ -23,6 +23,9 @@ def tune(
                                             "on trials (tuning.timeout)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes sharing the study "
                                           "(tuning.workers)."),
+    trial_world_size: Optional[int] = typer.Option(None, "--trial-world-size", min=1, help="torch families: "
+                                                   "processes of each trial, a DDP job under torchrun "
+                                                   "(tuning.trial_world_size)."),
     join: bool = typer.Option(False, "--join", help="Only add trials to the shared study (another machine's "
                               "`trainpipe tune` trains and registers the best): stop after the tune stage."),
     dashboard: bool = typer.Option(False, "--dashboard", help="Open the study storage in optuna-dashboard "
@@ -40,7 +43,8 @@ def tune(
         from trainpipe.pipeline.run import run_pipeline
 
         overrides = list(set_ or []) + ["tuning.enabled=true"]
-        for key, value in (("n_trials", trials), ("timeout", timeout), ("workers", workers)):
+        for key, value in (("n_trials", trials), ("timeout", timeout), ("workers", workers),
+                           ("trial_world_size", trial_world_size)):
             if value is not None:
                 overrides.append(f"tuning.{key}={value}")
         cfg = load_config(config, overrides)

@@ -79,14 +79,8 @@ def run(ctx: StageContext) -> StageResult:
     job_file = ctx.stage_dir / "job.json"
     write_job(job, job_file, config.recorded_dict())
     with StageWatch(ctx, "tune").sampling():  # CPU/memory/GPU of the study into the run's system metrics
-        others = start_workers(job_file, tuning.workers - 1, ctx.stage_dir, job)
-        try:
-            mine = run_worker(job, 0, storage, progress=ctx.progress, config=config)
-        except BaseException:
-            for proc, _ in others:
-                proc.kill()
-            raise
-        results = [mine] + wait_workers(others)
+        results = _optimise(ctx, job, job_file, storage)
+    mine = results[0]
 
     import optuna
 
@@ -129,6 +123,24 @@ def run(ctx: StageContext) -> StageResult:
                                           "best_params", "fixed_params", "best_trial", "stopped_by", "message",
                                           "cost_usd")},
     )
+
+
+def _optimise(ctx: StageContext, job: WorkerJob, job_file: Any, storage: Any) -> list[dict]:
+    """Every worker's result, worker 0 first. Worker 0 runs in this process, the others as subprocesses; with
+    DDP trials (`tuning.trial_world_size` > 1) every worker is a torchrun job (tuning/worker.py) and this process
+    only waits (no live line: rank 0 of worker 0 writes its lines to worker-0.log). Anything ending this process
+    early (SIGTERM, an error) kills the workers; their ranks die with them."""
+    tuning = ctx.config.tuning
+    ddp = tuning.trial_world_size > 1
+    started = start_workers(job_file, tuning.workers - (0 if ddp else 1), ctx.stage_dir, job, first=0 if ddp else 1,
+                            trial_world_size=tuning.trial_world_size)
+    try:
+        mine = [] if ddp else [run_worker(job, 0, storage, progress=ctx.progress, config=ctx.config)]
+        return mine + wait_workers(started)
+    except BaseException:
+        for proc, _ in started:
+            proc.kill()
+        raise
 
 
 def _tracker(ctx: StageContext) -> Tracker | None:
@@ -181,7 +193,7 @@ def _jsonable(params: dict) -> dict:
     return json.loads(json.dumps(params, default=str))
 
 
-if __name__ == "__main__":  # a worker process of a study (tuning.workers > 1), started by tuning/worker.py
+if __name__ == "__main__":  # a worker process of a study (tuning.workers > 1, or a rank of DDP trials), tuning/worker.py
     import sys
 
     from trainpipe.config import config_from_dict

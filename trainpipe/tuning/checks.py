@@ -1,11 +1,12 @@
 """What `trainpipe run`/`tune` check about tuning before any data is read: the search space against the
-family's own parameter check, the sampler and the storage URL's driver."""
+family's own parameter check, the sampler, the storage URL's driver, and DDP trials only for a family that
+trains under torchrun."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from trainpipe.errors import ModelError
+from trainpipe.errors import ConfigError, ModelError
 from trainpipe.tuning.space import family_space
 from trainpipe.tuning.study import check_storage_url, make_sampler
 
@@ -15,9 +16,13 @@ def check_space(config: Any) -> None:
     check runs on the lows (first choices) and on the highs (last choices). Errors name `tuning.space.<param>`.
     Also the sampler and the storage URL's driver, so that nothing fails after data was read."""
     from trainpipe.models import get_family
+    from trainpipe.models.base import trains_under_torchrun
 
     space = family_space(config)
     family = get_family(config.model.type)
+    if config.tuning.trial_world_size > 1 and not trains_under_torchrun(family):
+        raise ConfigError(f"tuning.trial_world_size: {config.model.type} trains in one process; trials as DDP jobs "
+                          "are for the torch families (torch_mlp); set it to 1", key="tuning.trial_world_size")
     for end in (0, -1):
         sample = {}
         for name, spec in space.items():

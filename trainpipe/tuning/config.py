@@ -1,7 +1,8 @@
 """Config section `tuning`: the search space, objective, sampler, pruner, budgets, storage and CV.
 
-Budget keys (`n_trials`, `timeout`, `max_cost`, `workers`) change how long a study runs, not which study it
-is: they are left out of the study's name, so raising `n_trials` continues the same study.
+Budget keys (`n_trials`, `timeout`, `max_cost`, `workers`) and `trial_world_size` change how long a study runs
+or on how many processes, not which study it is: they are left out of the study's name, so raising `n_trials`
+continues the same study.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ class TuningConfig(BaseModel):
                                    "cost.usd_per_hour); stops cleanly.")
     cost: CostConfig = Field(default_factory=CostConfig)
     workers: int = Field(1, ge=1, description="Worker processes on this machine sharing the storage.")
+    trial_world_size: int = Field(1, ge=1, description="torch families: processes of each trial, a DDP job under "
+                                  "torchrun on this machine (rank 0 owns the Optuna trial); independent of workers: "
+                                  "workers × trial_world_size processes in all (docs/tuning.md).")
     seed: int | None = Field(None, description="Sampler seed; default the top-level seed (worker i uses seed + i).")
     storage: str | None = Field(None, description="SQLAlchemy URL of the Optuna storage; default "
                                 "sqlite:///<store>/optuna.db. PostgreSQL lets many machines join (docs/tuning.md; the password in "
@@ -138,6 +142,9 @@ def tuning_problems(task: str, tuning: TuningConfig, metrics: dict) -> list[str]
         problems.append(f"tuning.latency_objective: two objectives need sampler nsga2 or random, not {tuning.sampler.type}")
     if tuning.latency_objective and tuning.pruner.type != "none":
         problems.append("tuning.pruner.type: Optuna cannot prune multi-objective studies; set it to none")
+    if tuning.trial_world_size > 1 and tuning.cv.folds:
+        problems.append("tuning.trial_world_size: cross-validated trials (tuning.cv.folds) run in one process; set "
+                        "trial_world_size to 1 or remove tuning.cv")
     if tuning.grace_period <= tuning.heartbeat_interval:
         problems.append("tuning.grace_period: must be longer than tuning.heartbeat_interval")
     if not tuning.enabled or problems:

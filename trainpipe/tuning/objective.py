@@ -12,7 +12,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
 
@@ -50,7 +50,8 @@ class ObjectiveSettings:
     cv_folds: int | None = None
     cv_strategy: str = "kfold"
     trial_timeout: float | None = None
-    usd_per_hour: float = 0.0  # tuning.cost: one worker's hourly price
+    usd_per_hour: float = 0.0  # tuning.cost: one process's hourly price (× trial_world_size: a trial's)
+    backend: Literal["auto", "gloo", "nccl"] = "auto"  # training.distributed.backend: the process group of a DDP trial (trial_world_size > 1)
 
     @property
     def rates(self) -> Rates:
@@ -141,14 +142,16 @@ class Reporter:
         return None if self.key is None else ("-" if self.key[1] < 0 else "") + self.key[0]
 
 
-def _fit(settings: ObjectiveSettings, params: dict, X: np.ndarray, y: np.ndarray, X_val: np.ndarray,
-         y_val: np.ndarray, report: ReportFn | None) -> tuple[Any, FitResult]:
+def fit_model(settings: ObjectiveSettings, params: dict, X: np.ndarray, y: np.ndarray, X_val: np.ndarray,
+              y_val: np.ndarray, report: ReportFn | None) -> tuple[Any, FitResult]:
+    """One parameter set's fit, as every trial (and every rank of a DDP trial: tuning/trial_ranks.py) runs it."""
     from trainpipe.models import ModelConfig, build_family
     from trainpipe.models.base import FitContext
 
     model = build_family(ModelConfig(type=settings.family, params=params, estimator=settings.estimator),
                          settings.task, settings.n_classes, settings.seed, settings.threads)
-    context = FitContext(categorical=settings.categorical, verbose=False)  # every family's fit takes one
+    context = FitContext(categorical=settings.categorical, verbose=False,  # every family's fit takes one
+                         backend=settings.backend)
     result = model.fit(X, y, X_val, y_val, early_stopping_rounds=settings.early_stopping_rounds, report=report,
                        context=context)
     return model, result
@@ -186,8 +189,10 @@ def outcome(trial: Any) -> dict:
     return dict(trial.user_attrs.get("trainpipe", {}))
 
 
-def make_objective(settings: ObjectiveSettings, data: TrialData) -> Callable[[Any], float | list[float]]:
-    """The function Optuna calls per trial: returns the metric (and latency), or raises TrialPruned."""
+def make_objective(settings: ObjectiveSettings, data: TrialData,
+                   announce: Callable[[int, dict], None] | None = None) -> Callable[[Any], float | list[float]]:
+    """The function Optuna calls per trial: returns the metric (and latency), or raises TrialPruned.
+    `announce(number, params)`: rank 0 of a DDP trial tells the other ranks what to fit (tuning/trial_ranks.py)."""
     import optuna
     from threadpoolctl import threadpool_limits
 
@@ -201,6 +206,8 @@ def make_objective(settings: ObjectiveSettings, data: TrialData) -> Callable[[An
         meter = ResourceMeter()  # wall and CPU time of this trial: the same cost code as a whole run's
         trial.set_user_attr("worker", worker)  # first: a dead worker's trial is recognised by it
         params = {**settings.base_params, **suggest(trial, settings.space)}
+        if announce is not None:
+            announce(trial.number, params)
         deadline = started + settings.trial_timeout if settings.trial_timeout else None
         record: dict[str, Any] = {}
         try:
@@ -227,7 +234,7 @@ def make_objective(settings: ObjectiveSettings, data: TrialData) -> Callable[[An
             intermediate = f"cv_mean_{settings.metric}"
         else:
             reporter = Reporter(trial, settings, deadline)
-            model, result = _fit(settings, params, data.X_train, data.y_train, data.X_val, data.y_val, reporter)
+            model, result = fit_model(settings, params, data.X_train, data.y_train, data.X_val, data.y_val, reporter)
             intermediate = reporter.finish()
             stopped, best, iterations = reporter.stopped, result.best_iteration, result.iterations
             if best is None and result.iterations:
@@ -248,7 +255,7 @@ def _cross_validate(trial: Any, settings: ObjectiveSettings, params: dict, X: np
     """Mean of the fold scores; after each fold the running mean is the intermediate value (step = fold)."""
     scores, bests, iterations = [], [], 0
     for step, (fit_rows, held_out) in enumerate(folds):
-        model, result = _fit(settings, params, X[fit_rows], y[fit_rows], X[held_out], y[held_out], None)
+        model, result = fit_model(settings, params, X[fit_rows], y[fit_rows], X[held_out], y[held_out], None)
         iterations += result.iterations
         scores.append(score(settings, model, X[held_out], y[held_out]))
         if result.best_iteration is not None:

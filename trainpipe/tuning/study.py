@@ -58,6 +58,7 @@ def study_name(config: Any, features_identity: str) -> str:
     if config.tuning.study_name:
         return config.tuning.study_name
     tuning = config.tuning.model_dump(mode="json", exclude={"n_trials", "timeout", "max_cost", "workers", "cost",
+                                                            "trial_world_size",
                                                             "enabled", "storage", "heartbeat_interval",
                                                             "grace_period", "retrain_on", "trial_timeout"})
     doc = {"features": features_identity, "model": config.model.model_dump(mode="json"), "task": config.task,

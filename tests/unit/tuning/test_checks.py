@@ -50,3 +50,22 @@ def test_sampler_and_storage_problems_are_found_before_any_data_is_read():
     with pytest.raises(ConfigError, match="tuning.space.eta.step: the grid sampler needs a step"):
         check_space(config({"sampler": {"type": "grid"}, "space": {"eta": {"type": "float", "low": 0.1, "high": 0.3}}},
                            {"type": "xgboost"}))
+
+
+@pytest.mark.parametrize("family", ["xgboost", "lightgbm", "sklearn"])
+def test_ddp_trials_are_refused_for_a_family_that_trains_in_one_process(family):
+    with pytest.raises(ConfigError) as err:
+        check_space(config({"trial_world_size": 2}, {"type": family}))
+    assert err.value.key == "tuning.trial_world_size"
+    assert err.value.message.startswith(f"tuning.trial_world_size: {family} trains in one process")
+
+
+def test_ddp_trials_pass_for_torch_mlp_and_one_process_trials_for_every_family():
+    assert check_space(config({"trial_world_size": 2}, {"type": "torch_mlp"})) is None
+    assert check_space(config({"trial_world_size": 1}, {"type": "xgboost"})) is None
+
+
+def test_ddp_trials_with_cross_validation_are_one_config_error_naming_the_key():
+    with pytest.raises(ConfigError) as err:
+        config({"trial_world_size": 2, "cv": {"folds": 3}}, {"type": "torch_mlp"})
+    assert "tuning.trial_world_size: cross-validated trials (tuning.cv.folds) run in one process" in err.value.message
