@@ -17,7 +17,7 @@ process, the drift reference summary register writes on every run (it cannot be 
 sides): its seconds as a share of the OFF run. Cost metering (getrusage + psutil after each stage) is also in
 both sides; the budget's per-step poll is in ON only. Overhead = ratio - 1 (+ the reference share).
 
-Usage: .venv/bin/python benchmarks/bench_report_overhead.py [--quick] [--repeats R]
+Usage: .venv/bin/python benchmarks/bench_report_overhead.py [--quick] [--repeats R] [--ablate]
 """
 
 from __future__ import annotations
@@ -36,9 +36,14 @@ TARGET = 0.03
 THREADS = 2
 
 
-def config(kind: str, data: Path, store: Path, on: bool):
+PARTS = ("drift", "report", "health", "system_metrics", "budget")  # everything ON switches on; OFF has none
+
+
+def config(kind: str, data: Path, store: Path, on: bool | frozenset[str]):
+    """on: True (every part), False (none) or the parts switched on (--ablate: one at a time)."""
     from trainpipe.config import config_from_dict
 
+    parts = frozenset(PARTS) if on is True else frozenset() if on is False else on
     model = ({"type": "xgboost", "params": {"n_estimators": 200, "max_depth": 6, "learning_rate": 0.3,
                                             "tree_method": "hist"}} if kind == "gbdt" else
              {"type": "torch_mlp", "params": {"epochs": 3, "batch_size": 1024, "hidden_dims": [64, 32]}})
@@ -47,17 +52,20 @@ def config(kind: str, data: Path, store: Path, on: bool):
            "split": {"strategy": "random", "validation": 0.15, "test": 0.15, "seed": 0},
            "model": model, "training": {"early_stopping_rounds": None, "threads": THREADS},
            "gates": {"champion": {"bootstrap_resamples": 0}}}
-    if on:
+    if "budget" in parts:
         doc["budget"] = {"max_minutes": 10_000}  # polled every step/round, never reached
-    else:
+    if "drift" not in parts:
         doc["drift"] = {"mode": "off"}
+    if "report" not in parts:
         doc["report"] = {"enabled": False}
+    if "health" not in parts:
         doc["health"] = {"enabled": False}  # the per-epoch/round checks
+    if "system_metrics" not in parts:
         doc["system_metrics"] = {"enabled": False}  # MLflow's sampler during train
     return config_from_dict(doc)
 
 
-def run_once(kind: str, data: Path, store: Path, on: bool) -> float:
+def run_once(kind: str, data: Path, store: Path, on: bool | frozenset[str]) -> float:
     from trainpipe.pipeline.run import run_pipeline
     from trainpipe.store import Store
 
@@ -80,28 +88,36 @@ def reference_seconds(data: Path) -> float:
     return time.perf_counter() - started
 
 
-def measure(kind: str, rows: int, repeats: int, folder: Path) -> dict:
+def measure(kind: str, rows: int, repeats: int, folder: Path, ablate: bool = False) -> dict:
     from trainpipe.tools.datasets import numeric_binary
 
     data = folder / f"{kind}.parquet"
     numeric_binary(rows=rows).to_parquet(data, index=False)
     store = folder / f"store-{kind}"
     run_once(kind, data, store, on=True)  # warm-up: imports, the packed plotly.js, v1 becomes the champion
-    times: dict[str, list[float]] = {"on": [], "off": []}
+    sides: dict[str, bool | frozenset[str]] = {"off": False, "on": True}
+    if ablate:  # each part alone against OFF: its share of the overhead
+        sides.update({part: frozenset({part}) for part in PARTS})
+    times: dict[str, list[float]] = {side: [] for side in sides}
     for i in range(repeats):
-        for side in (("off", "on") if i % 2 == 0 else ("on", "off")):  # alternate: drift in the machine's load
-            times[side].append(run_once(kind, data, store, on=side == "on"))
+        for side in (list(sides) if i % 2 == 0 else list(reversed(sides))):  # alternate: drift in the load
+            times[side].append(run_once(kind, data, store, on=sides[side]))
     on, off = statistics.median(times["on"]), statistics.median(times["off"])
     reference = statistics.median(reference_seconds(data) for _ in range(3))
-    return {"rows": rows, "on_s": times["on"], "off_s": times["off"], "median_on_s": on, "median_off_s": off,
-            "on_minus_off_s": on - off, "ratio": on / off, "reference_summary_s": reference, "reference_share": reference / off,
-            "overhead": on / off - 1 + reference / off}
+    result = {"rows": rows, "on_s": times["on"], "off_s": times["off"], "median_on_s": on, "median_off_s": off,
+              "on_minus_off_s": on - off, "ratio": on / off, "reference_summary_s": reference,
+              "reference_share": reference / off, "overhead": on / off - 1 + reference / off}
+    if ablate:
+        result["alone"] = {part: {"times_s": times[part], "ratio": statistics.median(times[part]) / off}
+                           for part in PARTS}
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small tables: checks that the benchmark runs")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--ablate", action="store_true", help="also each part alone against OFF (5 more sides)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
     repeats = args.repeats or (1 if args.quick else 3)
@@ -110,13 +126,15 @@ def main() -> None:
     results: dict = {"quick": args.quick, "repeats": repeats, "target": TARGET, "load": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         for kind, rows in sizes.items():
-            results[kind] = measure(kind, rows, repeats, Path(tmp))
+            results[kind] = measure(kind, rows, repeats, Path(tmp), args.ablate)
             r = results[kind]
             print(f"{kind:11s} {rows:>9,} rows  off {r['median_off_s']:7.2f} s  on {r['median_on_s']:7.2f} s  "
                   f"(+{r['on_minus_off_s']:.3f} s)  "
                   f"ratio on/off {r['ratio']:.4f}  + drift reference {r['reference_summary_s']:.3f} s "
                   f"({r['reference_share']:.2%})  overhead {r['overhead']:+.2%}  "
                   f"{'PASS' if r['overhead'] <= TARGET else 'MISS'} (target {TARGET:.0%})", flush=True)
+            for part, alone in r.get("alone", {}).items():
+                print(f"    {part:15s} alone: ratio {alone['ratio']:.4f}", flush=True)
     results["load_after"] = os.getloadavg()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")  # "quick": true marks a run that only checked it works

@@ -65,7 +65,7 @@ def _timed_fit(fit):
     return timed
 
 
-objective_module._fit = _timed_fit(objective_module._fit)
+objective_module.fit_model = _timed_fit(objective_module.fit_model)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
