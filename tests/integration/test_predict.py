@@ -125,3 +125,35 @@ def test_xgboost_splits_categories_natively_and_the_package_encodes_them_the_sam
         test_rows = split["test"]
     evaluated = np.load(Path(run["run_dir"]) / "evaluate" / "test_scores.npy")
     np.testing.assert_allclose(out[["proba_No", "proba_Yes"]].to_numpy()[test_rows], evaluated, rtol=1e-6)
+
+
+def test_the_wrapped_torch_pyfunc_still_enforces_its_signature_and_labels_rows_by_their_own_index(churn_config, data_dir,
+                                                                                                 tmp_path):
+    """The path users take: `mlflow.pyfunc.load_model(...).predict(frame)`. A missing column and text in a long
+    column are refused by MLflow's schema enforcement; a frame with a shuffled, non-default index gets each row's
+    label on its own row (the labels are gathered in Arrow, not as Python strings)."""
+    import warnings
+
+    import mlflow.pyfunc
+    import numpy as np
+    from mlflow.exceptions import MlflowException
+
+    config = config_from_dict({**churn_config, "tracking": {"enabled": False},
+                               "model": {"type": "torch_mlp", "params": {"epochs": 1, "hidden_dims": [16]}}})
+    summary = run_pipeline(config, Store.locate(config.store))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapped = mlflow.pyfunc.load_model(str(Path(summary["run_dir"]) / "register" / "model"))
+    raw = pd.read_csv(data_dir / "churn.csv").drop(columns=["churn"])
+    raw = raw.astype({c: "str" for c in raw.columns if raw[c].dtype == object}).sample(frac=1, random_state=0)
+    raw.index = raw.index + 1000
+    out = wrapped.predict(raw)
+    assert out.index.equals(raw.index)
+    expected = np.where(out["proba_Yes"] >= wrapped.unwrap_python_model().meta["threshold"], "Yes", "No")
+    assert (out["prediction"].to_numpy(dtype=object) == expected).all()
+    # the same column type pandas makes of Python strings (str under pandas 3, object under pandas 2)
+    assert out["prediction"].dtype == pd.DataFrame({"p": np.asarray(["No", "Yes"], dtype=object)})["p"].dtype
+    with pytest.raises(MlflowException, match="contract"):
+        wrapped.predict(raw.drop(columns=["contract"]))
+    with pytest.raises(MlflowException, match="tenure_months"):
+        wrapped.predict(raw.assign(tenure_months=raw["tenure_months"].astype(str) + " months"))

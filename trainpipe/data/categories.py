@@ -20,15 +20,49 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 
-def as_text(column: Any) -> pa.Array:
-    """One column as Arrow strings with nulls for missing (numbers and bools become their text, as before)."""
+def arrow_text(column: Any) -> pa.Array:
+    """One column as Arrow strings (string or large_string, as stored) with nulls for missing; numbers and bools
+    become their text."""
     series = column if isinstance(column, pd.Series) else pd.Series(column)
     if not (pd.api.types.is_string_dtype(series) and not pd.api.types.is_object_dtype(series)):
         series = series.astype("string")  # object, category, bool, numbers: vectorised text conversion
     array = pa.array(series, from_pandas=True)
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
-    return array.cast(pa.large_string())
+    return array
+
+
+def as_text(column: Any) -> pa.Array:
+    """`arrow_text` as large_string: one type for every column, whatever its storage."""
+    return arrow_text(column).cast(pa.large_string())
+
+
+MISSING, UNKNOWN = -2, -1  # `positions` for a missing value and for one not in the value set
+
+
+def positions(column: Any, value_set: list[str]) -> np.ndarray:
+    """Each row's position in `value_set` by its text: UNKNOWN when absent, MISSING when the row has no value.
+
+    String columns (pandas' string dtypes) are looked up row by row in Arrow's hash table. Any other column (bool,
+    numbers, object, category) is factorized first and only its distinct values become text: converting a million
+    bools or Python strings to Arrow text costs more than the lookup itself."""
+    series = column if isinstance(column, pd.Series) else pd.Series(column)
+    if isinstance(series.dtype, pd.StringDtype):
+        values = arrow_text(series)
+        if values.type not in (pa.string(), pa.large_string()):
+            values = values.cast(pa.large_string())
+        index = pc.index_in(values, value_set=pa.array(value_set, type=values.type))
+        found = index.fill_null(UNKNOWN).to_numpy(zero_copy_only=False)
+        if values.null_count:
+            found = np.where(values.is_null().to_numpy(zero_copy_only=False), MISSING, found)
+        return found
+    row_codes, uniques = pd.factorize(series)  # missing values (None, NaN, NA) get -1
+    if len(uniques) == 0:
+        return np.full(len(series), MISSING, dtype=np.int32)
+    text = as_text(pd.Series(uniques))
+    known = pc.index_in(text, value_set=pa.array(value_set, type=pa.large_string()))
+    of_unique = np.append(known.fill_null(UNKNOWN).to_numpy(zero_copy_only=False), MISSING).astype(np.int32)
+    return of_unique[row_codes]  # row code -1 (missing) picks the appended MISSING
 
 
 def frequent_categories(values: pa.Array, max_categories: int | None, min_frequency: int | None) -> tuple[list, list]:
@@ -78,15 +112,11 @@ class CategoryCodes(TransformerMixin, BaseEstimator):
         out = np.empty((len(frame), self.n_features_in_), dtype=np.float32)
         for j, name in enumerate(frame.columns):
             frequent, infrequent = self.categories_[j], self.infrequent_categories_[j]
-            values = as_text(frame[name])
-            lookup = pc.index_in(values, value_set=pa.array(frequent + infrequent, type=pa.large_string()))
-            index = lookup.fill_null(-1).to_numpy(zero_copy_only=False)
-            # training position -> code: frequent keep theirs, every infrequent one shares code k
-            code_of = np.concatenate([np.arange(len(frequent)), np.full(len(infrequent), len(frequent))])
-            codes = np.where(index >= 0, code_of[np.maximum(index, 0)], 0).astype(np.float32)
-            codes[index < 0] = self.unknown_value
-            codes[values.is_null().to_numpy(zero_copy_only=False)] = self.missing_value
-            out[:, j] = codes
+            # position -> code, one gather: frequent categories keep theirs, every infrequent one shares code k;
+            # the last two entries are what MISSING (-2) and UNKNOWN (-1) index
+            table = np.concatenate([np.arange(len(frequent)), np.full(len(infrequent), len(frequent)),
+                                    [self.missing_value, self.unknown_value]]).astype(np.float32)
+            out[:, j] = table[positions(frame[name], frequent + infrequent)]
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

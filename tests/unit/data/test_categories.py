@@ -24,10 +24,22 @@ def column(kind: str, rng, n: int, n_cat: int) -> pd.Series:
         s = pd.Series(rng.integers(0, n_cat, n)).astype(float)
         s[::5] = np.nan
         return s
+    if kind == "nullable_bool":
+        s = pd.Series(rng.integers(0, 2, n).astype(bool), dtype="boolean")
+        s[::6] = pd.NA
+        return s
+    if kind == "category_with_missing":
+        s = pd.Series(rng.choice([f"c{i}" for i in range(n_cat)], size=n)).astype("category")
+        s[::4] = np.nan
+        return s
+    if kind == "int":
+        return pd.Series(rng.integers(0, n_cat, n))
     return pd.Series(rng.integers(0, 2, n).astype(bool))
 
 
-@pytest.mark.parametrize("kind", ["str", "object_with_missing", "float_with_nan", "bool"])
+# str columns are looked up row by row; the other kinds are factorized and only their distinct values become text
+@pytest.mark.parametrize("kind", ["str", "object_with_missing", "float_with_nan", "bool", "nullable_bool",
+                                  "category_with_missing", "int"])
 @pytest.mark.parametrize("max_categories, min_frequency", [(None, None), (2, None), (5, None), (None, 5), (3, 50)])
 @pytest.mark.parametrize("unknown, missing", [(np.nan, np.nan), (np.nan, -1), (-1, -1)])
 def test_codes_equal_ordinal_encoder(kind, max_categories, min_frequency, unknown, missing):
@@ -38,8 +50,9 @@ def test_codes_equal_ordinal_encoder(kind, max_categories, min_frequency, unknow
         reference = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=unknown, encoded_missing_value=missing,
                                    max_categories=max_categories, min_frequency=min_frequency, dtype=np.float32)
         expected = reference.fit(to_object_strings(train)).transform(to_object_strings(test))
-        ours = CategoryCodes(max_categories, min_frequency, unknown, missing).fit(train).transform(test)
-        np.testing.assert_array_equal(ours, expected)
+        ours = CategoryCodes(max_categories, min_frequency, unknown, missing).fit(train)
+        np.testing.assert_array_equal(ours.transform(test), expected)
+        np.testing.assert_array_equal(ours.transform(train), reference.transform(to_object_strings(train)))  # own dtype
 
 
 def test_fitted_codes_survive_pickling_and_name_their_columns():

@@ -101,3 +101,22 @@ def test_early_stopping_stops_at_its_patience_with_the_best_epochs_weights():
     p = np.clip(model.predict_proba(data[2])[:, 1], 1e-7, 1 - 1e-7)
     final_loss = -np.mean(data[3] * np.log(p) + (1 - data[3]) * np.log(1 - p))
     assert final_loss == pytest.approx(losses[result.best_iteration], abs=1e-5)  # predicts as at its best epoch
+
+
+def test_predict_batches_keep_the_widest_layer_near_16_mb_so_its_outputs_are_reused_not_page_faulted():
+    from trainpipe.models.tabular import predict_batch_rows
+
+    assert predict_batch_rows([36, 256, 128, 64]) == 16384  # 16384 x 256 x 4 bytes = 16 MB
+    assert predict_batch_rows([8, 16]) == 65536  # narrow: capped
+    assert predict_batch_rows([100_000]) == 1024  # very wide: floored
+
+
+def test_predictions_do_not_depend_on_the_predict_batch_size(monkeypatch):
+    import trainpipe.models.tabular as tabular
+
+    X, y, X_val, y_val = separable(900)
+    family = TorchMLPFamily("binary", {"epochs": 1, "hidden_dims": [8]}, 2, 0, 1)
+    family.fit(X, y, X_val, y_val)
+    whole = family.predict_proba(X)
+    monkeypatch.setattr(tabular, "predict_batch_rows", lambda widths: 7)  # many small batches, a partial last one
+    np.testing.assert_allclose(family.predict_proba(X), whole, rtol=1e-6)

@@ -25,3 +25,15 @@ def test_entry_files_of_packages_saved_under_the_old_layout_still_import_their_m
     namespace: dict = {}
     exec(old_entry, namespace)  # what an older package's pyfunc_entry.py runs when MLflow loads it
     assert namespace[new.__name__] is new
+
+
+def test_text_labels_are_gathered_without_python_strings_and_number_labels_stay_numbers():
+    import numpy as np
+    import pandas as pd
+
+    codes = np.array([1, 0, 1, 1])
+    labels = packaging.class_labels(["No", "Yes"], codes)
+    frame = pd.DataFrame({"prediction": labels}, index=[7, 3, 9, 1])  # an array, not a Series: nothing to align
+    assert frame["prediction"].tolist() == ["Yes", "No", "Yes", "Yes"]
+    assert frame["prediction"].dtype == pd.DataFrame({"p": np.asarray(["No"], dtype=object)})["p"].dtype
+    assert packaging.class_labels([0, 1], codes).tolist() == [1, 0, 1, 1]
