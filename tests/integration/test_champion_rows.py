@@ -117,3 +117,31 @@ def test_other_data_with_an_id_column_leaves_out_the_champions_training_ids(chur
     test_ids = full["customer_id"].iloc[second["test"]]
     assert rows["basis"] == "id values" and rows["test_rows"] == len(test_ids)
     assert rows["compared"] == int((~test_ids.isin(seen_ids)).sum()) and rows["excluded"] > 0, rows
+
+
+def test_ranking_with_another_split_seed_leaves_out_the_interactions_the_champion_trained_on(store, tmp_path):
+    from trainpipe.data.interactions import Interactions
+    from trainpipe.ranking.generate import synthetic_interactions
+
+    synthetic_interactions(150, 80, 2_500, seed=3).frame.to_parquet(tmp_path / "interactions.parquet", index=False)
+    base = {"name": "rank", "task": "ranking", "store": str(store), "data": {"path": str(tmp_path / "interactions.parquet")},
+            "ranking": {"user": "user_id", "item": "item_id", "k": [5], "baselines": ["popularity"],
+                        "split": {"strategy": "random", "test_per_user": 3}},
+            "model": {"type": "two_tower", "params": {"epochs": 2, "batch_size": 256, "embedding_dim": 8}},
+            "gates": {"min_test_rows": 5, "champion": {"max_regression": 1.0, "bootstrap_resamples": 50}}}
+    target = Store.locate(str(store))
+    run_pipeline(config_from_dict(base), target, run_id="r1")
+    other = {**base, "ranking": {**base["ranking"], "split": {**base["ranking"]["split"], "seed": 7}}}
+    run_pipeline(config_from_dict(other), target, run_id="r2")
+
+    rows = decision(target, "r2")["champion"]["rows"]
+    pairs = {}
+    for run_id in ("r1", "r2"):
+        data = Interactions.load(target.run_dir(run_id) / "validate")
+        pairs[run_id] = {name: set(zip(data.user_ids[data.user[idx]], data.item_ids[data.item[idx]]))
+                         for name, idx in parts(target, run_id).items()}
+    seen = pairs["r1"]["train"] | pairs["r1"]["validation"]
+    left = pairs["r2"]["test"] - seen
+    assert rows["basis"] == "user-item pairs" and rows["unit"] == "test users"
+    assert rows["interactions_excluded"] == len(pairs["r2"]["test"] & seen) > 0, rows
+    assert rows["compared"] == len({user for user, _ in left}) < rows["test_rows"], rows
