@@ -1,8 +1,9 @@
 """gate: may this model be registered? Test size, thresholds, slices and the current champion, one decision.
 
-The champion is scored by its own packaged model on this run's test set (the task says how: tabular tasks
-run its pyfunc, with its own preprocessing, on the raw test rows; ranking asks its recommender for the same
-test users with the same exclusions), so both models are judged on exactly the same rows. What the test
+The champion is scored by its own packaged model on this run's test set, less the rows it trained or validated on
+when this run's split is not its own (tasks/unseen.py; too few left fail the comparison, unmatched rows are compared
+with a warning), by the task (tabular tasks run its pyfunc, with its own preprocessing, on the raw test rows;
+ranking asks its recommender for the same test users with the same exclusions), so both models are judged on exactly the same rows. What the test
 size counts, and the slices, are the task's too. No champion yet: the comparison is
 skipped and the decision says so. A champion whose package is broken (changed files, files gone)
 fails the gate with the commands that repair the registry. A failed gate raises GateFailed (exit 3);
