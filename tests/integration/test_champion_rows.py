@@ -145,3 +145,30 @@ def test_ranking_with_another_split_seed_leaves_out_the_interactions_the_champio
     assert rows["basis"] == "user-item pairs" and rows["unit"] == "test users"
     assert rows["interactions_excluded"] == len(pairs["r2"]["test"] & seen) > 0, rows
     assert rows["compared"] == len({user for user, _ in left}) < rows["test_rows"], rows
+
+
+def test_a_streamed_table_compares_only_on_the_test_rows_the_champion_did_not_see_batch_by_batch(
+        bc_config, data_dir, tmp_path):
+    import mlflow.pyfunc
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.metrics import roc_auc_score
+
+    frame = pd.read_parquet(data_dir / "bc.parquet")
+    for i, start in enumerate(range(0, len(frame), 200)):  # three files: three batches, the mask cut across them
+        pq.write_table(pa.Table.from_pandas(frame.iloc[start:start + 200], preserve_index=False),
+                       tmp_path / f"bc_{i}.parquet")
+    streamed = {**bc_config, "data": {**bc_config["data"], "path": str(tmp_path / "bc_*.parquet"), "streaming": "on",
+                                      "stream_batch_rows": 1000}}
+    config, store = configured(streamed)
+    run_pipeline(config, store, run_id="r1")
+    run_pipeline(configured(streamed, split_seed=3)[0], store, run_id="r2")
+
+    champion = decision(store, "r2")["champion"]
+    first, second = parts(store, "r1"), parts(store, "r2")
+    unseen = second["test"][~np.isin(second["test"], np.concatenate([first["train"], first["validation"]]))]
+    assert champion["rows"]["basis"] == "row positions" and champion["rows"]["compared"] == len(unseen) > 0
+    proba = mlflow.pyfunc.load_model(str(store.run_dir("r1") / "register" / "model")).predict(
+        frame.iloc[unseen].drop(columns=["diagnosis"]))
+    y = (frame["diagnosis"].iloc[unseen] == "malignant").to_numpy()
+    assert champion["champion"] == pytest.approx(roc_auc_score(y, proba["proba_malignant"]))
