@@ -38,7 +38,9 @@ class SliceGates(BaseModel):
 class ChampionGate(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = Field(True, description="Score the current champion on this run's test rows and compare.")
+    enabled: bool = Field(True, description="Score the current champion on this run's test rows and compare (only "
+                          "on rows it did not train or validate on when this run's split is not its own: "
+                          "docs/registry.md).")
     metric: str | None = Field(None, description="Metric compared; default: the primary metric.")
     max_regression: float = Field(0.0, ge=0, description="The challenger may be worse than the champion by at "
                                   "most this much (absolute, in the metric's units).")

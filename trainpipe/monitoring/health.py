@@ -106,7 +106,8 @@ class HealthMonitor:
         self.events: list[HealthEvent] = []
         self._lock = threading.Lock()  # resource samples arrive from MLflow's sampling thread
         self._active: set[str] = set()  # problems reported and not cleared yet
-        self._best_loss: tuple[float, int] | None = None
+        self._best_loss: tuple[float, int] | None = None  # the stall's reference: the last improvement > tolerance
+        self._lowest: tuple[float, int] | None = None  # the best loss seen (improvements of any size)
         self._best_monitor: tuple[float, int] | None = None
         self._norms: list[float] = []
         self._speeds: list[float] = []
@@ -137,18 +138,30 @@ class HealthMonitor:
         return found
 
     def _stall(self, found: list[HealthEvent], epoch: int, key: str, value: float) -> None:
+        """The stall is counted from the last improvement larger than the tolerance (`_best_loss`, the reference);
+        smaller improvements since then move `_lowest`, the best value seen, which the message shows as such: the
+        reference is not the best value once the loss has crept below it."""
         mode = "min" if key == self.loss else self.mode
         c = self.config
+        if self._lowest is None or _worse(self._lowest[0], value, mode, 0.0):
+            self._lowest = (value, epoch)
         if self._best_loss is None or _worse(self._best_loss[0], value, mode, c.stall_tolerance):
             self._best_loss = (value, epoch)  # improved by more than the tolerance
             self._active.discard("loss_stall")
             return
-        best, at = self._best_loss
+        reference, at = self._best_loss
+        best, best_at = self._lowest
         if epoch - at >= c.stall_epochs:
-            self._raise(found, "loss_stall", HealthEvent(
-                "loss_stall", "warning", f"{key} has not improved by more than {c.stall_tolerance:.2%} in "
-                f"{epoch - at} {self.unit}s (best {best:.5g} at {self.unit} {at + 1}, now {value:.5g})", epoch,
-                {key: value, "best": best, "best_epoch": at}))
+            if _worse(reference, best, mode, 0.0):  # crept below the reference, by less than the tolerance
+                gain = abs(reference - best) / max(abs(reference), 1e-12)
+                message = (f"{key} improved by only {gain:.3%} in {epoch - at} {self.unit}s, less than "
+                           f"{c.stall_tolerance:.2%}: from {reference:.5g} at {self.unit} {at + 1} to its best "
+                           f"{best:.5g} at {self.unit} {best_at + 1} (now {value:.5g})")
+            else:
+                message = (f"{key} has not improved by more than {c.stall_tolerance:.2%} in {epoch - at} {self.unit}s "
+                           f"(best {best:.5g} at {self.unit} {best_at + 1}, now {value:.5g})")
+            self._raise(found, "loss_stall", HealthEvent("loss_stall", "warning", message, epoch, {
+                key: value, "best": best, "best_epoch": best_at, "reference": reference, "reference_epoch": at}))
 
     def _against_median(self, found: list[HealthEvent], epoch: int, check: Check, history: list[float],
                         value: float) -> None:
@@ -226,12 +239,14 @@ class HealthMonitor:
 
     def state_dict(self) -> dict[str, Any]:
         return {"events": [e.to_json() for e in self.events], "active": sorted(self._active),
-                "best_loss": self._best_loss, "best_monitor": self._best_monitor, "norms": list(self._norms),
+                "best_loss": self._best_loss, "lowest_loss": self._lowest, "best_monitor": self._best_monitor, "norms": list(self._norms),
                 "speeds": list(self._speeds)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.events = [HealthEvent(**e) for e in state["events"]]
         self._active = set(state["active"])
         self._best_loss = tuple(state["best_loss"]) if state["best_loss"] is not None else None
+        lowest = state.get("lowest_loss", state["best_loss"])  # a checkpoint from before it was kept
+        self._lowest = tuple(lowest) if lowest is not None else None
         self._best_monitor = tuple(state["best_monitor"]) if state["best_monitor"] is not None else None
         self._norms, self._speeds = list(state["norms"]), list(state["speeds"])

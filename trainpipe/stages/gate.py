@@ -1,8 +1,9 @@
 """gate: may this model be registered? Test size, thresholds, slices and the current champion, one decision.
 
-The champion is scored by its own packaged model on this run's test set (the task says how: tabular tasks
-run its pyfunc, with its own preprocessing, on the raw test rows; ranking asks its recommender for the same
-test users with the same exclusions), so both models are judged on exactly the same rows. What the test
+The champion is scored by its own packaged model on this run's test set, less the rows it trained or validated on
+when this run's split is not its own (tasks/unseen.py; too few left fail the comparison, unmatched rows are compared
+with a warning), by the task (tabular tasks run its pyfunc, with its own preprocessing, on the raw test rows;
+ranking asks its recommender for the same test users with the same exclusions), so both models are judged on exactly the same rows. What the test
 size counts, and the slices, are the task's too. No champion yet: the comparison is
 skipped and the decision says so. A champion whose package is broken (changed files, files gone)
 fails the gate with the commands that repair the registry. A failed gate raises GateFailed (exit 3);
@@ -24,11 +25,16 @@ from trainpipe.evaluation import gates as g
 from trainpipe.registry.client import Registry, model_name, registry_enabled
 from trainpipe.stages.context import StageContext, StageResult, StageSpec
 from trainpipe.stages.drift import gate_checks as drift_checks
+from trainpipe.store import is_run_id
+from trainpipe.tasks.base import ChampionLineage
 
 
 def line(s: dict) -> str:
+    compared = s.get("compared_rows")  # [rows the champion never saw, test rows, unit]: the split is not its own
     return (f"passed {s.get('checks')} check(s) · champion {s.get('champion')}"
-            + (f" v{s.get('champion_version')} ({s.get('improvement'):+.4g})" if s.get("improvement") is not None else ""))
+            + (f" v{s.get('champion_version')} ({s.get('improvement'):+.4g})" if s.get("improvement") is not None else "")
+            + (f" on the {compared[0]} of {compared[1]} {compared[2]} it did not train on" if compared else "")
+            + (" · warning: it may have trained on some of the test rows compared" if s.get("warning_messages") else ""))
 
 
 # Never reused from the cache: the decision depends on the registry (the champion), not only on the run folder.
@@ -52,18 +58,25 @@ def run(ctx: StageContext) -> StageResult:
     if champion is not None:
         registry, name, version = champion
         metric = gates.champion.metric or task.primary_metric()[0]
-        path, problem = champion_package(registry, name, version)
+        path, lineage, problem = champion_package(ctx, registry, name, version)
         scores = None
-        if path is not None:
-            scores, problem = task.champion_scores(ctx, path, metric)
+        if path is not None and lineage is not None:
+            scores, problem = task.champion_scores(ctx, path, metric, lineage)
         if scores is None:
             decision["champion"], failed = failed_comparison(version, problem or "the champion cannot be compared")
+            checks.append(failed)
+        elif scores.rows.get("excluded") and len(scores.y) < max(gates.min_test_rows, 1):  # too few it did not see
+            decision["champion"], failed = failed_comparison(version, too_few_rows(scores.rows, len(scores.y), unit,
+                                                                                   gates.min_test_rows, name, version))
+            decision["champion"]["rows"] = scores.rows
             checks.append(failed)
         else:
             record, champion_checks = g.champion_check(config.task, metric, scores.y, scores.challenger,
                                                        scores.champion, gates.champion, config.evaluation.threshold,
                                                        version)
-            decision["champion"] = {"status": "compared", **record}
+            decision["champion"] = {"status": "compared", **record, "rows": scores.rows}
+            if scores.rows.get("warning"):
+                decision["champion"]["warning"] = scores.rows["warning"]
             checks.extend(champion_checks)
 
     return decide(ctx, decision, checks)
@@ -124,13 +137,34 @@ def earlier_decision(ctx: StageContext) -> StageResult | None:
                                 "note": decision["already_registered"]["reason"]})
 
 
-def champion_package(registry: Registry, name: str, version: str) -> tuple[Path | None, str | None]:
-    """(verified package folder, None) or (None, why it is unusable and how to repair the registry)."""
+def champion_package(ctx: StageContext, registry: Registry, name: str,
+                     version: str) -> tuple[Path | None, ChampionLineage | None, str | None]:
+    """(verified package folder, its lineage, None) or (None, None, why it is unusable and how to repair the
+    registry)."""
     try:
-        path, _ = registry.verified_path(f"{name}/{version}")
-        return path, None
+        path, mv = registry.verified_path(f"{name}/{version}")
     except RegistryError as exc:
-        return None, f"the champion's package is broken: {exc.message}; {repair_hint(name)}"
+        return None, None, f"the champion's package is broken: {exc.message}; {repair_hint(name)}"
+    return path, champion_lineage(ctx, version, dict(mv.tags or {})), None
+
+
+def champion_lineage(ctx: StageContext, version: str, tags: dict[str, str]) -> ChampionLineage:
+    """The champion's lineage tags, and its run folder when this store still has it (tasks/unseen.py reads its
+    split only when this run's split differs)."""
+    run_id = tags.get("trainpipe.run_id")
+    run_dir = ctx.store.runs_dir / run_id if run_id is not None and is_run_id(run_id) else None
+    return ChampionLineage(version=version, run_id=run_id, split_hash=tags.get("trainpipe.split_hash"),
+                           data_fingerprint=tags.get("trainpipe.data_fingerprint"),
+                           run_dir=run_dir if run_dir is not None and run_dir.is_dir() else None)
+
+
+def too_few_rows(rows: dict, compared: int, unit: str, minimum: int, name: str, version: str) -> str:
+    """Why the comparison fails when the champion saw nearly all of this run's test rows, and what to do."""
+    return (f"only {compared} of {rows.get('test_rows', compared)} {unit} are left that champion v{version} did not "
+            f"train or validate on (this run's split differs from its run's), fewer than gates.min_test_rows "
+            f"{max(minimum, 1)}: too few to compare; use the champion's split (its data and split seed), set "
+            f"gates.champion.enabled: false for this run, or choose the champion yourself with "
+            f"`trainpipe models promote {name} VERSION`")
 
 
 def repair_hint(name: str) -> str:
@@ -177,12 +211,15 @@ def decide(ctx: StageContext, decision: dict, checks: list[dict]) -> StageResult
                          key=failed[0]["key"], decision=decision)
     champion = decision["champion"] or {}
     out_metrics = {"gate_passed": 1.0}
+    summary = {"passed": True, "checks": len(checks), "champion": champion.get("status"),
+               "champion_version": decision["champion_version"], "improvement": champion.get("improvement")}
     if champion.get("status") == "compared":
         out_metrics["champion_improvement"] = float(champion["improvement"])
-    return StageResult(
-        outputs={"decision": "decision.json"},
-        artifacts=["decision.json"],
-        metrics=out_metrics,
-        summary={"passed": True, "checks": len(checks), "champion": champion.get("status"),
-                 "champion_version": decision["champion_version"], "improvement": champion.get("improvement")},
-    )
+        rows = champion.get("rows") or {}
+        out_metrics["champion_compared_rows"] = float(rows.get("compared", 0))
+        if rows.get("excluded"):
+            summary["compared_rows"] = [rows["compared"], rows["test_rows"], rows.get("unit", "test rows")]
+        if champion.get("warning"):
+            summary["warning_messages"] = [champion["warning"]]
+    return StageResult(outputs={"decision": "decision.json"}, artifacts=["decision.json"], metrics=out_metrics,
+                       summary=summary)

@@ -1,7 +1,9 @@
 """split: row positions for train/validation/test, saved with the strategy, seed and sizes.
 
 Which rows are held out is the task's (tabular: random, stratified, by group or time; ranking: per user or
-by time, leak-free); the positions, their hash (the stage's identity) and split.json are written here.
+by time, leak-free); the positions, their hash (the stage's identity) and split.json are written here. A tabular
+task with data.id_column also writes the training and validation id values (tasks/unseen.py: a later run with
+other data leaves them out of its champion comparison).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def line(s: dict) -> str:
             f"test {s.get('test', 0):,}")
 
 
-SPEC = StageSpec("split", sections=("split", "seed", "task", "data.target", "ranking"), upstream=("ingest", "validate"),
+SPEC = StageSpec("split", sections=("split", "seed", "task", "data.target", "data.id_column", "ranking"), upstream=("ingest", "validate"),
                  line=line)
 
 

@@ -33,8 +33,11 @@ WORKER = "trainpipe.pipeline.train_worker"  # the module torchrun runs in every 
 
 
 def line(s: dict) -> str:
+    """`best_iteration` is stored 0-based (xgboost's own index; MLflow's metric, the tuner's hand-over); people read
+    it 1-based, as the progress lines count epochs and rounds (`epoch 2/4`) and the report's "best epoch" does."""
+    best = s.get("best_iteration")
     return (f"{s.get('family')}: {s.get('iterations')} iteration(s)"
-            + (f", best {s.get('best_iteration')}" if s.get("best_iteration") is not None else ""))
+            + (f", best {int(best) + 1}" if best is not None else ""))
 
 
 def user_code(config: Any) -> dict[str, str]:

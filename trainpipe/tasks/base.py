@@ -96,13 +96,28 @@ class Evaluation:
     output: TaskOutput
 
 
+@dataclass(frozen=True)
+class ChampionLineage:
+    """Where the champion came from: its registered version's lineage tags (stages/register.py) and its run
+    folder when this store still holds it. With them a task can tell which of this run's test rows the champion
+    trained or validated on (tasks/unseen.py): scored on those, it would look better than it is."""
+
+    version: str
+    run_id: str | None = None
+    split_hash: str | None = None  # trainpipe.split_hash: the champion's split stage identity
+    data_fingerprint: str | None = None  # trainpipe.data_fingerprint: its ingest identity
+    run_dir: Path | None = None  # <store>/runs/<its run id>, None when gone (or in another store)
+
+
 @dataclass
 class ChampionScores:
-    """The same rows (tabular) or users (ranking) scored by this run's model and by the champion."""
+    """The same rows (tabular) or users (ranking) scored by this run's model and by the champion, and which test
+    rows they are (`rows`: counts, the basis, a warning when the champion may have trained on some of them)."""
 
     y: np.ndarray
     challenger: np.ndarray
     champion: np.ndarray
+    rows: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -170,8 +185,11 @@ class Task(Protocol):
         """The gate's checks against the task's own baselines (gates.beat_baselines); evaluate's flat metrics in."""
         ...
 
-    def champion_scores(self, run: RunView, package: Path, metric: str) -> tuple[ChampionScores | None, str | None]:
-        """This run's test scores next to the champion's on the same rows, or (None, why it cannot compare)."""
+    def champion_scores(self, run: RunView, package: Path, metric: str,
+                        lineage: ChampionLineage) -> tuple[ChampionScores | None, str | None]:
+        """This run's test scores next to the champion's on the same rows, or (None, why it cannot compare).
+        When this run's split differs from the champion's, only test rows the champion neither trained nor
+        validated on (when they can be told; else all, with a warning in `rows`)."""
         ...
 
     def package(self, run: RunView, target: Path) -> Package:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from trainpipe.data.interactions import Interactions
 from trainpipe.ranking.config import LIFTED, per_user_names, primary
-from trainpipe.tasks.base import (ChampionScores, Evaluation, FitPlan, Fitted, Package, RunView, SplitParts,
+from trainpipe.tasks.base import (ChampionLineage, ChampionScores, Evaluation, FitPlan, Fitted, Package, RunView, SplitParts,
                                   TaskOutput, Validation)
 
 if TYPE_CHECKING:
@@ -205,16 +205,61 @@ class RankingTask:
     def slice_checks(self, run: RunView, decision: dict) -> list[dict]:
         return []  # gates.slices is refused for task ranking when the config loads
 
-    def champion_scores(self, run: RunView, package: Path, metric: str) -> tuple[ChampionScores | None, str | None]:
-        """The champion's per-user metric on this run's test users, with this run's exclusions."""
+    def champion_scores(self, run: RunView, package: Path, metric: str,
+                        lineage: ChampionLineage) -> tuple[ChampionScores | None, str | None]:
+        """The champion's per-user metric on this run's test users, with this run's exclusions. When the split is
+        not the champion's, test interactions it trained or validated on are taken out of both models' relevant
+        items and excluded from both rankings (a model is not credited for, or blamed on, what it trained on)."""
+        from trainpipe.tasks.unseen import rows_record, same_split, seen_interactions, unmatched
+
         with np.load(run.upstream("evaluate") / "test_per_user.npz") as f:
             users, new = f["users"], f[metric]
         try:
             data, parts = load_split(run)
-            old = champion_per_user(package, data, split_matrices(data, parts), users, self.ranking.k)[metric]
+            m = split_matrices(data, parts)
+            if same_split(run, lineage):
+                rows = rows_record(len(users), None, "same split", f"the split of champion v{lineage.version}'s run")
+            else:
+                test = parts["test"]
+                seen = seen_interactions(lineage, data.user_ids[data.user[test]], data.item_ids[data.item[test]])
+                if isinstance(seen, str):
+                    who = f"champion v{lineage.version}" + (f" (run {lineage.run_id})" if lineage.run_id else "")
+                    rows = unmatched(len(users), who, seen)
+                else:
+                    users, new, m, rows = self.unseen_only(run, data, parts, seen, metric, len(users), lineage.version)
+            rows["unit"] = "test users"
+            old = (champion_per_user(package, data, m, users, self.ranking.k)[metric] if len(users)
+                   else np.zeros(0))
         except Exception as exc:  # an old package of another task or layout: the comparison fails, said why
             return None, f"the champion cannot rank this run's test users: {str(exc).strip().splitlines()[0][:300]}"
-        return ChampionScores(y=np.zeros(len(users)), challenger=new, champion=old), None
+        return ChampionScores(y=np.zeros(len(users)), challenger=new, champion=old, rows=rows), None
+
+    def unseen_only(self, run: RunView, data: Interactions, parts: dict[str, np.ndarray], seen: np.ndarray,
+                    metric: str, total: int, version: str) -> tuple[np.ndarray, np.ndarray, dict, dict]:
+        """(test users left, the challenger's per-user metric re-scored for them, the matrices, the record) once
+        the test interactions the champion saw are taken out of the relevant items and excluded from rankings."""
+        from trainpipe.evaluation.ranking_metrics import evaluate as score
+        from trainpipe.evaluation.ranking_metrics import interaction_matrix
+        from trainpipe.tasks.unseen import rows_record
+
+        test = parts["test"]
+        m = split_matrices(data, {**parts, "test": test[~seen]})
+        hidden = interaction_matrix(data.user[test[seen]], data.item[test[seen]], data.n_users, data.n_items)
+        exclude = (m["exclude_test"] + hidden).tocsr()
+        exclude.data[:] = 1.0
+        m["exclude_test"] = exclude
+        users = np.flatnonzero(np.diff(m["test"].indptr) > 0)
+        new = np.zeros(0)
+        if len(users):
+            popularity = np.asarray(m["train"].sum(axis=0)).ravel()
+            _, per_user = score(_model_scorer(run.upstream("train") / "model"), m["test"], exclude, self.ranking.k,
+                                popularity, self.ranking.eval_batch_users, users)
+            new = per_user[metric]
+        record = rows_record(total, None, "user-item pairs", f"champion v{version} trained on another split: the "
+                             f"{int(seen.sum())} test interaction(s) in its training or validation split are left out "
+                             "of both models' relevant items and excluded from both rankings")
+        record.update(compared=len(users), excluded=total - len(users), interactions_excluded=int(seen.sum()))
+        return users, new, m, record
 
     # -- register --------------------------------------------------------------------------------
     def package(self, run: RunView, target: Path) -> Package:

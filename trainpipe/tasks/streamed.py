@@ -22,9 +22,10 @@ from trainpipe.data.stream_features import MatrixFile
 from trainpipe.data.stream_read import ParquetSource, streaming_blockers
 from trainpipe.data.stream_split import assign, batch_keys
 from trainpipe.errors import ModelError, SplitError
-from trainpipe.tasks.base import (ChampionScores, Evaluation, FitPlan, Fitted, RunView, SplitParts, TaskOutput,
-                                  Validation)
+from trainpipe.tasks.base import (ChampionLineage, ChampionScores, Evaluation, FitPlan, Fitted, RunView, SplitParts,
+                                  TaskOutput, Validation)
 from trainpipe.tasks.tabular import TabularTask
+from trainpipe.tasks.unseen import write_seen_ids
 
 if TYPE_CHECKING:
     from trainpipe.config import PipelineConfig
@@ -92,8 +93,13 @@ class StreamedTabularTask(TabularTask):
         classify = config.task != "regression"
         positions: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
         counts = {name: pd.Series(dtype=np.int64) for name in SPLITS}
-        for offset, frame in source.frames(columns=[self.target] + ([key] if key else [])):
+        id_column = config.data.id_column if config.data.id_column in source.columns else None
+        seen_ids: list[np.ndarray] = []  # tasks/unseen.py: the training and validation id values
+        read = list(dict.fromkeys([self.target, *(c for c in (key, id_column) if c)]))
+        for offset, frame in source.frames(columns=read):
             assigned = self._parts(offset, frame)
+            if id_column is not None:
+                seen_ids.append(frame[id_column].to_numpy()[assigned < 2])
             for i, name in enumerate(SPLITS):
                 rows = np.flatnonzero(assigned == i)
                 positions[name].append(rows + offset)
@@ -113,6 +119,8 @@ class StreamedTabularTask(TabularTask):
         if classify:
             record["class_counts"] = {name: {str(k): int(v) for k, v in counts[name].items()} for name in SPLITS}
         record["warnings"] = _small_split_warnings(record["sizes"], counts if classify else None)
+        if id_column is not None:
+            write_seen_ids(run.stage_dir, id_column, np.concatenate(seen_ids))
         return SplitParts(parts, record, {"strategy": strategy, **record["sizes"], "warning_messages": record["warnings"]})
 
     # -- features --------------------------------------------------------------------------------
@@ -257,10 +265,12 @@ class StreamedTabularTask(TabularTask):
         known = set(self.source().columns)
         return pd.concat(list(self._test_frames([c for c in columns if c in known])), ignore_index=True)
 
-    def champion_scores(self, run: RunView, package: Path, metric: str) -> tuple[ChampionScores | None, str | None]:
-        """The champion's own pyfunc on this run's raw test rows, one batch at a time."""
+    def champion_scores(self, run: RunView, package: Path, metric: str,
+                        lineage: ChampionLineage) -> tuple[ChampionScores | None, str | None]:
+        """The champion's own pyfunc on this run's raw test rows, one batch at a time (the rows it did not train or
+        validate on, when the split is not the champion's: tasks/unseen.py)."""
         if not self.streams(run):
-            return super().champion_scores(run, package, metric)
+            return super().champion_scores(run, package, metric, lineage)
         import warnings
 
         import mlflow.pyfunc
@@ -268,6 +278,15 @@ class StreamedTabularTask(TabularTask):
         from trainpipe.tasks.tabular import score_with_champion
 
         config = self.config
+        y = np.load(run.upstream("features") / "y_test.npy")
+        challenger = np.load(run.upstream("evaluate") / "test_scores.npy")
+        id_column = config.data.id_column
+        keep, rows = self.compared_rows(run, lineage, len(y), lambda: pd.concat(
+            [t[id_column] for t in self._test_frames([id_column])], ignore_index=True) if id_column else pd.Series())
+        if keep is not None:
+            y, challenger = y[keep], challenger[keep]
+        if not len(y):  # nothing left to score: the gate says why (rows["compared"] is 0)
+            return ChampionScores(y=y, challenger=challenger, champion=challenger.copy(), rows=rows), None
         classes = run.read_json("features", "features.json")["labels"]["classes"]
         try:
             with warnings.catch_warnings():
@@ -275,16 +294,16 @@ class StreamedTabularTask(TabularTask):
                 model = mlflow.pyfunc.load_model(str(package))
         except Exception as exc:  # intact files that this environment cannot load (e.g. a missing library)
             return None, f"the champion cannot be loaded: {str(exc).strip().splitlines()[0][:300]}"
-        parts = []
+        parts, seen = [], 0
         for test in self._test_frames():
+            if keep is not None:  # the batches come in split.npz's test order
+                test, seen = test[keep[seen:seen + len(test)]], seen + len(test)
             if len(test):
                 old, problem = score_with_champion(model, test.drop(columns=[config.data.target]), config.task, classes)
                 if old is None:
                     return None, problem
                 parts.append(old)
-        return ChampionScores(y=np.load(run.upstream("features") / "y_test.npy"),
-                              challenger=np.load(run.upstream("evaluate") / "test_scores.npy"),
-                              champion=np.concatenate(parts)), None
+        return ChampionScores(y=y, challenger=challenger, champion=np.concatenate(parts), rows=rows), None
 
     def package_inputs(self, run: RunView) -> tuple[pd.DataFrame, pd.DataFrame]:
         if not self.streams(run):

@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from trainpipe.data.schema import label_checks, load_schema, validate_frame
 from trainpipe.data.split import SPLITS
 from trainpipe.errors import ConfigError, DataError
 from trainpipe.evaluation.metrics import primary_metric
-from trainpipe.tasks.base import (ChampionScores, DriftTable, Evaluation, FitPlan, Fitted, Package, RunView,
+from trainpipe.tasks.base import (ChampionLineage, ChampionScores, DriftTable, Evaluation, FitPlan, Fitted, Package, RunView,
                                   SplitParts, TaskOutput, Validation)
 
 if TYPE_CHECKING:
@@ -105,6 +105,11 @@ class TabularTask:
                                              labels.iloc[parts[name]].value_counts(sort=False).items()}
                                       for name in SPLITS}
         record["warnings"] = small_split_warnings(parts, labels)
+        if config.data.id_column is not None and config.data.id_column in frame.columns:  # tasks/unseen.py
+            from trainpipe.tasks.unseen import write_seen_ids
+
+            seen = np.concatenate([parts["train"], parts["validation"]])
+            write_seen_ids(run.stage_dir, config.data.id_column, frame[config.data.id_column].to_numpy()[seen])
         return SplitParts(parts, record, {"strategy": strategy, **record["sizes"], "warning_messages": record["warnings"]})
 
     def features(self, run: RunView) -> TaskOutput:
@@ -230,17 +235,34 @@ class TabularTask:
         """The raw test rows the gate's slices are cut from (a streamed table reads only `columns`)."""
         return run.raw_rows("test")
 
-    def champion_scores(self, run: RunView, package: Path, metric: str) -> tuple[ChampionScores | None, str | None]:
-        """The champion scored by its own packaged pyfunc (its own preprocessing) on this run's raw test rows."""
+    def champion_scores(self, run: RunView, package: Path, metric: str,
+                        lineage: ChampionLineage) -> tuple[ChampionScores | None, str | None]:
+        """The champion scored by its own packaged pyfunc (its own preprocessing) on this run's raw test rows: all
+        of them when the split is the champion's, else those it did not train or validate on (tasks/unseen.py)."""
         config = self.config
         test = run.raw_rows("test")
+        y = np.load(run.upstream("features") / "y_test.npy")
+        challenger = np.load(run.upstream("evaluate") / "test_scores.npy")
+        keep, rows = self.compared_rows(run, lineage, len(y), lambda: test[config.data.id_column])
+        if keep is not None:
+            test, y, challenger = test[keep], y[keep], challenger[keep]
+        if not len(test):  # nothing left to score: the gate says why (rows["compared"] is 0)
+            return ChampionScores(y=y, challenger=challenger, champion=challenger.copy(), rows=rows), None
         classes = run.read_json("features", "features.json")["labels"]["classes"]
         old, problem = champion_scores(package, test[[c for c in test.columns if c != config.data.target]],
                                        config.task, classes)
         if old is None:
             return None, problem
-        return ChampionScores(y=np.load(run.upstream("features") / "y_test.npy"),
-                              challenger=np.load(run.upstream("evaluate") / "test_scores.npy"), champion=old), None
+        return ChampionScores(y=y, challenger=challenger, champion=old, rows=rows), None
+
+    def compared_rows(self, run: RunView, lineage: ChampionLineage, size: int,
+                      test_ids: Callable[[], pd.Series]) -> tuple[np.ndarray | None, dict]:
+        """(mask of the test rows to compare on, or None: all; the decision's record of them)."""
+        from trainpipe.tasks.unseen import rows_record, same_split, unseen_test_rows
+
+        if same_split(run, lineage):  # the common case: nothing more to read
+            return None, rows_record(size, None, "same split", f"the split of champion v{lineage.version}'s run")
+        return unseen_test_rows(run, lineage, self.config.data.id_column, test_ids)
 
     # -- register --------------------------------------------------------------------------------
     def package_inputs(self, run: RunView) -> tuple[pd.DataFrame, pd.DataFrame]:

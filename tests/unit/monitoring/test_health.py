@@ -21,7 +21,23 @@ def test_a_loss_that_stops_improving_warns_once_and_again_only_after_it_improved
     losses = [1.0, 0.8, 0.7, 0.7, 0.6999, 0.7, 0.7, 0.7, 0.5, 0.5, 0.5, 0.5]
     monitor = HealthMonitor(HealthConfig(stall_epochs=3, stall_tolerance=1e-3))
     assert feed(monitor, [{"train_loss": v} for v in losses]) == [("loss_stall", 5), ("loss_stall", 11)]
-    assert "train_loss has not improved by more than 0.10% in 3 epochs (best 0.7 at epoch 3" in monitor.events[0].message
+    assert ("train_loss improved by only 0.014% in 3 epochs, less than 0.10%: from 0.7 at epoch 3 to its best 0.6999 "
+            "at epoch 5 (now 0.7)") in monitor.events[0].message
+    assert "train_loss has not improved by more than 0.10% in 3 epochs (best 0.5 at epoch 9, now 0.5)" in \
+        monitor.events[1].message
+
+
+def test_a_stall_message_never_calls_best_a_value_that_now_beats():
+    """The README tour's run: the loss crept from 0.55817 down to 0.55768 in 5 rounds, less than 0.1%; the warning
+    said "best 0.55817 ..., now 0.55768" although now was lower (better) than that "best"."""
+    history = [0.6, 0.58, 0.56, 0.55817, 0.55805, 0.55797, 0.55786, 0.55775, 0.55768]
+    monitor = HealthMonitor(HealthConfig(), monitor="validation_log_loss", loss="train_log_loss", unit="round")
+    for round_, value in enumerate(history, start=32):  # 0-based rounds; messages count from 1
+        monitor.observe(round_, {"validation_log_loss": value})
+    (stall,) = monitor.events
+    assert stall.message == ("validation_log_loss improved by only 0.088% in 5 rounds, less than 0.10%: from 0.55817 "
+                             "at round 36 to its best 0.55768 at round 41 (now 0.55768)")
+    assert stall.values["best"] == 0.55768 <= stall.values["validation_log_loss"] < stall.values["reference"]
 
 
 def test_non_finite_values_are_an_error_reported_when_they_start():
@@ -134,4 +150,5 @@ def test_a_booster_reports_per_round_into_the_same_checks():
     model.fit(X_train, y_train, X_val, y_val, train_metrics=True,
               report=lambda round_, values: bool(monitor.observe(round_, values)) and False)
     (stall,) = monitor.events  # the training loss converges to ~0.005 and stops moving
-    assert stall.check == "loss_stall" and "rounds (best" in stall.message and stall.epoch > 20
+    assert stall.check == "loss_stall" and " rounds" in stall.message and stall.epoch > 20
+    assert stall.values["best"] <= min(stall.values["train_log_loss"], stall.values["reference"])

@@ -11,7 +11,7 @@ from trainpipe.pipeline.stages import MODULES, RUNNERS, SPECS, STAGE_NAMES, acti
 TABLE = {  # name: (sections, upstream, reusable, enabled_by)
     "ingest": (("data",), (), True, None),
     "validate": (("data", "schema", "task", "ranking"), ("ingest",), True, None),
-    "split": (("split", "seed", "task", "data.target", "ranking"), ("ingest", "validate"), True, None),
+    "split": (("split", "seed", "task", "data.target", "data.id_column", "ranking"), ("ingest", "validate"), True, None),
     "features": (("features", "data", "task", "model.type", "ranking"), ("ingest", "split"), True, None),
     "tune": (("tuning", "model", "training", "seed", "task", "evaluation"), ("features",), True, "tuning.enabled"),
     "train": (("model", "training", "seed", "task", "ranking"), ("features", "tune"), True, None),
