@@ -75,6 +75,11 @@ def run(ctx: StageContext) -> StageResult:
                                                        scores.champion, gates.champion, config.evaluation.threshold,
                                                        version)
             decision["champion"] = {"status": "compared", **record, "rows": scores.rows}
+            if scores.rows.get("excluded"):  # a failed comparison's line says on which rows it was made
+                subset = (f" (on the {len(scores.y)} of {scores.rows.get('test_rows', len(scores.y))} "
+                          f"{scores.rows.get('unit', 'test rows')} champion v{version} did not train on)")
+                for check in champion_checks:
+                    check["reason"] += subset
             if scores.rows.get("warning"):
                 decision["champion"]["warning"] = scores.rows["warning"]
             checks.extend(champion_checks)
