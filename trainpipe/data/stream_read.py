@@ -9,7 +9,7 @@ available now.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +93,27 @@ class ParquetSource:
         """No rows, every column with the dtype the batches have (for column checks)."""
         first = next(self.frames(batch_rows=1_000), None)
         return first[1].iloc[:0] if first is not None else pd.DataFrame(columns=self.columns)
+
+
+def rows_at(batches: Iterable[tuple[int, pd.DataFrame]], positions: np.ndarray | None) -> pd.DataFrame:
+    """The rows at the sorted `positions` (None: every row) of the table that `batches` ((position of the batch's
+    first row, the batch) in order) make up, holding one batch besides the rows taken: what `frame.iloc[positions]`
+    of the whole table gives (with a fresh index), e.g. drift's seeded sample of a table larger than memory."""
+    taken, empty = [], None
+    for offset, frame in batches:
+        if empty is None:
+            empty = frame.iloc[:0]
+        if positions is None:
+            taken.append(frame)
+            continue
+        lo, hi = np.searchsorted(positions, [offset, offset + len(frame)])
+        if hi > lo:
+            taken.append(frame.iloc[positions[lo:hi] - offset])
+        if hi == len(positions):  # every wanted row taken: the rest of the table is not read
+            break
+    if taken:
+        return pd.concat(taken, ignore_index=True)
+    return empty if empty is not None else pd.DataFrame()
 
 
 def _ints_with_nulls(schema: Any, metas: list) -> set[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,8 +23,8 @@ from trainpipe.data.stream_features import MatrixFile
 from trainpipe.data.stream_read import ParquetSource, streaming_blockers
 from trainpipe.data.stream_split import assign, batch_keys
 from trainpipe.errors import ModelError, SplitError
-from trainpipe.tasks.base import (ChampionScores, Evaluation, FitPlan, Fitted, RunView, SplitParts, TaskOutput,
-                                  Validation)
+from trainpipe.tasks.base import (ChampionScores, DriftTable, Evaluation, FitPlan, Fitted, RunView, SplitParts,
+                                  TaskOutput, Validation)
 from trainpipe.tasks.tabular import TabularTask
 
 if TYPE_CHECKING:
@@ -242,14 +243,38 @@ class StreamedTabularTask(TabularTask):
                      "validation": metrics["validation"].get(name), "test": metrics["test"].get(name)}))
 
     # -- gate, register --------------------------------------------------------------------------
-    def _test_frames(self, columns: list[str] | None = None) -> Any:
-        """The raw test rows, batch by batch (only `columns` when given)."""
-        source = self.source()
-        key = self._split_key()
+    def _split_frames(self, split: str, columns: list[str] | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
+        """The raw rows of one split, batch by batch (only `columns` when given): (position of the batch's first row
+        among that split's rows, the rows), the order `run.raw_rows(split)` has in memory."""
+        key, part, position = self._split_key(), SPLITS.index(split), 0
         wanted = None if columns is None else list(dict.fromkeys([*columns, *([key] if key else [])]))
-        for offset, frame in source.frames(columns=wanted):
-            test = frame[self._parts(offset, frame) == 2]
-            yield test if columns is None else test[[c for c in columns if c in test.columns]]
+        for offset, frame in self.source().frames(columns=wanted):
+            rows = frame[self._parts(offset, frame) == part]
+            yield position, rows if columns is None else rows[[c for c in columns if c in rows.columns]]
+            position += len(rows)
+
+    def _test_frames(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        return (rows for _, rows in self._split_frames("test", columns))
+
+    # -- drift -----------------------------------------------------------------------------------
+    def drift_table(self, run: RunView, split: str | None) -> DriftTable | None:
+        """The rows `drift.max_rows` samples from the whole table (split None: the drift stage) or one split (register's
+        reference), taken batch by batch: the same seeded rows as in memory (data/drift.py sample_positions), never
+        the table. With `drift.max_rows: null` every row is kept, which a table larger than memory cannot afford."""
+        if not self.streams(run):
+            return super().drift_table(run, split)
+        from trainpipe.data.drift import sample_positions
+        from trainpipe.data.stream_read import rows_at
+
+        config, source = self.config, self.source()
+        skip = {config.data.id_column, *config.features.drop}
+        columns = [c for c in source.columns if c not in skip]
+        if split is None:
+            rows, batches = source.rows, source.frames(columns=columns)
+        else:
+            rows = int(run.read_json("split", "split.json")["sizes"][split])
+            batches = self._split_frames(split, columns)
+        return self._drift_table(rows_at(batches, sample_positions(rows, config.drift.max_rows, config.seed)))
 
     def slice_rows(self, run: RunView, columns: list[str]) -> pd.DataFrame:
         if not self.streams(run):
