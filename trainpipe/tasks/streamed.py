@@ -153,18 +153,16 @@ class StreamedTabularTask(TabularTask):
         label_dtype = np.float64 if config.task == "regression" else np.int64
         writers = {name: MatrixWriter(run.stage_dir / f"matrix_{name}.parquet", len(names), label_dtype,
                                       config.data.stream_batch_rows) for name in SPLITS}
-        ys: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
         for offset, frame in source.frames():  # pass 2: transform and write, batch by batch
             parts, X, y = self._parts(offset, frame), transform(preprocessor, frame), coding.encode(frame[target])
             for i, name in enumerate(SPLITS):
                 rows = parts == i
                 writers[name].append(X[rows], y[rows])
-                ys[name].append(y[rows])
             if codes and (parts == 0).any():
                 code_max = np.maximum(code_max, X[parts == 0][:, codes].max(axis=0))
         matrices = {name: writers[name].close() for name in SPLITS}
-        for name in SPLITS:
-            np.save(run.stage_dir / f"y_{name}.npy", np.concatenate(ys[name]).astype(label_dtype))
+        for name in SPLITS:  # read back from the matrix, one split at a time, rather than held for all during the pass
+            np.save(run.stage_dir / f"y_{name}.npy", matrices[name].labels().astype(label_dtype))
         joblib.dump(preprocessor, run.stage_dir / "preprocessor.joblib")
         info: dict[str, Any] = {
             "roles": roles, "resolved": resolved, "feature_names": names, "labels": coding.state_dict(),
