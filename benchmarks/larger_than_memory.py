@@ -83,8 +83,9 @@ def config(path: Path, store: Path, streaming: str, model: str = "xgboost") -> d
 
 def _status(*keys: str) -> dict[str, int]:
     """Fields of /proc/self/status in bytes."""
-    text = open("/proc/self/status").read()
-    return {k: int(re.search(rf"^{k}:\s+(\d+) kB", text, re.M).group(1)) * 1024 for k in keys}  # type: ignore[union-attr]
+    text = Path("/proc/self/status").read_text()
+    return {k: int(re.search(rf"^{k}:\s+(\d+) kB", text, re.MULTILINE).group(1)) * 1024  # type: ignore[union-attr]
+            for k in keys}
 
 
 def _reset_peak() -> None:
@@ -211,7 +212,20 @@ def growth(sizes: list[dict]) -> dict:
                                  for s in first["stages"] if s in last["stages"]}}
 
 
-def measure(quick: bool, rows: int | None = None) -> dict:
+def table_4x_peak(peak_mib: float) -> dict:
+    """A table 4x `peak_mib` (the 1x run's peak RSS) streamed to the end: its peak against its own size."""
+    rows = int(4 * peak_mib * MIB / (COLUMNS * 8 + 8)) + 1
+    with tempfile.TemporaryDirectory(prefix="ltm-big-") as tmp:
+        free = shutil.disk_usage(tmp).free
+        if free < rows * (COLUMNS * 8 + 8) * 2.5:  # the Parquet file, the float32 matrices, xgboost's pages
+            return {"skipped": f"{free / 2**30:.1f} GiB free disk is too little for {rows:,} rows"}
+        big = streamed(Path(tmp), rows)
+    big["table_over_1x_peak"] = round(big["table_in_memory_mib"] / peak_mib, 2)
+    return big
+
+
+def measure(quick: bool, rows: int | None = None, big: bool = True) -> dict:
+    """Every figure (`big`: also the table 4x the 1x run's peak, unless quick)."""
     base_rows, small_rows = SIZES[quick]
     base_rows = rows or base_rows
     load_before = os.getloadavg()
@@ -221,15 +235,8 @@ def measure(quick: bool, rows: int | None = None) -> dict:
         mlp = [streamed(folder, k * base_rows, "torch_mlp") for k in (1, 2)]
         result: dict[str, Any] = {"quick": quick, "streamed_xgboost": xgb, "xgboost_growth": growth(xgb),
                                   "streamed_torch_mlp": mlp, "torch_mlp_growth": growth(mlp)}
-        if not quick:  # a table 4x the peak the 1x run needed, trained to the end
-            big_rows = int(4 * xgb[0]["peak_rss_mib"] * MIB / (COLUMNS * 8 + 8)) + 1
-            free = shutil.disk_usage(folder).free
-            if free > big_rows * (COLUMNS * 8 + 8) * 2.5:  # the Parquet file, the float32 matrices, xgboost's pages
-                big = streamed(folder, big_rows)
-                big["table_over_1x_peak"] = round(big["table_in_memory_mib"] / xgb[0]["peak_rss_mib"], 2)
-                result["table_4x_peak"] = big
-            else:
-                result["table_4x_peak"] = {"skipped": f"{free / 2**30:.1f} GiB free disk is too little"}
+        if big and not quick:
+            result["table_4x_peak"] = table_4x_peak(xgb[0]["peak_rss_mib"])
         generate(folder / "small.parquet", small_rows)
         on = run_child(folder / "small.parquet", folder / "small-on", "on")
         off = run_child(folder / "small.parquet", folder / "small-off", "off")
@@ -276,12 +283,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: checks that it runs")
     parser.add_argument("--rows", type=int, help="rows N of the smallest streamed table (then 2N and 4N)")
+    parser.add_argument("--no-big", action="store_true", help="without the table 4x the 1x run's peak (the longest run)")
+    parser.add_argument("--big-only", type=float, metavar="PEAK_MIB",
+                        help="only the table 4x PEAK_MIB (e.g. the 1x run's peak), printed as JSON")
     parser.add_argument("--child", nargs=2, metavar=("CONFIG", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
-    result = measure(args.quick, args.rows)
+    if args.big_only:
+        print(json.dumps(table_4x_peak(args.big_only), indent=2))
+        return
+    result = measure(args.quick, args.rows, big=not args.no_big)
     show(result)
     if not args.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
