@@ -176,7 +176,8 @@ def decide(config: DataConfig, blockers: list[str]) -> Decision:
     return Decision(too_big, f"data.streaming: auto: {'streaming' if too_big else 'in memory'} ({gib})", size)
 
 
-def streaming_blockers(task: str, model_streams: bool, model_type: str, tuning: bool, split_strategy: str) -> list[str]:
+def streaming_blockers(task: str, model_streams: bool, model_type: str, tuning: bool, split_strategy: str,
+                       drift_max_rows: int | None = 200_000) -> list[str]:
     """What in the config needs the table in memory: for `on`, config errors; for `auto`, reasons not to stream."""
     problems = []
     if task == "ranking":
@@ -191,4 +192,7 @@ def streaming_blockers(task: str, model_streams: bool, model_type: str, tuning: 
         problems.append(f"split.strategy: {split_strategy} needs the whole table at once; streaming assigns rows by a "
                         "seeded hash (random, or group); use split.strategy: auto, random or group, or "
                         "data.streaming: off")
+    if drift_max_rows is None:  # register summarises the training rows for every version, drift the whole table
+        problems.append("drift.max_rows: null summarises every row in memory (the drift check and each registered "
+                        "version's drift reference); set a number of rows (default 200000) or data.streaming: off")
     return problems

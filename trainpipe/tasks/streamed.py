@@ -37,7 +37,7 @@ def blockers(config: PipelineConfig) -> list[str]:
     from trainpipe.models import can_stream
 
     return streaming_blockers(config.task, can_stream(config.model.type), config.model.type, config.tuning.enabled,
-                              config.split.strategy)
+                              config.split.strategy, config.drift.max_rows)
 
 
 class StreamedTabularTask(TabularTask):
@@ -258,7 +258,7 @@ class StreamedTabularTask(TabularTask):
     def drift_table(self, run: RunView, split: str | None) -> DriftTable | None:
         """The rows `drift.max_rows` samples from the whole table (split None: the drift stage) or one split (register's
         reference), taken batch by batch: the same seeded rows as in memory (data/drift.py sample_positions), never
-        the table. With `drift.max_rows: null` every row is kept, which a table larger than memory cannot afford."""
+        the table (`drift.max_rows: null`, every row, is refused with streaming: data/stream_read.py)."""
         if not self.streams(run):
             return super().drift_table(run, split)
         from trainpipe.data.drift import sample_positions
