@@ -251,6 +251,9 @@ def measure(quick: bool, rows: int | None = None, big: bool = True) -> dict:
         "stage_speed_streamed_over_in_memory": {s: round(seconds["in_memory"][s] / t, 2) if t else None
                                                 for s, t in seconds["streamed"].items() if s in seconds["in_memory"]},
         "test_roc_auc": {"streamed": round(on["test_roc_auc"], 4), "in_memory": round(off["test_roc_auc"], 4)}}
+    result["hard_limit"] = ("none: RLIMIT_AS counts address space torch/xgboost/glibc reserve but never touch, and "
+                            "systemd-run --scope -p MemoryMax= needs a systemd user bus; the bound is the measured peak "
+                            "RSS against the table's in-memory size")
     result["machine"] = {"cpus": os.cpu_count(), "load_before": [round(x, 2) for x in load_before],
                          "load_after": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version()}
     return result
