@@ -9,6 +9,7 @@ bounded near 2x (less: the pipeline's other threads, gloo's all-reduce, Dask's s
 figures say what they measured and where.
 
 Usage: .venv/bin/python benchmarks/bench_distributed.py [--quick] [--parts torch,dask,memory]
+(--quick writes nothing; --parts writes those parts into the results file and keeps the other parts' last figures)
 """
 
 from __future__ import annotations
@@ -44,7 +45,13 @@ def main() -> None:
         results["parts"][part] = figures
         print(json.dumps(figures, indent=2, default=str), flush=True)
     results["machine"]["load_after"] = os.getloadavg()
+    results["parts_run"] = list(results["parts"])  # "machine" describes the run of these parts
     if not args.quick:
+        # a run of some parts keeps the others' last figures (each part's own "machine"/load fields say when)
+        previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        kept = {k: v for k, v in previous.get("parts", {}).items() if k not in results["parts"]}
+        results["parts"] = {name: ({**kept, **results["parts"]})[name] for name in PARTS
+                            if name in kept or name in results["parts"]}
         RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"wrote {RESULTS.relative_to(HERE.parent)}")
 

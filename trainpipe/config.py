@@ -106,7 +106,7 @@ class PipelineConfig(BaseModel):
             raise ValueError(budget_problems(self.budget, self.cost)[0])
         if self.data.streaming == "on":  # what needs the table in memory (docs/distributed.md)
             streaming = streaming_blockers(self.task, can_stream(self.model.type), self.model.type,
-                                           self.tuning.enabled, self.split.strategy)
+                                           self.tuning.enabled, self.split.strategy, self.drift.max_rows)
             if streaming:
                 raise ValueError(streaming[0])
         if self.task == "ranking" or self.ranking is not None:

@@ -247,6 +247,9 @@ CONFIG_MISTAKES = {
     "streaming_with_a_time_split": (
         lambda c: (c["data"].update(streaming="on"), c.update(split={"strategy": "time", "time_column": "mean_area"})),
         ["split.strategy", "time needs the whole table", "data.streaming: off"], "split.strategy"),
+    "streaming_with_drift_on_every_row": (
+        lambda c: (c["data"].update(streaming="on"), c.update(drift={"max_rows": None})),
+        ["drift.max_rows", "every row in memory", "data.streaming: off"], "drift.max_rows"),
     "alert_webhook_whose_url_variable_is_not_set": (
         lambda c: c.update(alerts={"webhooks": {"team": {"url_env": "TRAINPIPE_TEST_UNSET_WEBHOOK_URL"}}}),
         ["alerts.webhooks.team.url_env", "TRAINPIPE_TEST_UNSET_WEBHOOK_URL", "is not set"],

@@ -81,3 +81,40 @@ def test_streamed_training_matches_the_in_memory_path_within_sampling_error(chur
     assert again["metrics"]["test"] == ours
     decision = json.loads((Path(again["run_dir"]) / "gate" / "decision.json").read_text())
     assert decision["champion_version"] == "1" and decision["passed"]
+
+
+def test_a_streamed_run_never_reads_the_table_whole_and_drift_samples_the_rows_memory_would(churn_parquet, tmp_path,
+                                                                                          monkeypatch):
+    """Drift (against a champion) and register's drift reference take `drift.max_rows` seeded rows batch by batch.
+    Before, both read the whole table (StageContext.table), so a streamed run's peak memory grew with the table:
+    +3x the table at 1M rows (benchmarks/larger_than_memory.py). The rows are those the in-memory sampling of the
+    whole table (or of the training rows) takes, so drift figures are unchanged."""
+    import pandas as pd
+
+    from trainpipe.data.drift import sample_rows
+    from trainpipe.stages.context import StageContext
+    from trainpipe.tasks import task_for
+    from trainpipe.tasks.tabular import TabularTask
+
+    doc = {**churn_doc(churn_parquet, tmp_path / "store", "on", {"type": "xgboost", "params": {"n_estimators": 10}}),
+           "drift": {"max_rows": 1000}}
+    whole_table = StageContext.table
+
+    def refuse(self):
+        raise AssertionError("a stage of a streamed run read the whole table")
+
+    monkeypatch.setattr(StageContext, "table", refuse)
+    first, second = run(doc), run(doc)  # the second compares its data with the champion the first registered
+    assert first["status"] == second["status"] == "completed"
+    drift = json.loads((Path(second["run_dir"]) / "drift" / "drift.json").read_text())
+    assert drift["champion_version"] == "1" and drift["status"] in ("ok", "warn") and len(drift["columns"]) > 5
+
+    monkeypatch.setattr(StageContext, "table", whole_table)
+    config = config_from_dict(doc)
+    ctx = StageContext(second["run_id"], Path(second["run_dir"]), tmp_path / "probe", config, Store.locate(config.store),
+                       task_for(config))
+    for split in (None, "train"):
+        streamed = ctx.task.drift_table(ctx, split)
+        whole = TabularTask.drift_table(ctx.task, ctx, split)  # what a streamed run did before: the table in memory
+        assert streamed is not None and whole is not None and len(streamed.frame) == 1000
+        pd.testing.assert_frame_equal(streamed.frame, sample_rows(whole.frame, 1000, config.seed).reset_index(drop=True))

@@ -80,12 +80,18 @@ class DriftConfig(BaseModel):
         return self
 
 
+def sample_positions(rows: int, max_rows: int | None, seed: int = 0) -> np.ndarray | None:
+    """The sorted positions of the rows `sample_rows` keeps from a table of `rows` rows (None: every row). A pure
+    function of the row count and seed, so a streamed table takes the very rows an in-memory one does."""
+    if max_rows is None or rows <= max_rows:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(rows, size=max_rows, replace=False))
+
+
 def sample_rows(frame: pd.DataFrame, max_rows: int | None, seed: int = 0) -> pd.DataFrame:
     """At most max_rows rows, drawn without replacement with a fixed seed (the same rows for the same table)."""
-    if max_rows is None or len(frame) <= max_rows:
-        return frame
-    keep = np.sort(np.random.default_rng(seed).choice(len(frame), size=max_rows, replace=False))
-    return frame.iloc[keep]
+    keep = sample_positions(len(frame), max_rows, seed)
+    return frame if keep is None else frame.iloc[keep]
 
 
 # --- the reference summary ----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ available now.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +95,27 @@ class ParquetSource:
         return first[1].iloc[:0] if first is not None else pd.DataFrame(columns=self.columns)
 
 
+def rows_at(batches: Iterable[tuple[int, pd.DataFrame]], positions: np.ndarray | None) -> pd.DataFrame:
+    """The rows at the sorted `positions` (None: every row) of the table that `batches` ((position of the batch's
+    first row, the batch) in order) make up, holding one batch besides the rows taken: what `frame.iloc[positions]`
+    of the whole table gives (with a fresh index), e.g. drift's seeded sample of a table larger than memory."""
+    taken, empty = [], None
+    for offset, frame in batches:
+        if empty is None:
+            empty = frame.iloc[:0]
+        if positions is None:
+            taken.append(frame)
+            continue
+        lo, hi = np.searchsorted(positions, [offset, offset + len(frame)])
+        if hi > lo:
+            taken.append(frame.iloc[positions[lo:hi] - offset])
+        if hi == len(positions):  # every wanted row taken: the rest of the table is not read
+            break
+    if taken:
+        return pd.concat(taken, ignore_index=True)
+    return empty if empty is not None else pd.DataFrame()
+
+
 def _ints_with_nulls(schema: Any, metas: list) -> set[str]:
     """Integer columns with a null in any row group (or without statistics): float64 in every batch, as a whole-table
     read gives them, so a batch without nulls does not get another dtype."""
@@ -155,7 +176,8 @@ def decide(config: DataConfig, blockers: list[str]) -> Decision:
     return Decision(too_big, f"data.streaming: auto: {'streaming' if too_big else 'in memory'} ({gib})", size)
 
 
-def streaming_blockers(task: str, model_streams: bool, model_type: str, tuning: bool, split_strategy: str) -> list[str]:
+def streaming_blockers(task: str, model_streams: bool, model_type: str, tuning: bool, split_strategy: str,
+                       drift_max_rows: int | None = 200_000) -> list[str]:
     """What in the config needs the table in memory: for `on`, config errors; for `auto`, reasons not to stream."""
     problems = []
     if task == "ranking":
@@ -170,4 +192,7 @@ def streaming_blockers(task: str, model_streams: bool, model_type: str, tuning: 
         problems.append(f"split.strategy: {split_strategy} needs the whole table at once; streaming assigns rows by a "
                         "seeded hash (random, or group); use split.strategy: auto, random or group, or "
                         "data.streaming: off")
+    if drift_max_rows is None:  # register summarises the training rows for every version, drift the whole table
+        problems.append("drift.max_rows: null summarises every row in memory (the drift check and each registered "
+                        "version's drift reference); set a number of rows (default 200000) or data.streaming: off")
     return problems

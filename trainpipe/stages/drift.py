@@ -68,9 +68,10 @@ def run(ctx: StageContext) -> StageResult:
 
     config = ctx.config
     record: dict[str, Any] = {"status": "skipped", "mode": config.drift.mode, "champion_version": None}
-    table = ctx.task.drift_table(ctx, None)
-    reference, against, version = (None, f"skipped: {ctx.task.drift_skipped}", None) if table is None \
+    # the champion's reference first: without one the table is not read (a streamed table is a pass over the source)
+    reference, against, version = (None, f"skipped: {ctx.task.drift_skipped}", None) if ctx.task.drift_skipped \
         else champion_reference(ctx)
+    table = ctx.task.drift_table(ctx, None) if reference is not None else None
     record.update(champion_version=version, against=against)
     metrics: dict[str, float] = {}
     if reference is None or table is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,8 +23,8 @@ from trainpipe.data.stream_features import MatrixFile
 from trainpipe.data.stream_read import ParquetSource, streaming_blockers
 from trainpipe.data.stream_split import assign, batch_keys
 from trainpipe.errors import ModelError, SplitError
-from trainpipe.tasks.base import (ChampionLineage, ChampionScores, Evaluation, FitPlan, Fitted, RunView, SplitParts,
-                                  TaskOutput, Validation)
+from trainpipe.tasks.base import (ChampionLineage, ChampionScores, DriftTable, Evaluation, FitPlan, Fitted, RunView,
+                                  SplitParts, TaskOutput, Validation)
 from trainpipe.tasks.tabular import TabularTask
 from trainpipe.tasks.unseen import write_seen_ids
 
@@ -37,7 +38,7 @@ def blockers(config: PipelineConfig) -> list[str]:
     from trainpipe.models import can_stream
 
     return streaming_blockers(config.task, can_stream(config.model.type), config.model.type, config.tuning.enabled,
-                              config.split.strategy)
+                              config.split.strategy, config.drift.max_rows)
 
 
 class StreamedTabularTask(TabularTask):
@@ -160,18 +161,16 @@ class StreamedTabularTask(TabularTask):
         label_dtype = np.float64 if config.task == "regression" else np.int64
         writers = {name: MatrixWriter(run.stage_dir / f"matrix_{name}.parquet", len(names), label_dtype,
                                       config.data.stream_batch_rows) for name in SPLITS}
-        ys: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
         for offset, frame in source.frames():  # pass 2: transform and write, batch by batch
             parts, X, y = self._parts(offset, frame), transform(preprocessor, frame), coding.encode(frame[target])
             for i, name in enumerate(SPLITS):
                 rows = parts == i
                 writers[name].append(X[rows], y[rows])
-                ys[name].append(y[rows])
             if codes and (parts == 0).any():
                 code_max = np.maximum(code_max, X[parts == 0][:, codes].max(axis=0))
         matrices = {name: writers[name].close() for name in SPLITS}
-        for name in SPLITS:
-            np.save(run.stage_dir / f"y_{name}.npy", np.concatenate(ys[name]).astype(label_dtype))
+        for name in SPLITS:  # read back from the matrix, one split at a time, rather than held for all during the pass
+            np.save(run.stage_dir / f"y_{name}.npy", matrices[name].labels().astype(label_dtype))
         joblib.dump(preprocessor, run.stage_dir / "preprocessor.joblib")
         info: dict[str, Any] = {
             "roles": roles, "resolved": resolved, "feature_names": names, "labels": coding.state_dict(),
@@ -250,14 +249,38 @@ class StreamedTabularTask(TabularTask):
                      "validation": metrics["validation"].get(name), "test": metrics["test"].get(name)}))
 
     # -- gate, register --------------------------------------------------------------------------
-    def _test_frames(self, columns: list[str] | None = None) -> Any:
-        """The raw test rows, batch by batch (only `columns` when given)."""
-        source = self.source()
-        key = self._split_key()
+    def _split_frames(self, split: str, columns: list[str] | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
+        """The raw rows of one split, batch by batch (only `columns` when given): (position of the batch's first row
+        among that split's rows, the rows), the order `run.raw_rows(split)` has in memory."""
+        key, part, position = self._split_key(), SPLITS.index(split), 0
         wanted = None if columns is None else list(dict.fromkeys([*columns, *([key] if key else [])]))
-        for offset, frame in source.frames(columns=wanted):
-            test = frame[self._parts(offset, frame) == 2]
-            yield test if columns is None else test[[c for c in columns if c in test.columns]]
+        for offset, frame in self.source().frames(columns=wanted):
+            rows = frame[self._parts(offset, frame) == part]
+            yield position, rows if columns is None else rows[[c for c in columns if c in rows.columns]]
+            position += len(rows)
+
+    def _test_frames(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        return (rows for _, rows in self._split_frames("test", columns))
+
+    # -- drift -----------------------------------------------------------------------------------
+    def drift_table(self, run: RunView, split: str | None) -> DriftTable | None:
+        """The rows `drift.max_rows` samples from the whole table (split None: the drift stage) or one split (register's
+        reference), taken batch by batch: the same seeded rows as in memory (data/drift.py sample_positions), never
+        the table (`drift.max_rows: null`, every row, is refused with streaming: data/stream_read.py)."""
+        if not self.streams(run):
+            return super().drift_table(run, split)
+        from trainpipe.data.drift import sample_positions
+        from trainpipe.data.stream_read import rows_at
+
+        config, source = self.config, self.source()
+        skip = {config.data.id_column, *config.features.drop}
+        columns = [c for c in source.columns if c not in skip]
+        if split is None:
+            rows, batches = source.rows, source.frames(columns=columns)
+        else:
+            rows = int(run.read_json("split", "split.json")["sizes"][split])
+            batches = self._split_frames(split, columns)
+        return self._drift_table(rows_at(batches, sample_positions(rows, config.drift.max_rows, config.seed)))
 
     def slice_rows(self, run: RunView, columns: list[str]) -> pd.DataFrame:
         if not self.streams(run):

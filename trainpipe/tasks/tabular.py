@@ -294,8 +294,10 @@ class TabularTask:
 
     def drift_table(self, run: RunView, split: str | None) -> DriftTable | None:
         """The raw columns (without the id column and dropped columns) and the label."""
+        return self._drift_table(run.table() if split is None else run.raw_rows(split))
+
+    def _drift_table(self, frame: pd.DataFrame) -> DriftTable:
         config = self.config
-        frame = run.table() if split is None else run.raw_rows(split)
         skip = {config.data.id_column, *config.features.drop}
         columns = [c for c in frame.columns if c not in skip]
         coded = config.features.categorical.columns

@@ -11,7 +11,8 @@ import pytest
 from trainpipe.data.io import DataConfig, column_statistics
 from trainpipe.data.schema import ColumnSpec, SchemaConfig, validate_frame
 from trainpipe.data.stream_features import MatrixWriter
-from trainpipe.data.stream_read import ParquetSource, decide
+from trainpipe.data.drift import sample_positions, sample_rows
+from trainpipe.data.stream_read import ParquetSource, decide, rows_at
 from trainpipe.data.stream_split import assign, batch_keys
 from trainpipe.data.stream_stats import StreamFingerprint, StreamStatistics
 from trainpipe.data.stream_validate import StreamChecks
@@ -65,6 +66,24 @@ def test_batches_keep_one_dtype_per_column_even_when_a_batch_has_no_null(tmp_pat
     frames = [f for _, f in source(path).frames(batch_rows=3)]
     assert str(pd.read_parquet(path)["a"].dtype) == "float64"
     assert [str(f["a"].dtype) for f in frames] == ["float64", "float64"]
+
+
+@pytest.mark.parametrize("batch_rows", [700, 1_234, 10_000])
+def test_rows_at_takes_from_batches_the_rows_drifts_sample_takes_from_the_whole_table(churn, batch_rows):
+    path, frame = churn
+    for max_rows, seed in ((1_000, 0), (1_000, 5), (4_999, 1)):
+        expected = sample_rows(frame, max_rows, seed).reset_index(drop=True)
+        taken = rows_at(source(path).frames(batch_rows=batch_rows), sample_positions(len(frame), max_rows, seed))
+        pd.testing.assert_frame_equal(taken, expected)
+    pd.testing.assert_frame_equal(rows_at(source(path).frames(batch_rows=batch_rows), None), frame)  # no sampling
+
+
+def test_rows_at_stops_reading_after_the_last_wanted_row(churn):
+    path, _ = churn
+    read = []
+    batches = ((offset, read.append(offset) or f) for offset, f in source(path).frames(batch_rows=1_000))
+    assert len(rows_at(batches, np.array([3, 1_500]))) == 2
+    assert read == [0, 1_000]  # 5 batches in the file; the other 3 never read
 
 
 def test_streamed_statistics_equal_the_in_memory_ones_except_sampled_quantiles(churn):
