@@ -107,6 +107,15 @@ def _kind(series: pd.Series) -> Kind | None:
     return "categorical"
 
 
+def _finite(series: pd.Series) -> tuple[np.ndarray, int]:
+    """The finite values (in row order) and how many rows are missing or non-finite."""
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    keep = np.isfinite(values)
+    if keep.all():
+        return values, 0
+    return values[keep], len(values) - int(keep.sum())
+
+
 def _finite_sorted(series: pd.Series) -> tuple[np.ndarray, int]:
     """The sorted finite values and how many rows are missing or non-finite."""
     values = series.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -240,15 +249,37 @@ def psi(reference: np.ndarray, current: np.ndarray) -> float:
     return float(np.sum((c - r) * np.log(c / r)))
 
 
-def chi2_pvalue(reference: np.ndarray, current: np.ndarray) -> float:
-    """p-value of the chi-square test that both count vectors come from one distribution."""
-    from scipy.stats import chi2_contingency
-
+def chi2_statistic(reference: np.ndarray, current: np.ndarray) -> tuple[float, int]:
+    """Pearson's chi-square statistic (no continuity correction) of the 2 × k table of both count vectors, and
+    its degrees of freedom (0 when there is nothing to test). What scipy's chi2_contingency computes, written
+    here so that `compare` turns every column's statistic into a p-value in one vectorised `chi2.sf` call
+    (one scipy call per column was a fifth of a drift comparison's time)."""
     table = np.vstack([reference, current]).astype(np.float64)
     table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
-        return 1.0
-    return float(chi2_contingency(table, correction=False).pvalue)
+    totals = table.sum(axis=1)
+    if table.shape[1] < 2 or (totals == 0).any():
+        return 0.0, 0
+    expected = np.outer(totals, table.sum(axis=0)) / totals.sum()
+    return float(np.sum((table - expected) ** 2 / expected)), table.shape[1] - 1
+
+
+def chi2_pvalues(statistics: list[tuple[float, int]]) -> list[float]:
+    """p-values of chi2_statistic results (1.0 where there was nothing to test)."""
+    from scipy.stats import chi2
+
+    if not statistics:
+        return []
+    values = np.array([v for v, _ in statistics], dtype=np.float64)
+    dof = np.array([d for _, d in statistics], dtype=np.float64)
+    p = np.ones(len(values))
+    tested = dof > 0
+    p[tested] = chi2.sf(values[tested], dof[tested])
+    return [float(x) for x in p]
+
+
+def chi2_pvalue(reference: np.ndarray, current: np.ndarray) -> float:
+    """p-value of the chi-square test that both count vectors come from one distribution."""
+    return chi2_pvalues([chi2_statistic(reference, current)])[0]
 
 
 def ks_pvalue(statistic: float, n: int, m: int) -> float:
@@ -265,14 +296,17 @@ def ks_pvalue(statistic: float, n: int, m: int) -> float:
 def _numeric_bins(ref: dict[str, Any], series: pd.Series, bins: int) -> dict[str, Any]:
     """Counts of both sides in the PSI bins (plus missing), and the KS statistic on the reference's grid."""
     edges, counts = np.asarray(ref["edges"], dtype=np.float64), np.asarray(ref["counts"], dtype=np.int64)
-    ordered, missing = _finite_sorted(series)
-    n, m = int(counts.sum()), len(ordered)
+    finite, missing = _finite(series)
+    n, m = int(counts.sum()), len(finite)
     out: dict[str, Any] = {"n": n, "m": m, "ks": None}
     if n == 0 or m == 0:
         out["ref"], out["cur"] = np.array([n, ref["missing"]]), np.array([m, missing])
         return out
     ref_below = np.cumsum(counts)[:-1]  # reference rows ≤ each edge
-    cur_below = np.searchsorted(ordered, edges, side="right")
+    # rows ≤ each edge, from each value's bin (v ≤ edges[i] ⟺ searchsorted(edges, v, "left") ≤ i): the same
+    # counts as searchsorted on the sorted values, without sorting the column (most of a comparison's time)
+    cur_below = np.cumsum(np.bincount(np.searchsorted(edges, finite, side="left"), minlength=len(edges) + 1))
+    cur_below = cur_below[:len(edges)]
     out["ks"] = float(np.max(np.abs(ref_below / n - cur_below / m)))
     cut = np.unique(np.searchsorted(ref_below / n, np.arange(1, bins) / bins, side="left"))
     cut = cut[cut < len(edges)]  # PSI edges: the first reference edge reaching each k/bins share
@@ -325,9 +359,11 @@ def compare(frame: pd.DataFrame, reference: dict[str, Any], config: DriftConfig)
             continue
         ks = bins["ks"]
         measured.append({"column": name, "role": role, "kind": ref["kind"], "psi": psi(bins["ref"], bins["cur"]),
-                         "chi2_p": chi2_pvalue(bins["ref"], bins["cur"]), "ks": ks,
+                         "chi2_p": chi2_statistic(bins["ref"], bins["cur"]), "ks": ks,
                          "ks_p": ks_pvalue(ks, bins["n"], bins["m"]) if ks is not None else None,
                          "rows_reference": bins["n"], "rows_current": bins["m"]})
+    for row, p in zip(measured, chi2_pvalues([row["chi2_p"] for row in measured])):
+        row["chi2_p"] = p  # the statistics above, turned into p-values in one call
     alpha = config.pvalue / max(len(measured), 1)
     rows = [DriftRow(**m, **_judge(m, config, alpha)) for m in measured]
     new = [c for c in map(str, frame.columns) if c not in reference["columns"] and c not in config.ignore

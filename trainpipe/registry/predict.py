@@ -192,6 +192,25 @@ def chunks(data: str, meta: dict, rows: int) -> Iterator[tuple[pd.DataFrame, obj
         raise DataError(f"{data}: cannot read it as {'Parquet' if parquet else 'CSV'}: {detail}", key="data") from None
 
 
+def read_ahead(items: Iterator[Any]) -> Iterator[Any]:
+    """The items of `items`, the next one read in a worker thread while the caller works on this one.
+
+    Parquet decoding and CSV parsing release the GIL for most of their work, and so does the model, so reading
+    chunk i+1 overlaps predicting chunk i (with the write of chunk i-1 in predict_file: a three-stage pipeline
+    that no library here provides for a pyfunc). One chunk ahead at most: memory stays bounded."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    done = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="predict-read") as pool:
+        pending = pool.submit(next, items, done)
+        while True:
+            item = pending.result()  # re-raises a read error (DataError) in the caller's thread
+            if item is done:
+                return
+            pending = pool.submit(next, items, done)
+            yield item
+
+
 def prediction_table(model: Any, frame: pd.DataFrame, source: Any) -> Any:
     """The output columns as Arrow arrays built from the scores (labels dictionary-encoded: cheap to write)."""
     import pyarrow as pa
@@ -226,18 +245,28 @@ def predict_file(ref: str, data: str, out: str, store: Store, tracking_uri: str 
         path, label = resolve(ref, store, tracking_uri)
         model = load_packaged(path)
         started, total, writer = time.perf_counter(), 0, None
-        try:
-            for frame, source in chunks(data, model.meta, chunk_rows):
-                check_columns(frame, model.meta, data)
-                table = prediction_table(model, frame, source)
-                if writer is None:
-                    # dictionary pages only for the labels: trying them on unique ids and floats costs 2.5x the write
-                    writer = pq.ParquetWriter(tmp, table.schema, use_dictionary=["prediction"])
-                writer.write_table(table)
-                total += len(frame)
-        finally:
-            if writer is not None:
-                writer.close()
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        writing: Future | None = None  # the previous chunk's write, overlapping this chunk's prediction
+        with ThreadPoolExecutor(1, thread_name_prefix="predict-write") as pool:
+            try:
+                for frame, source in read_ahead(chunks(data, model.meta, chunk_rows)):
+                    check_columns(frame, model.meta, data)
+                    table = prediction_table(model, frame, source)
+                    if writer is None:
+                        # dictionary pages only for the labels: trying them on unique ids and floats costs 2.5x
+                        writer = pq.ParquetWriter(tmp, table.schema, use_dictionary=["prediction"])
+                    if writing is not None:
+                        writing.result()  # at most one chunk waits to be written: memory stays two chunks
+                    writing = pool.submit(writer.write_table, table)
+                    total += len(frame)
+                if writing is not None:
+                    writing.result()
+            finally:
+                if writing is not None and not writing.done():
+                    writing.exception()  # an error elsewhere: let the write end before the file is closed
+                if writer is not None:
+                    writer.close()
         if writer is None:
             raise DataError(f"{data}: no rows to predict", key="data")
     seconds = time.perf_counter() - started

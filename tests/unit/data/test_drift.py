@@ -151,3 +151,21 @@ def test_config_and_summary_mistakes_are_named():
         DriftConfig(psi_warn=0.3, psi_fail=0.2)
     with pytest.raises(DataError, match="champion.json: not a drift reference summary of version 1"):
         check_summary({"version": 9}, "champion.json")
+
+
+def test_binned_counts_equal_counting_on_the_sorted_column_even_with_values_on_the_edges() -> None:
+    from trainpipe.data.drift import _numeric_bins
+
+    rng = np.random.default_rng(5)
+    reference = pd.Series(np.round(rng.normal(size=5000), 1))  # many ties: values fall exactly on the edges
+    summary = summarize(pd.DataFrame({"x": reference}), None, "categorical")["columns"]["x"]
+    current = np.round(rng.normal(0.2, 1.1, size=3000), 1)
+    current[:7] = np.nan
+    current[7:9] = np.inf
+    got = _numeric_bins(summary, pd.Series(current), 10)
+    finite = np.sort(current[np.isfinite(current)])
+    edges = np.asarray(summary["edges"])
+    expected_below = np.searchsorted(finite, edges, side="right")
+    ref_below = np.cumsum(summary["counts"])[:-1]
+    assert got["m"] == len(finite) and got["cur"][-1] == 9
+    assert got["ks"] == pytest.approx(float(np.max(np.abs(ref_below / got["n"] - expected_below / len(finite)))))
