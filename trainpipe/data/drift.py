@@ -107,15 +107,6 @@ def _kind(series: pd.Series) -> Kind | None:
     return "categorical"
 
 
-def _finite(series: pd.Series) -> tuple[np.ndarray, int]:
-    """The finite values (in row order) and how many rows are missing or non-finite."""
-    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-    keep = np.isfinite(values)
-    if keep.all():
-        return values, 0
-    return values[keep], len(values) - int(keep.sum())
-
-
 def _finite_sorted(series: pd.Series) -> tuple[np.ndarray, int]:
     """The sorted finite values and how many rows are missing or non-finite."""
     values = series.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -296,17 +287,16 @@ def ks_pvalue(statistic: float, n: int, m: int) -> float:
 def _numeric_bins(ref: dict[str, Any], series: pd.Series, bins: int) -> dict[str, Any]:
     """Counts of both sides in the PSI bins (plus missing), and the KS statistic on the reference's grid."""
     edges, counts = np.asarray(ref["edges"], dtype=np.float64), np.asarray(ref["counts"], dtype=np.int64)
-    finite, missing = _finite(series)
-    n, m = int(counts.sum()), len(finite)
+    ordered, missing = _finite_sorted(series)
+    n, m = int(counts.sum()), len(ordered)
     out: dict[str, Any] = {"n": n, "m": m, "ks": None}
     if n == 0 or m == 0:
         out["ref"], out["cur"] = np.array([n, ref["missing"]]), np.array([m, missing])
         return out
     ref_below = np.cumsum(counts)[:-1]  # reference rows ≤ each edge
-    # rows ≤ each edge, from each value's bin (v ≤ edges[i] ⟺ searchsorted(edges, v, "left") ≤ i): the same
-    # counts as searchsorted on the sorted values, without sorting the column (most of a comparison's time)
-    cur_below = np.cumsum(np.bincount(np.searchsorted(edges, finite, side="left"), minlength=len(edges) + 1))
-    cur_below = cur_below[:len(edges)]
+    # sorting and looking the edges up in the sorted values: numpy's sort takes ~2 ms for 200,000 values, looking
+    # each value up among ~100 edges instead (searchsorted the other way, then bincount) measured 7-8 ms
+    cur_below = np.searchsorted(ordered, edges, side="right")
     out["ks"] = float(np.max(np.abs(ref_below / n - cur_below / m)))
     cut = np.unique(np.searchsorted(ref_below / n, np.arange(1, bins) / bins, side="left"))
     cut = cut[cut < len(edges)]  # PSI edges: the first reference edge reaching each k/bins share
