@@ -63,7 +63,9 @@ def test_a_real_run_alerts_the_webhook_while_runs_watch_follows_it_from_another_
                                      "by": "register"}
     assert "registered bc v1 @challenger @champion" in bodies[-1]["summary"]
     stall = next(b for b in bodies if b["kind"] == "health" and b["details"]["check"] == "loss_stall")
-    assert "train_log_loss has not improved" in stall["summary"] and "rounds" in stall["summary"]
+    summary = stall["summary"]  # no gain at all, or a gain below the tolerance: both are a stall
+    assert ("train_log_loss has not improved" in summary or "train_log_loss improved by only" in summary)
+    assert "rounds" in summary
     # the run folder keeps every event, MLflow one tag and one metric per kind
     recorded = events_of(store / "runs" / "watched")
     assert [e["kind"] for e in recorded if e["kind"] != "health"] == ["champion_changed", "run_finished"]
