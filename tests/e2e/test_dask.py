@@ -20,7 +20,7 @@ import pandas as pd
 import psutil
 import pytest
 
-pytest.importorskip("distributed", reason="the Dask extra (trainpipe[dask]) is not installed")
+import distributed  # noqa: F401  the Dask extra (trainpipe[dask]): make setup installs it
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

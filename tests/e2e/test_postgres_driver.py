@@ -7,7 +7,6 @@ not the machine, made the difference.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -75,8 +74,6 @@ def test_team_up_without_the_driver_names_the_extra(tmp_path):
     assert not (tmp_path / "team" / "team.json").exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("psycopg") is None, reason="psycopg is not installed here "
-                    "(pip install 'trainpipe[postgres]'): the control needs it")
 def test_control_the_same_driver_check_passes_without_the_hook():
     check = f"from trainpipe.tracking.dburl import require_driver; require_driver({PG_URL!r}, 'tuning.storage'); print('ok')"
     hidden = subprocess.run([sys.executable, "-c", HIDE_DRIVER + check], capture_output=True, text=True, timeout=60)

@@ -67,7 +67,7 @@ def browser(tmp_path_factory):
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         problem = _install()
         if problem or not (shutil.which("chromium") and shutil.which("chromedriver")):
-            pytest.skip(f"headless Chromium is not installed (Debian packages {', '.join(PACKAGES)}) and this "
+            pytest.fail(f"headless Chromium is not installed (Debian packages {', '.join(PACKAGES)}) and this "
                         f"machine cannot install it: {problem or 'the packages gave no chromium/chromedriver'}")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -141,7 +141,7 @@ def test_stage_train_under_sigterm_exits_143_and_running_it_again_completes(long
 
 def test_ctrl_c_during_torch_training_exits_130_marks_the_run_killed_and_resume_completes(data_dir, store, tmp_path):
     """SIGINT inside the torch loop, whose own SIGTERM handler is active meanwhile: the two compose."""
-    pytest.importorskip("torch")
+    import torch  # noqa: F401
     doc = {"name": "churn-mlp", "task": "binary", "store": str(store),
            "data": {"path": str(data_dir / "churn.csv"), "target": "churn", "id_column": "customer_id"},
            "model": {"type": "torch_mlp", "params": {"epochs": 2, "hidden_dims": [8], "batch_size": 128}},

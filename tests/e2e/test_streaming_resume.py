@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-torch = pytest.importorskip("torch")
+import torch as torch
 
 from tests.e2e import step_hooks
 from tests.e2e.test_torch_resume import _cli, _paused, assert_same_result

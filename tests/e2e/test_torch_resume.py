@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-torch = pytest.importorskip("torch")
+import torch as torch
 
 from tests.e2e import step_hooks
 from trainpipe.engine.checkpoint import CheckpointStore

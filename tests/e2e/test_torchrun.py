@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-torch = pytest.importorskip("torch")
-psutil = pytest.importorskip("psutil")
+import torch as torch
+import psutil as psutil
 
 from tests.e2e import step_hooks
 from trainpipe.config import load_config

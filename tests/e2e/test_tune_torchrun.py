@@ -21,8 +21,8 @@ import optuna
 import pytest
 import yaml
 
-pytest.importorskip("torch")
-psutil = pytest.importorskip("psutil")
+import torch  # noqa: F401
+import psutil as psutil
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 from sklearn.metrics import roc_auc_score
 
-pytest.importorskip("distributed", reason="the Dask extra (trainpipe[dask]) is not installed")
+import distributed  # noqa: F401  the Dask extra (trainpipe[dask]): make setup installs it
 
 from trainpipe.engine.config import DaskConfig, DistributedConfig
 from trainpipe.errors import ConfigError

@@ -35,7 +35,7 @@ def ratings():
     try:
         frame = movielens_100k()
     except MissingDependency as exc:
-        pytest.skip(f"{exc.message} (make setup installs it)")
+        pytest.fail(f"{exc.message} (make setup installs it)")
     return frame[frame["userId"] <= USERS]
 
 

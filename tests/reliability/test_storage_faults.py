@@ -36,7 +36,7 @@ def can_mount(tmp_path_factory) -> None:
     try:
         mount("-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe))
     except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {exc}")
+        pytest.fail(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {exc}")
     subprocess.run(["umount", str(probe)], check=True)
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
-psutil = pytest.importorskip("psutil")
+import torch  # noqa: F401
+import psutil as psutil
 
 pytestmark = pytest.mark.slow
 

@@ -55,7 +55,7 @@ def team() -> Team:
 
     reason = _unavailable()
     if reason:
-        pytest.skip(reason)
+        pytest.fail(reason)
     folder = Path(tempfile.mkdtemp(prefix="tp-team-", dir="/tmp"))  # pytest's tmp folders are 0700: not for postgres
     folder.chmod(0o711)
     settings = TeamSettings(folder, pg_port=_free_port(), mlflow_port=_free_port(), workers=1)
@@ -64,7 +64,7 @@ def team() -> Team:
     except ServiceError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         if exc.message.startswith("apt-get"):
-            pytest.skip(f"PostgreSQL could not be installed: {exc.message}")
+            pytest.fail(f"PostgreSQL could not be installed: {exc.message}")
         raise
     try:
         yield Team(folder, doc["tracking_uri"], doc["optuna_storage"], Path(doc["pgpass"]), settings.pg_port,

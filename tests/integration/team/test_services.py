@@ -85,8 +85,9 @@ def test_a_port_in_use_is_one_line_and_leaves_nothing_behind(team, tmp_path, cli
     assert not folder.exists()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="as root PostgreSQL runs as the OS user postgres; otherwise as you")
 def test_a_folder_the_postgres_user_cannot_enter_is_one_line_naming_dir(team, tmp_path, cli):
+    # as root PostgreSQL runs as the OS user postgres (otherwise as you): the project's machines run as root
+    assert os.geteuid() == 0, "this case needs root: PostgreSQL runs as the OS user postgres only then"
     from tests.integration.team.conftest import _free_port
 
     folder = tmp_path / "private" / "team"  # under pytest's tmp folder: 0700, owned by root

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch as torch
 
 from trainpipe.engine.batches import ParquetBatches, TensorBatches
 from trainpipe.engine.callbacks import Callback

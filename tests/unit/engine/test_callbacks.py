@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch as torch
 
 from trainpipe.engine.batches import TensorBatches
 from trainpipe.engine.callbacks import load_callbacks

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch as torch
 
 from trainpipe.engine.checkpoint import CheckpointMismatch, CheckpointStore
 from trainpipe.engine.state import RngBundle

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch as torch
 
 from trainpipe.engine.distributed import Distributed, resolve_backend, window_shares
 

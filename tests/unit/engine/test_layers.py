@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch as torch
 
 from trainpipe.engine.layers import PackedDropout
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch as torch
 
 from trainpipe.engine.batches import TensorBatches, as_tensor
 from trainpipe.engine.callbacks import Callback

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch as torch
 
 from trainpipe.engine.batches import TensorBatches
 from trainpipe.engine.checkpoint import CheckpointMismatch, CheckpointStore

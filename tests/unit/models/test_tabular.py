@@ -30,7 +30,7 @@ def test_an_empty_hidden_dims_is_a_linear_model_and_allowed():
     TorchMLPFamily.check_config({"hidden_dims": []}, None, "binary")
 
 
-torch = pytest.importorskip("torch")
+import torch as torch
 
 
 # -- training paths the docs promise: bf16 autocast, torch.compile, early stopping at its patience -------------

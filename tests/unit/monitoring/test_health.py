@@ -110,7 +110,7 @@ def test_a_health_event_becomes_a_deduplicable_alert():
 
 
 def test_a_diverging_torch_fit_raises_health_events_through_the_engine_callbacks():
-    torch = pytest.importorskip("torch")
+    import torch as torch
     from trainpipe.engine.batches import TensorBatches
     from trainpipe.engine.config import EngineParams
     from trainpipe.engine.callbacks import EpochValues
@@ -136,7 +136,7 @@ def test_a_diverging_torch_fit_raises_health_events_through_the_engine_callbacks
 
 
 def test_a_booster_reports_per_round_into_the_same_checks():
-    pytest.importorskip("xgboost")
+    import xgboost  # noqa: F401
     from sklearn.datasets import load_breast_cancer
     from sklearn.model_selection import train_test_split
 
