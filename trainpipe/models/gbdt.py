@@ -7,18 +7,13 @@ us pass NaN and float32 matrices without copies.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from trainpipe.engine.callbacks import IterationWatch, WatchSpec
-from trainpipe.errors import BudgetExceeded, MissingDependency, ModelError
-
-if TYPE_CHECKING:
-    from trainpipe.monitoring.cost import BudgetStop
+from trainpipe.errors import MissingDependency, ModelError
 from trainpipe.models.base import (
     FitContext,
     FitResult,
@@ -28,6 +23,8 @@ from trainpipe.models.base import (
     predict_from_proba,
     probabilities_from_binary,
 )
+
+from trainpipe.models.gbdt_rounds import RoundProgress, fit_result, metric_key, per_round, round_watch, watch_validation
 
 TREE_NEEDS = PreprocessingNeeds(tree_model=True, handles_missing=True, native_categoricals="available")
 
@@ -117,121 +114,6 @@ def check_lightgbm_params(params: dict[str, Any]) -> None:
     del lgb
 
 
-# -- shared by both boosters (plain functions: composition, not a base class) --------------------
-# The boosters' metric names → trainpipe's (evaluation/metrics.py), so a per-iteration value and evaluate's final
-# one have one name (validation_log_loss, not validation_logloss / validation_binary_logloss). Others pass through.
-METRIC_NAMES = {"logloss": "log_loss", "mlogloss": "log_loss", "binary_logloss": "log_loss",
-                "multi_logloss": "log_loss", "cross_entropy": "log_loss", "auc": "roc_auc", "aucpr": "pr_auc",
-                "average_precision": "pr_auc", "rmse": "rmse", "l2_root": "rmse", "l2": "mse", "mse": "mse",
-                "l1": "mae", "mae": "mae", "mape": "mape", "error": "error_rate", "binary_error": "error_rate",
-                "merror": "error_rate", "multi_error": "error_rate"}
-HIGHER_IS_BETTER = ("roc_auc", "pr_auc", "ndcg", "map")
-
-
-def metric_key(split: str, library_metric: str) -> str:
-    """`validation_log_loss` for xgboost's (validation, logloss) or LightGBM's (validation, binary_logloss)."""
-    return f"{split}_{METRIC_NAMES.get(library_metric, library_metric)}"
-
-
-def _fit_result(log: dict, best: int | None, rounds_kept: int, rounds_asked: int) -> FitResult:
-    """rounds_kept: the booster's own count, for a fit that watched nothing (else the rounds the history shows: a
-    booster cut back to its best round by early stopping holds fewer)."""
-    history = {metric_key(split, metric): [float(v) for v in values]
-               for split, metrics in log.items() for metric, values in metrics.items()}
-    rounds = len(next(iter(history.values()))) if history else rounds_kept
-    return FitResult(history=history, best_iteration=best, iterations=rounds, stopped_early=rounds < rounds_asked)
-
-
-class RoundProgress:
-    """Per-round progress of a booster on a terminal: rounds done of n_estimators, the first validation metric
-    and its best so far, and the ETA (engine/progress.py LiveLine; throttled, so a round costs a clock read)."""
-
-    def __init__(self, enabled: bool, family: str, rounds: int):
-        from trainpipe.engine.progress import LiveLine
-
-        self.line = LiveLine(enabled, f"{family} round", rounds)
-        self.best: tuple[float, int] | None = None
-
-    def __call__(self, round_: int, values: dict[str, float]) -> None:
-        key = next((k for k in values if k.startswith("validation_")), None)
-        if key is not None:
-            value = values[key]
-            higher = key.removeprefix("validation_") in HIGHER_IS_BETTER
-            if self.best is None or (value > self.best[0] if higher else value < self.best[0]):
-                self.best = (value, round_)
-        if self.line.due():
-            text = "" if key is None or self.best is None else (f"{key} {values[key]:.5g}  best {self.best[0]:.5g} "
-                                                                f"(round {self.best[1] + 1})")
-            self.line.update(round_ + 1, text)
-
-    def close(self) -> None:
-        self.line.close()
-
-
-THROUGHPUT_WINDOW_S = 1.0  # rows/s of the boosters over at least this long: one round of a small model is noise
-
-
-class RoundWatch:
-    """The fit's watcher (health checks) fed per boosting round with the round's values, and with the rows per
-    second (training rows × rounds over their seconds: building the trees and evaluating the watched sets)
-    whenever THROUGHPUT_WINDOW_S has passed; rounds of milliseconds measured one by one differ 50-fold from
-    scheduling noise alone, which would make the throughput check cry wolf."""
-
-    def __init__(self, watch: IterationWatch, rows: int):
-        self.watch, self.rows = watch, rows
-        self._since, self._rounds = time.perf_counter(), 0
-
-    def __call__(self, round_: int, values: dict[str, float]) -> None:
-        self._rounds += 1
-        elapsed = time.perf_counter() - self._since
-        speed = None
-        if elapsed >= THROUGHPUT_WINDOW_S:
-            speed = self.rows * self._rounds / elapsed
-        self.watch.observe(round_, values, speed)
-        if speed is not None:
-            self._since, self._rounds = time.perf_counter(), 0  # the watcher's own time is not the booster's
-
-
-def round_watch(context: FitContext | None, metric: str | list[str], train_metrics: bool, rows: int) -> RoundWatch | None:
-    """The per-round watcher a fit's context asks for, told what the booster stops on (a list: the first)."""
-    if context is None or context.watch is None:
-        return None
-    name = metric if isinstance(metric, str) else metric[0]
-    monitor = metric_key("validation", name)
-    higher = monitor.removeprefix("validation_") in HIGHER_IS_BETTER
-    loss = metric_key("train", name) if train_metrics and not higher else monitor  # a loss to stall on
-    return RoundWatch(context.watch(WatchSpec(monitor=monitor, mode="max" if higher else "min", loss=loss,
-                                              grad_norm="", unit="round")), rows)
-
-
-def watch_validation(early_stopping_rounds: int | None, reads_rounds: bool, train_metrics: bool) -> bool:
-    """Whether the booster evaluates the validation set every round: only when something needs the values (early
-    stopping, a tuner's pruning, the progress line) or the user asked for per-round curves (`training.train_metrics`).
-    Otherwise it is pure cost (1-1.5 s of 200 rounds on 150k validation rows), and evaluate scores validation once.
-    The health checks watch what is evaluated anyway (and the throughput): they never add this cost."""
-    return bool(early_stopping_rounds) or reads_rounds or train_metrics
-
-
-def _on_round(report: ReportFn | None, progress: RoundProgress | None, watch: RoundWatch | None = None,
-              budget: Callable[[], BudgetStop | None] | None = None) -> ReportFn | None:
-    """One per-round function for the boosters' callbacks: progress, the watcher, then the tuner's report (True:
-    stop), then the run's budget (raises BudgetExceeded between two rounds)."""
-    if report is None and progress is None and watch is None and budget is None:
-        return None
-
-    def on_round(round_: int, values: dict[str, float]) -> bool:
-        if progress is not None:
-            progress(round_, values)
-        if watch is not None:
-            watch(round_, values)
-        if budget is not None and (stop := budget()) is not None:
-            raise BudgetExceeded(f"{stop.message}: training stopped after boosting round {round_ + 1} (boosters "
-                                 "keep no checkpoint: a resume trains again)", key=stop.key)
-        return bool(report(round_, values)) if report is not None else False
-
-    return on_round
-
-
 def _dask(context: FitContext | None, report: ReportFn | None) -> Any:
     """`training.distributed.dask` when this fit goes to a Dask cluster (models/gbdt_dask.py), else None."""
     dask = context.distributed.dask if context is not None and context.distributed is not None else None
@@ -311,7 +193,7 @@ class XGBoostFamily:
                                                              train_metrics=train_metrics, config=dask)
             self.booster.set_param({"nthread": self.threads})  # evaluate and predict run here, in one process
             self.best_iteration = getattr(self.booster, "best_iteration", None) if early_stopping_rounds else None
-            return _fit_result(rounds_log, self.best_iteration, self.booster.num_boosted_rounds(), rounds)
+            return fit_result(rounds_log, self.best_iteration, self.booster.num_boosted_rounds(), rounds)
         xgb = _import("xgboost", "xgboost-cpu")
         columns = native_columns(context)
         # The booster keeps the feature types in its saved model: predict needs nothing more (inplace_predict).
@@ -331,7 +213,7 @@ class XGBoostFamily:
         progress = RoundProgress(True, self.name, rounds) if context is not None and context.verbose else None
         stops_on = params["eval_metric"] if isinstance(params["eval_metric"], str) else params["eval_metric"][-1]
         watch = round_watch(context, stops_on, train_metrics, int(dtrain.num_row()))  # xgboost stops on the last metric
-        on_round = _on_round(report, progress, watch, context.budget if context is not None else None)
+        on_round = per_round(report, progress, watch, context.budget if context is not None else None)
         evals = [(dtrain, "train")] if train_metrics else []
         if watch_validation(early_stopping_rounds, report is not None or progress is not None, train_metrics):
             evals.append((dval(), "validation"))
@@ -350,7 +232,7 @@ class XGBoostFamily:
             if progress is not None:
                 progress.close()
         self.best_iteration = getattr(self.booster, "best_iteration", None) if early_stopping_rounds else None
-        return _fit_result(log, self.best_iteration, self.booster.num_boosted_rounds(), rounds)
+        return fit_result(log, self.best_iteration, self.booster.num_boosted_rounds(), rounds)
 
     def _raw(self, X: np.ndarray) -> Any:
         # inplace_predict reads the array directly: no DMatrix built per call (it was most of a small batch's time).
@@ -473,7 +355,7 @@ class LightGBMFamily:
                                                               config=dask)
             best = self.booster.best_iteration - 1 if early_stopping_rounds and self.booster.best_iteration else None
             self.best_iteration = best
-            return _fit_result(rounds_log, best, self.booster.current_iteration(), rounds)
+            return fit_result(rounds_log, best, self.booster.current_iteration(), rounds)
         lgb = _import("lightgbm", "lightgbm")
         params = self._native_params()
         # The saved model records the categorical columns: predict needs nothing more.
@@ -482,7 +364,7 @@ class LightGBMFamily:
         rounds = int(self.params["n_estimators"])
         progress = RoundProgress(True, self.name, rounds) if context is not None and context.verbose else None
         watch = round_watch(context, params["metric"], train_metrics, len(y))
-        on_round = _on_round(report, progress, watch, context.budget if context is not None else None)
+        on_round = per_round(report, progress, watch, context.budget if context is not None else None)
         valid_sets, valid_names = ([train], ["train"]) if train_metrics else ([], [])
         if watch_validation(early_stopping_rounds, report is not None or progress is not None, train_metrics):
             valid_sets.append(lgb.Dataset(X_val, label=y_val, reference=train))
@@ -507,7 +389,7 @@ class LightGBMFamily:
                 progress.close()
         best = self.booster.best_iteration - 1 if early_stopping_rounds and self.booster.best_iteration else None
         self.best_iteration = best
-        return _fit_result(log, best, self.booster.current_iteration(), rounds)
+        return fit_result(log, best, self.booster.current_iteration(), rounds)
 
     def _raw(self, X: np.ndarray) -> Any:
         iteration = None if self.best_iteration is None else self.best_iteration + 1

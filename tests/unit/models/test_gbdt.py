@@ -6,7 +6,7 @@ import pytest
 
 from tests.unit.models.test_contract import make_data
 from trainpipe.models import ModelConfig, build_family
-from trainpipe.models.gbdt import RoundProgress, metric_key
+from trainpipe.models.gbdt_rounds import RoundProgress, metric_key
 
 
 def test_library_metric_names_become_trainpipe_names():
@@ -72,7 +72,7 @@ def test_a_boosters_rounds_reach_the_fit_contexts_watcher_with_throughput_per_wi
     import numpy as np
     from sklearn.datasets import load_breast_cancer
 
-    from trainpipe.models import gbdt
+    from trainpipe.models import gbdt_rounds
     from trainpipe.models.base import FitContext
 
     X, y = load_breast_cancer(return_X_y=True)
@@ -90,7 +90,7 @@ def test_a_boosters_rounds_reach_the_fit_contexts_watcher_with_throughput_per_wi
         made.append(Recording(spec))
         return made[-1]
 
-    monkeypatch.setattr(gbdt, "THROUGHPUT_WINDOW_S", 0.0)  # every round closes a window: a rate each round
+    monkeypatch.setattr(gbdt_rounds, "THROUGHPUT_WINDOW_S", 0.0)  # every round closes a window: a rate each round
     model = build_family(ModelConfig(type=family, params={"n_estimators": 5}), "binary", 2, 0, 1)
     model.fit(X[:400], y[:400], X[400:], y[400:], train_metrics=True, context=FitContext(watch=factory))
     (watch,) = made
@@ -99,7 +99,7 @@ def test_a_boosters_rounds_reach_the_fit_contexts_watcher_with_throughput_per_wi
     assert [r for r, _, _ in watch.seen] == [0, 1, 2, 3, 4]
     assert all({"train_log_loss", metric} <= set(v) and speed > 0 for _, v, speed in watch.seen)
 
-    monkeypatch.setattr(gbdt, "THROUGHPUT_WINDOW_S", 3600.0)  # no window closes in a short fit: no rate at all
+    monkeypatch.setattr(gbdt_rounds, "THROUGHPUT_WINDOW_S", 3600.0)  # no window closes in a short fit: no rate at all
     made.clear()
     model.fit(X[:400], y[:400], X[400:], y[400:], context=FitContext(watch=factory))
     assert made[0].spec.loss == metric and all(speed is None for _, _, speed in made[0].seen)
