@@ -69,7 +69,7 @@ def prepare(name: str, folder: Path) -> Path | None:
 
 def evaluate(path: Path, name: str, family: str, encoding: str, seed: int, store: Path) -> dict:
     from trainpipe.config import config_from_dict
-    from trainpipe.pipeline.run import run_pipeline
+    from trainpipe.pipeline.driver import run_pipeline
     from trainpipe.store import Store
 
     _, _, task, target, _, _ = TABLES[name]

@@ -75,7 +75,7 @@ def main() -> None:
     from trainpipe.config import config_from_dict
     from trainpipe.data.features import transform
     from trainpipe.tools.datasets import synthetic_churn
-    from trainpipe.pipeline.run import run_pipeline
+    from trainpipe.pipeline.driver import run_pipeline
     from trainpipe.registry.predict import load_packaged, predict_file
     from trainpipe.store import Store
 

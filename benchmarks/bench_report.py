@@ -59,7 +59,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
     from trainpipe.tools.datasets import numeric_binary
-    from trainpipe.pipeline.run import run_pipeline
+    from trainpipe.pipeline.driver import run_pipeline
     from trainpipe.reports.build import write_report
     from trainpipe.reports.tracked import this_process
     from trainpipe.store import Store

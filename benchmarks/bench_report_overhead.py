@@ -66,7 +66,7 @@ def config(kind: str, data: Path, store: Path, on: bool | frozenset[str]):
 
 
 def run_once(kind: str, data: Path, store: Path, on: bool | frozenset[str]) -> float:
-    from trainpipe.pipeline.run import run_pipeline
+    from trainpipe.pipeline.driver import run_pipeline
     from trainpipe.store import Store
 
     cfg = config(kind, data, store, on)

@@ -136,7 +136,7 @@ def child(config_file: str, out_file: str) -> None:
 
     from trainpipe.config import config_from_dict
     from trainpipe.pipeline import stages
-    from trainpipe.pipeline.run import run_pipeline
+    from trainpipe.pipeline.driver import run_pipeline
     from trainpipe.store import Store
 
     import mlflow  # noqa: F401  (imported by the run anyway: counted in the import baseline)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from trainpipe.config import config_from_dict
 from trainpipe.errors import TrainpipeError
-from trainpipe.pipeline.run import run_pipeline
+from trainpipe.pipeline.driver import run_pipeline
 from trainpipe.store import Store
 
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from trainpipe.config import config_from_dict
-from trainpipe.pipeline.run import run_pipeline
+from trainpipe.pipeline.driver import run_pipeline
 from trainpipe.store import Store
 from trainpipe.tools.datasets import breast_cancer
 

@@ -22,7 +22,7 @@ import pytest
 
 from trainpipe.config import config_from_dict
 from trainpipe.registry.packaging import tree_sha256
-from trainpipe.pipeline.run import run_pipeline
+from trainpipe.pipeline.driver import run_pipeline
 from trainpipe.registry.client import SHA_TAG, Registry
 from trainpipe.store import Store
 from trainpipe.tracking.config import TrackingConfig

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.e2e import step_hooks
 from trainpipe.config import config_from_dict
-from trainpipe.pipeline.run import run_pipeline
+from trainpipe.pipeline.driver import run_pipeline
 from trainpipe.store import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -28,7 +28,7 @@ import psutil as psutil
 
 from tests.e2e import step_hooks
 from trainpipe.config import load_config
-from trainpipe.pipeline.run import run_one_stage
+from trainpipe.pipeline.driver import run_one_stage
 from trainpipe.store import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from trainpipe.config import config_from_dict
 from trainpipe.errors import BudgetExceeded
-from trainpipe.pipeline.run import run_pipeline
+from trainpipe.pipeline.driver import run_pipeline
 from trainpipe.store import Store
 
 

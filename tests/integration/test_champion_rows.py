@@ -17,7 +17,7 @@ import pytest
 
 from trainpipe.config import config_from_dict
 from trainpipe.errors import GateFailed
-from trainpipe.pipeline.run import run_pipeline
+from trainpipe.pipeline.driver import run_pipeline
 from trainpipe.store import Store
 
 

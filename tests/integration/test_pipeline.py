@@ -16,7 +16,7 @@ from rich.console import Console
 
 from trainpipe.config import config_from_dict
 from trainpipe.errors import RunError
-from trainpipe.pipeline.run import run_one_stage, run_pipeline
+from trainpipe.pipeline.driver import run_one_stage, run_pipeline
 from trainpipe.cli.render import stage_line
 from trainpipe.pipeline.run_folder import file_digests
 from trainpipe.store import Store

@@ -9,7 +9,7 @@ import pytest
 
 from trainpipe.config import config_from_dict
 from trainpipe.errors import DataError, RegistryError
-from trainpipe.pipeline.run import run_pipeline
+from trainpipe.pipeline.driver import run_pipeline
 from trainpipe.registry.predict import predict_file
 from trainpipe.store import Store
 

@@ -18,7 +18,7 @@ import pytest
 from trainpipe.config import config_from_dict
 from trainpipe.errors import RegistryError
 from trainpipe.registry.packaging import tree_sha256
-from trainpipe.pipeline.run import run_one_stage, run_pipeline
+from trainpipe.pipeline.driver import run_one_stage, run_pipeline
 from trainpipe.registry.predict import resolve
 from trainpipe.registry.client import AUDIT_PREFIX, SHA_TAG, Registry
 from trainpipe.store import Store

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from trainpipe.config import config_from_dict
-from trainpipe.pipeline.run import run_pipeline
+from trainpipe.pipeline.driver import run_pipeline
 from trainpipe.store import Store
 from trainpipe.tools.datasets import synthetic_churn
 

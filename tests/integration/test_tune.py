@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from trainpipe.config import config_from_dict
-from trainpipe.pipeline.run import run_pipeline
+from trainpipe.pipeline.driver import run_pipeline
 from trainpipe.store import Store
 
 TINY = {

@@ -61,7 +61,7 @@ def prepare(
         from trainpipe.errors import ConfigError
         from trainpipe.orchestration.trigger import check_trigger_overrides, run_id_for
         from trainpipe.pipeline.stages import active_stages
-        from trainpipe.pipeline.run import preflight
+        from trainpipe.pipeline.driver import preflight
 
         overrides = list(set_ or [])
         check_trigger_overrides(overrides)

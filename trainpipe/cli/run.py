@@ -32,7 +32,7 @@ def run(
     def body(console: Console) -> dict:
         from trainpipe.config import load_config
         from trainpipe.errors import ConfigError
-        from trainpipe.pipeline.run import run_pipeline
+        from trainpipe.pipeline.driver import run_pipeline
 
         if config is None and not resume:
             raise ConfigError("run: give a pipeline YAML file (or --resume RUN_ID)", key="config")

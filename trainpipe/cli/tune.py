@@ -40,7 +40,7 @@ def tune(
 
     def body(console: Console) -> dict:
         from trainpipe.config import load_config
-        from trainpipe.pipeline.run import run_pipeline
+        from trainpipe.pipeline.driver import run_pipeline
 
         overrides = list(set_ or []) + ["tuning.enabled=true"]
         for key, value in (("n_trials", trials), ("timeout", timeout), ("workers", workers),

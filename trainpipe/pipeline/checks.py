@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def check_config_and_data(config: PipelineConfig) -> dict:
-    from trainpipe.pipeline.run import preflight
+    from trainpipe.pipeline.driver import preflight
 
     preflight(config)
     frame, files = read_table(config.data)

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from trainpipe.config import PipelineConfig
 from trainpipe.errors import Preempted, TrainpipeError
-from trainpipe.pipeline.run import Run, run_one_stage
+from trainpipe.pipeline.driver import run_one_stage
+from trainpipe.pipeline.run import Run
 from trainpipe.stages import train
 from trainpipe.stages.context import StageContext
 from trainpipe.store import Store

@@ -107,7 +107,7 @@ def test_a_failed_gate_is_mailed_over_starttls_as_gate_failed_and_runs_watch_exi
     from trainpipe.cli import app
     from trainpipe.config import config_from_dict
     from trainpipe.errors import GateFailed
-    from trainpipe.pipeline.run import run_pipeline
+    from trainpipe.pipeline.driver import run_pipeline
     from trainpipe.store import Store
 
     for name, value in SMTP_ENV.items():
@@ -131,7 +131,7 @@ def test_a_failed_gate_is_mailed_over_starttls_as_gate_failed_and_runs_watch_exi
 
 def test_a_dead_webhook_is_logged_once_and_the_run_completes(bc_config, store, dead_port, monkeypatch, caplog):
     from trainpipe.config import config_from_dict
-    from trainpipe.pipeline.run import run_pipeline
+    from trainpipe.pipeline.driver import run_pipeline
     from trainpipe.store import Store
 
     monkeypatch.setenv(WEBHOOK_ENV, f"http://127.0.0.1:{dead_port}/hook")

@@ -11,7 +11,7 @@ import pytest
 from trainpipe.config import config_from_dict
 from trainpipe.errors import GateFailed, ValidationFailed
 from trainpipe.pipeline import run as pipeline_run
-from trainpipe.pipeline.run import run_pipeline
+from trainpipe.pipeline.driver import run_pipeline
 from trainpipe.stages.context import StageResult
 from trainpipe.store import Store
 
