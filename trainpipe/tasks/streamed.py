@@ -220,7 +220,7 @@ class StreamedTabularTask(TabularTask):
     def evaluate(self, run: RunView) -> Evaluation:
         if not self.streams(run):
             return super().evaluate(run)
-        from trainpipe.evaluation.metrics import measure_latency, metrics_from_scores
+        from trainpipe.evaluation.metrics import metrics_from_scores
         from trainpipe.models import load_family
 
         config = self.config
@@ -233,20 +233,9 @@ class StreamedTabularTask(TabularTask):
             y = np.load(run.upstream("features") / f"y_{split}.npy")
             metrics[split], details[split] = metrics_from_scores(config.task, y, scores[split], n_classes,
                                                                  config.evaluation)
-        name, direction = self.primary_metric()
-        (run.stage_dir / "details.json").write_text(json.dumps({"classes": labels["classes"], **details}, indent=2))
-        np.save(run.stage_dir / "test_scores.npy", scores["test"])
-        first = next(self.matrix(run, "test").chunks(), None)
-        latency = measure_latency(model, first[0], config.task, config.evaluation.latency_batch_rows,
-                                  config.evaluation.latency_batches) if first is not None else {}
-        (run.stage_dir / "latency.json").write_text(json.dumps(latency, indent=2))
-        flat = {f"{split}_{k}": v for split, values in metrics.items() for k, v in values.items()}
-        flat.update(latency)
-        return Evaluation(metrics, TaskOutput(
-            outputs={"details": "details.json", "test_scores": "test_scores.npy", "latency": "latency.json"},
-            artifacts=["details.json", "latency.json"], metrics=flat,
-            summary={"primary_metric": name, "direction": direction, "streamed": True,
-                     "validation": metrics["validation"].get(name), "test": metrics["test"].get(name)}))
+        first = next(self.matrix(run, "test").chunks(), None)  # latency on the first test chunk
+        return self.record_evaluation(run, metrics, details, labels["classes"], scores["test"], model,
+                                      first[0] if first is not None else None, streamed=True)
 
     # -- gate, register --------------------------------------------------------------------------
     def _split_frames(self, split: str, columns: list[str] | None = None) -> Iterator[tuple[int, pd.DataFrame]]:

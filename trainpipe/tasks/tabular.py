@@ -178,7 +178,7 @@ class TabularTask:
     def evaluate(self, run: RunView) -> Evaluation:
         """Metrics on validation and test, curves and confusion matrices, test scores (for the gate: slices and the
         champion score the same rows without predicting again) and latency."""
-        from trainpipe.evaluation.metrics import measure_latency, metrics_from_scores, model_scores
+        from trainpipe.evaluation.metrics import metrics_from_scores, model_scores
         from trainpipe.models import load_family
 
         config = self.config
@@ -191,19 +191,27 @@ class TabularTask:
             scores[split] = model_scores(config.task, model, data[f"X_{split}"])
             metrics[split], details[split] = metrics_from_scores(config.task, data[f"y_{split}"], scores[split],
                                                                  n_classes, config.evaluation)
+        return self.record_evaluation(run, metrics, details, labels["classes"], scores["test"], model, data["X_test"])
+
+    def record_evaluation(self, run: RunView, metrics: dict, details: dict, classes: list, test_scores: np.ndarray,
+                          model: Any, latency_rows: np.ndarray | None, **summary: Any) -> Evaluation:
+        """evaluate's files (details, the test scores the gate compares, latency on `latency_rows`) and result;
+        shared by the in-memory and streamed tables."""
+        from trainpipe.evaluation.metrics import measure_latency
+
+        config = self.config
         name, direction = self.primary_metric()
-        (run.stage_dir / "details.json").write_text(json.dumps({"classes": labels["classes"], **details}, indent=2))
-        X_test = data["X_test"]
-        np.save(run.stage_dir / "test_scores.npy", scores["test"])
-        latency = measure_latency(model, X_test, config.task, config.evaluation.latency_batch_rows,
-                                  config.evaluation.latency_batches)
+        (run.stage_dir / "details.json").write_text(json.dumps({"classes": classes, **details}, indent=2))
+        np.save(run.stage_dir / "test_scores.npy", test_scores)
+        latency = (measure_latency(model, latency_rows, config.task, config.evaluation.latency_batch_rows,
+                                   config.evaluation.latency_batches) if latency_rows is not None else {})
         (run.stage_dir / "latency.json").write_text(json.dumps(latency, indent=2))
         flat = {f"{split}_{k}": v for split, values in metrics.items() for k, v in values.items()}
         flat.update(latency)
         return Evaluation(metrics, TaskOutput(
             outputs={"details": "details.json", "test_scores": "test_scores.npy", "latency": "latency.json"},
             artifacts=["details.json", "latency.json"], metrics=flat,
-            summary={"primary_metric": name, "direction": direction,
+            summary={"primary_metric": name, "direction": direction, **summary,
                      "validation": metrics["validation"].get(name), "test": metrics["test"].get(name)}))
 
     # -- gate ------------------------------------------------------------------------------------
