@@ -10,12 +10,32 @@ rolling back to it later).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 EVENTS_FILE = "events.jsonl"  # in the run folder: every event of the run, one JSON line each, in order
+
+
+def read_events(run_dir: Path) -> list[dict[str, Any]]:
+    """Every whole event of a run folder's events.jsonl, oldest first: a line being appended right now, or cut
+    short by a crash, is skipped (`runs watch` reads it again next time)."""
+    try:
+        text = (run_dir / EVENTS_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return []
+    found = []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            found.append(event)
+    return found
 
 Severity = Literal["info", "warning", "error"]
 EventKind = Literal["run_failed", "run_finished", "gate_failed", "champion_changed", "health", "drift",

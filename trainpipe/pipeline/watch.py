@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trainpipe.errors import RunError
-from trainpipe.monitoring.events import EVENTS_FILE
+from trainpipe.monitoring.events import read_events
 from trainpipe.stages.watching import LIVE_FILE
 from trainpipe.store import Store
 
@@ -29,21 +29,6 @@ def _json(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):  # not there yet, or (never: written by rename) half-written
         return None
-
-
-def read_events(run_dir: Path) -> list[dict[str, Any]]:
-    """Every whole line of events.jsonl (a line being appended right now is left for the next read)."""
-    try:
-        text = (run_dir / EVENTS_FILE).read_text(encoding="utf-8")
-    except OSError:
-        return []
-    found = []
-    for line in text.splitlines():
-        try:
-            found.append(json.loads(line))
-        except ValueError:
-            continue
-    return found
 
 
 class MetricsReader:

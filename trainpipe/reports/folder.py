@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from trainpipe.errors import RunError
-from trainpipe.monitoring.events import EVENTS_FILE
+from trainpipe.monitoring.events import read_events
 
 
 @dataclass
@@ -43,17 +43,7 @@ class RunFolder:
 
     def events(self) -> list[dict[str, Any]]:
         """The run's events, oldest first (a line cut short by a crash is skipped)."""
-        try:
-            text = (self.path / EVENTS_FILE).read_text(encoding="utf-8")
-        except OSError:
-            return []
-        events = []
-        for line in text.splitlines():
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                continue
-        return [e for e in events if isinstance(e, dict)]
+        return read_events(self.path)
 
     @property
     def run_id(self) -> str:
