@@ -49,7 +49,8 @@ class RunTracking:
             self._open()  # a server or database named by the user: fail now, before any work
 
     # -- the worker ------------------------------------------------------------------------
-    def _submit(self, fn: Callable, *args: Any, start: bool = True) -> None:
+    def _submit(self, fn: Callable, *args: Any, start: bool = True, after_errors: bool = False) -> None:
+        """Queue `fn(*args)` for the worker; `after_errors`: a cleanup that runs even after an earlier call failed."""
         if not self.enabled:
             return
         with self._submitting:
@@ -61,15 +62,15 @@ class RunTracking:
 
                 self._thread = threading.Thread(target=self._work, name="trainpipe-tracking", daemon=True)
                 self._thread.start()
-            self._queue.put((fn, args))
+            self._queue.put((fn, args, after_errors))
 
     def _work(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            fn, args = item
-            if self._error is None or getattr(fn, "after_errors", False):  # cleanups still run after a failure
+            fn, args, after_errors = item
+            if self._error is None or after_errors:
                 try:
                     fn(*args)
                 except BaseException as exc:  # reported to the main thread by check()/close()
@@ -90,7 +91,7 @@ class RunTracking:
             thread, self._thread = self._thread, None
             if thread is not None:
                 if self.owner is not None:  # this process stops working on the run: no heartbeat to judge
-                    self._queue.put((self._tag_owner, (None,)))
+                    self._queue.put((self._tag_owner, (None,), False))
                 self._queue.put(None)
         if thread is not None:
             thread.join()
@@ -259,9 +260,8 @@ class RunTracking:
         def stop() -> None:
             # Queued behind everything the stage logged, like the start: the stage does not wait for the join
             # and the flush (~20-40 ms per stage on this machine), and the run's end still comes after them.
-            self._submit(stop_now)
+            self._submit(stop_now, after_errors=True)  # the sampler thread must end either way
 
-        stop_now.after_errors = True  # type: ignore[attr-defined]  # the sampler thread must end either way
         self._submit(start)
         return stop
 
