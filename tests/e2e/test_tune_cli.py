@@ -44,13 +44,15 @@ def test_a_bad_search_space_is_one_line_and_exit_2(cli, write_config, bc_config)
 
 
 def trial_states(db) -> list[tuple[int, str, int]]:
-    """(number, state, has its parameters and worker) of every trial, read while the study runs."""
+    """(number, state, has all its parameters and its worker) of every trial, read while the study runs (Optuna
+    stores the parameters one by one as they are sampled: a kill between two would leave a trial half-sampled)."""
     if not db.exists():
         return []
     try:
         with sqlite3.connect(db, timeout=5) as connection:
             return connection.execute(
-                "SELECT number, state, (SELECT COUNT(*) FROM trial_params p WHERE p.trial_id = t.trial_id) > 0 AND "
+                "SELECT number, state, (SELECT COUNT(*) FROM trial_params p WHERE p.trial_id = t.trial_id) >= "
+                f"{len(SPACE)} AND "
                 "(SELECT COUNT(*) FROM trial_user_attributes a WHERE a.trial_id = t.trial_id AND a.key = 'worker') > 0 "
                 "FROM trials t ORDER BY number").fetchall()
     except sqlite3.OperationalError:  # tables not created yet
