@@ -92,8 +92,8 @@ def test_no_stage_module_branches_on_the_task():
 def test_help_imports_no_heavy_library(argv):
     code = ("import json, sys\n"
             f"sys.argv = ['trainpipe', *{argv!r}]\n"
-            "from trainpipe.cli import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "from trainpipe.cli import app\n"
+            "try:\n    app()\nexcept SystemExit:\n    pass\n"
             f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})), file=sys.stderr)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert "Usage" in proc.stdout, proc.stderr

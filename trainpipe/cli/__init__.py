@@ -14,6 +14,7 @@ import typer
 from trainpipe.cli.airflow import airflow_app
 from trainpipe.cli.init import init, schema_app
 from trainpipe.cli.models import models_app, predict
+from trainpipe.cli.process_exit import exit_now
 from trainpipe.cli.recommend import recommend
 from trainpipe.cli.report import report
 from trainpipe.cli.run import run, stage, validate
@@ -60,7 +61,11 @@ app.command()(report)  # cli/report.py
 
 
 def main() -> None:
-    app()
+    """The console script: the command, then a quick exit (cli/process_exit.py). In-process callers use `app()`."""
+    try:
+        app()
+    except SystemExit as stop:
+        exit_now(stop.code)
 
 
 if __name__ == "__main__":

@@ -175,18 +175,26 @@ def build_preprocessor(roles: dict[str, list[str]], config: FeaturesConfig, tree
                              verbose_feature_names_out=False), resolved
 
 
+def stateless(preprocessor: Any) -> bool:
+    """Whether every part of an (unfitted) ColumnTransformer passes its columns through unchanged: then it learns
+    nothing from the rows but their columns and dtypes."""
+    return getattr(preprocessor, "remainder", None) == "drop" and all(
+        isinstance(step, str) and step == "passthrough" for _, step, _ in preprocessor.transformers)
+
+
+def fit_on_rows(preprocessor: Any, frame: pd.DataFrame, rows: np.ndarray) -> Any:
+    """Fit on the training rows. A stateless preprocessor (all-numeric data for a tree model) is fitted on the first
+    training row: the same fitted object, without copying every training row first (~0.4 s on 700k x 32)."""
+    return preprocessor.fit(frame.iloc[rows[:1] if stateless(preprocessor) and len(rows) else rows])
+
+
 def passthrough_columns(preprocessor: Any) -> list[str] | None:
     """The input columns, in output order, when every part of a fitted ColumnTransformer passes its columns through
     unchanged (all-numeric data for a tree model); else None. Read from the parts as built (fitting replaces
     "passthrough" with an identity FunctionTransformer)."""
-    if not hasattr(preprocessor, "transformers_") or getattr(preprocessor, "remainder", None) != "drop":
+    if not hasattr(preprocessor, "transformers_") or not stateless(preprocessor):
         return None
-    columns: list[str] = []
-    for _, step, selected in preprocessor.transformers:
-        if not (isinstance(step, str) and step == "passthrough"):
-            return None
-        columns.extend(selected)
-    return columns
+    return [column for _, _, selected in preprocessor.transformers for column in selected]
 
 
 def transform(preprocessor: Any, frame: pd.DataFrame) -> np.ndarray:

@@ -116,7 +116,7 @@ class TabularTask:
         """Fit the ColumnTransformer on train only; save it and the transformed matrices."""
         import joblib
 
-        from trainpipe.data.features import LabelCoding, build_preprocessor, select_columns, transform
+        from trainpipe.data.features import LabelCoding, build_preprocessor, fit_on_rows, select_columns, transform
         from trainpipe.models import get_family
 
         config, frame, target = self.config, run.table(), self.target
@@ -127,7 +127,7 @@ class TabularTask:
         needs = get_family(config.model.type).needs
         preprocessor, resolved = build_preprocessor(roles, config.features, needs.tree_model, needs.handles_missing,
                                                     needs.categorical_codes, needs.native_categoricals)
-        preprocessor.fit(frame.iloc[parts["train"]])  # fitted on training rows only
+        fit_on_rows(preprocessor, frame, parts["train"])  # fitted on training rows only
 
         # One transform of the whole table, then numpy row gathers: cheaper than three DataFrame slices.
         coding = LabelCoding.fit(frame[target], config.task, config.data.positive_class)

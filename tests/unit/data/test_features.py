@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainpipe.data.features import (FeaturesConfig, LabelCoding, build_preprocessor, passthrough_columns,
+from trainpipe.data.features import (FeaturesConfig, LabelCoding, build_preprocessor, fit_on_rows, passthrough_columns,
                                      select_columns, transform)
 from trainpipe.errors import ConfigError
 
@@ -98,3 +98,24 @@ def test_a_column_without_any_value_is_dropped_and_listed_as_empty():
     assert roles["empty"] == ["nothing", "no_text"]
     assert "nothing" not in roles["numeric"] and "no_text" not in roles["categorical"]
     assert {"nothing", "no_text"} <= set(roles["dropped"])
+
+
+def test_a_stateless_preprocessor_fitted_on_one_training_row_equals_one_fitted_on_all_of_them():
+    data = pd.DataFrame({"a": [1.0, np.nan, 3.0, 4.0], "b": [0.5, 0.25, np.nan, 8.0], "y": [0, 1, 0, 1]})
+    rows = np.array([1, 2, 3])
+    roles = select_columns(data, FeaturesConfig(), exclude=["y"])
+    quick, _ = build_preprocessor(roles, FeaturesConfig(), tree_model=True, handles_missing=True)
+    full, _ = build_preprocessor(roles, FeaturesConfig(), tree_model=True, handles_missing=True)
+    fit_on_rows(quick, data, rows)
+    full.fit(data.iloc[rows])
+    assert list(quick.get_feature_names_out()) == list(full.get_feature_names_out())
+    assert np.array_equal(quick.transform(data), full.transform(data), equal_nan=True)
+    assert np.array_equal(transform(quick, data), transform(full, data), equal_nan=True)
+
+
+def test_a_preprocessor_that_learns_from_rows_is_fitted_on_every_training_row():
+    data = pd.DataFrame({"a": [1.0, 2.0, 3.0, 10.0], "y": [0, 1, 0, 1]})
+    roles = select_columns(data, FeaturesConfig(), exclude=["y"])
+    pre, _ = build_preprocessor(roles, FeaturesConfig(), tree_model=False, handles_missing=False)
+    fit_on_rows(pre, data, np.array([1, 2, 3]))
+    assert np.isclose(pre.named_transformers_["numeric"][-1].mean_[0], 5.0)  # rows 1-3, not row 1 alone
