@@ -3,7 +3,8 @@
 A block of users is scored against every item with one matrix product (into one reused buffer), the
 items each user saw before are set to -inf through the CSR's flat positions, and `torch.topk` keeps K
 per user, ties at the cut resolved exactly (lower item code first): memory is block × items, never
-users × items. Hits are found by binary search of (row, item) keys in the sorted relevant set, so no
+users × items. Dot-product scorers on a CPU with native bf16 go through an exact bf16 prefilter instead
+(evaluation/exact_top_k.py: a proven error bound, then float32 scores of the candidates only). Hits are found by binary search of (row, item) keys in the sorted relevant set, so no
 step loops over users in Python. evaluation/ranking_reference.py is the same definition written the
 plain way (a stable sort of each user's full row); tests hold the two to identical results.
 
@@ -23,19 +24,30 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from trainpipe.evaluation.exact_top_k import Bf16Items, bf16_is_native, block_top_k, dot_block_top_k, mask_seen
+
+PREFILTER_USERS = 32  # users per prefilter block: 32 × 100k float32 approximate scores = 12.8 MB, within L3
 ScoreFn = Callable[[np.ndarray], torch.Tensor]  # user codes (b,) -> float32 scores (b, n_items)
 
 
 class DotScorer:
     """Scores that are a product of user and item vectors, `U[users] @ Vᵀ` (the model, PureSVD, most-popular as
     a rank-1 product): `top_k` has it write each block into one reused buffer. A fresh (users × items) tensor per
-    block costs a page fault per 4 KiB of it (a 256 × 100k block is 100 MB), which the top-K itself does not."""
+    block costs a page fault per 4 KiB of it (a 256 × 100k block is 100 MB), which the top-K itself does not.
+    Where the CPU multiplies bf16 natively, `top_k` ranks through the exact bf16 prefilter instead
+    (evaluation/exact_top_k.py), with the same result."""
 
     def __init__(self, U: torch.Tensor, V: torch.Tensor) -> None:
         self.U, self.V = U.float().contiguous(), V.float().contiguous()
+        self._items16: Bf16Items | None = None
 
     def __call__(self, users: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
         return torch.mm(self.U[torch.from_numpy(np.asarray(users, dtype=np.int64))], self.V.T, out=out)
+
+    def items16(self) -> Bf16Items:
+        if self._items16 is None:
+            self._items16 = Bf16Items(self.U, self.V)
+        return self._items16
 
 
 def interaction_matrix(user: np.ndarray, item: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
@@ -47,72 +59,39 @@ def interaction_matrix(user: np.ndarray, item: np.ndarray, n_users: int, n_items
     return m
 
 
-def mask_seen(scores: torch.Tensor, seen: sp.csr_matrix | None) -> None:
-    """Set each row's seen items to -inf in place (one scatter through the CSR's flat positions); `seen` has one
-    row per score row."""
-    if seen is None or seen.nnz == 0:
-        return
-    n_items = scores.shape[1]
-    rows = np.repeat(np.arange(seen.shape[0], dtype=np.int64) * n_items, np.diff(seen.indptr))
-    flat = torch.from_numpy(rows + seen.indices.astype(np.int64))
-    if scores.is_contiguous():
-        scores.view(-1).index_fill_(0, flat, float("-inf"))
-    else:
-        scores.index_put_((flat // n_items, flat % n_items), torch.tensor(float("-inf")))
-
-
-def block_top_k(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k of each row: item codes (-1 for -inf scores) and scores, best first, ties by lower item code.
-
-    `torch.topk` keeps k + 1; a row whose k-th and (k+1)-th scores are equal has a tie at the cut, where which
-    of the tied items topk kept is unspecified: those rows (rare with learned scores, common with counts) are
-    redone exactly: every item above the k-th score, then the lowest codes among those equal to it. The k kept
-    are then ordered by (score descending, code ascending), the order a stable sort of the row gives."""
-    b, n = scores.shape
-    kk = min(k, n)
-    top = torch.topk(scores, min(kk + 1, n), dim=1)
-    values, index = top.values[:, :kk], top.indices[:, :kk]
-    if kk < n:
-        cut = top.values[:, kk - 1]
-        tied = torch.nonzero((cut == top.values[:, kk]) & torch.isfinite(cut)).flatten()
-        if len(tied):
-            rows, threshold = scores[tied], cut[tied, None]
-            above = rows > threshold
-            needed = kk - above.sum(dim=1, keepdim=True)
-            equal = rows == threshold
-            chosen = above | (equal & (torch.cumsum(equal, dim=1) <= needed))
-            codes = torch.nonzero(chosen)[:, 1].view(len(tied), kk)  # row-major: kk per row, codes ascending
-            index[tied] = codes
-            values[tied] = torch.gather(rows, 1, codes)
-    values_np, index_np = values.numpy().copy(), index.numpy().astype(np.int64)
-    order = np.lexsort((index_np, -values_np), axis=1)  # score descending, then code ascending
-    values_np = np.take_along_axis(values_np, order, axis=1)
-    index_np = np.take_along_axis(index_np, order, axis=1)
-    index_np[~np.isfinite(values_np)] = -1
-    return index_np, values_np
-
-
 def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None,
-          batch_users: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+          batch_users: int = 1024, prefilter: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k item codes (-1 where fewer than k unseen items exist) and scores, per user, best first (ties: lower
     item code first).
 
     Blocks of `batch_users` users: scores (a reused buffer for a `DotScorer`), the block's seen items masked,
-    `block_top_k`. `exclude` is indexed by user code (rows = all users)."""
+    `block_top_k`. A `DotScorer` goes through the exact bf16 prefilter in blocks of PREFILTER_USERS (the
+    approximate block stays in cache) where `prefilter` is True, or None and the CPU has native bf16; a block the
+    prefilter declines takes the float32 path. `exclude` is indexed by user code (rows = all users)."""
     n = len(users)
     items = np.full((n, k), -1, dtype=np.int64)
     scores_out = np.full((n, k), -np.inf, dtype=np.float32)
     buffer: torch.Tensor | None = None
-    for start in range(0, n, batch_users):
-        batch = users[start:start + batch_users]
-        if isinstance(score_fn, DotScorer):
-            if buffer is None:
-                buffer = torch.empty((min(batch_users, n), score_fn.V.shape[0]), dtype=torch.float32)
-            scores = score_fn(batch, out=buffer[:len(batch)])
+    use_prefilter = isinstance(score_fn, DotScorer) and (bf16_is_native() if prefilter is None else prefilter)
+    step = min(batch_users, PREFILTER_USERS) if use_prefilter else batch_users
+    for start in range(0, n, step):
+        batch = users[start:start + step]
+        seen = exclude[batch] if exclude is not None else None
+        found = None
+        if use_prefilter and isinstance(score_fn, DotScorer):
+            found = dot_block_top_k(score_fn.U.index_select(0, torch.from_numpy(np.asarray(batch, dtype=np.int64))), score_fn.V,
+                                    score_fn.items16(), k, seen)
+        if found is not None:
+            index, values = found
         else:
-            scores = score_fn(batch).float().contiguous()
-        mask_seen(scores, exclude[batch] if exclude is not None else None)
-        index, values = block_top_k(scores, k)
+            if isinstance(score_fn, DotScorer):
+                if buffer is None:
+                    buffer = torch.empty((min(step, n), score_fn.V.shape[0]), dtype=torch.float32)
+                scores = score_fn(batch, out=buffer[:len(batch)])
+            else:
+                scores = score_fn(batch).float().contiguous()
+            mask_seen(scores, seen)
+            index, values = block_top_k(scores, k)
         items[start:start + len(batch), :index.shape[1]] = index
         scores_out[start:start + len(batch), :index.shape[1]] = values
     return items, scores_out
