@@ -19,6 +19,7 @@ items / mean training popularity of all items (1: no bias toward popular items).
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
@@ -65,35 +66,66 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, exclude: sp.csr_matrix |
     item code first).
 
     Blocks of `batch_users` users: scores (a reused buffer for a `DotScorer`), the block's seen items masked,
-    `block_top_k`. A `DotScorer` goes through the exact bf16 prefilter in blocks of PREFILTER_USERS (the
-    approximate block stays in cache) where `prefilter` is True, or None and the CPU has native bf16; a block the
-    prefilter declines takes the float32 path. `exclude` is indexed by user code (rows = all users)."""
+    `block_top_k`. A `DotScorer` goes through the exact bf16 prefilter instead where `prefilter` is True, or None
+    and the CPU has native bf16 (`prefiltered_top_k`). `exclude` is indexed by user code (rows = all users)."""
+    if isinstance(score_fn, DotScorer) and (bf16_is_native() if prefilter is None else prefilter):
+        return prefiltered_top_k(score_fn, users, k, exclude)
     n = len(users)
     items = np.full((n, k), -1, dtype=np.int64)
     scores_out = np.full((n, k), -np.inf, dtype=np.float32)
     buffer: torch.Tensor | None = None
-    use_prefilter = isinstance(score_fn, DotScorer) and (bf16_is_native() if prefilter is None else prefilter)
-    step = min(batch_users, PREFILTER_USERS) if use_prefilter else batch_users
-    for start in range(0, n, step):
-        batch = users[start:start + step]
-        seen = exclude[batch] if exclude is not None else None
-        found = None
-        if use_prefilter and isinstance(score_fn, DotScorer):
-            found = dot_block_top_k(score_fn.U.index_select(0, torch.from_numpy(np.asarray(batch, dtype=np.int64))), score_fn.V,
-                                    score_fn.items16(), k, seen)
-        if found is not None:
-            index, values = found
+    for start in range(0, n, batch_users):
+        batch = users[start:start + batch_users]
+        if isinstance(score_fn, DotScorer):
+            if buffer is None:
+                buffer = torch.empty((min(batch_users, n), score_fn.V.shape[0]), dtype=torch.float32)
+            scores = score_fn(batch, out=buffer[:len(batch)])
         else:
-            if isinstance(score_fn, DotScorer):
-                if buffer is None:
-                    buffer = torch.empty((min(step, n), score_fn.V.shape[0]), dtype=torch.float32)
-                scores = score_fn(batch, out=buffer[:len(batch)])
-            else:
-                scores = score_fn(batch).float().contiguous()
-            mask_seen(scores, seen)
-            index, values = block_top_k(scores, k)
+            scores = score_fn(batch).float().contiguous()
+        mask_seen(scores, exclude[batch] if exclude is not None else None)
+        index, values = block_top_k(scores, k)
         items[start:start + len(batch), :index.shape[1]] = index
         scores_out[start:start + len(batch), :index.shape[1]] = values
+    return items, scores_out
+
+
+def prefiltered_top_k(scorer: DotScorer, users: np.ndarray, k: int,
+                      exclude: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k` of a `DotScorer` through `dot_block_top_k`, PREFILTER_USERS users per block (their approximate
+    scores stay in cache), one block per torch thread at a time, each block's operations single-threaded: a
+    block is a dozen small operations, and with torch's threads inside each one, a busy machine made every
+    operation wait for a descheduled thread (measured 10x slower on 2 shared cores). Blocks are independent and
+    written to their own rows, so the result does not depend on the scheduling. A block the prefilter declines
+    is ranked from its full float32 scores."""
+    n = len(users)
+    items = np.full((n, k), -1, dtype=np.int64)
+    scores_out = np.full((n, k), -np.inf, dtype=np.float32)
+    items16 = scorer.items16()
+
+    def rank(start: int) -> None:
+        batch = np.asarray(users[start:start + PREFILTER_USERS], dtype=np.int64)
+        seen = exclude[batch] if exclude is not None else None
+        found = dot_block_top_k(scorer.U.index_select(0, torch.from_numpy(batch)), scorer.V, items16, k, seen)
+        if found is None:
+            scores = scorer(batch)
+            mask_seen(scores, seen)
+            found = block_top_k(scores, k)
+        index, values = found
+        items[start:start + len(batch), :index.shape[1]] = index
+        scores_out[start:start + len(batch), :index.shape[1]] = values
+
+    workers = torch.get_num_threads()
+    starts = range(0, n, PREFILTER_USERS)
+    if workers == 1 or len(starts) == 1:
+        for start in starts:
+            rank(start)
+        return items, scores_out
+    torch.set_num_threads(1)  # read by each worker thread at its first operation
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(rank, starts))  # list: re-raises a worker's exception here
+    finally:
+        torch.set_num_threads(workers)
     return items, scores_out
 
 
