@@ -63,7 +63,7 @@ def block_top_k(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
     of the tied items topk kept is unspecified: those rows (rare with learned scores, common with counts) are
     redone exactly: every item above the k-th score, then the lowest codes among those equal to it. The k kept
     are then ordered by (score descending, code ascending), the order a stable sort of the row gives."""
-    b, n = scores.shape
+    n = scores.shape[1]
     kk = min(k, n)
     top = torch.topk(scores, min(kk + 1, n), dim=1)
     values, index = top.values[:, :kk], top.indices[:, :kk]

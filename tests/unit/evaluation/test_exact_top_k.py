@@ -82,3 +82,23 @@ def test_float32_product_of_exact_rows_gives_the_bits_of_a_large_block():
         columns = torch.from_numpy(np.sort(rng.choice(n, n // 9, replace=False)))
         for rows in (torch.arange(EXACT_ROWS), torch.from_numpy(rng.choice(300, 45, replace=False))):
             assert torch.equal(torch.mm(U[rows], V.index_select(0, columns).T), full[rows][:, columns])
+
+
+def test_blocks_ranked_on_worker_threads_equal_one_thread_and_restore_torch_threads(monkeypatch):
+    monkeypatch.setattr(exact_top_k, "MAX_CANDIDATE_SHARE", 1.0)
+    rng = np.random.default_rng(9)
+    U = torch.from_numpy(rng.standard_normal((130, 8)).astype(np.float32))
+    V = torch.from_numpy(rng.standard_normal((CHUNK * 12, 8)).astype(np.float32))
+    exclude = seen_matrix(130, len(V), 0.1, seed=9)
+    users = rng.permutation(130)
+    previous = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 3):  # 130 users: 5 blocks, on 1 or 3 workers
+            torch.set_num_threads(threads)
+            results.append(top_k(DotScorer(U, V), users, 9, exclude, prefilter=True))
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(previous)
+    assert np.array_equal(results[0][0], results[1][0]) and np.array_equal(results[0][1], results[1][1])
+    assert np.array_equal(results[0][0], reference_top_k(DotScorer(U, V), users, 9, exclude))
