@@ -8,11 +8,13 @@ preferences with popularity skew; default 20k users, 10k items, 1M interactions)
   target: two_tower ≥ 3× most-popular;
 - training throughput (interactions/s, per-epoch validation included) and epochs run, with sparse id-embedding
   gradients and the lazy Adam (the default) against dense embedding gradients and AdamW, measured in the same run
-  on the same data and epochs (issue 16: target >= 2x);
+  on the same data and epochs (issue 16: target >= 2x), and the same comparison of the training step alone at a
+  large id count (default 500k users x 200k items), where the dense optimizer's per-step cost over every row shows;
 - evaluation time of the exact streamed top-K for every scorer, and the scale check: users/s of the exact
   top-100 over a 100k-item catalogue (d=64, 20 seen items per user excluded) against the plain NumPy reference
   (evaluation/ranking_reference.py: a stable sort of each user's full row) on the same scores, whose top-100s
-  must be identical (issue 16: target >= 10k users/s);
+  must be identical (issue 16: target >= 10k users/s), and against the float32-block path without the bf16
+  prefilter (evaluation/exact_top_k.py);
 - peak memory (max RSS of the process after data, training, evaluation and the scale check) against the
   dense users × items float32 matrix evaluation never builds;
 - the in-batch softmax step against a naive per-example negative-sampling loop of the same towers with
@@ -40,7 +42,13 @@ from trainpipe.data.interactions import prepare
 from trainpipe.data.ranking_split import make_split
 from trainpipe.engine.schedules import build_optimizer
 from trainpipe.evaluation import baselines
-from trainpipe.evaluation.ranking_metrics import DotScorer, evaluate, interaction_matrix, top_k
+from trainpipe.evaluation.ranking_metrics import (
+    DotScorer,
+    evaluate,
+    interaction_matrix,
+    prefilter_pays,
+    top_k,
+)
 from trainpipe.evaluation.ranking_reference import reference_top_k
 from trainpipe.models.ranking_losses import sampled_softmax
 from trainpipe.models.two_tower import RankingData, TwoTowerFamily
@@ -89,23 +97,74 @@ def step_throughput(model: TwoTowerFamily, user: np.ndarray, item: np.ndarray, b
     return out
 
 
+def large_id_steps(n_users: int, n_items: int, steps: int, batch: int, repeats: int) -> dict:
+    """interactions/s of two_tower's training step (towers, in-batch softmax, backward, gradient norm, optimizer
+    step: what the loop does per batch) on `n_users` × `n_items` id tables, dense id-embedding gradients with
+    AdamW against sparse ones with the lazy Adam, alternating. At this size the dense optimizer reads and writes
+    every row of both tables and both moment tables at every step; the sparse one only the batch's rows."""
+    from trainpipe.engine.loop import grad_norm
+    from trainpipe.models.two_tower import build_module
+
+    layout = {"n_users": n_users, "n_items": n_items, "user_numeric": 0, "item_numeric": 0, "user_cards": [],
+              "item_cards": []}
+    rng = np.random.default_rng(SEED)
+    batches = [(torch.from_numpy(rng.integers(0, n_users, batch)), torch.from_numpy(rng.integers(0, n_items, batch)))
+               for _ in range(steps + 2)]
+    rates: dict[str, list[float]] = {"dense": [], "sparse": []}
+    for _ in range(repeats):
+        for name in ("dense", "sparse"):
+            params = TwoTowerFamily("ranking", {"batch_size": batch, "sparse_embeddings": name == "sparse"}).params
+            torch.manual_seed(SEED)
+            module = build_module(layout, params).train()
+            opt = build_optimizer(module, params, torch.device("cpu"))
+            for i, (users, items) in enumerate(batches):
+                if i == 2:  # the first two steps allocate the optimizer state: not timed
+                    started = time.perf_counter()
+                o = module(users, items)
+                loss = sampled_softmax(o["u"], o["v"], items, module.scale(), log_q=module.log_q[items])
+                loss.backward()
+                for q in module.parameters():  # as the loop does: sparse gradients coalesced once
+                    if q.grad is not None and q.grad.is_sparse:
+                        q.grad = q.grad.coalesce()
+                grad_norm([q.grad for q in module.parameters() if q.grad is not None], None)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                float(loss.item())
+            rates[name].append(steps * batch / (time.perf_counter() - started))
+            del module, opt
+    medians = {name: float(np.median(v)) for name, v in rates.items()}
+    return {"users": n_users, "items": n_items, "id_dim": params.id_dim, "batch_size": batch, "steps": steps,
+            "interactions_per_s": medians, "runs": rates, "speedup_sparse_vs_dense": medians["sparse"] / medians["dense"]}
+
+
 def scale_check(items: int, users: int, reference_users: int, dim: int = 64, k: int = 100,
-                batch_users: int = 1024) -> dict:
+                batch_users: int = 1024, repeats: int = 3) -> dict:
     """Exact top-k over `items` for `users` random users (fast path) and for the first `reference_users` of them
-    (the NumPy reference, same scores and exclusions); users/s of each and whether their top-k are identical."""
+    (the NumPy reference, same scores and exclusions); users/s of each and whether their top-k are identical. The
+    default path is also timed against the float32-block path (no bf16 prefilter), median of alternating repeats."""
     gen = torch.Generator().manual_seed(SEED)
     U = torch.nn.functional.normalize(torch.randn(users, dim, generator=gen), dim=1)
     V = torch.nn.functional.normalize(torch.randn(items, dim, generator=gen), dim=1)
     seen = interaction_matrix(np.repeat(np.arange(users), 20), np.random.default_rng(SEED).integers(0, items, users * 20),
                               users, items)
     scorer = DotScorer(U, V)
-    started = time.perf_counter()
-    fast, _ = top_k(scorer, np.arange(users), k, seen, batch_users)
-    seconds = time.perf_counter() - started
+    top_k(scorer, np.arange(min(users, 64)), k, seen, batch_users)  # warm: the scorer's bf16 item copy
+    runs: dict[str, list[float]] = {"default": [], "float32": []}
+    for _ in range(repeats):  # alternating: the default path (bf16 prefilter where native) and the float32 blocks
+        for name, times in runs.items():
+            started = time.perf_counter()
+            got, _ = top_k(scorer, np.arange(users), k, seen, batch_users, prefilter=None if name == "default" else False)
+            times.append(time.perf_counter() - started)
+            if name == "default":
+                fast = got
+            else:
+                float32_path = got
+    seconds = float(np.median(runs["default"]))
     started = time.perf_counter()
     reference = reference_top_k(scorer, np.arange(reference_users), k, seen)
     reference_seconds = time.perf_counter() - started
     identical = int((fast[:reference_users] == reference).all(axis=1).sum())
+    float32_seconds = float(np.median(runs["float32"]))
     return {"items": items, "dim": dim, "k": k, "batch_users": batch_users, "users_measured": users,
             "seconds": seconds, "users_per_s": users / seconds, "target_users_per_s": 10_000,
             "target_met": users / seconds >= 10_000,
@@ -113,6 +172,9 @@ def scale_check(items: int, users: int, reference_users: int, dim: int = 64, k: 
             "reference_users_per_s": reference_users / reference_seconds,
             "speedup_vs_reference": (users / seconds) / (reference_users / reference_seconds),
             "identical_top_k_users": identical, "exact": identical == reference_users,
+            "bf16_prefilter": prefilter_pays(items), "float32_path_users_per_s": users / float32_seconds,
+            "speedup_vs_float32_path": float32_seconds / seconds,
+            "identical_to_float32_path": bool(np.array_equal(fast, float32_path)), "repeats": repeats,
             "extrapolated_seconds_100k_users": 100_000 / (users / seconds),
             "batch_memory_mb": batch_users * items * 4 / 2**20}
 
@@ -140,6 +202,9 @@ def main() -> None:
     parser.add_argument("--scale-items", type=int, default=100_000, help="catalogue of the top-K scale check")
     parser.add_argument("--scale-users", type=int, default=5_000, help="users timed in the 100k-item scale check")
     parser.add_argument("--reference-users", type=int, default=200, help="users the NumPy reference ranks")
+    parser.add_argument("--large-users", type=int, default=500_000, help="users of the large-id step comparison")
+    parser.add_argument("--large-items", type=int, default=200_000, help="items of the large-id step comparison")
+    parser.add_argument("--large-steps", type=int, default=20, help="timed steps per setting at the large id count")
     parser.add_argument("--threads", type=int, default=THREADS, help="torch threads (a busy machine: 1, since "
                         "oversubscribed OpenMP threads spin)")
     parser.add_argument("--quick", action="store_true", help="small sizes: check that the script runs")
@@ -148,6 +213,7 @@ def main() -> None:
     if args.quick:
         args.users, args.items, args.interactions, args.epochs = 2_000, 1_000, 50_000, 2
         args.scale_items, args.scale_users, args.reference_users = 20_000, 512, 64
+        args.large_users, args.large_items, args.large_steps = 50_000, 20_000, 5
         if args.out == RESULTS:
             args.out = RESULTS.with_name("bench_ranking.quick.json")
     THREADS = args.threads
@@ -213,11 +279,21 @@ def main() -> None:
           f"{steps['naive_per_example']:,.0f}/s = {steps['ratio']:.1f}x", flush=True)
     scale = scale_check(args.scale_items, args.scale_users, args.reference_users)
     print(f"scale: exact top-100 over {args.scale_items:,} items, {scale['users_per_s']:,.0f} users/s (target 10k) vs "
-          f"NumPy reference {scale['reference_users_per_s']:,.0f} users/s = {scale['speedup_vs_reference']:.0f}x; "
+          f"NumPy reference {scale['reference_users_per_s']:,.0f} users/s = {scale['speedup_vs_reference']:.0f}x, "
+          f"float32-block path {scale['float32_path_users_per_s']:,.0f} users/s = {scale['speedup_vs_float32_path']:.2f}x "
+          f"(bf16 prefilter {'on' if scale['bf16_prefilter'] else 'off'}); "
           f"identical top-100 for {scale['identical_top_k_users']}/{scale['reference_users']} users; 100k users in "
           f"{scale['extrapolated_seconds_100k_users']:.0f}s (extrapolated; {scale['batch_memory_mb']:.0f} MB per batch)",
           flush=True)
 
+    peaks["after_scale_check_mb"] = peak_rss_mb()
+    # last: its dense id tables and moments (1.4 GB at 500k x 200k) would dominate the peaks above
+    large = large_id_steps(args.large_users, args.large_items, args.large_steps, args.batch_size, max(args.repeats, 1))
+    print(f"training step at {args.large_users:,} users x {args.large_items:,} items: sparse "
+          f"{large['interactions_per_s']['sparse']:,.0f} vs dense {large['interactions_per_s']['dense']:,.0f} "
+          f"interactions/s = {large['speedup_sparse_vs_dense']:.2f}x", flush=True)
+    training["large_ids"] = large
+    peaks["after_large_id_steps_mb"] = peak_rss_mb()
     recall = {n: r["recall_at_10"] for n, r in results.items()}
     ratios = {f"two_tower_vs_{b}": recall["two_tower"] / recall[b] if recall[b] else None
               for b in ("popularity", "svd", "random")}
@@ -248,8 +324,8 @@ def main() -> None:
           f"vs svd {ratios['two_tower_vs_svd']:.2f}x; vs random {ratios['two_tower_vs_random']:.1f}x; "
           f"peak RSS {peaks['after_training_mb']:.0f} MB after training, {peaks['after_evaluation_mb']:.0f} MB after "
           f"evaluating 4 scorers (a dense users x items matrix would be "
-          f"{doc['memory']['dense_users_x_items_float32_mb']:.0f} MB), {doc['memory']['peak_rss_mb']:.0f} MB after the "
-          f"scale check; wall {doc['wall_seconds']:.0f}s -> {args.out}")
+          f"{doc['memory']['dense_users_x_items_float32_mb']:.0f} MB), {peaks['after_scale_check_mb']:.0f} MB after the "
+          f"scale check, {peaks['after_large_id_steps_mb']:.0f} MB after the large-id steps; wall {doc['wall_seconds']:.0f}s -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -269,6 +269,9 @@ class Trainer:
             self._say(f"skipping a batch with loss {value} {where}")
             return
         self.scaler.unscale_(self.opt)
+        for q in self.module.parameters():  # sparse id-embedding gradients: sorted once, for the norm and the step
+            if q.grad is not None and q.grad.is_sparse:
+                q.grad = q.grad.coalesce()
         grads = [q.grad for q in self.module.parameters() if q.grad is not None]
         if grads:
             norm = grad_norm(grads, p.clip_grad_norm)

@@ -117,7 +117,8 @@ def build_module(layout: dict[str, Any], p: TwoTowerParams) -> torch.nn.Module:
             if num is not None and num.shape[1]:
                 parts.append(num)
             parts += [emb(cat[:, i]) for i, emb in enumerate(self.cats)]
-            return F.normalize(self.net(torch.cat(parts, dim=1)).float(), dim=-1)
+            x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # ids alone: no copy (and none in backward)
+            return F.normalize(self.net(x).float(), dim=-1)
 
     class TwoTower(nn.Module):
         user_num: torch.Tensor  # buffers, registered below

@@ -1,0 +1,104 @@
+"""The bf16-prefiltered top-K (evaluation/exact_top_k.py) is exact: identical items and scores to the NumPy
+reference's stable sort of the full float32 rows, ties at the cut and seen items included; its error bound holds;
+and the float32 product it relies on gives the same bits for a subset of columns as for the full block."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from trainpipe.evaluation import exact_top_k
+from trainpipe.evaluation.exact_top_k import CHUNK, EXACT_ROWS, Bf16Items, dot_block_top_k
+from trainpipe.evaluation.ranking_metrics import DotScorer, top_k
+from trainpipe.evaluation.ranking_reference import reference_top_k
+
+
+def seen_matrix(n_users: int, n_items: int, density: float, seed: int) -> sp.csr_matrix:
+    seen = sp.random(n_users, n_items, density=density, random_state=seed, format="csr")
+    seen.data[:] = 1
+    return seen
+
+
+@pytest.mark.parametrize("kind, k", [("tied", 5), ("tied", 12), ("normal", 10), ("skewed", 7)])
+def test_prefiltered_top_k_equals_the_numpy_reference(kind, k, monkeypatch):
+    monkeypatch.setattr(exact_top_k, "MAX_CANDIDATE_SHARE", 1.0)  # answer even where ties make it no cheaper
+    rng = np.random.default_rng(k)
+    n_users, n_items = 70, CHUNK * 14 + 37  # a tail shorter than one chunk
+    if kind == "tied":  # small integers: exact scores, ties everywhere, also at the cut
+        U = torch.from_numpy(rng.integers(-2, 3, (n_users, 4)).astype(np.float32))
+        V = torch.from_numpy(rng.integers(-2, 3, (n_items, 4)).astype(np.float32))
+    else:
+        U = torch.from_numpy(rng.standard_normal((n_users, 16)).astype(np.float32))
+        V = torch.from_numpy(rng.standard_normal((n_items, 16)).astype(np.float32))
+        if kind == "skewed":  # item norms over three orders of magnitude (popularity-like)
+            V *= torch.from_numpy(10 ** rng.uniform(-2, 1, (n_items, 1)).astype(np.float32))
+    exclude = seen_matrix(n_users, n_items, 0.2, seed=k)
+    users = rng.permutation(n_users)[:50]
+    scorer = DotScorer(U, V)
+    want = reference_top_k(scorer, users, k, exclude)
+    got, got_scores = top_k(scorer, users, k, exclude, batch_users=16, prefilter=True)
+    assert np.array_equal(got, want)
+    full = scorer(users).numpy()
+    assert np.array_equal(got_scores, np.take_along_axis(full, got, axis=1))  # the float32 scores, bit for bit
+    # the prefilter itself answered (it did not hand the blocks to the float32 path)
+    block = torch.from_numpy(users[:16])
+    assert dot_block_top_k(scorer.U[block], scorer.V, scorer.items16(), k, exclude[users[:16]]) is not None
+
+
+def test_prefilter_declines_what_it_cannot_prove_cheaper_or_sound():
+    rng = np.random.default_rng(0)
+    U = torch.from_numpy(rng.standard_normal((4, 8)).astype(np.float32))
+    V = torch.from_numpy(rng.standard_normal((CHUNK * 20, 8)).astype(np.float32))
+    items = Bf16Items(U, V)
+    assert dot_block_top_k(U, V, items, 25, None) is None  # fewer chunks than k + 1
+    everything_seen = sp.csr_matrix(np.ones((4, len(V)), dtype=np.float32))
+    assert dot_block_top_k(U, V, items, 5, everything_seen) is None  # no k chunks with an unseen item
+    V_nan = V.clone()
+    V_nan[3, 0] = float("nan")
+    assert not Bf16Items(U, V_nan).usable
+
+
+@pytest.mark.parametrize("scale_u, scale_v, d", [(1.0, 1.0, 64), (1e3, 1e-3, 16), (1e-4, 1e5, 128)])
+def test_bf16_scores_stay_within_the_proven_margin(scale_u, scale_v, d):
+    rng = np.random.default_rng(d)
+    U = torch.from_numpy((rng.standard_normal((64, d)) * scale_u).astype(np.float32))
+    V = torch.from_numpy((rng.standard_normal((5000, d)) * scale_v * rng.uniform(0, 2, (5000, 1))).astype(np.float32))
+    items = Bf16Items(U, V)
+    approx = torch.mm(U.bfloat16(), items.V.T).float()
+    exact = torch.mm(U, V.T)
+    error = (approx - exact).abs().amax(dim=1)
+    assert (error <= items.margin(U)).all()
+    assert (error > 0).any()  # the bound is exercised, not vacuous
+
+
+def test_float32_product_of_exact_rows_gives_the_bits_of_a_large_block():
+    """What the prefilter's rescoring relies on: a product with EXACT_ROWS rows (or more) computes each element as
+    the large blocks of the float32 path and of the reference do, whatever the columns and the other rows."""
+    rng = np.random.default_rng(5)
+    for n, d in [(20_000, 64), (3000, 17), (5000, 128)]:
+        U = torch.from_numpy(rng.standard_normal((300, d)).astype(np.float32))
+        V = torch.from_numpy(rng.standard_normal((n, d)).astype(np.float32))
+        full = torch.mm(U, V.T)
+        columns = torch.from_numpy(np.sort(rng.choice(n, n // 9, replace=False)))
+        for rows in (torch.arange(EXACT_ROWS), torch.from_numpy(rng.choice(300, 45, replace=False))):
+            assert torch.equal(torch.mm(U[rows], V.index_select(0, columns).T), full[rows][:, columns])
+
+
+def test_blocks_ranked_on_worker_threads_equal_one_thread_and_restore_torch_threads(monkeypatch):
+    monkeypatch.setattr(exact_top_k, "MAX_CANDIDATE_SHARE", 1.0)
+    rng = np.random.default_rng(9)
+    U = torch.from_numpy(rng.standard_normal((130, 8)).astype(np.float32))
+    V = torch.from_numpy(rng.standard_normal((CHUNK * 12, 8)).astype(np.float32))
+    exclude = seen_matrix(130, len(V), 0.1, seed=9)
+    users = rng.permutation(130)
+    previous = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 3):  # 130 users: 5 blocks, on 1 or 3 workers
+            torch.set_num_threads(threads)
+            results.append(top_k(DotScorer(U, V), users, 9, exclude, prefilter=True))
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(previous)
+    assert np.array_equal(results[0][0], results[1][0]) and np.array_equal(results[0][1], results[1][1])
+    assert np.array_equal(results[0][0], reference_top_k(DotScorer(U, V), users, 9, exclude))

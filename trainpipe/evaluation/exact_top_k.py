@@ -1,0 +1,155 @@
+"""Exact top-K of one block of users: the seen-item mask, the tie-exact cut, and the bf16-prefiltered path.
+
+`block_top_k` takes a full (users × items) float32 score block. `dot_block_top_k` never builds the float32 block
+for dot-product scores (U[users] @ Vᵀ): it ranks by a bf16 product first, which on a CPU with avx512_bf16 runs
+several times faster than the float32 one (issue 16: the float32 product was over half of the 100k-item top-K),
+then computes the exact float32 scores only for the items that can still be in some user's top K, and cuts
+those with `block_top_k`. The result is identical to ranking the full float32 block (tests hold it to the NumPy
+reference, ties and seen items included), for this reason:
+
+Error bound. For an item j, let s_j be the float32 score (the block product) and a_j the bf16 score: inputs
+rounded to bf16 (relative error ≤ u = 2⁻⁸ each), products summed in float32 (relative error γ_d ≤ 1.01·d·2⁻²⁴ of
+Σ|u_i v_i|, torch's CPU bf16 matmul accumulates in float32), converted to float32 exactly. Both differ from the
+real dot product by at most a multiple of Σ_i |u_i v_ji| ≤ ‖u‖·‖v_j‖ (Cauchy-Schwarz), so
+    |a_j − s_j| ≤ e = (2u + u² + 2.1·γ_d)·‖u‖·max_j‖v_j‖ + d·2⁻¹²⁰   (the last term: denormals flushed),
+which `margin` over-approximates. The threshold: split the row into chunks, take the k-th largest chunk maximum m
+of the bf16 scores (seen items at -inf); k distinct chunks hold a bf16 score ≥ m, so at least k items have
+s ≥ m − e, and the row's k-th float32 score is ≥ m − e. Every item with s ≥ m − e has a ≥ m − 2e: the candidates
+(a ≥ m − 2e) hold every item that can be in the top K, including every item tied with the k-th (which the
+tie-exact cut needs). The block's candidate columns (union over its users) are scored by the same float32
+product the full block uses: `torch.mm` of the block's user rows against those item rows. MKL's sgemm gives an
+element the same bits whatever the columns and the other rows are once the product has enough rows (measured
+here: below 4 rows per thread it takes other kernels, whose last bit differs), so the product is padded to
+EXACT_ROWS rows; tests/unit/evaluation/test_exact_top_k.py checks both properties on the running machine.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+CHUNK = 100  # items per chunk of the threshold: 100k items -> 1000 chunk maxima, a cheap top-K
+EXACT_ROWS = 32  # rows of every float32 candidate product (padded): the kernel of large blocks, bit for bit
+MAX_CANDIDATE_SHARE = 0.25  # more candidate columns than this share of the catalogue: the full block is cheaper
+
+
+def mask_seen(scores: torch.Tensor, seen: sp.csr_matrix | None, columns: torch.Tensor | None = None) -> None:
+    """Set each row's seen items to -inf in place (one scatter through the CSR's flat positions); `seen` has one
+    row per score row. `columns` (item code -> column, -1 where the item has no column) when `scores` holds only
+    some items' columns."""
+    if seen is None or seen.nnz == 0:
+        return
+    width = scores.shape[1]
+    rows = torch.from_numpy(np.repeat(np.arange(seen.shape[0], dtype=np.int64), np.diff(seen.indptr)))
+    cols = torch.from_numpy(seen.indices.astype(np.int64))
+    if columns is not None:
+        cols = columns[cols]
+        present = cols >= 0
+        rows, cols = rows[present], cols[present]
+    flat = rows * width + cols
+    if scores.is_contiguous():
+        scores.view(-1).index_fill_(0, flat, float("-inf"))
+    else:
+        scores.index_put_((rows, cols), torch.tensor(float("-inf")))
+
+
+def block_top_k(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of each row: item codes (-1 for -inf scores) and scores, best first, ties by lower item code.
+
+    `torch.topk` keeps k + 1; a row whose k-th and (k+1)-th scores are equal has a tie at the cut, where which
+    of the tied items topk kept is unspecified: those rows (rare with learned scores, common with counts) are
+    redone exactly: every item above the k-th score, then the lowest codes among those equal to it. The k kept
+    are then ordered by (score descending, code ascending), the order a stable sort of the row gives."""
+    n = scores.shape[1]
+    kk = min(k, n)
+    top = torch.topk(scores, min(kk + 1, n), dim=1)
+    values, index = top.values[:, :kk], top.indices[:, :kk]
+    if kk < n:
+        cut = top.values[:, kk - 1]
+        tied = torch.nonzero((cut == top.values[:, kk]) & torch.isfinite(cut)).flatten()
+        if len(tied):
+            rows, threshold = scores[tied], cut[tied, None]
+            above = rows > threshold
+            needed = kk - above.sum(dim=1, keepdim=True)
+            equal = rows == threshold
+            chosen = above | (equal & (torch.cumsum(equal, dim=1) <= needed))
+            codes = torch.nonzero(chosen)[:, 1].view(len(tied), kk)  # row-major: kk per row, codes ascending
+            index[tied] = codes
+            values[tied] = torch.gather(rows, 1, codes)
+    values_np, index_np = values.numpy().copy(), index.numpy().astype(np.int64)
+    order = np.lexsort((index_np, -values_np), axis=1)  # score descending, then code ascending
+    values_np = np.take_along_axis(values_np, order, axis=1)
+    index_np = np.take_along_axis(index_np, order, axis=1)
+    index_np[~np.isfinite(values_np)] = -1
+    return index_np, values_np
+
+
+class Bf16Items:
+    """The item side of the prefilter, made once per scorer: bf16 item vectors and the error bound's factor.
+
+    `usable` is False where the bound does not hold (non-finite vectors, or values bf16 would overflow): the
+    scorer then takes the float32 path."""
+
+    def __init__(self, U: torch.Tensor, V: torch.Tensor) -> None:
+        d = V.shape[1]
+        finite = bool(torch.isfinite(U).all()) and bool(torch.isfinite(V).all())
+        big = max(float(U.abs().max()) if U.numel() else 0.0, float(V.abs().max()) if V.numel() else 0.0)
+        self.usable = finite and big < 1e30 and V.shape[0] > 0
+        self.V = V.bfloat16() if self.usable else V[:0].bfloat16()
+        u, gamma = 2.0**-8, 1.01 * d * 2.0**-24
+        # 2u + u² (inputs rounded), 2.1·γ_d (both float32 sums), 10 % head room for the float32 arithmetic below
+        self.factor = 1.1 * (2 * u + u * u + 2.1 * gamma)
+        self.v_norm = float(torch.linalg.vector_norm(V.double(), dim=1).max()) if V.numel() else 0.0
+        self.absolute = d * 2.0**-120
+
+    def margin(self, users: torch.Tensor) -> torch.Tensor:
+        """e per user row (float64 -> float32 rounded up by the head room)."""
+        norms = torch.linalg.vector_norm(users.double(), dim=1)
+        return (self.factor * norms * self.v_norm + self.absolute).float()
+
+
+def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items16: Bf16Items, k: int,
+                    seen: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Exact top-k of `U_block @ Vᵀ` (the module docstring's prefilter), or None where the float32 block is the
+    cheaper or the only sound way (too few items per chunk, a row with < k chunks of unseen items, too many
+    candidates)."""
+    b, n = U_block.shape[0], V.shape[0]
+    kk = min(k, n)
+    chunks = n // CHUNK
+    if not items16.usable or chunks < kk + 1:
+        return None
+    approx = torch.mm(U_block.bfloat16(), items16.V.T).float()
+    mask_seen(approx, seen)
+    # k-th largest chunk maximum over whole chunks (a tail shorter than CHUNK only adds candidates below)
+    chunk_max = approx[:, :chunks * CHUNK].view(b, chunks, CHUNK).amax(dim=2)
+    m = torch.topk(chunk_max, kk, dim=1, sorted=False).values.amin(dim=1)
+    if not bool(torch.isfinite(m).all()):
+        return None
+    threshold = m - 2 * items16.margin(U_block)
+    keep = approx.sub_(threshold[:, None]).amax(dim=0) >= 0
+    columns_of = torch.nonzero(keep).flatten()  # ascending: column order = item code order (ties)
+    if len(columns_of) > MAX_CANDIDATE_SHARE * n or len(columns_of) < kk + 1:
+        return None
+    rows = U_block if b >= EXACT_ROWS else torch.cat([U_block, U_block[:1].expand(EXACT_ROWS - b, -1)])
+    exact = torch.mm(rows, V.index_select(0, columns_of).T)[:b]
+    position = torch.full((n,), -1, dtype=torch.int64)
+    position[columns_of] = torch.arange(len(columns_of))
+    mask_seen(exact, seen, position)
+    index, values = block_top_k(exact, kk)
+    codes = np.where(index >= 0, columns_of.numpy()[np.maximum(index, 0)], -1)
+    return codes, values
+
+
+@functools.cache
+def bf16_is_native() -> bool:
+    """The prefilter pays only where the CPU multiplies bf16 natively (avx512_bf16 or AMX); elsewhere torch emulates
+    bf16 products and the float32 block is faster."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
