@@ -2,37 +2,56 @@
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 import torch
 
-_DRAW = np.int16  # one 16-bit draw per element: p is rounded to a multiple of 1/65536
-_UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}  # the float dtype's bit pattern, by item size
+_UINT: dict[int, type[np.unsignedinteger]] = {2: np.uint16, 4: np.uint32, 8: np.uint64}  # a float dtype's bit pattern, by item size
 _SIGNED = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
-def dropout_mask(shape: torch.Size, p: float, dtype: torch.dtype) -> torch.Tensor:
-    """Inverted-dropout multipliers: 0 with probability p, else 1/(1-p) in `dtype`, one independent draw each.
-
-    Why not `torch.bernoulli_`: on this CPU its per-element cost is the largest per-row cost of a small MLP
-    (shared/FACTS.md), and turning its bool mask into floats is a second slow pass. Here the 16-bit draws are
-    slices of 64-bit words from numpy's SFC64 generator (a fraction of a nanosecond per element), compared with
-    an integer threshold, and the kept elements get the bit pattern of 1/(1-p) in `dtype` with one integer
-    multiply, so the mask is made in the compute dtype (bf16 under autocast) without a conversion pass.
-    The generator is seeded by one draw from torch's default generator per call: `torch.manual_seed` and the
-    RNG state a checkpoint holds make the masks as reproducible and resumable as nn.Dropout's (another stream).
-    In bf16, 1/(1-p) is rounded as torch's own dropout rounds it under autocast (1/0.9 → 1.109375).
-    """
-    n = int(np.prod(shape))
-    seed = int(torch.empty((), dtype=torch.int64).random_())  # [0, 2**63): a fresh stream per call
-    words = np.random.SFC64(seed).random_raw(-(-n * 2 // 8))
-    keep = words.view(_DRAW)[:n] >= int(round(p * 65536)) - 32768  # P(keep) = 1 - round(p·65536)/65536
+@functools.lru_cache(maxsize=64)
+def _scale_bits(p: float, dtype: torch.dtype) -> tuple[type[np.unsignedinteger], int] | None:
+    """The unsigned type of `dtype`'s size and the bit pattern of 1/(1-p) in `dtype` (None: not a 2-, 4- or
+    8-byte float)."""
     scale = torch.tensor(1.0 / (1.0 - p), dtype=dtype)
     size = scale.element_size()
     if not dtype.is_floating_point or size not in _UINT:
-        return torch.from_numpy(keep).to(dtype).mul_(scale).view(shape)
-    bits = _UINT[size](int(scale.view(_SIGNED[size]).item()) & ((1 << 8 * size) - 1))
-    pattern = np.multiply(keep.view(np.uint8), bits, dtype=_UINT[size])  # 0 or the scale's bits
-    return torch.from_numpy(pattern).view(dtype).view(shape)
+        return None
+    return _UINT[size], int(scale.view(_SIGNED[size]).item()) & ((1 << 8 * size) - 1)
+
+
+def _reseeded(bits: np.random.SFC64) -> np.random.SFC64:
+    """`bits` restarted from 192 bits drawn from torch's default generator (SFC64's state is three 64-bit words
+    and a counter): reproducible under `torch.manual_seed` and resumable from the RNG state a checkpoint holds.
+    Setting the state costs ~1 µs; building a seeded SFC64 ~6 µs, several times per step."""
+    words = torch.empty(3, dtype=torch.int64).random_(-2**63, 2**63 - 1).numpy().view(np.uint64)
+    bits.state = {"bit_generator": "SFC64", "state": {"state": np.append(words, np.uint64(1))},
+                  "has_uint32": 0, "uinteger": 0}
+    return bits
+
+
+def dropout_mask(shape: torch.Size, p: float, dtype: torch.dtype, bits: np.random.SFC64 | None = None) -> torch.Tensor:
+    """Inverted-dropout multipliers: 0 with probability p, else 1/(1-p) in `dtype`, one independent draw each.
+
+    Why not `torch.bernoulli_`: on this CPU its per-element cost is the largest per-row cost of a small MLP
+    (shared/FACTS.md), and turning a bool mask into floats is a second slow pass. Here each element gets a 16-bit
+    draw (p rounded to a multiple of 1/65536), four to a 64-bit word of numpy's SFC64 generator (about a
+    nanosecond a word), compared with an integer threshold; kept elements get the bit pattern of 1/(1-p) in
+    `dtype` by one integer multiply, so the mask is made in the compute dtype (bf16 under autocast) with no
+    conversion pass. In bf16, 1/(1-p) is rounded as torch's own dropout rounds it under autocast (1/0.9 → 1.109375).
+    `bits`: a generator object to reuse (its state is replaced on every call).
+    """
+    n = math.prod(shape)
+    words = _reseeded(bits if bits is not None else np.random.SFC64(0)).random_raw(-(-n // 4))
+    keep = words.view(np.int16)[:n] >= int(round(p * 65536)) - 32768  # P(keep) = 1 - round(p·65536)/65536
+    scale = _scale_bits(p, dtype)
+    if scale is None:
+        return torch.from_numpy(keep).to(dtype).mul_(1.0 / (1.0 - p)).view(shape)
+    uint, pattern = scale
+    return torch.from_numpy(np.multiply(keep.view(np.uint8), uint(pattern), dtype=uint)).view(dtype).view(shape)
 
 
 class PackedDropout(torch.nn.Module):
@@ -46,13 +65,14 @@ class PackedDropout(torch.nn.Module):
         if not 0 <= p < 1:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
+        self.bits = np.random.SFC64(0)  # reseeded from torch's generator on every call: holds no state of its own
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
         if x.device.type != "cpu":
             return torch.nn.functional.dropout(x, self.p, True)
-        return x * dropout_mask(x.shape, self.p, x.dtype)
+        return x * dropout_mask(x.shape, self.p, x.dtype, self.bits)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
