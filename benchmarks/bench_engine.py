@@ -320,7 +320,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quality-epochs", type=int, default=5)
+    parser.add_argument("--quality-epochs", type=int, default=4)
     parser.add_argument("--quality-seeds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="30k rows, 2 repeats, small quality check: does it run?")
     parser.add_argument("--scaling", default="", help="Comma-separated row counts, e.g. 100000,1000000,4000000: "
