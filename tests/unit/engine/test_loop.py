@@ -223,3 +223,19 @@ def test_resuming_a_checkpoint_of_another_world_size_continues_and_warns_it_is_n
     expected = ("warning: resuming a checkpoint written by 2 training process(es) with 1: the result is not "
                 "bit-identical to an uninterrupted run")
     assert warning == [expected]
+
+
+def test_fit_restores_the_process_wide_torch_settings_it_changes():
+    settings = lambda: (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),  # noqa: E731
+                        torch.utils.deterministic.fill_uninitialized_memory)
+    before = settings()
+    seen = []
+
+    class Record(Callback):
+        def on_step_end(self, trainer):
+            seen.append(settings())
+
+    train, val = data()
+    trainer(EngineParams(epochs=1, batch_size=120), callbacks=[Record()]).fit(train, val)
+    assert seen[0] == (1, True, False)  # while training: the trainer's threads, deterministic, no NaN fill
+    assert settings() == before
