@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test reliability bench clean lock
+.PHONY: setup run test reliability bench bench-deps clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ reliability: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_skeleton.py
+
+# Baselines the benchmarks compare against but trainpipe does not depend on (benchmarks/bench_engine.py: Lightning).
+# --no-deps so pip never touches the pinned torch; their other requirements (fsspec, tqdm, PyYAML...) are already here.
+bench-deps: setup
+	$(BIN)/pip install --quiet --no-deps lightning==2.6.6 pytorch-lightning==2.6.6 lightning-utilities==0.15.3 torchmetrics==1.9.0
+	! $(BIN)/pip check | grep -i -E 'lightning|torchmetrics'
+	$(BIN)/python -c "import torch; assert torch.__version__.split('+')[0] == '2.13.0', torch.__version__"
 
 # Re-resolve every dependency from pyproject.toml in a scratch virtualenv and pin the result (after pip check)
 lock:

@@ -2,35 +2,77 @@
 
 from __future__ import annotations
 
+import functools
+import math
+
+import numpy as np
 import torch
 
-_WORDS = 4  # 16-bit draws per 64-bit random word
+_UINT: dict[int, type[np.unsignedinteger]] = {2: np.uint16, 4: np.uint32, 8: np.uint64}  # a float dtype's bit pattern, by item size
+_SIGNED = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+@functools.lru_cache(maxsize=64)
+def _scale_bits(p: float, dtype: torch.dtype) -> tuple[type[np.unsignedinteger], int] | None:
+    """The unsigned type of `dtype`'s size and the bit pattern of 1/(1-p) in `dtype` (None: not a 2-, 4- or
+    8-byte float)."""
+    scale = torch.tensor(1.0 / (1.0 - p), dtype=dtype)
+    size = scale.element_size()
+    if not dtype.is_floating_point or size not in _UINT:
+        return None
+    return _UINT[size], int(scale.view(_SIGNED[size]).item()) & ((1 << 8 * size) - 1)
+
+
+def _reseeded(bits: np.random.SFC64) -> np.random.SFC64:
+    """`bits` restarted from 192 bits drawn from torch's default generator (SFC64's state is three 64-bit words
+    and a counter): reproducible under `torch.manual_seed` and resumable from the RNG state a checkpoint holds.
+    Setting the state costs ~1 µs; building a seeded SFC64 ~6 µs, several times per step."""
+    state = torch.empty(4, dtype=torch.int64).random_(-2**63, 2**63 - 1).numpy().view(np.uint64)
+    state[3] = 1  # the counter
+    bits.state = {"bit_generator": "SFC64", "state": {"state": state}, "has_uint32": 0, "uinteger": 0}
+    return bits
+
+
+def dropout_mask(shape: torch.Size, p: float, dtype: torch.dtype, bits: np.random.SFC64 | None = None) -> torch.Tensor:
+    """Inverted-dropout multipliers: 0 with probability p, else 1/(1-p) in `dtype`, one independent draw each.
+
+    Why not `torch.bernoulli_`: on this CPU its per-element cost is the largest per-row cost of a small MLP
+    (shared/FACTS.md), and turning a bool mask into floats is a second slow pass. Here each element gets a 16-bit
+    draw (p rounded to a multiple of 1/65536), four to a 64-bit word of numpy's SFC64 generator (about a
+    nanosecond a word), compared with an integer threshold; kept elements get the bit pattern of 1/(1-p) in
+    `dtype` by one integer multiply, so the mask is made in the compute dtype (bf16 under autocast) with no
+    conversion pass. In bf16, 1/(1-p) is rounded as torch's own dropout rounds it under autocast (1/0.9 → 1.109375).
+    `bits`: a generator object to reuse (its state is replaced on every call).
+    """
+    n = math.prod(shape)
+    words = _reseeded(bits if bits is not None else np.random.SFC64(0)).random_raw(-(-n // 4))
+    keep = words.view(np.int16)[:n] >= int(round(p * 65536)) - 32768  # P(keep) = 1 - round(p·65536)/65536
+    scale = _scale_bits(p, dtype)
+    if scale is None:
+        return torch.from_numpy(keep).to(dtype).mul_(1.0 / (1.0 - p)).view(shape)
+    uint, pattern = scale
+    return torch.from_numpy(np.multiply(keep.view(np.uint8), uint(pattern), dtype=uint)).view(dtype).view(shape)
 
 
 class PackedDropout(torch.nn.Module):
-    """Inverted dropout whose mask comes from 16-bit slices of 64-bit random words.
+    """Inverted dropout whose CPU masks come from `dropout_mask` (fast 16-bit draws, made in the compute dtype).
 
-    torch's CPU dropout draws one Bernoulli sample per element, the largest per-row cost of a small MLP
-    on this CPU (shared/FACTS.md). Four 16-bit draws per random word need a quarter of the generator calls;
-    p is rounded to a multiple of 1/65536. The words come from torch's default generator, so seeding and the
-    checkpointed RNG state make it as reproducible (and resumable) as nn.Dropout, with a different stream.
-    """
+    The output is `x * mask` with the scale folded into the mask: autograd keeps the mask for the backward pass,
+    one multiply each way. On other devices it is torch's own dropout (fused there)."""
 
     def __init__(self, p: float):
         super().__init__()
         if not 0 <= p < 1:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
-        self.threshold = int(round(p * 65536)) - 32768  # keep a value when its signed 16-bit draw is >= this
+        self.bits = np.random.SFC64(0)  # reseeded from torch's generator on every call: holds no state of its own
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        n = x.numel()
-        words = torch.empty((n + _WORDS - 1) // _WORDS, dtype=torch.int64, device=x.device)
-        words.random_(-2**63, 2**63 - 1)
-        keep = words.view(torch.int16)[:n].view(x.shape) >= self.threshold
-        return x * keep * (1.0 / (1.0 - self.p))
+        if x.device.type != "cpu":
+            return torch.nn.functional.dropout(x, self.p, True)
+        return x * dropout_mask(x.shape, self.p, x.dtype, self.bits)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -11,6 +11,7 @@ from trainpipe.engine.batches import TensorBatches, as_tensor
 from trainpipe.engine.callbacks import Callback
 from trainpipe.engine.checkpoint import CheckpointStore
 from trainpipe.engine.config import CheckpointConfig, EngineParams
+from trainpipe.engine.layers import PackedDropout
 from trainpipe.engine.loop import Trainer, TrainingDiverged
 
 
@@ -26,10 +27,11 @@ def data(n=300, seed=0):
 
 
 class Net(torch.nn.Module):
-    def __init__(self, fail_above: int | None = None):
+    def __init__(self, fail_above: int | None = None, packed_dropout: bool = False):
         super().__init__()
         torch.manual_seed(0)
-        self.net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
+        dropout = PackedDropout(0.2) if packed_dropout else torch.nn.Dropout(0.2)
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), dropout, torch.nn.Linear(8, 1))
         self.fail_above = fail_above
 
     def forward(self, x):
@@ -54,9 +56,18 @@ def trainer(params, store=None, every=None, callbacks=None, module=None, patienc
     {"schedule": "plateau", "step_epochs": 0 + 1, "optimizer": "adam", "weight_decay": 0.01},
 ])
 def test_resume_after_interruption_at_any_step_is_bit_identical(tmp_path, overrides):
-    params = EngineParams(epochs=4, batch_size=32, lr=0.05, **overrides)
+    assert_resume_is_bit_identical(tmp_path, EngineParams(epochs=4, batch_size=32, lr=0.05, **overrides), Net)
+
+
+def test_resume_with_the_fast_paths_packed_dropout_is_bit_identical(tmp_path):
+    """Its masks come from torch's generator (one draw per call), whose state the checkpoint holds."""
+    params = EngineParams(epochs=4, batch_size=32, lr=0.05, optimizer="adam", amp="bf16")
+    assert_resume_is_bit_identical(tmp_path, params, lambda: Net(packed_dropout=True))
+
+
+def assert_resume_is_bit_identical(tmp_path, params, make_module):
     train, val = data()
-    straight = trainer(params, patience=2)
+    straight = trainer(params, patience=2, module=make_module())
     straight.fit(train, val)
 
     class DieAt(Callback):
@@ -70,8 +81,8 @@ def test_resume_after_interruption_at_any_step_is_bit_identical(tmp_path, overri
     store = CheckpointStore(tmp_path, "h", keep_last=2)
     for kill in (5, 13):  # mid-epoch, then again after resuming
         with pytest.raises(Killed):
-            trainer(params, store, every=3, callbacks=[DieAt(kill)], patience=2).fit(train, val)
-    resumed = trainer(params, store, every=3, patience=2)
+            trainer(params, store, every=3, callbacks=[DieAt(kill)], patience=2, module=make_module()).fit(train, val)
+    resumed = trainer(params, store, every=3, patience=2, module=make_module())
     result = resumed.fit(train, val)
     assert result.resumed_from is not None
     for (name, a), b in zip(straight.module.state_dict().items(), resumed.module.state_dict().values()):
@@ -212,3 +223,19 @@ def test_resuming_a_checkpoint_of_another_world_size_continues_and_warns_it_is_n
     expected = ("warning: resuming a checkpoint written by 2 training process(es) with 1: the result is not "
                 "bit-identical to an uninterrupted run")
     assert warning == [expected]
+
+
+def test_fit_restores_the_process_wide_torch_settings_it_changes():
+    settings = lambda: (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),  # noqa: E731
+                        torch.utils.deterministic.fill_uninitialized_memory)
+    before = settings()
+    seen = []
+
+    class Record(Callback):
+        def on_step_end(self, trainer):
+            seen.append(settings())
+
+    train, val = data()
+    trainer(EngineParams(epochs=1, batch_size=120), callbacks=[Record()]).fit(train, val)
+    assert seen[0] == (1, True, False)  # while training: the trainer's threads, deterministic, no NaN fill
+    assert settings() == before
