@@ -9,6 +9,8 @@ ones that scikit-learn ships in its wheel (breast_cancer: 569 × 30 binary; digi
   objective, built as the tune stage builds it (worker.build_settings, study.make_sampler/make_pruner):
     trainpipe  trainpipe's defaults (TuningConfig(): sampler and pruner as a user gets them)
     random     random search, no pruning (the baseline)
+    median     the defaults before successive halving: TPE (start-up sized to the space) + the median pruner with
+               warm-up and interval a sixth of the rounds
     previous   the defaults before this benchmark's issue: TPE with 10 start-up trials + hyperband from round 1
   Compute is counted in boosting rounds trained (the headline: independent of the machine's load) and in the
   trials' own wall seconds. Reported: the compute the trainpipe arm spends until its best reaches random
@@ -23,7 +25,7 @@ The rounds figures are deterministic (1 thread, fixed seeds): a rerun gives the 
 once; wall seconds vary with the load, which is sampled while the benchmark runs and reported.
 
 Usage: .venv/bin/python benchmarks/bench_tune.py [--trials 30] [--rounds 300] [--datasets generated,...]
-       [--seeds 0,1,2] [--overhead-trials 10] [--repeats 6] [--overhead-only]
+       [--seeds 0,1,2] [--overhead-trials 10] [--repeats 6] [--overhead-only] [--quick]
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_tune.json"
 FIT_SECONDS = [0.0]  # time inside model.fit, summed over one optimize call (both sides use the same objective)
 ARMS = {"trainpipe": {},  # trainpipe's defaults
         "random": {"sampler": {"type": "random"}, "pruner": {"type": "none"}},
+        "median": {"pruner": {"type": "median"}},  # the defaults before successive halving: TPE + median pruner
         "previous": {"sampler": {"type": "tpe", "n_startup_trials": 10},
                      "pruner": {"type": "hyperband", "min_resource": 1, "reduction_factor": 3}}}
 EARLY_STOPPING = 30
@@ -282,11 +285,16 @@ def main() -> None:
     parser.add_argument("--overhead-trials", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--overhead-only", action="store_true", help="Only the overhead part; writes no results file.")
+    parser.add_argument("--quick", action="store_true", help="Small sizes to check the script runs (10 trials, "
+                        "100 rounds, generated + breast_cancer, one seed); writes no results file.")
     args = parser.parse_args()
+    if args.quick:
+        args.trials, args.rows, args.rounds, args.datasets, args.seeds = 10, 2000, 100, "generated,breast_cancer", "0"
+        args.overhead_trials, args.repeats = 3, 2
     started, load = time.perf_counter(), LoadSampler()
     seeds = [int(s) for s in args.seeds.split(",")]
     arms = ["random"] + [a for a in args.arms.split(",") if a != "random"]
-    full = (not args.overhead_only and args.datasets == parser.get_default("datasets")
+    full = (not args.overhead_only and not args.quick and args.datasets == parser.get_default("datasets")
             and args.seeds == parser.get_default("seeds") and args.arms == parser.get_default("arms"))
     out = {"optuna": optuna.__version__, "cpu_count": os.cpu_count(), "seeds": seeds, "arms": ARMS,
            "metric": "validation log_loss (minimize)", "compute": "boosting rounds trained (headline); trial seconds",

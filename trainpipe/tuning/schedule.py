@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from trainpipe.tuning.config import PrunerConfig
 
 CHECKS_PER_TRIAL = 6  # the median pruner's auto warm-up and interval are each 1/6 of a trial's iterations
+FIRST_RUNG_SHARE = 10  # successive halving / hyperband: the first rung at 1/10 of a trial's iterations
 STARTUP_TRIALS = (5, 10)  # bounds of the sampler's auto random start-up: one trial more than the searched parameters
 
 
@@ -51,10 +52,13 @@ def iteration_budget(family: str, params: dict, cv_folds: int | None = None) -> 
 
 
 def pruner_settings(pruner: PrunerConfig, budget: int | None) -> dict[str, Any]:
-    """The pruner config as the plain dict the objective and `make_pruner` use, with the median pruner's
-    unset warm-up and interval sized to `budget` (a sixth each, at least 1 step apart)."""
+    """The pruner config as the plain dict the objective and `make_pruner` use, with what is unset sized to
+    `budget`: successive halving's (and hyperband's) first rung a tenth of it, the median pruner's warm-up and
+    interval a sixth each (all at least 1 step)."""
     settings = pruner.model_dump()
     share = max(1, round(budget / CHECKS_PER_TRIAL)) if budget else 1
+    if settings["min_resource"] is None:
+        settings["min_resource"] = max(1, round(budget / FIRST_RUNG_SHARE)) if budget else 1
     if settings["n_warmup_steps"] is None:
         settings["n_warmup_steps"] = share if budget else 0
     if settings["interval_steps"] is None:
