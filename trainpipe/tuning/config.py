@@ -34,9 +34,12 @@ class PrunerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["median", "hyperband", "successive_halving", "none"] = Field(
-        "median", description="median (default: stop a trial whose best value so far is worse than the median of "
-                              "finished trials at the same step), hyperband, successive_halving or none.")
-    min_resource: int = Field(1, ge=1, description="hyperband/successive_halving: iterations before the first rung.")
+        "successive_halving", description="successive_halving (default: at each rung only the best third of the "
+                              "trials that reached it trains on), median (stop a trial whose best value so far is "
+                              "worse than the median of finished trials at the same step), hyperband or none.")
+    min_resource: int | None = Field(None, ge=1, description="hyperband/successive_halving: iterations before the "
+                                     "first rung; default a tenth of a trial's iterations (model.params n_estimators "
+                                     "or epochs, or tuning.cv.folds), at least 1.")
     reduction_factor: int = Field(3, ge=2, description="hyperband/successive_halving: 1/factor of trials go on "
                                   "at each rung.")
     n_startup_trials: int = Field(5, ge=0, description="median: trials that complete before any is pruned.")
