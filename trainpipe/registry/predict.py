@@ -166,8 +166,15 @@ def check_columns(frame: pd.DataFrame, meta: dict, source: str) -> None:
         apply_infinite_policy(frame, "error", source, [c["name"] for c in meta["inputs"] if c["kind"] in NUMERIC])
 
 
+def used_columns(meta: dict) -> set[str]:
+    """The columns predict reads: the model's inputs and the id column. Others (the target, notes) are never decoded."""
+    return {c["name"] for c in meta["inputs"]} | set(meta["input_columns"]) | ({meta["id_column"]} if meta.get("id_column")
+                                                                                 else set())
+
+
 def chunks(data: str, meta: dict, rows: int) -> Iterator[tuple[pd.DataFrame, object]]:
-    """(rows as pandas, the same rows as an Arrow table or None): Parquet ids pass through without pandas."""
+    """(rows as pandas, the same rows as an Arrow table or None): Parquet ids pass through without pandas. Only
+    `used_columns` are read; a missing one is left to check_columns to name."""
     import pyarrow as pa
 
     path = Path(data)
@@ -180,11 +187,14 @@ def chunks(data: str, meta: dict, rows: int) -> Iterator[tuple[pd.DataFrame, obj
         if parquet:
             import pyarrow.parquet as pq
 
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+            source = pq.ParquetFile(path)
+            used = [name for name in source.schema_arrow.names if name in used_columns(meta)]
+            for batch in source.iter_batches(batch_size=rows, columns=used):
                 yield batch.to_pandas(), pa.Table.from_batches([batch])
         else:
             text = {c["name"]: "string" for c in meta["inputs"] if c["kind"] == "string"}
-            for frame in pd.read_csv(path, chunksize=rows, dtype=text):
+            used_set = used_columns(meta)
+            for frame in pd.read_csv(path, chunksize=rows, dtype=text, usecols=lambda name: name in used_set):
                 yield frame, None
     except (ValueError, OSError, pa.ArrowException) as exc:  # corrupt Parquet, ragged or undecodable CSV
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
@@ -247,10 +257,14 @@ def predict_file(ref: str, data: str, out: str, store: Store, tracking_uri: str 
         started, total, writer = time.perf_counter(), 0, None
         from concurrent.futures import Future, ThreadPoolExecutor
 
+        from trainpipe.models.base import predicts_beside_io
+
+        beside = predicts_beside_io(type(model.model))  # read and write on threads while the model predicts
         writing: Future | None = None  # the previous chunk's write, overlapping this chunk's prediction
         with ThreadPoolExecutor(1, thread_name_prefix="predict-write") as pool:
             try:
-                for frame, source in read_ahead(chunks(data, model.meta, chunk_rows)):
+                items = chunks(data, model.meta, chunk_rows)
+                for frame, source in read_ahead(items) if beside else items:
                     check_columns(frame, model.meta, data)
                     table = prediction_table(model, frame, source)
                     if writer is None:
@@ -259,6 +273,8 @@ def predict_file(ref: str, data: str, out: str, store: Store, tracking_uri: str 
                     if writing is not None:
                         writing.result()  # at most one chunk waits to be written: memory stays two chunks
                     writing = pool.submit(writer.write_table, table)
+                    if not beside:
+                        writing.result()
                     total += len(frame)
                 if writing is not None:
                     writing.result()
