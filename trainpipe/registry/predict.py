@@ -221,14 +221,12 @@ def read_ahead(items: Iterator[Any]) -> Iterator[Any]:
             yield item
 
 
-def prediction_table(model: Any, frame: pd.DataFrame, source: Any) -> Any:
+def prediction_table(meta: dict, scores: np.ndarray, frame: pd.DataFrame, source: Any) -> Any:
     """The output columns as Arrow arrays built from the scores (labels dictionary-encoded: cheap to write)."""
     import pyarrow as pa
 
     from trainpipe.registry.packaging import class_codes
 
-    meta = model.meta
-    scores = model.scores(frame)
     columns = {}
     id_column = meta.get("id_column")
     if id_column and id_column in frame.columns:
@@ -259,22 +257,25 @@ def predict_file(ref: str, data: str, out: str, store: Store, tracking_uri: str 
 
         from trainpipe.models.base import predicts_beside_io
 
-        beside = predicts_beside_io(type(model.model))  # read and write on threads while the model predicts
-        writing: Future | None = None  # the previous chunk's write, overlapping this chunk's prediction
+        # Beside: the next chunk is read and the previous one written on threads while the model predicts. Else the
+        # previous chunk's write overlaps only the reading and preprocessing of this one, and ends before the model.
+        beside = predicts_beside_io(type(model.model))
+        writing: Future | None = None  # the previous chunk's write
         with ThreadPoolExecutor(1, thread_name_prefix="predict-write") as pool:
             try:
                 items = chunks(data, model.meta, chunk_rows)
                 for frame, source in read_ahead(items) if beside else items:
                     check_columns(frame, model.meta, data)
-                    table = prediction_table(model, frame, source)
+                    X = model.matrix(frame)
+                    if writing is not None and not beside:
+                        writing.result()
+                    table = prediction_table(model.meta, model.model_scores(X), frame, source)
                     if writer is None:
                         # dictionary pages only for the labels: trying them on unique ids and floats costs 2.5x
                         writer = pq.ParquetWriter(tmp, table.schema, use_dictionary=["prediction"])
                     if writing is not None:
                         writing.result()  # at most one chunk waits to be written: memory stays two chunks
                     writing = pool.submit(writer.write_table, table)
-                    if not beside:
-                        writing.result()
                     total += len(frame)
                 if writing is not None:
                     writing.result()
