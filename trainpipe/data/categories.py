@@ -112,6 +112,7 @@ class CategoryCodes(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "categories_")
         frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=self.feature_names_in_)
         out = np.empty((len(frame), self.n_features_in_), dtype=np.float32)
+        columns = [frame.iloc[:, j] for j in range(self.n_features_in_)]  # selected here: threads only read them
 
         def code(j: int) -> None:
             frequent, infrequent = self.categories_[j], self.infrequent_categories_[j]
@@ -119,7 +120,7 @@ class CategoryCodes(TransformerMixin, BaseEstimator):
             # the last two entries are what MISSING (-2) and UNKNOWN (-1) index
             table = np.concatenate([np.arange(len(frequent)), np.full(len(infrequent), len(frequent)),
                                     [self.missing_value, self.unknown_value]]).astype(np.float32)
-            out[:, j] = table[positions(frame.iloc[:, j], frequent + infrequent)]
+            out[:, j] = table[positions(columns[j], frequent + infrequent)]
 
         if len(frame) >= PARALLEL_ROWS and self.n_features_in_ > 1:  # Arrow's lookups and the gathers release the GIL
             from concurrent.futures import ThreadPoolExecutor

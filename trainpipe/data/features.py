@@ -234,15 +234,17 @@ def transform(preprocessor: Any, frame: pd.DataFrame) -> np.ndarray:
         return np.ascontiguousarray(preprocessor.transform(frame), dtype=np.float32)
     from concurrent.futures import ThreadPoolExecutor
 
-    def run(part: tuple[Any, list[str], slice]) -> np.ndarray:
-        step, columns, _ = part
-        return np.asarray(step.transform(frame[columns]))
+    inputs = [(step, frame[columns]) for step, columns, _ in parts]  # selected here: threads only read them
+
+    def run(part: tuple[Any, pd.DataFrame]) -> np.ndarray:
+        step, selected = part
+        return np.asarray(step.transform(selected))
 
     if len(parts) > 1 and len(frame) >= PARALLEL_ROWS:
         with ThreadPoolExecutor(len(parts), thread_name_prefix="transform") as pool:
-            results = list(pool.map(run, parts))
+            results = list(pool.map(run, inputs))
     else:
-        results = [run(part) for part in parts]
+        results = [run(part) for part in inputs]
     # hstack's common type first, as ColumnTransformer would (one rounding to float32 for int64 beyond 2**53)
     common = np.result_type(*results)
     if common.kind not in "biuf":
