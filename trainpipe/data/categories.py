@@ -10,6 +10,7 @@ unknown and missing values get their own configured codes.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Self
 
 import numpy as np
@@ -37,6 +38,7 @@ def as_text(column: Any) -> pa.Array:
     return arrow_text(column).cast(pa.large_string())
 
 
+PARALLEL_ROWS = 100_000  # below this, threads cost more than they save
 MISSING, UNKNOWN = -2, -1  # `positions` for a missing value and for one not in the value set
 
 
@@ -110,13 +112,24 @@ class CategoryCodes(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "categories_")
         frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=self.feature_names_in_)
         out = np.empty((len(frame), self.n_features_in_), dtype=np.float32)
-        for j, name in enumerate(frame.columns):
+        columns = [frame.iloc[:, j] for j in range(self.n_features_in_)]  # selected here: threads only read them
+
+        def code(j: int) -> None:
             frequent, infrequent = self.categories_[j], self.infrequent_categories_[j]
             # position -> code, one gather: frequent categories keep theirs, every infrequent one shares code k;
             # the last two entries are what MISSING (-2) and UNKNOWN (-1) index
             table = np.concatenate([np.arange(len(frequent)), np.full(len(infrequent), len(frequent)),
                                     [self.missing_value, self.unknown_value]]).astype(np.float32)
-            out[:, j] = table[positions(frame[name], frequent + infrequent)]
+            out[:, j] = table[positions(columns[j], frequent + infrequent)]
+
+        if len(frame) >= PARALLEL_ROWS and self.n_features_in_ > 1:  # Arrow's lookups and the gathers release the GIL
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(self.n_features_in_, os.cpu_count() or 1), thread_name_prefix="codes") as pool:
+                list(pool.map(code, range(self.n_features_in_)))  # list(): a column's error is raised here
+        else:
+            for j in range(self.n_features_in_):
+                code(j)
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

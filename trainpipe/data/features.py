@@ -197,14 +197,70 @@ def passthrough_columns(preprocessor: Any) -> list[str] | None:
     return [column for _, _, selected in preprocessor.transformers for column in selected]
 
 
+def fitted_parts(preprocessor: Any, frame: Any) -> list[tuple[Any, list[str], slice]] | None:
+    """(fitted part, its input columns, its output columns) of a fitted dense ColumnTransformer given a DataFrame
+    holding every input column, when its output is plain numpy (no transformer weights, no pandas output); else
+    None (`transform` then calls the ColumnTransformer itself)."""
+    import sklearn
+    from sklearn.compose import ColumnTransformer
+
+    if not (isinstance(preprocessor, ColumnTransformer) and hasattr(preprocessor, "output_indices_")
+            and isinstance(frame, pd.DataFrame) and not preprocessor.sparse_output_
+            and preprocessor.transformer_weights is None and sklearn.get_config()["transform_output"] == "default"
+            and getattr(preprocessor, "_sklearn_output_config", {}).get("transform", "default") == "default"):
+        return None
+    parts = []
+    for name, step, columns in preprocessor.transformers_:
+        out = preprocessor.output_indices_[name]
+        if (isinstance(step, str) and step == "drop") or out.stop == out.start:
+            continue
+        if isinstance(step, str) or not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
+            return None
+        parts.append((step, columns, out))
+    needed = {c for _, columns, _ in parts for c in columns}
+    covered = sum(out.stop - out.start for _, _, out in parts) == max((out.stop for _, _, out in parts), default=0)
+    return parts if parts and covered and needed <= set(frame.columns) else None
+
+
+PARALLEL_ROWS = 100_000  # below this, threads cost more than they save
+
+
 def transform(preprocessor: Any, frame: pd.DataFrame) -> np.ndarray:
+    """The preprocessed float32 matrix (C order): bitwise what `preprocessor.transform(frame)` cast to float32 gives.
+
+    Why not only ColumnTransformer.transform: it stacks its parts into a float64 copy that is then cast again, and
+    runs the parts one after another. Here each fitted part writes its own columns of one preallocated float32
+    matrix, the parts (and CategoryCodes' columns) on threads for large frames: Arrow lookups and numpy release
+    the GIL. ~2x less wall time for torch_mlp's 7 columns x 1M rows on 2 cores."""
     columns = passthrough_columns(preprocessor)
     if columns is not None:
         # The same matrix as preprocessor.transform, in one float32 copy instead of ColumnTransformer's per-part
         # copies and hstack (~7x less CPU on 1M x 32).
         return np.ascontiguousarray(frame[columns].to_numpy(dtype=np.float32, na_value=np.nan))
-    out = preprocessor.transform(frame)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    parts = fitted_parts(preprocessor, frame)
+    if parts is None:
+        return np.ascontiguousarray(preprocessor.transform(frame), dtype=np.float32)
+    from concurrent.futures import ThreadPoolExecutor
+
+    inputs = [(step, frame[columns]) for step, columns, _ in parts]  # selected here: threads only read them
+
+    def run(part: tuple[Any, pd.DataFrame]) -> np.ndarray:
+        step, selected = part
+        return np.asarray(step.transform(selected))
+
+    if len(parts) > 1 and len(frame) >= PARALLEL_ROWS:
+        with ThreadPoolExecutor(len(parts), thread_name_prefix="transform") as pool:
+            results = list(pool.map(run, inputs))
+    else:
+        results = [run(part) for part in inputs]
+    # hstack's common type first, as ColumnTransformer would (one rounding to float32 for int64 beyond 2**53)
+    common = np.result_type(*results)
+    if common.kind not in "biuf":
+        return np.ascontiguousarray(preprocessor.transform(frame), dtype=np.float32)
+    out = np.empty((len(frame), max(where.stop for _, _, where in parts)), dtype=np.float32)
+    for (_, _, where), values in zip(parts, results):
+        out[:, where] = values.astype(common, copy=False)
+    return out
 
 
 class LabelCoding:

@@ -166,8 +166,15 @@ def check_columns(frame: pd.DataFrame, meta: dict, source: str) -> None:
         apply_infinite_policy(frame, "error", source, [c["name"] for c in meta["inputs"] if c["kind"] in NUMERIC])
 
 
+def used_columns(meta: dict) -> set[str]:
+    """The columns predict reads: the model's inputs and the id column. Others (the target, notes) are never decoded."""
+    return {c["name"] for c in meta["inputs"]} | set(meta["input_columns"]) | ({meta["id_column"]} if meta.get("id_column")
+                                                                                 else set())
+
+
 def chunks(data: str, meta: dict, rows: int) -> Iterator[tuple[pd.DataFrame, object]]:
-    """(rows as pandas, the same rows as an Arrow table or None): Parquet ids pass through without pandas."""
+    """(rows as pandas, the same rows as an Arrow table or None): Parquet ids pass through without pandas. Only
+    `used_columns` are read; a missing one is left to check_columns to name."""
     import pyarrow as pa
 
     path = Path(data)
@@ -180,11 +187,14 @@ def chunks(data: str, meta: dict, rows: int) -> Iterator[tuple[pd.DataFrame, obj
         if parquet:
             import pyarrow.parquet as pq
 
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+            source = pq.ParquetFile(path)
+            used = [name for name in source.schema_arrow.names if name in used_columns(meta)]
+            for batch in source.iter_batches(batch_size=rows, columns=used):
                 yield batch.to_pandas(), pa.Table.from_batches([batch])
         else:
             text = {c["name"]: "string" for c in meta["inputs"] if c["kind"] == "string"}
-            for frame in pd.read_csv(path, chunksize=rows, dtype=text):
+            used_set = used_columns(meta)
+            for frame in pd.read_csv(path, chunksize=rows, dtype=text, usecols=lambda name: name in used_set):
                 yield frame, None
     except (ValueError, OSError, pa.ArrowException) as exc:  # corrupt Parquet, ragged or undecodable CSV
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
@@ -211,14 +221,12 @@ def read_ahead(items: Iterator[Any]) -> Iterator[Any]:
             yield item
 
 
-def prediction_table(model: Any, frame: pd.DataFrame, source: Any) -> Any:
+def prediction_table(meta: dict, scores: np.ndarray, frame: pd.DataFrame, source: Any) -> Any:
     """The output columns as Arrow arrays built from the scores (labels dictionary-encoded: cheap to write)."""
     import pyarrow as pa
 
     from trainpipe.registry.packaging import class_codes
 
-    meta = model.meta
-    scores = model.scores(frame)
     columns = {}
     id_column = meta.get("id_column")
     if id_column and id_column in frame.columns:
@@ -247,12 +255,21 @@ def predict_file(ref: str, data: str, out: str, store: Store, tracking_uri: str 
         started, total, writer = time.perf_counter(), 0, None
         from concurrent.futures import Future, ThreadPoolExecutor
 
-        writing: Future | None = None  # the previous chunk's write, overlapping this chunk's prediction
+        from trainpipe.models.base import predicts_beside_io
+
+        # Beside: the next chunk is read and the previous one written on threads while the model predicts. Else the
+        # previous chunk's write overlaps only the reading and preprocessing of this one, and ends before the model.
+        beside = predicts_beside_io(type(model.model))
+        writing: Future | None = None  # the previous chunk's write
         with ThreadPoolExecutor(1, thread_name_prefix="predict-write") as pool:
             try:
-                for frame, source in read_ahead(chunks(data, model.meta, chunk_rows)):
+                items = chunks(data, model.meta, chunk_rows)
+                for frame, source in read_ahead(items) if beside else items:
                     check_columns(frame, model.meta, data)
-                    table = prediction_table(model, frame, source)
+                    X = model.matrix(frame)
+                    if writing is not None and not beside:
+                        writing.result()
+                    table = prediction_table(model.meta, model.model_scores(X), frame, source)
                     if writer is None:
                         # dictionary pages only for the labels: trying them on unique ids and floats costs 2.5x
                         writer = pq.ParquetWriter(tmp, table.schema, use_dictionary=["prediction"])

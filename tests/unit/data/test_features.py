@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainpipe.data.features import (FeaturesConfig, LabelCoding, build_preprocessor, fit_on_rows, passthrough_columns,
-                                     select_columns, transform)
+from trainpipe.data import categories, features
+from trainpipe.data.features import (FeaturesConfig, LabelCoding, build_preprocessor, fit_on_rows, fitted_parts,
+                                     passthrough_columns, select_columns, transform)
 from trainpipe.errors import ConfigError
 
 
@@ -119,3 +120,36 @@ def test_a_preprocessor_that_learns_from_rows_is_fitted_on_every_training_row():
     pre, _ = build_preprocessor(roles, FeaturesConfig(), tree_model=False, handles_missing=False)
     fit_on_rows(pre, data, np.array([1, 2, 3]))
     assert np.isclose(pre.named_transformers_["numeric"][-1].mean_[0], 5.0)  # rows 1-3, not row 1 alone
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("tree_model, needs", [(False, {}), (True, {"handles_missing": True}),
+                                               (False, {"categorical_codes": True}),
+                                               (True, {"handles_missing": True, "native_categoricals": "default"})])
+def test_the_parts_written_into_one_matrix_are_bitwise_what_the_column_transformer_gives(tree_model, needs, threaded,
+                                                                                        monkeypatch):
+    """Predict and features build the float32 matrix part by part (on threads for large frames); every value,
+    NaN payloads included, is what ColumnTransformer.transform cast to float32 gives."""
+    if threaded:  # the threaded path on small data
+        monkeypatch.setattr(features, "PARALLEL_ROWS", 1)
+        monkeypatch.setattr(categories, "PARALLEL_ROWS", 1)
+    rng = np.random.default_rng(0)
+    rows = 300
+    data = pd.DataFrame({"num": np.where(rng.random(rows) < 0.1, np.nan, rng.normal(3, 2, rows) * 1e3),
+                         "big": rng.integers(2**53, 2**60, rows),  # int64 that float32 rounds: one rounding, as hstack
+                         "cat": pd.Series(rng.choice(["a", "b", "c", None], rows), dtype="string"),
+                         "obj": rng.choice(["x", "y", "z"], rows).astype(object), "flag": rng.random(rows) < 0.3,
+                         "when": pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.integers(0, 900, rows), unit="D"),
+                         "kept": rng.normal(size=rows).astype(np.float32), "y": rng.integers(0, 2, rows)})
+    config = FeaturesConfig(passthrough=["kept"])
+    roles = select_columns(data, config, exclude=["y"])
+    pre, _ = build_preprocessor(roles, config, tree_model=tree_model, handles_missing=needs.get("handles_missing", False),
+                                categorical_codes=needs.get("categorical_codes", False),
+                                native_categoricals=needs.get("native_categoricals", "no"))
+    pre.fit(data.iloc[:200])
+    unseen = data.iloc[200:].assign(obj="never seen")
+    assert fitted_parts(pre, unseen) is not None  # the parts path, not the fallback
+    fast = transform(pre, unseen)
+    expected = np.ascontiguousarray(pre.transform(unseen), dtype=np.float32)
+    assert fast.dtype == np.float32 and fast.flags["C_CONTIGUOUS"] and fast.shape == expected.shape
+    np.testing.assert_array_equal(fast.view(np.uint32), expected.view(np.uint32))
