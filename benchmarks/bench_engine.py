@@ -147,6 +147,14 @@ def scores_auc(module, val) -> float:
     return float(roc_auc_score(val[1], forward(module, val[0]).squeeze(1).numpy()))
 
 
+def train_step(module, opt, X, cat, y) -> None:
+    """One step of the hand-written baselines: forward, loss, backward, optimizer."""
+    loss = bce(module(X, cat), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
 def run_minimal(train, val, seed, epochs=1, fused=True, stream_offset=0):
     """The hand-written loop. stream_offset ≠ 0 reseeds the default generator after the weights are built: the
     same run with other dropout masks only (the quality noise floor)."""
@@ -163,10 +171,7 @@ def run_minimal(train, val, seed, epochs=1, fused=True, stream_offset=0):
         perm = order(len(X), seed, epoch)
         for start in range(0, len(X), BATCH):
             idx = perm[start:start + BATCH]
-            loss = bce(module(X.index_select(0, idx), no_cat[:len(idx)]), y.index_select(0, idx))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            train_step(module, opt, X.index_select(0, idx), no_cat[:len(idx)], y.index_select(0, idx))
         validate(module, *val)
     seconds = time.perf_counter() - started
     return seconds, scores_auc(module, val), {}
@@ -192,10 +197,7 @@ def run_seed_style(train, val, seed):
     started = time.perf_counter()
     module.train()
     for xb, yb in loader:
-        loss = bce(module(xb, torch.zeros((len(xb), 0), dtype=torch.int64)), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(module, opt, xb, torch.zeros((len(xb), 0), dtype=torch.int64), yb)
     validate(module, *val)
     seconds = time.perf_counter() - started
     return seconds, scores_auc(module, val), {}

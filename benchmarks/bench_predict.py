@@ -16,8 +16,6 @@ in the same run, median of R repeats alternating the sides; printed:
     file       trainpipe.registry.predict.predict_file(parquet -> parquet): read, check, predict, write; the
                time after the package is resolved, verified and loaded (the path `trainpipe predict` takes)
     unwrapped  PackagedModel.predict without MLflow's wrapper (what the file path calls per chunk; for reference)
-    file_other the file path with the family's other I/O mode (predict_beside_io flipped: reading and writing on
-               threads beside the model, or only while the next chunk is preprocessed), to check its setting
     load       seconds to load the wrapped pyfunc, and the file path's resolve + verify + load, reported apart
 
 The target (>= 0.8x) is judged against raw (the model alone, stricter); the ratios to the user's script are printed
@@ -89,7 +87,6 @@ def main() -> None:
     from trainpipe.data.features import transform
     from trainpipe.tools.datasets import synthetic_churn
     from trainpipe.pipeline.driver import run_pipeline
-    from trainpipe.models.base import predicts_beside_io
     from trainpipe.registry.predict import load_packaged, predict_file
     from trainpipe.store import Store
 
@@ -125,18 +122,8 @@ def main() -> None:
             file_total.append(time.perf_counter() - began)
             return report["seconds"]  # after resolve + verify + load
 
-        family_class = type(model.model)
-        setting = predicts_beside_io(family_class)
-
-        def file_other_side() -> float:
-            family_class.predict_beside_io = not setting
-            try:
-                return predict_file(summary["run_id"], str(work / "big.parquet"), str(work / "out.parquet"),
-                                    store)["seconds"]
-            finally:
-                family_class.predict_beside_io = setting
-
         inputs = big[model.meta["input_columns"]]
+
         def untimed_result(fn):  # the side is timed from outside: its result is dropped
             return lambda: (fn(), None)[1]
 
@@ -158,7 +145,6 @@ def main() -> None:
         seconds = alternating_medians({"raw": untimed_result(lambda: model.model.predict_proba(X)),
                                        "pyfunc": untimed_result(lambda: wrapped.predict(inputs)),
                                        "file": file_side,
-                                       "file_other": file_other_side,
                                        "unwrapped": untimed_result(lambda: model.predict(None, inputs)),
                                        "script": untimed_result(lambda: script(inputs)),
                                        "script_file": untimed_result(script_file)}, args.repeats)
@@ -169,7 +155,6 @@ def main() -> None:
                   "ratio_to_raw": {side: seconds["raw"] / t for side, t in seconds.items() if side != "raw"},
                   "ratio_to_script": {"pyfunc": seconds["script"] / seconds["pyfunc"],
                                       "file": seconds["script_file"] / seconds["file"]},
-                  "predict_beside_io": setting,
                   "target": TARGET}
         results[family] = result
         print(f"{family} ({PARAMS[family]}), {args.rows:,} rows, median of {args.repeats}")
@@ -181,8 +166,6 @@ def main() -> None:
         for side in ("pyfunc", "file"):
             verdict = "meets" if result["ratio_to_raw"][side] >= TARGET else "MISSES"
             print(f"  {side}/raw {result['ratio_to_raw'][side]:.2f} {verdict} the {TARGET}x target (the model alone)")
-        print(f"  file path with predict_beside_io={setting} (the family's): {seconds['file']:.3f} s; with "
-              f"{not setting}: {seconds['file_other']:.3f} s")
         print(f"  against a user's own script (same input, preprocessing, output): pyfunc/script "
               f"{result['ratio_to_script']['pyfunc']:.2f}, file/script_file {result['ratio_to_script']['file']:.2f}")
     result = {"rows": args.rows, "families": results}

@@ -143,15 +143,6 @@ def trains_under_torchrun(family: type) -> bool:
     return getattr(family, "torchrun", False) is True
 
 
-def predicts_beside_io(family: type) -> bool:
-    """Whether batch predict may read the next chunk and write the previous one on other threads while the family
-    predicts (registry/predict.py). The optional class attribute `predict_beside_io = False` says no: a model
-    whose predict is many short parallel regions on every core (torch_mlp: each layer of each batch ends in an
-    OpenMP barrier) stalls at every barrier that a reading or writing thread delays, which on a machine whose
-    cores it already uses costs more than the overlap hides. Families that do not declare it overlap."""
-    return getattr(family, "predict_beside_io", True) is not False
-
-
 def probabilities_from_binary(p: np.ndarray) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64).reshape(-1)
     return np.column_stack([1.0 - p, p])

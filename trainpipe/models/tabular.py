@@ -104,9 +104,6 @@ class TorchMLPFamily:
     needs = PreprocessingNeeds(tree_model=False, handles_missing=False, categorical_codes=True)
     iteration_param = "epochs"
     torchrun = True  # fit runs in every rank of a torchrun job (DDP in trainpipe.engine.fit)
-    # Batch predict reads and writes while it preprocesses, not beside the forward (base.predicts_beside_io): on 2
-    # cores the 1M-row file path measured 0.88x the model alone before reads and writes went beside it, 0.73x after.
-    predict_beside_io = False
     requirements = ("torch",)
     scaffold = ScaffoldDefaults(params={"epochs": (30, "most epochs: early stopping usually ends sooner"),
                                         "hidden_dims": ([256, 128, 64], "width of each hidden layer")},

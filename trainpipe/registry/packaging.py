@@ -59,24 +59,17 @@ class PackagedModel(PythonModel):
         self.preprocessor = joblib.load(context.artifacts["preprocessor"])
         self.model = load_family(Path(context.artifacts["model"]))
 
-    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        """The preprocessed float32 matrix of the raw rows, as in training."""
+    def scores(self, frame: pd.DataFrame) -> np.ndarray:
+        """Regression values, or (rows, classes) probabilities: what evaluate scores."""
         from trainpipe.data.features import transform
         from trainpipe.data.finite import apply_infinite_policy
 
         # As in training (data.infinite): infinite numbers are refused naming the column, or made missing.
         inputs = apply_infinite_policy(frame[self.meta["input_columns"]], self.meta.get("infinite", "error"), "input")
-        return transform(self.preprocessor, inputs)
-
-    def model_scores(self, X: np.ndarray) -> np.ndarray:
-        """Regression values, or (rows, classes) probabilities, of a preprocessed matrix."""
+        X = transform(self.preprocessor, inputs)
         if self.meta["task"] == "regression":
             return np.asarray(self.model.predict(X), dtype=np.float64)
         return np.asarray(self.model.predict_proba(X), dtype=np.float64)
-
-    def scores(self, frame: pd.DataFrame) -> np.ndarray:
-        """Regression values, or (rows, classes) probabilities: what evaluate scores."""
-        return self.model_scores(self.matrix(frame))
 
     # The DataFrame hint tells MLflow to leave validation to the signature (no hint: a warning per import).
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:

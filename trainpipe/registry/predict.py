@@ -255,21 +255,12 @@ def predict_file(ref: str, data: str, out: str, store: Store, tracking_uri: str 
         started, total, writer = time.perf_counter(), 0, None
         from concurrent.futures import Future, ThreadPoolExecutor
 
-        from trainpipe.models.base import predicts_beside_io
-
-        # Beside: the next chunk is read and the previous one written on threads while the model predicts. Else the
-        # previous chunk's write overlaps only the reading and preprocessing of this one, and ends before the model.
-        beside = predicts_beside_io(type(model.model))
-        writing: Future | None = None  # the previous chunk's write
+        writing: Future | None = None  # the previous chunk's write, overlapping this chunk's prediction
         with ThreadPoolExecutor(1, thread_name_prefix="predict-write") as pool:
             try:
-                items = chunks(data, model.meta, chunk_rows)
-                for frame, source in read_ahead(items) if beside else items:
+                for frame, source in read_ahead(chunks(data, model.meta, chunk_rows)):
                     check_columns(frame, model.meta, data)
-                    X = model.matrix(frame)
-                    if writing is not None and not beside:
-                        writing.result()
-                    table = prediction_table(model.meta, model.model_scores(X), frame, source)
+                    table = prediction_table(model.meta, model.scores(frame), frame, source)
                     if writer is None:
                         # dictionary pages only for the labels: trying them on unique ids and floats costs 2.5x
                         writer = pq.ParquetWriter(tmp, table.schema, use_dictionary=["prediction"])
