@@ -26,13 +26,13 @@ def exit_code(code: object) -> int:
 
 
 def exit_now(code: object) -> NoReturn:
-    """Finish like Python's shutdown (non-daemon threads joined, atexit handlers run: MLflow's and logging's
-    flushes, then the standard streams flushed), then end the process without freeing its modules."""
+    """Finish like Python's shutdown (threading's exit hooks run, e.g. idle ThreadPoolExecutor workers told to stop,
+    and non-daemon threads joined; atexit handlers run: MLflow's and logging's flushes; the standard streams
+    flushed), then end the process without freeing its modules."""
     status = exit_code(code)
-    main = threading.main_thread()
-    for thread in threading.enumerate():
-        if thread is not main and not thread.daemon and thread.is_alive():
-            thread.join()
+    # CPython's own (private) first step of Py_Finalize: joining threads by hand would wait forever on an executor's
+    # idle worker, which only threading's exit hook tells to stop.
+    threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()  # CPython's own (private) runner of the handlers, as Py_Finalize calls it
     for stream in (sys.stdout, sys.stderr):
         try:

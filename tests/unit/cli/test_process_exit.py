@@ -27,6 +27,16 @@ def test_exit_now_joins_threads_runs_atexit_flushes_and_keeps_the_status(status)
     assert lines[1:] == ["thread finished", "atexit ran"]
 
 
+def test_exit_now_does_not_wait_forever_on_an_idle_thread_pool_worker():
+    program = ("from concurrent.futures import ThreadPoolExecutor\n"
+               "pool = ThreadPoolExecutor(1)\n"
+               "pool.submit(print, 'task ran').result()  # the worker now waits for work that never comes\n"
+               "from trainpipe.cli.process_exit import exit_now\n"
+               "exit_now(4)\n")
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (4, "task ran\n"), proc.stderr
+
+
 def test_exit_code_maps_system_exit_codes_as_python_does(capsys):
     assert exit_code(None) == 0
     assert exit_code(2) == 2
