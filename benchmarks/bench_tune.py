@@ -5,16 +5,21 @@ Measured in one run, on xgboost (≤ --rounds rounds, early stopping 30, 1 threa
 validation log loss (lower is better), on three tables: a fixed generated binary one (make_data), and two real
 ones that scikit-learn ships in its wheel (breast_cancer: 569 × 30 binary; digits: 1797 × 64, 10 classes).
 
-- efficiency: per table and seed, each arm runs a study of the same number of trials (--trials) on the same
+- efficiency: per table and seed, each arm runs a study on the same
   objective, built as the tune stage builds it (worker.build_settings, study.make_sampler/make_pruner):
     trainpipe  trainpipe's defaults (TuningConfig(): sampler and pruner as a user gets them)
     random     random search, no pruning (the baseline)
     median     the defaults before successive halving: TPE (start-up sized to the space) + the median pruner with
                warm-up and interval a sixth of the rounds
-    previous   the defaults before this benchmark's issue: TPE with 10 start-up trials + hyperband from round 1
+    previous   the defaults before this benchmark's issue: TPE with 10 start-up trials + hyperband from round 1 (not run
+               by default since equal compute made the benchmark twice as long: --arms random,trainpipe,median,previous)
   Compute is counted in boosting rounds trained (the headline: independent of the machine's load) and in the
-  trials' own wall seconds. Reported: the compute the trainpipe arm spends until its best reaches random
-  search's final best, as a share of random search's total (target ≤ 50%), and the share of its trials pruned.
+  trials' own wall seconds. Random search runs --trials trials; every other arm runs trials until it has spent
+  as many rounds as random search did (at most MAX_TRIALS_FACTOR × --trials): equal compute, which is what the
+  target compares (a pruned arm spends a third of random's rounds in the same number of trials, so stopping it
+  there would ask it to reach random's best in a third of the compute). Reported: the compute the arm spends
+  until its best reaches random search's final best, as a share of random search's total (target ≤ 50%), the
+  same within only the first --trials trials (the earlier, trial-matched reading), and the share pruned.
   Both arms use the same seeds, so TPE's random start-up trials are the same parameter sets random search
   draws first (common random numbers); a reach through such a shared trial is marked `shared`.
 - overhead: `run_worker` (what `trainpipe tune` runs: SQLite storage with heartbeats, per-trial attributes,
@@ -61,6 +66,7 @@ ARMS = {"trainpipe": {},  # trainpipe's defaults
 # which would measure the same fixed cost per trial against much shorter trials.
 OVERHEAD_TUNING = {"pruner": {"type": "none"}}
 EARLY_STOPPING = 30
+MAX_TRIALS_FACTOR = 4  # equal-compute arms stop at random's rounds or at this many times its trials
 
 
 def _timed_fit(fit):
@@ -126,11 +132,28 @@ def arm_settings(arm: str, task: str, n_classes: int, rounds: int, seed: int):
     return settings, make_sampler(config.tuning, settings.space, seed), make_pruner(settings.pruner)
 
 
-def run_study(data: TrialData, task: str, n_classes: int, arm: str, seed: int, trials: int, rounds: int) -> dict:
+def stop_after_rounds(budget: int):
+    """An optimize callback that stops the study once its trials have trained `budget` rounds in all."""
+    spent = [0]
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        spent[0] += int(trial.user_attrs.get("trainpipe", {}).get("iterations", 0))
+        if spent[0] >= budget:
+            study.stop()
+    return callback
+
+
+def run_study(data: TrialData, task: str, n_classes: int, arm: str, seed: int, trials: int, rounds: int,
+              budget_rounds: int | None = None) -> dict:
+    """`trials` trials, or with budget_rounds: trials until that many rounds are spent (≤ MAX_TRIALS_FACTOR × trials)."""
     settings, sampler, pruner = arm_settings(arm, task, n_classes, rounds, seed)
     # named: hyperband assigns brackets by a hash of the study name and trial number
     study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner, study_name=f"{arm}-{seed}")
-    study.optimize(make_objective(settings, data), n_trials=trials)
+    if budget_rounds is None:
+        study.optimize(make_objective(settings, data), n_trials=trials)
+    else:
+        study.optimize(make_objective(settings, data), n_trials=trials * MAX_TRIALS_FACTOR,
+                       callbacks=[stop_after_rounds(budget_rounds)])
     out = {"rounds": [], "seconds": [], "state": [], "value": [], "params": []}
     for trial in study.trials:
         record = trial.user_attrs["trainpipe"]
@@ -157,8 +180,10 @@ def compare(name: str, data: TrialData, task: str, n_classes: int, arms: list[st
             rounds: int) -> dict:
     rows, runs = [], {}
     for seed in seeds:
-        runs[seed] = {arm: run_study(data, task, n_classes, arm, seed, trials, rounds) for arm in arms}
-        base = runs[seed]["random"]
+        base = run_study(data, task, n_classes, "random", seed, trials, rounds)
+        runs[seed] = {"random": base}
+        for arm in (a for a in arms if a != "random"):  # equal compute: as many rounds as random search spent
+            runs[seed][arm] = run_study(data, task, n_classes, arm, seed, trials, rounds, budget_rounds=sum(base["rounds"]))
         target = min(v for v in base["value"] if v is not None)
         row = {"seed": seed, "random_best": target, "random_rounds": sum(base["rounds"]),
                "random_seconds": round(sum(base["seconds"]), 2)}
@@ -166,13 +191,18 @@ def compare(name: str, data: TrialData, task: str, n_classes: int, arms: list[st
             mine = runs[seed][arm]
             rounds_at, number = reach(mine, target, "rounds")
             seconds_at, _ = reach(mine, target, "seconds")
+            first = {key: mine[key][:trials] for key in ("rounds", "value")}
+            rounds_at_same_trials, _ = reach(first, target, "rounds")
             shared = number is not None and mine["params"][number] in base["params"]
             row[arm] = {
                 "best": min(v for v in mine["value"] if v is not None),
                 "rounds_share_to_reach": None if rounds_at is None else round(rounds_at / row["random_rounds"], 3),
                 "seconds_share_to_reach": None if seconds_at is None else round(seconds_at / row["random_seconds"], 3),
-                "reached_at_trial": number, "reached_through_shared_startup_trial": shared,
+                "rounds_share_to_reach_within_same_trials": None if rounds_at_same_trials is None
+                else round(rounds_at_same_trials / row["random_rounds"], 3),
+                "reached_at_trial": number, "reached_through_shared_startup_trial": shared, "trials": len(mine["value"]),
                 "total_rounds_share": round(sum(mine["rounds"]) / row["random_rounds"], 3),
+                "total_rounds_share_first_trials": round(sum(mine["rounds"][:trials]) / row["random_rounds"], 3),
                 "pruned_share": round(mine["state"].count("PRUNED") / len(mine["state"]), 3)}
         rows.append(row)
         print(f"  {name} seed {seed}: random best {target:.4f} in {row['random_rounds']} rounds "
@@ -189,7 +219,7 @@ def _line(arm: str, r: dict) -> str:
                                                   f"({r['seconds_share_to_reach']:.0%} of its seconds)"
                                                   + (", shared start-up trial" if r["reached_through_shared_startup_trial"]
                                                      else ""))
-    return f"{arm} best {r['best']:.4f} {reached}, {r['pruned_share']:.0%} pruned"
+    return f"{arm} best {r['best']:.4f} {reached}, {r['trials']} trials, {r['pruned_share']:.0%} pruned"
 
 
 def verdicts(results: dict, arm: str) -> dict:
@@ -197,8 +227,11 @@ def verdicts(results: dict, arm: str) -> dict:
     met = [(t, r["seed"]) for t, r in studies
            if r[arm]["rounds_share_to_reach"] is not None and r[arm]["rounds_share_to_reach"] <= 0.5]
     shared = [(t, r["seed"]) for t, r in studies if (t, r["seed"]) in met and r[arm]["reached_through_shared_startup_trial"]]
+    within = [(t, r["seed"]) for t, r in studies if r[arm]["rounds_share_to_reach_within_same_trials"] is not None
+              and r[arm]["rounds_share_to_reach_within_same_trials"] <= 0.5]
     return {"met": len(met), "of": len(studies), "met_studies": met, "met_through_shared_startup_trial": shared,
-            "met_generated_and_breast_cancer": sum(t in ("generated", "breast_cancer") for t, _ in met)}
+            "met_generated_and_breast_cancer": sum(t in ("generated", "breast_cancer") for t, _ in met),
+            "met_within_same_trials": len(within), "met_studies_within_same_trials": within}
 
 
 def overhead(data: TrialData, trials: int, rounds: int, repeats: int) -> dict:
@@ -286,7 +319,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--datasets", default="generated,breast_cancer,digits")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--arms", default="random,trainpipe,median", help="arms to run (also: previous)")
     parser.add_argument("--overhead-trials", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--overhead-only", action="store_true", help="Only the overhead part; writes no results file.")
@@ -301,8 +334,8 @@ def main() -> None:
     arms = ["random"] + [a for a in args.arms.split(",") if a != "random"]
     full = (not args.overhead_only and not args.quick and args.datasets == parser.get_default("datasets")
             and args.seeds == parser.get_default("seeds") and args.arms == parser.get_default("arms"))
-    out = {"optuna": optuna.__version__, "cpu_count": os.cpu_count(), "seeds": seeds, "arms": ARMS,
-           "metric": "validation log_loss (minimize)", "compute": "boosting rounds trained (headline); trial seconds",
+    out = {"optuna": optuna.__version__, "cpu_count": os.cpu_count(), "seeds": seeds, "arms": {arm: ARMS[arm] for arm in arms},
+           "metric": "validation log_loss (minimize)", "compute": "boosting rounds trained (headline); trial seconds; arms other than random run until they have spent random search's rounds (equal compute)",
            "model": f"xgboost ≤{args.rounds} rounds, early stopping {EARLY_STOPPING}, 1 thread, default search space",
            "results": {}}
     catalogue = tables(args.rows)
@@ -315,7 +348,8 @@ def main() -> None:
             out[f"verdict_{arm}"] = v = verdicts(out["results"], arm)
             print(f"\n{arm}: reached random search's best in ≤ 50% of its rounds in {v['met']} of {v['of']} studies "
                   f"({v['met_generated_and_breast_cancer']} of the generated and breast_cancer ones; "
-                  f"{len(v['met_through_shared_startup_trial'])} through a shared start-up trial)")
+                  f"{len(v['met_through_shared_startup_trial'])} through a shared start-up trial); within random's "
+                  f"trial count: {v['met_within_same_trials']} of {v['of']}")
     out["overhead"] = overhead(make_data(args.rows), args.overhead_trials, args.rounds, args.repeats)
     out["load_average_1min"] = load.stop()
     out["wall_s"] = time.perf_counter() - started
