@@ -198,3 +198,57 @@ def test_torch_predictions_through_the_pyfunc_and_the_file_are_bitwise_those_of_
     read, _ = next(chunks(str(tmp_path / "in.parquet"), model.meta, 10_000))
     assert set(read.columns) == {*model.meta["input_columns"], "customer_id"}
     assert "notes" in pq.read_schema(tmp_path / "in.parquet").names
+
+
+def test_torch_file_path_predicts_row_ranges_on_one_thread_each_in_order_and_sets_torch_threads_back(
+        churn_config, data_dir, tmp_path, monkeypatch):
+    """torch_mlp's chunks are cut into one row range per torch thread, predicted at once by single-threaded forwards:
+    the file holds bitwise the probabilities of one call on all rows (chunks of a multiple of ROW_ALIGN rows), in the
+    input's row order; torch's thread count
+    is set back afterwards, also when a later chunk fails (and then no file is left)."""
+    import threading
+
+    import numpy as np
+    import torch
+
+    from trainpipe.models.tabular import TorchMLPFamily
+    from trainpipe.registry.predict import load_packaged
+
+    config = config_from_dict({**churn_config, "tracking": {"enabled": False},
+                               "model": {"type": "torch_mlp", "params": {"epochs": 1, "hidden_dims": [32, 16]}}})
+    summary = run_pipeline(config, Store.locate(config.store))
+    model = load_packaged(Path(summary["run_dir"]) / "register" / "model")
+    raw = pd.read_csv(data_dir / "churn.csv").sample(frac=1.0, random_state=3)  # ids out of order
+    raw.to_parquet(tmp_path / "in.parquet", index=False)
+    expected = model.scores(pd.read_parquet(tmp_path / "in.parquet"))
+    calls: list[tuple[str, int]] = []
+    forward = TorchMLPFamily._raw
+
+    def recorded(self, X):
+        calls.append((threading.current_thread().name, torch.get_num_threads()))
+        return forward(self, X)
+
+    monkeypatch.setattr(TorchMLPFamily, "_raw", recorded)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # three row ranges per chunk, whatever this machine's cores
+    try:
+        predict_file(summary["run_id"], str(tmp_path / "in.parquet"), str(tmp_path / "p.parquet"),
+                     Store.locate(config.store), chunk_rows=640)  # 3,000 rows: chunks of 640 x 4 and 440
+        assert torch.get_num_threads() == 3
+        assert len(calls) == 15 and {threads for _, threads in calls} == {1}
+        assert len({name for name, _ in calls}) > 1 and all(name.startswith("predict") for name, _ in calls)
+        out = pd.read_parquet(tmp_path / "p.parquet")
+        assert out["customer_id"].tolist() == raw["customer_id"].tolist()
+        got = out[["proba_No", "proba_Yes"]].to_numpy()
+        np.testing.assert_array_equal(got.view(np.uint64), expected.view(np.uint64))
+
+        raw["tenure_months"] = raw["tenure_months"].astype(object)
+        raw.iloc[2900, raw.columns.get_loc("tenure_months")] = "unknown"  # in the last chunk only
+        raw.astype({"tenure_months": str}).to_parquet(tmp_path / "late.parquet", index=False)
+        with pytest.raises(DataError, match="'tenure_months' should hold numbers"):
+            predict_file(summary["run_id"], str(tmp_path / "late.parquet"), str(tmp_path / "out" / "q.parquet"),
+                         Store.locate(config.store), chunk_rows=640)
+        assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
