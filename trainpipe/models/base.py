@@ -11,7 +11,6 @@ which user code its cache key covers.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -142,20 +141,6 @@ def trains_under_torchrun(family: type) -> bool:
     optional class attribute `torchrun = True`, which the torch families set. It is not part of the protocol, so
     a family that does not declare it (boosters, sklearn, plugins) simply trains in one process."""
     return getattr(family, "torchrun", False) is True
-
-
-def one_thread_per_call(model: Any) -> AbstractContextManager[int] | None:
-    """A context in which the fitted `model`'s predict calls each use one thread; it gives how many such calls to
-    run at once (the threads one call would have used), so that batch predict runs one call per core on separate
-    rows and reads, preprocesses and writes beside them. None when the family does not offer one: its calls then
-    run one after another with whatever threads its library uses.
-
-    Why: torch's forward is many short OpenMP regions whose threads wait for each other at the end of every
-    operation, so any other work on a core (reading the next chunk, writing the last) stalls the whole forward;
-    single-threaded forwards share the cores without those waits. It is the optional method
-    `one_thread_per_call` (torch_mlp), not part of the protocol."""
-    method = getattr(model, "one_thread_per_call", None)
-    return method() if callable(method) else None
 
 
 def probabilities_from_binary(p: np.ndarray) -> np.ndarray:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -234,19 +233,6 @@ class TorchMLPFamily:
             return torch.sigmoid(out.squeeze(1)).double().numpy()
         mean, std = self.layout["y_scale"]
         return out.squeeze(1).double().numpy() * std + mean
-
-    @contextmanager
-    def one_thread_per_call(self) -> Iterator[int]:
-        """torch's intra-op threads set to one while batch predict runs that many forwards at once (models/base.py
-        `one_thread_per_call`), then set back. The setting is process-wide: this is for `trainpipe predict`'s file
-        path, which owns the process, not for a model served beside other torch work."""
-        torch = _torch()
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield before
-        finally:
-            torch.set_num_threads(before)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         raw = self._raw(X)

@@ -12,9 +12,8 @@ import json
 import os
 import re
 import time
-from contextlib import closing
 from pathlib import Path
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -176,7 +175,7 @@ def used_columns(meta: dict) -> set[str]:
 def text_columns(schema: Any, meta: dict) -> list[str]:
     """The model's text inputs stored as Parquet strings: read as dictionaries (pandas categoricals), so a chunk
     decodes each distinct value once instead of once per row, and the category lookup (data/categories.py)
-    hashes the distinct values only. The same codes either way (tested)."""
+    hashes the distinct values only. The same matrix either way (tested)."""
     import pyarrow as pa
 
     stored = {field.name: field.type for field in schema}
@@ -255,77 +254,6 @@ def prediction_table(meta: dict, scores: np.ndarray, frame: pd.DataFrame, source
     return pa.table(columns)
 
 
-def predict_chunk(model: Any, chunk: tuple[pd.DataFrame, Any], data: str) -> Any:
-    """One chunk's output table: its columns checked, then preprocessed and scored by the packaged model."""
-    frame, source = chunk
-    check_columns(frame, model.meta, data)
-    return prediction_table(model.meta, model.scores(frame), frame, source)
-
-
-# Row ranges start at multiples of this: a matrix product's last few rows may be computed by another kernel than the
-# rest (float32 results then differ in the last bit), so cutting a chunk anywhere would change the scores of the
-# rows before each cut. Chunks of a multiple of it (the default 200,000) score bitwise as one call on all rows.
-ROW_ALIGN = 64
-
-
-def split_rows(chunk: tuple[pd.DataFrame, Any], parts: int) -> list[tuple[pd.DataFrame, Any]]:
-    """A chunk as up to `parts` consecutive, non-empty row ranges of about equal size, each but the last a multiple
-    of ROW_ALIGN rows (views, no copy), in order."""
-    frame, source = chunk
-    cuts = sorted({int(c) // ROW_ALIGN * ROW_ALIGN for c in np.linspace(0, len(frame), parts + 1)[1:-1]} - {0})
-    bounds = [0, *cuts, len(frame)]
-    if len(bounds) == 2:
-        return [chunk]
-    return [(frame.iloc[a:b], source.slice(a, b - a) if source is not None else None)
-            for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def predicted_tables(model: Any, items: Iterator[tuple[pd.DataFrame, Any]], data: str) -> Generator[Any, None, None]:
-    """The output table of every chunk, in input order.
-
-    A family with `one_thread_per_call` (torch_mlp) predicts each chunk as one row range per thread torch would
-    have used, all at once, each forward on one thread, beside the read-ahead thread and the caller's writes: torch's own threads stall whenever
-    reading or writing takes a core (models/base.py), and no library here pipelines a pyfunc over chunks. Splitting
-    every chunk (rather than giving each core its own chunk) keeps all cores busy to the last chunk. Other families
-    predict one chunk at a time with their library's threads. Memory: two chunks in work, one read ahead and the
-    one being written. A chunk's error is raised when its turn comes, after the tables before it; work not yet
-    started is cancelled."""
-    from contextlib import nullcontext
-
-    from trainpipe.models.base import one_thread_per_call
-
-    limit = one_thread_per_call(model.model)
-    with limit if limit is not None else nullcontext(1) as threads:
-        yield from _predicted_in_order(model, items, data, max(1, min(threads, MAX_WORKERS)))
-
-
-def _predicted_in_order(model: Any, items: Iterator[tuple[pd.DataFrame, Any]], data: str,
-                        workers: int) -> Generator[Any, None, None]:
-    from collections import deque
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    import pyarrow as pa
-
-    with ThreadPoolExecutor(workers, thread_name_prefix="predict") as pool:
-        pending: deque[list[Future]] = deque()  # per chunk, its parts' tables
-        try:
-            for chunk in read_ahead(items):
-                pending.append([pool.submit(predict_chunk, model, part, data) for part in split_rows(chunk, workers)])
-                if len(pending) > 1:  # the next chunk's parts are queued: the oldest chunk's can be taken
-                    yield pa.concat_tables([part.result() for part in pending.popleft()])
-            while pending:
-                yield pa.concat_tables([part.result() for part in pending.popleft()])
-        finally:
-            for parts in pending:
-                for part in parts:
-                    part.cancel()
-
-
-# Row ranges predicted at once, at most: each forward holds ~16 MB per layer (models/tabular.py), and a 200k-row
-# chunk cut finer gives forwards too small to keep a core busy. Measured only on 2 cores.
-MAX_WORKERS = 16
-
-
 def predict_file(ref: str, data: str, out: str, store: Store, tracking_uri: str | None = None,
                  chunk_rows: int = 200_000) -> dict:
     import pyarrow.parquet as pq
@@ -337,18 +265,28 @@ def predict_file(ref: str, data: str, out: str, store: Store, tracking_uri: str 
         path, label = resolve(ref, store, tracking_uri)
         model = load_packaged(path)
         started, total, writer = time.perf_counter(), 0, None
-        try:
-            # closing: on a write error the chunks still being predicted end and torch's threads are set back now
-            with closing(predicted_tables(model, chunks(data, model.meta, chunk_rows), data)) as tables:
-                for table in tables:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        writing: Future | None = None  # the previous chunk's write, overlapping this chunk's prediction
+        with ThreadPoolExecutor(1, thread_name_prefix="predict-write") as pool:
+            try:
+                for frame, source in read_ahead(chunks(data, model.meta, chunk_rows)):
+                    check_columns(frame, model.meta, data)
+                    table = prediction_table(model.meta, model.scores(frame), frame, source)
                     if writer is None:
                         # dictionary pages only for the labels: trying them on unique ids and floats costs 2.5x
                         writer = pq.ParquetWriter(tmp, table.schema, use_dictionary=["prediction"])
-                    writer.write_table(table)
-                    total += table.num_rows
-        finally:
-            if writer is not None:
-                writer.close()
+                    if writing is not None:
+                        writing.result()  # at most one chunk waits to be written: memory stays two chunks
+                    writing = pool.submit(writer.write_table, table)
+                    total += len(frame)
+                if writing is not None:
+                    writing.result()
+            finally:
+                if writing is not None and not writing.done():
+                    writing.exception()  # an error elsewhere: let the write end before the file is closed
+                if writer is not None:
+                    writer.close()
         if writer is None:
             raise DataError(f"{data}: no rows to predict", key="data")
     seconds = time.perf_counter() - started

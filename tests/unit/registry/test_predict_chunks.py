@@ -1,4 +1,4 @@
-"""predict_file's chunks: text inputs read as dictionaries give the same matrix; row ranges cover a chunk in order."""
+"""predict_file's chunks: text inputs are read from Parquet as dictionaries and give the same matrix as plain text."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from trainpipe.data.features import FeaturesConfig, build_preprocessor, select_columns, transform
-from trainpipe.registry.predict import ROW_ALIGN, chunks, split_rows, text_columns
+from trainpipe.registry.predict import chunks, text_columns
 
 
 def training_frame() -> pd.DataFrame:
@@ -50,19 +50,6 @@ def test_only_text_inputs_stored_as_text_are_read_as_dictionaries():
                         ("coded", pa.int64())])
     meta = {**META, "inputs": [*META["inputs"], {"name": "coded", "kind": "string"}]}
     assert text_columns(schema, meta) == ["cat"]  # not the id, not a text input stored as numbers
-
-
-@pytest.mark.parametrize("rows, parts", [(700, 1), (700, 2), (700, 3), (1000, 16), (129, 2), (100, 2), (1, 4), (0, 3)])
-def test_row_ranges_cover_a_chunk_once_in_order_cut_only_at_multiples_of_the_alignment(rows, parts):
-    frame = pd.DataFrame({"x": np.arange(rows)})
-    source = pa.table({"x": np.arange(rows)})
-    ranges = split_rows((frame, source), parts)
-    assert 1 <= len(ranges) <= parts and (len(ranges) > 1) == (parts > 1 and rows >= 2 * ROW_ALIGN)
-    assert all(len(f) == t.num_rows and (len(f) > 0 or rows == 0) for f, t in ranges)
-    assert all(len(f) % ROW_ALIGN == 0 for f, _ in ranges[:-1])
-    assert np.concatenate([f["x"].to_numpy() for f, _ in ranges]).tolist() == list(range(rows))
-    assert np.concatenate([t.column("x").to_numpy() for _, t in ranges]).tolist() == list(range(rows))
-    assert split_rows((frame, None), parts)[0][1] is None
 
 
 def test_a_parquet_file_without_text_inputs_reads_as_before(tmp_path):
