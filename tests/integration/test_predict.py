@@ -161,8 +161,8 @@ def test_the_wrapped_torch_pyfunc_still_enforces_its_signature_and_labels_rows_b
 
 def test_torch_predictions_through_the_pyfunc_and_the_file_are_bitwise_those_of_the_libraries_own_calls(
         churn_config, data_dir, tmp_path, monkeypatch):
-    """The fast paths (the float32 matrix built part by part on threads, only the used columns read, no reading
-    beside the forward for torch) change no bit: every probability equals sklearn's ColumnTransformer.transform
+    """The fast paths (the float32 matrix built part by part on threads, only the used columns read, text inputs
+    read from Parquet as dictionaries) change no bit: every probability equals sklearn's ColumnTransformer.transform
     cast to float32, then the family's predict_proba, on the same rows. A column the model does not use is not
     read from the file."""
     import warnings

@@ -103,11 +103,12 @@ def test_early_stopping_stops_at_its_patience_with_the_best_epochs_weights():
     assert final_loss == pytest.approx(losses[result.best_iteration], abs=1e-5)  # predicts as at its best epoch
 
 
-def test_predict_batches_keep_the_widest_layer_near_16_mb_so_its_outputs_are_reused_not_page_faulted():
+def test_predict_batches_keep_the_widest_layer_near_2_mb_so_its_outputs_stay_in_cache():
     from trainpipe.models.tabular import predict_batch_rows
 
-    assert predict_batch_rows([36, 256, 128, 64]) == 16384  # 16384 x 256 x 4 bytes = 16 MB
-    assert predict_batch_rows([8, 16]) == 65536  # narrow: capped
+    assert predict_batch_rows([36, 256, 128, 64]) == 2048  # 2048 x 256 x 4 bytes = 2 MB
+    assert predict_batch_rows([8, 16]) == 32768
+    assert predict_batch_rows([2, 4]) == 65536  # narrow: capped
     assert predict_batch_rows([100_000]) == 1024  # very wide: floored
 
 
