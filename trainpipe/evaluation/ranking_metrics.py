@@ -19,6 +19,7 @@ items / mean training popularity of all items (1: no bias toward popular items).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,6 +29,7 @@ import torch
 
 from trainpipe.evaluation.exact_top_k import (
     Bf16Items,
+    Workspace,
     bf16_is_native,
     block_top_k,
     dot_block_top_k,
@@ -115,11 +117,15 @@ def prefiltered_top_k(scorer: DotScorer, users: np.ndarray, k: int,
     items = np.full((n, k), -1, dtype=np.int64)
     scores_out = np.full((n, k), -np.inf, dtype=np.float32)
     items16 = scorer.items16()
+    local = threading.local()  # each worker thread's reused buffers
 
     def rank(start: int) -> None:
         batch = np.asarray(users[start:start + PREFILTER_USERS], dtype=np.int64)
         seen = exclude[batch] if exclude is not None else None
-        found = dot_block_top_k(scorer.U.index_select(0, torch.from_numpy(batch)), scorer.V, items16, k, seen)
+        if not hasattr(local, "workspace"):
+            local.workspace = Workspace()
+        found = dot_block_top_k(scorer.U.index_select(0, torch.from_numpy(batch)), scorer.V, items16, k, seen,
+                                local.workspace)
         if found is None:
             scores = scorer(batch)
             mask_seen(scores, seen)
