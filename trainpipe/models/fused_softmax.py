@@ -1,0 +1,102 @@
+"""The in-batch sampled softmax's cross-entropy as one autograd function, its products on oneDNN on the CPU.
+
+Why by hand: autograd's composition (addmm, masked_fill, log_softmax, nll_loss) keeps and rewrites several
+(batch × candidates) tensors per step: the bias broadcast copied into addmm's output, a log-softmax output,
+nll_loss's zero-filled gradient, log_softmax's backward and the mask's backward each a full pass; at the default
+batch of 1024 those passes and the three products over the logits were most of a two_tower step (issue 16).
+Here the logits are the only such tensor: the forward keeps them and their row log-sum-exp, the backward turns
+them in place into softmax − one-hot, and the per-row weights go on the (batch × d) sides of the two gradient
+products instead of on the logits. The function is the same cross-entropy, so the loss and gradients are those
+of the composition up to float rounding (tests compare them).
+
+The products: torch's CPU float32 matmul is MKL's sgemm, which on this AMD CPU runs its AVX2 kernels (about
+90 GFLOP/s a core); oneDNN's (torch.ops.mkldnn._linear_pointwise, what torch.compile's CPU backend calls for
+linear layers) uses AVX-512: measured 2.3-2.5x faster on the (1024 × 128) · (128 × 1024) products here. It is
+used for float32 CPU tensors where torch was built with oneDNN, and torch.mm everywhere else (CUDA, bf16
+autocast, other builds).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def _onednn_linear() -> Any:
+    if not torch.backends.mkldnn.is_available():
+        return None
+    return getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+
+
+_LINEAR = _onednn_linear()
+
+
+def matmul_nt(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+    """a @ bᵀ (+ bias per column), not differentiable (callers give the gradients)."""
+    if _LINEAR is not None and a.device.type == "cpu" and a.dtype == b.dtype == torch.float32:
+        return _LINEAR(a, b, bias, "none", [], "")
+    return a @ b.T if bias is None else torch.addmm(bias[None, :], a, b.T)
+
+
+def same_item_pairs(items: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
+    """(row, column) of every entry whose candidate code equals the row's item, the row's own positive (column = row)
+    excepted: what the loss masks. Found by sorting the codes, so no (rows × candidates) comparison is made: a
+    batch holds few repeated items, and a group of g copies gives g² pairs."""
+    b, c = len(items), len(codes)
+    keys = torch.cat([items, codes])  # rows are 0..b-1, candidate columns b..b+c-1
+    order = torch.sort(keys, stable=True).indices
+    sorted_keys = keys[order]
+    starts = torch.ones(len(keys), dtype=torch.bool, device=keys.device)
+    starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    group = torch.cumsum(starts, 0) - 1
+    first = torch.nonzero(starts).flatten()
+    size = torch.diff(torch.cat([first, first.new_tensor([len(keys)])]))
+    is_row = order < b
+    row_pos = torch.nonzero(is_row).flatten()  # sorted positions of the rows
+    g = group[row_pos]
+    count = size[g]  # every member of the row's group, rows and columns alike
+    rows = torch.repeat_interleave(order[row_pos], count)
+    offset = torch.arange(int(count.sum()), device=keys.device) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+    partner = order[torch.repeat_interleave(first[g], count) + offset]
+    keep = (partner >= b) & (partner - b != rows)  # columns only, not the row's own positive
+    return rows[keep], partner[keep] - b
+
+
+class InBatchSoftmax(torch.autograd.Function):
+    """Mean (or weighted mean) over rows of −log softmax(logits)[i, i], logits = user_side · candidatesᵀ − correction,
+    the `masked` (rows, columns) entries removed (set to −inf)."""
+
+    @staticmethod
+    def forward(ctx: Any, user_side: Tensor, candidates: Tensor, correction: Tensor | None,
+                masked: tuple[Tensor, Tensor], weight: Tensor | None) -> Tensor:
+        b = user_side.shape[0]
+        logits = matmul_nt(user_side, candidates, None if correction is None else -correction)
+        logits.index_put_(masked, torch.tensor(float("-inf"), device=logits.device))
+        log_p = torch.log_softmax(logits, dim=1)
+        del logits
+        rows = torch.arange(b, device=log_p.device)
+        if weight is None:
+            coef = torch.full((b,), 1.0 / b, device=log_p.device)
+        else:
+            coef = weight.to(log_p.dtype) / weight.sum().to(log_p.dtype).clamp_min(1e-12)
+        ctx.save_for_backward(log_p, user_side, candidates, coef)
+        return -(log_p[rows, rows] * coef).sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        log_p, user_side, candidates, coef = ctx.saved_tensors
+        b = log_p.shape[0]
+        softmax = log_p.exp_()  # in place: the log-probabilities are not needed again
+        # d loss / d logits = diag(s)·(softmax − one-hot), s = coef · grad: the row scale and the one-hot are applied
+        # to the (b × d) sides of the two products, so the (b × candidates) tensor is written once
+        scale = (coef * grad)[:, None]
+        grad_user = grad_candidates = None
+        if ctx.needs_input_grad[0]:
+            grad_user = (matmul_nt(softmax, candidates.T) - candidates[:b]) * scale
+        if ctx.needs_input_grad[1]:
+            scaled = user_side * scale
+            grad_candidates = matmul_nt(scaled.T.contiguous(), softmax.T).T  # ((s·U)ᵀ·P)ᵀ = Pᵀ·s·U
+            grad_candidates[:b] -= scaled
+        return grad_user, grad_candidates, None, None, None
