@@ -85,7 +85,7 @@ class InBatchSoftmax(torch.autograd.Function):
         return -(log_p[rows, rows] * coef).sum()
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         log_p, user_side, candidates, coef = ctx.saved_tensors
         b = log_p.shape[0]
         softmax = log_p.exp_()  # in place: the log-probabilities are not needed again
