@@ -7,14 +7,17 @@ then computes the exact float32 scores only for the items that can still be in s
 k best of those (`select_top_k`). The result is identical to ranking the full float32 block (tests hold it to
 the NumPy reference, ties and seen items included), for this reason:
 
-Error bound. For an item j, let s_j be the float32 score (the block product) and a_j the bf16 score: inputs
-rounded to bf16 (relative error ≤ u = 2⁻⁸ each), products summed in float32 (relative error γ_d ≤ 1.01·d·2⁻²⁴ of
-Σ|u_i v_i|, torch's CPU bf16 matmul accumulates in float32), that sum t_j rounded to the bf16 output
-(|a_j − t_j| ≤ u·|t_j| ≤ u'·|a_j|, u' = u/(1 − u)). t_j and s_j differ from the real dot product by at most a
-multiple of Σ_i |u_i v_ji| ≤ ‖u‖·‖v_j‖ (Cauchy-Schwarz), so
-    |a_j − s_j| ≤ E + u'·|a_j|,   E = (2u + u² + 2.1·γ_d)·‖u‖·max_j‖v_j‖ + d·2⁻¹²⁰   (the last term: denormals),
-which `margin` (E) and `relative` (u') over-approximate. (The output rounding is relative to the score itself,
-not to ‖u‖·‖v‖: a bound of (2u + ...)·‖u‖·‖v‖ alone does not hold, a one-dimensional pair reaches 2.75u.)
+Error bound. For an item j, let s_j be the float32 score (the block product) and a_j the bf16 score. The inputs
+are rounded to bf16, ũ = bf16(u), ṽ = bf16(v), with residuals δu = u − ũ, δv = v − ṽ that are measured (not just
+bounded by 2⁻⁸ relative: about half that in norm), so u·v − ũ·ṽ = ũ·δv + δu·ṽ + δu·δv is at most
+‖ũ‖‖δv‖ + ‖δu‖‖ṽ‖ + ‖δu‖‖δv‖ (Cauchy-Schwarz). The products of bf16 numbers are exact in float32 and summed in
+float32 (torch's CPU bf16 matmul accumulates in float32; relative error γ_d ≤ 1.01·d·2⁻²⁴ of Σ|ũ_i ṽ_i| ≤ ‖ũ‖‖ṽ‖),
+denormals flushed (each product off by < 2⁻¹²⁶ × the other factor); that sum t_j is rounded to the bf16 output,
+|a_j − t_j| ≤ u·|t_j| ≤ u'·|a_j| with u = 2⁻⁸, u' = u/(1 − u). s_j is off the real product by γ_d·‖u‖‖v_j‖. So
+    |a_j − s_j| ≤ E + u'·|a_j|,   E = ‖ũ‖·max‖δv‖ + ‖δu‖·max‖ṽ‖ + ‖δu‖·max‖δv‖ + γ_d·(‖ũ‖·max‖ṽ‖ + ‖u‖·max‖v‖) + denormals,
+which `margin` (E, 10 % head room) and `relative` (u', 10 %) over-approximate. (The output rounding is relative
+to the score itself, not to ‖u‖·‖v‖: a bound of (2u + ...)·‖u‖·‖v‖ alone does not hold, a one-dimensional pair
+reaches 2.75u; tests/unit/evaluation/test_exact_top_k.py has it.)
 The threshold: split the row into chunks, take the k-th largest chunk maximum m of the bf16 scores (seen items
 at -inf); k distinct chunks hold a bf16 score ≥ m, and a − u'|a| grows with a, so at least k items have
 s ≥ F = m − u'|m| − E: the row's k-th float32 score is ≥ F. An item with s ≥ F has a + u'|a| ≥ F − E, and
@@ -106,17 +109,30 @@ class Bf16Items:
         big = max(float(U.abs().max()) if U.numel() else 0.0, float(V.abs().max()) if V.numel() else 0.0)
         self.usable = finite and big < 1e30 and V.shape[0] > 0
         self.V = V.bfloat16() if self.usable else V[:0].bfloat16()
-        u, gamma = 2.0**-8, 1.01 * d * 2.0**-24
-        # 2u + u² (inputs rounded), 2.1·γ_d (both float32 sums), 10 % head room for the float32 arithmetic below
-        self.factor = 1.1 * (2 * u + u * u + 2.1 * gamma)
+        u = 2.0**-8
+        self.gamma = 1.01 * d * 2.0**-24  # γ_d: a float32 sum of d products
         self.relative = 1.1 * u / (1 - u)  # u': the float32 sum rounded to the product's bf16 output
-        self.v_norm = float(torch.linalg.vector_norm(V.double(), dim=1).max()) if V.numel() else 0.0
-        self.absolute = d * 2.0**-120
+        exact = V.double() if self.usable else V[:0].double()
+        rounded = self.V.double()
+        self.v_norm, self.rounded_norm, self.residual_norm = (
+            float(torch.linalg.vector_norm(x, dim=1).max()) if len(x) else 0.0 for x in (exact, rounded, exact - rounded))
+        # bf16 products flush denormals (inputs and results): below 2⁻¹²⁶ × the other factor, per product
+        self.absolute = d * 2.0**-125 * (float(rounded.abs().max()) if len(rounded) else 0.0) + d * 2.0**-125
+        self.d = d
 
     def margin(self, users: torch.Tensor) -> torch.Tensor:
-        """E per user row (float64 -> float32 rounded up by the head room)."""
-        norms = torch.linalg.vector_norm(users.double(), dim=1)
-        return (self.factor * norms * self.v_norm + self.absolute).float()
+        """E per user row: ‖ũ‖·max‖δv‖ + ‖δu‖·max‖ṽ‖ + ‖δu‖·max‖δv‖ (the inputs' rounding, ũ = bf16(u), δu = u − ũ,
+        measured) + γ_d·(‖ũ‖·max‖ṽ‖ + ‖u‖·max‖v‖) (the two float32 sums) + the flushed denormals, with 10 % head
+        room for the float32 arithmetic that uses it (float64 -> float32)."""
+        exact = users.double()
+        rounded = users.bfloat16().double()
+        norm, rounded_norm = torch.linalg.vector_norm(exact, dim=1), torch.linalg.vector_norm(rounded, dim=1)
+        residual_norm = torch.linalg.vector_norm(exact - rounded, dim=1)
+        inputs = (rounded_norm * self.residual_norm + residual_norm * self.rounded_norm
+                  + residual_norm * self.residual_norm)
+        sums = self.gamma * (rounded_norm * self.rounded_norm + norm * self.v_norm)
+        absolute = self.absolute + self.d * 2.0**-125 * rounded.abs().amax(dim=1)
+        return (1.1 * (inputs + sums) + absolute).float()
 
     def thresholds(self, m: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(F, low) per user row from its k-th chunk maximum m: every top-K float32 score is ≥ F, and every item

@@ -85,6 +85,20 @@ def test_bound_covers_the_bf16_output_rounding_of_a_worst_case_pair():
     assert float(floor) <= float(U @ V.T) and float(low) <= float(approx)
 
 
+@pytest.mark.parametrize("d", [2, 16, 64])
+def test_bound_holds_where_every_rounding_error_has_the_same_sign(d):
+    """Every coordinate just below a rounding midpoint (all residuals aligned, the bound's Cauchy-Schwarz step
+    tight), next to items that round up or not at all."""
+    x = 1.0664024353027344
+    U = torch.full((3, d), x) * torch.tensor([[1.0], [-1.0], [0.5]])
+    V = torch.cat([torch.full((1, d), x), torch.full((1, d), 1.0625), torch.full((1, d), 1.0703125 + 1e-4)])
+    items = Bf16Items(U, V)
+    approx = torch.mm(U.bfloat16(), items.V.T).float()
+    error = (U @ V.T - approx).abs()
+    assert (error <= items.margin(U)[:, None] + items.relative * approx.abs()).all()
+    assert (error > 0).any()
+
+
 def test_select_top_k_orders_like_a_stable_sort_with_ties_signed_zeros_and_seen_items():
     rng = np.random.default_rng(3)
     exact = torch.from_numpy(rng.integers(-3, 4, (6, 40)).astype(np.float32))
