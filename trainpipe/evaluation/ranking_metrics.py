@@ -37,7 +37,7 @@ from trainpipe.evaluation.exact_top_k import (
 )
 
 PREFILTER_MIN_ITEMS = 50_000  # smaller catalogues: the float32 blocks are faster (prefilter_pays)
-PREFILTER_USERS = 32  # users per prefilter block: 32 × 100k float32 approximate scores = 12.8 MB, within L3
+PREFILTER_USERS = 32  # users per prefilter block: 32 × 100k bf16 scores = 6.4 MB (16 or 24 users: bf16 GEMM kernels ~3x slower here)
 ScoreFn = Callable[[np.ndarray], torch.Tensor]  # user codes (b,) -> float32 scores (b, n_items)
 
 
@@ -109,7 +109,7 @@ def prefiltered_top_k(scorer: DotScorer, users: np.ndarray, k: int,
                       exclude: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
     """`top_k` of a `DotScorer` through `dot_block_top_k`, PREFILTER_USERS users per block (their approximate
     scores stay in cache), one block per torch thread at a time, each block's operations single-threaded: a
-    block is a dozen small operations, and with torch's threads inside each one, a busy machine made every
+    block is a few dozen small operations, and with torch's threads inside each one, a busy machine made every
     operation wait for a descheduled thread (measured 10x slower on 2 shared cores). Blocks are independent and
     written to their own rows, so the result does not depend on the scheduling. A block the prefilter declines
     is ranked from its full float32 scores."""

@@ -9,11 +9,8 @@ them in place into softmax − one-hot, and the per-row weights go on the (batch
 products instead of on the logits. The function is the same cross-entropy, so the loss and gradients are those
 of the composition up to float rounding (tests compare them).
 
-The products: torch's CPU float32 matmul is MKL's sgemm, which on this AMD CPU runs its AVX2 kernels (about
-90 GFLOP/s a core); oneDNN's (torch.ops.mkldnn._linear_pointwise, what torch.compile's CPU backend calls for
-linear layers) uses AVX-512: measured 2.3-2.5x faster on the (1024 × 128) · (128 × 1024) products here. It is
-used for float32 CPU tensors where torch was built with oneDNN, and torch.mm everywhere else (CUDA, bf16
-autocast, other builds).
+The products go through engine/matmul.py's `matmul_nt`: oneDNN's float32 matmul on the CPU, 2.3-2.5x MKL's
+sgemm on these shapes here.
 """
 
 from __future__ import annotations
@@ -23,21 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-
-def _onednn_linear() -> Any:
-    if not torch.backends.mkldnn.is_available():
-        return None
-    return getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
-
-
-_LINEAR = _onednn_linear()
-
-
-def matmul_nt(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
-    """a @ bᵀ (+ bias per column), not differentiable (callers give the gradients)."""
-    if _LINEAR is not None and a.device.type == "cpu" and a.dtype == b.dtype == torch.float32:
-        return _LINEAR(a, b, bias, "none", [], "")
-    return a @ b.T if bias is None else torch.addmm(bias[None, :], a, b.T)
+from trainpipe.engine.matmul import matmul_nt
 
 
 def same_item_pairs(items: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainpipe.models.fused_softmax import matmul_nt, same_item_pairs
+from trainpipe.models.fused_softmax import same_item_pairs
 from trainpipe.models.ranking_losses import sampled_softmax
 
 
@@ -55,11 +55,3 @@ def test_same_item_pairs_are_the_full_comparison_without_the_diagonal():
         got = torch.zeros_like(want)
         got[rows, columns] = True
         assert torch.equal(got, want) and len(rows) == int(want.sum())  # each pair once
-
-
-def test_matmul_nt_is_the_float32_product():
-    gen = torch.Generator().manual_seed(1)
-    a, b, bias = torch.randn(50, 33, generator=gen), torch.randn(70, 33, generator=gen), torch.randn(70, generator=gen)
-    assert torch.allclose(matmul_nt(a, b), a @ b.T, rtol=1e-5, atol=1e-5)
-    assert torch.allclose(matmul_nt(a, b, bias), a @ b.T + bias, rtol=1e-5, atol=1e-5)
-    assert torch.allclose(matmul_nt(a, b.T.contiguous().T), a @ b.T, rtol=1e-5, atol=1e-5)  # strided weight
