@@ -134,11 +134,13 @@ class Bf16Items:
         absolute = self.absolute + self.d * 2.0**-125 * rounded.abs().amax(dim=1)
         return (1.1 * (inputs + sums) + absolute).float()
 
-    def thresholds(self, m: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(F, low) per user row from its k-th chunk maximum m: every top-K float32 score is ≥ F, and every item
-        that can score ≥ F has a bf16 score ≥ low (module docstring). float64, then float32 (the head room covers
-        the rounding)."""
-        md, margin = m.double(), self.margin(users).double()
+    def thresholds(self, m: torch.Tensor, users: torch.Tensor,
+                   margin: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(F, low) per user row from its k-th chunk maximum m (and `margin(users)`, when computed beforehand):
+        every top-K float32 score is ≥ F, and every item that can score ≥ F has a bf16 score ≥ low (module
+        docstring). float64, then float32 (the head room covers the rounding)."""
+        md = m.double()
+        margin = (self.margin(users) if margin is None else margin).double()
         floor = md - self.relative * md.abs() - margin
         reach = floor - margin
         low = torch.where(reach >= 0, reach / (1 + self.relative), reach / (1 - self.relative))
@@ -167,8 +169,9 @@ class Workspace:
                 self.maxima[:chunks * b].view(chunks, b), self.maxima[chunks * b:chunks * b + n])
 
 
-def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items16: Bf16Items, k: int,
-                    seen: sp.csr_matrix | None, workspace: Workspace | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items16: Bf16Items, k: int, seen: sp.csr_matrix | None,
+                    workspace: Workspace | None = None,
+                    margin: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Exact top-k of `U_block @ Vᵀ` (the module docstring's prefilter), or None where the float32 block is the
     cheaper or the only sound way (too few items per chunk, a row with < k chunks of unseen items, too many
     candidates).
@@ -178,7 +181,7 @@ def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items16: Bf16Items, 
     time converted to float32 in a cache-sized buffer for the chunk maxima and each item's maximum over the block
     (torch's bf16 reductions are far slower; a whole float32 block was written and re-read from memory by every
     pass). Candidates: items whose maximum reaches the lowest user's threshold (a superset), then the per-user test
-    on those rows only."""
+    on those rows only. `margin`: `items16.margin(U_block)`, when computed beforehand for all users at once."""
     b, n = U_block.shape[0], V.shape[0]
     kk = min(k, n)
     chunks = n // CHUNK
@@ -199,7 +202,8 @@ def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items16: Bf16Items, 
     m = torch.topk(chunk_max.T.contiguous(), kk, dim=1, sorted=False).values.amin(dim=1)  # k-th largest chunk max
     if not bool(torch.isfinite(m).all()):
         return None
-    floor, low = items16.thresholds(m, U_block)  # candidates: bf16 score >= low (every item that can be in the top K)
+    # candidates: bf16 score >= low (every item that can be in the top K)
+    floor, low = items16.thresholds(m, U_block, margin)
     rough = torch.nonzero(item_max >= low.min()).flatten()  # ascending item codes
     columns_of = rough[(approx16.index_select(0, rough).float() >= low).any(dim=1)]  # ascending: code order
     if len(columns_of) > MAX_CANDIDATE_SHARE * n or len(columns_of) < kk:

@@ -117,6 +117,8 @@ def prefiltered_top_k(scorer: DotScorer, users: np.ndarray, k: int,
     items = np.full((n, k), -1, dtype=np.int64)
     scores_out = np.full((n, k), -np.inf, dtype=np.float32)
     items16 = scorer.items16()
+    user_rows = torch.from_numpy(np.asarray(users, dtype=np.int64))
+    margins = items16.margin(scorer.U.index_select(0, user_rows)) if items16.usable else None  # once, not per block
     local = threading.local()  # each worker thread's reused buffers
 
     def rank(start: int) -> None:
@@ -125,7 +127,7 @@ def prefiltered_top_k(scorer: DotScorer, users: np.ndarray, k: int,
         if not hasattr(local, "workspace"):
             local.workspace = Workspace()
         found = dot_block_top_k(scorer.U.index_select(0, torch.from_numpy(batch)), scorer.V, items16, k, seen,
-                                local.workspace)
+                                local.workspace, None if margins is None else margins[start:start + len(batch)])
         if found is None:
             scores = scorer(batch)
             mask_seen(scores, seen)

@@ -27,7 +27,7 @@ def same_item_pairs(items: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
     """(row, column) of every entry whose candidate code equals the row's item, the row's own positive (column = row)
     excepted: what the loss masks. Found by sorting the codes, so no (rows × candidates) comparison is made: a
     batch holds few repeated items, and a group of g copies gives g² pairs."""
-    b, c = len(items), len(codes)
+    b = len(items)
     keys = torch.cat([items, codes])  # rows are 0..b-1, candidate columns b..b+c-1
     order = torch.sort(keys, stable=True).indices
     sorted_keys = keys[order]
