@@ -23,10 +23,10 @@ from torch import Tensor
 from trainpipe.engine.matmul import matmul_nt
 
 
-def same_item_pairs(items: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
+def same_item_pairs(items: Tensor, codes: Tensor, limit: int | None = None) -> tuple[Tensor, Tensor] | None:
     """(row, column) of every entry whose candidate code equals the row's item, the row's own positive (column = row)
-    excepted: what the loss masks. Found by sorting the codes, so no (rows × candidates) comparison is made: a
-    batch holds few repeated items, and a group of g copies gives g² pairs."""
+    excepted: what the loss masks; None when there would be more than `limit` (rows' copies included). Found by
+    sorting the codes, so no (rows × candidates) comparison is made; a group of g copies gives g² pairs."""
     b = len(items)
     keys = torch.cat([items, codes])  # rows are 0..b-1, candidate columns b..b+c-1
     order = torch.sort(keys, stable=True).indices
@@ -40,23 +40,41 @@ def same_item_pairs(items: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
     row_pos = torch.nonzero(is_row).flatten()  # sorted positions of the rows
     g = group[row_pos]
     count = size[g]  # every member of the row's group, rows and columns alike
+    total = int(count.sum())
+    if limit is not None and total > limit:
+        return None
     rows = torch.repeat_interleave(order[row_pos], count)
-    offset = torch.arange(int(count.sum()), device=keys.device) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+    offset = torch.arange(total, device=keys.device) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
     partner = order[torch.repeat_interleave(first[g], count) + offset]
     keep = (partner >= b) & (partner - b != rows)  # columns only, not the row's own positive
     return rows[keep], partner[keep] - b
 
 
+def mask_same_items(logits: Tensor, items: Tensor, codes: Tensor) -> None:
+    """Set logits[i, j] to −inf where candidate j is row i's own item but not its positive (j ≠ i), in place. Few
+    repeated items (uniform batches: ~100 pairs at 1024 rows): a scatter of the pairs; many (a popular item hundreds
+    of times in a batch: ~90k pairs, measured 2.7 ms against 0.9 ms): one comparison of the whole tensor."""
+    b, c = logits.shape
+    pairs = same_item_pairs(items, codes, limit=b * c // 64)
+    if pairs is not None:
+        logits.view(-1).index_fill_(0, pairs[0] * c + pairs[1], float("-inf"))
+        return
+    rows = torch.arange(b, device=logits.device)
+    positive = logits[rows, rows].clone()
+    logits.masked_fill_(codes[None, :] == items[:, None], float("-inf"))
+    logits[rows, rows] = positive
+
+
 class InBatchSoftmax(torch.autograd.Function):
     """Mean (or weighted mean) over rows of −log softmax(logits)[i, i], logits = user_side · candidatesᵀ − correction,
-    the `masked` (rows, columns) entries removed (set to −inf)."""
+    the other rows' copies of a row's own item removed (set to −inf: not negatives)."""
 
     @staticmethod
     def forward(ctx: Any, user_side: Tensor, candidates: Tensor, correction: Tensor | None,
-                masked: tuple[Tensor, Tensor], weight: Tensor | None) -> Tensor:
+                items: Tensor, codes: Tensor, weight: Tensor | None) -> Tensor:
         b = user_side.shape[0]
         logits = matmul_nt(user_side, candidates, None if correction is None else -correction)
-        logits.index_put_(masked, torch.tensor(float("-inf"), device=logits.device))
+        mask_same_items(logits, items, codes)
         log_p = torch.log_softmax(logits, dim=1)
         del logits
         rows = torch.arange(b, device=log_p.device)
@@ -82,4 +100,4 @@ class InBatchSoftmax(torch.autograd.Function):
             scaled = user_side * scale
             grad_candidates = matmul_nt(scaled.T.contiguous(), softmax.T).T  # ((s·U)ᵀ·P)ᵀ = Pᵀ·s·U
             grad_candidates[:b] -= scaled
-        return grad_user, grad_candidates, None, None, None
+        return grad_user, grad_candidates, None, None, None, None

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trainpipe.models.fused_softmax import InBatchSoftmax, same_item_pairs
+from trainpipe.models.fused_softmax import InBatchSoftmax
 
 
 def _logits(u: Tensor, v: Tensor, items: Tensor, v_neg: Tensor | None,
@@ -62,7 +62,7 @@ def sampled_softmax(u: Tensor, v: Tensor, items: Tensor, scale: Any, weight: Ten
     user_side = u.float() * scale
     if not torch.is_autocast_enabled(u.device.type):  # the other rows' copies of a row's own positive: masked
         return InBatchSoftmax.apply(user_side, candidates.float(), None if correction is None else correction.float(),
-                                    same_item_pairs(items, codes), weight)
+                                    items, codes, weight)
     target = torch.arange(b, device=u.device)
     duplicate = codes[None, :] == items[:, None]  # another row's positive that is this row's positive too
     duplicate[target, target] = False  # keep the positive's own logit

@@ -1,11 +1,11 @@
 """The fused in-batch softmax (models/fused_softmax.py) is the composed cross-entropy: same loss and gradients
-(user side, items, extra negatives, a learned scale), masked pairs found by sorting equal the full comparison."""
+(user side, items, extra negatives, a learned scale), masked pairs (by sorting, or one comparison when many) equal the full comparison."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from trainpipe.models.fused_softmax import same_item_pairs
+from trainpipe.models.fused_softmax import mask_same_items, same_item_pairs
 from trainpipe.models.ranking_losses import sampled_softmax
 
 
@@ -55,3 +55,19 @@ def test_same_item_pairs_are_the_full_comparison_without_the_diagonal():
         got = torch.zeros_like(want)
         got[rows, columns] = True
         assert torch.equal(got, want) and len(rows) == int(want.sum())  # each pair once
+        assert same_item_pairs(items, codes, limit=len(rows) // 2) is None  # too many: the caller compares instead
+
+
+@pytest.mark.parametrize("distinct", [3, 500])
+def test_mask_same_items_by_pairs_or_by_one_comparison_gives_the_same_mask(distinct):
+    gen = torch.Generator().manual_seed(distinct)
+    items = torch.randint(0, distinct, (200,), generator=gen)
+    codes = torch.cat([items, torch.randint(0, distinct, (30,), generator=gen)])
+    logits = torch.randn(200, 230, generator=gen)
+    want = logits.clone()
+    duplicate = codes[None, :] == items[:, None]
+    duplicate[torch.arange(200), torch.arange(200)] = False
+    want[duplicate] = float("-inf")
+    mask_same_items(logits, items, codes)
+    assert torch.equal(logits, want)
+    assert (same_item_pairs(items, codes, limit=200 * 230 // 64) is None) == (distinct == 3)  # both paths run
