@@ -4,9 +4,11 @@ Why by hand: autograd's composition (addmm, masked_fill, log_softmax, nll_loss) 
 (batch × candidates) tensors per step: the bias broadcast copied into addmm's output, a log-softmax output,
 nll_loss's zero-filled gradient, log_softmax's backward and the mask's backward each a full pass; at the default
 batch of 1024 those passes and the three products over the logits were most of a two_tower step (issue 16).
-Here the logits are the only such tensor: the forward keeps them and their row log-sum-exp, the backward turns
-them in place into softmax − one-hot, and the per-row weights go on the (batch × d) sides of the two gradient
-products instead of on the logits. The function is the same cross-entropy, so the loss and gradients are those
+Here the logits are the only such tensor: the forward keeps them as log-probabilities (torch's fused
+log_softmax), the backward turns those in place into the softmax (a second backward through the same graph fails
+on the version check, as autograd's own in-place ops do), and the one-hot and the per-row weights go on the
+(batch × d) sides of the two gradient products instead of on the logits. The other rows' copies of a row's own
+item are masked by scattered pairs, or by one comparison when a batch repeats popular items many times. The function is the same cross-entropy, so the loss and gradients are those
 of the composition up to float rounding (tests compare them).
 
 The products go through engine/matmul.py's `matmul_nt`: oneDNN's float32 matmul on the CPU, 2.3-2.5x MKL's

@@ -71,3 +71,12 @@ def test_mask_same_items_by_pairs_or_by_one_comparison_gives_the_same_mask(disti
     mask_same_items(logits, items, codes)
     assert torch.equal(logits, want)
     assert (same_item_pairs(items, codes, limit=200 * 230 // 64) is None) == (distinct == 3)  # both paths run
+
+
+def test_a_second_backward_through_the_same_graph_fails_loudly():
+    """The backward turns the saved log-probabilities into the softmax in place: a reuse must not read them."""
+    u = F.normalize(torch.randn(8, 4), dim=1).requires_grad_()
+    loss = sampled_softmax(u, F.normalize(torch.randn(8, 4), dim=1), torch.arange(8), 10.0)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="inplace"):
+        loss.backward()
