@@ -3,24 +3,32 @@
 `block_top_k` takes a full (users × items) float32 score block. `dot_block_top_k` never builds the float32 block
 for dot-product scores (U[users] @ Vᵀ): it ranks by a bf16 product first, which on a CPU with avx512_bf16 runs
 several times faster than the float32 one (issue 16: the float32 product was over half of the 100k-item top-K),
-then computes the exact float32 scores only for the items that can still be in some user's top K, and cuts
-those with `block_top_k`. The result is identical to ranking the full float32 block (tests hold it to the NumPy
-reference, ties and seen items included), for this reason:
+then computes the exact float32 scores only for the items that can still be in some user's top K, and keeps the
+k best of those (`select_top_k`). The result is identical to ranking the full float32 block (tests hold it to
+the NumPy reference, ties and seen items included), for this reason:
 
-Error bound. For an item j, let s_j be the float32 score (the block product) and a_j the bf16 score: inputs
-rounded to bf16 (relative error ≤ u = 2⁻⁸ each), products summed in float32 (relative error γ_d ≤ 1.01·d·2⁻²⁴ of
-Σ|u_i v_i|, torch's CPU bf16 matmul accumulates in float32), converted to float32 exactly. Both differ from the
-real dot product by at most a multiple of Σ_i |u_i v_ji| ≤ ‖u‖·‖v_j‖ (Cauchy-Schwarz), so
-    |a_j − s_j| ≤ e = (2u + u² + 2.1·γ_d)·‖u‖·max_j‖v_j‖ + d·2⁻¹²⁰   (the last term: denormals flushed),
-which `margin` over-approximates. The threshold: split the row into chunks, take the k-th largest chunk maximum m
-of the bf16 scores (seen items at -inf); k distinct chunks hold a bf16 score ≥ m, so at least k items have
-s ≥ m − e, and the row's k-th float32 score is ≥ m − e. Every item with s ≥ m − e has a ≥ m − 2e: the candidates
-(a ≥ m − 2e) hold every item that can be in the top K, including every item tied with the k-th (which the
-tie-exact cut needs). The block's candidate columns (union over its users) are scored by the same float32
-product the full block uses: `torch.mm` of the block's user rows against those item rows. MKL's sgemm gives an
-element the same bits whatever the columns and the other rows are once the product has enough rows (measured
-here: below 4 rows per thread it takes other kernels, whose last bit differs), so the product is padded to
-EXACT_ROWS rows; tests/unit/evaluation/test_exact_top_k.py checks both properties on the running machine.
+Error bound. For an item j, let s_j be the float32 score (the block product) and a_j the bf16 score. The inputs
+are rounded to bf16, ũ = bf16(u), ṽ = bf16(v), with residuals δu = u − ũ, δv = v − ṽ that are measured (not just
+bounded by 2⁻⁸ relative: about half that in norm), so u·v − ũ·ṽ = ũ·δv + δu·ṽ + δu·δv is at most
+‖ũ‖‖δv‖ + ‖δu‖‖ṽ‖ + ‖δu‖‖δv‖ (Cauchy-Schwarz). The products of bf16 numbers are exact in float32 and summed in
+float32 (torch's CPU bf16 matmul accumulates in float32; relative error γ_d ≤ 1.01·d·2⁻²⁴ of Σ|ũ_i ṽ_i| ≤ ‖ũ‖‖ṽ‖),
+denormals flushed (each product off by < 2⁻¹²⁶ × the other factor); that sum t_j is rounded to the bf16 output,
+|a_j − t_j| ≤ u·|t_j| ≤ u'·|a_j| with u = 2⁻⁸, u' = u/(1 − u). s_j is off the real product by γ_d·‖u‖‖v_j‖. So
+    |a_j − s_j| ≤ E + u'·|a_j|,   E = ‖ũ‖·max‖δv‖ + ‖δu‖·max‖ṽ‖ + ‖δu‖·max‖δv‖ + γ_d·(‖ũ‖·max‖ṽ‖ + ‖u‖·max‖v‖) + denormals,
+which `margin` (E, 10 % head room) and `relative` (u', 10 %) over-approximate. (The output rounding is relative
+to the score itself, not to ‖u‖·‖v‖: a bound of (2u + ...)·‖u‖·‖v‖ alone does not hold, a one-dimensional pair
+reaches 2.75u; tests/unit/evaluation/test_exact_top_k.py has it.)
+The threshold: split the row into chunks, take the k-th largest chunk maximum m of the bf16 scores (seen items
+at -inf); k distinct chunks hold a bf16 score ≥ m, and a − u'|a| grows with a, so at least k items have
+s ≥ F = m − u'|m| − E: the row's k-th float32 score is ≥ F. An item with s ≥ F has a + u'|a| ≥ F − E, and
+a + u'|a| grows with a, so a ≥ low = (F − E)/(1 ± u') (+ where F − E ≥ 0): the candidates (a ≥ low) hold every
+item that can be in the top K, including every item tied with the k-th. The block's candidate columns (union over
+its users) are scored by the same float32 product the full block uses: `torch.mm` of the block's user rows against
+those item rows. MKL's sgemm gives an element the same bits whatever the columns and the other rows are once the
+product has enough rows (measured here: below 4 rows per thread it takes other kernels, whose last bit differs),
+so the product is padded to EXACT_ROWS rows; tests/unit/evaluation/test_exact_top_k.py checks both properties on
+the running machine. The top k of a row are among its candidates with s ≥ F (about k of them), which
+`select_top_k` sorts.
 """
 
 from __future__ import annotations
@@ -31,29 +39,31 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+SLAB = 8000  # items converted to float32 at a time: 32 users × 8000 × 4 B = 1 MB (a multiple of CHUNK; measured
+# 1.06x a whole-block conversion, 8000-20000 alike)
 CHUNK = 100  # items per chunk of the threshold: 100k items -> 1000 chunk maxima, a cheap top-K
 EXACT_ROWS = 32  # rows of every float32 candidate product (padded): the kernel of large blocks, bit for bit
 MAX_CANDIDATE_SHARE = 0.25  # more candidate columns than this share of the catalogue: the full block is cheaper
 
 
-def mask_seen(scores: torch.Tensor, seen: sp.csr_matrix | None, columns: torch.Tensor | None = None) -> None:
-    """Set each row's seen items to -inf in place (one scatter through the CSR's flat positions); `seen` has one
-    row per score row. `columns` (item code -> column, -1 where the item has no column) when `scores` holds only
-    some items' columns."""
+def mask_seen(scores: torch.Tensor, seen: sp.csr_matrix | None, codes: torch.Tensor | None = None) -> None:
+    """Set each row's seen items to -inf in place (one scatter through the flat positions); `seen` has one row per
+    score row. `codes` (ascending item codes of the columns) when `scores` holds only some items' columns. `scores`
+    is contiguous or the transpose of a contiguous tensor (the prefilter's items × users layout)."""
     if seen is None or seen.nnz == 0:
         return
-    width = scores.shape[1]
     rows = torch.from_numpy(np.repeat(np.arange(seen.shape[0], dtype=np.int64), np.diff(seen.indptr)))
     cols = torch.from_numpy(seen.indices.astype(np.int64))
-    if columns is not None:
-        cols = columns[cols]
-        present = cols >= 0
-        rows, cols = rows[present], cols[present]
-    flat = rows * width + cols
+    if codes is not None:
+        at = torch.searchsorted(codes, cols).clamp_(max=max(len(codes) - 1, 0))
+        present = codes[at] == cols if len(codes) else torch.zeros(len(cols), dtype=torch.bool)
+        rows, cols = rows[present], at[present]
     if scores.is_contiguous():
-        scores.view(-1).index_fill_(0, flat, float("-inf"))
+        scores.view(-1).index_fill_(0, rows * scores.shape[1] + cols, float("-inf"))
+    elif scores.T.is_contiguous():
+        scores.T.view(-1).index_fill_(0, cols * scores.shape[0] + rows, float("-inf"))
     else:
-        scores.index_put_((rows, cols), torch.tensor(float("-inf")))
+        scores.index_put_((rows, cols), torch.tensor(float("-inf"), dtype=scores.dtype))
 
 
 def block_top_k(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -99,48 +109,131 @@ class Bf16Items:
         big = max(float(U.abs().max()) if U.numel() else 0.0, float(V.abs().max()) if V.numel() else 0.0)
         self.usable = finite and big < 1e30 and V.shape[0] > 0
         self.V = V.bfloat16() if self.usable else V[:0].bfloat16()
-        u, gamma = 2.0**-8, 1.01 * d * 2.0**-24
-        # 2u + u² (inputs rounded), 2.1·γ_d (both float32 sums), 10 % head room for the float32 arithmetic below
-        self.factor = 1.1 * (2 * u + u * u + 2.1 * gamma)
-        self.v_norm = float(torch.linalg.vector_norm(V.double(), dim=1).max()) if V.numel() else 0.0
-        self.absolute = d * 2.0**-120
+        u = 2.0**-8
+        self.gamma = 1.01 * d * 2.0**-24  # γ_d: a float32 sum of d products
+        self.relative = 1.1 * u / (1 - u)  # u': the float32 sum rounded to the product's bf16 output
+        exact = V.double() if self.usable else V[:0].double()
+        rounded = self.V.double()
+        self.v_norm, self.rounded_norm, self.residual_norm = (
+            float(torch.linalg.vector_norm(x, dim=1).max()) if len(x) else 0.0 for x in (exact, rounded, exact - rounded))
+        # bf16 products flush denormals (inputs and results): below 2⁻¹²⁶ × the other factor, per product
+        self.absolute = d * 2.0**-125 * (float(rounded.abs().max()) if len(rounded) else 0.0) + d * 2.0**-125
+        self.d = d
 
     def margin(self, users: torch.Tensor) -> torch.Tensor:
-        """e per user row (float64 -> float32 rounded up by the head room)."""
-        norms = torch.linalg.vector_norm(users.double(), dim=1)
-        return (self.factor * norms * self.v_norm + self.absolute).float()
+        """E per user row: ‖ũ‖·max‖δv‖ + ‖δu‖·max‖ṽ‖ + ‖δu‖·max‖δv‖ (the inputs' rounding, ũ = bf16(u), δu = u − ũ,
+        measured) + γ_d·(‖ũ‖·max‖ṽ‖ + ‖u‖·max‖v‖) (the two float32 sums) + the flushed denormals, with 10 % head
+        room for the float32 arithmetic that uses it (float64 -> float32)."""
+        exact = users.double()
+        rounded = users.bfloat16().double()
+        norm, rounded_norm = torch.linalg.vector_norm(exact, dim=1), torch.linalg.vector_norm(rounded, dim=1)
+        residual_norm = torch.linalg.vector_norm(exact - rounded, dim=1)
+        inputs = (rounded_norm * self.residual_norm + residual_norm * self.rounded_norm
+                  + residual_norm * self.residual_norm)
+        sums = self.gamma * (rounded_norm * self.rounded_norm + norm * self.v_norm)
+        absolute = self.absolute + self.d * 2.0**-125 * rounded.abs().amax(dim=1)
+        return (1.1 * (inputs + sums) + absolute).float()
+
+    def thresholds(self, m: torch.Tensor, users: torch.Tensor,
+                   margin: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(F, low) per user row from its k-th chunk maximum m (and `margin(users)`, when computed beforehand):
+        every top-K float32 score is ≥ F, and every item that can score ≥ F has a bf16 score ≥ low (module
+        docstring). float64, then float32 (the head room covers the rounding)."""
+        md = m.double()
+        margin = (self.margin(users) if margin is None else margin).double()
+        floor = md - self.relative * md.abs() - margin
+        reach = floor - margin
+        low = torch.where(reach >= 0, reach / (1 + self.relative), reach / (1 - self.relative))
+        return floor.float(), low.float()
 
 
-def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items16: Bf16Items, k: int,
-                    seen: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray] | None:
+class Workspace:
+    """One thread's reused buffers for `dot_block_top_k`: the bf16 product (items × users), one SLAB of it in
+    float32, and the chunk and item maxima. A fresh tensor per block costs a page fault per 4 KiB."""
+
+    def __init__(self) -> None:
+        self.approx16 = torch.empty(0, dtype=torch.bfloat16)
+        self.slab = torch.empty(0)
+        self.maxima = torch.empty(0)
+
+    def buffers(self, n: int, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(bf16 scores n × b, float32 slab SLAB × b, chunk maxima (n // CHUNK) × b, item maxima n)."""
+        chunks = n // CHUNK
+        if self.approx16.numel() < n * b:
+            self.approx16 = torch.empty(n * b, dtype=torch.bfloat16)
+        if self.slab.numel() < SLAB * b:
+            self.slab = torch.empty(SLAB * b)
+        if self.maxima.numel() < chunks * b + n:
+            self.maxima = torch.empty(chunks * b + n)
+        return (self.approx16[:n * b].view(n, b), self.slab[:SLAB * b].view(SLAB, b),
+                self.maxima[:chunks * b].view(chunks, b), self.maxima[chunks * b:chunks * b + n])
+
+
+def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items16: Bf16Items, k: int, seen: sp.csr_matrix | None,
+                    workspace: Workspace | None = None,
+                    margin: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Exact top-k of `U_block @ Vᵀ` (the module docstring's prefilter), or None where the float32 block is the
     cheaper or the only sound way (too few items per chunk, a row with < k chunks of unseen items, too many
-    candidates)."""
+    candidates).
+
+    The bf16 scores are laid out items × users (V·Uᵀ: measured 1.3-1.6x faster than U·Vᵀ here, and the chunk
+    maxima reduce a middle dimension, vectorised over the block's users). They are read once, a SLAB of items at a
+    time converted to float32 in a cache-sized buffer for the chunk maxima and each item's maximum over the block
+    (torch's bf16 reductions are far slower; a whole float32 block was written and re-read from memory by every
+    pass). Candidates: items whose maximum reaches the lowest user's threshold (a superset), then the per-user test
+    on those rows only. `margin`: `items16.margin(U_block)`, when computed beforehand for all users at once."""
     b, n = U_block.shape[0], V.shape[0]
     kk = min(k, n)
     chunks = n // CHUNK
     if not items16.usable or chunks < kk + 1:
         return None
-    approx = torch.mm(U_block.bfloat16(), items16.V.T).float()
-    mask_seen(approx, seen)
-    # k-th largest chunk maximum over whole chunks (a tail shorter than CHUNK only adds candidates below)
-    chunk_max = approx[:, :chunks * CHUNK].view(b, chunks, CHUNK).amax(dim=2)
-    m = torch.topk(chunk_max, kk, dim=1, sorted=False).values.amin(dim=1)
+    approx16, slab, chunk_max, item_max = (workspace or Workspace()).buffers(n, b)
+    torch.mm(items16.V, U_block.bfloat16().T, out=approx16)
+    mask_seen(approx16.T, seen)
+    for start in range(0, n, SLAB):
+        part = slab[:min(SLAB, n - start)]
+        part.copy_(approx16[start:start + len(part)])
+        torch.amax(part, dim=1, out=item_max[start:start + len(part)])
+        # chunk maxima over whole chunks (a tail shorter than CHUNK only adds candidates below)
+        whole = (min(start + len(part), chunks * CHUNK) - start) // CHUNK
+        if whole > 0:
+            first = start // CHUNK
+            torch.amax(part[:whole * CHUNK].view(whole, CHUNK, b), dim=1, out=chunk_max[first:first + whole])
+    m = torch.topk(chunk_max.T.contiguous(), kk, dim=1, sorted=False).values.amin(dim=1)  # k-th largest chunk max
     if not bool(torch.isfinite(m).all()):
         return None
-    threshold = m - 2 * items16.margin(U_block)
-    keep = approx.sub_(threshold[:, None]).amax(dim=0) >= 0
-    columns_of = torch.nonzero(keep).flatten()  # ascending: column order = item code order (ties)
-    if len(columns_of) > MAX_CANDIDATE_SHARE * n or len(columns_of) < kk + 1:
+    # candidates: bf16 score >= low (every item that can be in the top K)
+    floor, low = items16.thresholds(m, U_block, margin)
+    rough = torch.nonzero(item_max >= low.min()).flatten()  # ascending item codes
+    columns_of = rough[(approx16.index_select(0, rough).float() >= low).any(dim=1)]  # ascending: code order
+    if len(columns_of) > MAX_CANDIDATE_SHARE * n or len(columns_of) < kk:
         return None
     rows = U_block if b >= EXACT_ROWS else torch.cat([U_block, U_block[:1].expand(EXACT_ROWS - b, -1)])
     exact = torch.mm(rows, V.index_select(0, columns_of).T)[:b]
-    position = torch.full((n,), -1, dtype=torch.int64)
-    position[columns_of] = torch.arange(len(columns_of))
-    mask_seen(exact, seen, position)
-    index, values = block_top_k(exact, kk)
-    codes = np.where(index >= 0, columns_of.numpy()[np.maximum(index, 0)], -1)
-    return codes, values
+    mask_seen(exact, seen, columns_of)
+    return select_top_k(exact, floor, kk, columns_of)
+
+
+def select_top_k(exact: torch.Tensor, floor: torch.Tensor, k: int,
+                 codes: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+    """Exact top-k of each row of `exact` (columns = item `codes`, ascending) among its scores >= the row's `floor`,
+    ordered as a stable sort of the row (score descending, then code ascending); None if a row has fewer than k
+    such scores. Every top-K item of a row scores >= m − e (module docstring), so only those (about k per row)
+    are sorted: one stable sort of (row, score descending) keys, instead of a top-K over every candidate column."""
+    b = exact.shape[0]
+    row, col = torch.nonzero(exact >= floor[:, None], as_tuple=True)  # row-major: codes ascending within a row
+    counts = torch.bincount(row, minlength=b)
+    if int(counts.min()) < k:
+        return None
+    values = exact[row, col]
+    bits = (values + 0.0).view(torch.int32).to(torch.int64)  # + 0.0: -0.0 becomes 0.0, equal as in a sort
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # float order as signed integers
+    key = row * 2**32 + (2**31 - 1 - ordered)  # row ascending, then score descending, in [0, 2^32) per row
+    order = torch.sort(key, stable=True).indices  # stable: equal scores keep code order
+    starts = torch.cumsum(counts, 0) - counts
+    first_k = (starts[:, None] + torch.arange(k)).flatten()
+    chosen = order[first_k]
+    return codes[col[chosen]].view(b, k).numpy(), values[chosen].view(b, k).numpy().copy()
 
 
 @functools.cache

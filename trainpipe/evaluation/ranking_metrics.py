@@ -19,6 +19,7 @@ items / mean training popularity of all items (1: no bias toward popular items).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,6 +29,7 @@ import torch
 
 from trainpipe.evaluation.exact_top_k import (
     Bf16Items,
+    Workspace,
     bf16_is_native,
     block_top_k,
     dot_block_top_k,
@@ -35,7 +37,7 @@ from trainpipe.evaluation.exact_top_k import (
 )
 
 PREFILTER_MIN_ITEMS = 50_000  # smaller catalogues: the float32 blocks are faster (prefilter_pays)
-PREFILTER_USERS = 32  # users per prefilter block: 32 × 100k float32 approximate scores = 12.8 MB, within L3
+PREFILTER_USERS = 32  # users per prefilter block: 32 × 100k bf16 scores = 6.4 MB (16 or 24 users: bf16 GEMM kernels ~3x slower here)
 ScoreFn = Callable[[np.ndarray], torch.Tensor]  # user codes (b,) -> float32 scores (b, n_items)
 
 
@@ -98,8 +100,9 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, exclude: sp.csr_matrix |
 
 
 def prefilter_pays(n_items: int) -> bool:
-    """Native bf16 and a large catalogue: measured 1.14-1.30x the float32 blocks at 100k items, 0.74x at 20k (the
-    candidate product and the per-block operations weigh more against a smaller float32 product)."""
+    """Native bf16 and a large catalogue: measured 1.86x the float32 blocks at 100k items, 1.72x at 50k, 0.86x at
+    20k (CPU time, one thread; the candidate product and the per-block operations weigh more against a smaller
+    float32 product)."""
     return n_items >= PREFILTER_MIN_ITEMS and bf16_is_native()
 
 
@@ -107,7 +110,7 @@ def prefiltered_top_k(scorer: DotScorer, users: np.ndarray, k: int,
                       exclude: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
     """`top_k` of a `DotScorer` through `dot_block_top_k`, PREFILTER_USERS users per block (their approximate
     scores stay in cache), one block per torch thread at a time, each block's operations single-threaded: a
-    block is a dozen small operations, and with torch's threads inside each one, a busy machine made every
+    block is a few dozen small operations, and with torch's threads inside each one, a busy machine made every
     operation wait for a descheduled thread (measured 10x slower on 2 shared cores). Blocks are independent and
     written to their own rows, so the result does not depend on the scheduling. A block the prefilter declines
     is ranked from its full float32 scores."""
@@ -115,11 +118,17 @@ def prefiltered_top_k(scorer: DotScorer, users: np.ndarray, k: int,
     items = np.full((n, k), -1, dtype=np.int64)
     scores_out = np.full((n, k), -np.inf, dtype=np.float32)
     items16 = scorer.items16()
+    user_rows = torch.from_numpy(np.asarray(users, dtype=np.int64))
+    margins = items16.margin(scorer.U.index_select(0, user_rows)) if items16.usable else None  # once, not per block
+    local = threading.local()  # each worker thread's reused buffers
 
     def rank(start: int) -> None:
         batch = np.asarray(users[start:start + PREFILTER_USERS], dtype=np.int64)
         seen = exclude[batch] if exclude is not None else None
-        found = dot_block_top_k(scorer.U.index_select(0, torch.from_numpy(batch)), scorer.V, items16, k, seen)
+        if not hasattr(local, "workspace"):
+            local.workspace = Workspace()
+        found = dot_block_top_k(scorer.U.index_select(0, torch.from_numpy(batch)), scorer.V, items16, k, seen,
+                                local.workspace, None if margins is None else margins[start:start + len(batch)])
         if found is None:
             scores = scorer(batch)
             mask_seen(scores, seen)

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from trainpipe.models.fused_softmax import InBatchSoftmax
+
 
 def _logits(u: Tensor, v: Tensor, items: Tensor, v_neg: Tensor | None,
             neg_items: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -45,10 +47,10 @@ def sampled_softmax(u: Tensor, v: Tensor, items: Tensor, scale: Any, weight: Ten
                     neg_log_q: Tensor | None = None) -> Tensor:
     """Cross-entropy of the positive against in-batch (and extra) negatives; `log_q` per batch item.
 
-    One fused product builds the logits: the scale goes on the (b, d) user side and the log-Q correction is
-    addmm's bias, and the other rows' copies of a row's own positive are masked in place, so the only
-    (b × b)-sized passes are the product, one comparison, the mask and the softmax (issue 16: the scale,
-    the subtraction and the copied masks were a third of a training step)."""
+    The scale goes on the (b, d) user side, the log-Q correction is the product's bias, and the other rows' copies
+    of a row's own positive are masked: one (b × candidates) tensor, kept by `InBatchSoftmax` (models/fused_softmax.py,
+    issue 16: the composed ops' passes over it were most of a training step). Under autocast the composed ops run
+    instead, so the products take autocast's dtype as before."""
     b = len(items)
     candidates, codes, correction = v, items, log_q
     if v_neg is not None:
@@ -58,13 +60,16 @@ def sampled_softmax(u: Tensor, v: Tensor, items: Tensor, scale: Any, weight: Ten
             assert neg_log_q is not None, "extra negatives come with their sampling probabilities"
             correction = torch.cat([log_q, neg_log_q])
     user_side = u.float() * scale
+    if not torch.is_autocast_enabled(u.device.type):  # the other rows' copies of a row's own positive: masked
+        return InBatchSoftmax.apply(user_side, candidates.float(), None if correction is None else correction.float(),
+                                    items, codes, weight)
+    target = torch.arange(b, device=u.device)
+    duplicate = codes[None, :] == items[:, None]  # another row's positive that is this row's positive too
+    duplicate[target, target] = False  # keep the positive's own logit
     if correction is None:
         logits = user_side @ candidates.float().T
     else:
         logits = torch.addmm(-correction.float()[None, :], user_side, candidates.float().T)
-    target = torch.arange(b, device=u.device)
-    duplicate = codes[None, :] == items[:, None]  # another row's positive that is this row's positive too
-    duplicate[target, target] = False  # keep the positive's own logit
     logits = logits.float().masked_fill_(duplicate, float("-inf"))
     return _weighted_mean(F.cross_entropy(logits, target, reduction="none"), weight)
 

@@ -96,6 +96,8 @@ def build_module(layout: dict[str, Any], p: TwoTowerParams) -> torch.nn.Module:
     from torch import nn
     from torch.nn import functional as F
 
+    from trainpipe.engine.matmul import Linear
+
     class Tower(nn.Module):
         def __init__(self, n_ids: int, n_num: int, cards: list[int]) -> None:
             super().__init__()
@@ -107,9 +109,9 @@ def build_module(layout: dict[str, Any], p: TwoTowerParams) -> torch.nn.Module:
             layers: list[nn.Module] = []
             width = p.id_dim + n_num + p.categorical_dim * len(cards)
             for hidden in p.hidden_dims:
-                layers += [nn.Linear(width, hidden), nn.ReLU()] + ([nn.Dropout(p.dropout)] if p.dropout else [])
+                layers += [Linear(width, hidden), nn.ReLU()] + ([nn.Dropout(p.dropout)] if p.dropout else [])
                 width = hidden
-            layers.append(nn.Linear(width, p.embedding_dim))
+            layers.append(Linear(width, p.embedding_dim))  # nn.Linear, its CPU float32 products on oneDNN
             self.net = nn.Sequential(*layers)
 
         def forward(self, ids: torch.Tensor, num: torch.Tensor | None, cat: torch.Tensor) -> torch.Tensor:

@@ -61,3 +61,21 @@ def test_gradient_norm_and_clipping_count_sparse_gradients_by_their_values():
     assert torch.allclose(norm, torch.nn.utils.get_total_norm([q.grad for q in dense.parameters()]))
     grad_norm([q.grad for q in sparse.parameters()], 0.1)
     assert torch.allclose(grad_norm([q.grad for q in sparse.parameters()], None), torch.tensor(0.1), atol=1e-5)
+
+
+def test_a_table_with_an_empty_sparse_gradient_leaves_the_others_update_intact():
+    """Several sparse tables go through one fused update; one with no touched row must not shift the others."""
+    torch.manual_seed(0)
+    empty_table, used, reference = (torch.nn.Embedding(4, 3, sparse=True) for _ in range(3))
+    reference.load_state_dict(used.state_dict())
+    opt = LazySparseAdamW([*empty_table.parameters(), *used.parameters()], lr=0.1, weight_decay=0.1)
+    alone = LazySparseAdamW(reference.parameters(), lr=0.1, weight_decay=0.1)
+    ids = torch.tensor([1, 3])
+    used(ids).sum().backward()
+    reference(ids).sum().backward()
+    empty_table.weight.grad = torch.sparse_coo_tensor(torch.zeros((1, 0), dtype=torch.int64), torch.zeros(0, 3), (4, 3),
+                                                        check_invariants=True)
+    before = empty_table.weight.detach().clone()
+    opt.step()
+    alone.step()
+    assert torch.equal(used.weight, reference.weight) and torch.equal(empty_table.weight, before)

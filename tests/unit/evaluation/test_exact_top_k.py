@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 
 from trainpipe.evaluation import exact_top_k
-from trainpipe.evaluation.exact_top_k import CHUNK, EXACT_ROWS, Bf16Items, dot_block_top_k
+from trainpipe.evaluation.exact_top_k import CHUNK, EXACT_ROWS, Bf16Items, dot_block_top_k, select_top_k
 from trainpipe.evaluation.ranking_metrics import DotScorer, top_k
 from trainpipe.evaluation.ranking_reference import reference_top_k
 
@@ -66,9 +66,56 @@ def test_bf16_scores_stay_within_the_proven_margin(scale_u, scale_v, d):
     items = Bf16Items(U, V)
     approx = torch.mm(U.bfloat16(), items.V.T).float()
     exact = torch.mm(U, V.T)
-    error = (approx - exact).abs().amax(dim=1)
-    assert (error <= items.margin(U)).all()
-    assert (error > 0).any()  # the bound is exercised, not vacuous
+    error = approx - exact
+    assert (error.abs() <= items.margin(U)[:, None] + items.relative * approx.abs()).all()
+    assert (error != 0).any()  # the bound is exercised, not vacuous
+
+
+def test_bound_covers_the_bf16_output_rounding_of_a_worst_case_pair():
+    """Inputs that round down by almost u each and a product that rounds down again: the bf16 score is 2.75u·|s|
+    below the float32 one, more than a bound of (2u + u²)·‖u‖·‖v‖ allows; the output term u'·|a| covers it."""
+    x = 1.0664024353027344  # 1.0625 + 2⁻⁸(1 − 2⁻¹⁰): rounds down to bf16 1.0625, whose square rounds to 1.125
+    U, V = torch.tensor([[x]]), torch.tensor([[x]])
+    items = Bf16Items(U, V)
+    approx = torch.mm(U.bfloat16(), items.V.T).float()
+    error = float((U @ V.T - approx).abs())
+    assert error > float(items.margin(U))
+    assert error <= float(items.margin(U) + items.relative * approx.abs())
+    floor, low = items.thresholds(approx.flatten(), U)  # m = the item's own bf16 score
+    assert float(floor) <= float(U @ V.T) and float(low) <= float(approx)
+
+
+@pytest.mark.parametrize("d", [2, 16, 64])
+def test_bound_holds_where_every_rounding_error_has_the_same_sign(d):
+    """Every coordinate just below a rounding midpoint (all residuals aligned, the bound's Cauchy-Schwarz step
+    tight), next to items that round up or not at all."""
+    x = 1.0664024353027344
+    U = torch.full((3, d), x) * torch.tensor([[1.0], [-1.0], [0.5]])
+    V = torch.cat([torch.full((1, d), x), torch.full((1, d), 1.0625), torch.full((1, d), 1.0703125 + 1e-4)])
+    items = Bf16Items(U, V)
+    approx = torch.mm(U.bfloat16(), items.V.T).float()
+    error = (U @ V.T - approx).abs()
+    assert (error <= items.margin(U)[:, None] + items.relative * approx.abs()).all()
+    assert (error > 0).any()
+
+
+def test_select_top_k_orders_like_a_stable_sort_with_ties_signed_zeros_and_seen_items():
+    rng = np.random.default_rng(3)
+    exact = torch.from_numpy(rng.integers(-3, 4, (6, 40)).astype(np.float32))
+    exact[0, :5] = -0.0
+    exact[0, 5:10] = 0.0  # -0.0 and 0.0 are equal scores: lower code first, as the stable sort orders them
+    exact[0, 10:] = -1.0
+    exact[0, 10:13] = 2.0  # row 0's top 12: three 2s, then nine of the ten zeros (the cut among the zeros)
+    exact[1, ::3] = float("-inf")  # seen
+    codes = torch.from_numpy(np.sort(rng.choice(1000, 40, replace=False)))
+    k = 12
+    full = exact.numpy()
+    order = np.argsort(-full, axis=1, kind="stable")[:, :k]
+    floor = torch.from_numpy(np.take_along_axis(full, order, axis=1)[:, -1])  # the k-th score itself
+    got_codes, got_values = select_top_k(exact, floor, k, codes)
+    assert np.array_equal(got_codes, codes.numpy()[order])
+    assert np.array_equal(got_values, np.take_along_axis(full, order, axis=1))
+    assert select_top_k(exact, floor + 10, k, codes) is None  # fewer than k scores reach the floor
 
 
 def test_float32_product_of_exact_rows_gives_the_bits_of_a_large_block():
