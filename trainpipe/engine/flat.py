@@ -2,8 +2,9 @@
 
 Why: on this CPU a fused Adam step over a small MLP's 8 parameter tensors cost about twice the same step over one
 tensor holding all their values (per-tensor dispatch and one parallel region per tensor: 118 → 50 µs a step on
-one thread, 196 → 99 µs on two, MLP [256,128,64]), a share of the step as large as its dropout masks; the gradient
-norm the health checks read becomes one vector norm. The optimizer's math is element-wise, so it is unchanged.
+one thread, 196 → 99 µs on two, MLP [256,128,64]), and zeroing the gradients becomes one fill. The optimizer's
+math is element-wise, so the weights are those of the per-tensor step bit for bit (tests/unit/engine/test_flat.py);
+the gradient norm is still taken per parameter (over the views), so it too is unchanged to the last bit.
 This is the flat-buffer layout of apex's and DeepSpeed's fused optimizers, kept to the loop's own steps: the
 module keeps its parameters (views while training, their own storage again after `release`).
 
@@ -114,9 +115,7 @@ def grad_norm(grads: list[torch.Tensor], clip: float | None) -> torch.Tensor:
     """The global gradient norm, gradients scaled down to `clip` when above it. Sparse gradients (id embeddings,
     engine/sparse_adam.py) count by their values: torch's get_total_norm/clip_grad_norm_ refuse them."""
     parts = [g.coalesce().values() if g.is_sparse else g for g in grads]
-    if len(parts) == 1:  # FlatParameters: one tensor, one norm
-        norm = torch.linalg.vector_norm(parts[0])
-    elif len({(g.device, g.dtype) for g in parts}) == 1:
+    if len({(g.device, g.dtype) for g in parts}) == 1:
         # the same value get_total_norm computes for one device and dtype, without the cost of its grouping
         # (~0.2 ms a step: 5% of a small MLP's step on this CPU)
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(parts)))

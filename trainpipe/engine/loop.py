@@ -186,9 +186,8 @@ class Trainer:
             # Drop the DDP wrapper now, while its process group exists: one freed after the group is destroyed
             # (kept alive by a traceback) can block the process in its destructor.
             self.wrapped = self.step_module = self.module
-            if self.flat is not None:
+            if self.flat is not None:  # kept: state_dict() still gives the optimizer's state per parameter
                 self.flat.release()
-                self.flat = None
             self.progress.close()
             if old_handler is not None:
                 signal.signal(signal.SIGTERM, old_handler)
@@ -335,10 +334,8 @@ class Trainer:
         return loss_sum, rows_done, bad, 0.0, first_bad
 
     def _gradients(self) -> list[torch.Tensor]:
-        """The step's gradients: the flat buffer's, or each parameter's (sparse ones sorted once, for the norm
-        and the step)."""
-        if self.flat is not None:
-            return [self.flat.flat.grad] if self.flat.flat.grad is not None else []
+        """Each parameter's gradient (views of the flat buffer's, which the optimizer steps; sparse ones sorted once,
+        for the norm and the step)."""
         grads = []
         for q in self.parameters:
             if q.grad is not None:
