@@ -210,8 +210,9 @@ class Trainer:
         self.parameters = list(self.module.parameters())  # once: walking the module tree costs ~20 µs a step
         window = p.batch_size * p.grad_accumulation
         trainable = [q for q in self.parameters if q.requires_grad]
-        if not self.dist.enabled and trainable and not has_sparse_gradients(self.module):  # DDP: its own buckets
-            self.flat = FlatParameters.of(trainable)
+        # one process, dense parameters: the optimizer steps one buffer (DDP keeps its own gradient buckets)
+        flat = not self.dist.enabled and trainable and not has_sparse_gradients(self.module)
+        self.flat = FlatParameters.of(trainable) if flat else None
         self.opt = build_optimizer(self.module, p, self.device, [self.flat.flat] if self.flat else None)
         self.sched = build_scheduler(self.opt, p, math.ceil(train.rows / window))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=p.amp == "fp16")
