@@ -27,20 +27,17 @@ import torch
 
 from trainpipe.engine.batches import Batch, BatchSource, EpochCursor
 from trainpipe.engine.callbacks import hooks
-from trainpipe.engine.checkpoint import CheckpointMismatch, CheckpointStore
+from trainpipe.engine.checkpoint import FORMAT, CheckpointMismatch, CheckpointStore, from_format_1
 from trainpipe.engine.config import CheckpointConfig, EngineParams
 from trainpipe.engine.distributed import Distributed
 from trainpipe.engine.flat import FlatOptimizerState, FlatParameters, grad_norm
 from trainpipe.engine.progress import Progress
 from trainpipe.engine.schedules import build_optimizer, build_scheduler
 from trainpipe.engine.sparse_adam import has_sparse_gradients
-from trainpipe.engine.state import AttributeState, RngBundle, Stateful
+from trainpipe.engine.state import LoopCounters, RngBundle, Stateful
 from trainpipe.engine.stopping import EarlyStopping
 from trainpipe.errors import ModelError, Preempted
 
-# Checkpoint layout: 2 = {part name: that part's state_dict()}; 1 = the flat dict written before parts
-# had state_dicts (trainpipe 0.1.0 until this change), read through `_from_format_1`.
-FORMAT = 2
 LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
 MetricsFn = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 
@@ -56,24 +53,6 @@ class LoopResult:
     best_epoch: int | None
     stopped_early: bool
     resumed_from: str | None = None
-
-
-class LoopCounters(AttributeState):
-    """The loop's own running values: optimizer steps, this epoch's sums, the history, bad batches, OOM back-off."""
-
-    STATE = ("step", "sums", "history", "bad_batches", "micro", "accum", "stopped")
-
-    def __init__(self, micro: int, accum: int) -> None:
-        self.step = 0
-        self.sums = self.zero_sums()
-        self.history: dict[str, list[float]] = {}
-        self.bad_batches = 0
-        self.micro, self.accum = micro, accum  # micro-batch rows and accumulation; OOM halves/doubles them
-        self.stopped = False
-
-    @staticmethod
-    def zero_sums() -> dict[str, float]:
-        return {"loss": 0.0, "rows": 0.0, "norm": 0.0, "steps": 0.0}
 
 
 class Trainer:
@@ -140,7 +119,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore every piece (after `fit` built the optimizer); a format-1 checkpoint is read as well."""
-        state = _from_format_1(state) if "format" not in state else state
+        state = from_format_1(state) if "format" not in state else state
         source = state.get("path", "the checkpoint")
         if state["format"] != FORMAT:
             raise CheckpointMismatch(f"{source} has checkpoint format {state['format']}; this trainpipe reads formats "
@@ -428,17 +407,3 @@ class Trainer:
 
     def _say(self, line: str) -> None:
         self.progress.say(line)
-
-
-def _from_format_1(old: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint of the flat format 1 in format 2's layout (same values, grouped by the piece that owns them)."""
-    new: dict[str, Any] = {
-        "format": FORMAT, "module": old["module"], "optimizer": old["optimizer"], "scaler": old["scaler"],
-        "rng": old["rng"], "cursor": {"epoch": old["epoch"], "pos": old["pos"], "order": old["perm"]},
-        "stopping": {k: old[k] for k in EarlyStopping.STATE},
-        "loop": {**{k: old[k] for k in LoopCounters.STATE if k != "step"}, "step": old["global_step"]}}
-    if old.get("scheduler") is not None:
-        new["scheduler"] = old["scheduler"]
-    if "path" in old:
-        new["path"] = old["path"]
-    return new
