@@ -1,6 +1,7 @@
 """Full training state written atomically with a checksum; the newest valid one is resumed.
 
-What is in a checkpoint is the Trainer's `state_dict()` (engine/loop.py); this module only stores it.
+What is in a checkpoint is the Trainer's `state_dict()` (engine/loop.py); this module stores it, and reads the
+flat layout of format 1 into format 2's (`from_format_1`).
 File layout: 8-byte magic, 32-byte SHA-256 of the payload, then a `torch.save` payload that
 `torch.load(weights_only=True)` can read (tensors, numbers, strings, lists, dicts only), so a
 checkpoint can never execute code. Written to a temp file of the writer's own, fsynced, renamed: a kill leaves either
@@ -21,6 +22,8 @@ from typing import Any
 
 import torch
 
+from trainpipe.engine.state import LoopCounters
+from trainpipe.engine.stopping import EarlyStopping
 from trainpipe.errors import RunError
 
 log = logging.getLogger(__name__)
@@ -118,3 +121,22 @@ class CheckpointStore:
             state["path"] = str(path)
             return state
         return None
+
+
+# Checkpoint layout: 2 = {part name: that part's state_dict()}; 1 = the flat dict written before parts
+# had state_dicts (trainpipe 0.1.0 until this change), read through `from_format_1`.
+FORMAT = 2
+
+
+def from_format_1(old: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of the flat format 1 in format 2's layout (same values, grouped by the piece that owns them)."""
+    new: dict[str, Any] = {
+        "format": FORMAT, "module": old["module"], "optimizer": old["optimizer"], "scaler": old["scaler"],
+        "rng": old["rng"], "cursor": {"epoch": old["epoch"], "pos": old["pos"], "order": old["perm"]},
+        "stopping": {k: old[k] for k in EarlyStopping.STATE},
+        "loop": {**{k: old[k] for k in LoopCounters.STATE if k != "step"}, "step": old["global_step"]}}
+    if old.get("scheduler") is not None:
+        new["scheduler"] = old["scheduler"]
+    if "path" in old:
+        new["path"] = old["path"]
+    return new

@@ -23,17 +23,34 @@ def _scale_bits(p: float, dtype: torch.dtype) -> tuple[type[np.unsignedinteger],
     return _UINT[size], int(scale.view(_SIGNED[size]).item()) & ((1 << 8 * size) - 1)
 
 
-def _reseeded(bits: np.random.SFC64) -> np.random.SFC64:
-    """`bits` restarted from 192 bits drawn from torch's default generator (SFC64's state is three 64-bit words
-    and a counter): reproducible under `torch.manual_seed` and resumable from the RNG state a checkpoint holds.
-    Setting the state costs ~1 µs; building a seeded SFC64 ~6 µs, several times per step."""
-    state = torch.empty(4, dtype=torch.int64).random_(-2**63, 2**63 - 1).numpy().view(np.uint64)
-    state[3] = 1  # the counter
-    bits.state = {"bit_generator": "SFC64", "state": {"state": state}, "has_uint32": 0, "uinteger": 0}
-    return bits
+class MaskStream:
+    """numpy's SFC64 restarted from 192 bits drawn from torch's default generator at every draw (SFC64's state
+    is three 64-bit words and a counter): reproducible under `torch.manual_seed` and resumable from the RNG state a
+    checkpoint holds. The seed words are drawn into one tensor whose memory numpy's state dict also reads, so a
+    draw's fixed cost is ~1 µs (a new tensor, its numpy view and a seeded SFC64 cost several µs, three times per
+    step); the buffers are rebuilt, not copied, when the layer is pickled or deep-copied."""
+
+    def __init__(self) -> None:
+        self.bits = np.random.SFC64(0)
+        self.seed = torch.empty(4, dtype=torch.int64)
+        self.words = self.seed.numpy().view(np.uint64)  # the same memory as `seed`
+        self.state = {"bit_generator": "SFC64", "state": {"state": self.words}, "has_uint32": 0, "uinteger": 0}
+
+    def raw(self, count: int) -> np.ndarray:
+        """`count` 64-bit words of a stream restarted from torch's default generator."""
+        self.seed.random_(-2**63, 2**63 - 1)
+        self.words[3] = 1  # the counter
+        self.bits.state = self.state
+        return self.bits.random_raw(count)
+
+    def __getstate__(self) -> dict[str, object]:
+        return {}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__()  # type: ignore[misc]
 
 
-def dropout_mask(shape: torch.Size, p: float, dtype: torch.dtype, bits: np.random.SFC64 | None = None) -> torch.Tensor:
+def dropout_mask(shape: torch.Size, p: float, dtype: torch.dtype, stream: MaskStream | None = None) -> torch.Tensor:
     """Inverted-dropout multipliers: 0 with probability p, else 1/(1-p) in `dtype`, one independent draw each.
 
     Why not `torch.bernoulli_`: on this CPU its per-element cost is the largest per-row cost of a small MLP
@@ -42,16 +59,17 @@ def dropout_mask(shape: torch.Size, p: float, dtype: torch.dtype, bits: np.rando
     nanosecond a word), compared with an integer threshold; kept elements get the bit pattern of 1/(1-p) in
     `dtype` by one integer multiply, so the mask is made in the compute dtype (bf16 under autocast) with no
     conversion pass. In bf16, 1/(1-p) is rounded as torch's own dropout rounds it under autocast (1/0.9 → 1.109375).
-    `bits`: a generator object to reuse (its state is replaced on every call).
+    `stream`: the generator to reuse (a layer's own).
     """
     n = math.prod(shape)
-    words = _reseeded(bits if bits is not None else np.random.SFC64(0)).random_raw(-(-n // 4))
+    words = (stream or MaskStream()).raw(-(-n // 4))
     keep = words.view(np.int16)[:n] >= int(round(p * 65536)) - 32768  # P(keep) = 1 - round(p·65536)/65536
     scale = _scale_bits(p, dtype)
     if scale is None:
         return torch.from_numpy(keep).to(dtype).mul_(1.0 / (1.0 - p)).view(shape)
     uint, pattern = scale
-    return torch.from_numpy(np.multiply(keep.view(np.uint8), uint(pattern), dtype=uint)).view(dtype).view(shape)
+    # shaped in numpy: a torch .view(shape) costs ~2 µs, numpy's reshape ~0.1
+    return torch.from_numpy(np.multiply(keep.view(np.uint8), uint(pattern), dtype=uint).reshape(shape)).view(dtype)
 
 
 class PackedDropout(torch.nn.Module):
@@ -65,14 +83,14 @@ class PackedDropout(torch.nn.Module):
         if not 0 <= p < 1:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
-        self.bits = np.random.SFC64(0)  # reseeded from torch's generator on every call: holds no state of its own
+        self.stream = MaskStream()  # restarted from torch's generator on every call: holds no state of its own
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
         if x.device.type != "cpu":
             return torch.nn.functional.dropout(x, self.p, True)
-        return x * dropout_mask(x.shape, self.p, x.dtype, self.bits)
+        return x * dropout_mask(x.shape, self.p, x.dtype, self.stream)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -27,18 +27,17 @@ import torch
 
 from trainpipe.engine.batches import Batch, BatchSource, EpochCursor
 from trainpipe.engine.callbacks import hooks
-from trainpipe.engine.checkpoint import CheckpointMismatch, CheckpointStore
+from trainpipe.engine.checkpoint import FORMAT, CheckpointMismatch, CheckpointStore, from_format_1
 from trainpipe.engine.config import CheckpointConfig, EngineParams
 from trainpipe.engine.distributed import Distributed
+from trainpipe.engine.flat import FlatOptimizerState, FlatParameters, grad_norm
 from trainpipe.engine.progress import Progress
 from trainpipe.engine.schedules import build_optimizer, build_scheduler
-from trainpipe.engine.state import AttributeState, RngBundle, Stateful
+from trainpipe.engine.sparse_adam import has_sparse_gradients
+from trainpipe.engine.state import LoopCounters, RngBundle, Stateful
 from trainpipe.engine.stopping import EarlyStopping
 from trainpipe.errors import ModelError, Preempted
 
-# Checkpoint layout: 2 = {part name: that part's state_dict()}; 1 = the flat dict written before parts
-# had state_dicts (trainpipe 0.1.0 until this change), read through `_from_format_1`.
-FORMAT = 2
 LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
 MetricsFn = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 
@@ -54,24 +53,6 @@ class LoopResult:
     best_epoch: int | None
     stopped_early: bool
     resumed_from: str | None = None
-
-
-class LoopCounters(AttributeState):
-    """The loop's own running values: optimizer steps, this epoch's sums, the history, bad batches, OOM back-off."""
-
-    STATE = ("step", "sums", "history", "bad_batches", "micro", "accum", "stopped")
-
-    def __init__(self, micro: int, accum: int) -> None:
-        self.step = 0
-        self.sums = self.zero_sums()
-        self.history: dict[str, list[float]] = {}
-        self.bad_batches = 0
-        self.micro, self.accum = micro, accum  # micro-batch rows and accumulation; OOM halves/doubles them
-        self.stopped = False
-
-    @staticmethod
-    def zero_sums() -> dict[str, float]:
-        return {"loss": 0.0, "rows": 0.0, "norm": 0.0, "steps": 0.0}
 
 
 class Trainer:
@@ -96,6 +77,7 @@ class Trainer:
         self.counters = LoopCounters(micro=params.batch_size, accum=params.grad_accumulation)
         self.rng = RngBundle()
         self.parameters: list[torch.nn.Parameter] = []  # the module's, listed once per fit
+        self.flat: FlatParameters | None = None  # one process, dense parameters: the optimizer steps one buffer
         # Batch norm cannot train on one row: such a micro-batch joins the previous one, a 1-row window is skipped.
         self.min_rows = 2 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()) else 1
         self.preempt_requested = False  # SIGTERM arrived: finish the step, checkpoint, stop
@@ -125,7 +107,8 @@ class Trainer:
     def _parts(self) -> dict[str, Stateful]:
         """Every stateful piece, by the name its state has in a checkpoint: the one list of what is saved."""
         parts: dict[str, Stateful] = {
-            "module": self.module, "optimizer": self.opt, "scaler": self.scaler, "rng": self.rng,
+            "module": self.module, "optimizer": FlatOptimizerState(self.opt, self.flat) if self.flat else self.opt,
+            "scaler": self.scaler, "rng": self.rng,
             "cursor": self.cursor, "stopping": self.stopping, "loop": self.counters}
         if self.sched is not None:
             parts["scheduler"] = self.sched
@@ -136,7 +119,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore every piece (after `fit` built the optimizer); a format-1 checkpoint is read as well."""
-        state = _from_format_1(state) if "format" not in state else state
+        state = from_format_1(state) if "format" not in state else state
         source = state.get("path", "the checkpoint")
         if state["format"] != FORMAT:
             raise CheckpointMismatch(f"{source} has checkpoint format {state['format']}; this trainpipe reads formats "
@@ -182,6 +165,8 @@ class Trainer:
             # Drop the DDP wrapper now, while its process group exists: one freed after the group is destroyed
             # (kept alive by a traceback) can block the process in its destructor.
             self.wrapped = self.step_module = self.module
+            if self.flat is not None:  # kept: state_dict() still gives the optimizer's state per parameter
+                self.flat.release()
             self.progress.close()
             if old_handler is not None:
                 signal.signal(signal.SIGTERM, old_handler)
@@ -203,7 +188,11 @@ class Trainer:
         self.module.to(self.device)
         self.parameters = list(self.module.parameters())  # once: walking the module tree costs ~20 µs a step
         window = p.batch_size * p.grad_accumulation
-        self.opt = build_optimizer(self.module, p, self.device)
+        trainable = [q for q in self.parameters if q.requires_grad]
+        # one process, dense parameters: the optimizer steps one buffer (DDP keeps its own gradient buckets)
+        flat = not self.dist.enabled and trainable and not has_sparse_gradients(self.module)
+        self.flat = FlatParameters.of(trainable) if flat else None
+        self.opt = build_optimizer(self.module, p, self.device, [self.flat.flat] if self.flat else None)
         self.sched = build_scheduler(self.opt, p, math.ceil(train.rows / window))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=p.amp == "fp16")
         self.wrapped = self.dist.wrap(self.module)  # DDP under torchrun: all-reduces gradients in backward
@@ -257,7 +246,7 @@ class Trainer:
             self.preempt_agreed = preempt > 0
             if not oom:
                 break
-            self.opt.zero_grad(set_to_none=True)
+            self._zero_grad()
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             if attempt == p.max_oom_retries or c.micro == 1:
@@ -266,7 +255,7 @@ class Trainer:
             c.micro, c.accum = max(1, c.micro // 2), c.accum * 2
             self._say(f"out of memory: micro-batch now {c.micro}, accumulation {c.accum} (same effective batch)")
         if bad:
-            self.opt.zero_grad(set_to_none=True)
+            self._zero_grad()
             c.bad_batches += 1
             value = first_bad if first_bad is not None else "non-finite (on another rank)"
             where = f"at epoch {self.cursor.epoch + 1} step {c.step + 1}"
@@ -277,18 +266,13 @@ class Trainer:
             self._say(f"skipping a batch with loss {value} {where}")
             return
         self.scaler.unscale_(self.opt)
-        grads = []
-        for q in self.parameters:
-            if q.grad is not None:
-                if q.grad.is_sparse:  # sparse id-embedding gradients: sorted once, for the norm and the step
-                    q.grad = q.grad.coalesce()
-                grads.append(q.grad)
+        grads = self._gradients()
         if grads:
             norm = grad_norm(grads, p.clip_grad_norm)
             self.scaler.step(self.opt)
             self.scaler.update()
             c.sums["norm"] += float(norm)
-        self.opt.zero_grad(set_to_none=True)
+        self._zero_grad()
         c.sums["loss"] += loss_sum
         c.sums["rows"] += rows
         c.sums["steps"] += 1
@@ -329,10 +313,27 @@ class Trainer:
                 loss_sum, rows_done = loss_sum + value * rows, rows_done + rows
         return loss_sum, rows_done, bad, 0.0, first_bad
 
+    def _gradients(self) -> list[torch.Tensor]:
+        """Each parameter's gradient (views of the flat buffer's, which the optimizer steps; sparse ones sorted once,
+        for the norm and the step)."""
+        grads = []
+        for q in self.parameters:
+            if q.grad is not None:
+                if q.grad.is_sparse:
+                    q.grad = q.grad.coalesce()
+                grads.append(q.grad)
+        return grads
+
+    def _zero_grad(self) -> None:
+        if self.flat is not None:
+            self.flat.zero_grad()
+        else:
+            self.opt.zero_grad(set_to_none=True)
+
     def _join_after_oom(self, local: Batch, failed_last: bool) -> None:
         """After this rank ran out of memory: drop its gradient and, with other ranks waiting in the last
         backward's all-reduce, take part in it with `min_rows` rows of weight 0."""
-        self.opt.zero_grad(set_to_none=True)
+        self._zero_grad()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         if not self.dist.enabled:
@@ -406,34 +407,3 @@ class Trainer:
 
     def _say(self, line: str) -> None:
         self.progress.say(line)
-
-
-def grad_norm(grads: list[torch.Tensor], clip: float | None) -> torch.Tensor:
-    """The global gradient norm, gradients scaled down to `clip` when above it. Sparse gradients (id embeddings,
-    engine/sparse_adam.py) count by their values: torch's get_total_norm/clip_grad_norm_ refuse them."""
-    parts = [g.coalesce().values() if g.is_sparse else g for g in grads]
-    if len({(g.device, g.dtype) for g in parts}) == 1:
-        # the same value get_total_norm computes for one device and dtype, without the cost of its grouping
-        # (~0.2 ms a step: 5% of a small MLP's step on this CPU)
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(parts)))
-    else:
-        norm = torch.nn.utils.get_total_norm(parts)
-    if clip:
-        factor = torch.clamp(clip / (norm + 1e-6), max=1.0)
-        for g in grads:
-            g.mul_(factor)
-    return norm
-
-
-def _from_format_1(old: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint of the flat format 1 in format 2's layout (same values, grouped by the piece that owns them)."""
-    new: dict[str, Any] = {
-        "format": FORMAT, "module": old["module"], "optimizer": old["optimizer"], "scaler": old["scaler"],
-        "rng": old["rng"], "cursor": {"epoch": old["epoch"], "pos": old["pos"], "order": old["perm"]},
-        "stopping": {k: old[k] for k in EarlyStopping.STATE},
-        "loop": {**{k: old[k] for k in LoopCounters.STATE if k != "step"}, "step": old["global_step"]}}
-    if old.get("scheduler") is not None:
-        new["scheduler"] = old["scheduler"]
-    if "path" in old:
-        new["path"] = old["path"]
-    return new

@@ -76,3 +76,21 @@ def seed_everything(seed: int) -> None:
 
 def _listify(value: Any) -> Any:
     return [_listify(v) for v in value] if isinstance(value, tuple) else value
+
+
+class LoopCounters(AttributeState):
+    """The loop's own running values: optimizer steps, this epoch's sums, the history, bad batches, OOM back-off."""
+
+    STATE = ("step", "sums", "history", "bad_batches", "micro", "accum", "stopped")
+
+    def __init__(self, micro: int, accum: int) -> None:
+        self.step = 0
+        self.sums = self.zero_sums()
+        self.history: dict[str, list[float]] = {}
+        self.bad_batches = 0
+        self.micro, self.accum = micro, accum  # micro-batch rows and accumulation; OOM halves/doubles them
+        self.stopped = False
+
+    @staticmethod
+    def zero_sums() -> dict[str, float]:
+        return {"loss": 0.0, "rows": 0.0, "norm": 0.0, "steps": 0.0}

@@ -3,6 +3,9 @@ reproducible from the torch seed, made in the compute dtype, off in eval."""
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 
 import torch as torch
@@ -78,3 +81,28 @@ def test_same_seed_same_mask_and_gradients_flow_through_kept_values_only():
 def test_eval_mode_is_the_identity():
     x = torch.randn(8, 4)
     assert torch.equal(PackedDropout(0.5).eval()(x), x)
+
+
+def test_the_mask_stream_is_the_one_earlier_versions_drew():
+    """Checkpoints of fast_dropout runs written before the seed buffer was reused resume with the same masks:
+    the kept units of two calls after torch.manual_seed(7), as the per-call SFC64 of trainpipe 0.1 drew them."""
+    layer = PackedDropout(0.3).train()
+    torch.manual_seed(7)
+    for count, index_sum in ((1441, 1512047), (1479, 1570612)):
+        kept = layer(torch.ones(64, 33, dtype=torch.bfloat16)) != 0
+        assert (int(kept.sum()), int(kept.flatten().nonzero().sum())) == (count, index_sum)
+
+
+@pytest.mark.parametrize("copy_layer", [copy.deepcopy, lambda layer: pickle.loads(pickle.dumps(layer))])
+def test_a_copied_layer_draws_the_originals_masks_from_torchs_generator(copy_layer):
+    """The seed tensor and the numpy view of it that SFC64's state reads must stay one memory in the copy, or
+    every call would restart from the same stale state (the same mask at every step)."""
+    original = PackedDropout(0.5).train()
+    copied = copy_layer(original)
+    x = torch.ones(32, 40)
+    torch.manual_seed(11)
+    expected = [original(x), original(x)]
+    torch.manual_seed(11)
+    got = [copied(x), copied(x)]
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+    assert not torch.equal(got[0], got[1])
