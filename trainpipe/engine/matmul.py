@@ -30,7 +30,7 @@ _LINEAR = _onednn_linear()
 def matmul_nt(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
     """a @ bᵀ (+ bias per column), not differentiable (callers give the gradients)."""
     if _LINEAR is not None and a.device.type == "cpu" and a.dtype == b.dtype == torch.float32 and (
-            bias is None or bias.dtype == torch.float32):
+            bias is None or bias.dtype == torch.float32) and not torch.compiler.is_compiling():
         return _LINEAR(a, b, bias, "none", [], "")
     return a @ b.T if bias is None else torch.addmm(bias[None, :], a, b.T)
 
@@ -53,11 +53,13 @@ class _LinearFunction(torch.autograd.Function):
 
 
 class Linear(torch.nn.Linear):
-    """torch.nn.Linear (same parameters and state_dict) whose float32 CPU products run on oneDNN; autocast and
-    other devices and dtypes take F.linear, as nn.Linear does."""
+    """torch.nn.Linear (same parameters and state_dict) whose float32 CPU products run on oneDNN; autocast,
+    torch.compile and other devices and dtypes take F.linear, as nn.Linear does."""
 
     def forward(self, x: Tensor) -> Tensor:
+        # torch.compile: F.linear, which inductor lowers to the same oneDNN kernel itself (its lowering of the
+        # private op wants the weight as a packed constant and fails on a trained one)
         if (_LINEAR is None or x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 2
-                or torch.is_autocast_enabled("cpu")):
+                or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling()):
             return F.linear(x, self.weight, self.bias)
         return _LinearFunction.apply(x, self.weight, self.bias)

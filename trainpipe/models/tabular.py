@@ -58,6 +58,7 @@ def build_module(n_numeric: int, cardinalities: list[int], emb_dims: list[int], 
 
     acts: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
     from trainpipe.engine.layers import PackedDropout
+    from trainpipe.engine.matmul import Linear  # nn.Linear whose float32 CPU products run on oneDNN (engine/matmul.py)
 
     class TabularMLP(nn.Module):
         def __init__(self) -> None:
@@ -67,14 +68,14 @@ def build_module(n_numeric: int, cardinalities: list[int], emb_dims: list[int], 
             layers: list[nn.Module] = []
             width = n_numeric + sum(emb_dims)
             for hidden in p.hidden_dims:
-                layers.append(nn.Linear(width, hidden))
+                layers.append(Linear(width, hidden))
                 if p.norm != "none":
                     layers.append(nn.BatchNorm1d(hidden) if p.norm == "batch" else nn.LayerNorm(hidden))
                 layers.append(acts[p.activation]())
                 if p.dropout:
                     layers.append(PackedDropout(p.dropout) if p.fast_dropout else nn.Dropout(p.dropout))
                 width = hidden
-            layers.append(nn.Linear(width, out_dim))
+            layers.append(Linear(width, out_dim))
             self.net = nn.Sequential(*layers)
 
         def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
