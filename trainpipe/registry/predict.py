@@ -200,13 +200,14 @@ def chunks(data: str, meta: dict, rows: int) -> Iterator[tuple[pd.DataFrame, obj
             import pyarrow.parquet as pq
 
             source = pq.ParquetFile(path, read_dictionary=text_columns(pq.read_schema(path), meta))
-            used = [name for name in source.schema_arrow.names if name in used_columns(meta)]
+            wanted = used_columns(meta)
+            used = [name for name in source.schema_arrow.names if name in wanted]
             for batch in source.iter_batches(batch_size=rows, columns=used):
                 yield batch.to_pandas(), pa.Table.from_batches([batch])
         else:
             text = {c["name"]: "string" for c in meta["inputs"] if c["kind"] == "string"}
-            used_set = used_columns(meta)
-            for frame in pd.read_csv(path, chunksize=rows, dtype=text, usecols=lambda name: name in used_set):
+            wanted = used_columns(meta)
+            for frame in pd.read_csv(path, chunksize=rows, dtype=text, usecols=lambda name: name in wanted):
                 yield frame, None
     except (ValueError, OSError, pa.ArrowException) as exc:  # corrupt Parquet, ragged or undecodable CSV
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
