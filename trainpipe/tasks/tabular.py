@@ -301,8 +301,18 @@ class TabularTask:
         return Package(sha=sha, card_metrics=metrics, cis=cis, interval_seconds=seconds)
 
     def drift_table(self, run: RunView, split: str | None) -> DriftTable | None:
-        """The raw columns (without the id column and dropped columns) and the label."""
-        return self._drift_table(run.table() if split is None else run.raw_rows(split))
+        """The raw columns (without the id column and dropped columns) and the label, of the rows `drift.max_rows`
+        samples (data/drift.py sample_positions: the rows a streamed table gives too), taken from the table
+        without copying a whole split first."""
+        from trainpipe.data.drift import sample_positions
+
+        config = self.config
+        if split is None:
+            frame = run.table()
+            keep = sample_positions(len(frame), config.drift.max_rows, config.seed)
+            return self._drift_table(frame if keep is None else frame.iloc[keep])
+        rows = int(run.read_json("split", "split.json")["sizes"][split])
+        return self._drift_table(run.raw_rows(split, sample_positions(rows, config.drift.max_rows, config.seed)))
 
     def _drift_table(self, frame: pd.DataFrame) -> DriftTable:
         config = self.config

@@ -37,3 +37,26 @@ def test_text_labels_are_gathered_without_python_strings_and_number_labels_stay_
     assert frame["prediction"].tolist() == ["Yes", "No", "Yes", "Yes"]
     assert frame["prediction"].dtype == pd.DataFrame({"p": np.asarray(["No"], dtype=object)})["p"].dtype
     assert packaging.class_labels([0, 1], codes).tolist() == [1, 0, 1, 1]
+
+
+def test_mlflow_requirement_check_is_skipped_only_while_a_package_is_saved_and_restored_after_errors():
+    """Pinned requirements come from this environment, so MLflow's check (a walk over every installed file) is
+    skipped while saving; MLflow's own function must be back afterwards, also when saving fails."""
+    import mlflow.utils.environment as environment
+
+    original = environment.warn_dependency_requirement_mismatches
+    with packaging.pinned_requirements_unchecked():
+        assert environment.warn_dependency_requirement_mismatches is not original
+        assert environment.warn_dependency_requirement_mismatches(["numpy==0.0.1"]) is None
+    assert environment.warn_dependency_requirement_mismatches is original
+    with pytest.raises(RuntimeError), packaging.pinned_requirements_unchecked():
+        raise RuntimeError("save failed")
+    assert environment.warn_dependency_requirement_mismatches is original
+
+
+def test_pinned_requirements_are_the_versions_installed_here():
+    from importlib import metadata
+
+    pins = dict(p.split("==") for p in packaging.pinned(("numpy", "pandas", ("xgboost-not-here", "scikit-learn"))))
+    assert pins == {"numpy": metadata.version("numpy"), "pandas": metadata.version("pandas"),
+                    "scikit-learn": metadata.version("scikit-learn")}
