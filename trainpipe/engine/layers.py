@@ -76,7 +76,7 @@ class PackedDropout(torch.nn.Module):
     """Inverted dropout whose CPU masks come from `dropout_mask` (fast 16-bit draws, made in the compute dtype).
 
     The output is `x * mask` with the scale folded into the mask: autograd keeps the mask for the backward pass,
-    one multiply each way. On other devices it is torch's own dropout (fused there)."""
+    one multiply each way. On other devices, and under torch.compile, it is torch's own dropout (fused there)."""
 
     def __init__(self, p: float):
         super().__init__()
@@ -88,7 +88,7 @@ class PackedDropout(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        if x.device.type != "cpu":
+        if x.device.type != "cpu" or torch.compiler.is_compiling():  # compiled: the numpy draws would break the graph
             return torch.nn.functional.dropout(x, self.p, True)
         return x * dropout_mask(x.shape, self.p, x.dtype, self.stream)
 

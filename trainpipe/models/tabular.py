@@ -38,9 +38,10 @@ class TorchMLPParams(EngineParams):
                                            description="Width of each hidden layer (empty: a linear model).")
     activation: Literal["relu", "gelu", "silu", "tanh"] = Field("relu", description="Hidden-layer activation.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer (the largest per-row CPU cost).")
-    fast_dropout: bool = Field(False, description="CPU dropout masks from 16-bit draws of a fast generator, made in "
-                               "the compute dtype (same rate and scaling, another random stream; the CPU fast path with "
-                               "amp: bf16, docs/operations.md).")
+    fast_dropout: bool = Field(True, description="CPU dropout masks from 16-bit draws of a fast generator, made in "
+                               "the compute dtype: same rate and scaling, another random stream, 1.5-1.7x faster training "
+                               "at the same AUC (docs/operations.md); false: torch's own dropout. GPUs and torch.compile "
+                               "always use torch's.")
     norm: Literal["none", "batch", "layer"] = Field("none", description="Normalisation after each hidden linear layer.")
     embedding_dims: dict[str, PositiveInt] = Field(default_factory=dict, description="Embedding width per categorical column "
                                            "(default min(max_embedding_dim, round(1.6 × cardinality^0.56))).")

@@ -106,3 +106,16 @@ def test_a_copied_layer_draws_the_originals_masks_from_torchs_generator(copy_lay
     got = [copied(x), copied(x)]
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
     assert not torch.equal(got[0], got[1])
+
+
+def test_compiled_packed_dropout_is_torchs_own_dropout_without_graph_breaks():
+    """fast_dropout is the default, so torch.compile users meet PackedDropout: its numpy draws would split the graph
+    (a break at every call), so compiled it is torch's dropout: one graph, the same keep rate."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), PackedDropout(0.5), torch.nn.Linear(16, 1)).train()
+    explained = torch._dynamo.explain(net)(torch.randn(4096, 8))
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+    out = torch.compile(net[:2])(torch.ones(4096, 8))
+    assert 0.45 < (out == 0).float().mean().item() < 0.55
