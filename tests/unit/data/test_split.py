@@ -74,3 +74,15 @@ def test_a_rare_class_is_named_even_when_the_split_is_large_enough():
     warnings = small_split_warnings(parts, rare["y"])
     assert len(warnings) == 2 and all("'rare' (6)" in w for w in warnings)
     assert small_split_warnings(parts, None) == []  # regression: sizes only
+
+
+def test_class_coverage_names_exactly_the_classes_a_split_lacks():
+    from trainpipe.data.split import check_class_coverage
+
+    labels = pd.Series(["a", "b", "c", "a", "b", "a", "b", "c"], name="y")
+    check_class_coverage(labels, {"train": np.array([0, 1, 2]), "validation": np.array([3, 4, 7]),
+                                  "test": np.array([5, 6, 2])})  # every training class present: no error
+    with pytest.raises(SplitError) as err:
+        check_class_coverage(labels, {"train": np.array([0, 1, 2]), "validation": np.array([3, 4]),
+                                      "test": np.array([5, 6, 7])})
+    assert err.value.key == "split.validation" and "'c'" in err.value.message and "'a'" not in err.value.message
