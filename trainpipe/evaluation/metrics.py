@@ -83,7 +83,7 @@ def multiclass_metrics(y: np.ndarray, proba: np.ndarray, n_classes: int) -> tupl
         "accuracy": float(m.accuracy_score(y, pred)),
         "f1_macro": float(m.f1_score(y, pred, average="macro", labels=labels, zero_division=0)),
         "f1_weighted": float(m.f1_score(y, pred, average="weighted", labels=labels, zero_division=0)),
-        "log_loss": float(m.log_loss(y, np.clip(proba, 1e-15, 1), labels=labels)),
+        "log_loss": float(m.log_loss(y, _rows_summing_to_one(proba), labels=labels)),
     }
     return out, {"confusion_matrix": m.confusion_matrix(y, pred, labels=labels).tolist()}
 
@@ -99,6 +99,13 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> tuple[dict, dict]:
     if np.all(y != 0):  # MAPE is undefined when a true value is zero
         out["mape"] = float(m.mean_absolute_percentage_error(y, pred))
     return out, {}
+
+
+def _rows_summing_to_one(proba: np.ndarray) -> np.ndarray:
+    """Clipped probabilities whose rows sum to one in float64: a float32 softmax (torch_mlp) sums to 1 only within
+    float32 rounding, which sklearn's log_loss warns about once per call at float64's tolerance."""
+    clipped = np.clip(np.asarray(proba, dtype=np.float64), 1e-15, 1)
+    return clipped / clipped.sum(axis=1, keepdims=True)
 
 
 def model_scores(task: str, model: Any, X: np.ndarray) -> np.ndarray:

@@ -50,3 +50,23 @@ def test_binary_metrics_match_scikit_learn_on_random_scores():
     assert np.isclose(out["f1"], m.f1_score(y, pred)) and np.isclose(out["precision"], m.precision_score(y, pred))
     assert np.isclose(out["recall"], m.recall_score(y, pred)) and np.isclose(out["accuracy"], m.accuracy_score(y, pred))
     assert extra["confusion_matrix"] == m.confusion_matrix(y, pred).tolist()
+
+
+def test_multiclass_log_loss_of_a_float32_softmax_raises_no_warning_and_matches_the_exact_value():
+    """torch_mlp's probabilities are a float32 softmax: their rows sum to one only within float32 rounding, and
+    sklearn's log_loss warned on every evaluation of such a model."""
+    import warnings
+
+    import numpy as np
+
+    from trainpipe.evaluation.metrics import multiclass_metrics
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(500, 10)).astype(np.float32)
+    proba = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32).astype(np.float64)
+    y = rng.integers(0, 10, 500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = multiclass_metrics(y, proba, 10)[0]["log_loss"]
+    exact = -np.mean(np.log(proba[np.arange(500), y] / proba.sum(axis=1)))
+    assert abs(value - exact) < 1e-9
