@@ -30,6 +30,14 @@ def test_run_prints_a_human_summary_with_the_mlflow_ui_command(cli, write_config
         assert text in proc.stdout
 
 
+def test_a_run_without_tracking_prints_no_mlflow_progress_bars(cli, write_config, bc_config):
+    """With tracking on, the tracker turned MLflow's artifact progress bars off; without it, packaging the model
+    drew three 'Downloading artifacts' bars on stderr."""
+    proc = cli("run", str(write_config({**bc_config, "tracking": {"enabled": False}})))
+    assert proc.returncode == 0, proc.stderr
+    assert "Downloading artifacts" not in proc.stderr and "it/s]" not in proc.stderr
+
+
 @pytest.mark.reliability  # ~1 min; `make test` covers stages in separate processes through the Airflow DAG runs
 def test_stage_by_stage_in_separate_processes_equals_one_run(cli_json, write_config, bc_config, store):
     config = str(write_config(bc_config))

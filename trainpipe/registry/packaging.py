@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import warnings
 from importlib import metadata
@@ -153,6 +154,7 @@ def build_package(target: Path, *, preprocessor: Path, model_dir: Path, meta: di
     from mlflow.types import ColSpec, Schema
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Validating input example ..." on every run
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per artifact copied into the package
     work = target.parent / f".{target.name}.parts"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
