@@ -31,6 +31,7 @@ from trainpipe.evaluation.exact_top_k import (
     Bf16Items,
     Workspace,
     bf16_is_native,
+    seen_pairs,
     block_top_k,
     dot_block_top_k,
     mask_seen,
@@ -120,11 +121,15 @@ def prefiltered_top_k(scorer: DotScorer, users: np.ndarray, k: int,
     items16 = scorer.items16()
     user_rows = torch.from_numpy(np.asarray(users, dtype=np.int64))
     margins = items16.margin(scorer.U.index_select(0, user_rows)) if items16.usable else None  # once, not per block
+    # every user's seen pairs at once (a CSR row selection per block cost more than its block's masking)
+    seen_all = exclude[np.asarray(users, dtype=np.int64)] if exclude is not None else sp.csr_matrix((n, 1))
+    seen_rows, seen_cols = seen_pairs(seen_all)
     local = threading.local()  # each worker thread's reused buffers
 
     def rank(start: int) -> None:
         batch = np.asarray(users[start:start + PREFILTER_USERS], dtype=np.int64)
-        seen = exclude[batch] if exclude is not None else None
+        lo, hi = int(seen_all.indptr[start]), int(seen_all.indptr[start + len(batch)])
+        seen = (seen_rows[lo:hi] - start, seen_cols[lo:hi])
         if not hasattr(local, "workspace"):
             local.workspace = Workspace()
         found = dot_block_top_k(scorer.U.index_select(0, torch.from_numpy(batch)), scorer.V, items16, k, seen,
