@@ -34,6 +34,7 @@ the running machine. The top k of a row are among its candidates with s ≥ F (a
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 import scipy.sparse as sp
@@ -43,7 +44,7 @@ SLAB = 8000  # items converted to float32 at a time: 32 users × 8000 × 4 B = 1
 # 1.06x a whole-block conversion, 8000-20000 alike)
 CHUNK = 100  # items per chunk of the threshold: 100k items -> 1000 chunk maxima, a cheap top-K
 EXACT_ROWS = 8  # rows of every float32 candidate product (padded): the kernel of large blocks, bit for bit
-RESCORE_USERS = 8  # users per float32 candidate product (their candidates' union)
+RESCORE_USERS = 16  # users per float32 candidate product (their candidates' union)
 MAX_CANDIDATE_SHARE = 0.25  # more candidate columns than this share of the catalogue: the full block is cheaper
 
 
@@ -239,7 +240,7 @@ def exact_pair_scores(U_block: torch.Tensor, V: torch.Tensor, codes: torch.Tenso
     values = torch.empty(len(user))
     group_starts = torch.tensor(range(RESCORE_USERS, b, RESCORE_USERS), dtype=torch.int64)
     bounds = [0, *torch.searchsorted(user, group_starts).tolist(), len(user)]
-    for group, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+    for group, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         if hi == lo:
             continue
         first = group * RESCORE_USERS

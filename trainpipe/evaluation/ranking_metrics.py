@@ -31,14 +31,17 @@ from trainpipe.evaluation.exact_top_k import (
     Bf16Items,
     Workspace,
     bf16_is_native,
-    seen_pairs,
     block_top_k,
     dot_block_top_k,
     mask_seen,
+    seen_pairs,
 )
 
 PREFILTER_MIN_ITEMS = 50_000  # smaller catalogues: the float32 blocks are faster (prefilter_pays)
-PREFILTER_USERS = 32  # users per prefilter block: 32 × 100k bf16 scores = 6.4 MB (16 or 24 users: bf16 GEMM kernels ~3x slower here)
+# users per prefilter block: 64 × 100k bf16 scores = 12.8 MB; measured 1.19-1.25x the users/s of 32-user blocks
+# at 100k items (1 and 2 threads: the per-block operations weigh half as much per user); 48 slower, 96 and 128 no
+# better
+PREFILTER_USERS = 64
 ScoreFn = Callable[[np.ndarray], torch.Tensor]  # user codes (b,) -> float32 scores (b, n_items)
 
 
