@@ -43,6 +43,7 @@ import torch
 SLAB = 8000  # items converted to float32 at a time: 32 users × 8000 × 4 B = 1 MB (a multiple of CHUNK; measured
 # 1.06x a whole-block conversion, 8000-20000 alike)
 CHUNK = 100  # items per chunk of the threshold: 100k items -> 1000 chunk maxima, a cheap top-K
+FINE = 10  # items per chunk of the candidate test (a divisor of CHUNK and SLAB)
 EXACT_ROWS = 8  # rows of every float32 candidate product (padded): the kernel of large blocks, bit for bit
 RESCORE_USERS = 16  # users per float32 candidate product (their candidates' union)
 MAX_CANDIDATE_SHARE = 0.25  # more candidate columns than this share of the catalogue: the full block is cheaper
@@ -161,25 +162,28 @@ class Bf16Items:
 
 
 class Workspace:
-    """One thread's reused buffers for `dot_block_top_k`: the bf16 product (items × users), one SLAB of it in
-    float32, and the chunk and item maxima. A fresh tensor per block costs a page fault per 4 KiB."""
+    """One thread's reused buffers for `dot_block_top_k`: the bf16 product (items × users, padded with -inf rows to
+    a whole number of FINE chunks), one SLAB of it in float32, and the FINE-chunk maxima. A fresh tensor per block
+    costs a page fault per 4 KiB."""
 
     def __init__(self) -> None:
         self.approx16 = torch.empty(0, dtype=torch.bfloat16)
         self.slab = torch.empty(0)
         self.maxima = torch.empty(0)
 
-    def buffers(self, n: int, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(bf16 scores n × b, float32 slab SLAB × b, chunk maxima (n // CHUNK) × b, item maxima n)."""
-        chunks = n // CHUNK
-        if self.approx16.numel() < n * b:
-            self.approx16 = torch.empty(n * b, dtype=torch.bfloat16)
+    def buffers(self, n: int, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(bf16 scores padded × b, float32 slab SLAB × b, FINE-chunk maxima (padded // FINE) × b), padded = n
+        rounded up to a multiple of FINE; the pad rows are -inf."""
+        padded = -(-n // FINE) * FINE
+        if self.approx16.numel() < padded * b:
+            self.approx16 = torch.empty(padded * b, dtype=torch.bfloat16)
         if self.slab.numel() < SLAB * b:
             self.slab = torch.empty(SLAB * b)
-        if self.maxima.numel() < chunks * b + n:
-            self.maxima = torch.empty(chunks * b + n)
-        return (self.approx16[:n * b].view(n, b), self.slab[:SLAB * b].view(SLAB, b),
-                self.maxima[:chunks * b].view(chunks, b), self.maxima[chunks * b:chunks * b + n])
+        if self.maxima.numel() < padded // FINE * b:
+            self.maxima = torch.empty(padded // FINE * b)
+        approx16 = self.approx16[:padded * b].view(padded, b)
+        approx16[n:].fill_(float("-inf"))
+        return approx16, self.slab[:SLAB * b].view(SLAB, b), self.maxima[:padded // FINE * b].view(-1, b)
 
 
 def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items16: Bf16Items, k: int,
@@ -191,51 +195,49 @@ def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items16: Bf16Items, 
 
     The bf16 scores are laid out items × users (V·Uᵀ: measured 1.3-1.6x faster than U·Vᵀ here, and the chunk
     maxima reduce a middle dimension, vectorised over the block's users). They are read once, a SLAB of items at a
-    time converted to float32 in a cache-sized buffer for the chunk maxima and each item's maximum over the block
-    (torch's bf16 reductions are far slower; a whole float32 block was written and re-read from memory by every
-    pass). Candidates: the items whose maximum reaches the lowest user's threshold (a superset), then the
-    (user, item) pairs whose bf16 score reaches that user's threshold (seen items are -inf there, so never
-    candidates): only those pairs are scored in float32 (`exact_pair_scores`) and sorted (`top_k_of_pairs`).
-    `margin`: `items16.margin(U_block)`, when computed beforehand for all users at once."""
+    time converted to float32 in a cache-sized buffer for the maxima of every FINE items (torch's bf16 reductions
+    are far slower; a whole float32 block was written and re-read from memory by every pass); the CHUNK maxima
+    of the threshold are maxima of those. Candidates: the (user, FINE chunk) pairs whose maximum reaches the
+    user's `low`, then the (user, item) pairs among their items whose bf16 score does (seen items are -inf there,
+    so never candidates): only those pairs are scored in float32 (`exact_pair_scores`) and sorted
+    (`top_k_of_pairs`). `margin`: `items16.margin(U_block)`, when computed beforehand for all users at once."""
     b, n = U_block.shape[0], V.shape[0]
     kk = min(k, n)
     chunks = n // CHUNK
     if not items16.usable or chunks < kk + 1:
         return None
-    approx16, slab, chunk_max, item_max = (workspace or Workspace()).buffers(n, b)
-    torch.mm(items16.V, U_block.bfloat16().T, out=approx16)
-    mask_seen(approx16.T, seen)
-    for start in range(0, n, SLAB):
-        part = slab[:min(SLAB, n - start)]
+    approx16, slab, fine_max = (workspace or Workspace()).buffers(n, b)
+    torch.mm(items16.V, U_block.bfloat16().T, out=approx16[:n])
+    mask_seen(approx16[:n].T, seen)
+    for start in range(0, len(approx16), SLAB):
+        part = slab[:min(SLAB, len(approx16) - start)]
         part.copy_(approx16[start:start + len(part)])
-        torch.amax(part, dim=1, out=item_max[start:start + len(part)])
-        # chunk maxima over whole chunks (a tail shorter than CHUNK only adds candidates below)
-        whole = (min(start + len(part), chunks * CHUNK) - start) // CHUNK
-        if whole > 0:
-            first = start // CHUNK
-            torch.amax(part[:whole * CHUNK].view(whole, CHUNK, b), dim=1, out=chunk_max[first:first + whole])
-    # k-th largest chunk maximum per user: NumPy's partition (introselect) on the chunks × users layout, measured
-    # 4x faster than torch.topk of its transpose
+        torch.amax(part.view(-1, FINE, b), dim=1, out=fine_max[start // FINE:(start + len(part)) // FINE])
+    # the maxima of whole chunks (a tail shorter than CHUNK only adds candidates below); their k-th largest per
+    # user by NumPy's partition (introselect) on the chunks × users layout, measured 4x faster than torch.topk
+    per = CHUNK // FINE
+    chunk_max = torch.amax(fine_max[:chunks * per].view(chunks, per, b), dim=1)
     m = torch.from_numpy(np.partition(chunk_max.numpy(), chunks - kk, axis=0)[chunks - kk])
     if not bool(torch.isfinite(m).all()):
         return None
     floor, low = items16.thresholds(m, U_block, margin)
-    rough = torch.nonzero(item_max >= low.min()).flatten()  # ascending item codes
-    if len(rough) > MAX_CANDIDATE_SHARE * n:
+    user, fine = torch.nonzero(fine_max.T >= low[:, None], as_tuple=True)  # user-major, chunks ascending
+    if len(fine) * FINE > MAX_CANDIDATE_SHARE * n * b:
         return None
     # candidate pairs: bf16 score >= the user's low (every item that can be in its top K); user-major, items
     # ascending within a user
-    user, at = torch.nonzero(approx16.index_select(0, rough).float().T >= low[:, None], as_tuple=True)
-    values = exact_pair_scores(U_block, V, rough, user, at)
-    return top_k_of_pairs(user, rough[at], values, floor, kk, b)
+    items = (fine * FINE)[:, None] + torch.arange(FINE)
+    approx = approx16.view(-1).index_select(0, (items * b + user[:, None]).flatten()).view(len(fine), FINE)
+    pair, offset = torch.nonzero(approx.float() >= low[user, None], as_tuple=True)
+    user, codes = user[pair], items[pair, offset]
+    return top_k_of_pairs(user, codes, exact_pair_scores(U_block, V, codes, user), floor, kk, b)
 
 
-def exact_pair_scores(U_block: torch.Tensor, V: torch.Tensor, codes: torch.Tensor, user: torch.Tensor,
-                      at: torch.Tensor) -> torch.Tensor:
-    """The float32 score of each (user row, item `codes[at]`) pair (`user` ascending), bit for bit the full block's:
-    each group of RESCORE_USERS users is one `torch.mm` of its rows (padded to EXACT_ROWS) against the union of
-    its items (about RESCORE_USERS × 150 on 100k items, where the union over all 32 users' candidates made 32x
-    the pairs' work)."""
+def exact_pair_scores(U_block: torch.Tensor, V: torch.Tensor, codes: torch.Tensor,
+                      user: torch.Tensor) -> torch.Tensor:
+    """The float32 score of each (user row, item code) pair (`user` ascending), bit for bit the full block's: each
+    group of RESCORE_USERS users is one `torch.mm` of its rows (padded to EXACT_ROWS) against the union of its
+    items (about RESCORE_USERS × 150 on 100k items; the union over all the block's users made it 4x the work)."""
     b = U_block.shape[0]
     values = torch.empty(len(user))
     group_starts = torch.tensor(range(RESCORE_USERS, b, RESCORE_USERS), dtype=torch.int64)
@@ -247,8 +249,8 @@ def exact_pair_scores(U_block: torch.Tensor, V: torch.Tensor, codes: torch.Tenso
         rows = U_block[first:first + RESCORE_USERS]
         if len(rows) < EXACT_ROWS:
             rows = torch.cat([rows, rows[:1].expand(EXACT_ROWS - len(rows), -1)])
-        union, position = torch.unique(at[lo:hi], sorted=True, return_inverse=True)
-        exact = torch.mm(rows, V.index_select(0, codes[union]).T)
+        union, position = torch.unique(codes[lo:hi], sorted=True, return_inverse=True)
+        exact = torch.mm(rows, V.index_select(0, union).T)
         values[lo:hi] = exact.view(-1).index_select(0, (user[lo:hi] - first) * len(union) + position)
     return values
 
