@@ -114,14 +114,16 @@ def block_top_k(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
 class Bf16Items:
     """The item side of the prefilter, made once per scorer: bf16 item vectors and the error bound's factor.
 
-    `usable` is False where the bound does not hold (non-finite vectors, or values bf16 would overflow): the
-    scorer then takes the float32 path."""
+    `usable` is False where the bound does not hold (non-finite vectors, values bf16 would overflow, or a largest
+    ‖u‖·‖v‖ of 2¹²⁶ or more, where a score or a partial sum, at most about ‖u‖·‖v‖, could overflow float32 or
+    bf16): the scorer then takes the float32 path."""
 
     def __init__(self, U: torch.Tensor, V: torch.Tensor) -> None:
         d = V.shape[1]
         finite = bool(torch.isfinite(U).all()) and bool(torch.isfinite(V).all())
         big = max(float(U.abs().max()) if U.numel() else 0.0, float(V.abs().max()) if V.numel() else 0.0)
-        self.usable = finite and big < 1e30 and V.shape[0] > 0
+        norms = [float(torch.linalg.vector_norm(x.double(), dim=1).max()) if len(x) else 0.0 for x in (U, V)]
+        self.usable = finite and big < 1e30 and norms[0] * norms[1] < 2.0**126 and V.shape[0] > 0
         self.V = V.bfloat16() if self.usable else V[:0].bfloat16()
         u = 2.0**-8
         self.gamma = 1.01 * d * 2.0**-24  # γ_d: a float32 sum of d products
