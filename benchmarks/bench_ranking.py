@@ -172,7 +172,7 @@ def scale_check(items: int, users: int, reference_users: int, dim: int = 64, k: 
             "reference_users_per_s": reference_users / reference_seconds,
             "speedup_vs_reference": (users / seconds) / (reference_users / reference_seconds),
             "identical_top_k_users": identical, "exact": identical == reference_users,
-            "bf16_prefilter": prefilter_pays(items), "float32_path_users_per_s": users / float32_seconds,
+            "bf16_prefilter": prefilter_pays(items, k), "float32_path_users_per_s": users / float32_seconds,
             "speedup_vs_float32_path": float32_seconds / seconds,
             "identical_to_float32_path": bool(np.array_equal(fast, float32_path)), "repeats": repeats,
             "extrapolated_seconds_100k_users": 100_000 / (users / seconds),

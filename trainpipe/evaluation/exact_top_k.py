@@ -4,7 +4,7 @@
 for dot-product scores (U[users] @ Vᵀ): it ranks by a bf16 product first, which on a CPU with avx512_bf16 runs
 several times faster than the float32 one (issue 16: the float32 product was over half of the 100k-item top-K),
 then computes the exact float32 scores only for the items that can still be in some user's top K, and keeps the
-k best of those (`select_top_k`). The result is identical to ranking the full float32 block (tests hold it to
+k best of those (`top_k_of_pairs`). The result is identical to ranking the full float32 block (tests hold it to
 the NumPy reference, ties and seen items included), for this reason:
 
 Error bound. For an item j, let s_j be the float32 score (the block product) and a_j the bf16 score. The inputs
@@ -22,13 +22,15 @@ The threshold: split the row into chunks, take the k-th largest chunk maximum m 
 at -inf); k distinct chunks hold a bf16 score ≥ m, and a − u'|a| grows with a, so at least k items have
 s ≥ F = m − u'|m| − E: the row's k-th float32 score is ≥ F. An item with s ≥ F has a + u'|a| ≥ F − E, and
 a + u'|a| grows with a, so a ≥ low = (F − E)/(1 ± u') (+ where F − E ≥ 0): the candidates (a ≥ low) hold every
-item that can be in the top K, including every item tied with the k-th. The block's candidate columns (union over
-its users) are scored by the same float32 product the full block uses: `torch.mm` of the block's user rows against
-those item rows. MKL's sgemm gives an element the same bits whatever the columns and the other rows are once the
-product has enough rows (measured here: below 4 rows per thread it takes other kernels, whose last bit differs),
-so the product is padded to EXACT_ROWS rows; tests/unit/evaluation/test_exact_top_k.py checks both properties on
-the running machine. The top k of a row are among its candidates with s ≥ F (about k of them), which
-`select_top_k` sorts.
+item that can be in the top K, including every item tied with the k-th. They are found per user in two steps: the
+maxima of every FINE items first (an item with a ≥ low lies in a FINE chunk whose maximum is ≥ low; seen items
+and the padding after the last item are -inf, never candidates), then the items of the chunks that pass. Each
+group of RESCORE_USERS users' candidates (the union of their items) is scored by the same float32 product the full
+block uses: `torch.mm` of the group's user rows against those item rows. MKL's sgemm gives an element the same
+bits whatever the columns and the other rows are once the product has enough rows (measured here: 4 or more, at
+1 and 2 threads; below that it takes other kernels, whose last bit differs), so the product is padded to
+EXACT_ROWS rows; tests/unit/evaluation/test_exact_top_k.py checks both properties on the running machine. The top
+k of a row are among its candidates with s ≥ F (about k of them), which `top_k_of_pairs` sorts.
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-SLAB = 8000  # items converted to float32 at a time: 32 users × 8000 × 4 B = 1 MB (a multiple of CHUNK; measured
-# 1.06x a whole-block conversion, 8000-20000 alike)
+SLAB = 8000  # items converted to float32 at a time: 64 users × 8000 × 4 B = 2 MB, one core's L2 (a multiple of
+# CHUNK; measured 1.06x a whole-block conversion with 32 users, 8000-20000 alike; 2000-16000 alike with 64)
 CHUNK = 100  # items per chunk of the threshold: 100k items -> 1000 chunk maxima, a cheap top-K
-FINE = 10  # items per chunk of the candidate test (a divisor of CHUNK and SLAB)
+FINE = 10  # items per chunk of the candidate test, a divisor of CHUNK and SLAB (measured: 5 and 20 slower)
 EXACT_ROWS = 8  # rows of every float32 candidate product (padded): the kernel of large blocks, bit for bit
-RESCORE_USERS = 16  # users per float32 candidate product (their candidates' union)
-MAX_CANDIDATE_SHARE = 0.25  # more candidate columns than this share of the catalogue: the full block is cheaper
+RESCORE_USERS = 16  # users per float32 candidate product (their candidates' union; 8 alike, 32 slower)
+MAX_CANDIDATE_SHARE = 0.25  # candidate scores (FINE per passing chunk) over this share of the block's: the full
+# float32 block is cheaper
 
 
 SeenPairs = tuple[torch.Tensor, torch.Tensor]  # (row, item code) of every seen pair, int64

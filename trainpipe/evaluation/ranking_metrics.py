@@ -28,6 +28,7 @@ import scipy.sparse as sp
 import torch
 
 from trainpipe.evaluation.exact_top_k import (
+    CHUNK,
     Bf16Items,
     Workspace,
     bf16_is_native,
@@ -37,7 +38,7 @@ from trainpipe.evaluation.exact_top_k import (
     seen_pairs,
 )
 
-PREFILTER_MIN_ITEMS = 50_000  # smaller catalogues: the float32 blocks are faster (prefilter_pays)
+PREFILTER_MIN_ITEMS = 10_000  # smaller catalogues: the float32 blocks are about as fast or faster (prefilter_pays)
 # users per prefilter block: 64 × 100k bf16 scores = 12.8 MB; measured 1.19-1.25x the users/s of 32-user blocks
 # at 100k items (1 and 2 threads: the per-block operations weigh half as much per user); 48 slower, 96 and 128 no
 # better
@@ -82,7 +83,7 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, exclude: sp.csr_matrix |
     Blocks of `batch_users` users: scores (a reused buffer for a `DotScorer`), the block's seen items masked,
     `block_top_k`. A `DotScorer` goes through the exact bf16 prefilter instead where `prefilter` is True, or None
     and `prefilter_pays` (`prefiltered_top_k`). `exclude` is indexed by user code (rows = all users)."""
-    if isinstance(score_fn, DotScorer) and (prefilter_pays(len(score_fn.V)) if prefilter is None else prefilter):
+    if isinstance(score_fn, DotScorer) and (prefilter_pays(len(score_fn.V), k) if prefilter is None else prefilter):
         return prefiltered_top_k(score_fn, users, k, exclude)
     n = len(users)
     items = np.full((n, k), -1, dtype=np.int64)
@@ -103,11 +104,13 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, exclude: sp.csr_matrix |
     return items, scores_out
 
 
-def prefilter_pays(n_items: int) -> bool:
-    """Native bf16 and a large catalogue: measured 1.86x the float32 blocks at 100k items, 1.72x at 50k, 0.86x at
-    20k (CPU time, one thread; the candidate product and the per-block operations weigh more against a smaller
-    float32 product)."""
-    return n_items >= PREFILTER_MIN_ITEMS and bf16_is_native()
+def prefilter_pays(n_items: int, k: int = 0) -> bool:
+    """Native bf16, a catalogue of PREFILTER_MIN_ITEMS or more, and at least 2·k chunks (the k-th largest of fewer
+    chunk maxima is a loose threshold): measured 2.8x the float32 blocks at 100k and 50k items (K = 100), 1.7x at
+    20k (K = 100) and 10k (K = 50), 2.0x at 10k (K = 20), 1.1x at 5k (K = 20), 0.64x at 2k (K = 10) (CPU time,
+    one thread, unit vectors in 64 dims; the candidate product and the per-block operations weigh more against a
+    smaller float32 product)."""
+    return n_items >= max(PREFILTER_MIN_ITEMS, 2 * CHUNK * k) and bf16_is_native()
 
 
 def prefiltered_top_k(scorer: DotScorer, users: np.ndarray, k: int,
