@@ -125,7 +125,8 @@ class Bf16Items:
         d = V.shape[1]
         finite = bool(torch.isfinite(U).all()) and bool(torch.isfinite(V).all())
         big = max(float(U.abs().max()) if U.numel() else 0.0, float(V.abs().max()) if V.numel() else 0.0)
-        norms = [float(torch.linalg.vector_norm(x.double(), dim=1).max()) if len(x) else 0.0 for x in (U, V)]
+        # float32 norms (no float64 copy of every user): one that overflows is inf, and the bf16 path is declined
+        norms = [float(torch.linalg.vector_norm(x.float(), dim=1).max()) if len(x) else 0.0 for x in (U, V)]
         self.usable = finite and big < 1e30 and norms[0] * norms[1] < 2.0**126 and V.shape[0] > 0
         self.V = V.bfloat16() if self.usable else V[:0].bfloat16()
         u = 2.0**-8
