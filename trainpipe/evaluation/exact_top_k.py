@@ -114,6 +114,13 @@ def block_top_k(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
     return index_np, values_np
 
 
+def largest_norm(x: torch.Tensor, rows: int = 65536) -> float:
+    """The largest row norm, in float64 (no overflow) a bounded number of rows at a time (no float64 copy of a
+    million users)."""
+    return max((float(torch.linalg.vector_norm(x[i:i + rows].double(), dim=1).max()) for i in range(0, len(x), rows)),
+               default=0.0)
+
+
 class Bf16Items:
     """The item side of the prefilter, made once per scorer: bf16 item vectors and the error bound's factor.
 
@@ -125,8 +132,7 @@ class Bf16Items:
         d = V.shape[1]
         finite = bool(torch.isfinite(U).all()) and bool(torch.isfinite(V).all())
         big = max(float(U.abs().max()) if U.numel() else 0.0, float(V.abs().max()) if V.numel() else 0.0)
-        # float32 norms (no float64 copy of every user): one that overflows is inf, and the bf16 path is declined
-        norms = [float(torch.linalg.vector_norm(x.float(), dim=1).max()) if len(x) else 0.0 for x in (U, V)]
+        norms = [largest_norm(U), largest_norm(V)]
         self.usable = finite and big < 1e30 and norms[0] * norms[1] < 2.0**126 and V.shape[0] > 0
         self.V = V.bfloat16() if self.usable else V[:0].bfloat16()
         u = 2.0**-8
