@@ -115,12 +115,13 @@ def prefilter_pays(n_items: int, k: int = 0) -> bool:
 
 def prefiltered_top_k(scorer: DotScorer, users: np.ndarray, k: int,
                       exclude: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
-    """`top_k` of a `DotScorer` through `dot_block_top_k`, PREFILTER_USERS users per block (their approximate
-    scores stay in cache), one block per torch thread at a time, each block's operations single-threaded: a
+    """`top_k` of a `DotScorer` through `dot_block_top_k`, PREFILTER_USERS users per block (their bf16 scores stay
+    in the shared L3 cache), one block per torch thread at a time, each block's operations single-threaded: a
     block is a few dozen small operations, and with torch's threads inside each one, a busy machine made every
     operation wait for a descheduled thread (measured 10x slower on 2 shared cores). Blocks are independent and
     written to their own rows, so the result does not depend on the scheduling. A block the prefilter declines
-    is ranked from its full float32 scores."""
+    is ranked from its full float32 scores. The users' seen items are selected once (one CSR row selection per
+    block cost more than the block's masking)."""
     n = len(users)
     items = np.full((n, k), -1, dtype=np.int64)
     scores_out = np.full((n, k), -np.inf, dtype=np.float32)
