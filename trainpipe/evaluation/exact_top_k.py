@@ -238,10 +238,9 @@ def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items16: Bf16Items, 
         return None
     # candidate pairs: bf16 score >= the user's low (every item that can be in its top K); user-major, items
     # ascending within a user
-    items = (fine * FINE)[:, None] + torch.arange(FINE)
-    approx = approx16.view(-1).index_select(0, (items * b + user[:, None]).flatten()).view(len(fine), FINE)
+    approx = approx16.view(-1, FINE, b)[fine, :, user]  # (pairs, FINE)
     pair, offset = torch.nonzero(approx.float() >= low[user, None], as_tuple=True)
-    user, codes = user[pair], items[pair, offset]
+    user, codes = user[pair], fine[pair] * FINE + offset
     return top_k_of_pairs(user, codes, exact_pair_scores(U_block, V, codes, user), floor, kk, b)
 
 
