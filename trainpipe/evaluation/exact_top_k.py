@@ -4,7 +4,7 @@
 for dot-product scores (U[users] @ Vᵀ): it ranks by a bf16 product first, which on a CPU with avx512_bf16 runs
 several times faster than the float32 one (issue 16: the float32 product was over half of the 100k-item top-K),
 then computes the exact float32 scores only for the items that can still be in some user's top K, and keeps the
-k best of those (`select_top_k`). The result is identical to ranking the full float32 block (tests hold it to
+k best of those (`top_k_of_pairs`). The result is identical to ranking the full float32 block (tests hold it to
 the NumPy reference, ties and seen items included), for this reason:
 
 Error bound. For an item j, let s_j be the float32 score (the block product) and a_j the bf16 score. The inputs
@@ -22,38 +22,55 @@ The threshold: split the row into chunks, take the k-th largest chunk maximum m 
 at -inf); k distinct chunks hold a bf16 score ≥ m, and a − u'|a| grows with a, so at least k items have
 s ≥ F = m − u'|m| − E: the row's k-th float32 score is ≥ F. An item with s ≥ F has a + u'|a| ≥ F − E, and
 a + u'|a| grows with a, so a ≥ low = (F − E)/(1 ± u') (+ where F − E ≥ 0): the candidates (a ≥ low) hold every
-item that can be in the top K, including every item tied with the k-th. The block's candidate columns (union over
-its users) are scored by the same float32 product the full block uses: `torch.mm` of the block's user rows against
-those item rows. MKL's sgemm gives an element the same bits whatever the columns and the other rows are once the
-product has enough rows (measured here: below 4 rows per thread it takes other kernels, whose last bit differs),
-so the product is padded to EXACT_ROWS rows; tests/unit/evaluation/test_exact_top_k.py checks both properties on
-the running machine. The top k of a row are among its candidates with s ≥ F (about k of them), which
-`select_top_k` sorts.
+item that can be in the top K, including every item tied with the k-th. They are found per user in two steps: the
+maxima of every FINE items first (an item with a ≥ low lies in a FINE chunk whose maximum is ≥ low; seen items
+and the padding after the last item are -inf, never candidates), then the items of the chunks that pass. Each
+group of RESCORE_USERS users' candidates (the union of their items) is scored by the same float32 product the full
+block uses: `torch.mm` of the group's user rows against those item rows. MKL's sgemm gives an element the same
+bits whatever the columns and the other rows are once the product has enough rows (measured here: 4 or more, at
+1 and 2 threads; below that it takes other kernels, whose last bit differs), so the product is padded to
+EXACT_ROWS rows; tests/unit/evaluation/test_exact_top_k.py checks both properties on the running machine. The top
+k of a row are among its candidates with s ≥ F (about k of them), which `top_k_of_pairs` sorts.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-SLAB = 8000  # items converted to float32 at a time: 32 users × 8000 × 4 B = 1 MB (a multiple of CHUNK; measured
-# 1.06x a whole-block conversion, 8000-20000 alike)
+SLAB = 8000  # items converted to float32 at a time: 64 users × 8000 × 4 B = 2 MB, one core's L2 (a multiple of
+# CHUNK; measured 1.06x a whole-block conversion with 32 users, 8000-20000 alike; 2000-16000 alike with 64)
 CHUNK = 100  # items per chunk of the threshold: 100k items -> 1000 chunk maxima, a cheap top-K
-EXACT_ROWS = 32  # rows of every float32 candidate product (padded): the kernel of large blocks, bit for bit
-MAX_CANDIDATE_SHARE = 0.25  # more candidate columns than this share of the catalogue: the full block is cheaper
+FINE = 10  # items per chunk of the candidate test, a divisor of CHUNK and SLAB (measured: 5 and 20 slower)
+EXACT_ROWS = 8  # rows of every float32 candidate product (padded): the kernel of large blocks, bit for bit
+RESCORE_USERS = 16  # users per float32 candidate product (their candidates' union; 8 alike, 32 slower)
+MAX_CANDIDATE_SHARE = 0.25  # candidate scores (FINE per passing chunk) over this share of the block's: the full
+# float32 block is cheaper
 
 
-def mask_seen(scores: torch.Tensor, seen: sp.csr_matrix | None, codes: torch.Tensor | None = None) -> None:
-    """Set each row's seen items to -inf in place (one scatter through the flat positions); `seen` has one row per
-    score row. `codes` (ascending item codes of the columns) when `scores` holds only some items' columns. `scores`
-    is contiguous or the transpose of a contiguous tensor (the prefilter's items × users layout)."""
-    if seen is None or seen.nnz == 0:
-        return
+SeenPairs = tuple[torch.Tensor, torch.Tensor]  # (row, item code) of every seen pair, int64
+
+
+def seen_pairs(seen: sp.csr_matrix) -> SeenPairs:
+    """The (row, item code) pairs of a CSR's stored entries, row-major."""
     rows = torch.from_numpy(np.repeat(np.arange(seen.shape[0], dtype=np.int64), np.diff(seen.indptr)))
-    cols = torch.from_numpy(seen.indices.astype(np.int64))
+    return rows, torch.from_numpy(seen.indices.astype(np.int64))
+
+
+def mask_seen(scores: torch.Tensor, seen: sp.csr_matrix | SeenPairs | None, codes: torch.Tensor | None = None) -> None:
+    """Set each row's seen items to -inf in place (one scatter through the flat positions); `seen` has one row per
+    score row (a CSR, or its `seen_pairs`). `codes` (ascending item codes of the columns) when `scores` holds only
+    some items' columns. `scores` is contiguous or the transpose of a contiguous tensor (the prefilter's items ×
+    users layout)."""
+    if seen is None:
+        return
+    rows, cols = seen if isinstance(seen, tuple) else seen_pairs(seen)
+    if len(rows) == 0:
+        return
     if codes is not None:
         at = torch.searchsorted(codes, cols).clamp_(max=max(len(codes) - 1, 0))
         present = codes[at] == cols if len(codes) else torch.zeros(len(cols), dtype=torch.bool)
@@ -97,17 +114,26 @@ def block_top_k(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
     return index_np, values_np
 
 
+def largest_norm(x: torch.Tensor, rows: int = 65536) -> float:
+    """The largest row norm, in float64 (no overflow) a bounded number of rows at a time (no float64 copy of a
+    million users)."""
+    return max((float(torch.linalg.vector_norm(x[i:i + rows].double(), dim=1).max()) for i in range(0, len(x), rows)),
+               default=0.0)
+
+
 class Bf16Items:
     """The item side of the prefilter, made once per scorer: bf16 item vectors and the error bound's factor.
 
-    `usable` is False where the bound does not hold (non-finite vectors, or values bf16 would overflow): the
-    scorer then takes the float32 path."""
+    `usable` is False where the bound does not hold (non-finite vectors, values bf16 would overflow, or a largest
+    ‖u‖·‖v‖ of 2¹²⁶ or more, where a score or a partial sum, at most about ‖u‖·‖v‖, could overflow float32 or
+    bf16): the scorer then takes the float32 path."""
 
     def __init__(self, U: torch.Tensor, V: torch.Tensor) -> None:
         d = V.shape[1]
         finite = bool(torch.isfinite(U).all()) and bool(torch.isfinite(V).all())
         big = max(float(U.abs().max()) if U.numel() else 0.0, float(V.abs().max()) if V.numel() else 0.0)
-        self.usable = finite and big < 1e30 and V.shape[0] > 0
+        norms = [largest_norm(U), largest_norm(V)]
+        self.usable = finite and big < 1e30 and norms[0] * norms[1] < 2.0**126 and V.shape[0] > 0
         self.V = V.bfloat16() if self.usable else V[:0].bfloat16()
         u = 2.0**-8
         self.gamma = 1.01 * d * 2.0**-24  # γ_d: a float32 sum of d products
@@ -148,29 +174,32 @@ class Bf16Items:
 
 
 class Workspace:
-    """One thread's reused buffers for `dot_block_top_k`: the bf16 product (items × users), one SLAB of it in
-    float32, and the chunk and item maxima. A fresh tensor per block costs a page fault per 4 KiB."""
+    """One thread's reused buffers for `dot_block_top_k`: the bf16 product (items × users, padded with -inf rows to
+    a whole number of FINE chunks), one SLAB of it in float32, and the FINE-chunk maxima. A fresh tensor per block
+    costs a page fault per 4 KiB."""
 
     def __init__(self) -> None:
         self.approx16 = torch.empty(0, dtype=torch.bfloat16)
         self.slab = torch.empty(0)
         self.maxima = torch.empty(0)
 
-    def buffers(self, n: int, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(bf16 scores n × b, float32 slab SLAB × b, chunk maxima (n // CHUNK) × b, item maxima n)."""
-        chunks = n // CHUNK
-        if self.approx16.numel() < n * b:
-            self.approx16 = torch.empty(n * b, dtype=torch.bfloat16)
+    def buffers(self, n: int, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(bf16 scores padded × b, float32 slab SLAB × b, FINE-chunk maxima (padded // FINE) × b), padded = n
+        rounded up to a multiple of FINE; the pad rows are -inf."""
+        padded = -(-n // FINE) * FINE
+        if self.approx16.numel() < padded * b:
+            self.approx16 = torch.empty(padded * b, dtype=torch.bfloat16)
         if self.slab.numel() < SLAB * b:
             self.slab = torch.empty(SLAB * b)
-        if self.maxima.numel() < chunks * b + n:
-            self.maxima = torch.empty(chunks * b + n)
-        return (self.approx16[:n * b].view(n, b), self.slab[:SLAB * b].view(SLAB, b),
-                self.maxima[:chunks * b].view(chunks, b), self.maxima[chunks * b:chunks * b + n])
+        if self.maxima.numel() < padded // FINE * b:
+            self.maxima = torch.empty(padded // FINE * b)
+        approx16 = self.approx16[:padded * b].view(padded, b)
+        approx16[n:].fill_(float("-inf"))
+        return approx16, self.slab[:SLAB * b].view(SLAB, b), self.maxima[:padded // FINE * b].view(-1, b)
 
 
-def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items16: Bf16Items, k: int, seen: sp.csr_matrix | None,
-                    workspace: Workspace | None = None,
+def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items16: Bf16Items, k: int,
+                    seen: sp.csr_matrix | SeenPairs | None, workspace: Workspace | None = None,
                     margin: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Exact top-k of `U_block @ Vᵀ` (the module docstring's prefilter), or None where the float32 block is the
     cheaper or the only sound way (too few items per chunk, a row with < k chunks of unseen items, too many
@@ -178,62 +207,94 @@ def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items16: Bf16Items, 
 
     The bf16 scores are laid out items × users (V·Uᵀ: measured 1.3-1.6x faster than U·Vᵀ here, and the chunk
     maxima reduce a middle dimension, vectorised over the block's users). They are read once, a SLAB of items at a
-    time converted to float32 in a cache-sized buffer for the chunk maxima and each item's maximum over the block
-    (torch's bf16 reductions are far slower; a whole float32 block was written and re-read from memory by every
-    pass). Candidates: items whose maximum reaches the lowest user's threshold (a superset), then the per-user test
-    on those rows only. `margin`: `items16.margin(U_block)`, when computed beforehand for all users at once."""
+    time converted to float32 in a cache-sized buffer for the maxima of every FINE items (torch's bf16 reductions
+    are far slower; a whole float32 block was written and re-read from memory by every pass); the CHUNK maxima
+    of the threshold are maxima of those. Candidates: the (user, FINE chunk) pairs whose maximum reaches the
+    user's `low`, then the (user, item) pairs among their items whose bf16 score does (seen items are -inf there,
+    so never candidates): only those pairs are scored in float32 (`exact_pair_scores`) and sorted
+    (`top_k_of_pairs`). `margin`: `items16.margin(U_block)`, when computed beforehand for all users at once."""
     b, n = U_block.shape[0], V.shape[0]
     kk = min(k, n)
     chunks = n // CHUNK
     if not items16.usable or chunks < kk + 1:
         return None
-    approx16, slab, chunk_max, item_max = (workspace or Workspace()).buffers(n, b)
-    torch.mm(items16.V, U_block.bfloat16().T, out=approx16)
-    mask_seen(approx16.T, seen)
-    for start in range(0, n, SLAB):
-        part = slab[:min(SLAB, n - start)]
+    approx16, slab, fine_max = (workspace or Workspace()).buffers(n, b)
+    torch.mm(items16.V, U_block.bfloat16().T, out=approx16[:n])
+    mask_seen(approx16[:n].T, seen)
+    for start in range(0, len(approx16), SLAB):
+        part = slab[:min(SLAB, len(approx16) - start)]
         part.copy_(approx16[start:start + len(part)])
-        torch.amax(part, dim=1, out=item_max[start:start + len(part)])
-        # chunk maxima over whole chunks (a tail shorter than CHUNK only adds candidates below)
-        whole = (min(start + len(part), chunks * CHUNK) - start) // CHUNK
-        if whole > 0:
-            first = start // CHUNK
-            torch.amax(part[:whole * CHUNK].view(whole, CHUNK, b), dim=1, out=chunk_max[first:first + whole])
-    m = torch.topk(chunk_max.T.contiguous(), kk, dim=1, sorted=False).values.amin(dim=1)  # k-th largest chunk max
+        torch.amax(part.view(-1, FINE, b), dim=1, out=fine_max[start // FINE:(start + len(part)) // FINE])
+    # the maxima of whole chunks (a tail shorter than CHUNK only adds candidates below); their k-th largest per
+    # user by NumPy's partition (introselect) on the chunks × users layout, measured 4x faster than torch.topk
+    per = CHUNK // FINE
+    chunk_max = torch.amax(fine_max[:chunks * per].view(chunks, per, b), dim=1)
+    m = torch.from_numpy(np.partition(chunk_max.numpy(), chunks - kk, axis=0)[chunks - kk])
     if not bool(torch.isfinite(m).all()):
         return None
-    # candidates: bf16 score >= low (every item that can be in the top K)
     floor, low = items16.thresholds(m, U_block, margin)
-    rough = torch.nonzero(item_max >= low.min()).flatten()  # ascending item codes
-    columns_of = rough[(approx16.index_select(0, rough).float() >= low).any(dim=1)]  # ascending: code order
-    if len(columns_of) > MAX_CANDIDATE_SHARE * n or len(columns_of) < kk:
+    user, fine = torch.nonzero(fine_max.T >= low[:, None], as_tuple=True)  # user-major, chunks ascending
+    if len(fine) * FINE > MAX_CANDIDATE_SHARE * n * b:
         return None
-    rows = U_block if b >= EXACT_ROWS else torch.cat([U_block, U_block[:1].expand(EXACT_ROWS - b, -1)])
-    exact = torch.mm(rows, V.index_select(0, columns_of).T)[:b]
-    mask_seen(exact, seen, columns_of)
-    return select_top_k(exact, floor, kk, columns_of)
+    # candidate pairs: bf16 score >= the user's low (every item that can be in its top K); user-major, items
+    # ascending within a user
+    approx = approx16.view(-1, FINE, b)[fine, :, user]  # (pairs, FINE)
+    pair, offset = torch.nonzero(approx.float() >= low[user, None], as_tuple=True)
+    user, codes = user[pair], fine[pair] * FINE + offset
+    return top_k_of_pairs(user, codes, exact_pair_scores(U_block, V, codes, user), floor, kk, b)
+
+
+def exact_pair_scores(U_block: torch.Tensor, V: torch.Tensor, codes: torch.Tensor,
+                      user: torch.Tensor) -> torch.Tensor:
+    """The float32 score of each (user row, item code) pair (`user` ascending), bit for bit the full block's: each
+    group of RESCORE_USERS users is one `torch.mm` of its rows (padded to EXACT_ROWS) against the union of its
+    items (about RESCORE_USERS × 150 on 100k items; the union over all the block's users made it 4x the work)."""
+    b = U_block.shape[0]
+    values = torch.empty(len(user))
+    group_starts = torch.tensor(range(RESCORE_USERS, b, RESCORE_USERS), dtype=torch.int64)
+    bounds = [0, *torch.searchsorted(user, group_starts).tolist(), len(user)]
+    for group, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        if hi == lo:
+            continue
+        first = group * RESCORE_USERS
+        rows = U_block[first:first + RESCORE_USERS]
+        if len(rows) < EXACT_ROWS:
+            rows = torch.cat([rows, rows[:1].expand(EXACT_ROWS - len(rows), -1)])
+        union, position = torch.unique(codes[lo:hi], sorted=True, return_inverse=True)
+        exact = torch.mm(rows, V.index_select(0, union).T)
+        values[lo:hi] = exact.view(-1).index_select(0, (user[lo:hi] - first) * len(union) + position)
+    return values
 
 
 def select_top_k(exact: torch.Tensor, floor: torch.Tensor, k: int,
                  codes: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
     """Exact top-k of each row of `exact` (columns = item `codes`, ascending) among its scores >= the row's `floor`,
     ordered as a stable sort of the row (score descending, then code ascending); None if a row has fewer than k
-    such scores. Every top-K item of a row scores >= m − e (module docstring), so only those (about k per row)
-    are sorted: one stable sort of (row, score descending) keys, instead of a top-K over every candidate column."""
-    b = exact.shape[0]
-    row, col = torch.nonzero(exact >= floor[:, None], as_tuple=True)  # row-major: codes ascending within a row
+    such scores (`top_k_of_pairs` of the row's every column)."""
+    b, n = exact.shape
+    row = torch.arange(b).repeat_interleave(n)
+    return top_k_of_pairs(row, codes.repeat(b), exact.flatten(), floor, k, b)
+
+
+def top_k_of_pairs(row: torch.Tensor, codes: torch.Tensor, values: torch.Tensor, floor: torch.Tensor, k: int,
+                   b: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Exact top-k of each of `b` rows given as (row, item code, float32 score) pairs, rows ascending and codes
+    ascending within a row, among the pairs whose score >= the row's `floor`: item codes and scores ordered as a
+    stable sort of the row (score descending, then code ascending); None if a row has fewer than k such pairs.
+    Every top-K item of a row scores >= its floor (module docstring), so only those (about k per row) are sorted:
+    one stable sort of (row, score descending) keys, instead of a top-K over every candidate."""
+    keep = values >= floor[row]
+    row, codes, values = row[keep], codes[keep], values[keep]
     counts = torch.bincount(row, minlength=b)
     if int(counts.min()) < k:
         return None
-    values = exact[row, col]
     bits = (values + 0.0).view(torch.int32).to(torch.int64)  # + 0.0: -0.0 becomes 0.0, equal as in a sort
     ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # float order as signed integers
     key = row * 2**32 + (2**31 - 1 - ordered)  # row ascending, then score descending, in [0, 2^32) per row
     order = torch.sort(key, stable=True).indices  # stable: equal scores keep code order
     starts = torch.cumsum(counts, 0) - counts
-    first_k = (starts[:, None] + torch.arange(k)).flatten()
-    chosen = order[first_k]
-    return codes[col[chosen]].view(b, k).numpy(), values[chosen].view(b, k).numpy().copy()
+    chosen = order[(starts[:, None] + torch.arange(k)).flatten()]
+    return codes[chosen].view(b, k).numpy(), values[chosen].view(b, k).numpy().copy()
 
 
 @functools.cache

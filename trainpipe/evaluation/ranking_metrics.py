@@ -28,16 +28,21 @@ import scipy.sparse as sp
 import torch
 
 from trainpipe.evaluation.exact_top_k import (
+    CHUNK,
     Bf16Items,
     Workspace,
     bf16_is_native,
     block_top_k,
     dot_block_top_k,
     mask_seen,
+    seen_pairs,
 )
 
-PREFILTER_MIN_ITEMS = 50_000  # smaller catalogues: the float32 blocks are faster (prefilter_pays)
-PREFILTER_USERS = 32  # users per prefilter block: 32 × 100k bf16 scores = 6.4 MB (16 or 24 users: bf16 GEMM kernels ~3x slower here)
+PREFILTER_MIN_ITEMS = 10_000  # smaller catalogues: the float32 blocks are about as fast or faster (prefilter_pays)
+# users per prefilter block: 64 × 100k bf16 scores = 12.8 MB; measured 1.19-1.25x the users/s of 32-user blocks
+# at 100k items (1 and 2 threads: the per-block operations weigh half as much per user); 48 slower, 96 and 128 no
+# better
+PREFILTER_USERS = 64
 ScoreFn = Callable[[np.ndarray], torch.Tensor]  # user codes (b,) -> float32 scores (b, n_items)
 
 
@@ -78,7 +83,7 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, exclude: sp.csr_matrix |
     Blocks of `batch_users` users: scores (a reused buffer for a `DotScorer`), the block's seen items masked,
     `block_top_k`. A `DotScorer` goes through the exact bf16 prefilter instead where `prefilter` is True, or None
     and `prefilter_pays` (`prefiltered_top_k`). `exclude` is indexed by user code (rows = all users)."""
-    if isinstance(score_fn, DotScorer) and (prefilter_pays(len(score_fn.V)) if prefilter is None else prefilter):
+    if isinstance(score_fn, DotScorer) and (prefilter_pays(len(score_fn.V), k) if prefilter is None else prefilter):
         return prefiltered_top_k(score_fn, users, k, exclude)
     n = len(users)
     items = np.full((n, k), -1, dtype=np.int64)
@@ -99,32 +104,39 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, exclude: sp.csr_matrix |
     return items, scores_out
 
 
-def prefilter_pays(n_items: int) -> bool:
-    """Native bf16 and a large catalogue: measured 1.86x the float32 blocks at 100k items, 1.72x at 50k, 0.86x at
-    20k (CPU time, one thread; the candidate product and the per-block operations weigh more against a smaller
-    float32 product)."""
-    return n_items >= PREFILTER_MIN_ITEMS and bf16_is_native()
+def prefilter_pays(n_items: int, k: int = 0) -> bool:
+    """Native bf16, a catalogue of PREFILTER_MIN_ITEMS or more, and at least 2·k chunks (the k-th largest of fewer
+    chunk maxima is a loose threshold): measured 2.8x the float32 blocks at 100k and 50k items (K = 100), 1.7x at
+    20k (K = 100) and 10k (K = 50), 2.0x at 10k (K = 20), 1.1x at 5k (K = 20), 0.64x at 2k (K = 10) (CPU time,
+    one thread, unit vectors in 64 dims; the candidate product and the per-block operations weigh more against a
+    smaller float32 product)."""
+    return n_items >= max(PREFILTER_MIN_ITEMS, 2 * CHUNK * k) and bf16_is_native()
 
 
 def prefiltered_top_k(scorer: DotScorer, users: np.ndarray, k: int,
                       exclude: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
-    """`top_k` of a `DotScorer` through `dot_block_top_k`, PREFILTER_USERS users per block (their approximate
-    scores stay in cache), one block per torch thread at a time, each block's operations single-threaded: a
+    """`top_k` of a `DotScorer` through `dot_block_top_k`, PREFILTER_USERS users per block (their bf16 scores stay
+    in the shared L3 cache), one block per torch thread at a time, each block's operations single-threaded: a
     block is a few dozen small operations, and with torch's threads inside each one, a busy machine made every
     operation wait for a descheduled thread (measured 10x slower on 2 shared cores). Blocks are independent and
     written to their own rows, so the result does not depend on the scheduling. A block the prefilter declines
-    is ranked from its full float32 scores."""
+    is ranked from its full float32 scores. The users' seen items are selected once (one CSR row selection per
+    block cost more than the block's masking)."""
     n = len(users)
     items = np.full((n, k), -1, dtype=np.int64)
     scores_out = np.full((n, k), -np.inf, dtype=np.float32)
     items16 = scorer.items16()
     user_rows = torch.from_numpy(np.asarray(users, dtype=np.int64))
     margins = items16.margin(scorer.U.index_select(0, user_rows)) if items16.usable else None  # once, not per block
+    # every user's seen pairs at once (a CSR row selection per block cost more than its block's masking)
+    seen_all = exclude[np.asarray(users, dtype=np.int64)] if exclude is not None else sp.csr_matrix((n, 1))
+    seen_rows, seen_cols = seen_pairs(seen_all)
     local = threading.local()  # each worker thread's reused buffers
 
     def rank(start: int) -> None:
         batch = np.asarray(users[start:start + PREFILTER_USERS], dtype=np.int64)
-        seen = exclude[batch] if exclude is not None else None
+        lo, hi = int(seen_all.indptr[start]), int(seen_all.indptr[start + len(batch)])
+        seen = (seen_rows[lo:hi] - start, seen_cols[lo:hi])
         if not hasattr(local, "workspace"):
             local.workspace = Workspace()
         found = dot_block_top_k(scorer.U.index_select(0, torch.from_numpy(batch)), scorer.V, items16, k, seen,

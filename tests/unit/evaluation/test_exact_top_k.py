@@ -149,3 +149,59 @@ def test_blocks_ranked_on_worker_threads_equal_one_thread_and_restore_torch_thre
         torch.set_num_threads(previous)
     assert np.array_equal(results[0][0], results[1][0]) and np.array_equal(results[0][1], results[1][1])
     assert np.array_equal(results[0][0], reference_top_k(DotScorer(U, V), users, 9, exclude))
+
+
+def test_top_k_hidden_from_bf16_among_near_duplicates_in_the_padded_tail(monkeypatch):
+    """Adversarial for the candidate step: 120 items whose vectors differ only below bf16's resolution (identical
+    bf16 scores, distinct float32 ones), spread over many 10-item chunks and the catalogue's last, partial one,
+    plus exact ties: the float32 top K among them must still be found, in the reference's order."""
+    monkeypatch.setattr(exact_top_k, "MAX_CANDIDATE_SHARE", 1.0)
+    rng = np.random.default_rng(11)
+    n_users, n_items, d, k = 40, CHUNK * 40 + 7, 8, 25
+    base = torch.from_numpy(rng.standard_normal(d).astype(np.float32)).bfloat16().float().numpy()  # a bf16 vector
+    V = 0.2 * rng.standard_normal((n_items, d)).astype(np.float32)
+    twins = np.concatenate([rng.choice(n_items - 7, 113, replace=False), np.arange(n_items - 7, n_items)])
+    # factors within half a bf16 ulp of 1 (so every twin rounds to `base`), repeated: ties among the twins
+    V[twins] = base * (1 + rng.integers(0, 31, (len(twins), 1)) * 2.0**-14).astype(np.float32)
+    U = (base + 0.01 * rng.standard_normal((n_users, d))).astype(np.float32)
+    scorer = DotScorer(torch.from_numpy(U), torch.from_numpy(V))
+    assert (scorer.items16().V[twins] == scorer.items16().V[twins[0]]).all()  # one bf16 vector for all twins
+    exclude = seen_matrix(n_users, n_items, 0.05, seed=11)
+    users = np.arange(n_users)
+    want = reference_top_k(scorer, users, k, exclude)
+    got, _ = top_k(scorer, users, k, exclude, prefilter=True)
+    assert np.array_equal(got, want)
+    assert np.isin(want[:, :10], twins).all()  # the top of every row is made of twins: the test is not vacuous
+    assert dot_block_top_k(scorer.U, scorer.V, scorer.items16(), k, exclude) is not None
+
+
+def test_pair_scores_have_the_bits_of_the_full_block_for_whole_and_partial_user_groups():
+    rng = np.random.default_rng(12)
+    b, n, d = 2 * exact_top_k.RESCORE_USERS + 3, 4000, 64  # two whole groups and one of 3 users (padded rows)
+    U = torch.from_numpy(rng.standard_normal((b, d)).astype(np.float32))
+    V = torch.from_numpy(rng.standard_normal((n, d)).astype(np.float32))
+    per_user = [np.sort(rng.choice(n, 150, replace=False)) for _ in range(b)]
+    user = torch.from_numpy(np.repeat(np.arange(b), 150))
+    codes = torch.from_numpy(np.concatenate(per_user))
+    values = exact_top_k.exact_pair_scores(U, V, codes, user)
+    assert torch.equal(values, torch.mm(U, V.T)[user, codes])
+
+
+def test_seen_pairs_mask_as_the_csr_does():
+    rng = np.random.default_rng(13)
+    U = torch.from_numpy(rng.standard_normal((20, 8)).astype(np.float32))
+    V = torch.from_numpy(rng.standard_normal((CHUNK * 12, 8)).astype(np.float32))
+    seen = seen_matrix(20, len(V), 0.3, seed=13)
+    items = Bf16Items(U, V)
+    from_csr = dot_block_top_k(U, V, items, 10, seen)
+    from_pairs = dot_block_top_k(U, V, items, 10, exact_top_k.seen_pairs(seen))
+    assert from_csr is not None and from_pairs is not None
+    assert np.array_equal(from_csr[0], from_pairs[0]) and np.array_equal(from_csr[1], from_pairs[1])
+    assert not np.isin(from_csr[0], seen.indices[seen.indptr[0]:seen.indptr[1]]).any(axis=1)[0]
+
+
+def test_vectors_whose_scores_could_overflow_take_the_float32_path():
+    U = torch.full((2, 4), 2.0**62)
+    V = torch.full((CHUNK * 2, 4), 2.0**63)  # every value fits bf16; ‖u‖·‖v‖ = 2¹²⁷ does not fit the bound
+    assert not Bf16Items(U, V).usable
+    assert Bf16Items(U / 4, V).usable
