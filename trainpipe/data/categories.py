@@ -115,12 +115,7 @@ class CategoryCodes(TransformerMixin, BaseEstimator):
         columns = [frame.iloc[:, j] for j in range(self.n_features_in_)]  # selected here: threads only read them
 
         def code(j: int) -> None:
-            frequent, infrequent = self.categories_[j], self.infrequent_categories_[j]
-            # position -> code, one gather: frequent categories keep theirs, every infrequent one shares code k;
-            # the last two entries are what MISSING (-2) and UNKNOWN (-1) index
-            table = np.concatenate([np.arange(len(frequent)), np.full(len(infrequent), len(frequent)),
-                                    [self.missing_value, self.unknown_value]]).astype(np.float32)
-            out[:, j] = table[positions(columns[j], frequent + infrequent)]
+            out[:, j] = self.code_table(j)[positions(columns[j], self.value_set(j))]
 
         if len(frame) >= PARALLEL_ROWS and self.n_features_in_ > 1:  # Arrow's lookups and the gathers release the GIL
             from concurrent.futures import ThreadPoolExecutor
@@ -131,6 +126,18 @@ class CategoryCodes(TransformerMixin, BaseEstimator):
             for j in range(self.n_features_in_):
                 code(j)
         return out
+
+    def value_set(self, j: int) -> list[str]:
+        """Column j's training categories as `positions` looks them up: the frequent, then the infrequent."""
+        return self.categories_[j] + self.infrequent_categories_[j]
+
+    def code_table(self, j: int) -> np.ndarray:
+        """Column j's code for each `positions` value, one gather: frequent categories keep theirs, every infrequent
+        one shares code k; the last two entries are what MISSING (-2) and UNKNOWN (-1) index."""
+        check_is_fitted(self, "categories_")
+        frequent, infrequent = self.categories_[j], self.infrequent_categories_[j]
+        return np.concatenate([np.arange(len(frequent)), np.full(len(infrequent), len(frequent)),
+                               [self.missing_value, self.unknown_value]]).astype(np.float32)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "categories_")

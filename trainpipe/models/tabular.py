@@ -30,6 +30,8 @@ from trainpipe.models.base import (
 if TYPE_CHECKING:
     import torch
 
+    from trainpipe.models.tabular_fold import FoldedMLP
+
 
 class TorchMLPParams(EngineParams):
     """`model.params` of torch_mlp: the architecture plus the loop's hyperparameters."""
@@ -227,7 +229,11 @@ class TorchMLPFamily:
         with torch.inference_mode():
             for start in range(0, len(x_num), rows):
                 outs.append(module(x_num[start:start + rows], x_cat[start:start + rows]).float())
-        out = torch.cat(outs) if outs else torch.zeros((0, self._out_dim()))
+        return self._finish(torch.cat(outs) if outs else torch.zeros((0, self._out_dim())))
+
+    def _finish(self, out: torch.Tensor) -> np.ndarray:
+        """The network's outputs as probabilities (softmax, or the positive class's sigmoid) or regression values."""
+        torch = _torch()
         if self.task == "multiclass":
             return torch.softmax(out, dim=1).double().numpy()
         if self.task == "binary":
@@ -235,9 +241,18 @@ class TorchMLPFamily:
         mean, std = self.layout["y_scale"]
         return out.squeeze(1).double().numpy() * std + mean
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        raw = self._raw(X)
+    def _probabilities(self, raw: np.ndarray) -> np.ndarray:
         return probabilities_from_binary(raw) if self.task == "binary" else raw
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self._probabilities(self._raw(X))
+
+    def fold_preprocessor(self, preprocessor: Any) -> FoldedMLP | None:
+        """A predictor on raw frames with the fitted preprocessor and the embeddings folded into the first layer
+        (models/tabular_fold.py), or None when either is of a kind it does not fold."""
+        from trainpipe.models.tabular_fold import fold
+
+        return fold(self, preprocessor)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self._raw(X) if self.task == "regression" else predict_from_proba(self.predict_proba(X))
