@@ -106,12 +106,15 @@ def numeric_columns(step: Any, columns: list[str]) -> list[Column] | None:
     ops: list[list[tuple[str, float]]] = [[] for _ in columns]
     for position, part in enumerate(steps):
         if isinstance(part, SimpleImputer):
+            # as transform assigns them: cast to the fit's dtype (constant fills are stored as objects)
             statistics = np.asarray(part.statistics_)
+            fill_dtype = np.dtype(getattr(part, "_fill_dtype", statistics.dtype))
+            statistics = statistics.astype(fill_dtype) if fill_dtype.kind == "f" else statistics
             if (position != 0 or part.add_indicator or not (isinstance(part.missing_values, float)
                                                             and np.isnan(part.missing_values))
                     or statistics.dtype.kind != "f" or np.isnan(statistics).any()):
                 return None  # NaN statistics: sklearn drops those columns
-            fills = [float(v) for v in statistics.astype(part._fill_dtype)]
+            fills = [float(v) for v in statistics]
         else:
             step_ops = scaler_ops(part, len(columns))
             if step_ops is None:
