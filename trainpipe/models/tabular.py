@@ -223,13 +223,16 @@ class TorchMLPFamily:
         torch = _torch()
         module = self._fitted()
         x_num, x_cat = self._inputs(X)
-        lay = self.layout
-        rows = predict_batch_rows([len(lay["numeric"]) + sum(lay["embedding_dims"]), *self.params.hidden_dims])
+        rows = self._predict_rows()
         outs = []
         with torch.inference_mode():
             for start in range(0, len(x_num), rows):
                 outs.append(module(x_num[start:start + rows], x_cat[start:start + rows]).float())
         return self._finish(torch.cat(outs) if outs else torch.zeros((0, self._out_dim())))
+
+    def _predict_rows(self) -> int:
+        lay = self.layout
+        return predict_batch_rows([len(lay["numeric"]) + sum(lay["embedding_dims"]), *self.params.hidden_dims])
 
     def _finish(self, out: torch.Tensor) -> np.ndarray:
         """The network's outputs as probabilities (softmax, or the positive class's sigmoid) or regression values."""
@@ -252,7 +255,10 @@ class TorchMLPFamily:
         (models/tabular_fold.py), or None when either is of a kind it does not fold."""
         from trainpipe.models.tabular_fold import fold
 
-        return fold(self, preprocessor)
+        if self.module is None:
+            return None
+        finish = self._finish if self.task == "regression" else lambda out: self._probabilities(self._finish(out))
+        return fold(self.module, self.layout, preprocessor, self._predict_rows(), finish)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self._raw(X) if self.task == "regression" else predict_from_proba(self.predict_proba(X))

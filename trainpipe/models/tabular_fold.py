@@ -18,6 +18,7 @@ that close to the threshold. Measured on 1M rows of synthetic_churn: benchmarks/
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,20 +29,22 @@ from trainpipe.data.column_plan import CategoryColumn, Column, column_plan
 if TYPE_CHECKING:
     import torch
 
-    from trainpipe.models.tabular import TorchMLPFamily
-
 PARALLEL_ROWS = 100_000  # below this, reading the columns on threads costs more than it saves
 
 
-class FoldedMLP:
-    """`predict_proba` / `predict` of a TorchMLPFamily on raw frames; `read` returns None for a frame whose
-    numeric dtypes the plan does not reproduce (the caller then takes the matrix path)."""
+Finish = Callable[["torch.Tensor"], np.ndarray]  # the network's outputs -> probabilities or regression values
 
-    def __init__(self, family: TorchMLPFamily, numeric: list[Column], categorical: list[CategoryColumn],
-                 indices: list[np.ndarray], weight: torch.Tensor, table: torch.Tensor | None,
-                 bias: torch.Tensor, rest: torch.nn.Module) -> None:
-        self.family, self.numeric, self.categorical, self.indices = family, numeric, categorical, indices
-        self.weight, self.table, self.bias, self.rest = weight, table, bias, rest
+
+class FoldedMLP:
+    """A TorchMLPFamily's scores on raw frames; `read` returns None for a frame whose numeric dtypes the plan does
+    not reproduce (the caller then takes the matrix path)."""
+
+    def __init__(self, numeric: list[Column], categorical: list[CategoryColumn], indices: list[np.ndarray],
+                 weight: torch.Tensor, table: torch.Tensor | None, bias: torch.Tensor, rest: torch.nn.Module,
+                 out_dim: int, rows: int, finish: Finish) -> None:
+        self.numeric, self.categorical, self.indices = numeric, categorical, indices
+        self.weight, self.table, self.bias, self.rest, self.out_dim = weight, table, bias, rest, out_dim
+        self.rows, self.finish = rows, finish
 
     def read(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
         """(numeric float32 block, int64 row indices into the folded table), read on threads for large frames:
@@ -77,11 +80,8 @@ class FoldedMLP:
         from torch.nn import functional as F
 
         from trainpipe.engine.matmul import matmul_nt
-        from trainpipe.models.tabular import predict_batch_rows
 
-        numbers, indices = torch.from_numpy(x_num), torch.from_numpy(codes)
-        rows = predict_batch_rows([x_num.shape[1] + sum(self.family.layout["embedding_dims"]),
-                                   *self.family.params.hidden_dims])
+        numbers, indices, rows = torch.from_numpy(x_num), torch.from_numpy(codes), self.rows
         outs = []
         with torch.inference_mode():
             for start in range(0, len(x_num), rows):
@@ -93,27 +93,24 @@ class FoldedMLP:
                     if x_num.shape[1]:
                         hidden.addmm_(numbers[start:stop], self.weight.T)
                 outs.append(self.rest(hidden).float())
-        return torch.cat(outs) if outs else torch.zeros((0, self.family._out_dim()))
+        return torch.cat(outs) if outs else torch.zeros((0, self.out_dim))
 
     def scores(self, frame: pd.DataFrame) -> np.ndarray | None:
         """What family.predict_proba (classification) or family.predict (regression) gives on the transformed
         frame, or None when `read` declines the frame."""
         inputs = self.read(frame)
-        if inputs is None:
-            return None
-        raw = self.family._finish(self.outputs(*inputs))
-        return raw if self.family.task == "regression" else self.family._probabilities(raw)
+        return None if inputs is None else self.finish(self.outputs(*inputs))
 
 
-def fold(family: TorchMLPFamily, preprocessor: Any) -> FoldedMLP | None:
-    """The folded predictor, or None when the preprocessor, layout or network is of a kind this does not fold."""
+def fold(module: torch.nn.Module, lay: dict[str, Any], preprocessor: Any, rows: int, finish: Finish) -> FoldedMLP | None:
+    """The folded predictor of a TabularMLP `module` with TorchMLPFamily's `lay`out, predicting `rows` per batch, or
+    None when the preprocessor, layout or network is of a kind this does not fold."""
     import torch
 
     from torch import nn
 
     plan = column_plan(preprocessor)
-    module, lay = family.module, family.layout
-    if plan is None or module is None or len(plan) != lay.get("n_features"):
+    if plan is None or len(plan) != lay.get("n_features"):
         return None
     categorical = [column for i in lay["categorical"] if isinstance(column := plan[i], CategoryColumn)]
     net, embeddings = getattr(module, "net", None), getattr(module, "embeddings", None)
@@ -144,5 +141,7 @@ def fold(family: TorchMLPFamily, preprocessor: Any) -> FoldedMLP | None:
     if start != weight.shape[1]:
         return None
     table = torch.cat(tables).float().contiguous() if tables else None
-    return FoldedMLP(family, [plan[i] for i in lay["numeric"]], categorical, indices, w_num, table,
-                     first.bias.detach(), net[1:])
+    last = net[-1]
+    out_dim = last.out_features if isinstance(last, nn.Linear) else 1
+    return FoldedMLP([plan[i] for i in lay["numeric"]], categorical, indices, w_num, table, first.bias.detach(),
+                     net[1:], out_dim, rows, finish)
