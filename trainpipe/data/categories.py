@@ -46,8 +46,9 @@ def positions(column: Any, value_set: list[str]) -> np.ndarray:
     """Each row's position in `value_set` by its text: UNKNOWN when absent, MISSING when the row has no value.
 
     String columns (pandas' string dtypes) are looked up row by row in Arrow's hash table. Any other column (bool,
-    numbers, object, category) is factorized first and only its distinct values become text: converting a million
-    bools or Python strings to Arrow text costs more than the lookup itself."""
+    numbers, object) is factorized first and only its distinct values become text: converting a million
+    bools or Python strings to Arrow text costs more than the lookup itself. A category column needs no factorizing:
+    its categories are looked up, then gathered by its codes (~2 against ~5 ms per million rows)."""
     series = column if isinstance(column, pd.Series) else pd.Series(column)
     if isinstance(series.dtype, pd.StringDtype):
         values = arrow_text(series)
@@ -58,6 +59,9 @@ def positions(column: Any, value_set: list[str]) -> np.ndarray:
         if values.null_count:
             found = np.where(values.is_null().to_numpy(zero_copy_only=False), MISSING, found)
         return found
+    if isinstance(series.dtype, pd.CategoricalDtype):  # Parquet text read as dictionaries: its codes index its categories
+        of_category = np.append(positions(pd.Series(series.cat.categories), value_set), MISSING).astype(np.int32)
+        return of_category[series.cat.codes.to_numpy()]  # code -1 (missing) picks the appended MISSING
     row_codes, uniques = pd.factorize(series)  # missing values (None, NaN, NA) get -1
     if len(uniques) == 0:
         return np.full(len(series), MISSING, dtype=np.int32)
