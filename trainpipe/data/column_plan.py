@@ -11,13 +11,19 @@ conversion it does not reproduce (then the caller takes `transform`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import pandas as pd
 
 from trainpipe.data.categories import CategoryCodes, positions
+
+
+# A DataFrame, or its columns selected by name beforehand (threads then only read the Series: pandas' column access
+# is not documented as thread-safe).
+Columns = Union[pd.DataFrame, Mapping[str, pd.Series]]
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,7 @@ class NumericColumn:
     fill: float | None
     ops: tuple[tuple[str, float], ...]  # ("sub" | "div" | "mul" | "add" | "max" | "min", operand)
 
-    def values(self, frame: pd.DataFrame) -> np.ndarray | None:
+    def values(self, frame: Columns) -> np.ndarray | None:
         """float64 values before the float32 cast, or None when the part's dtypes would make sklearn compute in
         another dtype (all float32, small ints with float32) or convert otherwise (extension, object, bool)."""
         if float64_part(frame, self.part) is None:
@@ -46,7 +52,7 @@ UFUNCS = {"sub": np.subtract, "div": np.divide, "mul": np.multiply, "add": np.ad
           "min": np.minimum}
 
 
-def float64_part(frame: pd.DataFrame, names: tuple[str, ...]) -> bool | None:
+def float64_part(frame: Columns, names: tuple[str, ...]) -> bool | None:
     """True when sklearn turns these columns into one float64 array (ints, float64, or a mix that numpy promotes to
     float64); None otherwise."""
     dtypes = [frame[name].dtype for name in names]
@@ -64,7 +70,7 @@ class CategoryColumn:
     value_set: list[str]
     table: np.ndarray  # float32, as CategoryCodes.code_table
 
-    def lookup(self, frame: pd.DataFrame, table: np.ndarray | None = None) -> np.ndarray:
+    def lookup(self, frame: Columns, table: np.ndarray | None = None) -> np.ndarray:
         """Each row's entry of `table` (default: this column's float32 codes), indexed as code_table is."""
         return (self.table if table is None else table)[positions(frame[self.name], self.value_set)]
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from trainpipe.data.column_plan import CategoryColumn, Column, column_plan
+from trainpipe.data.column_plan import CategoryColumn, Column, NumericColumn, column_plan
 
 if TYPE_CHECKING:
     import torch
@@ -51,17 +51,20 @@ class FoldedMLP:
         numpy's and Arrow's column work releases the GIL."""
         x_num = np.empty((len(frame), len(self.numeric)), dtype=np.float32)
         codes = np.empty((len(frame), len(self.categorical)), dtype=np.int64)
+        names = {c.name for c in self.categorical} | {name for c in self.numeric
+                                                      for name in (c.part if isinstance(c, NumericColumn) else (c.name,))}
+        columns = {name: frame[name] for name in names}  # selected here: the threads only read them
 
         def numeric(i: int) -> bool:
             column = self.numeric[i]
-            values = column.lookup(frame) if isinstance(column, CategoryColumn) else column.values(frame)
+            values = column.lookup(columns) if isinstance(column, CategoryColumn) else column.values(columns)
             if values is None:
                 return False
             x_num[:, i] = values
             return True
 
         def categorical(j: int) -> bool:
-            codes[:, j] = self.categorical[j].lookup(frame, self.indices[j])
+            codes[:, j] = self.categorical[j].lookup(columns, self.indices[j])
             return True
 
         jobs = [(numeric, i) for i in range(len(self.numeric))] + [(categorical, j) for j in range(len(self.categorical))]
