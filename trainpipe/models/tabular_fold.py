@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from trainpipe.data.column_plan import CategoryColumn, Column, NumericColumn, column_plan
+from trainpipe.data.column_plan import CategoryColumn, Column, NumericColumn, column_plan, float64_part
 
 if TYPE_CHECKING:
     import torch
@@ -54,6 +54,8 @@ class FoldedMLP:
         names = {c.name for c in self.categorical} | {name for c in self.numeric
                                                       for name in (c.part if isinstance(c, NumericColumn) else (c.name,))}
         columns = {name: frame[name] for name in names}  # selected here: the threads only read them
+        if not all(float64_part(columns, c.part) for c in self.numeric if isinstance(c, NumericColumn)):
+            return None  # declined before any column is read
 
         def numeric(i: int) -> bool:
             column = self.numeric[i]
