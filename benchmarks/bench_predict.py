@@ -16,6 +16,8 @@ in the same run, median of R repeats alternating the sides; printed:
     file       trainpipe.registry.predict.predict_file(parquet -> parquet): read, check, predict, write; the
                time after the package is resolved, verified and loaded (the path `trainpipe predict` takes)
     unwrapped  PackagedModel.predict without MLflow's wrapper (what the file path calls per chunk; for reference)
+    pyfunc_unfolded, file_unfolded  (--compare-unfolded, torch_mlp) the same two paths with the fold switched off
+               (models/tabular_fold.py): the matrix from features.transform, then the family's predict_proba
     load       seconds to load the wrapped pyfunc, and the file path's resolve + verify + load, reported apart
 
 The target (>= 0.8x) is judged against raw (the model alone, stricter); the ratios to the user's script are printed
@@ -24,7 +26,7 @@ beside it: pyfunc/script and file/script_file compare the same input format, pre
 Families: xgboost (200 trees, depth 6) and torch_mlp ([256, 128, 64]); each trained on 100k rows first.
 
 Usage: .venv/bin/python benchmarks/bench_predict.py [--rows 1000000] [--repeats 3] [--families xgboost,torch_mlp]
-       [--quick] [--out FILE]
+       [--quick] [--compare-unfolded] [--out FILE]
 """
 
 from __future__ import annotations
@@ -62,6 +64,26 @@ def alternating_medians(sides: dict, repeats: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def folded_side(wrapped, folded: bool, side):
+    """`side` with torch_mlp's fold on or off: in the loaded pyfunc, and for the packages the file path loads."""
+    from trainpipe.models.tabular import TorchMLPFamily
+
+    inner = wrapped.unwrap_python_model()
+    fold = getattr(inner, "folded", None)
+    original = TorchMLPFamily.fold_preprocessor
+
+    def run():
+        if not folded:
+            inner.folded = None
+            TorchMLPFamily.fold_preprocessor = lambda self, preprocessor: None
+        try:
+            return side()
+        finally:
+            inner.folded = fold
+            TorchMLPFamily.fold_preprocessor = original
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -69,6 +91,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--families", default="xgboost,torch_mlp")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--compare-unfolded", action="store_true", help="torch_mlp: also time pyfunc and file with "
+                        "the preprocessor and embeddings not folded (the path before models/tabular_fold.py), alternated "
+                        "with the rest")
     parser.add_argument("--quick", action="store_true", help="50k rows, 10k to train, one repeat, results to a "
                         "temporary file: checks that it runs")
     args = parser.parse_args()
@@ -116,11 +141,13 @@ def main() -> None:
         store = Store.locate(config.store)
         file_total: list[float] = []
 
-        def file_side() -> float:
-            began = time.perf_counter()
-            report = predict_file(summary["run_id"], str(work / "big.parquet"), str(work / "out.parquet"), store)
-            file_total.append(time.perf_counter() - began)
-            return report["seconds"]  # after resolve + verify + load
+        def file_side(totals: list[float]):
+            def run() -> float:
+                began = time.perf_counter()
+                report = predict_file(summary["run_id"], str(work / "big.parquet"), str(work / "out.parquet"), store)
+                totals.append(time.perf_counter() - began)
+                return report["seconds"]  # after resolve + verify + load
+            return run
 
         inputs = big[model.meta["input_columns"]]
 
@@ -142,12 +169,16 @@ def main() -> None:
                 ["customer_id", *predict_columns]].to_parquet(work / "out_script.parquet", index=False)
 
         predict_columns = list(model.predict(None, inputs.iloc[:2]).columns)
-        seconds = alternating_medians({"raw": untimed_result(lambda: model.model.predict_proba(X)),
-                                       "pyfunc": untimed_result(lambda: wrapped.predict(inputs)),
-                                       "file": file_side,
-                                       "unwrapped": untimed_result(lambda: model.predict(None, inputs)),
-                                       "script": untimed_result(lambda: script(inputs)),
-                                       "script_file": untimed_result(script_file)}, args.repeats)
+        sides = {"raw": untimed_result(lambda: model.model.predict_proba(X)),
+                 "pyfunc": folded_side(wrapped, True, untimed_result(lambda: wrapped.predict(inputs))),
+                 "file": folded_side(wrapped, True, file_side(file_total)),
+                 "unwrapped": untimed_result(lambda: model.predict(None, inputs)),
+                 "script": untimed_result(lambda: script(inputs)),
+                 "script_file": untimed_result(script_file)}
+        if args.compare_unfolded and family == "torch_mlp":
+            sides["pyfunc_unfolded"] = folded_side(wrapped, False, untimed_result(lambda: wrapped.predict(inputs)))
+            sides["file_unfolded"] = folded_side(wrapped, False, file_side([]))
+        seconds = alternating_medians(sides, args.repeats)
         file_load = statistics.median(file_total) - seconds["file"]
         result = {"rows": args.rows, "params": PARAMS[family], "repeats": args.repeats,
                   "rows_per_s": {side: args.rows / t for side, t in seconds.items()}, "seconds": seconds,
@@ -156,6 +187,8 @@ def main() -> None:
                   "ratio_to_script": {"pyfunc": seconds["script"] / seconds["pyfunc"],
                                       "file": seconds["script_file"] / seconds["file"]},
                   "target": TARGET}
+        if "pyfunc_unfolded" in seconds:
+            result["fold_speedup"] = {side: seconds[f"{side}_unfolded"] / seconds[side] for side in ("pyfunc", "file")}
         results[family] = result
         print(f"{family} ({PARAMS[family]}), {args.rows:,} rows, median of {args.repeats}")
         for side in seconds:
@@ -168,6 +201,9 @@ def main() -> None:
             print(f"  {side}/raw {result['ratio_to_raw'][side]:.2f} {verdict} the {TARGET}x target (the model alone)")
         print(f"  against a user's own script (same input, preprocessing, output): pyfunc/script "
               f"{result['ratio_to_script']['pyfunc']:.2f}, file/script_file {result['ratio_to_script']['file']:.2f}")
+        if "fold_speedup" in result:
+            print(f"  the fold (models/tabular_fold.py): pyfunc {result['fold_speedup']['pyfunc']:.2f}x, file "
+                  f"{result['fold_speedup']['file']:.2f}x faster than unfolded")
     result = {"rows": args.rows, "families": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -159,12 +159,14 @@ def test_the_wrapped_torch_pyfunc_still_enforces_its_signature_and_labels_rows_b
         wrapped.predict(raw.assign(tenure_months=raw["tenure_months"].astype(str) + " months"))
 
 
-def test_torch_predictions_through_the_pyfunc_and_the_file_are_bitwise_those_of_the_libraries_own_calls(
-        churn_config, data_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("folded", [False, True])
+def test_torch_predictions_through_the_pyfunc_and_the_file_are_those_of_the_libraries_own_calls(
+        churn_config, data_dir, tmp_path, monkeypatch, folded):
     """The fast paths (the float32 matrix built part by part on threads, only the used columns read, text inputs
     read from Parquet as dictionaries) change no bit: every probability equals sklearn's ColumnTransformer.transform
-    cast to float32, then the family's predict_proba, on the same rows. A column the model does not use is not
-    read from the file."""
+    cast to float32, then the family's predict_proba, on the same rows. With the preprocessor and embeddings folded
+    into the first layer (the default, models/tabular_fold.py) they equal it to float32 rounding, with the same
+    classes away from the threshold. A column the model does not use is not read from the file."""
     import warnings
 
     import mlflow.pyfunc
@@ -172,10 +174,15 @@ def test_torch_predictions_through_the_pyfunc_and_the_file_are_bitwise_those_of_
     import pyarrow.parquet as pq
 
     from trainpipe.data import categories, features
+    from trainpipe.models import tabular_fold
+    from trainpipe.models.tabular import TorchMLPFamily
     from trainpipe.registry.predict import chunks
 
     monkeypatch.setattr(features, "PARALLEL_ROWS", 1)  # the threaded path on 3,000 rows
     monkeypatch.setattr(categories, "PARALLEL_ROWS", 1)
+    monkeypatch.setattr(tabular_fold, "PARALLEL_ROWS", 1)
+    if not folded:
+        monkeypatch.setattr(TorchMLPFamily, "fold_preprocessor", lambda self, preprocessor: None)
     config = config_from_dict({**churn_config, "tracking": {"enabled": False},
                                "model": {"type": "torch_mlp", "params": {"epochs": 1, "hidden_dims": [32, 16]}}})
     summary = run_pipeline(config, Store.locate(config.store))
@@ -184,17 +191,27 @@ def test_torch_predictions_through_the_pyfunc_and_the_file_are_bitwise_those_of_
         warnings.simplefilter("ignore")
         wrapped = mlflow.pyfunc.load_model(str(package))
     model = wrapped.unwrap_python_model()
+    assert (model.folded is not None) == folded
     raw = pd.read_csv(data_dir / "churn.csv").assign(notes="not a feature")
     raw.to_parquet(tmp_path / "in.parquet", index=False)
     frame = pd.read_parquet(tmp_path / "in.parquet")
     inputs = frame[model.meta["input_columns"]]
     matrix = np.ascontiguousarray(model.preprocessor.transform(inputs), dtype=np.float32)
     expected = model.model.predict_proba(matrix)
-    through_pyfunc = wrapped.predict(frame.drop(columns=["churn", "notes"]))[["proba_No", "proba_Yes"]].to_numpy()
+    through_pyfunc = wrapped.predict(frame.drop(columns=["churn", "notes"]))
     predict_file(summary["run_id"], str(tmp_path / "in.parquet"), str(tmp_path / "p.parquet"), Store.locate(config.store))
-    through_file = pd.read_parquet(tmp_path / "p.parquet")[["proba_No", "proba_Yes"]].to_numpy()
+    through_file = pd.read_parquet(tmp_path / "p.parquet")
     for got in (through_pyfunc, through_file):
-        np.testing.assert_array_equal(got.view(np.uint64), expected.view(np.uint64))
+        scores = got[["proba_No", "proba_Yes"]].to_numpy()
+        if folded:
+            np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+            clear = np.abs(expected[:, 1] - model.meta["threshold"]) > 1e-6
+            expected_labels = np.where(expected[:, 1] >= model.meta["threshold"], "Yes", "No")
+            assert (got["prediction"].to_numpy()[clear] == expected_labels[clear]).all()
+        else:
+            np.testing.assert_array_equal(scores.view(np.uint64), expected.view(np.uint64))
+    np.testing.assert_array_equal(through_file[["proba_No", "proba_Yes"]].to_numpy(),
+                                  through_pyfunc[["proba_No", "proba_Yes"]].to_numpy())
     read, _ = next(chunks(str(tmp_path / "in.parquet"), model.meta, 10_000))
     assert set(read.columns) == {*model.meta["input_columns"], "customer_id"}
     assert "notes" in pq.read_schema(tmp_path / "in.parquet").names

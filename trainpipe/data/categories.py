@@ -46,8 +46,9 @@ def positions(column: Any, value_set: list[str]) -> np.ndarray:
     """Each row's position in `value_set` by its text: UNKNOWN when absent, MISSING when the row has no value.
 
     String columns (pandas' string dtypes) are looked up row by row in Arrow's hash table. Any other column (bool,
-    numbers, object, category) is factorized first and only its distinct values become text: converting a million
-    bools or Python strings to Arrow text costs more than the lookup itself."""
+    numbers, object) is factorized first and only its distinct values become text: converting a million
+    bools or Python strings to Arrow text costs more than the lookup itself. A category column needs no factorizing:
+    its categories are looked up, then gathered by its codes (~2 against ~5 ms per million rows)."""
     series = column if isinstance(column, pd.Series) else pd.Series(column)
     if isinstance(series.dtype, pd.StringDtype):
         values = arrow_text(series)
@@ -58,6 +59,9 @@ def positions(column: Any, value_set: list[str]) -> np.ndarray:
         if values.null_count:
             found = np.where(values.is_null().to_numpy(zero_copy_only=False), MISSING, found)
         return found
+    if isinstance(series.dtype, pd.CategoricalDtype):  # Parquet text read as dictionaries: its codes index its categories
+        of_category = np.append(positions(pd.Series(series.cat.categories), value_set), MISSING).astype(np.int32)
+        return of_category[series.cat.codes.to_numpy()]  # code -1 (missing) picks the appended MISSING
     row_codes, uniques = pd.factorize(series)  # missing values (None, NaN, NA) get -1
     if len(uniques) == 0:
         return np.full(len(series), MISSING, dtype=np.int32)
@@ -115,12 +119,7 @@ class CategoryCodes(TransformerMixin, BaseEstimator):
         columns = [frame.iloc[:, j] for j in range(self.n_features_in_)]  # selected here: threads only read them
 
         def code(j: int) -> None:
-            frequent, infrequent = self.categories_[j], self.infrequent_categories_[j]
-            # position -> code, one gather: frequent categories keep theirs, every infrequent one shares code k;
-            # the last two entries are what MISSING (-2) and UNKNOWN (-1) index
-            table = np.concatenate([np.arange(len(frequent)), np.full(len(infrequent), len(frequent)),
-                                    [self.missing_value, self.unknown_value]]).astype(np.float32)
-            out[:, j] = table[positions(columns[j], frequent + infrequent)]
+            out[:, j] = self.code_table(j)[positions(columns[j], self.value_set(j))]
 
         if len(frame) >= PARALLEL_ROWS and self.n_features_in_ > 1:  # Arrow's lookups and the gathers release the GIL
             from concurrent.futures import ThreadPoolExecutor
@@ -131,6 +130,18 @@ class CategoryCodes(TransformerMixin, BaseEstimator):
             for j in range(self.n_features_in_):
                 code(j)
         return out
+
+    def value_set(self, j: int) -> list[str]:
+        """Column j's training categories as `positions` looks them up: the frequent, then the infrequent."""
+        return self.categories_[j] + self.infrequent_categories_[j]
+
+    def code_table(self, j: int) -> np.ndarray:
+        """Column j's code for each `positions` value, one gather: frequent categories keep theirs, every infrequent
+        one shares code k; the last two entries are what MISSING (-2) and UNKNOWN (-1) index."""
+        check_is_fitted(self, "categories_")
+        frequent, infrequent = self.categories_[j], self.infrequent_categories_[j]
+        return np.concatenate([np.arange(len(frequent)), np.full(len(infrequent), len(frequent)),
+                               [self.missing_value, self.unknown_value]]).astype(np.float32)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "categories_")

@@ -143,6 +143,16 @@ def trains_under_torchrun(family: type) -> bool:
     return getattr(family, "torchrun", False) is True
 
 
+def frame_predictor(model: Any, preprocessor: Any) -> Any | None:
+    """A fitted family's predictor on raw DataFrames with the fitted preprocessor folded in, when the family offers
+    one (the optional method `fold_preprocessor(preprocessor)`, torch_mlp's) and it folds this preprocessor; else
+    None. Its `scores(frame)` returns what predict_proba (classification) or predict (regression) gives on the
+    transformed frame, or None for a frame it declines. Not part of the protocol: packages of families without it
+    transform first, as always."""
+    fold = getattr(model, "fold_preprocessor", None)
+    return fold(preprocessor) if callable(fold) else None
+
+
 def probabilities_from_binary(p: np.ndarray) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64).reshape(-1)
     return np.column_stack([1.0 - p, p])

@@ -30,6 +30,8 @@ from trainpipe.models.base import (
 if TYPE_CHECKING:
     import torch
 
+    from trainpipe.models.tabular_fold import FoldedMLP
+
 
 class TorchMLPParams(EngineParams):
     """`model.params` of torch_mlp: the architecture plus the loop's hyperparameters."""
@@ -222,13 +224,20 @@ class TorchMLPFamily:
         torch = _torch()
         module = self._fitted()
         x_num, x_cat = self._inputs(X)
-        lay = self.layout
-        rows = predict_batch_rows([len(lay["numeric"]) + sum(lay["embedding_dims"]), *self.params.hidden_dims])
+        rows = self._predict_rows()
         outs = []
         with torch.inference_mode():
             for start in range(0, len(x_num), rows):
                 outs.append(module(x_num[start:start + rows], x_cat[start:start + rows]).float())
-        out = torch.cat(outs) if outs else torch.zeros((0, self._out_dim()))
+        return self._finish(torch.cat(outs) if outs else torch.zeros((0, self._out_dim())))
+
+    def _predict_rows(self) -> int:
+        lay = self.layout
+        return predict_batch_rows([len(lay["numeric"]) + sum(lay["embedding_dims"]), *self.params.hidden_dims])
+
+    def _finish(self, out: torch.Tensor) -> np.ndarray:
+        """The network's outputs as probabilities (softmax, or the positive class's sigmoid) or regression values."""
+        torch = _torch()
         if self.task == "multiclass":
             return torch.softmax(out, dim=1).double().numpy()
         if self.task == "binary":
@@ -236,9 +245,21 @@ class TorchMLPFamily:
         mean, std = self.layout["y_scale"]
         return out.squeeze(1).double().numpy() * std + mean
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        raw = self._raw(X)
+    def _probabilities(self, raw: np.ndarray) -> np.ndarray:
         return probabilities_from_binary(raw) if self.task == "binary" else raw
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self._probabilities(self._raw(X))
+
+    def fold_preprocessor(self, preprocessor: Any) -> FoldedMLP | None:
+        """A predictor on raw frames with the fitted preprocessor and the embeddings folded into the first layer
+        (models/tabular_fold.py), or None when either is of a kind it does not fold."""
+        from trainpipe.models.tabular_fold import fold
+
+        if self.module is None:
+            return None
+        finish = self._finish if self.task == "regression" else lambda out: self._probabilities(self._finish(out))
+        return fold(self.module, self.layout, preprocessor, self._predict_rows(), finish)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self._raw(X) if self.task == "regression" else predict_from_proba(self.predict_proba(X))

@@ -56,10 +56,13 @@ class PackagedModel(PythonModel):
         import joblib
 
         from trainpipe.models import load_family
+        from trainpipe.models.base import frame_predictor
 
         self.meta = json.loads(Path(context.artifacts["meta"]).read_text())
         self.preprocessor = joblib.load(context.artifacts["preprocessor"])
         self.model = load_family(Path(context.artifacts["model"]))
+        # folded at load time from the fitted objects (torch_mlp: models/tabular_fold.py); None: transform, then predict
+        self.folded = frame_predictor(self.model, self.preprocessor)
 
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
         """Regression values, or (rows, classes) probabilities: what evaluate scores."""
@@ -68,6 +71,10 @@ class PackagedModel(PythonModel):
 
         # As in training (data.infinite): infinite numbers are refused naming the column, or made missing.
         inputs = apply_infinite_policy(frame[self.meta["input_columns"]], self.meta.get("infinite", "error"), "input")
+        folded = getattr(self, "folded", None)
+        scores = folded.scores(inputs) if folded is not None else None
+        if scores is not None:
+            return np.asarray(scores, dtype=np.float64)
         X = transform(self.preprocessor, inputs)
         if self.meta["task"] == "regression":
             return np.asarray(self.model.predict(X), dtype=np.float64)
