@@ -6,7 +6,8 @@ must buy its speed without losing quality. On N rows × 32 float features, MLP [
 repeat (repeat r uses seed r for every method: same initial weights and, for the loops that shuffle the way
 trainpipe does, the same row order), the median epoch time of:
 
-- minimal: a hand-written loop (seeded randperm + index_select, nn.Dropout, Adam fused=True: trainpipe's flags);
+- minimal: a hand-written loop (seeded randperm + index_select, torch's nn.Dropout, Adam fused=True: trainpipe's
+  flags);
   minimal_plain_adam: the same with unfused Adam, to show the fused-Adam lever;
 - trainpipe: the Trainer with torch's dropout (`fast_dropout: false`, the default until 2026-12-01);
   trainpipe_bf16 (amp: bf16), trainpipe_fast (fast_dropout: true: today's default path), trainpipe_fast_bf16
@@ -56,6 +57,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_engine.json"
 HIDDEN, BATCH, SEED, DROPOUT = [256, 128, 64], 512, 0, 0.1
 THREADS = 2  # --threads
 DEFAULT_PATH = "trainpipe_fast"  # what `model.params` defaults train with: fast_dropout true, amp none
+# The hand-written baselines' network: torch's nn.Dropout, as a user's own loop has it (fast_dropout is
+# trainpipe's default, so it is switched off explicitly here)
+BASELINE_PARAMS = TorchMLPParams(hidden_dims=HIDDEN, dropout=DROPOUT, fast_dropout=False)
 
 
 def make_data(rows: int):
@@ -161,7 +165,7 @@ def run_minimal(train, val, seed, epochs=1, fused=True, stream_offset=0):
     """The hand-written loop. stream_offset ≠ 0 reseeds the default generator after the weights are built: the
     same run with other dropout masks only (the quality noise floor)."""
     torch.set_num_threads(THREADS)
-    module = mlp(TorchMLPParams(hidden_dims=HIDDEN, dropout=DROPOUT), seed)
+    module = mlp(BASELINE_PARAMS, seed)
     if stream_offset:
         torch.manual_seed(seed + stream_offset)
     opt = torch.optim.Adam(module.parameters(), lr=1e-3, fused=fused)
@@ -192,7 +196,7 @@ class RowDataset(torch.utils.data.Dataset):
 
 def run_seed_style(train, val, seed):
     torch.set_num_threads(THREADS)
-    module = mlp(TorchMLPParams(hidden_dims=HIDDEN, dropout=DROPOUT), seed)
+    module = mlp(BASELINE_PARAMS, seed)
     opt = torch.optim.Adam(module.parameters(), lr=1e-3, fused=True)
     loader = torch.utils.data.DataLoader(RowDataset(*train), batch_size=BATCH, shuffle=True,
                                          generator=torch.Generator().manual_seed(seed))
@@ -214,7 +218,7 @@ def run_lightning(train, val, seed):
     class Module(L.LightningModule):
         def __init__(self):
             super().__init__()
-            self.net = mlp(TorchMLPParams(hidden_dims=HIDDEN, dropout=DROPOUT), seed)
+            self.net = mlp(BASELINE_PARAMS, seed)
 
         def training_step(self, batch, _):
             xb, yb = batch
@@ -250,20 +254,20 @@ def _status_bytes(field: str) -> int:
 
 
 def one_size(rows: int) -> dict:
-    """In a fresh process: trainpipe's epoch throughput and peak RSS above the RSS after a warm-up run.
+    """In a fresh process: the default path's epoch throughput and peak RSS above the RSS after a warm-up run.
 
     The peak is Linux's VmHWM, reset (writing 5 to /proc/self/clear_refs) once the data exists, so it
     counts the resident matrix plus what training adds, not the imports or the generator's temporaries.
     """
     torch.set_num_threads(THREADS)
     small_train, small_val = make_data(10_000)
-    run_trainpipe(small_train, small_val, SEED)
+    run_trainpipe(small_train, small_val, SEED, fast_dropout=True)  # the default path
     del small_train, small_val
     baseline = _status_bytes("VmRSS")
     train, val = make_data(rows)
     raw = train[0].numel() * 4 + val[0].numel() * 4
     Path("/proc/self/clear_refs").write_text("5")
-    seconds, _, _ = run_trainpipe(train, val, SEED)
+    seconds, _, _ = run_trainpipe(train, val, SEED, fast_dropout=True)
     peak = _status_bytes("VmHWM") - baseline
     return {"rows": rows, "rows_per_s": len(train[0]) / seconds, "raw_bytes": raw, "peak_over_baseline_bytes": peak,
             "peak_vs_raw": peak / raw}
