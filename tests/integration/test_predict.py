@@ -173,14 +173,11 @@ def test_torch_predictions_through_the_pyfunc_and_the_file_are_those_of_the_libr
     import numpy as np
     import pyarrow.parquet as pq
 
-    from trainpipe.data import categories, features
-    from trainpipe.models import tabular_fold
+    from trainpipe.data import categories
     from trainpipe.models.tabular import TorchMLPFamily
     from trainpipe.registry.predict import chunks
 
-    monkeypatch.setattr(features, "PARALLEL_ROWS", 1)  # the threaded path on 3,000 rows
-    monkeypatch.setattr(categories, "PARALLEL_ROWS", 1)
-    monkeypatch.setattr(tabular_fold, "PARALLEL_ROWS", 1)
+    monkeypatch.setattr(categories, "PARALLEL_ROWS", 1)  # the threaded paths on 3,000 rows
     if not folded:
         monkeypatch.setattr(TorchMLPFamily, "fold_preprocessor", lambda self, preprocessor: None)
     config = config_from_dict({**churn_config, "tracking": {"enabled": False},

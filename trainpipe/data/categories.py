@@ -38,7 +38,7 @@ def as_text(column: Any) -> pa.Array:
     return arrow_text(column).cast(pa.large_string())
 
 
-PARALLEL_ROWS = 100_000  # below this, threads cost more than they save
+PARALLEL_ROWS = 100_000  # below this, threads cost more than they save (column work: here, features.transform, the fold)
 MISSING, UNKNOWN = -2, -1  # `positions` for a missing value and for one not in the value set
 
 

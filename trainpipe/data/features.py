@@ -222,8 +222,6 @@ def fitted_parts(preprocessor: Any, frame: Any) -> list[tuple[Any, list[str], sl
     return parts if parts and covered and needed <= set(frame.columns) else None
 
 
-PARALLEL_ROWS = 100_000  # below this, threads cost more than they save
-
 
 def transform(preprocessor: Any, frame: pd.DataFrame) -> np.ndarray:
     """The preprocessed float32 matrix (C order): bitwise what `preprocessor.transform(frame)` cast to float32 gives.
@@ -242,13 +240,15 @@ def transform(preprocessor: Any, frame: pd.DataFrame) -> np.ndarray:
         return np.ascontiguousarray(preprocessor.transform(frame), dtype=np.float32)
     from concurrent.futures import ThreadPoolExecutor
 
+    from trainpipe.data import categories
+
     inputs = [(step, frame[columns]) for step, columns, _ in parts]  # selected here: threads only read them
 
     def run(part: tuple[Any, pd.DataFrame]) -> np.ndarray:
         step, selected = part
         return np.asarray(step.transform(selected))
 
-    if len(parts) > 1 and len(frame) >= PARALLEL_ROWS:
+    if len(parts) > 1 and len(frame) >= categories.PARALLEL_ROWS:
         with ThreadPoolExecutor(len(parts), thread_name_prefix="transform") as pool:
             results = list(pool.map(run, inputs))
     else:

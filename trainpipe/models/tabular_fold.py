@@ -24,13 +24,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from trainpipe.data import categories
 from trainpipe.data.column_plan import CategoryColumn, Column, NumericColumn, column_plan, float64_part
 
 if TYPE_CHECKING:
     import torch
-
-PARALLEL_ROWS = 100_000  # below this, reading the columns on threads costs more than it saves
-
 
 Finish = Callable[["torch.Tensor"], np.ndarray]  # the network's outputs -> probabilities or regression values
 
@@ -70,7 +68,7 @@ class FoldedMLP:
             return True
 
         jobs = [(numeric, i) for i in range(len(self.numeric))] + [(categorical, j) for j in range(len(self.categorical))]
-        if len(frame) >= PARALLEL_ROWS and len(jobs) > 1:
+        if len(frame) >= categories.PARALLEL_ROWS and len(jobs) > 1:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1), thread_name_prefix="fold-read") as pool:

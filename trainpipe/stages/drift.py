@@ -63,7 +63,7 @@ def champion_reference(ctx: StageContext) -> tuple[dict[str, Any] | None, str, s
 
 
 def run(ctx: StageContext) -> StageResult:
-    from trainpipe.data.drift import compare, sample_rows
+    from trainpipe.data.drift import compare
     from trainpipe.monitoring.events import drift_detected
 
     config = ctx.config
@@ -77,7 +77,7 @@ def run(ctx: StageContext) -> StageResult:
     if reference is None or table is None:
         record["note"] = against
     else:
-        found = compare(sample_rows(table.frame, config.drift.max_rows, config.seed), reference, config.drift)
+        found = compare(table.frame, reference, config.drift)  # drift_table sampled the rows
         record.update(found.to_json(), note=f"{found.line()} (against {against})")
         metrics = {"drift_columns_flagged": float(len(found.flagged)),
                    "drift_max_psi": max((r.psi for r in found.rows if r.psi is not None), default=0.0)}

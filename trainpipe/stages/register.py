@@ -110,15 +110,16 @@ def save_drift_reference(ctx: StageContext, package: Path) -> str | None:
     """The summary of the rows the model was trained on, inside the package (so the package checksum covers it):
     later runs measure their drift against it while this version is champion. Returns the new checksum, or None
     when the task keeps no reference."""
-    from trainpipe.data.drift import sample_rows, summarize
+    from trainpipe.data.drift import summarize
     from trainpipe.registry.packaging import tree_sha256
 
     table = ctx.task.drift_table(ctx, "train")
     if table is None:
         return None
     config = ctx.config
-    summary = summarize(sample_rows(table.frame, config.drift.max_rows, config.seed), table.label,
-                        table.label_kind, table.categorical, config.drift.max_categories)  # type: ignore[arg-type]
+    # the rows drift_table sampled
+    summary = summarize(table.frame, table.label, table.label_kind, table.categorical,  # type: ignore[arg-type]
+                        config.drift.max_categories)
     (package / REFERENCE_FILE).write_text(json.dumps(summary, separators=(",", ":")))
     return tree_sha256(package)
 

@@ -197,8 +197,9 @@ class Task(Protocol):
         ...
 
     def drift_table(self, run: RunView, split: str | None) -> DriftTable | None:
-        """The rows drift compares (split None: the whole ingested table; "train": what the model was trained
-        on, summarised at register); None when this task does not measure drift, with `drift_skipped` saying why."""
+        """The rows drift compares, `drift.max_rows` of them sampled by `data/drift.py sample_positions` (split None:
+        from the whole ingested table; "train": from what the model was trained on, summarised at register); None
+        when this task does not measure drift, with `drift_skipped` saying why."""
         ...
 
     drift_skipped: ClassVar[str | None]

@@ -304,13 +304,11 @@ class TabularTask:
         """The raw columns (without the id column and dropped columns) and the label, of the rows `drift.max_rows`
         samples (data/drift.py sample_positions: the rows a streamed table gives too), taken from the table
         without copying a whole split first."""
-        from trainpipe.data.drift import sample_positions
+        from trainpipe.data.drift import sample_positions, sample_rows
 
         config = self.config
         if split is None:
-            frame = run.table()
-            keep = sample_positions(len(frame), config.drift.max_rows, config.seed)
-            return self._drift_table(frame if keep is None else frame.iloc[keep])
+            return self._drift_table(sample_rows(run.table(), config.drift.max_rows, config.seed))
         rows = int(run.read_json("split", "split.json")["sizes"][split])
         return self._drift_table(run.raw_rows(split, sample_positions(rows, config.drift.max_rows, config.seed)))
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainpipe.data import categories, features
+from trainpipe.data import categories
 from trainpipe.data.features import (FeaturesConfig, LabelCoding, build_preprocessor, fit_on_rows, fitted_parts,
                                      passthrough_columns, select_columns, transform)
 from trainpipe.errors import ConfigError
@@ -131,7 +131,6 @@ def test_the_parts_written_into_one_matrix_are_bitwise_what_the_column_transform
     """Predict and features build the float32 matrix part by part (on threads for large frames); every value,
     NaN payloads included, is what ColumnTransformer.transform cast to float32 gives."""
     if threaded:  # the threaded path on small data
-        monkeypatch.setattr(features, "PARALLEL_ROWS", 1)
         monkeypatch.setattr(categories, "PARALLEL_ROWS", 1)
     rng = np.random.default_rng(0)
     rows = 300

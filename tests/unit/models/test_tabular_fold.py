@@ -76,10 +76,10 @@ def close_with_the_same_classes(got: np.ndarray, expected: np.ndarray, threshold
 
 @pytest.mark.parametrize("threaded", [False, True])
 def test_categories_fold_into_the_first_layer_and_unknown_or_missing_ones_behave_as_today(threaded, monkeypatch):
-    from trainpipe.models import tabular_fold
+    from trainpipe.data import categories
 
     if threaded:
-        monkeypatch.setattr(tabular_fold, "PARALLEL_ROWS", 1)  # the columns read on threads, as for large frames
+        monkeypatch.setattr(categories, "PARALLEL_ROWS", 1)  # the columns read on threads, as for large frames
     train = churn_like(800, 0)
     pre, model = trained(train, "y", "binary", FeaturesConfig.model_validate({"categorical": {"max_categories": 8}}))
     folded = model.fold_preprocessor(pre)
