@@ -258,6 +258,8 @@ class Run:
                 return manifest
 
         emit("stage_start", {"stage": name})
+        if spec.starts_tracking:
+            self.tracking.release()
         self.meta["current_stage"] = {"name": name, "started_at": time.time()}  # for `runs watch`
         if self.meta.get("owner"):  # what a process found dead was doing (`runs gc` names the stage)
             self.meta["owner"]["stage"] = name

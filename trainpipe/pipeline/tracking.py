@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from trainpipe.tracking.tracker import Tracker
 
 STATUS = {"completed": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
+# The longest the worker waits for a stage that starts it (`StageSpec.starts_tracking`): a run whose data stages
+# take long still shows up in MLflow soon.
+HOLD_SECONDS = 10.0
 
 
 def event_name(event: Event) -> str:
@@ -45,8 +48,16 @@ class RunTracking:
         self._thread: threading.Thread | None = None
         self._submitting = threading.Lock()  # the heartbeat thread submits too
         self.owner: dict | None = None  # this process's claim on the run (pipeline/liveness.py), tagged in MLflow
+        # Calls queued before the worker may start (None: released). Why hold them: importing MLflow and opening
+        # its store is 1-1.5 s of Python holding the GIL, which run beside the data stages (also GIL-bound Python
+        # between their numpy and Arrow calls) slows them by about as much; started with training, which releases
+        # the GIL, it costs a 1M-row xgboost run ~0.7 s less (docs/architecture.md). Released by `release()` (the
+        # train or tune stage starting), after HOLD_SECONDS, or by `close()`.
+        self._held: list[tuple[Callable, tuple, bool]] | None = [] if self.enabled else None
+        self._timer: threading.Timer | None = None
         if self.enabled and config.tracking.uri:
             self._open()  # a server or database named by the user: fail now, before any work
+            self._held = None  # MLflow is imported already: nothing to gain by waiting
 
     # -- the worker ------------------------------------------------------------------------
     def _submit(self, fn: Callable, *args: Any, start: bool = True, after_errors: bool = False) -> None:
@@ -57,12 +68,34 @@ class RunTracking:
             if self._thread is None:
                 if not start:
                     return
-                import pyarrow.parquet  # noqa: F401  shared with the stages: import once, before the thread
-                import scipy  # noqa: F401
-
-                self._thread = threading.Thread(target=self._work, name="trainpipe-tracking", daemon=True)
-                self._thread.start()
+                if self._held is not None:
+                    self._held.append((fn, args, after_errors))
+                    if self._timer is None:
+                        self._timer = threading.Timer(HOLD_SECONDS, self.release)
+                        self._timer.daemon = True
+                        self._timer.start()
+                    return
+                self._start_worker()
             self._queue.put((fn, args, after_errors))
+
+    def _start_worker(self) -> None:
+        import pyarrow.parquet  # noqa: F401  shared with the stages: import once, before the thread
+        import scipy  # noqa: F401
+
+        self._thread = threading.Thread(target=self._work, name="trainpipe-tracking", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        """Start the worker with the calls held so far, in their order (the train or tune stage is starting)."""
+        with self._submitting:
+            held, self._held = self._held, None
+            timer, self._timer = self._timer, None
+            if held and self._thread is None:
+                self._start_worker()
+            for item in held or []:
+                self._queue.put(item)
+        if timer is not None and timer is not threading.current_thread():
+            timer.cancel()
 
     def _work(self) -> None:
         while True:
@@ -87,6 +120,7 @@ class RunTracking:
 
     def close(self) -> None:
         """Wait for every queued call; raise the first error."""
+        self.release()
         with self._submitting:
             thread, self._thread = self._thread, None
             if thread is not None:

@@ -67,6 +67,9 @@ class StageSpec:
     # Failures of an earlier stage after which this stage still runs (the report after a failed gate); the run
     # then ends with that failure all the same (the gate's exit code 3).
     runs_after_failure: tuple[type[BaseException], ...] = ()
+    # The run's MLflow worker starts with this stage (pipeline/tracking.py RunTracking.release): MLflow's import
+    # then overlaps model fitting, which releases the GIL, instead of the data stages, which need it.
+    starts_tracking: bool = False
 
     def active(self, config: PipelineConfig) -> bool:
         return self.enabled_by is None or bool(operator.attrgetter(self.enabled_by)(config))

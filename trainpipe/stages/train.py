@@ -46,7 +46,7 @@ def user_code(config: Any) -> dict[str, str]:
 
 
 SPEC = StageSpec("train", sections=("model", "training", "seed", "task", "ranking"), upstream=("features", "tune"),
-                 line=line, code=user_code)
+                 line=line, starts_tracking=True, code=user_code)
 
 
 @dataclass(frozen=True)

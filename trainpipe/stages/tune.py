@@ -38,7 +38,7 @@ def line(s: dict) -> str:
 # Only with tuning.enabled (when off it is absent from the run and from train's cache key). Its identity is the
 # best parameters, so train's cache follows the study's result, not the study.
 SPEC = StageSpec("tune", sections=("tuning", "model", "training", "seed", "task", "evaluation"), upstream=("features",),
-                 line=line, enabled_by="tuning.enabled")
+                 line=line, starts_tracking=True, enabled_by="tuning.enabled")
 
 
 def objective_of(config: Any) -> tuple[str, str]:

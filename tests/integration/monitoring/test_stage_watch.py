@@ -22,6 +22,7 @@ def test_a_stage_samples_system_metrics_and_warns_when_memory_nears_the_limit(bc
     (run_dir / "config.yaml").write_text("task: binary\n")
     tracking = RunTracking(target, config)
     tracking.start("sampled", run_dir, "hash")
+    tracking.release()  # as the train stage's start does
     delivered = []
     ctx = StageContext("sampled", run_dir, run_dir / ".train.tmp", config, target, task=None,  # type: ignore[arg-type]
                        tracking=tracking, on_event=delivered.append)

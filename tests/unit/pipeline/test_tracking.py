@@ -1,0 +1,76 @@
+"""RunTracking holds a run's MLflow calls until a stage that starts it (train, tune), a timeout or the end of the
+run, then sends them in their order: MLflow's import overlaps fitting instead of the data stages."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from trainpipe.config import config_from_dict
+from trainpipe.pipeline import tracking as tracking_module
+from trainpipe.pipeline.tracking import RunTracking
+from trainpipe.store import Store
+from trainpipe.tracking.tracker import Tracker
+
+
+@pytest.fixture
+def started(bc_config, store):
+    config = config_from_dict(bc_config)
+    target = Store.locate(str(store)).ensure()
+    run_dir = target.runs_dir / "held"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("task: binary\n")
+    tracking = RunTracking(target, config)
+    tracking.start("held", run_dir, "hash")
+    tracking.metrics({"rows": 1.0})
+    return tracking, config, target
+
+
+def mlflow_runs(config, target) -> list:
+    client = Tracker(target, config.tracking).client
+    experiment = client.get_experiment_by_name(config.name)
+    return [] if experiment is None else client.search_runs([experiment.experiment_id])
+
+
+def test_calls_wait_for_release_then_run_in_their_order(started):
+    tracking, config, target = started
+    assert tracking._thread is None and tracking.mlflow_run_id is None  # nothing sent, MLflow not even imported
+    tracking.release()
+    tracking.close()
+    (run,) = mlflow_runs(config, target)
+    assert run.info.run_id == tracking.mlflow_run_id and run.data.metrics["rows"] == 1.0  # start came first
+    assert run.data.tags["trainpipe.run_id"] == "held"
+
+
+def test_held_calls_are_sent_after_the_hold_timeout(bc_config, store, monkeypatch):
+    monkeypatch.setattr(tracking_module, "HOLD_SECONDS", 0.2)
+    config = config_from_dict(bc_config)
+    target = Store.locate(str(store)).ensure()
+    run_dir = target.runs_dir / "slow-data"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("task: binary\n")
+    tracking = RunTracking(target, config)
+    tracking.start("slow-data", run_dir, "hash")
+    deadline = time.monotonic() + 30
+    while tracking.mlflow_run_id is None and time.monotonic() < deadline:  # no stage released it
+        time.sleep(0.05)
+    assert tracking.mlflow_run_id is not None
+    tracking.finish("completed", None)
+    (run,) = mlflow_runs(config, target)
+    assert run.info.status == "FINISHED"
+
+
+def test_a_run_that_ends_before_any_release_is_still_tracked_to_its_end(started):
+    tracking, config, target = started
+    tracking.finish("failed", "DataError: data.path: no such file")  # e.g. ingest failed: close() releases
+    (run,) = mlflow_runs(config, target)
+    assert run.info.status == "FAILED" and run.data.tags["trainpipe.error"].startswith("DataError")
+
+
+def test_a_heartbeat_never_starts_a_held_worker(started):
+    tracking, _, _ = started
+    tracking.owner = {"pid": 1}
+    tracking.heartbeat(123.0)
+    assert tracking._thread is None
+    tracking.close()
