@@ -32,7 +32,10 @@ def runs_list(
         from trainpipe.pipeline.runs import list_runs
 
         _at_least_one(limit, "--limit")
-        return {"runs": list_runs(_reachable(tracking_uri) or _store(None, store).tracking_uri, experiment, limit)}
+        if tracking_uri:
+            return {"runs": list_runs(_reachable(tracking_uri) or tracking_uri, experiment, limit)}
+        target = _store(None, store)
+        return {"runs": list_runs(target.tracking_uri, experiment, limit, store=target)}
 
     _execute(body, as_json, debug, render=lambda c, d: c.print(runs_table(d["runs"])))
 

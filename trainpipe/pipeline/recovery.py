@@ -26,7 +26,7 @@ from trainpipe.pipeline.tracking import STATUS
 from trainpipe.store import Store, is_run_id
 
 
-def _run_folders(store: Store) -> list[tuple[str, Path, dict]]:
+def run_folders(store: Store) -> list[tuple[str, Path, dict]]:
     found: list[tuple[str, Path, dict]] = []
     if not store.runs_dir.is_dir():
         return found
@@ -44,7 +44,7 @@ def _run_folders(store: Store) -> list[tuple[str, Path, dict]]:
 def dead_runs(store: Store, stale_after: float = STALE_AFTER_SECONDS) -> list[dict]:
     """Every run folder of the store that says running but whose process is gone: {run_id, reason, stage}."""
     out = []
-    for run_id, _, meta in _run_folders(store):
+    for run_id, _, meta in run_folders(store):
         verdict = judge(meta, stale_after=stale_after)
         if verdict.dead:
             out.append({"run_id": run_id, "reason": verdict.reason, "stage": (meta.get("owner") or {}).get("stage")})
@@ -186,7 +186,7 @@ def collect_garbage(store: Store, *, dry_run: bool = False, stale_after: float =
                     tracking_uri: str | None = None) -> dict:
     """Mark every dead run of the store killed (run folder and MLflow); idempotent. The `runs gc` document."""
     runs = []
-    for run_id, run_dir, meta in _run_folders(store):
+    for run_id, run_dir, meta in run_folders(store):
         verdict = judge(meta, stale_after=stale_after)
         if verdict.dead:
             runs.append(_mark_run(store, run_id, run_dir, verdict.reason, dry_run, stale_after))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 from trainpipe.errors import RunError
+from trainpipe.store import Store
 from trainpipe.evaluation.metrics import LOWER_IS_BETTER, PRIMARY
 from trainpipe.tracking.tracker import HISTORY_PREFIX
 
@@ -16,7 +18,6 @@ RUN_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # trainpipe run ids and MLf
 def _client(uri: str) -> tuple[Any, dict[str, str]]:
     """(client, {experiment id: name}); a store MLflow cannot open is one line, not MLflow's exception."""
     import logging
-    from pathlib import Path
 
     from mlflow.tracking import MlflowClient
 
@@ -37,7 +38,6 @@ def liveness(run: Any) -> str | None:
     """For a RUNNING MLflow run: `alive`, `dead` or `idle` (pipeline/liveness.py), from its run folder when that
     is on this machine (exact), else from its heartbeat tag. None for a run that ended."""
     import json
-    from pathlib import Path
 
     from trainpipe.pipeline.liveness import judge, judge_tags
 
@@ -79,19 +79,68 @@ def cost_per_point(cost: float | None, metric: str | None, value: float | None) 
     return cost / (value * 100) if 0 < value <= 1 else None
 
 
-def list_runs(uri: str, experiment: str | None = None, limit: int = 20) -> list[dict]:
+def list_runs(uri: str, experiment: str | None = None, limit: int = 20, store: Store | None = None) -> list[dict]:
+    """The newest `limit` runs of the MLflow store at `uri`, and with `store` also its runs that are not in MLflow
+    yet: a run's MLflow calls wait until its train or tune stage starts (pipeline/tracking.py), so a run in its
+    data stages exists only as a run folder."""
+    found = _folder_only_runs(store) if store is not None else []
+    pending = [r for r in found if experiment is None or r["experiment"] == experiment]
+    if found and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return pending[:limit]  # a fresh store: its first run has not reached MLflow yet
     client, experiments = _client(uri)
     if experiment:
         ids = [i for i, name in experiments.items() if name == experiment]
-        if not ids:
+        if not ids and not pending:
             raise RunError(f"--experiment: no experiment named {experiment!r} (have: {', '.join(sorted(experiments.values()))})",
                            key="experiment")
     else:
         ids = list(experiments)
-    if not ids:
-        return []
-    runs = client.search_runs(ids, order_by=["attributes.start_time DESC"], max_results=limit)
-    return [_row(r, experiments) for r in runs]
+    rows = [_row(r, experiments) for r in client.search_runs(ids, order_by=["attributes.start_time DESC"],
+                                                              max_results=limit)] if ids else []
+    listed = {r["run_id"] for r in rows}
+    pending = [p for p in pending if p["run_id"] not in listed and not _in_mlflow(client, ids, p["run_id"])]
+    return (pending + rows)[:limit]
+
+
+def _folder_only_runs(store: Store) -> list[dict]:
+    """Run folders that say running and have no MLflow run recorded yet, newest first, as `_row`s."""
+    from trainpipe.pipeline.liveness import judge
+    from trainpipe.pipeline.recovery import run_folders
+
+    rows = []
+    for run_id, run_dir, meta in run_folders(store):
+        if meta.get("status") != "running" or meta.get("mlflow_run_id"):
+            continue
+        config = _folder_config(run_dir)
+        name = (config.get("tracking") or {}).get("experiment") or config.get("name")
+        model, task = (config.get("model") or {}).get("type"), config.get("task")
+        started = meta.get("created_at", "")
+        rows.append({"run_id": run_id, "mlflow_run_id": None, "experiment": name, "status": "RUNNING",
+                     "liveness": judge(meta).state, "started": started[:16].replace("T", " "), "model": model,
+                     "task": task, "primary_metric": PRIMARY.get(task, (None,))[0] if task else None,
+                     "validation": None, "test": None, "cost_usd": None, "duration_s": None, "cpu_s": None,
+                     "error": None, "_sort": started})
+    rows.sort(key=lambda r: r.pop("_sort"), reverse=True)
+    return rows
+
+
+def _folder_config(run_dir: Path) -> dict:
+    """The run's config.yaml as plain data ({} if it cannot be read: the listing still shows the run)."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _in_mlflow(client: Any, experiment_ids: list[str], run_id: str) -> bool:
+    """An older run beyond the listing's limit, or one whose MLflow id run.json has not recorded yet."""
+    if not experiment_ids or not RUN_REF.fullmatch(run_id):
+        return False
+    return bool(client.search_runs(experiment_ids, filter_string=f"tags.`trainpipe.run_id` = '{run_id}'",
+                                   max_results=1))
 
 
 def _find(client: Any, ref: str, experiment_ids: list[str]) -> Any:

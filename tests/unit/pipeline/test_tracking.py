@@ -3,6 +3,7 @@ run, then sends them in their order: MLflow's import overlaps fitting instead of
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -74,3 +75,23 @@ def test_a_heartbeat_never_starts_a_held_worker(started):
     tracking.heartbeat(123.0)
     assert tracking._thread is None
     tracking.close()
+
+
+def test_runs_list_shows_a_run_still_held_from_mlflow_once_even_on_a_fresh_store(started):
+    """`runs list` reads MLflow; a run in its data stages is only a run folder yet, so it is listed from there."""
+    from trainpipe.pipeline.runs import list_runs
+
+    tracking, config, target = started
+    meta = {"run_id": "held", "created_at": "2026-12-01T05:00:00+0000", "status": "running", "stages": {},
+            "mlflow_run_id": None}
+    (target.runs_dir / "held" / "run.json").write_text(json.dumps(meta))
+    (target.runs_dir / "held" / "config.yaml").write_text(f"name: {config.name}\ntask: binary\nmodel: {{type: xgboost}}\n")
+    assert not (target.root / "mlflow.db").exists()  # nothing reached MLflow: not even its database
+    (row,) = list_runs(target.tracking_uri, None, 20, store=target)
+    assert (row["run_id"], row["status"], row["experiment"], row["model"]) == ("held", "RUNNING", config.name, "xgboost")
+    assert list_runs(target.tracking_uri, "another-experiment", 20, store=target) == []
+
+    tracking.release()
+    tracking.close()  # now in MLflow (run.json not yet updated, as between two saves): listed once, from MLflow
+    (row,) = list_runs(target.tracking_uri, None, 20, store=target)
+    assert row["run_id"] == "held" and row["mlflow_run_id"] == tracking.mlflow_run_id
