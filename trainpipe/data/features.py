@@ -263,6 +263,20 @@ def transform(preprocessor: Any, frame: pd.DataFrame) -> np.ndarray:
     return out
 
 
+def transform_rows(preprocessor: Any, frame: pd.DataFrame, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`transform(preprocessor, frame)[rows[name]]` for each name, C order, bitwise the same.
+
+    Why: for a pass-through matrix (all-numeric data, tree models) the columns' float32 block is already laid out
+    column by column (F order), and gathering each part's rows from it gives C-ordered parts in one copy; making
+    the whole matrix C order first and then gathering copies it twice (0.05 vs 0.38 s of CPU for 1M x 32)."""
+    columns = passthrough_columns(preprocessor)
+    if columns is None:
+        X = transform(preprocessor, frame)
+        return {name: X[where] for name, where in rows.items()}
+    values = frame[columns].to_numpy(dtype=np.float32, na_value=np.nan)  # a view of the block when it is float32
+    return {name: np.ascontiguousarray(values[where]) for name, where in rows.items()}
+
+
 class LabelCoding:
     """Labels to integer codes (classification) or float values (regression), and back."""
 

@@ -116,7 +116,8 @@ class TabularTask:
         """Fit the ColumnTransformer on train only; save it and the transformed matrices."""
         import joblib
 
-        from trainpipe.data.features import LabelCoding, build_preprocessor, fit_on_rows, select_columns, transform
+        from trainpipe.data.features import (LabelCoding, build_preprocessor, fit_on_rows, select_columns,
+                                             transform_rows)
         from trainpipe.models import get_family
 
         config, frame, target = self.config, run.table(), self.target
@@ -131,9 +132,9 @@ class TabularTask:
 
         # One transform of the whole table, then numpy row gathers: cheaper than three DataFrame slices.
         coding = LabelCoding.fit(frame[target], config.task, config.data.positive_class)
-        X, y = transform(preprocessor, frame), coding.encode(frame[target])
+        matrices, y = transform_rows(preprocessor, frame, parts), coding.encode(frame[target])
         for name in SPLITS:
-            np.save(run.stage_dir / f"X_{name}.npy", X[parts[name]])
+            np.save(run.stage_dir / f"X_{name}.npy", matrices[name])
             np.save(run.stage_dir / f"y_{name}.npy", y[parts[name]])
         joblib.dump(preprocessor, run.stage_dir / "preprocessor.joblib")
         names = [str(n) for n in preprocessor.get_feature_names_out()]
@@ -145,7 +146,7 @@ class TabularTask:
             # (native: unknown or missing) is not a code.
             first = len(roles["numeric"])
             columns = list(range(first, first + len(roles["categorical"])))
-            train_codes = X[parts["train"]][:, columns]
+            train_codes = matrices["train"][:, columns]
             info["categorical_codes"] = {"columns": columns, "names": roles["categorical"], "native": native,
                                          "cardinalities": [int(max(np.nanmax(train_codes[:, i], initial=-1), -1)) + 1
                                                            for i in range(len(columns))]}

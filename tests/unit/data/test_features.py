@@ -6,7 +6,7 @@ import pytest
 
 from trainpipe.data import categories
 from trainpipe.data.features import (FeaturesConfig, LabelCoding, build_preprocessor, fit_on_rows, fitted_parts,
-                                     passthrough_columns, select_columns, transform)
+                                     passthrough_columns, select_columns, transform, transform_rows)
 from trainpipe.errors import ConfigError
 
 
@@ -69,6 +69,25 @@ def test_all_numeric_tree_features_skip_the_transformer_and_give_the_same_matrix
     assert fast.dtype == np.float32 and fast.flags["C_CONTIGUOUS"]
     scaled, _ = build_preprocessor(roles, FeaturesConfig(), tree_model=False, handles_missing=False)
     assert passthrough_columns(scaled.fit(data)) is None
+
+
+@pytest.mark.parametrize("tree_model", [True, False])
+def test_each_splits_rows_are_bitwise_the_rows_of_the_whole_matrix_in_c_order(tree_model):
+    """The features stage gathers each split's rows (from the columns' block for a pass-through matrix)."""
+    rng = np.random.default_rng(1)
+    rows = 500
+    data = pd.DataFrame({"f32": np.where(rng.random(rows) < 0.1, np.nan, rng.normal(size=rows)).astype(np.float32),
+                         "f64": rng.normal(size=rows) * 1e9, "i64": rng.integers(2**53, 2**60, rows), "y": 0})
+    roles = select_columns(data, FeaturesConfig(), exclude=["y"])
+    pre, _ = build_preprocessor(roles, FeaturesConfig(), tree_model=tree_model, handles_missing=tree_model)
+    pre.fit(data)
+    assert (passthrough_columns(pre) is not None) == tree_model
+    order = rng.permutation(rows)
+    parts = {"train": np.sort(order[:350]), "validation": np.sort(order[350:420]), "test": np.sort(order[420:])}
+    whole = transform(pre, data)
+    for name, matrix in transform_rows(pre, data, parts).items():
+        assert matrix.dtype == np.float32 and matrix.flags["C_CONTIGUOUS"]
+        np.testing.assert_array_equal(matrix.view(np.uint32), whole[parts[name]].view(np.uint32))
 
 
 def test_embedding_models_get_scaled_numbers_and_codes_with_minus_one_for_unknown_or_missing():
