@@ -102,5 +102,6 @@ def history_table(name: str, entries: list[dict]) -> Table:
 
 
 def moved_line(console: Console, entry: dict, name: str) -> None:
-    console.print(f"[green]{name}[/] @{entry['alias']}: {_fmt(entry['from'])} → [bold]{_fmt(entry['to'])}[/] "
-                  f"({entry['action']}: {entry['reason']})")
+    # the reason alone when it only repeats the action (`models rollback` without --reason records "rollback")
+    why = entry["action"] if entry["reason"] == entry["action"] else f"{entry['action']}: {entry['reason']}"
+    console.print(f"[green]{name}[/] @{entry['alias']}: {_fmt(entry['from'])} → [bold]{_fmt(entry['to'])}[/] ({why})")
