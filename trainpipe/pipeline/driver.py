@@ -163,6 +163,9 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
         if run.meta["status"] != "running":
             run.tracking.reopen()
         run.meta["status"] = "running"
+    # One stage per process: no later stage to start MLflow beside, so it starts with this one (RunTracking's hold
+    # would only move its import after the stage).
+    run.tracking.release()
     try:
         earlier = _recorded_failure(run, name)  # e.g. the gate of this run failed in an earlier process (Airflow)
         with _ends_on_error(run, f"trainpipe stage {name} --run {run.run_id}"):
