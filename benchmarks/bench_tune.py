@@ -2,17 +2,20 @@
 what does trainpipe's tuning machinery (RDB storage with heartbeats, MLflow trial runs, budgets) cost per trial?
 
 Measured in one run, on xgboost (≤ --rounds rounds, early stopping 30, 1 thread) with its default search space,
-validation log loss (lower is better), on three tables: a fixed generated binary one (make_data), and two real
-ones that scikit-learn ships in its wheel (breast_cancer: 569 × 30 binary; digits: 1797 × 64, 10 classes).
+validation log loss (lower is better; rmse for the regression table), on four tables: a fixed generated binary one
+(make_data), and three real ones that scikit-learn ships in its wheel (breast_cancer: 569 × 30 binary; digits:
+1797 × 64, 10 classes; diabetes: 442 × 10, regression).
 
 - efficiency: per table and seed, each arm runs a study on the same
   objective, built as the tune stage builds it (worker.build_settings, study.make_sampler/make_pruner):
-    trainpipe  trainpipe's defaults (TuningConfig(): sampler and pruner as a user gets them)
-    random     random search, no pruning (the baseline)
-    median     the defaults before successive halving: TPE (start-up sized to the space) + the median pruner with
-               warm-up and interval a sixth of the rounds
-    previous   the defaults before this benchmark's issue: TPE with 10 start-up trials + hyperband from round 1 (not run
-               by default since equal compute made the benchmark twice as long: --arms random,trainpipe,median,previous)
+    trainpipe     trainpipe's defaults (TuningConfig(): sampler and pruner as a user gets them: univariate TPE with
+                  start-up sized to the space + successive halving from a tenth of the rounds)
+    random        random search, no pruning (the baseline)
+    multivariate  the defaults before univariate TPE: multivariate TPE + the same successive halving
+    median        the defaults before successive halving: multivariate TPE + the median pruner with warm-up and
+                  interval a sixth of the rounds (--arms random,trainpipe,multivariate,median)
+    previous      the defaults before this benchmark's issue: multivariate TPE with 10 start-up trials + hyperband
+                  from round 1 (--arms random,trainpipe,multivariate,previous)
   Compute is counted in boosting rounds trained (the headline: independent of the machine's load) and in the
   trials' own wall seconds. Random search runs --trials trials; every other arm runs trials until it has spent
   as many rounds as random search did (at most MAX_TRIALS_FACTOR × --trials): equal compute, which is what the
@@ -58,8 +61,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_tune.json"
 FIT_SECONDS = [0.0]  # time inside model.fit, summed over one optimize call (both sides use the same objective)
 ARMS = {"trainpipe": {},  # trainpipe's defaults
         "random": {"sampler": {"type": "random"}, "pruner": {"type": "none"}},
-        "median": {"pruner": {"type": "median"}},  # the defaults before successive halving: TPE + median pruner
-        "previous": {"sampler": {"type": "tpe", "n_startup_trials": 10},
+        "multivariate": {"sampler": {"multivariate": True}},  # the defaults before univariate TPE
+        "median": {"sampler": {"multivariate": True}, "pruner": {"type": "median"}},  # the defaults before halving
+        "previous": {"sampler": {"type": "tpe", "n_startup_trials": 10, "multivariate": True},
                      "pruner": {"type": "hyperband", "min_resource": 1, "reduction_factor": 3}}}
 # The overhead part: trainpipe's default sampler, no pruning, so every trial trains to early stopping (~1 s here):
 # the target is for trials of ≥ 0.5 s, and the default pruner stops most trials at a tenth of the rounds (~0.2 s),
@@ -95,22 +99,29 @@ def make_data(rows: int, seed: int = 0) -> TrialData:
     return TrialData(X[:cut], y[:cut], X[cut:], y[cut:])
 
 
-def bundled(name: str) -> TrialData:
-    """A table scikit-learn ships in its wheel (nothing is downloaded), split 70/30 stratified."""
+def bundled(name: str, stratify: bool = True) -> TrialData:
+    """A table scikit-learn ships in its wheel (nothing is downloaded), split 70/30 (stratified for classes)."""
     from sklearn import datasets
     from sklearn.model_selection import train_test_split
 
     X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
     X_train, X_val, y_train, y_val = train_test_split(X.astype(np.float32), y, test_size=0.3, random_state=0,
-                                                      stratify=y)
+                                                      stratify=y if stratify else None)
     return TrialData(X_train, y_train, X_val, y_val)
 
 
 def tables(rows: int) -> dict:
-    """name -> (data, task, number of classes, description)"""
+    """name -> (data, task, number of classes, description); the metric follows the task (metric_for)"""
     return {"generated": (lambda: make_data(rows), "binary", 2, f"generated {rows} × 20, binary"),
             "breast_cancer": (lambda: bundled("breast_cancer"), "binary", 2, "breast_cancer 569 × 30, binary"),
-            "digits": (lambda: bundled("digits"), "multiclass", 10, "digits 1797 × 64, 10 classes")}
+            "digits": (lambda: bundled("digits"), "multiclass", 10, "digits 1797 × 64, 10 classes"),
+            "diabetes": (lambda: bundled("diabetes", stratify=False), "regression", 0,
+                         "diabetes 442 × 10, regression (validation rmse)")}
+
+
+def metric_for(task: str) -> str:
+    """Validation log loss for the classification tables, rmse for the regression one (both minimised)."""
+    return "rmse" if task == "regression" else "log_loss"
 
 
 def pipeline_config(task: str, rounds: int, tuning: dict, store: str = "unused", n_trials: int = 30):
@@ -118,14 +129,14 @@ def pipeline_config(task: str, rounds: int, tuning: dict, store: str = "unused",
         "name": "bench", "task": task, "seed": 0, "store": store, "data": {"path": "x", "target": "y"},
         "model": {"type": "xgboost", "params": {"n_estimators": rounds}},
         "training": {"early_stopping_rounds": EARLY_STOPPING, "threads": 1},
-        "evaluation": {"primary_metric": "log_loss"},
+        "evaluation": {"primary_metric": metric_for(task)},
         "tuning": {"enabled": True, "n_trials": n_trials, "plots": False, **tuning}})
 
 
 def arm_settings(arm: str, task: str, n_classes: int, rounds: int, seed: int):
     """The objective's settings, sampler and pruner of one arm, made as the tune stage's worker makes them."""
     config = pipeline_config(task, rounds, OVERHEAD_TUNING if arm == "overhead" else ARMS[arm])
-    job = WorkerJob(config={}, features_dir="", groups_file=None, study_name="", storage="", metric="log_loss",
+    job = WorkerJob(config={}, features_dir="", groups_file=None, study_name="", storage="", metric=metric_for(task),
                     direction="minimize", threads=1)
     settings = build_settings(config, job, {"labels": {"classes": list(range(n_classes))}})
     settings = type(settings)(**{**settings.__dict__, "seed": seed})
@@ -317,9 +328,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--rows", type=int, default=8000)
     parser.add_argument("--rounds", type=int, default=300)
-    parser.add_argument("--datasets", default="generated,breast_cancer,digits")
+    parser.add_argument("--datasets", default="generated,breast_cancer,digits,diabetes")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--arms", default="random,trainpipe,median", help="arms to run (also: previous)")
+    parser.add_argument("--arms", default="random,trainpipe,multivariate", help="arms to run (also: median, previous)")
     parser.add_argument("--overhead-trials", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--overhead-only", action="store_true", help="Only the overhead part; writes no results file.")
@@ -335,7 +346,7 @@ def main() -> None:
     full = (not args.overhead_only and not args.quick and args.datasets == parser.get_default("datasets")
             and args.seeds == parser.get_default("seeds") and args.arms == parser.get_default("arms"))
     out = {"optuna": optuna.__version__, "cpu_count": os.cpu_count(), "seeds": seeds, "arms": {arm: ARMS[arm] for arm in arms},
-           "metric": "validation log_loss (minimize)", "compute": "boosting rounds trained (headline); trial seconds; arms other than random run until they have spent random search's rounds (equal compute)",
+           "metric": "validation log_loss (minimize); diabetes: validation rmse (minimize)", "compute": "boosting rounds trained (headline); trial seconds; arms other than random run until they have spent random search's rounds (equal compute)",
            "model": f"xgboost ≤{args.rounds} rounds, early stopping {EARLY_STOPPING}, 1 thread, default search space",
            "results": {}}
     catalogue = tables(args.rows)

@@ -22,7 +22,9 @@ class SamplerConfig(BaseModel):
     type: Literal["tpe", "random", "cmaes", "grid", "nsga2"] = Field(
         "tpe", description="tpe (default), random, cmaes (needs `pip install cmaes`), grid (every combination; int, "
                            "categorical and stepped float parameters) or nsga2 (two objectives).")
-    multivariate: bool = Field(True, description="tpe: model parameters jointly (better on correlated parameters).")
+    multivariate: bool = Field(False, description="tpe: model the parameters jointly instead of one by one; off by "
+                               "default: with successive halving it narrowed the search onto the fast learners and "
+                               "reached random search's best less often (docs/tuning.md).")
     n_startup_trials: int | None = Field(None, ge=0, description="tpe/cmaes: random trials before the model takes "
                                          "over; default one more than the searched parameters, 5 to 10.")
     population_size: int = Field(50, ge=2, description="nsga2: individuals per generation.")
