@@ -62,10 +62,6 @@ print(roc_auc_score(y[test_rows], booster.predict(dtest)))
 
 
 def child_env() -> dict[str, str]:
-    """The same threads and OpenMP behaviour for both sides: trainpipe's process defaults (GOMP_SPINCOUNT,
-    trainpipe/__init__.py) also reach the plain script."""
-    import trainpipe  # noqa: F401  sets them in os.environ
-
     return {**os.environ, "OMP_NUM_THREADS": str(THREADS), "OPENBLAS_NUM_THREADS": str(THREADS),
             "MKL_NUM_THREADS": str(THREADS), "PYTHONHASHSEED": "0"}
 
