@@ -100,6 +100,9 @@ class ModelFamily(Protocol):
     # versions); an entry that is a tuple lists alternatives, the first installed one is pinned (xgboost-cpu).
     requirements: ClassVar[tuple[str | tuple[str, ...], ...]]
     scaffold: ClassVar[ScaffoldDefaults | None]  # `trainpipe init --model NAME`; None: init does not offer it
+    # Optional, like `fit_stream`: `fit_releases_gil = True` says its fit runs in native code that releases the GIL
+    # (the boosters), so the run's MLflow worker may wait for training to start, where MLflow's import only shares
+    # the cores. Without it (a Python training loop: torch) the worker starts with the run (pipeline/driver.py).
 
     def __init__(self, task: str, params: dict[str, Any], n_classes: int, seed: int, threads: int,
                  estimator: str | None = None) -> None: ...

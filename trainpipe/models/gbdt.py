@@ -149,6 +149,7 @@ class XGBoostFamily:
     # native categoricals by default: lower test log loss/RMSE than ordinal codes on average over the real tables
     # of benchmarks/bench_categoricals.py (LightGBM's were not: ordinal stays its default)
     needs = PreprocessingNeeds(tree_model=True, handles_missing=True, native_categoricals="default")
+    fit_releases_gil = True
     iteration_param = "n_estimators"
     requirements = (("xgboost", "xgboost-cpu"),)
     scaffold = ScaffoldDefaults(params={"n_estimators": (500, "most rounds: early stopping usually ends sooner")},
@@ -308,6 +309,7 @@ class _XGBReporter:
 class LightGBMFamily:
     name = "lightgbm"
     needs = TREE_NEEDS
+    fit_releases_gil = True
     iteration_param = "n_estimators"
     requirements = ("lightgbm",)
     scaffold = ScaffoldDefaults(params={"n_estimators": (500, "most rounds: early stopping usually ends sooner")},

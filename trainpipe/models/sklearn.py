@@ -62,6 +62,7 @@ def user_source_hash(path: str) -> str | None:
 class SklearnFamily:
     name = "sklearn"
     needs = PreprocessingNeeds(tree_model=False, handles_missing=False)
+    fit_releases_gil = False
     iteration_param = None  # an estimator stops by its own parameters
     requirements = ()  # scikit-learn is in every package
     scaffold = ScaffoldDefaults(params={}, early_stopping_rounds=None,

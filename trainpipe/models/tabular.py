@@ -109,6 +109,7 @@ def predict_batch_rows(widths: list[int]) -> int:
 class TorchMLPFamily:
     name = "torch_mlp"
     needs = PreprocessingNeeds(tree_model=False, handles_missing=False, categorical_codes=True)
+    fit_releases_gil = False
     iteration_param = "epochs"
     torchrun = True  # fit runs in every rank of a torchrun job (DDP in trainpipe.engine.fit)
     requirements = ("torch",)

@@ -175,6 +175,7 @@ class TwoTowerFamily:
     name = "two_tower"
     tasks = ("ranking",)
     needs = PreprocessingNeeds(tree_model=False, handles_missing=False)
+    fit_releases_gil = False
     iteration_param = "epochs"
     torchrun = True  # fit runs in every rank of a torchrun job (DDP in trainpipe.engine.fit)
     requirements = ("torch",)

@@ -55,6 +55,15 @@ def preflight(config: PipelineConfig) -> None:
         check_space(config)  # every searched name is a parameter of the family, at both ends of its range
 
 
+def tracking_waits_for_training(config: PipelineConfig) -> bool:
+    """Whether the run's MLflow worker waits for the train (or tune) stage: only when the family's fit releases the
+    GIL. Measured on 1M rows: xgboost's run 0.3-0.7 s faster with the wait; torch_mlp's train stage 5.1-5.8 s with
+    it against 3.5-3.7 s without (MLflow's import then competes with the Python training loop for the GIL)."""
+    from trainpipe.models import get_family
+
+    return bool(getattr(get_family(config.model.type), "fit_releases_gil", False))
+
+
 def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | None = None, run_id: str | None = None,
                  use_cache: bool = True, until: str | None = None, on_event: Event | None = None,
                  resume_anyway: bool = False, progress: bool = False) -> dict:
@@ -70,6 +79,8 @@ def run_pipeline(config: PipelineConfig | None, store: Store, *, resume: str | N
         raise RunError("run: give a pipeline config (or a run to resume)", key="config")
     else:
         run = Run.create(config, store, run_id)
+    if not tracking_waits_for_training(run.config):
+        run.tracking.release()
     try:
         return _run_stages(run, resume=bool(resume), until=until, use_cache=use_cache, on_event=on_event,
                            resume_anyway=resume_anyway, progress=progress)

@@ -95,3 +95,13 @@ def test_runs_list_shows_a_run_still_held_from_mlflow_once_even_on_a_fresh_store
     tracking.close()  # now in MLflow (run.json not yet updated, as between two saves): listed once, from MLflow
     (row,) = list_runs(target.tracking_uri, None, 20, store=target)
     assert row["run_id"] == "held" and row["mlflow_run_id"] == tracking.mlflow_run_id
+
+
+@pytest.mark.parametrize("family, waits", [("xgboost", True), ("lightgbm", True), ("torch_mlp", False),
+                                           ("sklearn", False)])
+def test_only_a_family_whose_fit_releases_the_gil_makes_the_mlflow_worker_wait_for_training(bc_config, family, waits):
+    """A torch training loop would share the GIL with MLflow's import: its run starts the worker at once."""
+    from trainpipe.pipeline.driver import tracking_waits_for_training
+
+    bc_config["model"] = {"type": family, "params": {}}
+    assert tracking_waits_for_training(config_from_dict(bc_config)) is waits
