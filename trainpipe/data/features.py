@@ -222,7 +222,6 @@ def fitted_parts(preprocessor: Any, frame: Any) -> list[tuple[Any, list[str], sl
     return parts if parts and covered and needed <= set(frame.columns) else None
 
 
-
 def transform(preprocessor: Any, frame: pd.DataFrame) -> np.ndarray:
     """The preprocessed float32 matrix (C order): bitwise what `preprocessor.transform(frame)` cast to float32 gives.
 

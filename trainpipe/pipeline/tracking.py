@@ -51,8 +51,9 @@ class RunTracking:
         # Calls queued before the worker may start (None: released). Why hold them: importing MLflow and opening
         # its store is 1-1.5 s of Python holding the GIL, which run beside the data stages (also GIL-bound Python
         # between their numpy and Arrow calls) slows them by about as much; started with training, which releases
-        # the GIL, it costs a 1M-row xgboost run ~0.7 s less (docs/architecture.md). Released by `release()` (the
-        # train or tune stage starting), after HOLD_SECONDS, or by `close()`.
+        # the GIL, it costs a 1M-row xgboost run ~0.7 s less (docs/architecture.md). Released by `release()`: at once
+        # for a family whose fit holds the GIL and under `trainpipe stage` (pipeline/driver.py), else when the train
+        # or tune stage starts; after HOLD_SECONDS, or by `close()`.
         self._held: list[tuple[Callable, tuple, bool]] | None = [] if self.enabled else None
         self._timer: threading.Timer | None = None
         if self.enabled and config.tracking.uri:

@@ -1,5 +1,6 @@
 """RunTracking holds a run's MLflow calls until a stage that starts it (train, tune), a timeout or the end of the
-run, then sends them in their order: MLflow's import overlaps fitting instead of the data stages."""
+run, then sends them in their order: MLflow's import overlaps fitting instead of the data stages (only for
+families whose fit releases the GIL)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,21 @@ from trainpipe.store import Store
 from trainpipe.tracking.tracker import Tracker
 
 
-@pytest.fixture
-def started(bc_config, store):
+def start_tracking(bc_config, store, run_id: str):
+    """A run folder and its RunTracking, started (its calls held)."""
     config = config_from_dict(bc_config)
     target = Store.locate(str(store)).ensure()
-    run_dir = target.runs_dir / "held"
+    run_dir = target.runs_dir / run_id
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text("task: binary\n")
     tracking = RunTracking(target, config)
-    tracking.start("held", run_dir, "hash")
+    tracking.start(run_id, run_dir, "hash")
+    return tracking, config, target
+
+
+@pytest.fixture
+def started(bc_config, store):
+    tracking, config, target = start_tracking(bc_config, store, "held")
     tracking.metrics({"rows": 1.0})
     return tracking, config, target
 
@@ -46,13 +53,7 @@ def test_calls_wait_for_release_then_run_in_their_order(started):
 
 def test_held_calls_are_sent_after_the_hold_timeout(bc_config, store, monkeypatch):
     monkeypatch.setattr(tracking_module, "HOLD_SECONDS", 0.2)
-    config = config_from_dict(bc_config)
-    target = Store.locate(str(store)).ensure()
-    run_dir = target.runs_dir / "slow-data"
-    run_dir.mkdir()
-    (run_dir / "config.yaml").write_text("task: binary\n")
-    tracking = RunTracking(target, config)
-    tracking.start("slow-data", run_dir, "hash")
+    tracking, config, target = start_tracking(bc_config, store, "slow-data")
     deadline = time.monotonic() + 30
     while tracking.mlflow_run_id is None and time.monotonic() < deadline:  # no stage released it
         time.sleep(0.05)
