@@ -24,7 +24,7 @@ from trainpipe.models.base import (
     probabilities_from_binary,
 )
 
-from trainpipe.models.gbdt_rounds import RoundProgress, fit_result, metric_key, per_round, round_watch, watch_validation
+from trainpipe.models.gbdt_rounds import fit_result, metric_key, per_round, round_progress, round_watch, watch_validation
 
 TREE_NEEDS = PreprocessingNeeds(tree_model=True, handles_missing=True, native_categoricals="available")
 
@@ -211,7 +211,7 @@ class XGBoostFamily:
         params = self._native_params()
         log: dict = {}
         rounds = int(self.params["n_estimators"])
-        progress = RoundProgress(True, self.name, rounds) if context is not None and context.verbose else None
+        progress = round_progress(context, self.name, rounds)
         stops_on = params["eval_metric"] if isinstance(params["eval_metric"], str) else params["eval_metric"][-1]
         watch = round_watch(context, stops_on, train_metrics, int(dtrain.num_row()))  # xgboost stops on the last metric
         on_round = per_round(report, progress, watch, context.budget if context is not None else None)
@@ -364,7 +364,7 @@ class LightGBMFamily:
         train = lgb.Dataset(X, label=y, free_raw_data=True, categorical_feature=native_columns(context) or "auto")
         log: dict = {}
         rounds = int(self.params["n_estimators"])
-        progress = RoundProgress(True, self.name, rounds) if context is not None and context.verbose else None
+        progress = round_progress(context, self.name, rounds)
         watch = round_watch(context, params["metric"], train_metrics, len(y))
         on_round = per_round(report, progress, watch, context.budget if context is not None else None)
         valid_sets, valid_names = ([train], ["train"]) if train_metrics else ([], [])

@@ -63,8 +63,22 @@ class RoundProgress:
                                                                 f"(round {self.best[1] + 1})")
             self.line.update(round_ + 1, text)
 
+    @property
+    def shown(self) -> bool:
+        return self.line.bar is not None
+
     def close(self) -> None:
         self.line.close()
+
+
+def round_progress(context: FitContext | None, family: str, rounds: int) -> RoundProgress | None:
+    """The progress line when the run asked for progress and stderr is a terminal that shows it. None otherwise:
+    a line nobody sees must not make the booster evaluate the validation set every round (`watch_validation`;
+    measured 1.4 s of a 1M-row, 200-round xgboost run whose stderr was a log file)."""
+    if context is None or not context.verbose:
+        return None
+    progress = RoundProgress(True, family, rounds)
+    return progress if progress.shown else None
 
 
 THROUGHPUT_WINDOW_S = 1.0  # rows/s of the boosters over at least this long: one round of a small model is noise

@@ -44,6 +44,18 @@ def test_round_progress_keeps_the_best_value_in_the_metrics_direction():
 
 
 @pytest.mark.parametrize("family", ["xgboost", "lightgbm"])
+def test_a_progress_line_nobody_sees_does_not_make_the_booster_evaluate_validation_every_round(family, monkeypatch):
+    from trainpipe.models.base import FitContext
+
+    X, y, Xv, yv = make_data("binary")
+    for tty, expected in ((False, {}), (True, {"validation_log_loss"})):
+        monkeypatch.setattr("sys.stderr.isatty", lambda tty=tty: tty)
+        model = build_family(ModelConfig(type=family, params={"n_estimators": 5}), "binary", 2, 0, 1)
+        result = model.fit(X, y, Xv, yv, context=FitContext(verbose=True))
+        assert set(result.history) == set(expected) and result.iterations == 5
+
+
+@pytest.mark.parametrize("family", ["xgboost", "lightgbm"])
 def test_a_spent_budget_stops_a_booster_between_two_rounds(family):
     from trainpipe.errors import BudgetExceeded
     from trainpipe.models.base import FitContext
