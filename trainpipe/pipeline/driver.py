@@ -121,6 +121,7 @@ def _run_stages(run: Run, *, resume: bool, until: str | None, use_cache: bool, o
                 failure = exc  # e.g. GateFailed: the report still runs, then the run ends with it
         if failure is not None:
             raise failure
+        run.settle_writes()
     run.finish("completed")
     return run.summary()
 
@@ -182,6 +183,7 @@ def run_one_stage(store: Store, run_id: str, name: str, config: PipelineConfig |
         with _ends_on_error(run, f"trainpipe stage {name} --run {run.run_id}"):
             run.run_stage(name, use_cache=use_cache, on_event=on_event, resume_anyway=resume_anyway, progress=progress,
                           failure=earlier)
+            run.settle_writes()  # no later stage here to write beside: the next process reads the files
         if name == active_stages(run.config)[-1]:
             run.finish("completed" if earlier is None else "failed", earlier)
         else:

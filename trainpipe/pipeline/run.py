@@ -32,6 +32,7 @@ from trainpipe.pipeline.run_folder import (file_digests, file_sizes, lock_run, r
 from trainpipe.pipeline.stages import RUNNERS, SPECS, active_stages
 from trainpipe.pipeline.tracking import RunTracking
 from trainpipe.redaction import redact_url_credentials, redacted_keys, scrub
+from trainpipe.stages.array_writes import ArrayWrites
 from trainpipe.stages.context import StageContext, read_manifest
 from trainpipe.store import Store
 from trainpipe.tasks import task_for
@@ -71,6 +72,7 @@ class Run:
         checker = BudgetChecker(config.budget, config.cost.effective_rates(), meter=self.meter)
         self.budget = checker if checker.active else None
         self.ownership = RunOwnership(self.dir / "run.json", self.tracking.heartbeat)
+        self.writes = ArrayWrites()  # stages' .npy outputs, written while the next stage runs
 
     # -- creation and loading -------------------------------------------------------------
     @classmethod
@@ -144,7 +146,8 @@ class Run:
         self.tracking.claimed(self.meta["owner"])
 
     def release(self) -> None:
-        """Let another process work on this run (its lock, taken by create/open)."""
+        """Let another process work on this run (its lock, taken by create/open), its files all written."""
+        self.writes.wait(raise_errors=False)  # a failed write was raised by settle_writes or a stage's commit
         if self._lock is not None:
             self.ownership.release(self.meta)
             self._lock.release()
@@ -269,11 +272,12 @@ class Run:
         tmp.mkdir(parents=True)
         ctx = StageContext(self.run_id, self.dir, tmp, self.config, self.store, self.task, memo, key, resume_anyway,
                            tracking=self.tracking, progress=progress, budget=self.budget, failure=failure,
-                           on_event=self.alerts.send if self.alerts.active else None)
+                           on_event=self.alerts.send if self.alerts.active else None, name=name, writes=self.writes)
         started = time.perf_counter()
         try:
             result = RUNNERS[name](ctx)
         except BaseException as exc:
+            self.writes.wait(name, raise_errors=False)  # its files end before its folder is moved or removed
             # Stopped by a signal (Preempted from the torch loop, KeyboardInterrupt for SIGINT/SIGTERM): what
             # the stage wrote is unfinished work, not evidence; checkpoints live outside `tmp` and survive.
             killed = isinstance(exc, (Preempted, KeyboardInterrupt))
@@ -293,7 +297,9 @@ class Run:
             if failed.exists() and not killed:
                 self.tracking.evidence(name, sorted(failed.iterdir()))
             raise
-        files, digests = file_sizes(tmp), file_digests(tmp)  # hashed here, in the stage's time, to verify reuse
+        pending = self.writes.files(name)  # still being written: sizes and hashes taken from memory
+        files, digests = file_sizes(tmp, pending), file_digests(tmp, pending)  # hashed in the stage's time
+        self.settle_writes(other_than=name)  # an earlier stage's files are whole before a later stage commits
         manifest = {
             "stage": name, "status": "completed", "run_id": self.run_id, "cache_key": key,
             "identity": result.identity or key, "config_hash": self.meta["config_hash"],
@@ -314,8 +320,14 @@ class Run:
         # the last rename wins and every version of it points at a complete stage folder.
         write_json(index, {"run_id": self.run_id, "stage_dir": str(final)})
         self._record(name, manifest, final)
+        for held in [k for k in memo if isinstance(k, tuple) and k[:1] == ("array",) and k[1] != name]:
+            del memo[held]  # an earlier stage's arrays, kept for the stage after it only: readers load the files
         emit("stage_done", manifest)
         return manifest
+
+    def settle_writes(self, other_than: str | None = None) -> None:
+        """Wait for the stages' background writes (stages/array_writes.py); StorageError for one that failed."""
+        self.writes.wait(other_than=other_than)
 
     def _record(self, name: str, manifest: dict, stage_dir: Path) -> None:
         self._sync_tracking()

@@ -30,12 +30,17 @@ def _outputs(stage_dir: Path) -> list[Path]:
     return [p for p in sorted(stage_dir.rglob("*")) if p.is_file() and p.name != "manifest.json"]
 
 
-def file_sizes(stage_dir: Path) -> dict[str, int]:
-    return {str(p.relative_to(stage_dir)): p.stat().st_size for p in _outputs(stage_dir)}
+def file_sizes(stage_dir: Path, pending: dict[str, tuple[int, str]] | None = None) -> dict[str, int]:
+    """`pending`: files still being written in the background ({relative path: (size, sha256)} known in advance)."""
+    pending = pending or {}
+    sizes = {rel: p.stat().st_size for p in _outputs(stage_dir) if (rel := str(p.relative_to(stage_dir))) not in pending}
+    return dict(sorted({**sizes, **{rel: size for rel, (size, _) in pending.items()}}.items()))
 
 
-def file_digests(stage_dir: Path) -> dict[str, str]:
-    return {str(p.relative_to(stage_dir)): file_digest(p) for p in _outputs(stage_dir)}
+def file_digests(stage_dir: Path, pending: dict[str, tuple[int, str]] | None = None) -> dict[str, str]:
+    pending = pending or {}
+    digests = {rel: file_digest(p) for p in _outputs(stage_dir) if (rel := str(p.relative_to(stage_dir))) not in pending}
+    return dict(sorted({**digests, **{rel: digest for rel, (_, digest) in pending.items()}}.items()))
 
 
 def outputs_present(stage_dir: Path, manifest: dict) -> bool:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from trainpipe.errors import DataError
 from trainpipe.monitoring.events import EVENTS_FILE
+from trainpipe.stages.array_writes import ArrayWrites
 
 if TYPE_CHECKING:
     from trainpipe.config import PipelineConfig
@@ -139,6 +140,8 @@ class StageContext:
     on_event: Callable[[Event], None] | None = None  # the run's alert delivery (pipeline/run.py), when configured
     budget: BudgetChecker | None = None  # the run's `budget` (pipeline/run.py): training polls it
     failure: BaseException | None = None  # an earlier stage's failure this stage runs after (spec.runs_after_failure)
+    name: str = ""  # the stage's name (its folder is a temporary one until it commits)
+    writes: ArrayWrites | None = None  # the run's background .npy writer (stages/array_writes.py); None: np.save
 
     def emit(self, event: Event) -> None:
         """A health, drift, budget, gate or champion event: one JSON line in <run>/events.jsonl (the report and
@@ -150,6 +153,9 @@ class StageContext:
             self.on_event(event)
 
     def upstream(self, stage: str) -> Path:
+        """An upstream stage's folder, its background writes finished (a reader by path sees whole files)."""
+        if self.writes is not None:
+            self.writes.wait(stage)
         return self.run_dir / stage
 
     def checkpoint_dir(self, stage: str) -> Path:
@@ -161,7 +167,7 @@ class StageContext:
 
     def read_json(self, stage: str, name: str) -> Any:
         """A JSON file an upstream stage wrote (features.json, metrics.json, decision.json...)."""
-        return json.loads((self.upstream(stage) / name).read_text())
+        return json.loads((self.run_dir / stage / name).read_text())  # JSON is never written in the background
 
     def table(self) -> pd.DataFrame:
         """The ingested table, read once per process and checked against the ingest manifest."""
@@ -186,8 +192,22 @@ class StageContext:
 
     def arrays(self, stage: str, names: list[str]) -> dict[str, np.ndarray]:
         """`<name>.npy` matrices an upstream stage wrote (features: X_train, y_test...)."""
+        held = {name: self.memo[("array", stage, name)] for name in names if ("array", stage, name) in self.memo}
+        if len(held) == len(names):  # saved by this process: the arrays themselves, while their files are written
+            return held
         folder = self.upstream(stage)
         return {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in names}
+
+    def save_array(self, name: str, array: np.ndarray) -> None:
+        """`<name>.npy` in this stage's folder: written in the background when the run has a writer, the array
+        kept (read-only) for the later stages of this process meanwhile."""
+        if self.writes is None or array.dtype.hasobject:
+            np.save(self.stage_dir / f"{name}.npy", array, allow_pickle=False)
+            return
+        self.writes.save(self.name, self.stage_dir, f"{name}.npy", array)
+        held = array.view()
+        held.flags.writeable = False  # the writer thread is still reading it
+        self.memo[("array", self.name, name)] = held
 
     def raw_rows(self, split: str, positions: np.ndarray | None = None) -> pd.DataFrame:
         """The ingested rows of one split, as they were before preprocessing (what a packaged model takes); only

@@ -132,6 +132,8 @@ def launch_fit(ctx: StageContext) -> Fitted:
     args += (["--resume-anyway"] if ctx.resume_anyway else []) + (["--progress"] if ctx.progress else [])
     world = distributed.nproc_per_node * distributed.nnodes
     command = torchrun_command(distributed, ctx.run_id, checkpoints / "torchrun", WORKER, args)
+    if ctx.writes is not None:
+        ctx.writes.wait()  # the ranks read the features from their files
     # Each rank's progress goes to the console through torchrun (rank 0's lines); the epochs reach MLflow with
     # the stage's history when it ends, from this process, which owns the MLflow run.
     launch(command, statuses, checkpoints / "torchrun.log", world)

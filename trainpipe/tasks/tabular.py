@@ -133,9 +133,9 @@ class TabularTask:
         # One transform of the whole table, then numpy row gathers: cheaper than three DataFrame slices.
         coding = LabelCoding.fit(frame[target], config.task, config.data.positive_class)
         matrices, y = transform_rows(preprocessor, frame, parts), coding.encode(frame[target])
-        for name in SPLITS:
-            np.save(run.stage_dir / f"X_{name}.npy", matrices[name])
-            np.save(run.stage_dir / f"y_{name}.npy", y[parts[name]])
+        for name in SPLITS:  # written while the next stage runs (stages/array_writes.py)
+            run.save_array(f"X_{name}", matrices[name])
+            run.save_array(f"y_{name}", y[parts[name]])
         joblib.dump(preprocessor, run.stage_dir / "preprocessor.joblib")
         names = [str(n) for n in preprocessor.get_feature_names_out()]
         info = {"roles": roles, "resolved": resolved, "feature_names": names, "labels": coding.state_dict(),
