@@ -283,3 +283,38 @@ def test_a_resume_whose_tracking_fails_keeps_the_run_folder(flaky_config, store)
     with pytest.raises(MlflowException, match="file is not a database"):  # the store's own error, not another one
         run_pipeline(None, Store.locate(str(store)), resume=run_id)
     assert (store / "runs" / run_id / "features" / "manifest.json").exists()
+
+
+KILLED_MID_WRITE = textwrap.dedent("""
+    import json, os, sys, threading
+    import trainpipe.stages.array_writes as array_writes
+    import trainpipe.pipeline.stages as stages
+    from trainpipe.config import config_from_dict
+    from trainpipe.pipeline.driver import run_pipeline
+    from trainpipe.store import Store
+
+    def half_then_stuck(handle, header, data):  # the writer thread, paced by the kernel, when the kill comes
+        handle.write(header)
+        handle.write(data[: len(data) // 2])
+        handle.flush()
+        threading.Event().wait()
+
+    array_writes._write = half_then_stuck
+    stages.RUNNERS["train"] = lambda ctx: os._exit(137)  # SIGKILL during train: nothing runs after it
+    config = config_from_dict(json.loads(sys.argv[1]))
+    run_pipeline(config, Store.locate(config.store), run_id="r1")
+""")
+
+
+def test_a_run_killed_while_the_features_files_are_still_being_written_recomputes_them_on_resume(bc_config, store):
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, json.dumps(bc_config)], capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == 137, killed.stderr
+    features = store / "runs" / "r1" / "features"
+    recorded = json.loads((features / "manifest.json").read_text())["files"]
+    assert (features / "X_train.npy").stat().st_size < recorded["X_train.npy"]  # committed, then cut short
+    resumed = run_pipeline(None, Store.locate(str(store)), resume="r1")
+    assert resumed["status"] == "completed" and stage_of(resumed, "features")["status"] == "completed"
+    assert np.load(features / "X_train.npy").shape[0] > 0
+    assert json.loads((features / "manifest.json").read_text())["digests"] == file_digests(features)
+    assert resumed["metrics"] == run(bc_config)["metrics"]  # the same as an uninterrupted run's
