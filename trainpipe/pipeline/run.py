@@ -278,6 +278,7 @@ class Run:
             result = RUNNERS[name](ctx)
         except BaseException as exc:
             self.writes.wait(name, raise_errors=False)  # its files end before its folder is moved or removed
+            _drop_held_arrays(memo, lambda stage: stage == name)  # what it saved is not an output
             # Stopped by a signal (Preempted from the torch loop, KeyboardInterrupt for SIGINT/SIGTERM): what
             # the stage wrote is unfinished work, not evidence; checkpoints live outside `tmp` and survive.
             killed = isinstance(exc, (Preempted, KeyboardInterrupt))
@@ -320,8 +321,7 @@ class Run:
         # the last rename wins and every version of it points at a complete stage folder.
         write_json(index, {"run_id": self.run_id, "stage_dir": str(final)})
         self._record(name, manifest, final)
-        for held in [k for k in memo if isinstance(k, tuple) and k[:1] == ("array",) and k[1] != name]:
-            del memo[held]  # an earlier stage's arrays, kept for the stage after it only: readers load the files
+        _drop_held_arrays(memo, lambda stage: stage != name)  # kept for the next stage only: later ones read files
         emit("stage_done", manifest)
         return manifest
 
@@ -403,3 +403,9 @@ def _refuse_if_alive(run_id: str, meta: dict) -> None:
     if verdict.state == "alive":
         raise RunError(f"run {run_id} is still running in {verdict.reason}; wait for it to end, or stop that "
                        "process (`trainpipe runs gc` marks it killed once its heartbeat is stale)", key="run")
+
+
+def _drop_held_arrays(memo: dict, which: Callable[[str], bool]) -> None:
+    """Forget the arrays `StageContext.save_array` kept in memory for the stages `which` accepts."""
+    for key in [k for k in memo if isinstance(k, tuple) and k[:1] == ("array",) and which(k[1])]:
+        del memo[key]
