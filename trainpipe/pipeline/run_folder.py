@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Container
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,20 +27,23 @@ def write_json(path: Path, doc: Any) -> None:
     files.write_text(path, json.dumps(doc, indent=2, default=str), durable=True)
 
 
-def _outputs(stage_dir: Path) -> list[Path]:
-    return [p for p in sorted(stage_dir.rglob("*")) if p.is_file() and p.name != "manifest.json"]
+def _outputs(stage_dir: Path, skip: Container[str] = ()) -> dict[str, Path]:
+    """{relative path: file} of the stage's outputs, but the manifest and the `skip` ones."""
+    found = {str(p.relative_to(stage_dir)): p for p in sorted(stage_dir.rglob("*"))
+             if p.is_file() and p.name != "manifest.json"}
+    return {rel: p for rel, p in found.items() if rel not in skip}
 
 
+# `pending`: files still being written in the background, {relative path: (size, sha256)} known in advance.
 def file_sizes(stage_dir: Path, pending: dict[str, tuple[int, str]] | None = None) -> dict[str, int]:
-    """`pending`: files still being written in the background ({relative path: (size, sha256)} known in advance)."""
     pending = pending or {}
-    sizes = {rel: p.stat().st_size for p in _outputs(stage_dir) if (rel := str(p.relative_to(stage_dir))) not in pending}
+    sizes = {rel: p.stat().st_size for rel, p in _outputs(stage_dir, pending).items()}
     return dict(sorted({**sizes, **{rel: size for rel, (size, _) in pending.items()}}.items()))
 
 
 def file_digests(stage_dir: Path, pending: dict[str, tuple[int, str]] | None = None) -> dict[str, str]:
     pending = pending or {}
-    digests = {rel: file_digest(p) for p in _outputs(stage_dir) if (rel := str(p.relative_to(stage_dir))) not in pending}
+    digests = {rel: file_digest(p) for rel, p in _outputs(stage_dir, pending).items()}
     return dict(sorted({**digests, **{rel: digest for rel, (_, digest) in pending.items()}}.items()))
 
 

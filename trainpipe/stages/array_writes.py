@@ -2,9 +2,10 @@
 
 Why: on this machine, once ~150 MB of writes (a run's, or an earlier run's) are still dirty in the page cache,
 the kernel paces further writes at ~500 MB/s: the features stage of a 1M × 32 table spent 0.35-0.45 s of its
-0.7 s in np.save while training waited for it. A thread paced in the kernel holds no GIL and burns no CPU, so
-the same writes cost nothing beside the next stage. No library does this with the guarantees below, hence
-this small module.
+0.7 s in np.save while training waited for it. A thread paced in the kernel holds no GIL and burns little CPU,
+so the writes move beside the next stage: features took 0.17-0.43 s instead of 0.21-0.72 s, train ~0.15 s more
+(the writeback beside xgboost), a whole run's median 10.02 against 10.09 s. No library does this with the
+guarantees below, hence this small module.
 
 What stays exact:
 - each file's size and SHA-256 come from the array in memory before the stage commits (its manifest records
@@ -58,8 +59,8 @@ def _contents(array: np.ndarray) -> tuple[bytes, memoryview]:
         raise ValueError("object arrays are pickled by np.save; they are not written in the background")
     if not (array.flags.c_contiguous or array.flags.f_contiguous):
         array = np.ascontiguousarray(array)
-    data = array.T if array.flags.f_contiguous and not array.flags.c_contiguous else array
-    flat: Any = np.ascontiguousarray(data).reshape(-1).view(np.uint8)  # numpy's stubs do not say it is a Buffer
+    data = array.T if array.flags.f_contiguous and not array.flags.c_contiguous else array  # C-contiguous now
+    flat: Any = data.reshape(-1).view(np.uint8)  # numpy's stubs do not say it is a Buffer
     return npy_header(array), memoryview(flat)
 
 

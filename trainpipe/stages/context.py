@@ -201,7 +201,7 @@ class StageContext:
     def save_array(self, name: str, array: np.ndarray) -> None:
         """`<name>.npy` in this stage's folder: written in the background when the run has a writer, the array
         kept (read-only) for the later stages of this process meanwhile."""
-        if self.writes is None or array.dtype.hasobject:
+        if self.writes is None:
             np.save(self.stage_dir / f"{name}.npy", array, allow_pickle=False)
             return
         self.writes.save(self.name, self.stage_dir, f"{name}.npy", array)
