@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from torch.autograd.graph import increment_version
 
 
 class LazySparseAdamW(torch.optim.AdamW):
@@ -88,9 +89,20 @@ class LazySparseAdamW(torch.optim.AdamW):
                             maximize=False)
         for param, rows, new, avg, sq in zip(touched, rows_of, current, exp_avg, exp_avg_sq, strict=True):
             state = self.state[param]
-            param.index_copy_(0, rows, new)
-            state["exp_avg"].index_copy_(0, rows, avg)
-            state["exp_avg_sq"].index_copy_(0, rows, sq)
+            for table, values in ((param, new), (state["exp_avg"], avg), (state["exp_avg_sq"], sq)):
+                scatter_rows(table, rows, values)
+
+
+def scatter_rows(table: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
+    """table[rows] = values for unique rows. On the CPU through NumPy's fancy assignment: 12.6 against 38 µs
+    for torch's index_copy_ under torch.use_deterministic_algorithms (which the loop turns on; 20 µs without) at
+    1,000 rows × 128, six times a two_tower step: 7.7 against 8.1 ms a step); the result is the same, as the rows
+    are unique. The write is announced to autograd as torch's in-place ops do (the table's version counter)."""
+    if table.device.type == "cpu" and table.is_contiguous() and values.dtype == table.dtype:
+        table.detach().numpy()[rows.numpy()] = values.detach().numpy()
+        increment_version(table)
+    else:
+        table.index_copy_(0, rows, values)
 
 
 def has_sparse_gradients(module: torch.nn.Module) -> bool:

@@ -9,7 +9,7 @@ import torch
 from trainpipe.engine.config import EngineParams
 from trainpipe.engine.loop import grad_norm
 from trainpipe.engine.schedules import build_optimizer
-from trainpipe.engine.sparse_adam import LazySparseAdamW
+from trainpipe.engine.sparse_adam import LazySparseAdamW, scatter_rows
 
 
 def pair(sparse: bool, seed: int = 0) -> torch.nn.Module:
@@ -79,3 +79,17 @@ def test_a_table_with_an_empty_sparse_gradient_leaves_the_others_update_intact()
     opt.step()
     alone.step()
     assert torch.equal(used.weight, reference.weight) and torch.equal(empty_table.weight, before)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_row_scatter_writes_exactly_what_index_copy_writes_and_tells_autograd(layout):
+    torch.manual_seed(0)
+    table = torch.randn(8, 5) if layout == "contiguous" else torch.randn(5, 8).T  # the second: index_copy_'s path
+    table.requires_grad_(True)
+    rows, values = torch.tensor([6, 1, 3]), torch.randn(3, 5)
+    expected = table.detach().clone().index_copy_(0, rows, values)
+    version = table._version
+    with torch.no_grad():
+        scatter_rows(table, rows, values)
+    assert torch.equal(table.detach(), expected)
+    assert table._version > version  # a graph that saved the table before the write refuses to use it

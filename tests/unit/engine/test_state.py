@@ -86,7 +86,10 @@ def test_a_format_1_checkpoint_resumes_bit_identically(tmp_path):
     assert result.resumed_from.endswith("ckpt-000000010.pt")
     for (name, a), b in zip(straight.module.state_dict().items(), resumed.module.state_dict().values()):
         assert torch.equal(a, b), name
-    assert resumed.history == straight.history
+    norms = "train_grad_norm"  # its first 10 steps summed by the old code's per-parameter norm: last-bit rounding
+    assert {k: v for k, v in resumed.history.items() if k != norms} == {
+        k: v for k, v in straight.history.items() if k != norms}
+    assert resumed.history[norms] == pytest.approx(straight.history[norms], rel=1e-6)
     assert CheckpointStore.read(tmp_path / "ckpt-000000024.pt")["format"] == 2  # it continues in the new format
 
 
