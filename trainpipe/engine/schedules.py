@@ -9,6 +9,7 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from trainpipe.engine.config import EngineParams
+from trainpipe.engine.flat_adam import OneBufferAdam
 from trainpipe.engine.sparse_adam import LazySparseAdamW, has_sparse_gradients
 
 
@@ -23,6 +24,8 @@ def build_optimizer(module: torch.nn.Module, p: EngineParams, device: torch.devi
                                fused=True)
     if p.optimizer == "sgd":
         return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay, fused=True)
+    if len(params) == 1:  # the loop's flat buffer: the same fused step by its shorter path (engine/flat_adam.py)
+        return OneBufferAdam(params, lr=p.lr, weight_decay=p.weight_decay, decoupled=p.optimizer == "adamw")
     cls = torch.optim.AdamW if p.optimizer == "adamw" else torch.optim.Adam
     return cls(params, lr=p.lr, weight_decay=p.weight_decay, fused=True)
 
