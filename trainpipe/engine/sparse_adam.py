@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch.autograd.graph import increment_version
 
+NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
 
 class LazySparseAdamW(torch.optim.AdamW):
     """torch.optim.AdamW (fused) for dense gradients; the lazy row update for sparse ones.
@@ -94,11 +96,13 @@ class LazySparseAdamW(torch.optim.AdamW):
 
 
 def scatter_rows(table: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
-    """table[rows] = values for unique rows. On the CPU through NumPy's fancy assignment: 12.6 against 38 µs
-    for torch's index_copy_ under torch.use_deterministic_algorithms (which the loop turns on; 20 µs without) at
-    1,000 rows × 128, six times a two_tower step: 7.7 against 8.1 ms a step); the result is the same, as the rows
-    are unique. The write is announced to autograd as torch's in-place ops do (the table's version counter)."""
-    if table.device.type == "cpu" and table.is_contiguous() and values.dtype == table.dtype:
+    """table[rows] = values for unique rows. On the CPU through NumPy's fancy assignment: 12.6 against 38 µs for
+    torch's index_copy_ under torch.use_deterministic_algorithms, which the loop turns on (20 µs without), at
+    1,000 rows × 128; six such writes a two_tower step, which took 7.7 against 8.1 ms. The result is the same, as
+    the rows are unique. The write is announced to autograd as torch's in-place ops do (the version counter).
+    Other devices and dtypes NumPy lacks (bf16) take index_copy_."""
+    if (table.device.type == "cpu" and table.is_contiguous() and values.dtype == table.dtype
+            and table.dtype in NUMPY_FLOATS):
         table.detach().numpy()[rows.numpy()] = values.detach().numpy()
         increment_version(table)
     else:

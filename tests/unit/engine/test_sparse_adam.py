@@ -81,12 +81,14 @@ def test_a_table_with_an_empty_sparse_gradient_leaves_the_others_update_intact()
     assert torch.equal(used.weight, reference.weight) and torch.equal(empty_table.weight, before)
 
 
-@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "bfloat16"])
 def test_row_scatter_writes_exactly_what_index_copy_writes_and_tells_autograd(layout):
     torch.manual_seed(0)
-    table = torch.randn(8, 5) if layout == "contiguous" else torch.randn(5, 8).T  # the second: index_copy_'s path
-    table.requires_grad_(True)
+    table = torch.randn(8, 5) if layout != "transposed" else torch.randn(5, 8).T  # index_copy_'s path
     rows, values = torch.tensor([6, 1, 3]), torch.randn(3, 5)
+    if layout == "bfloat16":  # NumPy has no bf16: index_copy_'s path
+        table, values = table.bfloat16(), values.bfloat16()
+    table.requires_grad_(True)
     expected = table.detach().clone().index_copy_(0, rows, values)
     version = table._version
     with torch.no_grad():
