@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from ranking_training import (  # benchmarks/, beside this script
+    KS,
+    SEED,
     large_id_steps,
     plain_torch_fit,
     step_throughput,
@@ -63,7 +65,7 @@ from trainpipe.ranking.config import RankingConfig
 from trainpipe.ranking.generate import synthetic_interactions
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_ranking.json"
-THREADS, SEED, KS = 2, 0, [10, 50]
+THREADS = 2
 
 
 def peak_rss_mb() -> float:

@@ -14,13 +14,13 @@ from trainpipe.evaluation.ranking_metrics import DotScorer, evaluate
 from trainpipe.models.ranking_losses import sampled_softmax
 from trainpipe.models.two_tower import TwoTowerFamily
 
-SEED, KS = 0, [10, 50]
+SEED, KS = 0, [10, 50]  # bench_ranking.py imports these
 
 
 def plain_torch_fit(data, parts: dict, m: dict, params: dict, val_users: np.ndarray) -> tuple[float, list[float]]:
     """The same two-tower model and training as a hand-written PyTorch loop (the baseline of issue 16's "2x
-    faster": trainpipe's training before it was this formulation): dense `nn.Embedding` id tables initialised as
-    trainpipe's, `nn.Linear` to the vector width, L2 normalisation, in-batch softmax of scaled cosines with the
+    faster": trainpipe's training before it was this formulation): dense `nn.Embedding` id tables drawn from
+    N(0, 0.1) as trainpipe's (no unknown-id row, unseen ids not zeroed), `nn.Linear` to the vector width, L2 normalisation, in-batch softmax of scaled cosines with the
     log-q correction and the other rows' copies of a row's item masked (`F.cross_entropy`, weighted mean),
     `torch.optim.AdamW(fused=True)` with trainpipe's lr and weight decay, a seeded shuffle per epoch, and the same
     exact validation Recall@K (trainpipe's `evaluate`) after every epoch. Returns (seconds, validation recall@10)."""

@@ -23,19 +23,20 @@ import torch
 
 class FlatParameters:
     """`params` rebased onto one buffer (`flat`, an nn.Parameter the optimizer steps) and their `.grad` onto
-    another (`flat.grad`), which backward accumulates into in place; `zero_grad` clears it, never to None."""
+    another (`grad`, which is `flat.grad`), which backward accumulates into in place; `zero_grad` clears it, never
+    to None."""
 
     def __init__(self, params: list[torch.nn.Parameter]) -> None:
         self.params = params
         with torch.no_grad():
             self.flat = torch.nn.Parameter(torch.cat([q.detach().reshape(-1) for q in params]))
-        self.flat.grad = torch.zeros_like(self.flat)
+        self.grad = self.flat.grad = torch.zeros_like(self.flat)
         self.spans: list[tuple[int, int]] = []
         offset = 0
         for q in params:
             self.spans.append((offset, q.numel()))
             q.data = self.flat.data[offset:offset + q.numel()].view_as(q)
-            q.grad = self.flat.grad[offset:offset + q.numel()].view_as(q)
+            q.grad = self.grad[offset:offset + q.numel()].view_as(q)
             offset += q.numel()
 
     @classmethod
@@ -47,7 +48,7 @@ class FlatParameters:
         return cls(params)
 
     def zero_grad(self) -> None:
-        self.flat.grad.zero_()  # type: ignore[union-attr]  # set in __init__, never None
+        self.grad.zero_()
 
     def release(self) -> None:
         """Give every parameter its own storage again (after training: the module is saved and used alone)."""
