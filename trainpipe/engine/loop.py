@@ -30,7 +30,7 @@ from trainpipe.engine.callbacks import hooks
 from trainpipe.engine.checkpoint import FORMAT, CheckpointMismatch, CheckpointStore, from_format_1
 from trainpipe.engine.config import CheckpointConfig, EngineParams
 from trainpipe.engine.distributed import Distributed
-from trainpipe.engine.flat import FlatOptimizerState, FlatParameters, grad_norm
+from trainpipe.engine.flat import FlatOptimizerState, FlatParameters, WorkingCopy, grad_norm
 from trainpipe.engine.progress import Progress
 from trainpipe.engine.schedules import build_optimizer, build_scheduler
 from trainpipe.engine.sparse_adam import has_sparse_gradients
@@ -78,6 +78,7 @@ class Trainer:
         self.rng = RngBundle()
         self.parameters: list[torch.nn.Parameter] = []  # the module's, listed once per fit
         self.flat: FlatParameters | None = None  # one process, dense parameters: the optimizer steps one buffer
+        self.working: WorkingCopy | None = None  # bf16 autocast on CPU: the linear layers' bf16 weights (engine/flat.py)
         # Batch norm cannot train on one row: such a micro-batch joins the previous one, a 1-row window is skipped.
         self.min_rows = 2 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()) else 1
         self.preempt_requested = False  # SIGTERM arrived: finish the step, checkpoint, stop
@@ -115,6 +116,7 @@ class Trainer:
         return parts
 
     def state_dict(self) -> dict[str, Any]:
+        self._master()
         return {"format": FORMAT, **{name: part.state_dict() for name, part in self._parts().items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -165,6 +167,7 @@ class Trainer:
             # Drop the DDP wrapper now, while its process group exists: one freed after the group is destroyed
             # (kept alive by a traceback) can block the process in its destructor.
             self.wrapped = self.step_module = self.module
+            self._master()
             if self.flat is not None:  # kept: state_dict() still gives the optimizer's state per parameter
                 self.flat.release()
             self.progress.close()
@@ -192,6 +195,8 @@ class Trainer:
         # one process, dense parameters: the optimizer steps one buffer (DDP keeps its own gradient buckets)
         flat = not self.dist.enabled and trainable and not has_sparse_gradients(self.module)
         self.flat = FlatParameters.of(trainable) if flat else None
+        if self.flat is not None and p.amp == "bf16" and self.device.type == "cpu" and not p.compile:
+            self.working = WorkingCopy.of(self.flat, self.module, torch.bfloat16)
         self.opt = build_optimizer(self.module, p, self.device, [self.flat.flat] if self.flat else None)
         self.sched = build_scheduler(self.opt, p, math.ceil(train.rows / window))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=p.amp == "fp16")
@@ -218,6 +223,8 @@ class Trainer:
                     self.sched.step()
                 if self.ckpt.every_steps and c.step % self.ckpt.every_steps == 0:
                     self.save()
+                if step_hooks:
+                    self._master()  # hooks read the module: its float32 weights
                 for hook in step_hooks:
                     hook(self)
                 # one process: a SIGTERM during this step's hooks counts; several: the step's agreed flag
@@ -270,10 +277,14 @@ class Trainer:
         # gradients, instead of one per parameter (~30 µs, 3-5% of a small MLP's bf16 step here); it may differ
         # from the per-parameter sum in the last bit, so clipping, which scales the weights by it, keeps the
         # per-parameter norm and the flat and per-tensor layouts train the same weights bit for bit
+        if self.working is not None and self.working.active:
+            self.working.fold()
         grads = [self.flat.grad] if self.flat is not None and not p.clip_grad_norm else self._gradients()
         if grads:
             norm = grad_norm(grads, p.clip_grad_norm)
             self.scaler.step(self.opt)
+            if self.working is not None and self.working.active:
+                self.working.sync()
             self.scaler.update()
             c.sums["norm"] += float(norm)
         self._zero_grad()
@@ -295,6 +306,8 @@ class Trainer:
             starts.pop()
         loss_sum, rows_done, bad, first_bad = 0.0, 0.0, 0.0, None
         spans = list(zip(starts, starts[1:] + [size]))
+        if self.working is not None:  # one micro-batch: bf16 working weights; several: float32 accumulation
+            self.working.enter() if len(spans) == 1 else self.working.leave()
         for i, (start, end) in enumerate(spans):
             last = i == len(spans) - 1
             *features, target = (t[start:end] for t in local)
@@ -317,9 +330,15 @@ class Trainer:
                 loss_sum, rows_done = loss_sum + value * rows, rows_done + rows
         return loss_sum, rows_done, bad, 0.0, first_bad
 
+    def _master(self) -> None:
+        if self.working is not None:
+            self.working.leave()
+
     def _gradients(self) -> list[torch.Tensor]:
         """Each parameter's gradient (views of the flat buffer's, which the optimizer steps; sparse ones sorted once,
         for the norm and the step)."""
+        if self.flat is not None:
+            return self.flat.grads
         grads = []
         for q in self.parameters:
             if q.grad is not None:
@@ -329,6 +348,8 @@ class Trainer:
         return grads
 
     def _zero_grad(self) -> None:
+        if self.working is not None:
+            self.working.zero_grad()
         if self.flat is not None:
             self.flat.zero_grad()
         else:
@@ -348,6 +369,7 @@ class Trainer:
 
     def _end_epoch(self, val: BatchSource | None, rows_per_s: float) -> None:
         c, p = self.counters, self.p
+        self._master()  # validation, early stopping's best weights and the hooks read the float32 weights
         values = {"train_loss": c.sums["loss"] / max(c.sums["rows"], 1),
                   "train_grad_norm": c.sums["norm"] / max(c.sums["steps"], 1),
                   "lr": float(self.opt.param_groups[0]["lr"])}
