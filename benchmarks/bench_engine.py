@@ -20,7 +20,8 @@ trainpipe does, the same row order), the median epoch time of:
   the output says `lightning: not installed`.
 
 Every timed region is the same work: the training epoch plus a forward pass and loss over the validation rows;
-the AUC is computed after the clock stops. Ratios are against `minimal` from the same run. The levers (fused
+the AUC is computed after the clock stops. Ratios are against `minimal` from the same run: of the median rates,
+and the median of the ratios within each repeat (this machine's speed moves within a run). The levers (fused
 Adam, bf16, fast dropout) are reported each on its own and as its share of the combined speed-up.
 
 Quality: the timed epoch's AUC moves by ±0.01 with the dropout stream alone (measured: the same loop with another
@@ -387,6 +388,10 @@ def main() -> None:
     ratios["auc_gap_timed_epoch_trainpipe"] = statistics.fmean(
         a - m for a, m in zip(aucs["trainpipe"], aucs["minimal"]))
     out["ratios"] = ratios
+    # the same ratios taken within each repeat, then the median: this machine's speed moves by ~30% within a run
+    # (the minimal loop 1.06-1.45 s in one), and a median of each method's times can pair two different phases
+    out["paired_vs_minimal"] = {name: statistics.median(m / t for m, t in zip(times["minimal"], values))
+                                for name, values in times.items() if name != "minimal"}
     out["levers"] = levers(rate)
     out["quality"] = quality(train, val, args.quality_epochs, args.quality_seeds)
     if args.scaling:
@@ -410,6 +415,8 @@ def summary(out: dict) -> str:
                for name, rate in out["rows_per_s"].items()),
              f"  default path ({out['default_path']}: fast_dropout is the default) "
              f"{r['default_path_vs_minimal']:.2f}× minimal; torch's dropout (trainpipe) {r['trainpipe_vs_minimal']:.2f}×",
+             "  per-repeat ratios' medians (same repeat, each against that repeat's minimal): " + ", ".join(
+                 f"{k} {out['paired_vs_minimal'][k]:.2f}×" for k in ("trainpipe", "trainpipe_fast", "trainpipe_fast_bf16")),
              f"  lightning: {out['lightning']}" + (f"; trainpipe {r['trainpipe_vs_lightning']:.2f}× lightning, fast "
                                                    f"path {r['trainpipe_fast_bf16_vs_lightning']:.2f}×"
                                                    if "trainpipe_vs_lightning" in r else ""),

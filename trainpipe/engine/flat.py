@@ -141,8 +141,7 @@ class WorkingCopy:
     per step (one op) and those layers' parameters point into the twin while a step runs, so autocast finds
     them already in bf16 and casts nothing. The values are those autocast computes, bit for bit: its cast is the
     same round-to-nearest of the same master weights, and the gradient it returns to the float32 weight is the
-    bf16 gradient converted exactly, which `fold` adds into the master gradient (positions that hold other
-    parameters are zero in the twin's gradient, and the twin's positions are zero in the master's). The master
+    bf16 gradient converted exactly, which `fold` copies into the master gradient. The master
     buffer alone is stepped, checkpointed and saved: `leave` points the parameters back at it before anything
     else reads the module (validation, checkpoints, hooks, the end of training).
 
@@ -155,6 +154,13 @@ class WorkingCopy:
         self.low = torch.empty(flat.flat.numel(), dtype=dtype, device=flat.flat.device)
         self.grad = torch.zeros_like(self.low)
         self.active = False
+        runs: list[list[int]] = []  # the members' spans, adjacent ones merged: one converting copy each to fold
+        for start, size in (flat.spans[i] for i in members):
+            if runs and runs[-1][1] == start:
+                runs[-1][1] = start + size
+            else:
+                runs.append([start, start + size])
+        self.folds = [(flat.grad[a:b], self.grad[a:b]) for a, b in runs]
 
     @classmethod
     def of(cls, flat: FlatParameters, module: torch.nn.Module, dtype: torch.dtype) -> WorkingCopy | None:
@@ -184,8 +190,11 @@ class WorkingCopy:
         self.active = False
 
     def fold(self) -> None:
-        """After backward: the twin's gradients join the master gradient (exact: bf16 → float32 is lossless)."""
-        self.flat.grad.add_(self.grad)
+        """After backward: the members' gradients into the master gradient (exact: bf16 → float32 is lossless).
+        A converting copy per run of adjacent members (~5 µs for the benchmark's MLP, one run), not an add of the
+        whole twin (a mixed-dtype add: ~22 µs)."""
+        for master, twin in self.folds:
+            master.copy_(twin)
 
     def sync(self) -> None:
         """After the optimizer stepped the master buffer: round it into the twin for the next step."""
