@@ -146,7 +146,7 @@ class WorkingCopy:
     else reads the module (validation, checkpoints, hooks, the end of training).
 
     Only parameters owned by one `nn.Linear` each qualify (a weight shared with an embedding, which autocast
-    leaves in float32, would change its values), and only for single-micro-batch steps: gradients of several
+    leaves in float32, would change its values; engine/matmul.py's small layers compute in float32 anyway), and only for single-micro-batch steps: gradients of several
     micro-batches are accumulated in float32, as autocast's are."""
 
     def __init__(self, flat: FlatParameters, members: list[int], dtype: torch.dtype) -> None:
@@ -170,7 +170,8 @@ class WorkingCopy:
                 if q is not None:
                     owners.setdefault(id(q), []).append(m)
         members = [i for i, q in enumerate(flat.params)
-                   if len(owners.get(id(q), ())) == 1 and isinstance(owners[id(q)][0], torch.nn.Linear)]
+                   if len(owners.get(id(q), ())) == 1 and isinstance(owners[id(q)][0], torch.nn.Linear)
+                   and not getattr(owners[id(q)][0], "float32_under_autocast", False)]  # engine/matmul.py
         return cls(flat, members, dtype) if members else None
 
     def enter(self) -> None:

@@ -28,5 +28,21 @@ def test_linear_matches_nn_linear_in_output_gradients_and_state_dict():
     for got, want in zip(*outputs):
         assert torch.allclose(got, want, rtol=1e-5, atol=1e-5)
     assert fast.state_dict().keys() == plain.state_dict().keys()
+    wide = Linear(256, 64)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast: nn.Linear's own path and dtype
-        assert fast(x).dtype == torch.bfloat16
+        assert wide(torch.randn(40, 256)).dtype == torch.bfloat16
+
+
+def test_a_small_layer_under_cpu_autocast_computes_in_float32_from_the_float32_weights():
+    """A binary or few-class head: float32 output and gradients, the plain float32 product of the bf16 input."""
+    torch.manual_seed(0)
+    head, plain = Linear(64, 1), torch.nn.Linear(64, 1)
+    plain.load_state_dict(head.state_dict())
+    assert head.float32_under_autocast and not Linear(256, 4).float32_under_autocast
+    x = torch.randn(40, 64).bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head(x)
+    assert out.dtype == torch.float32 and torch.equal(out, plain(x.detach().float()))
+    out.sum().backward()
+    assert x.grad.dtype == torch.bfloat16 and head.weight.grad.dtype == torch.float32
+    assert torch.equal(head.weight.grad, x.detach().float().sum(0, keepdim=True))
