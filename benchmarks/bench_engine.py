@@ -275,13 +275,14 @@ def one_size(rows: int) -> dict:
 
 
 def timed_methods(train, val, folder: Path, lightning: bool) -> dict:
+    # the targets' methods right after the minimal loop: the closer in time, the likelier the same machine phase
     methods = {
         "minimal": lambda s: run_minimal(train, val, s),
-        "minimal_plain_adam": lambda s: run_minimal(train, val, s, fused=False),
-        "trainpipe": lambda s: run_trainpipe(train, val, s),
-        "trainpipe_bf16": lambda s: run_trainpipe(train, val, s, amp="bf16"),
-        "trainpipe_fast": lambda s: run_trainpipe(train, val, s, fast_dropout=True),
         "trainpipe_fast_bf16": lambda s: run_trainpipe(train, val, s, amp="bf16", fast_dropout=True),
+        "trainpipe_fast": lambda s: run_trainpipe(train, val, s, fast_dropout=True),
+        "trainpipe": lambda s: run_trainpipe(train, val, s),
+        "minimal_plain_adam": lambda s: run_minimal(train, val, s, fused=False),
+        "trainpipe_bf16": lambda s: run_trainpipe(train, val, s, amp="bf16"),
         "trainpipe_tracked": lambda s: run_trainpipe(train, val, s, fast_dropout=True, tracked_in=folder),
         "seed_style": lambda s: run_seed_style(train, val, s),
     }
