@@ -60,18 +60,25 @@ class Linear(torch.nn.Linear):
     torch.compile and other devices and dtypes take F.linear, as nn.Linear does, except a small layer under CPU
     autocast (`float32_under_autocast`)."""
 
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, head: bool = False,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self.head = head
+
     @functools.cached_property
     def float32_under_autocast(self) -> bool:
-        """A small layer (a binary, regression or few-class head) computes in float32 under CPU autocast.
+        """A small output layer (`head`: a binary, regression or few-class head) computes in float32 under CPU
+        autocast.
 
         Why: bf16 products with one small dimension take a slow path in oneDNN on this CPU; a 64 → 1 head's
         forward and backward under autocast took 85 µs, 8% of the benchmark MLP's bf16 step, against 46 µs in
         float32 (its input cast included), 256 → 1 87 against 73 µs and 64 → 16 86 against 66 µs; from 256 → 2 on
         the bf16 product is as fast or faster (256 → 4: 94 against 111 µs), hence the bounds (one output up to
-        256 inputs, 1,024 weights up to 64 inputs). Float32 is also the more exact of the two: the logits are
-        not rounded to bf16 before the loss."""
-        return (self.out_features == 1 and self.in_features <= 256
-                or self.in_features <= 64 and self.in_features * self.out_features <= 1024)
+        256 inputs, up to 16 outputs up to 64 inputs). Only the output layer: a narrow hidden layer in float32
+        would leave the normalisation, activation and dropout after it in float32 too (not measured). Float32 is
+        also the more exact of the two: the logits are not rounded to bf16 before the loss."""
+        return self.head and (self.out_features == 1 and self.in_features <= 256
+                              or self.out_features <= 16 and self.in_features <= 64)
 
     def forward(self, x: Tensor) -> Tensor:
         if (x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and self.float32_under_autocast

@@ -78,7 +78,7 @@ def build_module(n_numeric: int, cardinalities: list[int], emb_dims: list[int], 
                 if p.dropout:
                     layers.append(PackedDropout(p.dropout) if p.fast_dropout else nn.Dropout(p.dropout))
                 width = hidden
-            layers.append(Linear(width, out_dim))
+            layers.append(Linear(width, out_dim, head=True))  # a small head: float32 under CPU autocast
             self.net = nn.Sequential(*layers)
 
         def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:

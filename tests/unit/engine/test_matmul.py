@@ -36,9 +36,10 @@ def test_linear_matches_nn_linear_in_output_gradients_and_state_dict():
 def test_a_small_layer_under_cpu_autocast_computes_in_float32_from_the_float32_weights():
     """A binary or few-class head: float32 output and gradients, the plain float32 product of the bf16 input."""
     torch.manual_seed(0)
-    head, plain = Linear(64, 1), torch.nn.Linear(64, 1)
+    head, plain = Linear(64, 1, head=True), torch.nn.Linear(64, 1)
     plain.load_state_dict(head.state_dict())
-    assert head.float32_under_autocast and not Linear(256, 4).float32_under_autocast
+    assert head.float32_under_autocast and not Linear(256, 4, head=True).float32_under_autocast
+    assert not Linear(4, 16).float32_under_autocast  # a hidden layer keeps autocast's bf16
     x = torch.randn(40, 64).bfloat16().requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = head(x)
