@@ -152,6 +152,9 @@ def summarize(rows: int, tp: list[dict], plain: list[dict]) -> dict:
         "trainpipe": tp_side, "plain": plain_side, "ratio": ratio,
         "cpu_ratio": tp_side["median_cpu_s"] / plain_side["median_cpu_s"],
         "rss_ratio": tp_side["peak_rss_mib"] / plain_side["peak_rss_mib"], "auc_agree_3dp": same_auc,
+        # each repeat's two runs are adjacent: their ratio is the least exposed to this machine's speed phases
+        # (reported beside the verdict, which stays on the medians)
+        "per_repeat_ratio_median": statistics.median(t["wall"] / p["wall"] for t, p in zip(tp, plain)),
         "verdict": "PASS" if ratio <= TARGET and same_auc else "MISS",
     }
 
@@ -175,7 +178,8 @@ def report(res: dict) -> None:
     print(f"  {'outside stages':20}{tp['median_run_outside_stages_s']:>8.2f}  (start-up, imports, config, MLflow logging, "
           "interpreter exit)")
     print(f"AUC agrees to 3 decimals: {'yes' if res['auc_agree_3dp'] else 'NO'}")
-    print(f"target: trainpipe <= {TARGET}x plain -> {res['ratio']:.3f}x: {res['verdict']}")
+    print(f"target: trainpipe <= {TARGET}x plain -> {res['ratio']:.3f}x: {res['verdict']} (median of the per-repeat "
+          f"ratios: {res['per_repeat_ratio_median']:.3f}x)")
 
 
 def main() -> None:
