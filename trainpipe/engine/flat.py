@@ -146,8 +146,9 @@ class WorkingCopy:
     else reads the module (validation, checkpoints, hooks, the end of training).
 
     Only parameters owned by one `nn.Linear` each qualify (a weight shared with an embedding, which autocast
-    leaves in float32, would change its values; engine/matmul.py's small layers compute in float32 anyway), and only for single-micro-batch steps: gradients of several
-    micro-batches are accumulated in float32, as autocast's are."""
+    leaves in float32, would change its values; engine/matmul.py's small heads compute in float32 anyway), and
+    only for single-micro-batch steps: gradients of several micro-batches are accumulated in float32, as
+    autocast's are."""
 
     def __init__(self, flat: FlatParameters, members: list[int], dtype: torch.dtype) -> None:
         self.flat, self.members = flat, members

@@ -78,7 +78,7 @@ class Trainer:
         self.rng = RngBundle()
         self.parameters: list[torch.nn.Parameter] = []  # the module's, listed once per fit
         self.flat: FlatParameters | None = None  # one process, dense parameters: the optimizer steps one buffer
-        self.working: WorkingCopy | None = None  # bf16 autocast on CPU: the linear layers' bf16 weights (engine/flat.py)
+        self.working: WorkingCopy | None = None  # CPU bf16 autocast: the linear layers' bf16 twin (engine/flat.py)
         # Batch norm cannot train on one row: such a micro-batch joins the previous one, a 1-row window is skipped.
         self.min_rows = 2 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()) else 1
         self.preempt_requested = False  # SIGTERM arrived: finish the step, checkpoint, stop

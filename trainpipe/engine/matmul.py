@@ -72,8 +72,8 @@ class Linear(torch.nn.Linear):
 
         Why: bf16 products with one small dimension take a slow path in oneDNN on this CPU; a 64 → 1 head's
         forward and backward under autocast took 85 µs, 8% of the benchmark MLP's bf16 step, against 46 µs in
-        float32 (its input cast included), 256 → 1 87 against 73 µs and 64 → 16 86 against 66 µs; from 256 → 2 on
-        the bf16 product is as fast or faster (256 → 4: 94 against 111 µs), hence the bounds (one output up to
+        float32 (its input cast included), 256 → 1 87 against 73 µs and 64 → 16 86 against 66 µs; from 256 → 2
+        on the bf16 product is as fast or faster (256 → 4: 94 against 111 µs), hence the bounds (one output up to
         256 inputs, up to 16 outputs up to 64 inputs). Only the output layer: a narrow hidden layer in float32
         would leave the normalisation, activation and dropout after it in float32 too (not measured). Float32 is
         also the more exact of the two: the logits are not rounded to bf16 before the loss."""
