@@ -128,3 +128,19 @@ def test_after_a_bf16_run_every_parameter_is_float32_with_its_own_storage():
     for q in trainer.module.parameters():
         assert q.dtype == torch.float32 and q.grad is None
         assert q.untyped_storage().nbytes() == q.numel() * q.element_size()
+
+
+def test_with_the_twin_autocast_no_longer_casts_the_linear_weights_every_step():
+    """The mechanism the speed comes from: per step, autocast's weight casts (forward) disappear."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def casts(working: bool) -> int:
+        params = EngineParams(epochs=1, batch_size=32, amp="bf16")  # 10 steps of 32 rows
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fit(params, working=working)
+        return sum(e.count for e in prof.key_averages() if e.key == "aten::_to_copy")
+
+    with_twin, without = casts(True), casts(False)
+    # 3 linear layers × (weight, bias): 6 casts a step forward under plain autocast (and 6 more back: 194 against
+    # 74 measured), 10 steps
+    assert without - with_twin >= 6 * 10
