@@ -77,7 +77,10 @@ class EngineParams(BaseModel):
     step_epochs: int = Field(default=10, ge=1, description="step: epochs between LR drops; plateau: patience in epochs.")
     gamma: float = Field(default=0.1, gt=0, le=1, description="LR factor for step and plateau.")
     clip_grad_norm: float | None = Field(default=None, gt=0, description="Clip the global gradient norm to this; null: no clipping.")
-    amp: Literal["none", "bf16", "fp16"] = Field(default="none", description="Autocast: bf16 (CPU or CUDA), fp16 (CUDA, with GradScaler).")
+    amp: Literal["none", "bf16", "fp16"] = Field(default="none", description="Autocast: bf16 (CPU or CUDA), fp16 (CUDA, with GradScaler). On the CPU (one "
+                                                   "process, dense parameters) bf16 trains the linear layers from a bf16 "
+                                                   "copy of the float32 weights; torch_mlp's small output layer stays "
+                                                   "float32 (docs/operations.md).")
     compile: bool = Field(default=False, description="torch.compile the model (pays off only on long runs).")
     monitor: str = Field(default="validation_loss", description="History key early stopping, plateau and the best checkpoint follow.")
     mode: Literal["min", "max"] = Field(default="min", description="Whether a lower or higher monitored value is better.")
