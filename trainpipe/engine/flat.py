@@ -179,10 +179,9 @@ class WorkingCopy:
         """Before a step: the linear layers' parameters become views of the (freshly rounded) twin."""
         if self.active:
             return
-        with torch.no_grad():
-            self.low.copy_(self.flat.flat)
-        self._point(self.low, self.grad)
         self.active = True
+        self.sync()
+        self._point(self.low, self.grad)
 
     def leave(self) -> None:
         """The parameters are views of the master buffer again (what validation, checkpoints and hooks read)."""
@@ -194,12 +193,17 @@ class WorkingCopy:
     def fold(self) -> None:
         """After backward: the members' gradients into the master gradient (exact: bf16 → float32 is lossless).
         A converting copy per run of adjacent members (~5 µs for the benchmark's MLP, one run), not an add of the
-        whole twin (a mixed-dtype add: ~22 µs)."""
+        whole twin (a mixed-dtype add: ~22 µs). Nothing when the step did not run on the twin."""
+        if not self.active:
+            return
         for master, twin in self.folds:
             master.copy_(twin)
 
     def sync(self) -> None:
-        """After the optimizer stepped the master buffer: round it into the twin for the next step."""
+        """After the optimizer stepped the master buffer: round it into the twin for the next step (while the
+        parameters point at the twin; `enter` rounds it otherwise)."""
+        if not self.active:
+            return
         with torch.no_grad():
             self.low.copy_(self.flat.flat)
 

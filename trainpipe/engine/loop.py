@@ -273,17 +273,17 @@ class Trainer:
             self._say(f"skipping a batch with loss {value} {where}")
             return
         self.scaler.unscale_(self.opt)
+        if self.working is not None:
+            self.working.fold()
         # flat parameters, no clipping: one norm over the one gradient buffer, which holds exactly the parameters'
         # gradients, instead of one per parameter (~30 µs, 3-5% of a small MLP's bf16 step here); it may differ
         # from the per-parameter sum in the last bit, so clipping, which scales the weights by it, keeps the
         # per-parameter norm and the flat and per-tensor layouts train the same weights bit for bit
-        if self.working is not None and self.working.active:
-            self.working.fold()
         grads = [self.flat.grad] if self.flat is not None and not p.clip_grad_norm else self._gradients()
         if grads:
             norm = grad_norm(grads, p.clip_grad_norm)
             self.scaler.step(self.opt)
-            if self.working is not None and self.working.active:
+            if self.working is not None:
                 self.working.sync()
             self.scaler.update()
             c.sums["norm"] += float(norm)

@@ -81,7 +81,7 @@ class Linear(torch.nn.Linear):
                               or self.out_features <= 16 and self.in_features <= 64)
 
     def forward(self, x: Tensor) -> Tensor:
-        if (x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and self.float32_under_autocast
+        if (self.float32_under_autocast and x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
                 and not torch.compiler.is_compiling()):
             with torch.autocast("cpu", enabled=False):
                 return F.linear(x.float(), self.weight, self.bias)
