@@ -8,6 +8,7 @@ it. The stage's identity is the best parameters: an unchanged result lets train 
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -86,6 +87,10 @@ def run(ctx: StageContext) -> StageResult:
 
     study = optuna.load_study(study_name=name, storage=storage)  # every worker's trials, fresh from the storage
     best = studies.best_trial(study, direction)
+    if best is None:  # other workers' trials (a --join, tuning.workers) may still complete
+        studies.wait_for_running(study, tuning.grace_period, on_wait=lambda n: _say(
+            ctx, f"tune: no trial completed yet; waiting for {n} running in other workers"))
+        best = studies.best_trial(study, direction)
     if best is None:
         timed_out = sum(outcome(t).get("stopped_by") == "trial_timeout" for t in study.trials)
         hint = (f"; {timed_out} stopped by tuning.trial_timeout {tuning.trial_timeout:g}s: raise it" if timed_out
@@ -123,6 +128,12 @@ def run(ctx: StageContext) -> StageResult:
                                           "best_params", "fixed_params", "best_trial", "stopped_by", "message",
                                           "cost_usd")},
     )
+
+
+def _say(ctx: StageContext, line: str) -> None:
+    if ctx.progress:  # the CLI without --json
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
 
 def _optimise(ctx: StageContext, job: WorkerJob, job_file: Any, storage: Any) -> list[dict]:

@@ -19,7 +19,7 @@ import socket
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from trainpipe.errors import ConfigError, MissingDependency
 from trainpipe.tuning.schedule import startup_trials
@@ -297,6 +297,28 @@ def counts(study: Any) -> dict[str, int]:
 def finished(study: Any) -> int:
     c = counts(study)
     return sum(c.get(s, 0) for s in FINISHED)
+
+
+def wait_for_running(study: Any, grace_period: float, poll_s: float = 0.5,
+                     on_wait: Callable[[int], None] | None = None) -> None:
+    """Wait until no trial of the study is RUNNING: a worker whose own trials were all pruned may stop (the
+    study's n_trials reached) while another worker's trial, which may complete, still runs. A dead worker's trial
+    is failed here (this host) or by its stale heartbeat (other hosts), so the wait ends.
+    `on_wait(n)`: called once, with the number of running trials, when there is something to wait for."""
+    optuna = _quiet()
+    from optuna.trial import TrialState
+
+    told = False
+    while True:
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if not running:
+            return
+        if on_wait is not None and not told:
+            on_wait(running)
+            told = True
+        recover_dead_trials(study, grace_period)
+        optuna.storages.fail_stale_trials(study)  # does nothing without heartbeats
+        time.sleep(poll_s)
 
 
 def best_trial(study: Any, direction: str) -> Any:

@@ -125,3 +125,32 @@ def test_a_trial_records_its_wall_and_cpu_time_and_costs_them_with_the_shared_co
     assert record["duration_s"] > 0 and record["cpu_s"] > 0
     # $3.60/h = $0.001/s, of the unrounded wall time (duration_s is rounded to 0.1 ms)
     assert record["cost_usd"] == pytest.approx(record["duration_s"] / 1000, abs=1e-7)
+
+
+def test_waiting_for_other_workers_ends_when_their_running_trial_completes_or_its_worker_is_dead(monkeypatch):
+    """A --join worker whose own trials were all pruned waits for the trial another worker still runs (it may
+    complete: the study then has a best), and does not wait for a trial whose worker process is gone."""
+    import socket
+    import threading
+    import time
+
+    from trainpipe.tuning import study as studies
+
+    study = optuna.create_study()
+    pruned = optuna.create_trial(state=optuna.trial.TrialState.PRUNED)
+    study.add_trial(pruned)
+    running = study.ask()  # another live worker's trial
+    finisher = threading.Timer(0.6, lambda: study.tell(running, 0.25))
+    told: list[int] = []
+    started = time.perf_counter()
+    finisher.start()
+    studies.wait_for_running(study, grace_period=30, poll_s=0.05, on_wait=told.append)
+    assert time.perf_counter() - started >= 0.5 and told == [1]
+    assert studies.best_trial(study, "minimize").value == 0.25
+
+    monkeypatch.setattr(studies, "_alive", lambda pid: pid != 999999)
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                        user_attrs={"worker": f"{socket.gethostname()}:999999"}))
+    started = time.perf_counter()
+    studies.wait_for_running(study, grace_period=30, poll_s=0.05)
+    assert time.perf_counter() - started < 1 and study.trials[-2].state.name == "FAIL"
