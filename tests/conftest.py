@@ -97,3 +97,12 @@ def report_runs(tmp_path_factory):
     from tests.report_runs import ReportRuns
 
     return ReportRuns(tmp_path_factory.mktemp("report-runs"))
+
+
+@pytest.fixture
+def bf16_as_native(monkeypatch):
+    """Tests of bf16 training itself: run it on any CPU. Where the CPU has no native bf16, `amp: bf16` trains in
+    float32 (engine/precision.py); these tests check bf16's numerics, which emulation computes the same (slowly)."""
+    from trainpipe.engine import precision
+
+    monkeypatch.setattr(precision, "bf16_is_native", lambda: True)

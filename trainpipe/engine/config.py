@@ -80,7 +80,9 @@ class EngineParams(BaseModel):
     amp: Literal["none", "bf16", "fp16"] = Field(default="none", description="Autocast: bf16 (CPU or CUDA), fp16 (CUDA, with GradScaler). On the CPU (one "
                                                    "process, dense parameters) bf16 trains the linear layers from a bf16 "
                                                    "copy of the float32 weights; torch_mlp's small output layer stays "
-                                                   "float32 (docs/operations.md).")
+                                                   "float32. A CPU without native bf16 (avx512_bf16 or AMX) trains "
+                                                   "in float32 instead, with a warning: torch would emulate bf16 "
+                                                   "~10x slower (docs/operations.md).")
     compile: bool = Field(default=False, description="torch.compile the model (pays off only on long runs).")
     monitor: str = Field(default="validation_loss", description="History key early stopping, plateau and the best checkpoint follow.")
     mode: Literal["min", "max"] = Field(default="min", description="Whether a lower or higher monitored value is better.")

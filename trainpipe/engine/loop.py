@@ -31,6 +31,7 @@ from trainpipe.engine.checkpoint import FORMAT, CheckpointMismatch, CheckpointSt
 from trainpipe.engine.config import CheckpointConfig, EngineParams
 from trainpipe.engine.distributed import Distributed
 from trainpipe.engine.flat import FlatOptimizerState, FlatParameters, WorkingCopy, grad_norm
+from trainpipe.engine.precision import training_amp
 from trainpipe.engine.progress import Progress
 from trainpipe.engine.schedules import build_optimizer, build_scheduler
 from trainpipe.engine.sparse_adam import has_sparse_gradients
@@ -72,6 +73,7 @@ class Trainer:
         self.store, self.ckpt, self.resume_anyway = store, checkpoint or CheckpointConfig(), resume_anyway
         self.callbacks, self.progress = list(callbacks or ()), Progress(verbose, params.epochs)
         self.device = self.dist.device(params.device)
+        self.amp = training_amp(params.amp, self.device.type)  # bf16 on a CPU without it: float32 (engine/precision.py)
         self.cursor = EpochCursor()
         self.stopping = EarlyStopping(params.mode, patience)
         self.counters = LoopCounters(micro=params.batch_size, accum=params.grad_accumulation)
@@ -195,11 +197,11 @@ class Trainer:
         # one process, dense parameters: the optimizer steps one buffer (DDP keeps its own gradient buckets)
         flat = not self.dist.enabled and trainable and not has_sparse_gradients(self.module)
         self.flat = FlatParameters.of(trainable) if flat else None
-        if self.flat is not None and p.amp == "bf16" and self.device.type == "cpu" and not p.compile:
+        if self.flat is not None and self.amp == "bf16" and self.device.type == "cpu" and not p.compile:
             self.working = WorkingCopy.of(self.flat, self.module, torch.bfloat16)
         self.opt = build_optimizer(self.module, p, self.device, [self.flat.flat] if self.flat else None)
         self.sched = build_scheduler(self.opt, p, math.ceil(train.rows / window))
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=p.amp == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         self.wrapped = self.dist.wrap(self.module)  # DDP under torchrun: all-reduces gradients in backward
         self.step_module = torch.compile(self.wrapped) if p.compile else self.wrapped
         resumed = self._latest()
@@ -298,8 +300,8 @@ class Trainer:
         non-finite value). Out of memory: this rank still joins the all-reduce with a weight-0 row, so no rank
         waits for it; an OOM inside that all-reduce itself is not recoverable and fails the run."""
         c, p = self.counters, self.p
-        amp = p.amp != "none"
-        dtype = torch.bfloat16 if p.amp == "bf16" else torch.float16
+        amp = self.amp != "none"
+        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
         size = len(local[-1])
         starts = list(range(0, size, c.micro))
         if len(starts) > 1 and size - starts[-1] < self.min_rows:

@@ -35,7 +35,6 @@ k of a row are among its candidates with s ≥ F (about k of them), which `top_k
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import numpy as np
@@ -295,15 +294,3 @@ def top_k_of_pairs(row: torch.Tensor, codes: torch.Tensor, values: torch.Tensor,
     starts = torch.cumsum(counts, 0) - counts
     chosen = order[(starts[:, None] + torch.arange(k)).flatten()]
     return codes[chosen].view(b, k).numpy(), values[chosen].view(b, k).numpy().copy()
-
-
-@functools.cache
-def bf16_is_native() -> bool:
-    """The prefilter pays only where the CPU multiplies bf16 natively (avx512_bf16 or AMX); elsewhere torch emulates
-    bf16 products and the float32 block is faster."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags

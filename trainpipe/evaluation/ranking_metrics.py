@@ -27,11 +27,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from trainpipe.engine.precision import bf16_is_native
 from trainpipe.evaluation.exact_top_k import (
     CHUNK,
     Bf16Items,
     Workspace,
-    bf16_is_native,
     block_top_k,
     dot_block_top_k,
     mask_seen,

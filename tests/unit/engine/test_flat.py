@@ -54,6 +54,7 @@ def weights(trainer: Trainer) -> list[torch.Tensor]:
     {"optimizer": "adamw", "clip_grad_norm": 0.3},
     {"optimizer": "sgd", "momentum": 0.9, "amp": "bf16"},
 ])
+@pytest.mark.usefixtures("bf16_as_native")
 def test_the_flat_buffer_trains_the_per_tensor_optimizers_weights_bit_for_bit(overrides):
     params = EngineParams(epochs=2, batch_size=32, lr=0.05, **overrides)
     flat_run, watch = fit(params, flat_layout=True)

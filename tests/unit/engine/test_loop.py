@@ -59,6 +59,7 @@ def test_resume_after_interruption_at_any_step_is_bit_identical(tmp_path, overri
     assert_resume_is_bit_identical(tmp_path, EngineParams(epochs=4, batch_size=32, lr=0.05, **overrides), Net)
 
 
+@pytest.mark.usefixtures("bf16_as_native")
 def test_resume_with_the_fast_paths_packed_dropout_is_bit_identical(tmp_path):
     """Its masks come from torch's generator (one draw per call), whose state the checkpoint holds."""
     params = EngineParams(epochs=4, batch_size=32, lr=0.05, optimizer="adam", amp="bf16")

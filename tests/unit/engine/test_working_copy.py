@@ -16,6 +16,8 @@ from trainpipe.engine.flat import FlatParameters, WorkingCopy
 from trainpipe.engine.layers import PackedDropout
 from trainpipe.engine.loop import Trainer
 
+pytestmark = pytest.mark.usefixtures("bf16_as_native")  # bf16's numerics, on any CPU
+
 
 class Killed(Exception):
     pass

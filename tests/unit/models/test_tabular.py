@@ -70,6 +70,7 @@ def fit(params: dict, data, **kwargs) -> tuple[TorchMLPFamily, object]:
     return model, model.fit(*data, **kwargs)
 
 
+@pytest.mark.usefixtures("bf16_as_native")
 def test_bf16_autocast_trains_in_bfloat16_and_predicts_well():
     RecordTraining.dtypes = set()
     data = separable()
