@@ -52,6 +52,7 @@ from trainpipe.engine.batches import TensorBatches
 from trainpipe.engine.callbacks import EpochValues
 from trainpipe.engine.checkpoint import CheckpointStore
 from trainpipe.engine.loop import Trainer
+from trainpipe.engine.precision import bf16_is_native
 from trainpipe.models.tabular import TorchMLPParams, build_module
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_engine.json"
@@ -354,8 +355,10 @@ def main() -> None:
 
         logging.getLogger("lightning").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", module="lightning")  # its own deprecation notices, once per fit
+    # without native bf16 the engine trains amp: bf16 in float32 (engine/precision.py): the *_bf16 methods then
+    # measure float32, and the file says so
     out: dict = {"default_path": DEFAULT_PATH, "rows": args.rows, "threads": THREADS, "torch": torch.__version__, "repeats": args.repeats,
-                 "quick": args.quick, "lightning": status}
+                 "quick": args.quick, "lightning": status, "bf16_native": bf16_is_native()}
     times: dict[str, list[float]] = {}
     aucs: dict[str, list[float]] = {}
     extras: dict[str, list[dict]] = {}
@@ -412,6 +415,8 @@ def main() -> None:
 def summary(out: dict) -> str:
     r, q = out["ratios"], out["quality"]
     lines = [f"{out['rows']:,} rows, {out['threads']} threads, median of {out['repeats']} alternating repeats",
+             *([] if out.get("bf16_native", True) else
+               ["  this CPU has no native bf16 (avx512_bf16 or AMX): the *_bf16 methods trained in float32"]),
              *(f"  {name:22s} {rate:10,.0f} rows/s  {rate / out['rows_per_s']['minimal']:.2f}× minimal"
                for name, rate in out["rows_per_s"].items()),
              f"  default path ({out['default_path']}: fast_dropout is the default) "
