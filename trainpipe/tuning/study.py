@@ -306,11 +306,9 @@ def wait_for_running(study: Any, grace_period: float, poll_s: float = 0.5,
     is failed here (this host) or by its stale heartbeat (other hosts), so the wait ends.
     `on_wait(n)`: called once, with the number of running trials, when there is something to wait for."""
     optuna = _quiet()
-    from optuna.trial import TrialState
-
     told = False
     while True:
-        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        running = counts(study).get("RUNNING", 0)  # one COUNT query a poll, not every trial rebuilt
         if not running:
             return
         if on_wait is not None and not told:
