@@ -7,7 +7,7 @@ validation log loss (lower is better; rmse for the regression table), on four ta
 1797 × 64, 10 classes; diabetes: 442 × 10, regression).
 
 - efficiency: per table and seed, each arm runs a study on the same
-  objective, built as the tune stage builds it (worker.build_settings, study.make_sampler/make_pruner):
+  objective, built as the tune stage builds it (worker.build_settings, search.make_sampler/make_pruner):
     trainpipe     trainpipe's defaults (TuningConfig(): sampler and pruner as a user gets them: univariate TPE with
                   start-up sized to the space + successive halving from a tenth of the rounds)
     random        random search, no pruning (the baseline)
@@ -54,7 +54,7 @@ import optuna
 from trainpipe.config import config_from_dict
 from trainpipe.tuning import objective as objective_module
 from trainpipe.tuning.objective import TrialData, make_objective
-from trainpipe.tuning.study import make_pruner, make_sampler
+from trainpipe.tuning.search import make_pruner, make_sampler
 from trainpipe.tuning.worker import WorkerJob, build_settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_tune.json"

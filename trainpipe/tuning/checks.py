@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from trainpipe.errors import ConfigError, ModelError
+from trainpipe.tuning.search import make_sampler
 from trainpipe.tuning.space import family_space
-from trainpipe.tuning.study import check_storage_url, make_sampler
+from trainpipe.tuning.study import check_storage_url
 
 
 def check_space(config: Any) -> None:

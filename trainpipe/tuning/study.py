@@ -17,12 +17,11 @@ import os
 import random
 import socket
 import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from trainpipe.errors import ConfigError, MissingDependency
-from trainpipe.tuning.schedule import startup_trials
+from trainpipe.errors import ConfigError
+from trainpipe.tuning.search import make_pruner, make_sampler, quiet_optuna
 
 if TYPE_CHECKING:
     from trainpipe.tuning.config import TuningConfig
@@ -33,15 +32,6 @@ FINISHED = ("COMPLETE", "PRUNED")
 CREATION_RACES = ("already exists", "UNIQUE constraint failed", "duplicate key value violates unique constraint",
                   "Duplicate entry", "DuplicateTable")
 CREATION_ATTEMPTS = 6
-
-
-def _quiet() -> Any:
-    import optuna
-    from optuna.exceptions import ExperimentalWarning
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=ExperimentalWarning)
-    return optuna
 
 
 def redact(url: str) -> str:
@@ -86,7 +76,7 @@ def open_storage(url: str, tuning: TuningConfig, created: bool = False) -> Any:
     A creation race (see CREATION_RACES) is raised as it is, for `open_study` to retry."""
     from trainpipe.tracking.dburl import normalize, require_driver
 
-    optuna = _quiet()
+    optuna = quiet_optuna()
     require_driver(url, "tuning.storage")
     url = normalize(url)  # postgresql:// -> psycopg 3, the driver trainpipe[postgres] installs
     if url.startswith("sqlite:///"):
@@ -175,51 +165,13 @@ def _prepare_sqlite(path: Path) -> None:
         connection.close()
 
 
-def make_sampler(tuning: TuningConfig, space: dict, seed: int) -> Any:
-    optuna = _quiet()
-    kind = tuning.sampler
-    startup = startup_trials(kind.n_startup_trials, space)
-    if kind.type == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=kind.multivariate, n_startup_trials=startup)
-    if kind.type == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if kind.type == "cmaes":
-        import importlib.util
-
-        if importlib.util.find_spec("cmaes") is None:
-            raise MissingDependency("tuning.sampler.type: cmaes needs the cmaes package; pip install cmaes",
-                                    key="tuning.sampler.type")
-        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
-    if kind.type == "grid":
-        from trainpipe.tuning.space import grid
-
-        return optuna.samplers.GridSampler(grid(space), seed=seed)
-    return optuna.samplers.NSGAIISampler(seed=seed, population_size=kind.population_size)
-
-
-def make_pruner(pruner: dict[str, Any]) -> Any:
-    """`pruner`: `tuning.pruner` with its defaults sized to the trial (schedule.pruner_settings)."""
-    optuna = _quiet()
-    if pruner["type"] == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=pruner["min_resource"],
-                                              reduction_factor=pruner["reduction_factor"])
-    if pruner["type"] == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=pruner["min_resource"],
-                                                      reduction_factor=pruner["reduction_factor"])
-    if pruner["type"] == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=pruner["n_startup_trials"],
-                                           n_warmup_steps=pruner["n_warmup_steps"],
-                                           interval_steps=pruner["interval_steps"])
-    return optuna.pruners.NopPruner()
-
-
 def directions(tuning: TuningConfig, direction: str) -> list[str]:
     return [direction, "minimize"] if tuning.latency_objective else [direction]
 
 
 def create_study(name: str, storage: Any, tuning: TuningConfig, direction: str, attrs: dict | None = None) -> Any:
     """Create the study (or load it when it exists) and set its attributes once; `open_study` calls it."""
-    optuna = _quiet()
+    optuna = quiet_optuna()
     study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
                                 directions=directions(tuning, direction))
     for key, value in (attrs or {}).items():
@@ -229,7 +181,7 @@ def create_study(name: str, storage: Any, tuning: TuningConfig, direction: str, 
 
 
 def load_study(name: str, storage: Any, tuning: TuningConfig, seed: int, space: dict, pruner: dict[str, Any]) -> Any:
-    optuna = _quiet()
+    optuna = quiet_optuna()
     return optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(tuning, space, seed),
                              pruner=make_pruner(pruner))
 
@@ -257,14 +209,19 @@ def recover_dead_trials(study: Any, grace_period: float, now: datetime.datetime 
     """Fail and retry RUNNING trials whose worker process on this host is gone, without waiting out the
     heartbeat grace period, and those killed before their first heartbeat (which Optuna never finds stale).
     Trials of live workers on other hosts are left to the heartbeat."""
-    optuna = _quiet()
+    optuna = quiet_optuna()
     from optuna.trial import TrialState
 
     host, recovered, now = socket.gethostname(), [], now or datetime.datetime.now()
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+    grid = isinstance(study.sampler, optuna.samplers.GridSampler)  # tuning/grid.py's GridInTrialOrder
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not _dead(trial, host, grace_period, now):
             continue
+        if grid and "grid_id" not in trial.system_attrs:
+            # Killed before the grid sampler gave it its point: give it now, so its retry runs the point the killed
+            # trial was due and a resumed grid keeps the uninterrupted order
+            study.sampler.before_trial(study, trial)
         if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
             retry(study, study._storage.get_trial(trial._trial_id))
             recovered.append(trial.number)
@@ -305,7 +262,7 @@ def wait_for_running(study: Any, grace_period: float, poll_s: float = 0.5,
     study's n_trials reached) while another worker's trial, which may complete, still runs. A dead worker's trial
     is failed here (this host) or by its stale heartbeat (other hosts), so the wait ends.
     `on_wait(n)`: called once, with the number of running trials, when there is something to wait for."""
-    optuna = _quiet()
+    optuna = quiet_optuna()
     told = False
     while True:
         running = counts(study).get("RUNNING", 0)  # one COUNT query a poll, not every trial rebuilt

@@ -6,8 +6,8 @@ import pytest
 from trainpipe.tuning.config import PrunerConfig, SamplerConfig, TuningConfig
 from trainpipe.tuning.objective import ObjectiveSettings, Reporter, decision_steps
 from trainpipe.tuning.schedule import iteration_budget, pruner_settings, startup_trials
+from trainpipe.tuning.search import make_pruner, make_sampler
 from trainpipe.tuning.space import parse_space
-from trainpipe.tuning.study import make_pruner, make_sampler
 
 
 def test_a_trials_budget_is_its_rounds_epochs_or_folds():
