@@ -106,3 +106,17 @@ def bf16_as_native(monkeypatch):
     from trainpipe.engine import precision
 
     monkeypatch.setattr(precision, "bf16_is_native", lambda: True)
+
+
+def sampled(cases, core: set[str]) -> list:
+    """Parametrize values of a table of cases: the `core` ones run in `make test`, the others are marked
+    `extended` (`make extended` runs them): a few cases per stage or command keep CI within its time."""
+    assert core <= set(cases), core - set(cases)
+    return [case if case in core else pytest.param(case, marks=pytest.mark.extended) for case in cases]
+
+
+def selected_cases(request, param: str = "case") -> set:
+    """The values of `param` among this module's tests that the session runs (after -m deselection), for a
+    module fixture that prepares every case at once."""
+    return {item.callspec.params[param] for item in request.session.items
+            if item.module is request.module and param in getattr(getattr(item, "callspec", None), "params", {})}

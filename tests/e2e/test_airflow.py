@@ -120,15 +120,20 @@ def put_back_after_ingest_failed(store: Path, hidden: Path, data: Path, deadline
 
 
 @pytest.fixture(scope="module")
-def dag_runs(migrated_db, tmp_path_factory) -> dict[str, DagRun]:
-    """Three DAG runs at once: `retrained` (the data file is missing at first, then lands; a conf override),
-    `rejected` (a conf override the model cannot pass at the gate), `bad_conf` (a conf value of the wrong type)."""
+def dag_runs(request, migrated_db, tmp_path_factory) -> dict[str, DagRun]:
+    """Up to three DAG runs at once, those the session's tests read: `retrained` (the data file is missing at
+    first, then lands; a conf override), `rejected` (a conf override the model cannot pass at the gate),
+    `bad_conf` (a conf value of the wrong type). `make test` runs `retrained`; `make extended` the other two."""
     root = tmp_path_factory.mktemp("dag-runs")
     scenarios = {"retrained": {"model": {"params": {"max_depth": 2}}},
                  "rejected": {"gates.min.test_roc_auc": 1.01},
                  "bad_conf": {"seed": "abc"}}
+    tests = {item.originalname for item in request.session.items if item.module is request.module}
+    wanted = {scenario for test, scenario in SCENARIO_OF_TEST.items() if test in tests}
     started, watchers = {}, []
     for name, conf in scenarios.items():
+        if name not in wanted:
+            continue
         env = new_home(migrated_db, root / name / "airflow")
         config = write_pipeline(root / name / "pipeline")
         write_dag(config, env)
@@ -153,6 +158,14 @@ def dag_runs(migrated_db, tmp_path_factory) -> dict[str, DagRun]:
             proc.kill()
             proc.wait()
     return {name: read_back(*args) for name, args in started.items()}
+
+
+SCENARIO_OF_TEST = {
+    "test_a_dag_run_trains_and_registers_a_model_version_with_the_trigger_overrides": "retrained",
+    "test_a_stage_that_failed_once_succeeds_on_its_task_retry": "retrained",
+    "test_a_gate_failure_skips_register_without_failing_the_dag_run_and_registers_nothing": "rejected",
+    "test_a_bad_conf_override_fails_the_first_task_with_the_one_line_error": "bad_conf",
+}
 
 
 def registered_versions(store: Path) -> list:
@@ -247,6 +260,7 @@ def test_a_stage_that_failed_once_succeeds_on_its_task_retry(dag_runs):
     assert "error: data.path: file not found:" in run.output  # attempt 1's one-line reason, in the task log
 
 
+@pytest.mark.extended
 @pytest.mark.timeout(DAG_RUN_TIMEOUT + 300)
 def test_a_gate_failure_skips_register_without_failing_the_dag_run_and_registers_nothing(dag_runs):
     run = dag_runs["rejected"]
@@ -263,6 +277,7 @@ def test_a_gate_failure_skips_register_without_failing_the_dag_run_and_registers
     assert registered_versions(run.store) == []
 
 
+@pytest.mark.extended
 @pytest.mark.timeout(DAG_RUN_TIMEOUT + 300)
 def test_a_bad_conf_override_fails_the_first_task_with_the_one_line_error(dag_runs):
     run = dag_runs["bad_conf"]

@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import sampled, selected_cases
 from tests.reliability.figures import FIGURES
 from trainpipe.data.split import random_split
 from trainpipe.tools.datasets import breast_cancer, synthetic_churn
@@ -290,7 +291,14 @@ def _bad_config(name: str, bc_config: dict, write_config) -> Path:
     return write_config(bc_config)
 
 
-@pytest.mark.parametrize("case", list(CONFIG_MISTAKES))
+# make test: one or two per kind (syntax, model, sections, interpolation, a server); the rest with make extended
+CORE_CONFIG_MISTAKES = {"unknown_key_suggests_model", "seed_not_an_integer", "unknown_model_type_suggests_xgboost",
+                        "sklearn_class_that_does_not_exist", "torch_mlp_dropout_of_one", "store_is_a_file",
+                        "env_variable_that_is_not_set", "split_fractions_above_one",
+                        "tracking_server_that_does_not_answer", "streaming_with_a_time_split"}
+
+
+@pytest.mark.parametrize("case", sampled(CONFIG_MISTAKES, CORE_CONFIG_MISTAKES))
 def test_config_mistake_names_the_key_and_starts_no_run(case, bc_config, write_config, store, cli):
     path = _bad_config(case, bc_config, write_config)
     proc = cli("run", str(path), cwd=path.parent)
@@ -423,12 +431,14 @@ JSON_DATA_CASES = {"missing_data_file": "data.path", "schema_column_absent_from_
 
 
 @pytest.fixture(scope="module")
-def data_runs(data_dir, bad_data, migrated_mlflow_db, tmp_path_factory) -> dict:
-    """Every data case (and its --json run where listed) through the real CLI, each in its own store,
-    two subprocesses at a time: each spends seconds importing pandas and MLflow, so running them in
+def data_runs(request, data_dir, bad_data, migrated_mlflow_db, tmp_path_factory) -> dict:
+    """Every data case this session tests (and its --json run where listed) through the real CLI, each in its
+    own store, two subprocesses at a time: each spends seconds importing pandas and MLflow, so running them in
     parallel keeps this file near a minute on two cores. Keyed by (case, extra CLI flags)."""
-    jobs = {}
+    jobs, cases = {}, selected_cases(request)
     for case, (edit, _, _) in DATA_MISTAKES.items():
+        if case not in cases:
+            continue
         for flags in [(), ("--json",)] if case in JSON_DATA_CASES else [()]:
             folder = tmp_path_factory.mktemp(case)
             store = seed_store(folder / "store", migrated_mlflow_db)
@@ -452,7 +462,13 @@ def data_runs(data_dir, bad_data, migrated_mlflow_db, tmp_path_factory) -> dict:
         return dict(zip(jobs, pool.map(run, jobs)))
 
 
-@pytest.mark.parametrize("case", list(DATA_MISTAKES))
+# make test: the culprits of each failing stage (ingest, validate, split); the rest with make extended
+CORE_DATA_MISTAKES = {"missing_data_file", "corrupt_parquet", "csv_with_ragged_row", "schema_column_absent_from_data",
+                      "strings_where_schema_says_float", "nulls_in_non_nullable_column", "single_class",
+                      "split_leaves_class_absent_from_validation"}
+
+
+@pytest.mark.parametrize("case", sampled(DATA_MISTAKES, CORE_DATA_MISTAKES))
 def test_data_mistake_names_the_culprit_and_fails_the_run_cleanly(case, data_runs):
     proc, store = data_runs[case, ()]
     _, stage, names = DATA_MISTAKES[case]
@@ -460,6 +476,7 @@ def test_data_mistake_names_the_culprit_and_fails_the_run_cleanly(case, data_run
     assert_run_failed_cleanly(store, stage, names[0])
 
 
+@pytest.mark.extended
 def test_out_of_range_value_without_strict_only_warns_and_the_run_succeeds(bc_config, write_config, run_store,
                                                                            cli):
     _schema(bc_config, mean_radius={"dtype": "float", "min": 0, "max": 10})
@@ -484,7 +501,7 @@ JSON_CONFIG_CASES = ["unknown_key_suggests_model", "streaming_with_a_family_that
                      "sklearn_path_to_a_class_that_is_not_an_estimator"]
 
 
-@pytest.mark.parametrize("case", JSON_CONFIG_CASES)
+@pytest.mark.parametrize("case", sampled(JSON_CONFIG_CASES, {"unknown_key_suggests_model", "seed_not_an_integer"}))
 def test_json_config_mistake_is_one_document_with_error_and_key(case, bc_config, write_config, store, cli_json):
     path = _bad_config(case, bc_config, write_config)
     code, doc = cli_json("run", str(path), cwd=path.parent)
@@ -548,6 +565,7 @@ def test_an_empty_column_is_dropped_with_a_warning_and_inf_as_missing_runs_and_p
     assert len(scored) == len(bc) and scored.filter(like="proba_").notna().all().all()
 
 
+@pytest.mark.extended
 def test_a_tiny_table_warns_in_the_split_summary_and_predict_names_an_infinite_column(bc_config, write_config,
                                                                                    run_store, cli, cli_json,
                                                                                    tmp_path, bad_data):
@@ -610,7 +628,9 @@ RUN_ID_MISTAKES = {
 }
 
 
-@pytest.mark.parametrize("case", list(RUN_ID_MISTAKES))
+@pytest.mark.parametrize("case", sampled(RUN_ID_MISTAKES, {"run_id_climbing_out_of_the_store", "run_id_with_a_newline",
+                                                             "resume_climbing_out_of_the_store",
+                                                             "stage_run_absolute_path"}))
 def test_a_run_id_that_is_not_a_plain_name_is_refused_naming_its_option(case, bc_config, write_config, store, cli,
                                                                         tmp_path):
     args, option = RUN_ID_MISTAKES[case]
@@ -621,6 +641,7 @@ def test_a_run_id_that_is_not_a_plain_name_is_refused_naming_its_option(case, bc
     assert not outside.exists() and not (tmp_path / "escaped").exists() and not (store / "escaped").exists()
 
 
+@pytest.mark.extended
 def test_resume_refuses_a_run_folder_that_is_a_symlink_out_of_the_store(bc_config, write_config, run_store, cli,
                                                                        tmp_path):
     proc = cli("run", str(write_config(bc_config)), "--run-id", "elsewhere", cwd=tmp_path)
@@ -730,7 +751,13 @@ def _files(*folders: Path) -> set[str]:
     return {str(p) for folder in folders for p in folder.rglob("*")}
 
 
-@pytest.mark.parametrize("case", list(CLI_MISTAKES))
+# make test: one or two per command; the rest with make extended
+CORE_CLI_MISTAKES = {"predict_model_folder_that_does_not_exist", "predict_data_corrupt_parquet", "predict_chunk_rows_zero",
+                     "promote_version_not_a_number", "runs_list_unreachable_tracking_server", "runs_compare_unknown_id",
+                     "stage_of_a_run_folder_without_run_json", "set_without_equals"}
+
+
+@pytest.mark.parametrize("case", sampled(CLI_MISTAKES, CORE_CLI_MISTAKES))
 def test_cli_mistake_is_one_line_naming_the_option_and_leaves_nothing_behind(case, registered, tmp_path, cli):
     args, names = CLI_MISTAKES[case]
     store = registered["store"]
@@ -751,7 +778,7 @@ def test_stage_of_a_run_that_never_existed_names_the_active_stages_not_tune(regi
     assert not (registered["store"] / "runs" / "neverexisted").exists()
 
 
-@pytest.mark.parametrize("as_path", ["absolute", "relative"])
+@pytest.mark.parametrize("as_path", sampled(["absolute", "relative"], {"relative"}))
 def test_predict_reads_an_existing_package_folder_as_a_path_not_a_run_id(as_path, registered, tmp_path, cli_json):
     package = Path(registered["package"])
     model = str(package) if as_path == "absolute" else os.path.relpath(package, tmp_path)
@@ -764,6 +791,7 @@ def test_predict_reads_an_existing_package_folder_as_a_path_not_a_run_id(as_path
 # --------------------------------------------------------------------------------------------------
 # Too little data to judge: the gate refuses (exit 3), nothing is registered.
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.extended
 def test_a_tiny_table_fails_the_gate_on_too_few_test_rows_and_registers_nothing(bc_config, write_config, run_store,
                                                                                 tmp_path, cli):
     """Issue 10 §4: 25 rows left 4 test rows, test AUC 1.0, and the model became champion."""

@@ -30,6 +30,7 @@ def test_run_prints_a_human_summary_with_the_mlflow_ui_command(cli, write_config
         assert text in proc.stdout
 
 
+@pytest.mark.extended
 def test_a_run_without_tracking_prints_no_mlflow_progress_bars(cli, write_config, bc_config):
     """With tracking on, the tracker turned MLflow's artifact progress bars off; without it, packaging the model
     drew three 'Downloading artifacts' bars on stderr."""
@@ -68,6 +69,7 @@ def test_validate_json_passes_then_fails_on_a_broken_schema(cli_json, write_conf
     assert code == 2 and not doc["passed"] and "mean_radius" in doc["errors"][0]["message"]
 
 
+@pytest.mark.extended
 def test_runs_list_and_compare(cli_json, write_config, bc_config, store):
     path = str(write_config(bc_config))
     _, first = cli_json("run", path)
@@ -154,7 +156,8 @@ def test_init_refuses_to_overwrite_without_force(cli_json, tmp_path, data_dir):
     assert cli_json(*args, "--force")[0] == 0
 
 
-@pytest.mark.parametrize("task,target", [("multiclass", "species"), ("regression", "progression")])
+@pytest.mark.parametrize("task,target", [("multiclass", "species"),
+                                         pytest.param("regression", "progression", marks=pytest.mark.extended)])
 def test_init_and_run_other_tasks(cli_json, tmp_path, store, task, target):
     from sklearn.datasets import load_diabetes, load_iris
 

@@ -66,6 +66,7 @@ def test_init_run_recommend_and_champion_gate(cli, cli_json, tmp_path, store):
     assert "ranking.user: column 'uid' is not in the data" in bad.stderr
 
 
+@pytest.mark.extended
 def test_the_example_beats_most_popular_by_the_lift_its_gate_documents(cli_json, tmp_path, store):
     """examples/ranking as `make run` runs it (the data examples/make_data.py writes, the pipeline unchanged): the
     two-tower model must clear the example's own gate, test_lift_recall_at_10 >= 1.5 (most-popular + 50%)."""

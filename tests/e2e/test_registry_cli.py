@@ -88,6 +88,7 @@ def test_gate_blocks_worse_promotes_better_rolls_back_and_predict_matches_evalua
     np.testing.assert_allclose(pyfunc_out["proba_malignant"].to_numpy(), out["proba_malignant"].to_numpy())
 
 
+@pytest.mark.extended
 def test_a_finished_run_registered_again_keeps_its_version_and_the_champion_intact(
         cli_json, write_config, bc_config, store, data_dir, tmp_path):
     """Issue 10 §1, its exact sequence: resume a finished run, register its stage again, predict with the
@@ -119,6 +120,7 @@ def test_a_finished_run_registered_again_keeps_its_version_and_the_champion_inta
     assert later["registered"]["version"] == "2"
 
 
+@pytest.mark.extended
 def test_a_broken_champion_fails_the_gate_with_the_commands_that_repair_it(
         cli, cli_json, write_config, bc_config, store):
     store_args = ("--store", str(store))
@@ -144,6 +146,7 @@ def test_a_broken_champion_fails_the_gate_with_the_commands_that_repair_it(
     assert code == 0 and repaired["gate"]["champion"]["champion_version"] == "2", repaired
 
 
+@pytest.mark.extended
 def test_models_list_and_promote_through_the_cli_move_the_champion_by_compare_and_set(cli, cli_json, write_config,
                                                                                       bc_config, store):
     store_args = ("--store", str(store))

@@ -22,6 +22,7 @@ def test_report_command_rewrites_the_report_of_a_finished_and_of_a_failed_run(re
     assert "schema.min_rows" in html and "plotly-bundle" not in html
 
 
+@pytest.mark.extended
 def test_runs_compare_html_overlays_the_runs(report_runs, tmp_path, cli_json):
     first, second = report_runs.get("binary").name, report_runs.get("regression").name
     page = tmp_path / "compare.html"

@@ -63,6 +63,7 @@ def test_a_run_records_no_secret_anywhere_and_uses_the_real_values(bc_config, wr
     assert "${oc.env:DB_PASSWORD}" in artifact.read_text() and PASSWORD not in artifact.read_text()
 
 
+@pytest.mark.extended
 def test_resume_reads_secrets_from_the_environment_again_and_survives_a_rotated_password(
         bc_config, write_config, store, cli):
     path = write_config(secret_config(bc_config))
@@ -95,6 +96,7 @@ def test_a_run_folder_with_a_literal_secret_asks_for_the_pipeline_file_on_resume
     assert files_holding(store, LITERAL_TOKEN) == []
 
 
+@pytest.mark.extended
 def test_tune_with_workers_records_no_secret(bc_config, write_config, store, cli):
     doc = {**bc_config, "tracking": {"tags": {"db": "${oc.env:DB_PASSWORD}"}},
            "tuning": {"space": {"max_depth": {"type": "int", "low": 2, "high": 4}}, "workers": 2, "plots": False}}

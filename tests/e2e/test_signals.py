@@ -95,7 +95,9 @@ def assert_killed_cleanly(store: Path, run_id: str, stage: str, signal_name: str
     assert mlflow_status(store, run_id) == "KILLED"
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signum, code", [pytest.param(signal.SIGTERM, 143, marks=pytest.mark.extended),
+                                          pytest.param(signal.SIGINT, 130, marks=pytest.mark.extended)],
+                         ids=["SIGTERM", "SIGINT"])
 def test_a_signal_during_xgboost_training_kills_the_run_cleanly_and_resume_completes(signum, code, long_xgb, store):
     run_dir = store / "runs" / "victim"
     proc = start("run", str(long_xgb), "--run-id", "victim")
@@ -119,6 +121,7 @@ def test_a_signal_during_xgboost_training_kills_the_run_cleanly_and_resume_compl
     assert stopped_after < train_seconds(run_dir) / 2, (stopped_after, train_seconds(run_dir))
 
 
+@pytest.mark.extended
 def test_stage_train_under_sigterm_exits_143_and_running_it_again_completes(long_xgb, store):
     config = config_from_dict(yaml.safe_load(long_xgb.read_text()))
     run_pipeline(config, Store.locate(config.store), run_id="staged", until="features")

@@ -109,6 +109,7 @@ def test_resume_of_a_run_whose_process_is_alive_is_refused_in_one_line(pipeline,
     assert run_cli_json("runs", "gc", "--store", str(store))[1]["marked"] == 1  # dead now: marked
 
 
+@pytest.mark.extended
 def test_a_run_owned_by_a_live_process_on_another_machine_is_refused_and_a_stale_one_recovered(pipeline, store):
     """A store shared by two machines: the run lock (flock) is per machine, the heartbeat is not."""
     code, doc = run_cli_json("stage", "ingest", "--run", "remote", "--config", str(pipeline))

@@ -31,6 +31,7 @@ def make_config(data: Path, store: Path, callbacks: tuple[str, ...] = ()) -> dic
     return config
 
 
+@pytest.mark.extended
 def test_sigterm_mid_epoch_of_a_streamed_run_then_resume_is_bit_identical(tmp_path):
     data = tmp_path / "churn.parquet"
     pq.write_table(pa.Table.from_pandas(synthetic_churn(rows=3000, seed=1), preserve_index=False), data,

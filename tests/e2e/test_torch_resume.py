@@ -108,8 +108,9 @@ def assert_checkpoints_pruned(run: Path, keep_last: int = 2) -> None:
     assert set(steps) == set(steps[-keep_last:]) | {best}, f"kept {steps}, best {best}"
 
 
-# make test: two interruptions (one SIGKILL, one SIGTERM); make reliability: four
-@pytest.mark.parametrize("kills", [2, pytest.param(4, marks=pytest.mark.reliability)])
+# make test: one interruption (SIGKILL); make extended: two (one SIGKILL, one SIGTERM); make reliability: four
+@pytest.mark.parametrize("kills", [1, pytest.param(2, marks=pytest.mark.extended),
+                                   pytest.param(4, marks=pytest.mark.reliability)])
 def test_sigkill_and_sigterm_at_random_steps_then_resume_is_bit_identical(kills, tmp_path, data_dir, reference):
     """One run interrupted `kills` times (SIGKILL and SIGTERM alternating, seeded random steps), then finished."""
     config = tmp_path / "pipeline.yaml"

@@ -126,6 +126,7 @@ def test_two_processes_train_the_one_process_model_within_float_tolerance(runs):
     assert not (two / "train" / "fitted.json").exists()
 
 
+@pytest.mark.extended
 def test_sigterm_then_a_killed_rank_then_resume_equals_the_uninterrupted_two_process_run(runs, data_dir):
     _, two, folder, _ = runs
     run = prepared(folder, data_dir, "victim", 2, callbacks=(step_hooks.REFERENCE,))

@@ -180,6 +180,7 @@ def run_on_a_terminal(*args: str, timeout: float = 300) -> tuple[int, str, str]:
     return proc.returncode, out, b"".join(chunks).decode(errors="replace")
 
 
+@pytest.mark.extended
 def test_tune_shows_trials_and_rounds_live_on_a_terminal_and_nothing_of_it_with_json(write_config, bc_config):
     config = str(write_config({**bc_config, "tuning": {"space": SPACE, "plots": False}}))
     code, out, terminal = run_on_a_terminal("tune", config, "--trials", "2")
@@ -198,12 +199,14 @@ def test_tune_shows_trials_and_rounds_live_on_a_terminal_and_nothing_of_it_with_
     assert "\x1b[?25l" not in terminal  # no live display ever started (it hides the cursor)
 
 
+@pytest.mark.extended
 def test_tune_off_a_terminal_prints_no_live_line(cli, write_config, bc_config):
     proc = cli("tune", str(write_config({**bc_config, "tuning": {"space": SPACE, "plots": False}})), "--trials", "1")
     assert proc.returncode == 0, proc.stderr
     assert "tuning trial" not in proc.stderr + proc.stdout and "xgboost round" not in proc.stderr + proc.stdout
 
 
+@pytest.mark.extended
 def test_tune_on_an_init_config_searches_the_whole_default_space_and_names_fixed_params(cli, cli_json, tmp_path,
                                                                                           data_dir, store):
     code, _ = cli_json("init", str(tmp_path / "proj"), "--data", str(data_dir / "bc.parquet"), "--target", "diagnosis")
@@ -221,6 +224,7 @@ def test_tune_on_an_init_config_searches_the_whole_default_space_and_names_fixed
     assert "fixed by model.params, not searched: max_depth=3" in proc.stdout
 
 
+@pytest.mark.extended
 def test_tune_with_store_on_the_command_line_logs_its_trials_there(cli_json, write_config, bc_config, store, tmp_path,
                                                                     monkeypatch):
     """The trial logger opened the config's store (here: none, so $TRAINPIPE_HOME) instead of --store, and the

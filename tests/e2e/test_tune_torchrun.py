@@ -52,6 +52,7 @@ def rank_records(run_dir: Path) -> dict[int, dict[int, dict]]:
     return out
 
 
+@pytest.mark.extended
 def test_ddp_trials_train_the_same_parameters_on_both_ranks_and_a_pruned_trial_ends_on_both(data_dir, store,
                                                                                              write_config):
     started = time.monotonic()

@@ -104,6 +104,7 @@ print(json.dumps(hashlib.sha256(model.predict_proba(X).tobytes()).hexdigest()))
 """
 
 
+@pytest.mark.extended
 def test_lightgbm_on_dask_trains_the_same_model_whatever_the_process_hash_seed(scheduler):
     """Dask lists a key's workers in set order, which follows the per-process string hash seed; lightgbm.dask
     ranks its workers in that order and each rank finds some features' bins from its own rows. Without ordering

@@ -69,6 +69,7 @@ def scores(config, frame) -> dict[str, dict[str, float]]:
                    for split in ("validation", "test")} for name, fn in scorers.items()}
 
 
+@pytest.mark.extended
 def test_the_scaffolded_two_tower_keeps_up_with_pure_svd_and_beats_most_popular_on_real_ratings(tmp_path, ratings):
     config = scaffolded(tmp_path, ratings)
     assert config.gates.beat_baselines  # a model that loses to a baseline is not registered by default

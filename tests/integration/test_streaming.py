@@ -66,7 +66,8 @@ def test_breast_cancer_streams_through_every_stage_and_registers(data_dir, bc_co
 
 
 @pytest.mark.parametrize("model", [{"type": "xgboost", "params": {"n_estimators": 60, "max_depth": 4}},
-                                   {"type": "torch_mlp", "params": {"epochs": 3, "hidden_dims": [32], "batch_size": 256}}],
+                                   pytest.param({"type": "torch_mlp", "params": {"epochs": 3, "hidden_dims": [32],
+                                                                  "batch_size": 256}}, marks=pytest.mark.extended)],
                          ids=["xgboost", "torch_mlp"])
 def test_streamed_training_matches_the_in_memory_path_within_sampling_error(churn_parquet, tmp_path, model):
     streamed = run(churn_doc(churn_parquet, tmp_path / "streamed", "on", model))

@@ -78,6 +78,7 @@ def test_a_corrupted_page_of_mlflow_db_is_one_line_naming_the_database_for_every
     figures["storage faults"] = {**figures.get("storage faults", {}), "corrupted mlflow.db page": outcomes}
 
 
+@pytest.mark.extended
 def test_a_truncated_model_package_is_refused_by_its_registered_checksum_even_with_a_forged_record(done, figures):
     from trainpipe.registry.client import Registry
     from trainpipe.store import Store

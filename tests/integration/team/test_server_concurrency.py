@@ -19,6 +19,7 @@ from trainpipe.team.services import _read_pgpass
 pytestmark = pytest.mark.team
 
 
+@pytest.mark.extended
 def test_four_processes_promoting_through_the_server_lose_and_duplicate_no_move(team, tmp_path):
     store = str(tmp_path / "store")
     promotion_race.prepare(team.tracking_uri, store, "race_server", 4)
@@ -28,6 +29,7 @@ def test_four_processes_promoting_through_the_server_lose_and_duplicate_no_move(
     assert len(moves) == sum(len(r["made"]) for r in results) == 4 * 2
 
 
+@pytest.mark.extended
 def test_two_tune_processes_share_one_postgresql_study(team, bc_config, write_config, monkeypatch):
     import optuna
 
