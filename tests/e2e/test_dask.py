@@ -39,6 +39,7 @@ def dask_config(bc_config: dict, **params) -> dict:
     return bc_config
 
 
+@pytest.mark.extended
 def test_sigterm_stops_the_dask_workers_and_the_resumed_run_registers_a_model_that_predicts_what_evaluate_scored(
         bc_config, write_config, store, data_dir, tmp_path, cli_json):
     path = write_config(dask_config(bc_config))

@@ -85,6 +85,7 @@ def test_resume_reads_secrets_from_the_environment_again_and_survives_a_rotated_
     assert files_holding(store, PASSWORD, ROTATED) == []
 
 
+@pytest.mark.extended
 def test_a_run_folder_with_a_literal_secret_asks_for_the_pipeline_file_on_resume(bc_config, write_config, store, cli):
     doc = {**bc_config, "tracking": {"tags": {"api_token": LITERAL_TOKEN}}}
     path = write_config(doc)

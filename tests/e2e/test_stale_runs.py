@@ -42,6 +42,7 @@ def pipeline(bc_config, tmp_path):
     return path
 
 
+@pytest.mark.extended
 def test_a_sigkilled_run_is_dead_for_runs_list_gc_marks_it_killed_once_and_resume_completes(pipeline, store, tmp_path):
     held = hold_in(["run", str(pipeline), "--run-id", "victim"], "train", tmp_path / "mark", env=FAST_BEAT)
     mlflow_run = wait_for_heartbeat_tag(store, "victim")

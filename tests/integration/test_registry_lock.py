@@ -25,6 +25,7 @@ def sqlite_race(tmp_path):
     return uri, str(store)
 
 
+@pytest.mark.extended
 def test_four_processes_promoting_at_once_lose_and_duplicate_no_move(sqlite_race):
     uri, store = sqlite_race
     results = promotion_race.collect(promotion_race.start_workers(uri, store, "race", workers=4, moves=2))
