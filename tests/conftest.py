@@ -115,8 +115,13 @@ def sampled(cases, core: set[str]) -> list:
     return [case if case in core else pytest.param(case, marks=pytest.mark.extended) for case in cases]
 
 
+def selected_tests(request) -> list:
+    """This module's tests that the session runs (after -m deselection), for a module fixture that prepares
+    what they read all at once."""
+    return [item for item in request.session.items if item.module is request.module]
+
+
 def selected_cases(request, param: str = "case") -> set:
-    """The values of `param` among this module's tests that the session runs (after -m deselection), for a
-    module fixture that prepares every case at once."""
-    return {item.callspec.params[param] for item in request.session.items
-            if item.module is request.module and param in getattr(getattr(item, "callspec", None), "params", {})}
+    """The values of `param` among `selected_tests`."""
+    return {item.callspec.params[param] for item in selected_tests(request)
+            if param in getattr(getattr(item, "callspec", None), "params", {})}

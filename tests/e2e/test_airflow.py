@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import selected_tests
 from trainpipe.tools.datasets import breast_cancer
 from trainpipe.orchestration.airflow import DAG_FILE
 from trainpipe.orchestration.trigger import run_id_for
@@ -128,7 +129,7 @@ def dag_runs(request, migrated_db, tmp_path_factory) -> dict[str, DagRun]:
     scenarios = {"retrained": {"model": {"params": {"max_depth": 2}}},
                  "rejected": {"gates.min.test_roc_auc": 1.01},
                  "bad_conf": {"seed": "abc"}}
-    tests = {item.originalname for item in request.session.items if item.module is request.module}
+    tests = {item.originalname for item in selected_tests(request)}
     wanted = {scenario for test, scenario in SCENARIO_OF_TEST.items() if test in tests}
     started, watchers = {}, []
     for name, conf in scenarios.items():

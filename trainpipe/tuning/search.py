@@ -1,5 +1,6 @@
-"""How a study searches: its sampler and pruner, built from `tuning`, so that a resumed study searches as the
-uninterrupted one would have.
+"""How a study searches: its sampler and pruner, built from `tuning`, with what keeps a resumed study's pruning
+(and a grid's order) those of the uninterrupted study. TPE and random search restart their random state on
+resume, so their later trials differ anyway (docs/tuning.md).
 
 A trial killed with its process is failed and retried (tuning/study.py `recover_dead_trials`; Optuna's
 retry callback on a stale heartbeat). The retry carries the failed trial's parameters and its successive-halving
