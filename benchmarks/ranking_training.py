@@ -144,3 +144,22 @@ def large_id_steps(n_users: int, n_items: int, steps: int, batch: int, repeats: 
     medians = {name: float(np.median(v)) for name, v in rates.items()}
     return {"users": n_users, "items": n_items, "id_dim": params.id_dim, "batch_size": batch, "steps": steps,
             "interactions_per_s": medians, "runs": rates, "speedup_sparse_vs_dense": medians["sparse"] / medians["dense"]}
+
+
+def in_batch_floor(batch: int, dim: int, steps: int) -> float:
+    """Seconds per step of the work every in-batch softmax step must do whatever the loop around it: the
+    batch × batch scores of two batch × dim matrices, their cross-entropy, and the backward of both (three
+    batch × batch × dim matmuls). Towers, gathers, masking, log-q and the optimizer are left out, so this is a
+    lower bound on any loop's step, and plain-loop time / (steps × this) bounds the speedup any loop can reach
+    over it on this CPU."""
+    gen = torch.Generator().manual_seed(SEED)
+    u = torch.randn(batch, dim, generator=gen).requires_grad_()
+    v = torch.randn(batch, dim, generator=gen).requires_grad_()
+    target = torch.arange(batch)
+    for i in range(steps + 5):
+        if i == 5:  # warm-up steps allocate: not timed
+            started = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(u @ v.T * 10.0, target)
+        loss.backward()
+        u.grad = v.grad = None
+    return (time.perf_counter() - started) / steps
