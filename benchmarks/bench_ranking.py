@@ -18,7 +18,7 @@ preferences with popularity skew; default 20k users, 10k items, 1M interactions)
 - evaluation time of the exact streamed top-K for every scorer, and the scale check: users/s of the exact
   top-100 over a 100k-item catalogue (d=64, 20 seen items per user excluded) against the plain NumPy reference
   (evaluation/ranking_reference.py: a stable sort of each user's full row) on the same scores, whose top-100s
-  must be identical (issue 16: target >= 10k users/s), and against the float32-block path without the bf16
+  must be identical (issue 16: target >= 10k users/s), and against the float32-block path without the
   prefilter (evaluation/exact_top_k.py);
 - peak memory (max RSS of the process after data, training, evaluation and the scale check) against the
   dense users × items float32 matrix evaluation never builds;
@@ -79,16 +79,16 @@ def scale_check(items: int, users: int, reference_users: int, dim: int = 64, k: 
                 batch_users: int = 1024, repeats: int = 3) -> dict:
     """Exact top-k over `items` for `users` random users (fast path) and for the first `reference_users` of them
     (the NumPy reference, same scores and exclusions); users/s of each and whether their top-k are identical. The
-    default path is also timed against the float32-block path (no bf16 prefilter), median of alternating repeats."""
+    default path is also timed against the float32-block path (no prefilter), median of alternating repeats."""
     gen = torch.Generator().manual_seed(SEED)
     U = torch.nn.functional.normalize(torch.randn(users, dim, generator=gen), dim=1)
     V = torch.nn.functional.normalize(torch.randn(items, dim, generator=gen), dim=1)
     seen = interaction_matrix(np.repeat(np.arange(users), 20), np.random.default_rng(SEED).integers(0, items, users * 20),
                               users, items)
     scorer = DotScorer(U, V)
-    top_k(scorer, np.arange(min(users, 64)), k, seen, batch_users)  # warm: the scorer's bf16 item copy
+    top_k(scorer, np.arange(min(users, 64)), k, seen, batch_users)  # warm: the scorer's prefilter item copy
     runs: dict[str, list[float]] = {"default": [], "float32": []}
-    for _ in range(repeats):  # alternating: the default path (bf16 prefilter where native) and the float32 blocks
+    for _ in range(repeats):  # alternating: the default path (the prefilter: bf16 where native, else float32) and the float32 blocks
         for name, times in runs.items():
             started = time.perf_counter()
             got, _ = top_k(scorer, np.arange(users), k, seen, batch_users, prefilter=None if name == "default" else False)
@@ -110,7 +110,8 @@ def scale_check(items: int, users: int, reference_users: int, dim: int = 64, k: 
             "reference_users_per_s": reference_users / reference_seconds,
             "speedup_vs_reference": (users / seconds) / (reference_users / reference_seconds),
             "identical_top_k_users": identical, "exact": identical == reference_users,
-            "bf16_prefilter": prefilter_pays(items, k), "float32_path_users_per_s": users / float32_seconds,
+            "prefilter": prefilter_pays(items, k), "prefilter_precision": str(scorer.prefilter_items().dtype),
+            "float32_path_users_per_s": users / float32_seconds,
             "speedup_vs_float32_path": float32_seconds / seconds,
             "identical_to_float32_path": bool(np.array_equal(fast, float32_path)), "repeats": repeats,
             "extrapolated_seconds_100k_users": 100_000 / (users / seconds),
@@ -242,7 +243,7 @@ def main() -> None:
     print(f"scale: exact top-100 over {args.scale_items:,} items, {scale['users_per_s']:,.0f} users/s (target 10k) vs "
           f"NumPy reference {scale['reference_users_per_s']:,.0f} users/s = {scale['speedup_vs_reference']:.0f}x, "
           f"float32-block path {scale['float32_path_users_per_s']:,.0f} users/s = {scale['speedup_vs_float32_path']:.2f}x "
-          f"(bf16 prefilter {'on' if scale['bf16_prefilter'] else 'off'}); "
+          f"(prefilter {scale['prefilter_precision'] if scale['prefilter'] else 'off'}); "
           f"identical top-100 for {scale['identical_top_k_users']}/{scale['reference_users']} users; 100k users in "
           f"{scale['extrapolated_seconds_100k_users']:.0f}s (extrapolated; {scale['batch_memory_mb']:.0f} MB per batch)",
           flush=True)

@@ -1,11 +1,14 @@
-"""Exact top-K of one block of users: the seen-item mask, the tie-exact cut, and the bf16-prefiltered path.
+"""Exact top-K of one block of users: the seen-item mask, the tie-exact cut, and the prefiltered path.
 
-`block_top_k` takes a full (users × items) float32 score block. `dot_block_top_k` never builds the float32 block
-for dot-product scores (U[users] @ Vᵀ): it ranks by a bf16 product first, which on a CPU with avx512_bf16 runs
-several times faster than the float32 one (issue 16: the float32 product was over half of the 100k-item top-K),
-then computes the exact float32 scores only for the items that can still be in some user's top K, and keeps the
-k best of those (`top_k_of_pairs`). The result is identical to ranking the full float32 block (tests hold it to
-the NumPy reference, ties and seen items included), for this reason:
+`block_top_k` takes a full (users × items) float32 score block and `torch.topk`s every row. `dot_block_top_k`
+never builds it for dot-product scores (U[users] @ Vᵀ): it ranks by a product in the prefilter's precision first,
+bf16 where the CPU multiplies it natively (on a CPU with avx512_bf16 several times faster than the float32 product,
+which was over half of the 100k-item top-K: issue 16), else float32, in small user blocks whose scores stay in
+cache, where the gain is the selection: chunk maxima and a threshold instead of a `torch.topk` over every column
+(on an AVX2-only CPU that top-K took as long as the product, and bf16 products are many times slower than float32
+there). It then computes the exact float32 scores only for the items that can still be in some user's top K, and
+keeps the k best of those (`top_k_of_pairs`). The result is identical to ranking the full float32 block (tests
+hold it to the NumPy reference, ties and seen items included), for this reason:
 
 Error bound. For an item j, let s_j be the float32 score (the block product) and a_j the bf16 score. The inputs
 are rounded to bf16, ũ = bf16(u), ṽ = bf16(v), with residuals δu = u − ũ, δv = v − ṽ that are measured (not just
@@ -17,7 +20,9 @@ denormals flushed (each product off by < 2⁻¹²⁶ × the other factor); that 
     |a_j − s_j| ≤ E + u'·|a_j|,   E = ‖ũ‖·max‖δv‖ + ‖δu‖·max‖ṽ‖ + ‖δu‖·max‖δv‖ + γ_d·(‖ũ‖·max‖ṽ‖ + ‖u‖·max‖v‖) + denormals,
 which `margin` (E, 10 % head room) and `relative` (u', 10 %) over-approximate. (The output rounding is relative
 to the score itself, not to ‖u‖·‖v‖: a bound of (2u + ...)·‖u‖·‖v‖ alone does not hold, a one-dimensional pair
-reaches 2.75u; tests/unit/evaluation/test_exact_top_k.py has it.)
+reaches 2.75u; tests/unit/evaluation/test_exact_top_k.py has it.) A float32 prefilter is the case ũ = u, ṽ = v,
+no output rounding (u' = 0): a_j and s_j are two float32 sums of the same products in different orders, each
+within γ_d·‖u‖‖v_j‖ of the real product, so E = 2γ_d·‖u‖·max‖v‖ (+ denormals) bounds |a_j − s_j|.
 The threshold: split the row into chunks, take the k-th largest chunk maximum m of the bf16 scores (seen items
 at -inf); k distinct chunks hold a bf16 score ≥ m, and a − u'|a| grows with a, so at least k items have
 s ≥ F = m − u'|m| − E: the row's k-th float32 score is ≥ F. An item with s ≥ F has a + u'|a| ≥ F − E, and
@@ -120,21 +125,25 @@ def largest_norm(x: torch.Tensor, rows: int = 65536) -> float:
                default=0.0)
 
 
-class Bf16Items:
-    """The item side of the prefilter, made once per scorer: bf16 item vectors and the error bound's factor.
+class PrefilterItems:
+    """The item side of the prefilter, made once per scorer: its item vectors in the product's precision (bf16
+    where the CPU multiplies it natively, else float32) and the error bound's factors. In float32 the residuals
+    are zero and the output is not rounded again (u' = 0): E is the two float32 sums' γ_d terms, which covers the
+    items × users product summing in another order than the users × items block.
 
     `usable` is False where the bound does not hold (non-finite vectors, values bf16 would overflow, or a largest
     ‖u‖·‖v‖ of 2¹²⁶ or more, where a score or a partial sum, at most about ‖u‖·‖v‖, could overflow float32 or
     bf16): the scorer then takes the float32 path."""
 
-    def __init__(self, U: torch.Tensor, V: torch.Tensor) -> None:
+    def __init__(self, U: torch.Tensor, V: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> None:
         d = V.shape[1]
+        self.dtype = dtype
         finite = bool(torch.isfinite(U).all()) and bool(torch.isfinite(V).all())
         big = max(float(U.abs().max()) if U.numel() else 0.0, float(V.abs().max()) if V.numel() else 0.0)
         norms = [largest_norm(U), largest_norm(V)]
         self.usable = finite and big < 1e30 and norms[0] * norms[1] < 2.0**126 and V.shape[0] > 0
-        self.V = V.bfloat16() if self.usable else V[:0].bfloat16()
-        u = 2.0**-8
+        self.V = V.to(dtype) if self.usable else V[:0].to(dtype)
+        u = 2.0**-8 if dtype == torch.bfloat16 else 0.0  # float32: the product's own sum is the output
         self.gamma = 1.01 * d * 2.0**-24  # γ_d: a float32 sum of d products
         self.relative = 1.1 * u / (1 - u)  # u': the float32 sum rounded to the product's bf16 output
         exact = V.double() if self.usable else V[:0].double()
@@ -150,7 +159,7 @@ class Bf16Items:
         measured) + γ_d·(‖ũ‖·max‖ṽ‖ + ‖u‖·max‖v‖) (the two float32 sums) + the flushed denormals, with 10 % head
         room for the float32 arithmetic that uses it (float64 -> float32)."""
         exact = users.double()
-        rounded = users.bfloat16().double()
+        rounded = users.to(self.dtype).double()
         norm, rounded_norm = torch.linalg.vector_norm(exact, dim=1), torch.linalg.vector_norm(rounded, dim=1)
         residual_norm = torch.linalg.vector_norm(exact - rounded, dim=1)
         inputs = (rounded_norm * self.residual_norm + residual_norm * self.rounded_norm
@@ -173,56 +182,57 @@ class Bf16Items:
 
 
 class Workspace:
-    """One thread's reused buffers for `dot_block_top_k`: the bf16 product (items × users, padded with -inf rows to
-    a whole number of FINE chunks), one SLAB of it in float32, and the FINE-chunk maxima. A fresh tensor per block
-    costs a page fault per 4 KiB."""
+    """One thread's reused buffers for `dot_block_top_k`: the prefilter's product (items × users, padded with -inf
+    rows to a whole number of FINE chunks), one SLAB of it in float32 (bf16 products), and the FINE-chunk maxima.
+    A fresh tensor per block costs a page fault per 4 KiB."""
 
     def __init__(self) -> None:
-        self.approx16 = torch.empty(0, dtype=torch.bfloat16)
+        self.approx = torch.empty(0)
         self.slab = torch.empty(0)
         self.maxima = torch.empty(0)
 
-    def buffers(self, n: int, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(bf16 scores padded × b, float32 slab SLAB × b, FINE-chunk maxima (padded // FINE) × b), padded = n
-        rounded up to a multiple of FINE; the pad rows are -inf."""
+    def buffers(self, n: int, b: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(scores in `dtype` padded × b, float32 slab SLAB × b, FINE-chunk maxima (padded // FINE) × b), padded =
+        n rounded up to a multiple of FINE; the pad rows are -inf."""
         padded = -(-n // FINE) * FINE
-        if self.approx16.numel() < padded * b:
-            self.approx16 = torch.empty(padded * b, dtype=torch.bfloat16)
+        if self.approx.numel() < padded * b or self.approx.dtype != dtype:
+            self.approx = torch.empty(padded * b, dtype=dtype)
         if self.slab.numel() < SLAB * b:
             self.slab = torch.empty(SLAB * b)
         if self.maxima.numel() < padded // FINE * b:
             self.maxima = torch.empty(padded // FINE * b)
-        approx16 = self.approx16[:padded * b].view(padded, b)
-        approx16[n:].fill_(float("-inf"))
-        return approx16, self.slab[:SLAB * b].view(SLAB, b), self.maxima[:padded // FINE * b].view(-1, b)
+        approx = self.approx[:padded * b].view(padded, b)
+        approx[n:].fill_(float("-inf"))
+        return approx, self.slab[:SLAB * b].view(SLAB, b), self.maxima[:padded // FINE * b].view(-1, b)
 
 
-def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items16: Bf16Items, k: int,
+def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items: PrefilterItems, k: int,
                     seen: sp.csr_matrix | SeenPairs | None, workspace: Workspace | None = None,
                     margin: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Exact top-k of `U_block @ Vᵀ` (the module docstring's prefilter), or None where the float32 block is the
     cheaper or the only sound way (too few items per chunk, a row with < k chunks of unseen items, too many
     candidates).
 
-    The bf16 scores are laid out items × users (V·Uᵀ: measured 1.3-1.6x faster than U·Vᵀ here, and the chunk
+    The prefilter's scores are laid out items × users (V·Uᵀ: in bf16 measured 1.3-1.6x faster than U·Vᵀ, and the chunk
     maxima reduce a middle dimension, vectorised over the block's users). They are read once, a SLAB of items at a
-    time converted to float32 in a cache-sized buffer for the maxima of every FINE items (torch's bf16 reductions
+    time (bf16: converted to float32 in a cache-sized buffer) for the maxima of every FINE items (torch's bf16 reductions
     are far slower; a whole float32 block was written and re-read from memory by every pass); the CHUNK maxima
     of the threshold are maxima of those. Candidates: the (user, FINE chunk) pairs whose maximum reaches the
-    user's `low`, then the (user, item) pairs among their items whose bf16 score does (seen items are -inf there,
+    user's `low`, then the (user, item) pairs among their items whose prefilter score does (seen items are -inf there,
     so never candidates): only those pairs are scored in float32 (`exact_pair_scores`) and sorted
-    (`top_k_of_pairs`). `margin`: `items16.margin(U_block)`, when computed beforehand for all users at once."""
+    (`top_k_of_pairs`). `margin`: `items.margin(U_block)`, when computed beforehand for all users at once."""
     b, n = U_block.shape[0], V.shape[0]
     kk = min(k, n)
     chunks = n // CHUNK
-    if not items16.usable or chunks < kk + 1:
+    if not items.usable or chunks < kk + 1:
         return None
-    approx16, slab, fine_max = (workspace or Workspace()).buffers(n, b)
-    torch.mm(items16.V, U_block.bfloat16().T, out=approx16[:n])
-    mask_seen(approx16[:n].T, seen)
-    for start in range(0, len(approx16), SLAB):
-        part = slab[:min(SLAB, len(approx16) - start)]
-        part.copy_(approx16[start:start + len(part)])
+    approx, slab, fine_max = (workspace or Workspace()).buffers(n, b, items.dtype)
+    torch.mm(items.V, U_block.to(items.dtype).T, out=approx[:n])
+    mask_seen(approx[:n].T, seen)
+    for start in range(0, len(approx), SLAB):
+        part = approx[start:start + SLAB]
+        if part.dtype != torch.float32:  # bf16: converted a cache-sized slab at a time
+            part = slab[:len(part)].copy_(part)
         torch.amax(part.view(-1, FINE, b), dim=1, out=fine_max[start // FINE:(start + len(part)) // FINE])
     # the maxima of whole chunks (a tail shorter than CHUNK only adds candidates below); their k-th largest per
     # user by NumPy's partition (introselect) on the chunks × users layout, measured 4x faster than torch.topk
@@ -231,14 +241,14 @@ def dot_block_top_k(U_block: torch.Tensor, V: torch.Tensor, items16: Bf16Items, 
     m = torch.from_numpy(np.partition(chunk_max.numpy(), chunks - kk, axis=0)[chunks - kk])
     if not bool(torch.isfinite(m).all()):
         return None
-    floor, low = items16.thresholds(m, U_block, margin)
+    floor, low = items.thresholds(m, U_block, margin)
     user, fine = torch.nonzero(fine_max.T >= low[:, None], as_tuple=True)  # user-major, chunks ascending
     if len(fine) * FINE > MAX_CANDIDATE_SHARE * n * b:
         return None
-    # candidate pairs: bf16 score >= the user's low (every item that can be in its top K); user-major, items
+    # candidate pairs: prefilter score >= the user's low (every item that can be in its top K); user-major, items
     # ascending within a user
-    approx = approx16.view(-1, FINE, b)[fine, :, user]  # (pairs, FINE)
-    pair, offset = torch.nonzero(approx.float() >= low[user, None], as_tuple=True)
+    pairs = approx.view(-1, FINE, b)[fine, :, user]  # (pairs, FINE)
+    pair, offset = torch.nonzero(pairs.float() >= low[user, None], as_tuple=True)
     user, codes = user[pair], fine[pair] * FINE + offset
     return top_k_of_pairs(user, codes, exact_pair_scores(U_block, V, codes, user), floor, kk, b)
 

@@ -3,8 +3,9 @@
 A block of users is scored against every item with one matrix product (into one reused buffer), the
 items each user saw before are set to -inf through the CSR's flat positions, and `torch.topk` keeps K
 per user, ties at the cut resolved exactly (lower item code first): memory is block × items, never
-users × items. Dot-product scorers on a CPU with native bf16 go through an exact bf16 prefilter instead
-(evaluation/exact_top_k.py: a proven error bound, then float32 scores of the candidates only). Hits are found
+users × items. Dot-product scorers over a large catalogue go through an exact prefilter instead
+(evaluation/exact_top_k.py: small user blocks, chunk maxima, a proven error bound, then float32 scores of the
+candidates only; in bf16 where the CPU multiplies it natively, else in float32). Hits are found
 by binary search of (row, item) keys in the sorted relevant set, so no step loops over users in Python.
 evaluation/ranking_reference.py is the same definition written the plain way (a stable sort of each user's
 full row); tests hold the two to identical results.
@@ -30,7 +31,7 @@ import torch
 from trainpipe.engine.precision import bf16_is_native
 from trainpipe.evaluation.exact_top_k import (
     CHUNK,
-    Bf16Items,
+    PrefilterItems,
     Workspace,
     block_top_k,
     dot_block_top_k,
@@ -39,9 +40,10 @@ from trainpipe.evaluation.exact_top_k import (
 )
 
 PREFILTER_MIN_ITEMS = 10_000  # smaller catalogues: the float32 blocks are about as fast or faster (prefilter_pays)
+FLOAT32_PREFILTER_MIN_ITEMS = 50_000  # the same without native bf16, where the prefilter's product is float32
 # users per prefilter block: 64 × 100k bf16 scores = 12.8 MB; measured 1.19-1.25x the users/s of 32-user blocks
 # at 100k items (1 and 2 threads: the per-block operations weigh half as much per user); 48 slower, 96 and 128 no
-# better
+# better; in float32 (25.6 MB) 1.13x 32-user blocks and 1.14x 128-user blocks (2 threads, AVX2-only CPU)
 PREFILTER_USERS = 64
 ScoreFn = Callable[[np.ndarray], torch.Tensor]  # user codes (b,) -> float32 scores (b, n_items)
 
@@ -50,20 +52,23 @@ class DotScorer:
     """Scores that are a product of user and item vectors, `U[users] @ Vᵀ` (the model, PureSVD, most-popular as
     a rank-1 product): `top_k` has it write each block into one reused buffer. A fresh (users × items) tensor per
     block costs a page fault per 4 KiB of it (a 256 × 100k block is 100 MB), which the top-K itself does not.
-    On a large catalogue where the CPU multiplies bf16 natively, `top_k` ranks through the exact bf16 prefilter
-    instead (evaluation/exact_top_k.py), with the same result."""
+    On a large catalogue `top_k` ranks through the exact prefilter instead (evaluation/exact_top_k.py), with the
+    same result; `prefilter_dtype` is its product's precision (None: bf16 where the CPU multiplies it natively,
+    else float32; tests set it to check both on any CPU)."""
 
-    def __init__(self, U: torch.Tensor, V: torch.Tensor) -> None:
+    def __init__(self, U: torch.Tensor, V: torch.Tensor, prefilter_dtype: torch.dtype | None = None) -> None:
         self.U, self.V = U.float().contiguous(), V.float().contiguous()
-        self._items16: Bf16Items | None = None
+        self.prefilter_dtype = prefilter_dtype
+        self._prefilter_items: PrefilterItems | None = None
 
     def __call__(self, users: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
         return torch.mm(self.U[torch.from_numpy(np.asarray(users, dtype=np.int64))], self.V.T, out=out)
 
-    def items16(self) -> Bf16Items:
-        if self._items16 is None:
-            self._items16 = Bf16Items(self.U, self.V)
-        return self._items16
+    def prefilter_items(self) -> PrefilterItems:
+        if self._prefilter_items is None:
+            dtype = self.prefilter_dtype or (torch.bfloat16 if bf16_is_native() else torch.float32)
+            self._prefilter_items = PrefilterItems(self.U, self.V, dtype)
+        return self._prefilter_items
 
 
 def interaction_matrix(user: np.ndarray, item: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
@@ -81,7 +86,7 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, exclude: sp.csr_matrix |
     item code first).
 
     Blocks of `batch_users` users: scores (a reused buffer for a `DotScorer`), the block's seen items masked,
-    `block_top_k`. A `DotScorer` goes through the exact bf16 prefilter instead where `prefilter` is True, or None
+    `block_top_k`. A `DotScorer` goes through the exact prefilter instead where `prefilter` is True, or None
     and `prefilter_pays` (`prefiltered_top_k`). `exclude` is indexed by user code (rows = all users)."""
     if isinstance(score_fn, DotScorer) and (prefilter_pays(len(score_fn.V), k) if prefilter is None else prefilter):
         return prefiltered_top_k(score_fn, users, k, exclude)
@@ -105,17 +110,21 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, exclude: sp.csr_matrix |
 
 
 def prefilter_pays(n_items: int, k: int = 0) -> bool:
-    """Native bf16, a catalogue of PREFILTER_MIN_ITEMS or more, and at least 2·k chunks (the k-th largest of fewer
-    chunk maxima is a loose threshold): measured 2.8x the float32 blocks at 100k and 50k items (K = 100), 1.7x at
-    20k (K = 100) and 10k (K = 50), 2.0x at 10k (K = 20), 1.1x at 5k (K = 20), 0.64x at 2k (K = 10) (CPU time,
-    one thread, unit vectors in 64 dims; the candidate product and the per-block operations weigh more against a
-    smaller float32 product)."""
-    return n_items >= max(PREFILTER_MIN_ITEMS, 2 * CHUNK * k) and bf16_is_native()
+    """A catalogue large enough for the prefilter's precision and at least 2·k chunks (the k-th largest of fewer
+    chunk maxima is a loose threshold). bf16 (native): PREFILTER_MIN_ITEMS or more, measured 2.8x the float32
+    blocks at 100k and 50k items (K = 100), 1.7x at 20k (K = 100) and 10k (K = 50), 2.0x at 10k (K = 20), 1.1x at
+    5k (K = 20), 0.64x at 2k (K = 10) (CPU time, one thread, unit vectors in 64 dims; the candidate product and the
+    per-block operations weigh more against a smaller float32 product). float32 (an AVX2-only AMD EPYC, 2 threads,
+    2,048 users): FLOAT32_PREFILTER_MIN_ITEMS or more, measured 1.40x at 100k items (1.72x on one thread) and 1.24x
+    at 50k (K = 100), 0.94x at 20k (K = 100), 0.69x at 10k (K = 50): the float32 product is most of its time, and
+    only the selection after it is saved."""
+    least = PREFILTER_MIN_ITEMS if bf16_is_native() else FLOAT32_PREFILTER_MIN_ITEMS
+    return n_items >= max(least, 2 * CHUNK * k)
 
 
 def prefiltered_top_k(scorer: DotScorer, users: np.ndarray, k: int,
                       exclude: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
-    """`top_k` of a `DotScorer` through `dot_block_top_k`, PREFILTER_USERS users per block (their bf16 scores stay
+    """`top_k` of a `DotScorer` through `dot_block_top_k`, PREFILTER_USERS users per block (their scores stay
     in the shared L3 cache), one block per torch thread at a time, each block's operations single-threaded: a
     block is a few dozen small operations, and with torch's threads inside each one, a busy machine made every
     operation wait for a descheduled thread (measured 10x slower on 2 shared cores). Blocks are independent and
@@ -125,9 +134,9 @@ def prefiltered_top_k(scorer: DotScorer, users: np.ndarray, k: int,
     n = len(users)
     items = np.full((n, k), -1, dtype=np.int64)
     scores_out = np.full((n, k), -np.inf, dtype=np.float32)
-    items16 = scorer.items16()
+    item_side = scorer.prefilter_items()
     user_rows = torch.from_numpy(np.asarray(users, dtype=np.int64))
-    margins = items16.margin(scorer.U.index_select(0, user_rows)) if items16.usable else None  # once, not per block
+    margins = item_side.margin(scorer.U.index_select(0, user_rows)) if item_side.usable else None  # once, not per block
     # every user's seen pairs at once (a CSR row selection per block cost more than its block's masking)
     seen_all = exclude[np.asarray(users, dtype=np.int64)] if exclude is not None else sp.csr_matrix((n, 1))
     seen_rows, seen_cols = seen_pairs(seen_all)
@@ -139,7 +148,7 @@ def prefiltered_top_k(scorer: DotScorer, users: np.ndarray, k: int,
         seen = (seen_rows[lo:hi] - start, seen_cols[lo:hi])
         if not hasattr(local, "workspace"):
             local.workspace = Workspace()
-        found = dot_block_top_k(scorer.U.index_select(0, torch.from_numpy(batch)), scorer.V, items16, k, seen,
+        found = dot_block_top_k(scorer.U.index_select(0, torch.from_numpy(batch)), scorer.V, item_side, k, seen,
                                 local.workspace, None if margins is None else margins[start:start + len(batch)])
         if found is None:
             scores = scorer(batch)
