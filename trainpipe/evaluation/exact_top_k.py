@@ -127,9 +127,8 @@ def largest_norm(x: torch.Tensor, rows: int = 65536) -> float:
 
 class PrefilterItems:
     """The item side of the prefilter, made once per scorer: its item vectors in the product's precision (bf16
-    where the CPU multiplies it natively, else float32) and the error bound's factors. In float32 the residuals
-    are zero and the output is not rounded again (u' = 0): E is the two float32 sums' γ_d terms, which covers the
-    items × users product summing in another order than the users × items block.
+    where the CPU multiplies it natively, else float32) and the error bound's factors (module docstring; in
+    float32 the residuals are zero and u' = 0).
 
     `usable` is False where the bound does not hold (non-finite vectors, values bf16 would overflow, or a largest
     ‖u‖·‖v‖ of 2¹²⁶ or more, where a score or a partial sum, at most about ‖u‖·‖v‖, could overflow float32 or

@@ -64,10 +64,12 @@ class DotScorer:
     def __call__(self, users: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
         return torch.mm(self.U[torch.from_numpy(np.asarray(users, dtype=np.int64))], self.V.T, out=out)
 
+    def prefilter_precision(self) -> torch.dtype:
+        return self.prefilter_dtype or (torch.bfloat16 if bf16_is_native() else torch.float32)
+
     def prefilter_items(self) -> PrefilterItems:
         if self._prefilter_items is None:
-            dtype = self.prefilter_dtype or (torch.bfloat16 if bf16_is_native() else torch.float32)
-            self._prefilter_items = PrefilterItems(self.U, self.V, dtype)
+            self._prefilter_items = PrefilterItems(self.U, self.V, self.prefilter_precision())
         return self._prefilter_items
 
 
@@ -88,7 +90,8 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, exclude: sp.csr_matrix |
     Blocks of `batch_users` users: scores (a reused buffer for a `DotScorer`), the block's seen items masked,
     `block_top_k`. A `DotScorer` goes through the exact prefilter instead where `prefilter` is True, or None
     and `prefilter_pays` (`prefiltered_top_k`). `exclude` is indexed by user code (rows = all users)."""
-    if isinstance(score_fn, DotScorer) and (prefilter_pays(len(score_fn.V), k) if prefilter is None else prefilter):
+    if isinstance(score_fn, DotScorer) and (prefilter_pays(len(score_fn.V), k, score_fn.prefilter_precision())
+                                            if prefilter is None else prefilter):
         return prefiltered_top_k(score_fn, users, k, exclude)
     n = len(users)
     items = np.full((n, k), -1, dtype=np.int64)
@@ -109,8 +112,8 @@ def top_k(score_fn: ScoreFn, users: np.ndarray, k: int, exclude: sp.csr_matrix |
     return items, scores_out
 
 
-def prefilter_pays(n_items: int, k: int = 0) -> bool:
-    """A catalogue large enough for the prefilter's precision and at least 2·k chunks (the k-th largest of fewer
+def prefilter_pays(n_items: int, k: int, precision: torch.dtype) -> bool:
+    """A catalogue large enough for the prefilter's `precision` and at least 2·k chunks (the k-th largest of fewer
     chunk maxima is a loose threshold). bf16 (native): PREFILTER_MIN_ITEMS or more, measured 2.8x the float32
     blocks at 100k and 50k items (K = 100), 1.7x at 20k (K = 100) and 10k (K = 50), 2.0x at 10k (K = 20), 1.1x at
     5k (K = 20), 0.64x at 2k (K = 10) (CPU time, one thread, unit vectors in 64 dims; the candidate product and the
@@ -118,7 +121,7 @@ def prefilter_pays(n_items: int, k: int = 0) -> bool:
     2,048 users): FLOAT32_PREFILTER_MIN_ITEMS or more, measured 1.40x at 100k items (1.72x on one thread) and 1.24x
     at 50k (K = 100), 0.94x at 20k (K = 100), 0.69x at 10k (K = 50): the float32 product is most of its time, and
     only the selection after it is saved."""
-    least = PREFILTER_MIN_ITEMS if bf16_is_native() else FLOAT32_PREFILTER_MIN_ITEMS
+    least = PREFILTER_MIN_ITEMS if precision == torch.bfloat16 else FLOAT32_PREFILTER_MIN_ITEMS
     return n_items >= max(least, 2 * CHUNK * k)
 
 
